@@ -1,0 +1,340 @@
+//! Why a session ended: one reason per session, decided from the first fatal event it observed.
+//!
+//! [`CloseReason::as_str`] is the `reason` label of every close metric. [`classify_io`] is the one
+//! place that turns what the kernel reported into a reason.
+
+use std::io;
+
+use protocol::{ByeCode, CodecError};
+
+/// Why a session ended. `Copy`, so it can travel in metrics and logs freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The client sent `Bye`, the server answered, and the connection closed cleanly.
+    /// Nothing to do: this is how players should leave.
+    ClientQuit,
+    /// End of stream between frames without a `Bye`: the client closed its socket without saying
+    /// goodbye (a crash handler, a closed laptop lid after flushing). Nothing was lost.
+    PeerEof,
+    /// End of stream inside a frame: the client stopped mid-message, typically because its
+    /// process was killed. A rise means clients are crashing.
+    TruncatedFrame,
+    /// ECONNRESET: the client's kernel reset the connection (killed with unread data, SO_LINGER 0,
+    /// or a middlebox). A surge points at the network between players and the server.
+    PeerReset,
+    /// EPIPE on write: the client closed while the server was still sending.
+    BrokenPipe,
+    /// The heartbeat watchdog heard nothing for `session.idle_timeout`: a pulled cable, a frozen
+    /// client or a dead route. A surge points at the network.
+    IdleTimeout,
+    /// ETIMEDOUT or EHOSTUNREACH from TCP keepalive or TCP_USER_TIMEOUT: the kernel gave up on an
+    /// unreachable peer, below the application heartbeat.
+    TcpTimeout,
+    /// No `Hello` within `session.handshake_timeout`: a slowloris, a port scanner, or a client far
+    /// too slow to play.
+    HandshakeTimeout,
+    /// The client broke the protocol (bad frame, bad version, out-of-order message). The log
+    /// line says what; a rise after a client release is a client bug.
+    ProtocolError,
+    /// The client could not keep up: its outbound queue overflowed or a write stayed blocked for
+    /// `session.write_timeout`.
+    SlowConsumer,
+    /// The client exceeded `session.rate_limit_per_sec` (pings included).
+    RateLimited,
+    /// The auth token was missing, malformed, expired or for another player.
+    AuthFailed,
+    /// An operator or the game kicked the player.
+    Kicked,
+    /// The same player connected again; this older session was closed.
+    Replaced,
+    /// The server drained on shutdown.
+    ServerShutdown,
+    /// Any other I/O error; the log line carries the errno.
+    IoError,
+}
+
+impl CloseReason {
+    /// Every reason, in the order metrics list them.
+    pub const ALL: [CloseReason; 16] = [
+        CloseReason::ClientQuit,
+        CloseReason::PeerEof,
+        CloseReason::TruncatedFrame,
+        CloseReason::PeerReset,
+        CloseReason::BrokenPipe,
+        CloseReason::IdleTimeout,
+        CloseReason::TcpTimeout,
+        CloseReason::HandshakeTimeout,
+        CloseReason::ProtocolError,
+        CloseReason::SlowConsumer,
+        CloseReason::RateLimited,
+        CloseReason::AuthFailed,
+        CloseReason::Kicked,
+        CloseReason::Replaced,
+        CloseReason::ServerShutdown,
+        CloseReason::IoError,
+    ];
+
+    /// The metric label and log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientQuit => "client_quit",
+            CloseReason::PeerEof => "peer_eof",
+            CloseReason::TruncatedFrame => "truncated_frame",
+            CloseReason::PeerReset => "peer_reset",
+            CloseReason::BrokenPipe => "broken_pipe",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::TcpTimeout => "tcp_timeout",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::RateLimited => "rate_limited",
+            CloseReason::AuthFailed => "auth_failed",
+            CloseReason::Kicked => "kicked",
+            CloseReason::Replaced => "replaced",
+            CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::IoError => "io_error",
+        }
+    }
+
+    /// The reason for a metric label, if it names one.
+    pub fn from_label(label: &str) -> Option<CloseReason> {
+        CloseReason::ALL.into_iter().find(|r| r.as_str() == label)
+    }
+
+    /// True when the server decided to end the session (as opposed to observing the peer or the
+    /// network end it). Server-initiated closes send a `Bye`.
+    pub fn is_server_initiated(self) -> bool {
+        self.bye_code().is_some() && self != CloseReason::ClientQuit
+    }
+
+    /// True when the peer or the path is gone or presumed gone: the session ended abnormally.
+    pub fn is_abnormal(self) -> bool {
+        matches!(
+            self,
+            CloseReason::PeerEof
+                | CloseReason::TruncatedFrame
+                | CloseReason::PeerReset
+                | CloseReason::BrokenPipe
+                | CloseReason::IdleTimeout
+                | CloseReason::TcpTimeout
+                | CloseReason::SlowConsumer
+                | CloseReason::IoError
+        )
+    }
+
+    /// The `Bye` code the server sends for this reason, if it sends one.
+    pub fn bye_code(self) -> Option<ByeCode> {
+        Some(match self {
+            CloseReason::ClientQuit => ByeCode::ClientQuit,
+            CloseReason::IdleTimeout => ByeCode::IdleTimeout,
+            CloseReason::HandshakeTimeout => ByeCode::HandshakeTimeout,
+            CloseReason::ProtocolError => ByeCode::ProtocolError,
+            CloseReason::SlowConsumer => ByeCode::SlowConsumer,
+            CloseReason::RateLimited => ByeCode::RateLimited,
+            CloseReason::AuthFailed => ByeCode::AuthFailed,
+            CloseReason::Kicked => ByeCode::Kicked,
+            CloseReason::Replaced => ByeCode::Replaced,
+            CloseReason::ServerShutdown => ByeCode::ServerShutdown,
+            CloseReason::PeerEof
+            | CloseReason::TruncatedFrame
+            | CloseReason::PeerReset
+            | CloseReason::BrokenPipe
+            | CloseReason::TcpTimeout
+            | CloseReason::IoError => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which way the failing operation was going. A reset seen on write is still a reset; an
+/// unclassified error on write is reported with the direction in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Reading from the peer.
+    Read,
+    /// Writing to the peer.
+    Write,
+}
+
+/// Turns an I/O error the session observed into a close reason.
+///
+/// Walks `source()` down to the innermost `io::Error`, then looks at the raw errno first (so
+/// EHOSTUNREACH, which std maps to a generic kind on older toolchains, is still a timeout) and the
+/// `ErrorKind` second.
+pub fn classify_io(error: &io::Error) -> CloseReason {
+    let error = innermost_io(error);
+    if let Some(errno) = error.raw_os_error() {
+        match errno {
+            ECONNRESET => return CloseReason::PeerReset,
+            EPIPE => return CloseReason::BrokenPipe,
+            ETIMEDOUT | EHOSTUNREACH | ENETUNREACH => return CloseReason::TcpTimeout,
+            _ => {}
+        }
+    }
+    match error.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => CloseReason::PeerReset,
+        io::ErrorKind::BrokenPipe => CloseReason::BrokenPipe,
+        io::ErrorKind::TimedOut
+        | io::ErrorKind::HostUnreachable
+        | io::ErrorKind::NetworkUnreachable => CloseReason::TcpTimeout,
+        io::ErrorKind::UnexpectedEof => CloseReason::TruncatedFrame,
+        _ => CloseReason::IoError,
+    }
+}
+
+/// Turns a decoder error into a close reason: transport errors through [`classify_io`], an end
+/// of stream inside a frame as `truncated_frame`, everything else as `protocol_error`.
+pub fn classify_codec(error: &CodecError) -> CloseReason {
+    match error {
+        CodecError::Io(io) => classify_io(io),
+        CodecError::Truncated { .. } => CloseReason::TruncatedFrame,
+        _ => CloseReason::ProtocolError,
+    }
+}
+
+fn innermost_io(error: &io::Error) -> &io::Error {
+    let mut current = error;
+    while let Some(inner) = current
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<io::Error>())
+    {
+        current = inner;
+    }
+    current
+}
+
+// Linux errno values; the classifier matches on them so that it does not depend on how std maps
+// a given errno to an ErrorKind.
+const EPIPE: i32 = 32;
+const ECONNRESET: i32 = 104;
+const ETIMEDOUT: i32 = 110;
+const EHOSTUNREACH: i32 = 113;
+const ENETUNREACH: i32 = 101;
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A real ECONNRESET: the peer closes with unread data in its receive buffer, so its kernel
+    /// answers with RST, and our next read fails.
+    #[test]
+    fn a_real_reset_is_peer_reset() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        client.write_all(b"unread by the server").expect("write");
+        server.write_all(b"unread by the client").expect("write");
+        std::thread::sleep(Duration::from_millis(50));
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut buf = [0u8; 64];
+        let mut error = None;
+        for _ in 0..4 {
+            match server.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let error = error.expect("reading after the peer's RST must fail");
+        assert_eq!(error.raw_os_error(), Some(ECONNRESET));
+        assert_eq!(classify_io(&error), CloseReason::PeerReset);
+    }
+
+    /// A real EPIPE: writing after the peer has closed and reset.
+    #[test]
+    fn a_real_broken_pipe_is_broken_pipe() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        client.shutdown(Shutdown::Both).expect("shutdown");
+        drop(client);
+        let mut observed = None;
+        for _ in 0..50 {
+            if let Err(e) = server.write_all(&[0u8; 1024]) {
+                observed = Some(e);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let error = observed.expect("writing to a closed peer must eventually fail");
+        let reason = classify_io(&error);
+        assert!(
+            reason == CloseReason::BrokenPipe || reason == CloseReason::PeerReset,
+            "got {reason} from {error:?}"
+        );
+        assert_eq!(
+            classify_io(&io::Error::from_raw_os_error(EPIPE)),
+            CloseReason::BrokenPipe
+        );
+    }
+
+    #[test]
+    fn timeouts_and_unreachable_hosts_are_tcp_timeouts() {
+        for errno in [ETIMEDOUT, EHOSTUNREACH, ENETUNREACH] {
+            assert_eq!(
+                classify_io(&io::Error::from_raw_os_error(errno)),
+                CloseReason::TcpTimeout,
+                "errno {errno}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrapped_errors_are_unwrapped_to_their_errno() {
+        let inner = io::Error::from_raw_os_error(ECONNRESET);
+        let wrapped = io::Error::other(inner);
+        assert_eq!(classify_io(&wrapped), CloseReason::PeerReset);
+        let codec = CodecError::Io(io::Error::from_raw_os_error(EPIPE));
+        assert_eq!(classify_codec(&codec), CloseReason::BrokenPipe);
+    }
+
+    #[test]
+    fn unknown_errors_are_io_errors() {
+        assert_eq!(
+            classify_io(&io::Error::from_raw_os_error(5 /* EIO */)),
+            CloseReason::IoError
+        );
+    }
+
+    #[test]
+    fn codec_errors_split_into_truncation_and_protocol_errors() {
+        assert_eq!(
+            classify_codec(&CodecError::Truncated { buffered: 3 }),
+            CloseReason::TruncatedFrame
+        );
+        assert_eq!(
+            classify_codec(&CodecError::UnknownKind(0x7f)),
+            CloseReason::ProtocolError
+        );
+        assert_eq!(
+            classify_codec(&CodecError::FrameTooLarge {
+                len: 1 << 20,
+                max: 1 << 16
+            }),
+            CloseReason::ProtocolError
+        );
+    }
+
+    #[test]
+    fn labels_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in CloseReason::ALL {
+            assert!(seen.insert(reason.as_str()), "duplicate label {reason}");
+            assert_eq!(CloseReason::from_label(reason.as_str()), Some(reason));
+        }
+        assert_eq!(seen.len(), 16);
+    }
+}

@@ -1,0 +1,252 @@
+//! Every metric the server exports, registered once in its own registry.
+//!
+//! Labels are aggregate only (reason, direction, kind): never a label per session or player.
+//! Every close reason and rejection reason is initialised to zero at start so that `rate()`
+//! works from the first scrape.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::close::CloseReason;
+
+/// Why a connection was turned away before it became a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// `server.max_sessions` reached.
+    ServerFull,
+    /// `server.max_sessions_per_ip` reached for the source address.
+    PerIpLimit,
+}
+
+impl Rejection {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::ServerFull => "server_full",
+            Rejection::PerIpLimit => "per_ip_limit",
+        }
+    }
+}
+
+/// Kinds of accept error that are counted (connections that died before accept are not errors).
+pub const ACCEPT_ERROR_KINDS: [&str; 5] = ["emfile", "enfile", "enobufs", "enomem", "other"];
+
+/// Handles to every metric. Cloning is cheap (each handle is an `Arc`).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Sessions admitted and not yet closed.
+    pub sessions_active: IntGauge,
+    /// Connections admitted as sessions.
+    pub sessions_accepted: IntCounter,
+    /// Connections turned away, by reason.
+    pub connections_rejected: IntCounterVec,
+    /// accept() failures, by kind.
+    pub accept_errors: IntCounterVec,
+    /// Closed sessions, by close reason.
+    pub sessions_closed: IntCounterVec,
+    /// Session lifetimes, by close reason.
+    pub session_duration: HistogramVec,
+    /// Time from the last inbound byte to the close decision, by close reason.
+    pub close_detect: HistogramVec,
+    /// Ping to pong round trips measured by the server.
+    pub heartbeat_rtt: Histogram,
+    /// Frames, by direction.
+    pub frames: IntCounterVec,
+    /// Bytes on the wire (frames including their length prefix), by direction.
+    pub bytes: IntCounterVec,
+    /// 1 while the server accepts players, 0 while it drains.
+    pub ready: IntGauge,
+    /// Sessions still open when the drain timeout expired and that were closed by force.
+    pub drain_forced: IntCounter,
+    /// Events dropped because they did not fit in one frame (a game bug).
+    pub events_oversized: IntCounter,
+}
+
+impl Metrics {
+    /// Registers every metric, plus the process collector, in a fresh registry.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let counter_vec =
+            |name: &str, help: &str, label: &str| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram_vec =
+            |name: &str, help: &str, buckets: &[f64]| -> Result<HistogramVec, prometheus::Error> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                    &["reason"],
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+
+        let heartbeat_rtt = Histogram::with_opts(
+            HistogramOpts::new(
+                "gameserver_heartbeat_rtt_seconds",
+                "Round trip from a server Ping to the client's Pong.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0,
+            ]),
+        )?;
+        registry.register(Box::new(heartbeat_rtt.clone()))?;
+
+        let metrics = Metrics {
+            sessions_active: gauge(
+                "gameserver_sessions_active",
+                "Sessions admitted and not yet closed.",
+            )?,
+            sessions_accepted: counter(
+                "gameserver_sessions_accepted_total",
+                "Connections admitted as sessions.",
+            )?,
+            connections_rejected: counter_vec(
+                "gameserver_connections_rejected_total",
+                "Connections turned away with Bye{server_full} before becoming sessions.",
+                "reason",
+            )?,
+            accept_errors: counter_vec(
+                "gameserver_accept_errors_total",
+                "accept() failures, by kind (emfile, enfile, enobufs, enomem, other).",
+                "kind",
+            )?,
+            sessions_closed: counter_vec(
+                "gameserver_sessions_closed_total",
+                "Sessions closed, by the first fatal event each observed.",
+                "reason",
+            )?,
+            session_duration: histogram_vec(
+                "gameserver_session_duration_seconds",
+                "How long sessions lasted, by close reason.",
+                &[
+                    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+                    14400.0,
+                ],
+            )?,
+            close_detect: histogram_vec(
+                "gameserver_close_detect_seconds",
+                "Time from the last inbound byte to the close decision: how long a dead peer lingered.",
+                &[
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0,
+                    30.0, 60.0, 120.0,
+                ],
+            )?,
+            heartbeat_rtt,
+            frames: counter_vec(
+                "gameserver_frames_total",
+                "Frames, by direction (in, out).",
+                "direction",
+            )?,
+            bytes: counter_vec(
+                "gameserver_bytes_total",
+                "Bytes of frames including length prefixes, by direction (in, out).",
+                "direction",
+            )?,
+            ready: gauge(
+                "gameserver_ready",
+                "1 while the server accepts players, 0 while it drains for shutdown.",
+            )?,
+            drain_forced: counter(
+                "gameserver_drain_forced_total",
+                "Sessions still open when shutdown.drain_timeout expired, closed by force.",
+            )?,
+            events_oversized: counter(
+                "gameserver_events_oversized_total",
+                "Game events dropped because they did not fit in one frame (a game bug).",
+            )?,
+            registry,
+        };
+
+        for reason in CloseReason::ALL {
+            let label = reason.as_str();
+            metrics.sessions_closed.with_label_values(&[label]);
+            metrics.session_duration.with_label_values(&[label]);
+            metrics.close_detect.with_label_values(&[label]);
+        }
+        for rejection in [Rejection::ServerFull, Rejection::PerIpLimit] {
+            metrics
+                .connections_rejected
+                .with_label_values(&[rejection.as_str()]);
+        }
+        for kind in ACCEPT_ERROR_KINDS {
+            metrics.accept_errors.with_label_values(&[kind]);
+        }
+        for direction in ["in", "out"] {
+            metrics.frames.with_label_values(&[direction]);
+            metrics.bytes.with_label_values(&[direction]);
+        }
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(metrics)
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Per-session traffic counts, kept locally and added to the shared counters in batches so that
+/// no frame pays for an atomic on a shared cache line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+}
+
+/// Cached handles to the four traffic counters.
+#[derive(Debug, Clone)]
+pub struct TrafficCounters {
+    frames_in: IntCounter,
+    frames_out: IntCounter,
+    bytes_in: IntCounter,
+    bytes_out: IntCounter,
+}
+
+impl TrafficCounters {
+    /// Resolves the labelled counters once.
+    pub fn new(metrics: &Metrics) -> Self {
+        TrafficCounters {
+            frames_in: metrics.frames.with_label_values(&["in"]),
+            frames_out: metrics.frames.with_label_values(&["out"]),
+            bytes_in: metrics.bytes.with_label_values(&["in"]),
+            bytes_out: metrics.bytes.with_label_values(&["out"]),
+        }
+    }
+
+    /// Adds the counts accumulated since `flushed` and remembers the new mark.
+    pub fn flush(&self, now: &Traffic, flushed: &mut Traffic) {
+        self.frames_in.inc_by(now.frames_in - flushed.frames_in);
+        self.frames_out.inc_by(now.frames_out - flushed.frames_out);
+        self.bytes_in.inc_by(now.bytes_in - flushed.bytes_in);
+        self.bytes_out.inc_by(now.bytes_out - flushed.bytes_out);
+        *flushed = *now;
+    }
+}

@@ -1,0 +1,114 @@
+//! The one task that learns how every session ended: it records the close metrics, logs one
+//! line per close at a level that fits the reason, and tells the game the player left.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::close::CloseReason;
+use crate::game::Game;
+use crate::metrics::{Metrics, Traffic};
+use crate::registry::{Player, Registry};
+
+/// What a session reports when it ends.
+#[derive(Debug)]
+pub struct SessionEnd {
+    /// Session id.
+    pub session_id: u64,
+    /// The player, if the handshake completed.
+    pub player: Option<Player>,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// The first fatal event.
+    pub reason: CloseReason,
+    /// What exactly happened (errno, protocol violation), for the log.
+    pub detail: Option<String>,
+    /// From accept to the close decision.
+    pub lifetime: Duration,
+    /// From the last inbound frame to the close decision.
+    pub detect: Duration,
+    /// Frames and bytes each way.
+    pub traffic: Traffic,
+    /// A graceful close was cut short by a forced shutdown.
+    pub forced: bool,
+}
+
+/// Receives session ends until every sender is gone.
+pub(crate) async fn run(
+    mut ends: mpsc::UnboundedReceiver<SessionEnd>,
+    metrics: Metrics,
+    registry: Arc<Registry>,
+    game: Arc<dyn Game>,
+) {
+    while let Some(end) = ends.recv().await {
+        reap(&end, &metrics, &registry, game.as_ref());
+    }
+}
+
+fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, game: &dyn Game) {
+    let label = end.reason.as_str();
+    metrics.sessions_closed.with_label_values(&[label]).inc();
+    metrics
+        .session_duration
+        .with_label_values(&[label])
+        .observe(end.lifetime.as_secs_f64());
+    metrics
+        .close_detect
+        .with_label_values(&[label])
+        .observe(end.detect.as_secs_f64());
+    if end.forced {
+        metrics.drain_forced.inc();
+    }
+    log(end);
+    if let Some(player) = &end.player {
+        registry.remove(end.session_id);
+        game.leave(player, end.reason);
+    }
+}
+
+fn log(end: &SessionEnd) {
+    let player = end.player.as_ref().map(Player::player_id).unwrap_or("");
+    let detail = end.detail.as_deref().unwrap_or("");
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                session = end.session_id,
+                player,
+                peer = %end.peer,
+                reason = end.reason.as_str(),
+                detail,
+                lifetime_ms = end.lifetime.as_millis() as u64,
+                detect_ms = end.detect.as_millis() as u64,
+                frames_in = end.traffic.frames_in,
+                frames_out = end.traffic.frames_out,
+                bytes_in = end.traffic.bytes_in,
+                bytes_out = end.traffic.bytes_out,
+                forced = end.forced,
+                "session closed"
+            )
+        };
+    }
+    match end.reason {
+        // Expected endings: players leaving, operators acting, the server stopping.
+        CloseReason::ClientQuit
+        | CloseReason::PeerEof
+        | CloseReason::Kicked
+        | CloseReason::Replaced
+        | CloseReason::ServerShutdown => line!(info),
+        // A client misbehaving or a network fault: worth a look when they cluster.
+        CloseReason::TruncatedFrame
+        | CloseReason::PeerReset
+        | CloseReason::BrokenPipe
+        | CloseReason::IdleTimeout
+        | CloseReason::TcpTimeout
+        | CloseReason::HandshakeTimeout
+        | CloseReason::ProtocolError
+        | CloseReason::SlowConsumer
+        | CloseReason::RateLimited
+        | CloseReason::AuthFailed => line!(warn),
+        // Not understood: the errno is in the detail.
+        CloseReason::IoError => line!(error),
+    }
+}

@@ -1,0 +1,286 @@
+//! Live sessions that completed their handshake: the game's handle on each player, the lookup
+//! that enforces one session per player id, and what the admin listener lists and kicks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc};
+
+use crate::close::CloseReason;
+
+/// The game's handle on one connected player. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Player(Arc<PlayerInner>);
+
+#[derive(Debug)]
+struct PlayerInner {
+    session_id: u64,
+    player_id: Arc<str>,
+    peer: SocketAddr,
+    started: Instant,
+    events: mpsc::Sender<Bytes>,
+    control: Control,
+    room: Mutex<Arc<str>>,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// A one-shot request, from outside the session task, to end the session with a reason.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    reason: AtomicU8,
+    notify: Notify,
+}
+
+impl Control {
+    /// Records the reason (the first request wins) and wakes the session.
+    fn request(&self, reason: CloseReason) {
+        let code = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| i as u8 + 1);
+        if self
+            .reason
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The requested reason, if any.
+    pub(crate) fn requested(&self) -> Option<CloseReason> {
+        let code = self.reason.load(Ordering::Acquire);
+        CloseReason::ALL
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
+    }
+
+    /// Completes when a close is requested (immediately if one already was).
+    pub(crate) async fn wait(&self) -> CloseReason {
+        loop {
+            if let Some(reason) = self.requested() {
+                return reason;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+impl Player {
+    pub(crate) fn new(
+        session_id: u64,
+        player_id: Arc<str>,
+        peer: SocketAddr,
+        events: mpsc::Sender<Bytes>,
+    ) -> Player {
+        Player(Arc::new(PlayerInner {
+            session_id,
+            player_id,
+            peer,
+            started: Instant::now(),
+            events,
+            control: Control::default(),
+            room: Mutex::new(Arc::from("")),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }))
+    }
+
+    /// The server's id for this session.
+    pub fn session_id(&self) -> u64 {
+        self.0.session_id
+    }
+
+    /// The player id from `Hello`.
+    pub fn player_id(&self) -> &str {
+        &self.0.player_id
+    }
+
+    /// The player's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.0.peer
+    }
+
+    /// Queues an event payload for the player without ever waiting. When the player's queue is
+    /// full the session ends as `slow_consumer` and the event is dropped; returns false then, or
+    /// when the session has already ended.
+    pub fn send(&self, payload: Bytes) -> bool {
+        match self.0.events.try_send(payload) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseReason::SlowConsumer);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Ends the session with `Bye{kicked}` after its queued events.
+    pub fn kick(&self) {
+        self.close(CloseReason::Kicked);
+    }
+
+    /// Asks the session to end with `reason`; the first request wins.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        self.0.control.request(reason);
+    }
+
+    pub(crate) fn control(&self) -> &Control {
+        &self.0.control
+    }
+
+    pub(crate) fn set_room(&self, room: &str) {
+        *lock(&self.0.room) = Arc::from(room);
+    }
+
+    pub(crate) fn add_traffic(&self, bytes_in: u64, bytes_out: u64) {
+        self.0.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        self.0.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            id: self.0.session_id,
+            player: self.0.player_id.to_string(),
+            peer: self.0.peer.to_string(),
+            age_secs: self.0.started.elapsed().as_secs_f64(),
+            room: lock(&self.0.room).to_string(),
+            bytes_in: self.0.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.0.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One live session as the admin listener shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    /// Session id (use it to kick).
+    pub id: u64,
+    /// Player id.
+    pub player: String,
+    /// Peer address.
+    pub peer: String,
+    /// Seconds since the handshake.
+    pub age_secs: f64,
+    /// Current room.
+    pub room: String,
+    /// Bytes received (updated at each heartbeat).
+    pub bytes_in: u64,
+    /// Bytes sent (updated at each heartbeat).
+    pub bytes_out: u64,
+}
+
+/// The live sessions, by session id and by player id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: HashMap<u64, Player>,
+    by_player: HashMap<Arc<str>, u64>,
+}
+
+/// Lock a mutex, recovering the data if a panicking thread poisoned it: the maps stay
+/// consistent because every update is a single insert or remove.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Registry {
+    /// Adds a player. If the same player id already has a session, that session is asked to
+    /// close as `replaced` and returned.
+    pub(crate) fn register(&self, player: Player) -> Option<Player> {
+        let mut inner = lock(&self.inner);
+        let previous = inner
+            .by_player
+            .insert(player.0.player_id.clone(), player.session_id())
+            .and_then(|old| inner.by_id.get(&old).cloned());
+        inner.by_id.insert(player.session_id(), player);
+        if let Some(old) = &previous {
+            old.close(CloseReason::Replaced);
+        }
+        previous
+    }
+
+    /// Removes a session; the player id mapping goes only if it still points at this session.
+    pub(crate) fn remove(&self, session_id: u64) {
+        let mut inner = lock(&self.inner);
+        if let Some(player) = inner.by_id.remove(&session_id)
+            && inner.by_player.get(player.player_id()) == Some(&session_id)
+        {
+            inner.by_player.remove(player.player_id());
+        }
+    }
+
+    /// The session with this id, if it is live.
+    pub fn get(&self, session_id: u64) -> Option<Player> {
+        lock(&self.inner).by_id.get(&session_id).cloned()
+    }
+
+    /// Every live session, oldest id first.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let players: Vec<Player> = lock(&self.inner).by_id.values().cloned().collect();
+        let mut infos: Vec<SessionInfo> = players.iter().map(Player::info).collect();
+        infos.sort_by_key(|i| i.id);
+        infos
+    }
+
+    /// Number of live sessions past their handshake.
+    pub fn len(&self) -> usize {
+        lock(&self.inner).by_id.len()
+    }
+
+    /// True when no session is past its handshake.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn player(id: u64, name: &str) -> (Player, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(2);
+        let peer = "127.0.0.1:5000".parse().expect("addr");
+        (Player::new(id, Arc::from(name), peer, tx), rx)
+    }
+
+    #[test]
+    fn a_second_session_for_a_player_replaces_the_first() {
+        let registry = Registry::default();
+        let (first, _rx1) = player(1, "alice");
+        let (second, _rx2) = player(2, "alice");
+        assert!(registry.register(first.clone()).is_none());
+        let replaced = registry.register(second).expect("first is replaced");
+        assert_eq!(replaced.session_id(), 1);
+        assert_eq!(first.control().requested(), Some(CloseReason::Replaced));
+        // The old session's late removal must not unmap the new one.
+        registry.remove(1);
+        assert_eq!(registry.len(), 1);
+        let (third, _rx3) = player(3, "alice");
+        assert_eq!(registry.register(third).map(|p| p.session_id()), Some(2));
+    }
+
+    #[test]
+    fn a_full_queue_closes_the_session_as_slow_consumer() {
+        let (p, _rx) = player(1, "bob");
+        assert!(p.send(Bytes::from_static(b"1")));
+        assert!(p.send(Bytes::from_static(b"2")));
+        assert!(!p.send(Bytes::from_static(b"3")));
+        assert_eq!(p.control().requested(), Some(CloseReason::SlowConsumer));
+        // The first reason wins.
+        p.kick();
+        assert_eq!(p.control().requested(), Some(CloseReason::SlowConsumer));
+    }
+}

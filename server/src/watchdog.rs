@@ -1,0 +1,271 @@
+//! The session's deadlines, as pure logic over instants: the handshake deadline, the idle
+//! deadline, the next ping and the write-stall deadline.
+//!
+//! The session keeps ONE timer and arms it at [`Watchdog::next_deadline`]. Inbound activity only
+//! moves deadlines later, so it just records the time; the timer is re-armed when it fires, not on
+//! every frame. Only a deadline that moves earlier (a write that starts stalling) re-arms it early.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What the watchdog found due when the timer fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No `Hello` within the handshake timeout.
+    Handshake,
+    /// Nothing received for the idle timeout.
+    Idle,
+    /// The socket stayed backed up for the write timeout.
+    WriteStall,
+    /// Time to send the next heartbeat ping.
+    Ping,
+}
+
+/// Timer settings, copied from the session configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Time allowed for `Hello`.
+    pub handshake: Duration,
+    /// Ping period; zero means no pings.
+    pub heartbeat: Duration,
+    /// Silence allowed after the handshake.
+    pub idle: Duration,
+    /// Backpressure allowed on writes.
+    pub write: Duration,
+}
+
+/// The deadlines of one session.
+#[derive(Debug)]
+pub struct Watchdog {
+    timeouts: Timeouts,
+    handshake_deadline: Option<Instant>,
+    last_inbound: Instant,
+    next_ping: Option<Instant>,
+    write_stalled_since: Option<Instant>,
+}
+
+impl Watchdog {
+    /// A watchdog for a connection accepted at `now`, waiting for its `Hello`.
+    pub fn new(timeouts: Timeouts, now: Instant) -> Self {
+        Watchdog {
+            timeouts,
+            handshake_deadline: Some(now + timeouts.handshake),
+            last_inbound: now,
+            next_ping: None,
+            write_stalled_since: None,
+        }
+    }
+
+    /// The handshake completed: the idle deadline and the ping schedule start now.
+    pub fn handshake_done(&mut self, now: Instant) {
+        self.handshake_deadline = None;
+        self.last_inbound = now;
+        if !self.timeouts.heartbeat.is_zero() {
+            self.next_ping = Some(now + self.timeouts.heartbeat);
+        }
+    }
+
+    /// A frame arrived. Cheap on purpose: called for every frame.
+    pub fn inbound(&mut self, now: Instant) {
+        self.last_inbound = now;
+    }
+
+    /// When the last frame arrived (or the connection was accepted).
+    pub fn last_inbound(&self) -> Instant {
+        self.last_inbound
+    }
+
+    /// A write left bytes in the buffer: the kernel's send buffer is full. Starts the stall clock
+    /// unless it is already running.
+    pub fn write_blocked(&mut self, now: Instant) {
+        self.write_stalled_since.get_or_insert(now);
+    }
+
+    /// The write buffer drained completely.
+    pub fn write_drained(&mut self) {
+        self.write_stalled_since = None;
+    }
+
+    /// The earliest instant at which something may be due.
+    pub fn next_deadline(&self) -> Instant {
+        let idle = match self.handshake_deadline {
+            Some(handshake) => handshake,
+            None => self.last_inbound + self.timeouts.idle,
+        };
+        [
+            self.next_ping,
+            self.write_stalled_since.map(|t| t + self.timeouts.write),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(idle, Instant::min)
+    }
+
+    /// What is due at `now`, most severe first. A due ping is consumed: the next one is scheduled
+    /// one period later (never in the past, so a stalled runtime does not cause a ping burst).
+    pub fn expired(&mut self, now: Instant) -> Option<Expiry> {
+        if let Some(deadline) = self.handshake_deadline {
+            return (now >= deadline).then_some(Expiry::Handshake);
+        }
+        if now >= self.last_inbound + self.timeouts.idle {
+            return Some(Expiry::Idle);
+        }
+        if let Some(since) = self.write_stalled_since
+            && now >= since + self.timeouts.write
+        {
+            return Some(Expiry::WriteStall);
+        }
+        if let Some(ping) = self.next_ping
+            && now >= ping
+        {
+            self.next_ping =
+                Some((ping + self.timeouts.heartbeat).max(now + self.timeouts.heartbeat / 2));
+            return Some(Expiry::Ping);
+        }
+        None
+    }
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `burst`.
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimit {
+    /// A full bucket.
+    pub fn new(rate_per_sec: u32, burst: u32, now: Instant) -> Self {
+        RateLimit {
+            rate: f64::from(rate_per_sec),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            updated: now,
+        }
+    }
+
+    /// Takes one token; false when the bucket is empty.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.updated = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        handshake: Duration::from_secs(5),
+        heartbeat: Duration::from_secs(1),
+        idle: Duration::from_secs(3),
+        write: Duration::from_secs(2),
+    };
+
+    #[test]
+    fn handshake_deadline_is_absolute_from_accept() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(T, t0);
+        w.inbound(t0 + Duration::from_secs(4));
+        assert_eq!(w.next_deadline(), t0 + Duration::from_secs(5));
+        assert_eq!(w.expired(t0 + Duration::from_millis(4999)), None);
+        assert_eq!(
+            w.expired(t0 + Duration::from_secs(5)),
+            Some(Expiry::Handshake)
+        );
+    }
+
+    #[test]
+    fn pings_are_due_every_period_and_idle_fires_after_silence() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(T, t0);
+        w.handshake_done(t0);
+        assert_eq!(w.next_deadline(), t0 + Duration::from_secs(1));
+        assert_eq!(w.expired(t0 + Duration::from_secs(1)), Some(Expiry::Ping));
+        assert_eq!(w.next_deadline(), t0 + Duration::from_secs(2));
+        assert_eq!(w.expired(t0 + Duration::from_secs(2)), Some(Expiry::Ping));
+        assert_eq!(w.expired(t0 + Duration::from_millis(2500)), None);
+        // No pong ever came: idle at 3 s after the handshake, whatever the pings did.
+        assert_eq!(w.expired(t0 + Duration::from_secs(3)), Some(Expiry::Idle));
+    }
+
+    #[test]
+    fn inbound_frames_push_the_idle_deadline_back() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(T, t0);
+        w.handshake_done(t0);
+        w.inbound(t0 + Duration::from_millis(2900));
+        assert_eq!(w.expired(t0 + Duration::from_secs(3)), Some(Expiry::Ping));
+        assert_eq!(
+            w.expired(t0 + Duration::from_millis(5800)),
+            Some(Expiry::Ping)
+        );
+        assert_eq!(
+            w.expired(t0 + Duration::from_millis(5900)),
+            Some(Expiry::Idle)
+        );
+    }
+
+    #[test]
+    fn write_stall_counts_from_the_first_blocked_write() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(
+            Timeouts {
+                heartbeat: Duration::ZERO,
+                idle: Duration::from_secs(60),
+                ..T
+            },
+            t0,
+        );
+        w.handshake_done(t0);
+        w.write_blocked(t0 + Duration::from_secs(1));
+        w.write_blocked(t0 + Duration::from_secs(2));
+        assert_eq!(w.next_deadline(), t0 + Duration::from_secs(3));
+        w.inbound(t0 + Duration::from_secs(3));
+        assert_eq!(
+            w.expired(t0 + Duration::from_secs(3)),
+            Some(Expiry::WriteStall)
+        );
+        w.write_drained();
+        assert_eq!(w.expired(t0 + Duration::from_secs(4)), None);
+    }
+
+    #[test]
+    fn heartbeat_off_means_no_pings() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(
+            Timeouts {
+                heartbeat: Duration::ZERO,
+                ..T
+            },
+            t0,
+        );
+        w.handshake_done(t0);
+        assert_eq!(w.next_deadline(), t0 + Duration::from_secs(3));
+        assert_eq!(w.expired(t0 + Duration::from_millis(2999)), None);
+    }
+
+    #[test]
+    fn rate_limit_allows_the_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut r = RateLimit::new(10, 5, t0);
+        assert!((0..5).all(|_| r.take(t0)));
+        assert!(!r.take(t0));
+        assert!(r.take(t0 + Duration::from_millis(100)));
+        assert!(!r.take(t0 + Duration::from_millis(100)));
+        // A long pause refills only up to the burst.
+        let later = t0 + Duration::from_secs(60);
+        assert!((0..5).all(|_| r.take(later)));
+        assert!(!r.take(later));
+    }
+}
