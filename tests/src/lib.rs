@@ -1,1 +1,410 @@
-//! Shared harness for the system tests.
+//! Shared harness for the system tests: a real server on port 0 (in-process or as a child
+//! process), a raw protocol client, a metrics scraper and a network-namespace fixture.
+//!
+//! Every test file uses this one module; nothing here is copied per file.
+
+pub mod netns;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use game_server::config::Sources;
+use game_server::{CloseReason, Config, Shutdown};
+use protocol::{
+    ClientCodec, ClientMessage, CodecError, Hello, PROTOCOL_VERSION, ServerMessage, Welcome,
+};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::codec::Framed;
+
+/// Generous bound for anything a healthy server does "at once" on a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Logs from the server under test go to the test's captured output.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// The embedded defaults with loopback listeners on port 0 and short timers, so that tests are
+/// quick but every mechanism is the production one.
+pub fn test_config() -> Config {
+    let mut config = Config::load(&Sources {
+        env: Some(HashMap::new()),
+        ..Sources::default()
+    })
+    .expect("embedded defaults load");
+    config.server.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    config.session.handshake_timeout = Duration::from_secs(2);
+    config.session.heartbeat_interval = Duration::from_millis(500);
+    config.session.idle_timeout = Duration::from_secs(2);
+    config.session.write_timeout = Duration::from_secs(1);
+    config.session.linger_timeout = Duration::from_secs(2);
+    config.shutdown.drain_timeout = Duration::from_secs(5);
+    config
+}
+
+/// A server running in this process on loopback.
+#[derive(Debug)]
+pub struct TestServer {
+    /// The game port.
+    pub addr: SocketAddr,
+    /// The admin port.
+    pub admin: SocketAddr,
+    /// Drains or aborts the server.
+    pub shutdown: Shutdown,
+    /// The configuration it runs with.
+    pub config: Config,
+    task: JoinHandle<anyhow::Result<()>>,
+    http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a server with [`test_config`] changed by `configure`, running the demo game.
+    pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
+        init_logging();
+        let mut config = test_config();
+        configure(&mut config);
+        assert!(
+            config.validate().is_empty(),
+            "test config invalid: {:?}",
+            config.validate()
+        );
+        let listener =
+            game_server::acceptor::bind(config.server.listen, config.server.listen_backlog)
+                .expect("bind game port");
+        let admin = tokio::net::TcpListener::bind(config.admin.listen)
+            .await
+            .expect("bind admin port");
+        let addr = listener.local_addr().expect("game addr");
+        let admin_addr = admin.local_addr().expect("admin addr");
+        let shutdown = Shutdown::new();
+        let game = Arc::new(game_server::game::Rooms::new(config.game.room_capacity));
+        let task = tokio::spawn(game_server::run(
+            listener,
+            admin,
+            config.clone(),
+            game,
+            shutdown.clone(),
+        ));
+        TestServer {
+            addr,
+            admin: admin_addr,
+            shutdown,
+            config,
+            task,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The server's /metrics URL.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.admin)
+    }
+
+    /// The admin base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    /// One scrape of /metrics.
+    pub async fn scrape(&self) -> Scrape {
+        scrape(&self.http, &self.metrics_url()).await
+    }
+
+    /// GETs an admin path, returning the status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.admin_url()))
+            .send()
+            .await
+            .expect("admin GET");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("admin body"))
+    }
+
+    /// POSTs to an admin path, returning the status.
+    pub async fn post(&self, path: &str) -> u16 {
+        self.http
+            .post(format!("{}{path}", self.admin_url()))
+            .send()
+            .await
+            .expect("admin POST")
+            .status()
+            .as_u16()
+    }
+
+    /// Kicks a session through the admin listener.
+    pub async fn kick(&self, session_id: u64) {
+        assert_eq!(
+            self.post(&format!("/sessions/{session_id}/kick")).await,
+            202
+        );
+    }
+
+    /// Waits until `sessions_closed_total` grew by exactly `expected` for `reason` and by nothing
+    /// for any other reason since `before`, polling; panics with both scrapes if it does not
+    /// within `within`. Returns the final scrape.
+    pub async fn expect_closes(
+        &self,
+        before: &Scrape,
+        expected: &[(CloseReason, u64)],
+        within: Duration,
+    ) -> Scrape {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let now = self.scrape().await;
+            let deltas = now.close_deltas(before);
+            let want: HashMap<&'static str, u64> = expected
+                .iter()
+                .map(|(r, n)| (r.as_str(), *n))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            if deltas == want {
+                return now;
+            }
+            let total_seen: u64 = deltas.values().sum();
+            let total_want: u64 = want.values().sum();
+            if tokio::time::Instant::now() >= deadline || total_seen > total_want {
+                panic!("close counters moved by {deltas:?}, expected exactly {want:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Drains the server and waits for it to stop.
+    pub async fn stop(self) {
+        self.shutdown.drain();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("server stops within the patience bound")
+            .expect("server task")
+            .expect("server ran cleanly");
+    }
+}
+
+/// Scrapes a /metrics URL.
+pub async fn scrape(http: &reqwest::Client, url: &str) -> Scrape {
+    let text = http
+        .get(url)
+        .send()
+        .await
+        .expect("scrape /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    Scrape::parse(&text)
+}
+
+/// One scrape: every sample keyed by `name{label="value",...}` with labels sorted.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// The samples.
+    pub samples: HashMap<String, f64>,
+    /// The raw text.
+    pub text: String,
+}
+
+impl Scrape {
+    /// Parses the Prometheus text format.
+    pub fn parse(text: &str) -> Scrape {
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let parsed = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
+        let mut samples = HashMap::new();
+        for sample in parsed.samples {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => continue,
+            };
+            let mut labels: Vec<(String, String)> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            labels.sort();
+            samples.insert(key(&sample.metric, &labels), value);
+        }
+        Scrape {
+            samples,
+            text: text.to_owned(),
+        }
+    }
+
+    /// A sample's value, or 0 when absent.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        labels.sort();
+        self.samples
+            .get(&key(name, &labels))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// `gameserver_sessions_closed_total{reason}`.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        self.get(
+            "gameserver_sessions_closed_total",
+            &[("reason", reason.as_str())],
+        ) as u64
+    }
+
+    /// Non-zero growth of the close counter per reason since `before`.
+    pub fn close_deltas(&self, before: &Scrape) -> HashMap<&'static str, u64> {
+        CloseReason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    r.as_str(),
+                    self.closed(*r).saturating_sub(before.closed(*r)),
+                )
+            })
+            .filter(|(_, d)| *d > 0)
+            .collect()
+    }
+}
+
+fn key(name: &str, labels: &[(String, String)]) -> String {
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// A client that speaks the protocol frame by frame, for tests that need exact control.
+#[derive(Debug)]
+pub struct RawClient {
+    /// The framed connection.
+    pub framed: Framed<TcpStream, ClientCodec>,
+}
+
+/// A plain `Hello` for a player, version 1, automatic room.
+pub fn hello(player: &str) -> ClientMessage {
+    ClientMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        player_id: player.to_owned(),
+        room: String::new(),
+        auth_token: None,
+        resume: None,
+    })
+}
+
+impl RawClient {
+    /// Connects without saying anything.
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        RawClient {
+            framed: Framed::new(stream, ClientCodec::default()),
+        }
+    }
+
+    /// Connects and completes the handshake for `player`.
+    pub async fn join(addr: SocketAddr, player: &str) -> (RawClient, Welcome) {
+        let mut client = RawClient::connect(addr).await;
+        let welcome = client.hello(hello(player)).await;
+        (client, welcome)
+    }
+
+    /// Sends a `Hello` and expects `Welcome`.
+    pub async fn hello(&mut self, hello: ClientMessage) -> Welcome {
+        self.send(hello).await;
+        match self.recv().await {
+            Some(Ok(ServerMessage::Welcome(welcome))) => welcome,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: ClientMessage) {
+        self.framed.send(message).await.expect("send");
+    }
+
+    /// The next message, or `None` at a clean end of stream; panics after [`PATIENCE`].
+    pub async fn recv(&mut self) -> Option<Result<ServerMessage, CodecError>> {
+        tokio::time::timeout(PATIENCE, self.framed.next())
+            .await
+            .expect("the server answers within the patience bound")
+    }
+
+    /// Reads until the server's `Bye`, answering pings. Returns what came before it and the Bye;
+    /// panics if the stream ends or fails first.
+    pub async fn until_bye(&mut self) -> (Vec<ServerMessage>, protocol::Bye) {
+        let mut before = Vec::new();
+        loop {
+            match self.recv().await {
+                Some(Ok(ServerMessage::Bye(bye))) => return (before, bye),
+                Some(Ok(ServerMessage::Ping { nonce })) => {
+                    self.send(ClientMessage::Pong { nonce }).await;
+                }
+                Some(Ok(message)) => before.push(message),
+                other => panic!(
+                    "expected a Bye, got {other:?} after {} messages",
+                    before.len()
+                ),
+            }
+        }
+    }
+
+    /// Reads to the end of the stream, returning the error that ended it, if any.
+    pub async fn until_end(&mut self) -> Option<CodecError> {
+        loop {
+            match self.recv().await {
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => return Some(error),
+                None => return None,
+            }
+        }
+    }
+
+    /// The underlying socket.
+    pub fn stream(&self) -> &TcpStream {
+        self.framed.get_ref()
+    }
+}
+
+/// True when the tests run in CI, where a missing tool or privilege is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+/// Returns false (and says why) when a prerequisite is missing outside CI; panics in CI.
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("{what}: required in CI");
+    }
+    eprintln!("SKIPPED: {what}");
+    false
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// True when `tool` is on the PATH.
+pub fn has_tool(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}

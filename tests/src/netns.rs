@@ -1,0 +1,203 @@
+//! Two network namespaces joined by a veth pair, for pulling a cable for real.
+//!
+//! Each fixture gets unique names (so parallel tests never collide) and removes its namespaces on
+//! drop, even when the test fails. Nothing is added to the host's own namespace; traffic stays
+//! between the fixture's two namespaces.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A server namespace and a client namespace joined by a veth pair on a /30.
+#[derive(Debug)]
+pub struct Pair {
+    /// Server namespace name.
+    pub server_ns: String,
+    /// Client namespace name.
+    pub client_ns: String,
+    /// The client-side veth interface (inside the client namespace).
+    pub client_if: String,
+    /// The server's address on the link.
+    pub server_ip: Ipv4Addr,
+    /// The client's address on the link.
+    pub client_ip: Ipv4Addr,
+}
+
+fn run(args: &[&str]) -> Output {
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run ip/nft");
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+impl Pair {
+    /// Creates the namespaces and the link. `tag` makes the names readable in `ip netns`.
+    pub fn new(tag: &str) -> Pair {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{}", std::process::id() % 100_000, n);
+        let server_ns = format!("gs-{tag}-s{id}");
+        let client_ns = format!("gs-{tag}-c{id}");
+        // Interface names are limited to 15 bytes.
+        let server_if = format!("vs{id}");
+        let client_if = format!("vc{id}");
+        let subnet = 4 * (n % 60 + 1);
+        let server_ip = Ipv4Addr::new(10, 201, (std::process::id() % 250) as u8, subnet as u8 + 1);
+        let client_ip = Ipv4Addr::new(10, 201, (std::process::id() % 250) as u8, subnet as u8 + 2);
+        let pair = Pair {
+            server_ns,
+            client_ns,
+            client_if: client_if.clone(),
+            server_ip,
+            client_ip,
+        };
+        run(&["ip", "netns", "add", &pair.server_ns]);
+        run(&["ip", "netns", "add", &pair.client_ns]);
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &server_if,
+            "netns",
+            &pair.server_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &client_if,
+            "netns",
+            &pair.client_ns,
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &pair.server_ns,
+            "addr",
+            "add",
+            &format!("{server_ip}/30"),
+            "dev",
+            &server_if,
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &pair.client_ns,
+            "addr",
+            "add",
+            &format!("{client_ip}/30"),
+            "dev",
+            &client_if,
+        ]);
+        for (ns, dev) in [(&pair.server_ns, &server_if), (&pair.client_ns, &client_if)] {
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        pair
+    }
+
+    /// A command that runs inside the server namespace.
+    pub fn in_server(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.server_ns, program]);
+        command
+    }
+
+    /// A command that runs inside the client namespace.
+    pub fn in_client(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.client_ns, program]);
+        command
+    }
+
+    /// Sets a sysctl inside the server namespace only.
+    pub fn server_sysctl(&self, key_value: &str) {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.server_ns,
+            "sysctl",
+            "-q",
+            "-w",
+            key_value,
+        ]);
+    }
+
+    /// Pulls the cable: the client's link goes down.
+    pub fn pull_cable(&self) {
+        run(&[
+            "ip",
+            "-n",
+            &self.client_ns,
+            "link",
+            "set",
+            &self.client_if,
+            "down",
+        ]);
+    }
+
+    /// Plugs the cable back in.
+    pub fn plug_cable(&self) {
+        run(&[
+            "ip",
+            "-n",
+            &self.client_ns,
+            "link",
+            "set",
+            &self.client_if,
+            "up",
+        ]);
+    }
+
+    /// Pulls the cable by dropping every packet on the client's interface with nftables, leaving
+    /// the link up (no EHOSTUNREACH shortcut: only timeouts can notice).
+    pub fn drop_packets(&self) {
+        let rules = format!(
+            "table inet gs_cable {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"{0}\" drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"{0}\" drop\n }}\n}}\n",
+            self.client_if
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.client_ns, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("nft stdin")
+            .write_all(rules.as_bytes())
+            .expect("write nft rules");
+        assert!(child.wait().expect("nft").success(), "nft rules failed");
+    }
+
+    /// Removes the nftables drop.
+    pub fn stop_dropping(&self) {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.client_ns,
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "gs_cable",
+        ]);
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.server_ns, &self.client_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
