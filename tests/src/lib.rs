@@ -283,6 +283,21 @@ fn key(name: &str, labels: &[(String, String)]) -> String {
     format!("{name}{{{}}}", inner.join(","))
 }
 
+/// Reading the next message without the harness's wall-clock patience bound, for tests on a
+/// paused clock where a timeout would simply fire.
+pub trait NextMessage {
+    /// The next message, or `None` at a clean end of stream.
+    fn next_message(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<Result<ServerMessage, CodecError>>>;
+}
+
+impl NextMessage for Framed<TcpStream, ClientCodec> {
+    async fn next_message(&mut self) -> Option<Result<ServerMessage, CodecError>> {
+        self.next().await
+    }
+}
+
 /// A client that speaks the protocol frame by frame, for tests that need exact control.
 #[derive(Debug)]
 pub struct RawClient {
