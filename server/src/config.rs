@@ -557,12 +557,12 @@ from_raw_plain!(
 
 impl FromRaw for Duration {
     fn from_raw(raw: &config::Config, key: &str) -> Result<Self, String> {
-        raw.get::<Human>(key).map(|h| h.0).map_err(|e| {
-            format!(
-                "{} (expected a duration such as \"5s\" or \"250ms\")",
-                describe(e)
-            )
-        })
+        let text = raw
+            .get::<String>(key)
+            .map_err(|e| format!("{} (expected a duration such as \"5s\" or \"250ms\")", describe(e)))?;
+        raw.get::<Human>(key)
+            .map(|h| h.0)
+            .map_err(|_| format!("{text:?} is not a duration such as \"5s\" or \"250ms\""))
     }
 }
 

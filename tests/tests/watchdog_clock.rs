@@ -38,9 +38,20 @@ async fn a_silent_client_is_pinged_every_interval_and_dropped_at_the_idle_timeou
         .expect("the silent client is dropped within a minute");
     let closed = start.elapsed();
     assert_eq!(pings.len(), 2, "pings at {pings:?}");
-    assert!(close_to(pings[0], Duration::from_secs(5)), "first ping at {:?}", pings[0]);
-    assert!(close_to(pings[1], Duration::from_secs(10)), "second ping at {:?}", pings[1]);
-    assert!(close_to(closed, Duration::from_secs(15)), "closed at {closed:?}");
+    assert!(
+        close_to(pings[0], Duration::from_secs(5)),
+        "first ping at {:?}",
+        pings[0]
+    );
+    assert!(
+        close_to(pings[1], Duration::from_secs(10)),
+        "second ping at {:?}",
+        pings[1]
+    );
+    assert!(
+        close_to(closed, Duration::from_secs(15)),
+        "closed at {closed:?}"
+    );
     server.stop().await;
 }
 
@@ -60,7 +71,10 @@ async fn answering_pings_keeps_a_session_alive_far_past_the_idle_timeout() {
             other => panic!("session ended after {:?}: {other:?}", start.elapsed()),
         }
     }
-    assert!(pongs >= 23, "{pongs} pings in two minutes at a 5 s interval");
+    assert!(
+        pongs >= 23,
+        "{pongs} pings in two minutes at a 5 s interval"
+    );
     server.stop().await;
 }
 
@@ -99,9 +113,15 @@ async fn the_handshake_deadline_does_not_move_with_traffic() {
     let start = Instant::now();
     let first = tokio::time::timeout(Duration::from_secs(60), client.framed.next_message()).await;
     match first.expect("the handshake deadline fires") {
-        Some(Ok(ServerMessage::Bye(bye))) => assert_eq!(bye.code, protocol::ByeCode::HandshakeTimeout),
+        Some(Ok(ServerMessage::Bye(bye))) => {
+            assert_eq!(bye.code, protocol::ByeCode::HandshakeTimeout)
+        }
         other => panic!("expected Bye, got {other:?}"),
     }
-    assert!(close_to(start.elapsed(), Duration::from_secs(5)), "{:?}", start.elapsed());
+    assert!(
+        close_to(start.elapsed(), Duration::from_secs(5)),
+        "{:?}",
+        start.elapsed()
+    );
     server.stop().await;
 }
