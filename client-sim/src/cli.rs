@@ -1,0 +1,266 @@
+//! The command line, turned into [`Options`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::options::{Mix, Options, OptionsError, ProgressMode, Scenario, parse_source_addrs};
+use crate::scenarios::crash::ChildArgs;
+
+const ABOUT: &str = "A load generator whose scenarios are the ways game clients die; it checks \
+that the server noticed and counted each one.";
+
+const LONG_ABOUT: &str = "\
+A load generator whose scenarios are the ways game clients die; it checks that the server \
+noticed and counted each one.
+
+Each client slot runs one scenario instance at a time, and an instance is one connection. \
+Without --duration every slot runs exactly one instance, so --clients N runs N instances, \
+drawn from the mix in proportion to the weights (with N equal to the weight sum, each scenario \
+runs exactly its weight). With --duration, slots keep starting new instances until the duration \
+ends; instances in flight then finish. Connections start at --connect-rate per second, except \
+storm instances, which all connect at once.
+
+Scenarios and the close reason the server must record for each:
+  graceful          plays, Bye, waits for the Ack of every input      client_quit
+  close-no-bye      plays, closes with FIN and no Bye                 peer_eof
+  abort             plays, closes with SO_LINGER 0 (RST)              peer_reset
+  exit-unread       leaves the server's events unread, closes (RST)   peer_reset
+  crash             a child process killed with SIGKILL mid-send      peer_reset or truncated_frame
+  vanish            goes silent with the socket open                  idle_timeout
+  slow-reader       sends big inputs, never reads                     slow_consumer
+  flood             sends far above the rate limit                    rate_limited
+  kicked-then-send  kicked via the admin endpoint, keeps sending      kicked
+  kicked-then-recv  kicked via the admin endpoint, reads to the end   kicked
+  storm             connects together with all storm instances        client_quit
+  soak              plays at a human pace, mostly quits with Bye      client_quit (some peer_eof)
+
+With --metrics-url, the server's gameserver_sessions_closed_total is scraped before and after \
+the run and compared per reason with what the instances did (reconciliation); the kick scenarios \
+use the admin endpoint at the same address. The exit status is non-zero when an instance's own \
+checks fail or the server's counts disagree.
+
+The defaults (20 clients, the quick mix, 200 connects/s) do something useful against a local \
+server on its defaults and finish in a few seconds.";
+
+/// client-sim's command line.
+#[derive(Debug, Parser)]
+#[command(name = "client-sim", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// The game server, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:7777", env = "CLIENT_SIM_SERVER")]
+    pub server: String,
+    /// Client slots running at once (one connection each).
+    #[arg(long, default_value_t = 20)]
+    pub clients: usize,
+    /// New connections per second (0 = all at once). Storm instances ignore it.
+    #[arg(long, default_value_t = 200.0)]
+    pub connect_rate: f64,
+    /// Keep starting new instances in every slot until this much time has passed (e.g. 30s, 5m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Run only this scenario (same as --mix NAME=1).
+    #[arg(long, conflicts_with = "mix", value_parser = parse_scenario)]
+    pub scenario: Option<Scenario>,
+    /// Scenarios and weights: NAME=WEIGHT,... ("all" = every scenario once; "quick" = the default:
+    /// graceful=4,close-no-bye=2,abort=2,exit-unread=2,crash=1,flood=1,storm=4,soak=4).
+    #[arg(long, value_parser = parse_mix)]
+    pub mix: Option<Mix>,
+    /// The server's Prometheus endpoint, e.g. http://127.0.0.1:9100/metrics. Enables
+    /// reconciliation and the kick scenarios.
+    #[arg(long, env = "CLIENT_SIM_METRICS_URL")]
+    pub metrics_url: Option<String>,
+    /// Write the full report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Local addresses to connect from, round-robin: a list and/or IPv4 ranges, e.g.
+    /// 127.0.0.2-127.0.0.9 (each address gives another ~28,000 ports).
+    #[arg(long, value_parser = parse_source_addrs_arg)]
+    pub source_addrs: Option<SourceAddrs>,
+    /// The server's auth.secret: every Hello carries a token minted with it.
+    #[arg(long, env = "CLIENT_SIM_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// How long minted tokens stay valid.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+    /// Inputs a graceful instance sends before quitting (others send fewer).
+    #[arg(long, default_value_t = 20)]
+    pub inputs: u32,
+    /// Payload bytes of each ordinary input.
+    #[arg(long, default_value_t = 32)]
+    pub input_bytes: usize,
+    /// Room for the scenarios that play together (default: the server places players).
+    #[arg(long)]
+    pub room: Option<String>,
+    /// How long each soak instance plays (default: random, 1 to 5 seconds). Use a long value with
+    /// --scenario soak to hold many connections open.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub play_time: Option<Duration>,
+    /// TCP connect timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Longest wait after the run for the server's counters to settle (default: the server's idle
+    /// timeout plus 5 s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub settle_timeout: Option<Duration>,
+    /// Prefix of player ids.
+    #[arg(long, default_value = "sim")]
+    pub player_prefix: String,
+    /// Progress display: auto (a bar on a terminal, lines otherwise), bar, lines, off.
+    #[arg(long, default_value = "auto", value_parser = parse_progress)]
+    pub progress: ProgressMode,
+    /// No progress display (same as --progress off).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Internal: the crash scenario's child process.
+    #[command(subcommand)]
+    pub internal: Option<Internal>,
+}
+
+/// Hidden subcommands client-sim runs as its own child processes.
+#[derive(Debug, Subcommand)]
+pub enum Internal {
+    /// Connect, play and send until killed (the crash scenario's child).
+    #[command(name = "__crash-child", hide = true)]
+    CrashChild(ChildArgs),
+}
+
+/// A parsed `--source-addrs` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddrs(pub Vec<IpAddr>);
+
+fn parse_scenario(s: &str) -> Result<Scenario, OptionsError> {
+    s.parse()
+}
+
+fn parse_mix(s: &str) -> Result<Mix, OptionsError> {
+    s.parse()
+}
+
+fn parse_source_addrs_arg(s: &str) -> Result<SourceAddrs, OptionsError> {
+    parse_source_addrs(s).map(SourceAddrs)
+}
+
+fn parse_progress(s: &str) -> Result<ProgressMode, String> {
+    match s {
+        "auto" => Ok(ProgressMode::Auto),
+        "bar" => Ok(ProgressMode::Bar),
+        "lines" => Ok(ProgressMode::Lines),
+        "off" => Ok(ProgressMode::Off),
+        other => Err(format!(
+            "unknown progress mode {other:?}: auto, bar, lines or off"
+        )),
+    }
+}
+
+impl Cli {
+    /// The run's options.
+    pub fn options(&self) -> Options {
+        let mix = match (&self.scenario, &self.mix) {
+            (Some(scenario), _) => Mix::single(*scenario),
+            (None, Some(mix)) => mix.clone(),
+            (None, None) => Mix::quick(),
+        };
+        Options {
+            server: self.server.clone(),
+            clients: self.clients,
+            connect_rate: self.connect_rate,
+            duration: self.duration,
+            mix,
+            metrics_url: self.metrics_url.clone(),
+            source_addrs: self.source_addrs.clone().map(|s| s.0).unwrap_or_default(),
+            auth_secret: self.auth_secret.clone(),
+            token_ttl: self.token_ttl,
+            inputs: self.inputs,
+            input_bytes: self.input_bytes,
+            room: self.room.clone(),
+            play_time: self.play_time,
+            progress: if self.quiet {
+                ProgressMode::Off
+            } else {
+                self.progress
+            },
+            crash_exe: None,
+            connect_timeout: self.connect_timeout,
+            settle_timeout: self.settle_timeout,
+            player_prefix: self.player_prefix.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_the_default_options() {
+        let cli = Cli::try_parse_from(["client-sim"]).unwrap();
+        let opts = cli.options();
+        let default = Options::default();
+        assert_eq!(opts.server, default.server);
+        assert_eq!(opts.clients, default.clients);
+        assert_eq!(opts.mix, default.mix);
+        assert_eq!(opts.connect_rate, default.connect_rate);
+        assert!(opts.validate().is_ok());
+    }
+
+    #[test]
+    fn flags_reach_the_options() {
+        let cli = Cli::try_parse_from([
+            "client-sim",
+            "--server",
+            "10.0.0.1:7000",
+            "--clients",
+            "5",
+            "--duration",
+            "30s",
+            "--mix",
+            "graceful=2,vanish=1",
+            "--source-addrs",
+            "127.0.0.2-127.0.0.3",
+            "--quiet",
+        ])
+        .unwrap();
+        let opts = cli.options();
+        assert_eq!(opts.server, "10.0.0.1:7000");
+        assert_eq!(opts.clients, 5);
+        assert_eq!(opts.duration, Some(Duration::from_secs(30)));
+        assert_eq!(opts.mix.to_string(), "graceful=2,vanish=1");
+        assert_eq!(opts.source_addrs.len(), 2);
+        assert_eq!(opts.progress, ProgressMode::Off);
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_the_parser() {
+        assert!(Cli::try_parse_from(["client-sim", "--scenario", "teleport"]).is_err());
+        assert!(Cli::try_parse_from(["client-sim", "--mix", "graceful=x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["client-sim", "--scenario", "abort", "--mix", "flood=1"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["client-sim", "--duration", "soon"]).is_err());
+    }
+
+    #[test]
+    fn the_crash_child_subcommand_parses_but_stays_hidden() {
+        let cli = Cli::try_parse_from([
+            "client-sim",
+            "__crash-child",
+            "--server",
+            "127.0.0.1:7777",
+            "--player",
+            "p",
+            "--room",
+            "r",
+        ])
+        .unwrap();
+        assert!(matches!(cli.internal, Some(Internal::CrashChild(_))));
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("__crash-child"));
+        assert!(help.contains("kicked-then-send"));
+    }
+}

@@ -1,0 +1,58 @@
+//! client-sim: a load generator whose scenarios are the ways game clients die, and which checks
+//! the server's account of them.
+//!
+//! # What a run is
+//!
+//! A run has `clients` slots. Each slot runs one scenario instance at a time, and an instance is
+//! one connection playing one [`Scenario`] from connect to close. Without a duration every slot
+//! runs exactly one instance; with [`Options::duration`], slots keep starting new instances
+//! (drawn from the [`Mix`]) until the duration ends, and instances in flight finish. New
+//! connections are paced at [`Options::connect_rate`], except storm instances, which connect
+//! all at once. Before the instances, one probe connection handshakes and quits gracefully: it
+//! proves the target is a game server (one clear error line otherwise) and reads its timing.
+//!
+//! # Reconciliation
+//!
+//! Each instance declares the close reason the server must record for it; with a metrics URL,
+//! [`run`] scrapes `gameserver_sessions_closed_total{reason}` before and after and compares the
+//! deltas per reason (see [`reconcile`]). Reconciliation counts instances (plus the probe).
+//!
+//! # Using it from tests
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let report = client_sim::run(client_sim::Options {
+//!     server: "127.0.0.1:7777".into(),
+//!     clients: 12,
+//!     mix: client_sim::Mix::all(),
+//!     metrics_url: Some("http://127.0.0.1:9100/metrics".into()),
+//!     progress: client_sim::ProgressMode::Off,
+//!     // A test harness is not client-sim: the crash scenario needs the real binary.
+//!     crash_exe: Some("target/debug/client-sim".into()),
+//!     ..client_sim::Options::default()
+//! })
+//! .await?;
+//! assert!(report.reconciled_ok(), "{}", report.render());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cli;
+pub mod conn;
+pub mod limits;
+pub mod metrics;
+pub mod options;
+pub mod player;
+mod progress;
+pub mod reconcile;
+pub mod report;
+mod runner;
+mod scenarios;
+mod stats;
+pub mod token;
+
+pub use options::{Mix, Options, OptionsError, ProgressMode, Scenario};
+pub use report::Report;
+pub use runner::{ProbeError, run};
+pub use scenarios::crash::{CHILD_SUBCOMMAND, ChildArgs, child_main};
+pub use stats::{Percentiles, ScenarioCounts};

@@ -1,0 +1,574 @@
+//! What a run is asked to do: [`Options`], the scenario names, the mix and the source addresses.
+//!
+//! Everything here is plain data that parses from strings, so the command line, the workspace
+//! tests and the unit tests build runs the same way.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A scenario: one way a game client's connection ends. Each instance of a scenario is one
+/// connection; `scenarios/` documents which field-report case each plays and which close
+/// reason the server must record for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Plays, sends its inputs, says `Bye`, waits for the acknowledgement. Expects `client_quit`.
+    Graceful,
+    /// Plays, then closes the socket (FIN) without `Bye`. Expects `peer_eof`.
+    CloseNoBye,
+    /// Plays, then closes with `SO_LINGER {on, 0}` so the kernel sends RST. Expects `peer_reset`.
+    Abort,
+    /// Stops reading while the server still sends, then closes with unread data. Expects
+    /// `peer_reset`.
+    ExitUnread,
+    /// A real child process killed with SIGKILL mid-send. Expects `peer_reset` or
+    /// `truncated_frame`.
+    Crash,
+    /// Goes silent with the socket open. Expects `idle_timeout`.
+    Vanish,
+    /// Keeps sending large inputs but never reads. Expects `slow_consumer`.
+    SlowReader,
+    /// Sends far above the rate limit. Expects `rate_limited`.
+    Flood,
+    /// Kicked through the admin endpoint, then keeps sending. Expects `kicked`.
+    KickedThenSend,
+    /// Kicked through the admin endpoint, then reads to the end. Expects `kicked`.
+    KickedThenRecv,
+    /// Connects without pacing, together with every other storm instance. Expects `client_quit`.
+    Storm,
+    /// Plays at a human pace for a few seconds, then mostly quits gracefully. Expects
+    /// `client_quit` (or `peer_eof` for the instances that leave without `Bye`).
+    Soak,
+}
+
+impl Scenario {
+    /// Every scenario, in the order reports list them.
+    pub const ALL: [Scenario; 12] = [
+        Scenario::Graceful,
+        Scenario::CloseNoBye,
+        Scenario::Abort,
+        Scenario::ExitUnread,
+        Scenario::Crash,
+        Scenario::Vanish,
+        Scenario::SlowReader,
+        Scenario::Flood,
+        Scenario::KickedThenSend,
+        Scenario::KickedThenRecv,
+        Scenario::Storm,
+        Scenario::Soak,
+    ];
+
+    /// The scenario's command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Graceful => "graceful",
+            Scenario::CloseNoBye => "close-no-bye",
+            Scenario::Abort => "abort",
+            Scenario::ExitUnread => "exit-unread",
+            Scenario::Crash => "crash",
+            Scenario::Vanish => "vanish",
+            Scenario::SlowReader => "slow-reader",
+            Scenario::Flood => "flood",
+            Scenario::KickedThenSend => "kicked-then-send",
+            Scenario::KickedThenRecv => "kicked-then-recv",
+            Scenario::Storm => "storm",
+            Scenario::Soak => "soak",
+        }
+    }
+
+    /// True for scenarios that kick their session through the server's admin endpoint, which
+    /// client-sim finds next to `--metrics-url`.
+    pub fn needs_admin(self) -> bool {
+        matches!(self, Scenario::KickedThenSend | Scenario::KickedThenRecv)
+    }
+
+    /// True for scenarios that connect without waiting for the connect pacer.
+    pub fn unpaced(self) -> bool {
+        self == Scenario::Storm
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = OptionsError;
+
+    fn from_str(s: &str) -> Result<Scenario, OptionsError> {
+        Scenario::ALL
+            .into_iter()
+            .find(|scenario| scenario.as_str() == s)
+            .ok_or_else(|| OptionsError::UnknownScenario(s.to_owned()))
+    }
+}
+
+/// A problem with the options, found before anything connects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// A scenario name that does not exist.
+    #[error(
+        "unknown scenario {0:?}; known: graceful, close-no-bye, abort, exit-unread, crash, vanish, \
+         slow-reader, flood, kicked-then-send, kicked-then-recv, storm, soak"
+    )]
+    UnknownScenario(String),
+    /// A mix entry that is not `name` or `name=weight`.
+    #[error("bad mix entry {0:?}: expected name=weight with a whole-number weight")]
+    BadMixEntry(String),
+    /// A mix whose weights are all zero, or that names nothing.
+    #[error("the mix is empty: give at least one scenario a weight above zero")]
+    EmptyMix,
+    /// A source address list entry that is neither an address nor an IPv4 range.
+    #[error(
+        "bad source address {0:?}: expected an IP address or an IPv4 range like 127.0.0.2-127.0.0.9"
+    )]
+    BadSourceAddr(String),
+    /// A source address range whose end comes before its start, or that is too large.
+    #[error(
+        "bad source address range {0:?}: the end must not precede the start, and at most 1024 addresses"
+    )]
+    BadSourceRange(String),
+    /// Scenarios that kick need the admin endpoint, which is found from `--metrics-url`.
+    #[error(
+        "scenario {0} kicks its session through the admin endpoint: pass --metrics-url http://ADMIN/metrics"
+    )]
+    NeedsMetricsUrl(Scenario),
+    /// Zero clients.
+    #[error("--clients must be at least 1")]
+    NoClients,
+    /// A negative or non-finite connect rate.
+    #[error("--connect-rate must be a positive number of connections per second (0 = unpaced)")]
+    BadConnectRate,
+}
+
+/// Which scenarios a run plays, and in what proportion.
+///
+/// Draws use smooth weighted round-robin, so the first `sum(weights)` draws contain each scenario
+/// exactly `weight` times, interleaved: `--clients` equal to the weight sum plays each scenario
+/// exactly as often as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mix {
+    entries: Vec<(Scenario, u32)>,
+}
+
+impl Mix {
+    /// A mix of one scenario.
+    pub fn single(scenario: Scenario) -> Mix {
+        Mix {
+            entries: vec![(scenario, 1)],
+        }
+    }
+
+    /// Every scenario with weight 1.
+    pub fn all() -> Mix {
+        Mix {
+            entries: Scenario::ALL.into_iter().map(|s| (s, 1)).collect(),
+        }
+    }
+
+    /// The default mix: the scenarios that finish within a few seconds on a server with default
+    /// timeouts and need no admin endpoint (no vanish, slow-reader or kicks).
+    pub fn quick() -> Mix {
+        Mix {
+            entries: vec![
+                (Scenario::Graceful, 4),
+                (Scenario::CloseNoBye, 2),
+                (Scenario::Abort, 2),
+                (Scenario::ExitUnread, 2),
+                (Scenario::Crash, 1),
+                (Scenario::Flood, 1),
+                (Scenario::Storm, 4),
+                (Scenario::Soak, 4),
+            ],
+        }
+    }
+
+    /// The scenarios with their weights (weights above zero only).
+    pub fn entries(&self) -> &[(Scenario, u32)] {
+        &self.entries
+    }
+
+    /// True when the mix contains the scenario.
+    pub fn contains(&self, scenario: Scenario) -> bool {
+        self.entries.iter().any(|(s, _)| *s == scenario)
+    }
+
+    /// A drawer that hands out scenarios in proportion to the weights.
+    pub(crate) fn drawer(&self) -> Drawer {
+        Drawer {
+            entries: self
+                .entries
+                .iter()
+                .map(|&(s, w)| (s, i64::from(w), 0))
+                .collect(),
+            total: self.entries.iter().map(|&(_, w)| i64::from(w)).sum(),
+        }
+    }
+}
+
+impl Default for Mix {
+    fn default() -> Mix {
+        Mix::quick()
+    }
+}
+
+impl FromStr for Mix {
+    type Err = OptionsError;
+
+    /// Parses `name=weight,name=weight`, a bare `name` (weight 1), `all` (every scenario) or
+    /// `quick` (the default mix). Repeated names add up.
+    fn from_str(s: &str) -> Result<Mix, OptionsError> {
+        let mut entries: Vec<(Scenario, u32)> = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let expanded = match part {
+                "all" => Mix::all().entries,
+                "quick" => Mix::quick().entries,
+                _ => {
+                    let (name, weight) = match part.split_once('=') {
+                        Some((name, weight)) => {
+                            let weight = weight
+                                .trim()
+                                .parse::<u32>()
+                                .map_err(|_| OptionsError::BadMixEntry(part.to_owned()))?;
+                            (name.trim(), weight)
+                        }
+                        None => (part, 1),
+                    };
+                    vec![(name.parse::<Scenario>()?, weight)]
+                }
+            };
+            for (scenario, weight) in expanded {
+                match entries.iter_mut().find(|(s, _)| *s == scenario) {
+                    Some(entry) => entry.1 = entry.1.saturating_add(weight),
+                    None => entries.push((scenario, weight)),
+                }
+            }
+        }
+        entries.retain(|&(_, w)| w > 0);
+        if entries.is_empty() {
+            return Err(OptionsError::EmptyMix);
+        }
+        Ok(Mix { entries })
+    }
+}
+
+impl std::fmt::Display for Mix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (scenario, weight)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{scenario}={weight}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Smooth weighted round-robin over a mix: deterministic, proportional at every multiple of the
+/// weight sum, and interleaved rather than in blocks.
+#[derive(Debug)]
+pub(crate) struct Drawer {
+    /// (scenario, weight, current score)
+    entries: Vec<(Scenario, i64, i64)>,
+    total: i64,
+}
+
+impl Drawer {
+    /// The next scenario.
+    pub(crate) fn draw(&mut self) -> Scenario {
+        let mut best = 0;
+        for i in 0..self.entries.len() {
+            self.entries[i].2 += self.entries[i].1;
+            if self.entries[i].2 > self.entries[best].2 {
+                best = i;
+            }
+        }
+        self.entries[best].2 -= self.total;
+        self.entries[best].0
+    }
+}
+
+/// Parses `--source-addrs`: comma-separated IP addresses and inclusive IPv4 ranges
+/// (`127.0.0.2-127.0.0.9`).
+pub fn parse_source_addrs(s: &str) -> Result<Vec<IpAddr>, OptionsError> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((start, end)) => {
+                let bad = || OptionsError::BadSourceAddr(part.to_owned());
+                let start: Ipv4Addr = start.trim().parse().map_err(|_| bad())?;
+                let end: Ipv4Addr = end.trim().parse().map_err(|_| bad())?;
+                let (start, end) = (u32::from(start), u32::from(end));
+                if end < start || end - start >= 1024 {
+                    return Err(OptionsError::BadSourceRange(part.to_owned()));
+                }
+                out.extend((start..=end).map(|a| IpAddr::V4(Ipv4Addr::from(a))));
+            }
+            None => out.push(
+                part.parse()
+                    .map_err(|_| OptionsError::BadSourceAddr(part.to_owned()))?,
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// How progress is shown while the run goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// A progress bar when stdout is a terminal, one line per second otherwise.
+    #[default]
+    Auto,
+    /// Always the progress bar.
+    Bar,
+    /// Always one line per second.
+    Lines,
+    /// Nothing until the summary.
+    Off,
+}
+
+/// Everything a run needs. Build it with struct-update syntax over [`Options::default`]:
+///
+/// ```
+/// let opts = client_sim::Options {
+///     server: "127.0.0.1:7777".into(),
+///     clients: 12,
+///     mix: client_sim::Mix::all(),
+///     metrics_url: Some("http://127.0.0.1:9100/metrics".into()),
+///     ..client_sim::Options::default()
+/// };
+/// assert!(opts.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The game server, `host:port`.
+    pub server: String,
+    /// How many client slots run at once. Each slot runs one scenario instance (one connection)
+    /// at a time.
+    pub clients: usize,
+    /// New connections per second across all slots; 0 starts them all at once. Storm instances
+    /// never wait for the pacer.
+    pub connect_rate: f64,
+    /// With a duration, every slot keeps starting new instances (drawn from the mix) until it
+    /// ends; instances in flight then finish. Without one, each slot runs exactly one instance.
+    pub duration: Option<Duration>,
+    /// The scenarios and their weights.
+    pub mix: Mix,
+    /// The server's `/metrics` URL. Enables reconciliation, and the kick scenarios, which post
+    /// to `/sessions/{id}/kick` on the same scheme, host and port.
+    pub metrics_url: Option<String>,
+    /// Local addresses to spread connections over, round-robin (empty: the kernel chooses).
+    pub source_addrs: Vec<IpAddr>,
+    /// The server's `auth.secret`; when set, every `Hello` carries a freshly minted token.
+    pub auth_secret: Option<String>,
+    /// How long minted tokens stay valid.
+    pub token_ttl: Duration,
+    /// Inputs a graceful (and storm, close-no-bye, abort) instance sends before leaving.
+    pub inputs: u32,
+    /// Payload bytes per ordinary input.
+    pub input_bytes: usize,
+    /// Room for scenarios that play in a shared room; `None` lets the server place players.
+    /// Scenarios that must not disturb others (flood, slow-reader, exit-unread, crash, kicks)
+    /// always use a private room of their own.
+    pub room: Option<String>,
+    /// How long a soak instance plays before leaving; `None` draws 1 to 5 seconds per instance.
+    /// Long values make soak the scenario for holding many connections open at once.
+    pub play_time: Option<Duration>,
+    /// How progress is shown.
+    pub progress: ProgressMode,
+    /// The executable run as the crash scenario's child process; `None` uses the current
+    /// executable, which must then be client-sim itself (in a test harness it is not: point
+    /// this at the client-sim binary).
+    pub crash_exe: Option<PathBuf>,
+    /// How long a TCP connect may take before it counts as ETIMEDOUT.
+    pub connect_timeout: Duration,
+    /// Upper bound on waiting, after the run, for the server's counters to catch up; `None`
+    /// uses the server's idle timeout plus 5 s.
+    pub settle_timeout: Option<Duration>,
+    /// Prefix of every player id (ids are `PREFIX-RUN-SLOT-N`, unique per instance).
+    pub player_prefix: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            server: "127.0.0.1:7777".to_owned(),
+            clients: 20,
+            connect_rate: 200.0,
+            duration: None,
+            mix: Mix::quick(),
+            metrics_url: None,
+            source_addrs: Vec::new(),
+            auth_secret: None,
+            token_ttl: Duration::from_secs(3600),
+            inputs: 20,
+            input_bytes: 32,
+            room: None,
+            play_time: None,
+            progress: ProgressMode::Auto,
+            crash_exe: None,
+            connect_timeout: Duration::from_secs(10),
+            settle_timeout: None,
+            player_prefix: "sim".to_owned(),
+        }
+    }
+}
+
+impl Options {
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if self.clients == 0 {
+            return Err(OptionsError::NoClients);
+        }
+        if !self.connect_rate.is_finite() || self.connect_rate < 0.0 {
+            return Err(OptionsError::BadConnectRate);
+        }
+        if self.metrics_url.is_none() {
+            if let Some(&(scenario, _)) = self.mix.entries().iter().find(|(s, _)| s.needs_admin()) {
+                return Err(OptionsError::NeedsMetricsUrl(scenario));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_parses_weights_bare_names_and_keywords() {
+        let mix: Mix = "graceful=3, abort ,flood=0,graceful=1".parse().unwrap();
+        assert_eq!(
+            mix.entries(),
+            &[(Scenario::Graceful, 4), (Scenario::Abort, 1)]
+        );
+        assert_eq!(mix.to_string(), "graceful=4,abort=1");
+        let all: Mix = "all".parse().unwrap();
+        assert_eq!(all.entries().len(), Scenario::ALL.len());
+        let quick: Mix = "quick".parse().unwrap();
+        assert_eq!(quick, Mix::quick());
+        assert!(!quick.contains(Scenario::KickedThenSend));
+    }
+
+    #[test]
+    fn mix_rejects_unknown_names_bad_weights_and_empty_mixes() {
+        assert_eq!(
+            "graceful=1,teleport=2".parse::<Mix>(),
+            Err(OptionsError::UnknownScenario("teleport".into()))
+        );
+        assert_eq!(
+            "graceful=lots".parse::<Mix>(),
+            Err(OptionsError::BadMixEntry("graceful=lots".into()))
+        );
+        assert_eq!(
+            "graceful=-1".parse::<Mix>(),
+            Err(OptionsError::BadMixEntry("graceful=-1".into()))
+        );
+        assert_eq!("abort=0".parse::<Mix>(), Err(OptionsError::EmptyMix));
+        assert_eq!("".parse::<Mix>(), Err(OptionsError::EmptyMix));
+    }
+
+    #[test]
+    fn every_scenario_name_round_trips() {
+        for scenario in Scenario::ALL {
+            assert_eq!(scenario.as_str().parse::<Scenario>(), Ok(scenario));
+        }
+    }
+
+    #[test]
+    fn drawer_is_exactly_proportional_over_one_weight_sum_and_interleaved() {
+        let mix: Mix = "graceful=3,abort=1,flood=2".parse().unwrap();
+        let mut drawer = mix.drawer();
+        let draws: Vec<Scenario> = (0..6).map(|_| drawer.draw()).collect();
+        let count = |s| draws.iter().filter(|&&d| d == s).count();
+        assert_eq!(count(Scenario::Graceful), 3);
+        assert_eq!(count(Scenario::Abort), 1);
+        assert_eq!(count(Scenario::Flood), 2);
+        // Interleaved: graceful never three in a row.
+        assert!(
+            draws
+                .windows(3)
+                .all(|w| !w.iter().all(|&s| s == Scenario::Graceful))
+        );
+        // And the next round repeats the proportions.
+        let next: Vec<Scenario> = (0..6).map(|_| drawer.draw()).collect();
+        assert_eq!(next, draws);
+    }
+
+    #[test]
+    fn all_mix_with_one_client_per_weight_plays_every_scenario_once() {
+        let mut drawer = Mix::all().drawer();
+        let mut seen: Vec<Scenario> = (0..12).map(|_| drawer.draw()).collect();
+        seen.sort();
+        let mut all = Scenario::ALL.to_vec();
+        all.sort();
+        assert_eq!(seen, all);
+    }
+
+    #[test]
+    fn source_addrs_parse_ranges_lists_and_single_addresses() {
+        let addrs = parse_source_addrs("127.0.0.2-127.0.0.4").unwrap();
+        assert_eq!(
+            addrs,
+            vec![
+                "127.0.0.2".parse::<IpAddr>().unwrap(),
+                "127.0.0.3".parse().unwrap(),
+                "127.0.0.4".parse().unwrap()
+            ]
+        );
+        let addrs = parse_source_addrs("10.0.0.255-10.0.1.0, ::1").unwrap();
+        assert_eq!(addrs.len(), 3);
+        assert_eq!(addrs[1], "10.0.1.0".parse::<IpAddr>().unwrap());
+        assert_eq!(addrs[2], "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_source_addrs("127.0.0.9").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn source_addrs_reject_garbage_and_backwards_or_huge_ranges() {
+        assert!(matches!(
+            parse_source_addrs("localhost"),
+            Err(OptionsError::BadSourceAddr(_))
+        ));
+        assert!(matches!(
+            parse_source_addrs("127.0.0.2-x"),
+            Err(OptionsError::BadSourceAddr(_))
+        ));
+        assert!(matches!(
+            parse_source_addrs("127.0.0.9-127.0.0.2"),
+            Err(OptionsError::BadSourceRange(_))
+        ));
+        assert!(matches!(
+            parse_source_addrs("10.0.0.0-10.1.0.0"),
+            Err(OptionsError::BadSourceRange(_))
+        ));
+    }
+
+    #[test]
+    fn kick_scenarios_need_a_metrics_url() {
+        let opts = Options {
+            mix: "graceful=1,kicked-then-recv=1".parse().unwrap(),
+            ..Options::default()
+        };
+        assert_eq!(
+            opts.validate(),
+            Err(OptionsError::NeedsMetricsUrl(Scenario::KickedThenRecv))
+        );
+        let opts = Options {
+            metrics_url: Some("http://127.0.0.1:9100/metrics".into()),
+            ..opts
+        };
+        assert_eq!(opts.validate(), Ok(()));
+        assert_eq!(Options::default().validate(), Ok(()));
+        let opts = Options {
+            clients: 0,
+            ..Options::default()
+        };
+        assert_eq!(opts.validate(), Err(OptionsError::NoClients));
+    }
+}

@@ -1,0 +1,129 @@
+//! Progress while a run goes on: a bar on a terminal, one line per counter per second otherwise.
+//!
+//! The line format follows the load-tool convention operators grep for:
+//! `5s connect_succ total=1000 rate=200.00/sec`, then `connect_fail`, `sent`, `recv`, `errors`.
+//! Only counters that moved in the last second are printed, so a quiet run stays quiet.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::options::ProgressMode;
+use crate::stats::{Stats, get};
+
+/// A running progress display; [`Progress::finish`] stops it.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    task: Option<JoinHandle<()>>,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// Starts the display. `total` is the number of instances when known (no `--duration`).
+    pub(crate) fn start(
+        mode: ProgressMode,
+        stats: Arc<Stats>,
+        total: Option<u64>,
+        duration: Option<Duration>,
+    ) -> Progress {
+        let bar = match mode {
+            ProgressMode::Bar => true,
+            ProgressMode::Auto => std::io::stdout().is_terminal(),
+            ProgressMode::Lines | ProgressMode::Off => false,
+        };
+        if mode == ProgressMode::Off {
+            return Progress {
+                task: None,
+                bar: None,
+            };
+        }
+        if bar {
+            let len = duration.map_or(total.unwrap_or(0), |d| d.as_secs().max(1));
+            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
+            if let Ok(style) =
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            let shown = bar.clone();
+            let started = Instant::now();
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                loop {
+                    tick.tick().await;
+                    let pos = match duration {
+                        Some(d) => started.elapsed().min(d).as_secs(),
+                        None => get(&stats.finished),
+                    };
+                    shown.set_position(pos);
+                    shown.set_message(format!(
+                        "open {} | conn ok {} fail {} | sent {} recv {} | errors {} | failed {}",
+                        get(&stats.open),
+                        get(&stats.connect_ok),
+                        get(&stats.connect_failed),
+                        get(&stats.sent_msgs),
+                        get(&stats.recv_msgs),
+                        stats.errors_total(),
+                        get(&stats.failed),
+                    ));
+                }
+            });
+            return Progress {
+                task: Some(task),
+                bar: Some(bar),
+            };
+        }
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut last = [0u64; 5];
+            let mut tick =
+                tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+            tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            let mut previous = started;
+            loop {
+                tick.tick().await;
+                let now = Instant::now();
+                let secs = now.duration_since(previous).as_secs_f64().max(0.001);
+                previous = now;
+                let current = [
+                    get(&stats.connect_ok),
+                    get(&stats.connect_failed),
+                    get(&stats.sent_msgs),
+                    get(&stats.recv_msgs),
+                    stats.errors_total(),
+                ];
+                let elapsed = now.duration_since(started).as_secs();
+                let names = ["connect_succ", "connect_fail", "sent", "recv", "errors"];
+                for i in 0..names.len() {
+                    if current[i] != last[i] {
+                        let rate = (current[i] - last[i]) as f64 / secs;
+                        println!(
+                            "{elapsed}s {} total={} rate={rate:.2}/sec",
+                            names[i], current[i]
+                        );
+                    }
+                }
+                last = current;
+            }
+        });
+        Progress {
+            task: Some(task),
+            bar: None,
+        }
+    }
+
+    /// Stops the display and clears the bar.
+    pub(crate) fn finish(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The end-of-run summary: what the clients did and saw, and whether the server agrees.
+//!
+//! [`Report`] is both the printed summary ([`Report::render`]) and the `--json` document.
+
+use std::collections::BTreeMap;
+
+use crate::limits::FdLimit;
+use crate::reconcile::Reconciliation;
+use crate::stats::{Percentiles, ScenarioCounts};
+
+/// Connect attempts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Connects {
+    /// TCP connects that succeeded.
+    pub ok: u64,
+    /// TCP connects that failed.
+    pub failed: u64,
+}
+
+/// Traffic both ways.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Traffic {
+    /// Frames sent.
+    pub sent: u64,
+    /// Frames received.
+    pub received: u64,
+    /// Frames sent per second of run time.
+    pub sent_per_sec: f64,
+    /// Frames received per second of run time.
+    pub received_per_sec: f64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+}
+
+/// Latency histograms, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Latencies {
+    /// TCP connect time.
+    pub connect_ms: Percentiles,
+    /// Ping round trip, client to server and back.
+    pub rtt_ms: Percentiles,
+    /// Time for the server to drop a silent (vanish) client, from its last write to the reset it
+    /// observed.
+    pub detection_ms: Percentiles,
+}
+
+/// How often the clients saw one kind of error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorCount {
+    /// Seen by instances that passed: the scenario provoked it on purpose (a vanish client's
+    /// reset, a kicked client's EPIPE).
+    pub provoked: u64,
+    /// Seen by instances that failed.
+    pub unexpected: u64,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// The server address as given.
+    pub server: String,
+    /// The mix, as `name=weight,...`.
+    pub mix: String,
+    /// Client slots.
+    pub clients: usize,
+    /// Wall time of the run, from the first connect to the last instance's end.
+    pub elapsed_secs: f64,
+    /// Descriptor limits in force.
+    pub fd_limit: FdLimit,
+    /// Instances started (the probe not included).
+    pub instances: u64,
+    /// Instances whose client-side checks failed.
+    pub failed_instances: u64,
+    /// Per scenario.
+    pub scenarios: BTreeMap<String, ScenarioCounts>,
+    /// Connect attempts.
+    pub connects: Connects,
+    /// Traffic.
+    pub messages: Traffic,
+    /// Latency percentiles.
+    pub latency: Latencies,
+    /// Errors the clients observed, by kind.
+    pub errors: BTreeMap<String, ErrorCount>,
+    /// The first few failure descriptions.
+    pub failures: Vec<String>,
+    /// The server's account, when `--metrics-url` was given.
+    pub reconciliation: Option<Reconciliation>,
+}
+
+impl Report {
+    /// True when reconciliation ran and the server's counts match exactly.
+    pub fn reconciled_ok(&self) -> bool {
+        self.reconciliation.as_ref().is_some_and(|r| r.ok)
+    }
+
+    /// True when every instance passed its client-side checks and, if reconciliation ran, it
+    /// matched. This decides the exit code.
+    pub fn passed(&self) -> bool {
+        self.failed_instances == 0 && self.reconciliation.as_ref().is_none_or(|r| r.ok)
+    }
+
+    /// The human-readable summary.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line(
+            &mut out,
+            format!("== client-sim summary: {} ==", self.server),
+        );
+        line(
+            &mut out,
+            format!(
+                "run: {} clients, mix {}, {:.1}s, descriptors {}/{} (soft/hard)",
+                self.clients, self.mix, self.elapsed_secs, self.fd_limit.soft, self.fd_limit.hard
+            ),
+        );
+        line(
+            &mut out,
+            format!(
+                "instances: {} run, {} passed, {} failed",
+                self.instances,
+                self.instances.saturating_sub(self.failed_instances),
+                self.failed_instances
+            ),
+        );
+        for (name, counts) in &self.scenarios {
+            line(
+                &mut out,
+                format!(
+                    "  {name:<18} {:>7} run {:>7} passed {:>7} failed",
+                    counts.run, counts.passed, counts.failed
+                ),
+            );
+        }
+        line(
+            &mut out,
+            format!(
+                "connects: {} ok, {} failed",
+                self.connects.ok, self.connects.failed
+            ),
+        );
+        let m = &self.messages;
+        line(
+            &mut out,
+            format!(
+                "messages: sent {} ({:.1}/s, {} bytes), received {} ({:.1}/s, {} bytes)",
+                m.sent,
+                m.sent_per_sec,
+                m.bytes_sent,
+                m.received,
+                m.received_per_sec,
+                m.bytes_received
+            ),
+        );
+        line(
+            &mut out,
+            format!(
+                "latency (ms)          {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "count", "p50", "p90", "p99", "p99.9", "max"
+            ),
+        );
+        for (name, p) in [
+            ("connect", &self.latency.connect_ms),
+            ("ping rtt", &self.latency.rtt_ms),
+            ("detection (vanish)", &self.latency.detection_ms),
+        ] {
+            line(
+                &mut out,
+                format!(
+                    "  {name:<19} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                    p.count, p.p50, p.p90, p.p99, p.p999, p.max
+                ),
+            );
+        }
+        if self.errors.is_empty() {
+            line(&mut out, "client-observed errors: none".to_owned());
+        } else {
+            line(
+                &mut out,
+                "client-observed errors (provoked on purpose by passing scenarios / unexpected):"
+                    .to_owned(),
+            );
+            for (kind, count) in &self.errors {
+                line(
+                    &mut out,
+                    format!("  {kind:<18} {:>7} {:>7}", count.provoked, count.unexpected),
+                );
+            }
+        }
+        if !self.failures.is_empty() {
+            line(&mut out, "failures (first few):".to_owned());
+            for failure in &self.failures {
+                line(&mut out, format!("  - {failure}"));
+            }
+        }
+        match &self.reconciliation {
+            Some(rec) => {
+                line(
+                    &mut out,
+                    "reconciliation: gameserver_sessions_closed_total{reason} deltas over the run".to_owned(),
+                );
+                out.push_str(&rec.render());
+            }
+            None => line(
+                &mut out,
+                "reconciliation: skipped (pass --metrics-url to compare with the server's counters)".to_owned(),
+            ),
+        }
+        line(
+            &mut out,
+            format!("verdict: {}", if self.passed() { "PASS" } else { "FAIL" }),
+        );
+        out
+    }
+}

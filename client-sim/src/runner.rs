@@ -1,0 +1,536 @@
+//! One run: check the target, start the client slots at the paced rate, wait for them, then ask
+//! the server for its account and reconcile.
+//!
+//! Order matters for exactness: the "before" scrape comes first, then a probe connection (which
+//! also tells a game server from anything else, and is itself one expected `client_quit`), then
+//! the instances, then the "after" scrapes until the server's counts settle.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use protocol::ByeCode;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::conn::{self, ClientError, Conn, ErrorKind};
+use crate::limits::{self, RESERVED_FDS};
+use crate::metrics::Admin;
+use crate::options::Options;
+use crate::player::Player;
+use crate::progress::Progress;
+use crate::reconcile::{self, Expect, Expected, Reason, Reconciliation};
+use crate::report::{Connects, ErrorCount, Latencies, Report, Traffic};
+use crate::scenarios::{self, Ctx, GRACE, Instance};
+use crate::stats::{Stats, get};
+use crate::token;
+
+/// How long the probe waits for a connect and for `Welcome`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After the run, the server's counters are considered settled once unchanged for this long
+/// (longer than the default linger timeout of 2 s, during which a lingering close is not yet
+/// counted).
+const STABLE_FOR: Duration = Duration::from_secs(3);
+/// Time between two scrapes while waiting for the server's counters to settle.
+const SCRAPE_EVERY: Duration = Duration::from_millis(250);
+
+/// Why the target is not a game server client-sim can play against. Each is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Connection refused.
+    #[error(
+        "nothing is listening at {server} (connection refused): is the game server running, and on this port?"
+    )]
+    NotListening {
+        /// The address tried.
+        server: String,
+    },
+    /// No answer to the SYN.
+    #[error(
+        "no answer from {server} within {timeout:?} (connect timed out): wrong address, or a firewall drops the packets"
+    )]
+    ConnectTimeout {
+        /// The address tried.
+        server: String,
+        /// How long the connect waited.
+        timeout: Duration,
+    },
+    /// Any other connect failure.
+    #[error("cannot connect to {server}: {error}")]
+    Connect {
+        /// The address tried.
+        server: String,
+        /// What the kernel said.
+        error: ClientError,
+    },
+    /// The other end speaks something else.
+    #[error("{server} is not a game server: {why}")]
+    NotGameServer {
+        /// The address tried.
+        server: String,
+        /// What it did instead.
+        why: String,
+    },
+    /// A game server that refused the probe.
+    #[error("{server} refused the probe's Hello with Bye{{{code}}}{text}{hint}")]
+    Refused {
+        /// The address tried.
+        server: String,
+        /// Its Bye code.
+        code: ByeCode,
+        /// Its text, prefixed for display.
+        text: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The probe got in, but the graceful quit went wrong.
+    #[error("{server} accepted the probe but its answer to the probe's Bye was wrong: {why}")]
+    BadQuit {
+        /// The address tried.
+        server: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// What the probe learnt about the server.
+#[derive(Debug, Clone, Copy)]
+struct ServerTiming {
+    idle: Duration,
+}
+
+/// Connects once, handshakes and quits gracefully: proves the target is a game server that lets
+/// this client in, and reads its timing from `Welcome`.
+async fn probe(
+    opts: &Options,
+    server: SocketAddr,
+    id: String,
+    stats: &Arc<Stats>,
+) -> Result<ServerTiming, ProbeError> {
+    let name = opts.server.clone();
+    let source = opts.source_addrs.first().copied();
+    let timeout = PROBE_TIMEOUT.min(opts.connect_timeout);
+    let (stream, _) = conn::connect(server, source, timeout)
+        .await
+        .map_err(|error| match error.kind() {
+            Some(ErrorKind::ConnRefused) => ProbeError::NotListening {
+                server: name.clone(),
+            },
+            Some(ErrorKind::TimedOut) => ProbeError::ConnectTimeout {
+                server: name.clone(),
+                timeout,
+            },
+            _ => ProbeError::Connect {
+                server: name.clone(),
+                error,
+            },
+        })?;
+    let conn = Conn::new(stream, Arc::clone(stats));
+    let token = opts
+        .auth_secret
+        .as_deref()
+        .map(|secret| token::mint_token_for(secret, &id, opts.token_ttl));
+    let hello = Player::hello(id, String::new(), token);
+    let mut p = Player::handshake(conn, hello, PROBE_TIMEOUT, Arc::clone(stats))
+        .await
+        .map_err(|(conn, error)| {
+            handshake_error(&name, &conn, error, opts.auth_secret.is_some())
+        })?;
+    let quit = p.quit(p.idle + GRACE).await;
+    let why = match (quit, p.bye_code()) {
+        (Ok(()), Some(ByeCode::ClientQuit)) => None,
+        (Ok(()), code) => Some(format!(
+            "expected Bye{{client_quit}} then EOF, got {code:?} then EOF"
+        )),
+        (Err(error), _) => Some(error.to_string()),
+    };
+    match why {
+        None => Ok(ServerTiming { idle: p.idle }),
+        Some(why) => Err(ProbeError::BadQuit { server: name, why }),
+    }
+}
+
+fn handshake_error(server: &str, conn: &Conn, error: ClientError, have_secret: bool) -> ProbeError {
+    let not_game = |why: String| ProbeError::NotGameServer {
+        server: server.to_owned(),
+        why,
+    };
+    match error {
+        ClientError::ServerBye { code, text } => {
+            let hint = match code {
+                ByeCode::AuthFailed if have_secret => {
+                    " (the token minted from --auth-secret was refused: check it matches the server's auth.secret)"
+                }
+                ByeCode::AuthFailed => {
+                    " (the server wants tokens: pass --auth-secret with its auth.secret)"
+                }
+                ByeCode::ServerFull => " (the server is at its session limit)",
+                ByeCode::VersionMismatch => {
+                    " (client-sim and the server speak different protocol versions)"
+                }
+                _ => "",
+            };
+            ProbeError::Refused {
+                server: server.to_owned(),
+                code,
+                text: if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {text}")
+                },
+                hint,
+            }
+        }
+        ClientError::Protocol(_) | ClientError::Unexpected(_) | ClientError::Truncated => {
+            let bytes = conn.undecoded();
+            if bytes.starts_with(b"HTTP/") {
+                not_game("it answered like an HTTP server (is this the admin port?)".to_owned())
+            } else {
+                let shown: String = bytes
+                    .iter()
+                    .take(16)
+                    .map(|&b| {
+                        if b.is_ascii_graphic() || b == b' ' {
+                            b as char
+                        } else {
+                            '.'
+                        }
+                    })
+                    .collect();
+                not_game(format!(
+                    "its answer is not this protocol ({error}; first bytes {shown:?})"
+                ))
+            }
+        }
+        ClientError::Eof => not_game("it closed the connection without sending Welcome".to_owned()),
+        ClientError::Deadline { limit, .. } => {
+            not_game(format!("it sent no Welcome within {limit:?}"))
+        }
+        ClientError::Io {
+            kind: ErrorKind::ConnReset,
+            ..
+        } => not_game("it reset the connection instead of sending Welcome".to_owned()),
+        other => ProbeError::Connect {
+            server: server.to_owned(),
+            error: other,
+        },
+    }
+}
+
+/// Hands out connect permits at `rate` per second; storm instances skip it.
+///
+/// Permits are computed from elapsed time (not counted ticks), so a busy runtime that misses
+/// ticks neither falls behind nor bursts afterwards, and at most a tenth of a second's worth
+/// accumulates while no one waits.
+#[derive(Debug)]
+struct Pacer {
+    permits: Option<Arc<Semaphore>>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Pacer {
+    fn start(rate: f64) -> Pacer {
+        if rate <= 0.0 {
+            return Pacer {
+                permits: None,
+                ticker: None,
+            };
+        }
+        let permits = Arc::new(Semaphore::new(1));
+        let feed = Arc::clone(&permits);
+        let cap = (rate / 10.0).ceil().max(1.0) as usize;
+        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_millis(1));
+        let ticker = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut issued = 1u64;
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let owed = (rate * started.elapsed().as_secs_f64()) as u64 + 1;
+                if owed > issued {
+                    let room = cap.saturating_sub(feed.available_permits());
+                    let add = usize::try_from(owed - issued)
+                        .unwrap_or(usize::MAX)
+                        .min(room);
+                    feed.add_permits(add);
+                    issued = owed;
+                }
+            }
+        });
+        Pacer {
+            permits: Some(permits),
+            ticker: Some(ticker),
+        }
+    }
+
+    async fn wait(&self) {
+        if let Some(permits) = &self.permits {
+            if let Ok(permit) = permits.acquire().await {
+                permit.forget();
+            }
+        }
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+    }
+}
+
+/// Resolves `host:port` to one socket address.
+async fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = server.parse() {
+        return Ok(addr);
+    }
+    tokio::net::lookup_host(server)
+        .await
+        .with_context(|| format!("cannot resolve {server:?} (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("{server:?} resolves to no address"))
+}
+
+/// Runs the whole thing. See the crate docs for the semantics of slots, instances and duration.
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    opts.validate()?;
+    let fd_limit =
+        limits::raise_nofile().context("cannot read or raise the file-descriptor limit")?;
+    let capacity = fd_limit.client_capacity();
+    if opts.clients as u64 > capacity {
+        anyhow::bail!(
+            "--clients {} needs one descriptor each, but this process may open only {} (hard \
+             limit {}, {RESERVED_FDS} kept for itself) and the hard limit cannot be raised: lower \
+             --clients to {capacity} or run several client-sim processes",
+            opts.clients,
+            fd_limit.soft,
+            fd_limit.hard
+        );
+    }
+    let server = resolve(&opts.server).await?;
+    let admin = opts.metrics_url.as_deref().map(Admin::new).transpose()?;
+    let before = match &admin {
+        Some(admin) => Some(
+            admin
+                .closed_by_reason()
+                .await
+                .context("cannot read the server's metrics (--metrics-url)")?,
+        ),
+        None => None,
+    };
+    let stats = Arc::new(Stats::default());
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let timing = probe(
+        &opts,
+        server,
+        format!("{}-{run_id}-probe", opts.player_prefix),
+        &stats,
+    )
+    .await?;
+    let mut expected = Expected::default();
+    expected.add("probe", Expect::Exact(Reason::ClientQuit));
+
+    let crash_exe = match &opts.crash_exe {
+        Some(exe) => exe.clone(),
+        None => {
+            std::env::current_exe().context("cannot find this executable for the crash scenario")?
+        }
+    };
+    let ctx = Arc::new(Ctx {
+        opts: opts.clone(),
+        server,
+        stats: Arc::clone(&stats),
+        admin: admin.clone(),
+        run_id,
+        crash_exe,
+    });
+    let expected = Arc::new(Mutex::new(expected));
+    let started = Instant::now();
+    let total = opts.duration.is_none().then_some(opts.clients as u64);
+    let progress = Progress::start(opts.progress, Arc::clone(&stats), total, opts.duration);
+    let pacer = Arc::new(Pacer::start(opts.connect_rate));
+    let drawer = Arc::new(Mutex::new(opts.mix.drawer()));
+    let next_source = Arc::new(AtomicUsize::new(0));
+    let deadline = opts.duration.map(|d| started + d);
+
+    let mut slots = JoinSet::new();
+    for slot in 0..opts.clients {
+        let ctx = Arc::clone(&ctx);
+        let pacer = Arc::clone(&pacer);
+        let drawer = Arc::clone(&drawer);
+        let expected = Arc::clone(&expected);
+        let next_source = Arc::clone(&next_source);
+        slots.spawn(async move {
+            let mut n = 0u64;
+            loop {
+                let scenario = drawer.lock().unwrap_or_else(PoisonError::into_inner).draw();
+                if !scenario.unpaced() {
+                    pacer.wait().await;
+                }
+                if n > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let sources = &ctx.opts.source_addrs;
+                let source: Option<IpAddr> = (!sources.is_empty())
+                    .then(|| sources[next_source.fetch_add(1, Ordering::Relaxed) % sources.len()]);
+                let inst = Instance {
+                    ctx: Arc::clone(&ctx),
+                    scenario,
+                    id: format!("{}-{}-{slot}-{n}", ctx.opts.player_prefix, ctx.run_id),
+                    source,
+                };
+                crate::stats::add(&ctx.stats.started, 1);
+                let verdict = scenarios::run(&inst).await;
+                ctx.stats.record_outcome(
+                    Some(scenario),
+                    &verdict.errors,
+                    verdict.failure.as_deref(),
+                );
+                if let Some(failure) = &verdict.failure {
+                    tracing::debug!(scenario = %scenario, player = %inst.id, "{failure}");
+                }
+                expected
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .add(scenario.as_str(), verdict.expect);
+                n += 1;
+                if deadline.is_none_or(|d| Instant::now() >= d) {
+                    break;
+                }
+            }
+        });
+    }
+    while let Some(joined) = slots.join_next().await {
+        if let Err(error) = joined {
+            tracing::error!("a client slot panicked: {error}");
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(pacer);
+    progress.finish();
+
+    let expected = expected
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let reconciliation = match (&admin, &before) {
+        (Some(admin), Some(before)) => {
+            let bound = opts.settle_timeout.unwrap_or(timing.idle + GRACE);
+            Some(settle(admin, before, &expected, bound).await)
+        }
+        _ => None,
+    };
+    Ok(build_report(
+        &opts,
+        &stats,
+        fd_limit,
+        elapsed,
+        reconciliation,
+    ))
+}
+
+/// Scrapes until the server's counts match, stop changing for [`STABLE_FOR`], or `bound` passes.
+async fn settle(
+    admin: &Admin,
+    before: &BTreeMap<String, f64>,
+    expected: &Expected,
+    bound: Duration,
+) -> Reconciliation {
+    let started = Instant::now();
+    let mut last: Option<BTreeMap<String, f64>> = None;
+    let mut last_change = Instant::now();
+    loop {
+        let verdict = match admin.closed_by_reason().await {
+            Ok(after) => {
+                let rec = reconcile::reconcile(expected, &reconcile::deltas(before, &after));
+                if rec.ok {
+                    return rec;
+                }
+                if last.as_ref() != Some(&after) {
+                    last = Some(after);
+                    last_change = Instant::now();
+                }
+                Ok(rec)
+            }
+            Err(error) => Err(error),
+        };
+        let stable = last.is_some() && last_change.elapsed() >= STABLE_FOR;
+        if stable || started.elapsed() >= bound {
+            return match verdict {
+                Ok(rec) => rec,
+                Err(error) => {
+                    let mut rec = reconcile::reconcile(expected, &BTreeMap::new());
+                    rec.ok = false;
+                    rec.notes.push(format!("the last scrape failed: {error}"));
+                    rec
+                }
+            };
+        }
+        tokio::time::sleep(SCRAPE_EVERY).await;
+    }
+}
+
+fn build_report(
+    opts: &Options,
+    stats: &Stats,
+    fd_limit: limits::FdLimit,
+    elapsed: Duration,
+    reconciliation: Option<Reconciliation>,
+) -> Report {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let (connect_ms, rtt_ms, detection_ms) = stats.latencies();
+    let sent = get(&stats.sent_msgs);
+    let received = get(&stats.recv_msgs);
+    Report {
+        server: opts.server.clone(),
+        mix: opts.mix.to_string(),
+        clients: opts.clients,
+        elapsed_secs: elapsed.as_secs_f64(),
+        fd_limit,
+        instances: get(&stats.started),
+        failed_instances: get(&stats.failed),
+        scenarios: stats
+            .scenario_counts()
+            .into_iter()
+            .map(|(s, c)| (s.as_str().to_owned(), c))
+            .collect(),
+        connects: Connects {
+            ok: get(&stats.connect_ok),
+            failed: get(&stats.connect_failed),
+        },
+        messages: Traffic {
+            sent,
+            received,
+            sent_per_sec: sent as f64 / secs,
+            received_per_sec: received as f64 / secs,
+            bytes_sent: get(&stats.sent_bytes),
+            bytes_received: get(&stats.recv_bytes),
+        },
+        latency: Latencies {
+            connect_ms,
+            rtt_ms,
+            detection_ms,
+        },
+        errors: stats
+            .errors_by_kind()
+            .into_iter()
+            .map(|(kind, (provoked, unexpected))| {
+                (
+                    kind,
+                    ErrorCount {
+                        provoked,
+                        unexpected,
+                    },
+                )
+            })
+            .collect(),
+        failures: stats.failure_examples(),
+        reconciliation,
+    }
+}

@@ -1,0 +1,257 @@
+//! `crash`: the field report's server-side case 4, "was killed (kill -9) while sending: quickly
+//! connection reset by peer".
+//!
+//! A real child process (this executable, started with the hidden `__crash-child` subcommand)
+//! connects, plays in a private room and sends inputs continuously; the parent kills it with
+//! SIGKILL a moment after it reports its session. The dead process's kernel closes the socket:
+//!
+//! - if relays were waiting unread in the child's receive buffer, the kernel sends RST: the server
+//!   records `peer_reset`;
+//! - otherwise it sends FIN after the last bytes the child wrote. The child writes its frames in
+//!   pieces that never end on a frame boundary (the rest of one input together with the first
+//!   half of the next), so its stream always stops inside a frame: the server records
+//!   `truncated_frame`, never `peer_eof`.
+//!
+//! Which of the two happens depends on buffers and timing, so the scenario expects either:
+//! reconciliation treats the crash instances as one group over `{peer_reset, truncated_frame}`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use protocol::{ByeCode, ClientMessage, ServerMessage};
+use rand::Rng;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::MissedTickBehavior;
+
+use super::{Instance, Verdict, WELCOME_LIMIT, expect_after_failed_handshake};
+use crate::conn::{self, ClientError, Conn};
+use crate::player::Player;
+use crate::reconcile::{Expect, Reason};
+use crate::stats::{Stats, add};
+
+/// The reasons a killed client may produce.
+pub const CRASH_REASONS: &[Reason] = &[Reason::PeerReset, Reason::TruncatedFrame];
+
+/// The hidden subcommand that runs the child.
+pub const CHILD_SUBCOMMAND: &str = "__crash-child";
+/// The child reads its auth token from this variable, so it never shows in `ps`.
+const TOKEN_ENV: &str = "CLIENT_SIM_CRASH_TOKEN";
+/// Time between two writes of the child.
+const CHILD_EVERY: Duration = Duration::from_millis(25);
+/// Payload of each of the child's inputs.
+const CHILD_INPUT_BYTES: usize = 1024;
+/// A child whose parent vanished without killing it ends itself after this long.
+const CHILD_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The child's command line (after the hidden subcommand).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChildArgs {
+    /// The server, as an IP socket address.
+    #[arg(long)]
+    pub server: SocketAddr,
+    /// The player id.
+    #[arg(long)]
+    pub player: String,
+    /// The room to play in.
+    #[arg(long)]
+    pub room: String,
+    /// The local address to connect from.
+    #[arg(long)]
+    pub source_addr: Option<IpAddr>,
+}
+
+pub(crate) async fn run(inst: &Instance) -> Verdict {
+    let nothing = |why: String| Verdict {
+        expect: Expect::Nothing,
+        failure: Some(why),
+        errors: Vec::new(),
+    };
+    let exe = &inst.ctx.crash_exe;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg(CHILD_SUBCOMMAND)
+        .arg("--server")
+        .arg(inst.ctx.server.to_string())
+        .arg("--player")
+        .arg(&inst.id)
+        .arg("--room")
+        .arg(inst.private_room())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(source) = inst.source {
+        cmd.arg("--source-addr").arg(source.to_string());
+    }
+    match inst.token() {
+        Some(token) => cmd.env(TOKEN_ENV, token),
+        None => cmd.env_remove(TOKEN_ENV),
+    };
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            return nothing(format!(
+                "cannot start the crash child {}: {error}",
+                exe.display()
+            ));
+        }
+    };
+    let Some(stdout) = child.stdout.take() else {
+        return nothing("the crash child has no stdout pipe".to_owned());
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    let first =
+        tokio::time::timeout(WELCOME_LIMIT + Duration::from_secs(5), lines.next_line()).await;
+    let line = match first {
+        Ok(Ok(Some(line))) => line,
+        Ok(_) => {
+            let _ = child.kill().await;
+            return nothing(format!(
+                "the crash child {} exited without reporting: is it the client-sim binary? (a \
+                 test harness must set Options::crash_exe)",
+                exe.display()
+            ));
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            return Verdict {
+                expect: Expect::Unknown,
+                failure: Some(
+                    "the crash child reported nothing before the Welcome deadline".to_owned(),
+                ),
+                errors: Vec::new(),
+            };
+        }
+    };
+    let mut words = line.splitn(3, ' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some("ready"), _, _) => add(&inst.ctx.stats.connect_ok, 1),
+        (Some("connect-failed"), _, _) => {
+            add(&inst.ctx.stats.connect_failed, 1);
+            let _ = child.kill().await;
+            return nothing(format!("crash child: {line}"));
+        }
+        (Some("refused"), Some(code), text) => {
+            let _ = child.kill().await;
+            add(&inst.ctx.stats.connect_ok, 1);
+            let code = code.parse::<u8>().ok().and_then(ByeCode::from_u8);
+            let error = match code {
+                Some(code) => ClientError::ServerBye {
+                    code,
+                    text: text.unwrap_or_default().to_owned(),
+                },
+                None => ClientError::Unexpected("Bye code from the crash child"),
+            };
+            return Verdict {
+                expect: expect_after_failed_handshake(&error),
+                failure: Some(format!("crash child handshake: {error}")),
+                errors: Vec::new(),
+            };
+        }
+        _ => {
+            let _ = child.kill().await;
+            add(&inst.ctx.stats.connect_ok, 1);
+            return Verdict {
+                expect: Expect::Unknown,
+                failure: Some(format!("crash child: {line}")),
+                errors: Vec::new(),
+            };
+        }
+    }
+    let pause = Duration::from_millis(rand::rng().random_range(100..=400));
+    tokio::time::sleep(pause).await;
+    // Child::kill sends SIGKILL and reaps the process.
+    let failure = child
+        .kill()
+        .await
+        .err()
+        .map(|e| format!("killing the crash child: {e}"));
+    Verdict {
+        expect: Expect::OneOf(CRASH_REASONS),
+        failure,
+        errors: Vec::new(),
+    }
+}
+
+/// The child's entry point: a single-threaded runtime running [`child`].
+pub fn child_main(args: ChildArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            println!("failed cannot start a runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(child(args))
+}
+
+/// Connects, reports `ready SESSION_ID` on stdout, then sends until killed. Other first lines:
+/// `connect-failed KIND ...`, `refused CODE TEXT`, `failed WHY`.
+async fn child(args: ChildArgs) -> ExitCode {
+    let stats = Arc::new(Stats::default());
+    let stream = match conn::connect(args.server, args.source_addr, Duration::from_secs(10)).await {
+        Ok((stream, _)) => stream,
+        Err(error) => {
+            println!("connect-failed {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let conn = Conn::new(stream, Arc::clone(&stats));
+    let token = std::env::var(TOKEN_ENV).ok();
+    let hello = Player::hello(args.player, args.room, token);
+    let mut p = match Player::handshake(conn, hello, WELCOME_LIMIT, stats).await {
+        Ok(p) => p,
+        Err((_, ClientError::ServerBye { code, text })) => {
+            println!("refused {} {text}", code as u8);
+            return ExitCode::FAILURE;
+        }
+        Err((_, error)) => {
+            println!("failed {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("ready {}", p.welcome.session_id);
+    match send_until_killed(&mut p).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Writes, every few milliseconds, the second half of the previous input, any pongs owed, and
+/// the first half of the next input: the byte stream never pauses on a frame boundary.
+async fn send_until_killed(p: &mut Player) -> Result<(), ClientError> {
+    let payload = Bytes::from(vec![0x6bu8; CHILD_INPUT_BYTES]);
+    let mut carry = BytesMut::new();
+    let mut pongs: Vec<u64> = Vec::new();
+    let mut tick = tokio::time::interval(CHILD_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let lifetime = tokio::time::sleep(CHILD_LIFETIME);
+    tokio::pin!(lifetime);
+    loop {
+        tokio::select! {
+            frame = p.conn.recv() => match frame? {
+                Some(ServerMessage::Ping { nonce }) => pongs.push(nonce),
+                Some(ServerMessage::Bye(_)) | None => return Ok(()),
+                Some(_) => {}
+            },
+            _ = tick.tick() => {
+                let mut chunk = carry.split();
+                for nonce in pongs.drain(..) {
+                    p.conn.encode(&ClientMessage::Pong { nonce }, &mut chunk)?;
+                }
+                let input = p.next_input(payload.clone());
+                let mut frame = BytesMut::new();
+                p.conn.encode(&input, &mut frame)?;
+                carry = frame.split_off(frame.len() / 2);
+                chunk.extend_from_slice(&frame);
+                p.conn.write_raw(&chunk).await?;
+            }
+            () = &mut lifetime => return Ok(()),
+        }
+    }
+}

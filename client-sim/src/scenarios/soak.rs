@@ -1,0 +1,64 @@
+//! `soak`: a realistic player for long runs.
+//!
+//! It plays for a few seconds (random between 1 and 5, or `--play-time`) at a human pace of five
+//! inputs per second, answering pings, pinging the server and acknowledging events, then leaves:
+//! nine times in ten with `Bye` (the server must record `client_quit` and acknowledge every
+//! input), once in ten by closing without `Bye` (the server must record `peer_eof`).
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::{During, GRACE, Instance, Verdict, close_without_bye, errors_of, quit_and_check};
+use crate::player::Pace;
+use crate::reconcile::{Expect, Reason};
+
+/// Time between inputs: a human pace.
+const EVERY: Duration = Duration::from_millis(200);
+
+pub(crate) async fn run(inst: &Instance) -> Verdict {
+    let (play_for, graceful) = {
+        let mut rng = rand::rng();
+        let play_for = inst
+            .opts()
+            .play_time
+            .unwrap_or_else(|| Duration::from_millis(rng.random_range(1000..=5000)));
+        (play_for, rng.random_bool(0.9))
+    };
+    let mut p = match inst.open(inst.shared_room()).await {
+        Ok(p) => p,
+        Err(verdict) => return verdict,
+    };
+    let expect = Expect::Exact(if graceful {
+        Reason::ClientQuit
+    } else {
+        Reason::PeerEof
+    });
+    let result = async {
+        let inputs = u32::try_from(play_for.as_millis() / EVERY.as_millis()).unwrap_or(u32::MAX);
+        let pace = Pace {
+            inputs,
+            every: EVERY,
+            bytes: inst.opts().input_bytes,
+        };
+        p.play(Some(pace), play_for + p.idle + GRACE, "playing", |_| true)
+            .await
+            .during("playing")?;
+        let want = p.input_seq;
+        p.play(
+            None,
+            p.idle + GRACE,
+            "the relays of every input",
+            move |p| p.relayed_upto >= want,
+        )
+        .await
+        .during("waiting for its inputs to come back as relays")?;
+        if graceful {
+            quit_and_check(&mut p).await
+        } else {
+            close_without_bye(&mut p).await
+        }
+    }
+    .await;
+    inst.verdict(expect, &errors_of(&p), result)
+}
