@@ -78,6 +78,13 @@ pub struct SessionConfig {
     pub abort_on_protocol_error: bool,
     /// Lingering close on server-initiated closes (only ever false in demonstrations).
     pub lingering_close: bool,
+    /// How long a broken session waits for its player to resume; zero turns resume off.
+    #[serde(with = "humantime_serde")]
+    pub resume_grace: Duration,
+    /// Most sent-but-unacknowledged events kept for replay.
+    pub resume_buffer: usize,
+    /// Park slow consumers for resume too.
+    pub resume_after_slow_consumer: bool,
 }
 
 /// `[tcp]`: see config/default.toml for what each key does.
@@ -363,6 +370,11 @@ impl Config {
             "session.rate_limit_burst",
             "must be at least 1".into(),
         );
+        check(
+            s.resume_grace.is_zero() || s.resume_buffer >= 1,
+            "session.resume_buffer",
+            "must be at least 1 while session.resume_grace is above zero".into(),
+        );
         let t = &self.tcp;
         check(
             t.keepalive_idle >= Duration::from_secs(1),
@@ -480,7 +492,10 @@ impl Fields<'_> {
                 rate_limit_per_sec,
                 rate_limit_burst,
                 abort_on_protocol_error,
-                lingering_close
+                lingering_close,
+                resume_grace,
+                resume_buffer,
+                resume_after_slow_consumer
             }
         );
         let tcp = section!(
@@ -557,9 +572,12 @@ from_raw_plain!(
 
 impl FromRaw for Duration {
     fn from_raw(raw: &config::Config, key: &str) -> Result<Self, String> {
-        let text = raw
-            .get::<String>(key)
-            .map_err(|e| format!("{} (expected a duration such as \"5s\" or \"250ms\")", describe(e)))?;
+        let text = raw.get::<String>(key).map_err(|e| {
+            format!(
+                "{} (expected a duration such as \"5s\" or \"250ms\")",
+                describe(e)
+            )
+        })?;
         raw.get::<Human>(key)
             .map(|h| h.0)
             .map_err(|_| format!("{text:?} is not a duration such as \"5s\" or \"250ms\""))

@@ -21,6 +21,7 @@ pub mod game;
 pub mod metrics;
 pub mod reaper;
 pub mod registry;
+pub mod resume;
 mod session;
 pub mod shutdown;
 pub mod watchdog;
@@ -51,6 +52,7 @@ pub(crate) struct Shared {
     registry: Arc<Registry>,
     game: Arc<dyn Game>,
     auth: Option<Authenticator>,
+    parking: Arc<resume::Parking>,
     shutdown: Shutdown,
     reaper: mpsc::UnboundedSender<SessionEnd>,
     next_session_id: AtomicU64,
@@ -115,7 +117,9 @@ pub async fn run(
     ));
 
     let drain_timeout = config.shutdown.drain_timeout;
+    let parking = resume::Parking::new(config.session.resume_grace, metrics.clone(), game.clone());
     let shared = Arc::new(Shared {
+        parking: parking.clone(),
         traffic: TrafficCounters::new(&metrics),
         metrics: metrics.clone(),
         registry,
@@ -145,6 +149,7 @@ pub async fn run(
         () = shutdown.aborted() => {}
     }
     sessions.wait().await;
+    parking.clear();
     // Every sender is gone once the sessions are: the reaper records the last closes and ends.
     if let Err(error) = reaper.await {
         tracing::error!(%error, "reaper failed");

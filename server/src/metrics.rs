@@ -63,6 +63,14 @@ pub struct Metrics {
     pub drain_forced: IntCounter,
     /// Events dropped because they did not fit in one frame (a game bug).
     pub events_oversized: IntCounter,
+    /// Parked sessions taken over by a new connection.
+    pub sessions_resumed: IntCounter,
+    /// Parked sessions whose grace window passed.
+    pub resume_expired: IntCounter,
+    /// Resume attempts refused, by reason.
+    pub resume_rejected: IntCounterVec,
+    /// Sessions parked, waiting for their player to come back.
+    pub sessions_parked: IntGauge,
 }
 
 impl Metrics {
@@ -170,8 +178,30 @@ impl Metrics {
                 "gameserver_events_oversized_total",
                 "Game events dropped because they did not fit in one frame (a game bug).",
             )?,
+            sessions_resumed: counter(
+                "gameserver_sessions_resumed_total",
+                "Parked sessions taken over by a new connection with their resume token.",
+            )?,
+            resume_expired: counter(
+                "gameserver_resume_expired_total",
+                "Parked sessions whose player did not come back within session.resume_grace.",
+            )?,
+            resume_rejected: counter_vec(
+                "gameserver_resume_rejected_total",
+                "Resume attempts refused, by reason.",
+                "reason",
+            )?,
+            sessions_parked: gauge(
+                "gameserver_sessions_parked",
+                "Sessions whose connection broke, parked for session.resume_grace.",
+            )?,
             registry,
         };
+        for refusal in crate::resume::Refusal::ALL {
+            metrics
+                .resume_rejected
+                .with_label_values(&[refusal.as_str()]);
+        }
 
         for reason in CloseReason::ALL {
             let label = reason.as_str();

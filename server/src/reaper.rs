@@ -33,6 +33,8 @@ pub struct SessionEnd {
     pub traffic: Traffic,
     /// A graceful close was cut short by a forced shutdown.
     pub forced: bool,
+    /// The session was parked for resume: the game was told the player disconnected, not left.
+    pub parked: bool,
 }
 
 /// Receives session ends until every sender is gone.
@@ -62,7 +64,11 @@ fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, game: &dyn Gam
         metrics.drain_forced.inc();
     }
     log(end);
-    if let Some(player) = &end.player {
+    // A parked session was already taken out of the registry when it parked, and its player has
+    // not left: the parking lot calls the leave hook if it never comes back.
+    if let Some(player) = &end.player
+        && !end.parked
+    {
         registry.remove(end.session_id);
         game.leave(player, end.reason);
     }
@@ -86,6 +92,7 @@ fn log(end: &SessionEnd) {
                 bytes_in = end.traffic.bytes_in,
                 bytes_out = end.traffic.bytes_out,
                 forced = end.forced,
+                parked = end.parked,
                 "session closed"
             )
         };

@@ -21,7 +21,7 @@ pub struct Player(Arc<PlayerInner>);
 struct PlayerInner {
     session_id: u64,
     player_id: Arc<str>,
-    peer: SocketAddr,
+    peer: Mutex<SocketAddr>,
     started: Instant,
     events: mpsc::Sender<Bytes>,
     control: Control,
@@ -61,6 +61,11 @@ impl Control {
             .copied()
     }
 
+    /// Forgets a request that has been acted on (a session parked for resume starts afresh).
+    pub(crate) fn reset(&self) {
+        self.reason.store(0, Ordering::Release);
+    }
+
     /// Completes when a close is requested (immediately if one already was).
     pub(crate) async fn wait(&self) -> CloseReason {
         loop {
@@ -82,7 +87,7 @@ impl Player {
         Player(Arc::new(PlayerInner {
             session_id,
             player_id,
-            peer,
+            peer: Mutex::new(peer),
             started: Instant::now(),
             events,
             control: Control::default(),
@@ -102,9 +107,18 @@ impl Player {
         &self.0.player_id
     }
 
-    /// The player's address.
+    /// The player's address (of its current connection).
     pub fn peer(&self) -> SocketAddr {
-        self.0.peer
+        *lock(&self.0.peer)
+    }
+
+    /// The room the game last put the player in.
+    pub fn room(&self) -> String {
+        lock(&self.0.room).to_string()
+    }
+
+    pub(crate) fn set_peer(&self, peer: SocketAddr) {
+        *lock(&self.0.peer) = peer;
     }
 
     /// Queues an event payload for the player without ever waiting. When the player's queue is
@@ -148,7 +162,7 @@ impl Player {
         SessionInfo {
             id: self.0.session_id,
             player: self.0.player_id.to_string(),
-            peer: self.0.peer.to_string(),
+            peer: self.peer().to_string(),
             age_secs: self.0.started.elapsed().as_secs_f64(),
             room: lock(&self.0.room).to_string(),
             bytes_in: self.0.bytes_in.load(Ordering::Relaxed),

@@ -29,6 +29,7 @@ use crate::close::{CloseReason, Direction, classify_codec, classify_io};
 use crate::metrics::Traffic;
 use crate::reaper::SessionEnd;
 use crate::registry::Player;
+use crate::resume::{Carried, Replay};
 use crate::watchdog::{Expiry, RateLimit, Timeouts, Watchdog};
 
 /// Initial read buffer. Small so that an idle session costs a few KiB; it grows on demand up to
@@ -113,7 +114,11 @@ struct Session<'a> {
     /// The queue's sending half until the handshake hands it to the [`Player`].
     events_tx: Option<mpsc::Sender<Bytes>>,
     events: mpsc::Receiver<Bytes>,
-    last_event_seq: u64,
+    /// Numbers outgoing events and keeps the unacknowledged ones for replay after a resume.
+    replay: Replay,
+    /// This session's resume token, once the handshake issued one.
+    token: Option<ResumeToken>,
+    parked: bool,
     last_input_seq: u64,
     acked_input_seq: u64,
     ping: Option<(u64, Instant)>,
@@ -148,7 +153,13 @@ impl<'a> Session<'a> {
             player: None,
             events_tx: Some(events_tx),
             events,
-            last_event_seq: 0,
+            replay: Replay::new(if shared.parking.enabled() {
+                cfg.resume_buffer
+            } else {
+                0
+            }),
+            token: None,
+            parked: false,
             last_input_seq: 0,
             acked_input_seq: 0,
             ping: None,
@@ -162,10 +173,11 @@ impl<'a> Session<'a> {
             let mut reader = FramedRead::with_capacity(read, self.codec.clone(), READ_BUFFER);
             self.serve(&mut reader, &mut write).await
         };
+        self.parked = self.park(&ending);
         let forced = self.close(&mut stream, &ending).await;
         self.flush_traffic();
         SessionEnd {
-            session_id: self.id,
+            session_id: self.player.as_ref().map_or(self.id, Player::session_id),
             player: self.player,
             peer: self.peer,
             reason: ending.reason,
@@ -176,6 +188,7 @@ impl<'a> Session<'a> {
                 .saturating_duration_since(self.watchdog.last_inbound()),
             traffic: self.traffic,
             forced,
+            parked: self.parked,
         }
     }
 
@@ -220,7 +233,7 @@ impl<'a> Session<'a> {
                 },
                 frame = reader.next() => match frame {
                     Some(Ok(message)) => {
-                        if let Some(ending) = self.on_message(message) {
+                        if let Some(ending) = self.on_message(message).await {
                             return ending;
                         }
                         if control.is_none() {
@@ -287,7 +300,7 @@ impl<'a> Session<'a> {
         None
     }
 
-    fn on_message(&mut self, message: ClientMessage) -> Option<Ending> {
+    async fn on_message(&mut self, message: ClientMessage) -> Option<Ending> {
         let now = Instant::now();
         self.watchdog.inbound(now);
         self.traffic.frames_in += 1;
@@ -304,7 +317,7 @@ impl<'a> Session<'a> {
         }
         let Some(player) = &self.player else {
             return match message {
-                ClientMessage::Hello(hello) => self.handshake(hello, now),
+                ClientMessage::Hello(hello) => self.handshake(hello).await,
                 other => Some(Ending::because(
                     CloseReason::ProtocolError,
                     format!("expected Hello, got {:?}", other.kind()),
@@ -342,7 +355,7 @@ impl<'a> Session<'a> {
                     self.shared.game.input(player, seq, payload);
                 }
             }
-            ClientMessage::Ack { .. } => {}
+            ClientMessage::Ack { seq } => self.replay.ack(seq),
             ClientMessage::Bye(_) => return Some(Ending::new(CloseReason::ClientQuit)),
             ClientMessage::Join { room } => {
                 let room = self.shared.game.join(player, &room);
@@ -353,7 +366,7 @@ impl<'a> Session<'a> {
         None
     }
 
-    fn handshake(&mut self, hello: Hello, now: Instant) -> Option<Ending> {
+    async fn handshake(&mut self, hello: Hello) -> Option<Ending> {
         if hello.version != PROTOCOL_VERSION {
             return Some(Ending {
                 bye: Some(ByeCode::VersionMismatch),
@@ -375,31 +388,111 @@ impl<'a> Session<'a> {
         {
             return Some(Ending::because(CloseReason::AuthFailed, error.to_string()));
         }
-        let events_tx = self.events_tx.take()?;
-        let player = Player::new(self.id, Arc::from(hello.player_id), self.peer, events_tx);
+        let parking = &self.shared.parking;
+        let resume = hello.resume.filter(|_| parking.enabled());
+        let (player, replay_after) = match resume {
+            Some(resume) => match parking
+                .resume(resume.token, &hello.player_id, resume.last_event_seq)
+                .await
+            {
+                Ok(carried) => (self.adopt(carried), Some(resume.last_event_seq)),
+                Err(refusal) => {
+                    return Some(Ending {
+                        bye: Some(ByeCode::ResumeRejected),
+                        ..Ending::because(CloseReason::AuthFailed, refusal.explain())
+                    });
+                }
+            },
+            None => {
+                if parking.enabled() {
+                    parking.discard_player(&hello.player_id);
+                }
+                let events_tx = self.events_tx.take()?;
+                let player = Player::new(self.id, Arc::from(hello.player_id), self.peer, events_tx);
+                if let Some(old) = self.shared.registry.register(player.clone()) {
+                    tracing::info!(
+                        old_session = old.session_id(),
+                        "player connected again; the older session is replaced"
+                    );
+                }
+                let room = self.shared.game.join(&player, &hello.room);
+                player.set_room(&room);
+                (player, None)
+            }
+        };
         tracing::Span::current().record("player", player.player_id());
-        if let Some(old) = self.shared.registry.register(player.clone()) {
-            tracing::info!(
-                old_session = old.session_id(),
-                "player connected again; the older session is replaced"
-            );
-        }
-        let room = self.shared.game.join(&player, &hello.room);
-        player.set_room(&room);
-        self.watchdog.handshake_done(now);
+        self.token = parking.enabled().then(|| parking.issue(&player));
+        self.watchdog.handshake_done(Instant::now());
         self.rearm = true;
         let cfg = &self.shared.config.session;
         self.queue(&ServerMessage::Welcome(Welcome {
-            session_id: self.id,
+            session_id: player.session_id(),
             heartbeat_interval_ms: millis(cfg.heartbeat_interval),
             idle_timeout_ms: millis(cfg.idle_timeout),
-            resume_token: ResumeToken::NONE,
-            resumed: false,
+            resume_token: self.token.unwrap_or(ResumeToken::NONE),
+            resumed: replay_after.is_some(),
             last_input_seq: self.last_input_seq,
-            room,
+            room: player.room(),
         }));
+        if let Some(last) = replay_after {
+            // Checked by the parking lot before it handed the session over.
+            for (seq, payload) in self.replay.after(last).unwrap_or_default() {
+                self.queue(&ServerMessage::Event { seq, payload });
+            }
+        }
         self.player = Some(player);
         None
+    }
+
+    /// Takes over a parked session: its player, its queued events, its replay buffer and its
+    /// input position. The connection inherits the session's id.
+    fn adopt(&mut self, carried: Carried) -> Player {
+        let player = carried.player;
+        player.set_peer(self.peer);
+        self.id = player.session_id();
+        self.events = carried.events;
+        self.events_tx = None;
+        self.replay = carried.replay;
+        self.last_input_seq = carried.last_input_seq;
+        self.acked_input_seq = carried.last_input_seq;
+        self.shared.registry.register(player.clone());
+        self.shared.game.reconnected(&player);
+        tracing::info!(session = player.session_id(), "session resumed");
+        player
+    }
+
+    /// After an abnormal end, parks the session for resume instead of letting the player leave.
+    /// Returns true when it parked.
+    fn park(&mut self, ending: &Ending) -> bool {
+        let (Some(token), Some(player)) = (self.token, &self.player) else {
+            return false;
+        };
+        let parking = &self.shared.parking;
+        let parkable = match ending.reason {
+            CloseReason::PeerReset
+            | CloseReason::PeerEof
+            | CloseReason::TruncatedFrame
+            | CloseReason::BrokenPipe
+            | CloseReason::IdleTimeout
+            | CloseReason::TcpTimeout => true,
+            CloseReason::SlowConsumer => self.shared.config.session.resume_after_slow_consumer,
+            // A resuming connection claimed this session while it still looked alive.
+            _ => parking.is_claimed(&token),
+        };
+        if !parkable {
+            parking.retire(token);
+            return false;
+        }
+        self.shared.registry.remove(player.session_id());
+        let (_, closed) = mpsc::channel(1);
+        let carried = Carried {
+            player: player.clone(),
+            events: std::mem::replace(&mut self.events, closed),
+            replay: std::mem::replace(&mut self.replay, Replay::new(0)),
+            last_input_seq: self.last_input_seq,
+        };
+        parking.park(token, carried, ending.reason);
+        true
     }
 
     fn send_ping(&mut self, now: Instant) {
@@ -424,8 +517,7 @@ impl<'a> Session<'a> {
     }
 
     fn push_event(&mut self, payload: Bytes) {
-        self.last_event_seq += 1;
-        let seq = self.last_event_seq;
+        let seq = self.replay.push(&payload);
         self.queue(&ServerMessage::Event { seq, payload });
     }
 

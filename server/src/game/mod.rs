@@ -21,9 +21,17 @@ pub trait Game: Send + Sync + 'static {
     /// A player's input, in sequence order, each sequence number once.
     fn input(&self, player: &Player, seq: u64, payload: Bytes);
 
-    /// The player's session ended, with the reason the server recorded. Called once per joined
-    /// session, after the connection is closed.
+    /// The player's session ended for good, with the reason the server recorded for the
+    /// connection that ended it. Called once per player session: after the connection closed, or
+    /// for a parked session when the grace window passed without a resume.
     fn leave(&self, player: &Player, reason: CloseReason);
+
+    /// The player's connection broke and the session is parked for `session.resume_grace`: the
+    /// player has not left. Events sent meanwhile are queued and replayed if it comes back.
+    fn disconnected(&self, _player: &Player, _reason: CloseReason) {}
+
+    /// A parked player resumed on a new connection.
+    fn reconnected(&self, _player: &Player) {}
 
     /// Called `game.tick_rate_hz` times a second with an increasing tick number.
     fn tick(&self, tick: u64);

@@ -1,0 +1,460 @@
+//! Session resume: a player whose connection breaks abnormally is parked for
+//! `session.resume_grace` instead of leaving. Events keep queueing for the player; a `Hello`
+//! carrying the session's resume token and the last event the client received takes the session
+//! over on a new connection, replays every event after that one, and continues.
+//!
+//! Tokens are 128 random bits, single use, rotated on every resume and bound to the player id.
+//! A token that can no longer resume (used, expired, overflowed, ended) leaves a tombstone for a
+//! while, so that the refusal says why.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use protocol::ResumeToken;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::close::CloseReason;
+use crate::game::Game;
+use crate::metrics::Metrics;
+use crate::registry::Player;
+
+/// Events sent to the client and not yet acknowledged, kept for replay after a resume.
+#[derive(Debug)]
+pub(crate) struct Replay {
+    sent: VecDeque<(u64, Bytes)>,
+    last_seq: u64,
+    capacity: usize,
+}
+
+/// Why a resume was refused; the `reason` label of `gameserver_resume_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The token was never issued by this server process.
+    Unknown,
+    /// The token was already used to resume.
+    Reused,
+    /// The grace window passed before the player came back.
+    Expired,
+    /// Events for the parked player overflowed the queue while it was away.
+    BufferOverflow,
+    /// The session ended for good (the player quit, was kicked, or logged in afresh).
+    Ended,
+    /// The token belongs to another player id.
+    WrongPlayer,
+    /// The client's last event is older than what the server kept, or newer than what it sent.
+    SeqGap,
+}
+
+impl Refusal {
+    /// Every refusal, for initialising the metric labels.
+    pub const ALL: [Refusal; 7] = [
+        Refusal::Unknown,
+        Refusal::Reused,
+        Refusal::Expired,
+        Refusal::BufferOverflow,
+        Refusal::Ended,
+        Refusal::WrongPlayer,
+        Refusal::SeqGap,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unknown => "unknown",
+            Refusal::Reused => "reused",
+            Refusal::Expired => "expired",
+            Refusal::BufferOverflow => "buffer_overflow",
+            Refusal::Ended => "ended",
+            Refusal::WrongPlayer => "wrong_player",
+            Refusal::SeqGap => "seq_gap",
+        }
+    }
+
+    /// The `Bye{resume_rejected}` text: what the client should know.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Refusal::Unknown => "unknown resume token; start a new session",
+            Refusal::Reused => "this resume token was already used; start a new session",
+            Refusal::Expired => "the session expired before you came back; start a new session",
+            Refusal::BufferOverflow => {
+                "too many events piled up while you were away; the session ended; start a new session"
+            }
+            Refusal::Ended => "the session already ended; start a new session",
+            Refusal::WrongPlayer => "this resume token belongs to another player",
+            Refusal::SeqGap => {
+                "the server no longer holds every event after your last one; start a new session"
+            }
+        }
+    }
+}
+
+impl Replay {
+    /// Keeps at most `capacity` unacknowledged events (0 keeps none: resume off).
+    pub(crate) fn new(capacity: usize) -> Replay {
+        Replay {
+            sent: VecDeque::new(),
+            last_seq: 0,
+            capacity,
+        }
+    }
+
+    /// Numbers the next event and keeps it for replay. Returns its sequence number.
+    pub(crate) fn push(&mut self, payload: &Bytes) -> u64 {
+        self.last_seq += 1;
+        if self.capacity > 0 {
+            if self.sent.len() == self.capacity {
+                self.sent.pop_front();
+            }
+            self.sent.push_back((self.last_seq, payload.clone()));
+        }
+        self.last_seq
+    }
+
+    /// The client has every event up to `seq`: they need not be kept.
+    pub(crate) fn ack(&mut self, seq: u64) {
+        while self.sent.front().is_some_and(|(s, _)| *s <= seq) {
+            self.sent.pop_front();
+        }
+    }
+
+    /// The events after `last_received`, or why they cannot all be replayed.
+    pub(crate) fn after(&self, last_received: u64) -> Result<Vec<(u64, Bytes)>, Refusal> {
+        if last_received > self.last_seq {
+            return Err(Refusal::SeqGap);
+        }
+        let oldest_kept = self.sent.front().map_or(self.last_seq + 1, |(s, _)| *s);
+        if last_received + 1 < oldest_kept {
+            return Err(Refusal::SeqGap);
+        }
+        Ok(self
+            .sent
+            .iter()
+            .filter(|(s, _)| *s > last_received)
+            .cloned()
+            .collect())
+    }
+}
+
+/// What a parked session carries over to the connection that resumes it.
+#[derive(Debug)]
+pub(crate) struct Carried {
+    /// The player, as the game knows it.
+    pub player: Player,
+    /// Events queued by the game and not yet sent.
+    pub events: mpsc::Receiver<Bytes>,
+    /// Events sent and not yet acknowledged.
+    pub replay: Replay,
+    /// The highest input applied.
+    pub last_input_seq: u64,
+}
+
+#[derive(Debug)]
+struct Parked {
+    carried: Carried,
+    reason: CloseReason,
+    _supervisor: oneshot::Sender<()>,
+}
+
+#[derive(Debug)]
+struct Live {
+    player_id: Arc<str>,
+    player: Player,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    live: HashMap<ResumeToken, Live>,
+    parked: HashMap<ResumeToken, Parked>,
+    parked_by_player: HashMap<Arc<str>, ResumeToken>,
+    claimed: HashSet<ResumeToken>,
+    tombstones: HashMap<ResumeToken, (Refusal, Instant)>,
+    next_purge: usize,
+}
+
+impl Inner {
+    fn bury(&mut self, token: ResumeToken, why: Refusal, keep: Duration) {
+        let now = Instant::now();
+        if self.tombstones.len() >= self.next_purge {
+            self.tombstones
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < keep);
+            self.next_purge = (2 * self.tombstones.len()).max(1024);
+        }
+        self.tombstones.insert(token, (why, now));
+    }
+
+    fn unpark(&mut self, token: &ResumeToken) -> Option<Parked> {
+        let parked = self.parked.remove(token)?;
+        let player_id = parked.carried.player.player_id();
+        if self.parked_by_player.get(player_id) == Some(token) {
+            self.parked_by_player.remove(player_id);
+        }
+        Some(parked)
+    }
+}
+
+/// The resume tokens of live sessions, the parked sessions, and the tombstones.
+pub(crate) struct Parking {
+    inner: Mutex<Inner>,
+    parked_signal: Notify,
+    grace: Duration,
+    metrics: Metrics,
+    game: Arc<dyn Game>,
+}
+
+impl std::fmt::Debug for Parking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parking")
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a tombstone explains a refusal: well past any client's reconnect loop.
+fn tombstone_life(grace: Duration) -> Duration {
+    (grace * 4).max(Duration::from_secs(600))
+}
+
+impl Parking {
+    pub(crate) fn new(grace: Duration, metrics: Metrics, game: Arc<dyn Game>) -> Arc<Parking> {
+        Arc::new(Parking {
+            inner: Mutex::new(Inner::default()),
+            parked_signal: Notify::new(),
+            grace,
+            metrics,
+            game,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resume is on (a grace window above zero).
+    pub(crate) fn enabled(&self) -> bool {
+        !self.grace.is_zero()
+    }
+
+    /// A fresh token for a session that just completed its handshake.
+    pub(crate) fn issue(&self, player: &Player) -> ResumeToken {
+        let token = ResumeToken(rand::random());
+        self.lock().live.insert(
+            token,
+            Live {
+                player_id: Arc::from(player.player_id()),
+                player: player.clone(),
+            },
+        );
+        token
+    }
+
+    /// True when a resuming connection claimed this live session: it must park, whatever ended it.
+    pub(crate) fn is_claimed(&self, token: &ResumeToken) -> bool {
+        self.lock().claimed.contains(token)
+    }
+
+    /// The session ended for good: its token can no longer resume.
+    pub(crate) fn retire(&self, token: ResumeToken) {
+        let mut inner = self.lock();
+        inner.live.remove(&token);
+        inner.claimed.remove(&token);
+        inner.bury(token, Refusal::Ended, tombstone_life(self.grace));
+    }
+
+    /// Parks a session whose connection broke. The game is told the player disconnected; the
+    /// player leaves for good if nobody resumes within the grace window, or if its queue
+    /// overflows or it is kicked meanwhile.
+    pub(crate) fn park(
+        self: &Arc<Self>,
+        token: ResumeToken,
+        carried: Carried,
+        reason: CloseReason,
+    ) {
+        let player = carried.player.clone();
+        player.control().reset();
+        self.game.disconnected(&player, reason);
+        let (stop, stopped) = oneshot::channel();
+        {
+            let mut inner = self.lock();
+            inner.live.remove(&token);
+            inner.claimed.remove(&token);
+            let player_id: Arc<str> = Arc::from(player.player_id());
+            inner.parked_by_player.insert(player_id, token);
+            inner.parked.insert(
+                token,
+                Parked {
+                    carried,
+                    reason,
+                    _supervisor: stop,
+                },
+            );
+        }
+        self.metrics.sessions_parked.inc();
+        self.parked_signal.notify_waiters();
+        let parking = self.clone();
+        tokio::spawn(async move {
+            let why = tokio::select! {
+                () = tokio::time::sleep(parking.grace) => Refusal::Expired,
+                ended = player.control().wait() => match ended {
+                    CloseReason::SlowConsumer => Refusal::BufferOverflow,
+                    _ => Refusal::Ended,
+                },
+                _ = stopped => return,
+            };
+            parking.end(token, why);
+        });
+    }
+
+    /// Ends a parked session for good: the game's leave hook runs with the original reason.
+    fn end(&self, token: ResumeToken, why: Refusal) {
+        let parked = {
+            let mut inner = self.lock();
+            let parked = inner.unpark(&token);
+            if parked.is_some() {
+                inner.bury(token, why, tombstone_life(self.grace));
+            }
+            parked
+        };
+        if let Some(parked) = parked {
+            self.metrics.sessions_parked.dec();
+            if why == Refusal::Expired {
+                self.metrics.resume_expired.inc();
+            }
+            tracing::info!(
+                session = parked.carried.player.session_id(),
+                player = parked.carried.player.player_id(),
+                reason = parked.reason.as_str(),
+                why = why.as_str(),
+                "parked session ended for good"
+            );
+            self.game.leave(&parked.carried.player, parked.reason);
+        }
+    }
+
+    /// A player logged in afresh (no resume): any session it left parked ends for good.
+    pub(crate) fn discard_player(&self, player_id: &str) {
+        let token = self.lock().parked_by_player.get(player_id).copied();
+        if let Some(token) = token {
+            self.end(token, Refusal::Ended);
+        }
+    }
+
+    /// Takes a parked session over for a `Hello` carrying `token`. A session that is still live
+    /// (the server has not noticed its connection died) is closed as `replaced` and parked first.
+    pub(crate) async fn resume(
+        &self,
+        token: ResumeToken,
+        player_id: &str,
+        last_event_seq: u64,
+    ) -> Result<Carried, Refusal> {
+        let result = self.try_resume(token, player_id, last_event_seq).await;
+        match &result {
+            Ok(_) => self.metrics.sessions_resumed.inc(),
+            Err(refusal) => self
+                .metrics
+                .resume_rejected
+                .with_label_values(&[refusal.as_str()])
+                .inc(),
+        }
+        result
+    }
+
+    async fn try_resume(
+        &self,
+        token: ResumeToken,
+        player_id: &str,
+        last_event_seq: u64,
+    ) -> Result<Carried, Refusal> {
+        for attempt in 0..2 {
+            let signal = self.parked_signal.notified();
+            tokio::pin!(signal);
+            signal.as_mut().enable();
+            {
+                let mut inner = self.lock();
+                if let Some(parked) = inner.parked.get(&token) {
+                    if parked.carried.player.player_id() != player_id {
+                        return Err(Refusal::WrongPlayer);
+                    }
+                    if let Err(refusal) = parked.carried.replay.after(last_event_seq) {
+                        drop(inner);
+                        self.end(token, refusal);
+                        return Err(refusal);
+                    }
+                    let parked = inner.unpark(&token).ok_or(Refusal::Unknown)?;
+                    inner.bury(token, Refusal::Reused, tombstone_life(self.grace));
+                    drop(inner);
+                    self.metrics.sessions_parked.dec();
+                    return Ok(parked.carried);
+                }
+                if let Some((why, _)) = inner.tombstones.get(&token) {
+                    return Err(*why);
+                }
+                let Some(live) = inner.live.get(&token) else {
+                    return Err(Refusal::Unknown);
+                };
+                if &*live.player_id != player_id {
+                    return Err(Refusal::WrongPlayer);
+                }
+                if attempt == 0 {
+                    let player = live.player.clone();
+                    inner.claimed.insert(token);
+                    drop(inner);
+                    player.close(CloseReason::Replaced);
+                }
+            }
+            // The old connection reacts to the close request at once; bound the wait anyway.
+            if tokio::time::timeout(Duration::from_secs(2), signal)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        Err(Refusal::Unknown)
+    }
+
+    /// At shutdown: every parked player leaves with its original reason.
+    pub(crate) fn clear(&self) {
+        let tokens: Vec<ResumeToken> = self.lock().parked.keys().copied().collect();
+        for token in tokens {
+            self.end(token, Refusal::Ended);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_keeps_unacknowledged_events_up_to_its_capacity() {
+        let mut replay = Replay::new(3);
+        for n in 1..=5u8 {
+            assert_eq!(replay.push(&Bytes::from(vec![n])), u64::from(n));
+        }
+        // 1 and 2 fell out; 3, 4, 5 are kept.
+        assert_eq!(replay.after(1), Err(Refusal::SeqGap));
+        let seqs = |r: &Replay, after| {
+            r.after(after)
+                .map(|v| v.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+        };
+        assert_eq!(seqs(&replay, 2), Ok(vec![3, 4, 5]));
+        assert_eq!(seqs(&replay, 4), Ok(vec![5]));
+        assert_eq!(seqs(&replay, 5), Ok(vec![]));
+        assert_eq!(replay.after(6), Err(Refusal::SeqGap));
+        replay.ack(4);
+        assert_eq!(seqs(&replay, 4), Ok(vec![5]));
+        assert_eq!(replay.after(3), Err(Refusal::SeqGap));
+    }
+
+    #[test]
+    fn replay_without_capacity_only_counts() {
+        let mut replay = Replay::new(0);
+        assert_eq!(replay.push(&Bytes::from_static(b"x")), 1);
+        assert_eq!(replay.push(&Bytes::from_static(b"y")), 2);
+        assert_eq!(replay.after(2), Ok(vec![]));
+        assert_eq!(replay.after(1), Err(Refusal::SeqGap));
+    }
+}

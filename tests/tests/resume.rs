@@ -1,0 +1,319 @@
+//! Session resume over real sockets: a player whose connection dies comes back within the grace
+//! window and loses nothing; late, reused and foreign tokens are refused with their reason.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use game_server::CloseReason;
+use protocol::demo::DemoEvent;
+use protocol::{ByeCode, ClientMessage, Hello, Resume, ServerMessage, Welcome};
+use system_tests::{PATIENCE, RawClient, Scrape, TestServer, hello};
+
+/// What a resuming client keeps: its token, the events it received in order, its inputs.
+struct Player {
+    name: String,
+    token: protocol::ResumeToken,
+    last_event: u64,
+    /// Relayed inputs seen, by (sender, input seq): each must arrive exactly once.
+    relays: BTreeMap<(String, u64), u32>,
+}
+
+impl Player {
+    fn new(name: &str, welcome: &Welcome) -> Player {
+        Player {
+            name: name.into(),
+            token: welcome.resume_token,
+            last_event: 0,
+            relays: BTreeMap::new(),
+        }
+    }
+
+    /// Records a message, checking event sequence continuity.
+    fn see(&mut self, message: &ServerMessage) {
+        if let ServerMessage::Event { seq, payload } = message {
+            assert_eq!(*seq, self.last_event + 1, "{}: event seq jumped", self.name);
+            self.last_event = *seq;
+            if let Ok(DemoEvent::Relay {
+                from, input_seq, ..
+            }) = DemoEvent::from_bytes(payload.clone())
+            {
+                *self.relays.entry((from, input_seq)).or_default() += 1;
+            }
+        }
+    }
+
+    fn resume_hello(&self) -> ClientMessage {
+        ClientMessage::Hello(Hello {
+            resume: Some(Resume {
+                token: self.token,
+                last_event_seq: self.last_event,
+            }),
+            ..plain(&self.name)
+        })
+    }
+}
+
+fn plain(name: &str) -> Hello {
+    match hello(name) {
+        ClientMessage::Hello(h) => h,
+        _ => unreachable!(),
+    }
+}
+
+fn input(seq: u64) -> ClientMessage {
+    ClientMessage::Input {
+        seq,
+        payload: Bytes::from(seq.to_be_bytes().to_vec()),
+    }
+}
+
+async fn join_room(server: &TestServer, name: &str, room: &str) -> (RawClient, Welcome) {
+    let mut client = RawClient::connect(server.addr).await;
+    let welcome = client
+        .hello(ClientMessage::Hello(Hello {
+            room: room.into(),
+            ..plain(name)
+        }))
+        .await;
+    (client, welcome)
+}
+
+/// Reads until `done` says so, recording everything; answers pings.
+async fn read_until(
+    client: &mut RawClient,
+    player: &mut Player,
+    mut done: impl FnMut(&Player) -> bool,
+) {
+    while !done(player) {
+        match client.recv().await {
+            Some(Ok(ServerMessage::Ping { nonce })) => {
+                client.send(ClientMessage::Pong { nonce }).await
+            }
+            Some(Ok(message)) => player.see(&message),
+            other => panic!("{}: connection ended: {other:?}", player.name),
+        }
+    }
+}
+
+fn abort(client: RawClient) {
+    let stream = client.framed.into_inner();
+    stream.set_zero_linger().expect("SO_LINGER 0");
+}
+
+async fn wait_for(server: &TestServer, what: &str, mut ok: impl FnMut(&Scrape) -> bool) -> Scrape {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let scrape = server.scrape().await;
+        if ok(&scrape) {
+            return scrape;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reset_in_the_middle_of_a_stream_then_a_resume_loses_and_duplicates_nothing() {
+    let server = TestServer::start(|_| {}).await;
+    let before = server.scrape().await;
+    let (mut a, welcome) = join_room(&server, "alice", "arena").await;
+    assert!(
+        !welcome.resume_token.is_none(),
+        "resume is on: Welcome carries a token"
+    );
+    let mut alice = Player::new("alice", &welcome);
+    let (mut b, b_welcome) = join_room(&server, "bob", "arena").await;
+    let mut bob = Player::new("bob", &b_welcome);
+
+    // Alice sends 1..=40 without waiting; she reads only some of the relays, then her
+    // connection is reset with events in flight.
+    for seq in 1..=40 {
+        a.send(input(seq)).await;
+    }
+    read_until(&mut a, &mut alice, |p| p.relays.len() >= 10).await;
+    a.send(ClientMessage::Ack {
+        seq: alice.last_event,
+    })
+    .await;
+    abort(a);
+    wait_for(&server, "alice parked", |s| {
+        s.get("gameserver_sessions_parked", &[]) == 1.0
+    })
+    .await;
+
+    // While she is away, Bob keeps playing: his inputs are relayed to her parked session.
+    for seq in 1..=30 {
+        b.send(input(seq)).await;
+    }
+    read_until(&mut b, &mut bob, |p| p.relays.len() >= 70).await;
+
+    // Alice comes back with her token and the last event she received.
+    let mut a = RawClient::connect(server.addr).await;
+    let resumed = a.hello(alice.resume_hello()).await;
+    assert!(resumed.resumed);
+    assert_eq!(
+        resumed.session_id, welcome.session_id,
+        "the same session continues"
+    );
+    assert_ne!(
+        resumed.resume_token, welcome.resume_token,
+        "the token rotates"
+    );
+    alice.token = resumed.resume_token;
+    // She resends every input the server had not applied.
+    for seq in resumed.last_input_seq + 1..=40 {
+        a.send(input(seq)).await;
+    }
+    read_until(&mut a, &mut alice, |p| p.relays.len() >= 70).await;
+    assert!(
+        alice.relays.values().all(|n| *n == 1),
+        "a relay arrived twice: {:?}",
+        alice.relays
+    );
+    let from = |who: &str| {
+        alice
+            .relays
+            .keys()
+            .filter(|(f, _)| f == who)
+            .map(|(_, s)| *s)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        from("alice"),
+        (1..=40).collect::<Vec<_>>(),
+        "each of alice's inputs applied once"
+    );
+    assert_eq!(
+        from("bob"),
+        (1..=30).collect::<Vec<_>>(),
+        "every event sent while away arrived"
+    );
+    assert!(bob.relays.values().all(|n| *n == 1));
+
+    let after = server.scrape().await;
+    assert_eq!(
+        after.closed(CloseReason::PeerReset) - before.closed(CloseReason::PeerReset),
+        1
+    );
+    assert_eq!(after.get("gameserver_sessions_resumed_total", &[]), 1.0);
+    assert_eq!(after.get("gameserver_sessions_parked", &[]), 0.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_resume_after_the_grace_window_is_refused_as_expired() {
+    let server = TestServer::start(|c| c.session.resume_grace = Duration::from_millis(500)).await;
+    let (a, welcome) = RawClient::join(server.addr, "late").await;
+    let late = Player::new("late", &welcome);
+    abort(a);
+    wait_for(&server, "the grace window to pass", |s| {
+        s.get("gameserver_resume_expired_total", &[]) == 1.0
+            && s.get("gameserver_sessions_parked", &[]) == 0.0
+    })
+    .await;
+    let mut a = RawClient::connect(server.addr).await;
+    a.send(late.resume_hello()).await;
+    let (_, bye) = a.until_bye().await;
+    assert_eq!(bye.code, ByeCode::ResumeRejected);
+    assert!(bye.text.contains("expired"), "{}", bye.text);
+    let after = server.scrape().await;
+    assert_eq!(
+        after.get("gameserver_resume_rejected_total", &[("reason", "expired")]),
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_works_once() {
+    let server = TestServer::start(|_| {}).await;
+    let (a, welcome) = RawClient::join(server.addr, "once").await;
+    let player = Player::new("once", &welcome);
+    abort(a);
+    wait_for(&server, "parked", |s| {
+        s.get("gameserver_sessions_parked", &[]) == 1.0
+    })
+    .await;
+    let mut first = RawClient::connect(server.addr).await;
+    assert!(first.hello(player.resume_hello()).await.resumed);
+    let mut second = RawClient::connect(server.addr).await;
+    second.send(player.resume_hello()).await;
+    let (_, bye) = second.until_bye().await;
+    assert_eq!(bye.code, ByeCode::ResumeRejected);
+    assert!(bye.text.contains("already used"), "{}", bye.text);
+    let after = server.scrape().await;
+    assert_eq!(
+        after.get("gameserver_resume_rejected_total", &[("reason", "reused")]),
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn another_players_token_is_refused_and_the_owner_can_still_resume() {
+    let server = TestServer::start(|_| {}).await;
+    let (a, welcome) = RawClient::join(server.addr, "owner").await;
+    let owner = Player::new("owner", &welcome);
+    abort(a);
+    wait_for(&server, "parked", |s| {
+        s.get("gameserver_sessions_parked", &[]) == 1.0
+    })
+    .await;
+    let thief = Player {
+        name: "thief".into(),
+        ..Player::new("thief", &welcome)
+    };
+    let mut t = RawClient::connect(server.addr).await;
+    t.send(thief.resume_hello()).await;
+    let (_, bye) = t.until_bye().await;
+    assert_eq!(bye.code, ByeCode::ResumeRejected);
+    let mut o = RawClient::connect(server.addr).await;
+    assert!(o.hello(owner.resume_hello()).await.resumed);
+    server.stop().await;
+}
+
+/// The client noticed its connection died before the server did (a pulled cable the server has
+/// not timed out yet) and reconnects at once: the old connection is closed as `replaced`, and the
+/// session moves to the new one.
+#[tokio::test]
+async fn resuming_while_the_old_connection_still_looks_alive_takes_it_over() {
+    let server = TestServer::start(|_| {}).await;
+    let before = server.scrape().await;
+    let (mut old, welcome) = RawClient::join(server.addr, "roamer").await;
+    let mut roamer = Player::new("roamer", &welcome);
+    old.send(input(1)).await;
+    read_until(&mut old, &mut roamer, |p| !p.relays.is_empty()).await;
+    // The old socket stays open and silent.
+    let mut new = RawClient::connect(server.addr).await;
+    let resumed = new.hello(roamer.resume_hello()).await;
+    assert!(resumed.resumed);
+    assert_eq!(resumed.last_input_seq, 1);
+    new.send(input(2)).await;
+    read_until(&mut new, &mut roamer, |p| p.relays.len() == 2).await;
+    let (_, bye) = old.until_bye().await;
+    assert_eq!(bye.code, ByeCode::Replaced);
+    drop(old);
+    let after = server
+        .expect_closes(&before, &[(CloseReason::Replaced, 1)], PATIENCE)
+        .await;
+    assert_eq!(after.get("gameserver_sessions_resumed_total", &[]), 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_resume_off_a_broken_session_ends_at_once() {
+    let server = TestServer::start(|c| c.session.resume_grace = Duration::ZERO).await;
+    let (a, welcome) = RawClient::join(server.addr, "gone").await;
+    assert!(welcome.resume_token.is_none());
+    abort(a);
+    let after = wait_for(&server, "the close", |s| {
+        s.closed(CloseReason::PeerReset) == 1
+    })
+    .await;
+    assert_eq!(after.get("gameserver_sessions_parked", &[]), 0.0);
+    server.stop().await;
+}
