@@ -54,5 +54,5 @@ pub mod token;
 pub use options::{Mix, Options, OptionsError, ProgressMode, Scenario};
 pub use report::Report;
 pub use runner::{ProbeError, run};
-pub use scenarios::crash::{CHILD_SUBCOMMAND, ChildArgs, child_main};
+pub use scenarios::crash::{CHILD_SUBCOMMAND, ChildArgs, child_main, child_main_from_args};
 pub use stats::{Percentiles, ScenarioCounts};

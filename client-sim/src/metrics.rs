@@ -23,13 +23,12 @@ pub enum AdminError {
         reason: String,
     },
     /// No HTTP answer.
-    #[error("cannot reach {url}: {source}")]
+    #[error("cannot reach {url}: {cause}")]
     Unreachable {
         /// The URL requested.
         url: String,
-        /// The HTTP client's error.
-        #[source]
-        source: reqwest::Error,
+        /// The innermost cause the HTTP client reported (its outer layers repeat the URL).
+        cause: String,
     },
     /// An HTTP answer that is not a success.
     #[error("{url} answered HTTP {status}")]
@@ -94,9 +93,9 @@ impl Admin {
     /// Scrapes `/metrics` and returns `gameserver_sessions_closed_total` by reason.
     pub async fn closed_by_reason(&self) -> Result<BTreeMap<String, f64>, AdminError> {
         let url = self.metrics.as_str().to_owned();
-        let unreachable = |source| AdminError::Unreachable {
+        let unreachable = |error: reqwest::Error| AdminError::Unreachable {
             url: url.clone(),
-            source,
+            cause: root_cause(&error),
         };
         let response = self
             .http
@@ -122,9 +121,9 @@ impl Admin {
                 .post(url.clone())
                 .send()
                 .await
-                .map_err(|source| AdminError::Unreachable {
+                .map_err(|error| AdminError::Unreachable {
                     url: url.to_string(),
-                    source,
+                    cause: root_cause(&error),
                 })?;
         if !response.status().is_success() {
             return Err(AdminError::Status {
@@ -134,6 +133,16 @@ impl Admin {
         }
         Ok(())
     }
+}
+
+/// The innermost error in a chain: for a refused connection, "Connection refused (os error
+/// 111)" rather than three layers that each repeat the URL.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
 }
 
 /// Parses a Prometheus text page into the closed-sessions counter by reason. `None` when the page

@@ -266,7 +266,13 @@ impl Player {
         // Ping a little faster than the server's own heartbeat so that a quiet client is never
         // mistaken for a silent one.
         let period = (self.heartbeat * 3 / 4).max(Duration::from_millis(50));
-        let mut keepalive = tokio::time::interval_at(Instant::now() + period, period);
+        // The first ping goes out at once, so that even a short session measures a round trip.
+        let first = if self.nonce == 0 {
+            Instant::now()
+        } else {
+            Instant::now() + period
+        };
+        let mut keepalive = tokio::time::interval_at(first, period);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let deadline = tokio::time::sleep(limit);
         tokio::pin!(deadline);

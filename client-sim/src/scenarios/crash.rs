@@ -255,3 +255,36 @@ async fn send_until_killed(p: &mut Player) -> Result<(), ClientError> {
         }
     }
 }
+
+/// The child's command line, for [`child_main_from_args`].
+#[derive(Debug, clap::Parser)]
+struct ChildCommand {
+    #[command(subcommand)]
+    child: ChildSubcommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ChildSubcommand {
+    #[command(name = "__crash-child")]
+    CrashChild(ChildArgs),
+}
+
+/// The whole `main` of a crash-child executable other than client-sim itself: parses
+/// `__crash-child ...` from the process arguments and runs the child. A test package can add a
+/// two-line binary calling this and point [`Options::crash_exe`](crate::Options::crash_exe) at it
+/// (through `CARGO_BIN_EXE_<name>`), because a test harness cannot be the crash scenario's child.
+pub fn child_main_from_args() -> ExitCode {
+    use clap::Parser as _;
+    match ChildCommand::try_parse() {
+        Ok(ChildCommand {
+            child: ChildSubcommand::CrashChild(args),
+        }) => child_main(args),
+        Err(error) => {
+            println!(
+                "failed bad arguments: {}",
+                error.to_string().lines().next().unwrap_or_default()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
