@@ -8,6 +8,8 @@
 //! The codec tells a clean end of stream (between frames) from a truncated one (inside a frame):
 //! that is how a server tells a peer that closed from a peer that was killed mid-send.
 
+#![deny(missing_docs)]
+
 mod bye;
 mod codec;
 pub mod demo;
