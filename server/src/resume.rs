@@ -212,9 +212,10 @@ impl std::fmt::Debug for Parking {
     }
 }
 
-/// How long a tombstone explains a refusal: well past any client's reconnect loop.
+/// How long a tombstone explains a refusal: past any reconnect loop of a client that was parked,
+/// but short enough that a server churning through many sessions does not accumulate them.
 fn tombstone_life(grace: Duration) -> Duration {
-    (grace * 4).max(Duration::from_secs(600))
+    (grace * 2).max(Duration::from_secs(60))
 }
 
 impl Parking {
