@@ -98,6 +98,10 @@ pub struct Cli {
     /// --scenario soak to hold many connections open.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub play_time: Option<Duration>,
+    /// Inputs per second of a soak player (0 = none, only pings: the lightest way to hold many
+    /// connections). Each input is relayed to everyone in the room.
+    #[arg(long, default_value_t = 5.0)]
+    pub soak_input_rate: f64,
     /// TCP connect timeout.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
@@ -177,6 +181,7 @@ impl Cli {
             input_bytes: self.input_bytes,
             room: self.room.clone(),
             play_time: self.play_time,
+            soak_input_rate: self.soak_input_rate,
             progress: if self.quiet {
                 ProgressMode::Off
             } else {

@@ -378,6 +378,9 @@ pub struct Options {
     /// How long a soak instance plays before leaving; `None` draws 1 to 5 seconds per instance.
     /// Long values make soak the scenario for holding many connections open at once.
     pub play_time: Option<Duration>,
+    /// Inputs per second of a soak player (0: it only keeps the connection alive with pings).
+    /// Every input is relayed to the whole room, so this sets the server's load per player.
+    pub soak_input_rate: f64,
     /// How progress is shown.
     pub progress: ProgressMode,
     /// The executable run as the crash scenario's child process; `None` uses the current
@@ -409,6 +412,7 @@ impl Default for Options {
             input_bytes: 32,
             room: None,
             play_time: None,
+            soak_input_rate: 5.0,
             progress: ProgressMode::Auto,
             crash_exe: None,
             connect_timeout: Duration::from_secs(10),

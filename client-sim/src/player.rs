@@ -247,11 +247,12 @@ impl Player {
     }
 
     /// Plays: sends the paced inputs (if any), answers pings, pings, acknowledges, and returns
-    /// once every input is sent and `done` holds. Fails on the server's `Bye`, an end of stream,
-    /// a dead server (heartbeat timeout) or when `limit` passes.
+    /// once every input is sent, at least `hold` has passed, and `done` holds. Fails on the
+    /// server's `Bye`, an end of stream, a dead server (heartbeat timeout) or when `limit` passes.
     pub async fn play(
         &mut self,
         pace: Option<Pace>,
+        hold: Duration,
         limit: Duration,
         what: &'static str,
         done: impl Fn(&Player) -> bool,
@@ -278,6 +279,9 @@ impl Player {
         tokio::pin!(deadline);
         let dead = tokio::time::sleep_until(self.last_frame + self.idle);
         tokio::pin!(dead);
+        let held = tokio::time::sleep(hold);
+        tokio::pin!(held);
+        let mut holding = !hold.is_zero();
 
         enum Step {
             Frame(Option<ServerMessage>),
@@ -285,9 +289,10 @@ impl Player {
             Keepalive,
             Dead,
             Deadline,
+            Held,
         }
         loop {
-            if remaining == 0 && done(self) {
+            if remaining == 0 && !holding && done(self) {
                 return Ok(());
             }
             let step = tokio::select! {
@@ -296,6 +301,7 @@ impl Player {
                 _ = keepalive.tick() => Step::Keepalive,
                 () = &mut dead => Step::Dead,
                 () = &mut deadline => Step::Deadline,
+                () = &mut held, if holding => Step::Held,
             };
             match step {
                 Step::Frame(Some(message)) => {
@@ -314,6 +320,7 @@ impl Player {
                     return Err(error);
                 }
                 Step::Deadline => return Err(ClientError::Deadline { what, limit }),
+                Step::Held => holding = false,
             }
         }
     }

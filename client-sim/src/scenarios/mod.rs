@@ -241,12 +241,15 @@ pub(crate) async fn play_inputs(p: &mut Player, inputs: u32, bytes: usize) -> Re
         bytes,
     };
     let limit = INPUT_EVERY * inputs + p.idle + GRACE;
-    p.play(Some(pace), limit, "sending inputs", |_| true)
-        .await
-        .during("playing")?;
+    p.play(Some(pace), Duration::ZERO, limit, "sending inputs", |_| {
+        true
+    })
+    .await
+    .during("playing")?;
     let want = p.input_seq;
     p.play(
         None,
+        Duration::ZERO,
         p.idle + GRACE,
         "the relays of every input",
         move |p| p.relayed_upto >= want,

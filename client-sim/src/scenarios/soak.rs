@@ -1,9 +1,9 @@
 //! `soak`: a realistic player for long runs.
 //!
-//! It plays for a few seconds (random between 1 and 5, or `--play-time`) at a human pace of five
-//! inputs per second, answering pings, pinging the server and acknowledging events, then leaves:
-//! nine times in ten with `Bye` (the server must record `client_quit` and acknowledge every
-//! input), once in ten by closing without `Bye` (the server must record `peer_eof`).
+//! It plays for a few seconds (random between 1 and 5, or `--play-time`) at a human pace of
+//! `--soak-input-rate` inputs per second (default 5), answering pings, pinging the server and
+//! acknowledging events, then leaves: nine times in ten with `Bye` (the server must record
+//! `client_quit` and acknowledge every input), once in ten by closing without `Bye` (the server must record `peer_eof`).
 
 use std::time::Duration;
 
@@ -12,9 +12,6 @@ use rand::Rng;
 use super::{During, GRACE, Instance, Verdict, close_without_bye, errors_of, quit_and_check};
 use crate::player::Pace;
 use crate::reconcile::{Expect, Reason};
-
-/// Time between inputs: a human pace.
-const EVERY: Duration = Duration::from_millis(200);
 
 pub(crate) async fn run(inst: &Instance) -> Verdict {
     let (play_for, graceful) = {
@@ -35,18 +32,32 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
         Reason::PeerEof
     });
     let result = async {
-        let inputs = u32::try_from(play_for.as_millis() / EVERY.as_millis()).unwrap_or(u32::MAX);
+        let rate = inst.opts().soak_input_rate;
+        let (inputs, every) = if rate > 0.0 && rate.is_finite() {
+            let inputs = (play_for.as_secs_f64() * rate).floor() as u32;
+            (inputs, Duration::from_secs_f64(1.0 / rate))
+        } else {
+            (0, play_for)
+        };
         let pace = Pace {
             inputs,
-            every: EVERY,
+            every,
             bytes: inst.opts().input_bytes,
         };
-        p.play(Some(pace), play_for + p.idle + GRACE, "playing", |_| true)
-            .await
-            .during("playing")?;
+
+        p.play(
+            Some(pace),
+            play_for,
+            play_for + p.idle + GRACE,
+            "playing",
+            |_| true,
+        )
+        .await
+        .during("playing")?;
         let want = p.input_seq;
         p.play(
             None,
+            Duration::ZERO,
             p.idle + GRACE,
             "the relays of every input",
             move |p| p.relayed_upto >= want,
