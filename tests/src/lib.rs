@@ -4,6 +4,7 @@
 //! Every test file uses this one module; nothing here is copied per file.
 
 pub mod netns;
+pub mod process;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
