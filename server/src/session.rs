@@ -581,8 +581,13 @@ impl<'a> Session<'a> {
                 self.push_event(payload);
             }
         }
+        // Always acknowledge before the Bye, even if unchanged: the client then knows exactly
+        // which of its inputs were applied.
         if self.player.is_some() {
-            self.send_ack();
+            self.acked_input_seq = self.last_input_seq;
+            self.queue(&ServerMessage::Ack {
+                seq: self.last_input_seq,
+            });
         }
         self.queue(&ServerMessage::Bye(Bye::new(code, text)));
         // During a drain the global drain timeout bounds the flush; otherwise linger_timeout.
