@@ -137,6 +137,14 @@ pub enum OptionsError {
         "scenario {0} kicks its session through the admin endpoint: pass --metrics-url http://ADMIN/metrics"
     )]
     NeedsMetricsUrl(Scenario),
+    /// A player prefix that would make player ids longer than the protocol allows.
+    #[error("--player-prefix must be 1 to {MAX_PREFIX_BYTES} bytes")]
+    BadPlayerPrefix,
+    /// Inputs that would not fit in a frame once the server relays them.
+    #[error(
+        "--input-bytes must be at most {MAX_INPUT_BYTES}: the relayed event must fit in a 64 KiB frame"
+    )]
+    InputTooLarge,
     /// Zero clients.
     #[error("--clients must be at least 1")]
     NoClients,
@@ -317,6 +325,13 @@ pub fn parse_source_addrs(s: &str) -> Result<Vec<IpAddr>, OptionsError> {
     Ok(out)
 }
 
+/// Longest `--player-prefix`: ids are `PREFIX-RUN-SLOT-N` (up to 30 more bytes) and must fit in
+/// the protocol's 64, and room names add two more.
+pub const MAX_PREFIX_BYTES: usize = 30;
+/// Largest `--input-bytes`: the relay of an input adds the sender's id and sequence number, and
+/// the whole event must stay under the default 64 KiB frame.
+pub const MAX_INPUT_BYTES: usize = 60 * 1024;
+
 /// How progress is shown while the run goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProgressMode {
@@ -430,6 +445,12 @@ impl Options {
         }
         if !self.connect_rate.is_finite() || self.connect_rate < 0.0 {
             return Err(OptionsError::BadConnectRate);
+        }
+        if self.player_prefix.is_empty() || self.player_prefix.len() > MAX_PREFIX_BYTES {
+            return Err(OptionsError::BadPlayerPrefix);
+        }
+        if self.input_bytes > MAX_INPUT_BYTES {
+            return Err(OptionsError::InputTooLarge);
         }
         if self.metrics_url.is_none() {
             if let Some(&(scenario, _)) = self.mix.entries().iter().find(|(s, _)| s.needs_admin()) {
@@ -574,5 +595,15 @@ mod tests {
             ..Options::default()
         };
         assert_eq!(opts.validate(), Err(OptionsError::NoClients));
+        let opts = Options {
+            player_prefix: "p".repeat(MAX_PREFIX_BYTES + 1),
+            ..Options::default()
+        };
+        assert_eq!(opts.validate(), Err(OptionsError::BadPlayerPrefix));
+        let opts = Options {
+            input_bytes: MAX_INPUT_BYTES + 1,
+            ..Options::default()
+        };
+        assert_eq!(opts.validate(), Err(OptionsError::InputTooLarge));
     }
 }

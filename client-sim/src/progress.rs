@@ -45,7 +45,7 @@ impl Progress {
             let len = duration.map_or(total.unwrap_or(0), |d| d.as_secs().max(1));
             let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
             if let Ok(style) =
-                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                ProgressStyle::with_template("{elapsed_precise} [{bar:25}] {pos}/{len} {wide_msg}")
             {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -62,7 +62,7 @@ impl Progress {
                     };
                     shown.set_position(pos);
                     shown.set_message(format!(
-                        "open {} | conn ok {} fail {} | sent {} recv {} | errors {} | failed {}",
+                        "open {} ok {} fail {} sent {} recv {} err {} failed {}",
                         get(&stats.open),
                         get(&stats.connect_ok),
                         get(&stats.connect_failed),

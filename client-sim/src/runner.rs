@@ -534,3 +534,94 @@ fn build_report(
         reconciliation,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn probe_at(addr: SocketAddr) -> Result<ServerTiming, ProbeError> {
+        let opts = Options {
+            server: addr.to_string(),
+            ..Options::default()
+        };
+        probe(&opts, addr, "probe".into(), &Arc::new(Stats::default())).await
+    }
+
+    /// Serves one connection: reads the Hello, answers with `reply`, closes.
+    async fn answer_once(reply: &'static [u8]) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 64];
+            let _ = socket.read(&mut hello).await;
+            socket.write_all(reply).await.unwrap();
+            let _ = socket.shutdown().await;
+            let _ = socket.read(&mut hello).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn probe_says_nothing_listens_on_a_closed_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let error = probe_at(addr).await.unwrap_err();
+        assert!(matches!(error, ProbeError::NotListening { .. }), "{error}");
+        assert!(error.to_string().contains("is the game server running"));
+    }
+
+    #[tokio::test]
+    async fn probe_recognises_an_http_server() {
+        let addr = answer_once(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+        let error = probe_at(addr).await.unwrap_err().to_string();
+        assert!(
+            error.contains("is not a game server") && error.contains("HTTP"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[tokio::test]
+    async fn probe_recognises_another_protocol_and_a_silent_close() {
+        let addr = answer_once(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+        let error = probe_at(addr).await.unwrap_err().to_string();
+        assert!(
+            error.contains("not this protocol") && error.contains("SSH-2.0"),
+            "{error}"
+        );
+        let addr = answer_once(b"").await;
+        let error = probe_at(addr).await.unwrap_err().to_string();
+        assert!(
+            error.contains("closed the connection without sending Welcome"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spreads_connects_at_the_rate() {
+        let pacer = Pacer::start(100.0);
+        let started = Instant::now();
+        for _ in 0..51 {
+            pacer.wait().await;
+        }
+        let took = started.elapsed();
+        // The first permit is immediate, then one every 10 ms.
+        assert!(
+            took >= Duration::from_millis(490) && took <= Duration::from_millis(520),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unpaced_pacer_never_waits() {
+        let pacer = Pacer::start(0.0);
+        for _ in 0..1000 {
+            pacer.wait().await;
+        }
+    }
+}
