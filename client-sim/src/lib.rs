@@ -27,8 +27,11 @@
 //!     mix: client_sim::Mix::all(),
 //!     metrics_url: Some("http://127.0.0.1:9100/metrics".into()),
 //!     progress: client_sim::ProgressMode::Off,
-//!     // A test harness is not client-sim: the crash scenario needs the real binary.
-//!     crash_exe: Some("target/debug/client-sim".into()),
+//!     // The crash scenario runs the client-sim binary as a child process. From a test harness
+//!     // (in target/debug/deps) a client-sim binary next to it or one directory up is found on
+//!     // its own; otherwise name it, or a test binary that calls
+//!     // `client_sim::child_main_from_args()`.
+//!     crash_exe: None,
 //!     ..client_sim::Options::default()
 //! })
 //! .await?;

@@ -398,9 +398,10 @@ pub struct Options {
     pub soak_input_rate: f64,
     /// How progress is shown.
     pub progress: ProgressMode,
-    /// The executable run as the crash scenario's child process; `None` uses the current
-    /// executable, which must then be client-sim itself (in a test harness it is not: point
-    /// this at the client-sim binary).
+    /// The executable run as the crash scenario's child process: client-sim itself, or any binary
+    /// whose `main` calls [`child_main_from_args`](crate::child_main_from_args). `None` uses the
+    /// current executable if it is client-sim, else a `client-sim` binary next to it or one
+    /// directory up (where cargo puts it for a test harness in `target/debug/deps`).
     pub crash_exe: Option<PathBuf>,
     /// How long a TCP connect may take before it counts as ETIMEDOUT.
     pub connect_timeout: Duration,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,7 +21,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::conn::{self, ClientError, Conn, ErrorKind};
 use crate::limits::{self, RESERVED_FDS};
 use crate::metrics::Admin;
-use crate::options::Options;
+use crate::options::{Options, Scenario};
 use crate::player::Player;
 use crate::progress::Progress;
 use crate::reconcile::{self, Expect, Expected, Reason, Reconciliation};
@@ -285,6 +286,34 @@ impl Drop for Pacer {
     }
 }
 
+/// The executable the crash scenario starts when none was named: this one if it is client-sim,
+/// otherwise (a test harness in `target/debug/deps`) a `client-sim` binary next to it or one
+/// directory up. Fails early, with a clear line, when the mix needs one and there is none.
+fn find_crash_exe(needed: bool) -> anyhow::Result<PathBuf> {
+    let current =
+        std::env::current_exe().context("cannot find this executable for the crash scenario")?;
+    if current.file_stem().is_some_and(|stem| stem == "client-sim") {
+        return Ok(current);
+    }
+    let mut dir = current.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join(format!("client-sim{}", std::env::consts::EXE_SUFFIX));
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    if needed {
+        anyhow::bail!(
+            "the crash scenario runs the client-sim binary as its child, and {} is not it (nor is \
+             there a client-sim next to it): set Options::crash_exe",
+            current.display()
+        );
+    }
+    Ok(current)
+}
+
 /// Resolves `host:port` to one socket address.
 async fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(addr) = server.parse() {
@@ -338,9 +367,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
 
     let crash_exe = match &opts.crash_exe {
         Some(exe) => exe.clone(),
-        None => {
-            std::env::current_exe().context("cannot find this executable for the crash scenario")?
-        }
+        None => find_crash_exe(opts.mix.contains(Scenario::Crash))?,
     };
     let ctx = Arc::new(Ctx {
         opts: opts.clone(),
