@@ -183,6 +183,35 @@ impl TestServer {
         }
     }
 
+    /// Waits until exactly one session closed since `before`, for any reason, and checks that the
+    /// reason is one of `allowed`. Returns it.
+    pub async fn expect_one_close(
+        &self,
+        before: &Scrape,
+        allowed: &[CloseReason],
+        within: Duration,
+    ) -> CloseReason {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let deltas = self.scrape().await.close_deltas(before);
+            let total: u64 = deltas.values().sum();
+            if total == 1 {
+                let label = deltas.keys().next().copied().unwrap_or_default();
+                let reason = CloseReason::from_label(label).expect("a known reason");
+                assert!(
+                    allowed.contains(&reason),
+                    "closed as {reason}, expected one of {allowed:?}"
+                );
+                return reason;
+            }
+            assert!(
+                total == 0 && tokio::time::Instant::now() < deadline,
+                "close counters moved by {deltas:?}, expected exactly one close"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Drains the server and waits for it to stop.
     pub async fn stop(self) {
         self.shutdown.drain();
@@ -315,6 +344,32 @@ pub fn hello(player: &str) -> ClientMessage {
         auth_token: None,
         resume: None,
     })
+}
+
+/// A `Hello` for a player asking for a named room.
+pub fn hello_in(player: &str, room: &str) -> ClientMessage {
+    ClientMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        player_id: player.to_owned(),
+        room: room.to_owned(),
+        auth_token: None,
+        resume: None,
+    })
+}
+
+/// The sender and input sequence number of a demo-game relay event, if `message` is one.
+pub fn relay(message: &ServerMessage) -> Option<(String, u64)> {
+    match message {
+        ServerMessage::Event { payload, .. } => {
+            match protocol::demo::DemoEvent::from_bytes(payload.clone()) {
+                Ok(protocol::demo::DemoEvent::Relay {
+                    from, input_seq, ..
+                }) => Some((from, input_seq)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 impl RawClient {

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `play` connects, sends `Hello`, then prints one line per thing it observes on stdout and
-//! obeys one command per line on stdin. It exits when stdin closes or on `exit`, in both cases
+//! obeys one command per line on stdin. After the server's `Bye` it half-closes its side. It exits when stdin closes or on `exit`, in both cases
 //! without closing its socket first: the kernel closes it, as it does for any process that ends.
 //!
 //! Output lines (first word is the kind):
@@ -369,7 +369,12 @@ fn report(message: ServerMessage, commands: &mpsc::UnboundedSender<Command>, pon
             Err(error) => say(format_args!("error codec 0 {error}")),
         },
         ServerMessage::Ack { seq } => say(format_args!("ack {seq}")),
-        ServerMessage::Bye(bye) => say(format_args!("bye {}", bye.code.as_str())),
+        ServerMessage::Bye(bye) => {
+            say(format_args!("bye {}", bye.code.as_str()));
+            // The server says nothing after its Bye: close our side too, as a client should, and
+            // read on until its FIN (or a reset).
+            let _ = commands.send(Command::Shutdown);
+        }
         ServerMessage::Joined { room } => say(format_args!("joined {room}")),
     }
 }

@@ -1,0 +1,364 @@
+//! The field report's server-side cases 2 to 5 on loopback (cases 1, 6 and 7 need a real cable:
+//! see pulled_cable.rs): what the server records when a client ends its connection in each of
+//! the ways the report describes, and what the server processed before that. Each test asserts
+//! that the close counter moved by exactly one, for the reason the case calls for.
+//!
+//! "Processed" is observed from outside: an observer shares the client's room, and the demo game
+//! relays every input it applies to every member. A relay is only sent for an input the server
+//! read, decoded and applied, in sequence order.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use game_server::{CloseReason, Config};
+use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, ServerMessage};
+use system_tests::process::NetClient;
+use system_tests::{PATIENCE, RawClient, TestServer, hello_in, relay};
+use tokio::io::AsyncWriteExt;
+use tokio_util::codec::Encoder;
+
+/// Many messages in a burst must not trip the rate limiter or overflow a queue, and a client that
+/// does not read for a moment must not be a slow consumer: those are other cases.
+fn many_messages(config: &mut Config) {
+    config.session.rate_limit_per_sec = 1_000_000;
+    config.session.rate_limit_burst = 1_000_000;
+    config.session.outbound_queue = 200_000;
+    config.session.heartbeat_interval = Duration::from_secs(1);
+    config.session.idle_timeout = Duration::from_secs(10);
+    config.session.write_timeout = Duration::from_secs(30);
+    config.tcp.user_timeout = Duration::from_secs(60);
+}
+
+fn input(seq: u64) -> ClientMessage {
+    ClientMessage::Input {
+        seq,
+        payload: Bytes::from_static(b"move"),
+    }
+}
+
+async fn join(server: &TestServer, player: &str, room: &str) -> RawClient {
+    let mut client = RawClient::connect(server.addr).await;
+    client.hello(hello_in(player, room)).await;
+    client
+}
+
+/// Reads until `stop` matches a message (or the stream ends, when `stop` is `None`), answering
+/// pings. Returns the input seqs of the relays from `from`, and the message that stopped it.
+async fn relays_from(
+    client: &mut RawClient,
+    from: &str,
+    stop: impl Fn(&ServerMessage) -> bool,
+) -> (Vec<u64>, ServerMessage) {
+    let mut seqs = Vec::new();
+    loop {
+        match client.recv().await {
+            Some(Ok(ServerMessage::Ping { nonce })) => {
+                client.send(ClientMessage::Pong { nonce }).await;
+            }
+            Some(Ok(message)) => {
+                if let Some((sender, seq)) = relay(&message)
+                    && sender == from
+                {
+                    seqs.push(seq);
+                }
+                if stop(&message) {
+                    return (seqs, message);
+                }
+            }
+            other => panic!(
+                "stream ended with {other:?} after {} relays from {from}",
+                seqs.len()
+            ),
+        }
+    }
+}
+
+/// The observer's own input is relayed after everything the game relayed before it: once it
+/// comes back, every relay of an input the server applied earlier has been read. Returns the
+/// relays from `from` read on the way.
+async fn barrier(observer: &mut RawClient, name: &str, seq: u64, from: &str) -> Vec<u64> {
+    observer.send(input(seq)).await;
+    relays_from(observer, from, |m| {
+        relay(m).is_some_and(|(sender, s)| sender == name && s == seq)
+    })
+    .await
+    .0
+}
+
+fn assert_in_order(seqs: &[u64], what: &str) {
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert!(
+        seqs == expected,
+        "{what}: relays are not 1..={} in order",
+        seqs.len()
+    );
+}
+
+const MANY: u64 = 5000;
+
+fn encode_inputs(count: u64, bye: bool) -> BytesMut {
+    let mut codec = ClientCodec::default();
+    let mut wire = BytesMut::new();
+    for seq in 1..=count {
+        codec.encode(input(seq), &mut wire).expect("encode");
+    }
+    if bye {
+        codec
+            .encode(
+                ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "done")),
+                &mut wire,
+            )
+            .expect("encode");
+    }
+    wire
+}
+
+/// Field report, server side, case 2, with a `Bye`: 5000 inputs and the `Bye` in one write. The
+/// server applies every input (the observer gets all 5000 relays), acknowledges the last one
+/// right before its own `Bye`, and the session ends as `client_quit` with a clean EOF.
+#[tokio::test]
+async fn many_messages_then_graceful_close_with_bye_processes_every_message() {
+    let server = TestServer::start(many_messages).await;
+    let mut observer = join(&server, "observer", "graceful-bye").await;
+    let mut sender = join(&server, "sender", "graceful-bye").await;
+    let before = server.scrape().await;
+
+    let wire = encode_inputs(MANY, true);
+    sender
+        .framed
+        .get_mut()
+        .write_all(&wire)
+        .await
+        .expect("write the burst");
+    let (echoed, last) = relays_from(&mut sender, "sender", |m| {
+        matches!(m, ServerMessage::Bye(_) | ServerMessage::Ack { seq: MANY })
+    })
+    .await;
+    assert_eq!(
+        last,
+        ServerMessage::Ack { seq: MANY },
+        "every input acknowledged"
+    );
+    let (_, bye) = sender.until_bye().await;
+    assert_eq!(bye.code, ByeCode::ClientQuit);
+    assert!(sender.until_end().await.is_none(), "a clean EOF follows");
+    assert_in_order(&echoed, "sender's own relays");
+    assert_eq!(echoed.len() as u64, MANY);
+
+    server
+        .expect_closes(&before, &[(CloseReason::ClientQuit, 1)], PATIENCE)
+        .await;
+    let seen = barrier(&mut observer, "observer", 1, "sender").await;
+    assert_in_order(&seen, "observer");
+    assert_eq!(seen.len() as u64, MANY, "the server applied every input");
+    drop((observer, sender));
+    server.stop().await;
+}
+
+/// Field report, server side, case 2, without a `Bye`: 5000 inputs, then the client closes its
+/// sending side (FIN after the data). The server reads and applies every input, then reads EOF
+/// between frames: `peer_eof`. Nothing is unread on either side, so the client sees a clean EOF,
+/// not a reset.
+#[tokio::test]
+async fn many_messages_then_graceful_close_without_bye_is_peer_eof_after_every_message() {
+    let server = TestServer::start(many_messages).await;
+    let mut observer = join(&server, "observer", "graceful-eof").await;
+    let mut sender = join(&server, "sender", "graceful-eof").await;
+    let before = server.scrape().await;
+
+    let stream = sender.framed.get_mut();
+    stream
+        .write_all(&encode_inputs(MANY, false))
+        .await
+        .expect("write the burst");
+    stream.shutdown().await.expect("FIN");
+    assert!(
+        sender.until_end().await.is_none(),
+        "the server's side ends with FIN too"
+    );
+
+    server
+        .expect_closes(&before, &[(CloseReason::PeerEof, 1)], PATIENCE)
+        .await;
+    let seen = barrier(&mut observer, "observer", 1, "sender").await;
+    assert_in_order(&seen, "observer");
+    assert_eq!(seen.len() as u64, MANY, "the server applied every input");
+    drop((observer, sender));
+    server.stop().await;
+}
+
+/// Field report, server side, case 3: a client process sends many messages and exits without
+/// closing its socket while the server's messages sit unread in its receive buffer. Its kernel
+/// answers the close with RST instead of FIN, so the server sees `peer_reset`. Whatever reached
+/// the server before the reset was applied, in order: the first 2000 inputs for certain (the
+/// observer saw them before the exit), and some or all of the 2000 sent just before it.
+#[tokio::test]
+async fn many_messages_then_exit_without_closing_with_unread_data_is_peer_reset() {
+    let server = TestServer::start(many_messages).await;
+    let mut observer = join(&server, "observer", "exit-unread").await;
+    let before = server.scrape().await;
+    let addr = server.addr.to_string();
+    let mut client = NetClient::spawn(
+        &[],
+        &[
+            "--server",
+            &addr,
+            "--player",
+            "leaver",
+            "--room",
+            "exit-unread",
+            "--no-read",
+        ],
+    );
+    client.send("inputs 2000").await;
+    client.expect("sent", PATIENCE).await;
+    let (first, _) = relays_from(&mut observer, "leaver", |m| {
+        relay(m).is_some_and(|(from, seq)| from == "leaver" && seq == 2000)
+    })
+    .await;
+    assert_in_order(&first, "observer, before the exit");
+    // The welcome and 2000 relays are unread in the client's receive buffer now.
+    client.send("inputs 2000").await;
+    client.send("exit").await;
+    let status = client.wait_exit(PATIENCE).await;
+    assert!(status.success(), "netclient exited on its own: {status}");
+
+    server
+        .expect_closes(&before, &[(CloseReason::PeerReset, 1)], PATIENCE)
+        .await;
+    let rest = barrier(&mut observer, "observer", 1, "leaver").await;
+    let all: Vec<u64> = first.iter().chain(&rest).copied().collect();
+    assert_in_order(&all, "observer");
+    assert!(
+        (2000..=4000).contains(&all.len()),
+        "{} inputs applied",
+        all.len()
+    );
+    eprintln!(
+        "measured: exit with unread data: {} of 4000 inputs applied before the reset",
+        all.len()
+    );
+    drop(observer);
+    server.stop().await;
+}
+
+/// Field report, server side, case 4: a real client process streaming inputs is killed with
+/// SIGKILL. It never reads, so the relays of its own inputs are unread in its receive buffer
+/// and its kernel resets the connection: `peer_reset`. Had the kill landed mid-write with nothing
+/// unread, the stream would end inside a frame: `truncated_frame`. Those two are allowed; a
+/// clean `peer_eof` would mean the server mistook a crash for a goodbye.
+#[tokio::test]
+async fn client_killed_with_sigkill_while_sending_is_peer_reset_or_truncated_frame() {
+    let server = TestServer::start(many_messages).await;
+    let mut observer = join(&server, "observer", "killed").await;
+    let before = server.scrape().await;
+    let addr = server.addr.to_string();
+    let mut client = NetClient::spawn(
+        &[],
+        &[
+            "--server",
+            &addr,
+            "--player",
+            "victim",
+            "--room",
+            "killed",
+            "--no-read",
+        ],
+    );
+    // 50 inputs every 5 ms: about 10,000 a second, until the kill.
+    client.send("every 5 50").await;
+    client.expect("streaming", PATIENCE).await;
+    let (sent, _) = relays_from(&mut observer, "victim", |m| {
+        relay(m).is_some_and(|(from, seq)| from == "victim" && seq >= 1000)
+    })
+    .await;
+    client.kill().await;
+    let killed = Instant::now();
+
+    let reason = server
+        .expect_one_close(
+            &before,
+            &[CloseReason::PeerReset, CloseReason::TruncatedFrame],
+            PATIENCE,
+        )
+        .await;
+    let detected = killed.elapsed();
+    let rest = barrier(&mut observer, "observer", 1, "victim").await;
+    let all: Vec<u64> = sent.iter().chain(&rest).copied().collect();
+    assert_in_order(&all, "observer");
+    eprintln!(
+        "measured: SIGKILL while sending: {reason} counted within {detected:?}, {} inputs applied",
+        all.len()
+    );
+    assert!(
+        detected < Duration::from_secs(2),
+        "a killed client is noticed at once, not by a timeout: {detected:?}"
+    );
+    drop(observer);
+    server.stop().await;
+}
+
+/// Field report, server side, case 5: the client closes while the server is still sending (a
+/// feeder in the room keeps the relays coming). The client reads what has arrived, then closes.
+/// What the server records depends on what its socket sees first, and each is right:
+/// - `broken_pipe`: the client's FIN arrived, the server wrote another relay, the client's kernel
+///   (socket closed) answered with RST, and the next write failed with EPIPE: the report's case;
+/// - `peer_reset`: a relay reached the client between its last read and its close, so its close
+///   had unread data and sent RST instead of FIN (ECONNRESET);
+/// - `peer_eof`: the server read the FIN before its next write.
+///
+/// Anything else (io_error, a timeout, two closes) fails, and the close must be counted at once.
+#[tokio::test]
+async fn client_closes_while_the_server_is_still_sending_is_broken_pipe_reset_or_eof() {
+    let server = TestServer::start(many_messages).await;
+    let addr = server.addr.to_string();
+    let mut feeder = NetClient::spawn(
+        &[],
+        &["--server", &addr, "--player", "feeder", "--room", "busy"],
+    );
+    feeder.welcome().await;
+    feeder.send("every 2 1").await;
+    let mut outcomes = Vec::new();
+    for round in 0..5 {
+        let before = server.scrape().await;
+        let mut client = join(&server, &format!("closer-{round}"), "busy").await;
+        relays_from(&mut client, "feeder", |m| {
+            relay(m).is_some_and(|(from, _)| from == "feeder")
+        })
+        .await;
+        let stream = client.framed.into_inner();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.try_read(&mut buf) {
+                Ok(0) => panic!("the server closed first"),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read failed before the close: {e}"),
+            }
+        }
+        drop(stream);
+        let closed = Instant::now();
+        let reason = server
+            .expect_one_close(
+                &before,
+                &[
+                    CloseReason::BrokenPipe,
+                    CloseReason::PeerReset,
+                    CloseReason::PeerEof,
+                ],
+                PATIENCE,
+            )
+            .await;
+        let detected = closed.elapsed();
+        assert!(
+            detected < Duration::from_secs(2),
+            "noticed at once, not by a timeout: {detected:?}"
+        );
+        outcomes.push((reason, detected));
+    }
+    eprintln!("measured: close while the server sends: {outcomes:?}");
+    // The feeder, whose relays were being written to every closer, plays on.
+    feeder.send("ping 5").await;
+    assert_eq!(feeder.expect("pong", PATIENCE).await, ["5"]);
+    server.stop().await;
+}
