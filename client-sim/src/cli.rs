@@ -20,7 +20,7 @@ Each client slot runs one scenario instance at a time, and an instance is one co
 Without --duration every slot runs exactly one instance, so --clients N runs N instances, \
 drawn from the mix in proportion to the weights (with N equal to the weight sum, each scenario \
 runs exactly its weight). With --duration, slots keep starting new instances until the duration \
-ends; instances in flight then finish. Connections start at --connect-rate per second, except \
+ends (each slot runs at least one); instances in flight then finish. Connections start at --connect-rate per second, except \
 storm instances, which all connect at once.
 
 Scenarios and the close reason the server must record for each:
@@ -39,8 +39,9 @@ Scenarios and the close reason the server must record for each:
 
 With --metrics-url, the server's gameserver_sessions_closed_total is scraped before and after \
 the run and compared per reason with what the instances did (reconciliation); the kick scenarios \
-use the admin endpoint at the same address. The exit status is non-zero when an instance's own \
-checks fail or the server's counts disagree.
+use the admin endpoint at the same address. The exit status is 1 when an instance's own checks \
+fail or the server's counts disagree, and 2 when the run cannot start (nothing listening, not a \
+game server, unreadable metrics, bad options), with one line on stderr saying which.
 
 The defaults (20 clients, the quick mix, 200 connects/s) do something useful against a local \
 server on its defaults and finish in a few seconds.";
