@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use game_server::CloseReason;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::watch;
 
@@ -517,5 +517,99 @@ impl NetClient {
             .await
             .expect("netclient exits")
             .expect("wait for netclient")
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection to the admin listener, opened ahead of time: it keeps
+/// working when the server can no longer accept new connections (out of file descriptors).
+#[derive(Debug)]
+pub struct AdminConnection {
+    stream: BufReader<tokio::net::TcpStream>,
+    host: SocketAddr,
+}
+
+impl AdminConnection {
+    /// Connects to the admin listener.
+    pub async fn connect(admin: SocketAddr) -> AdminConnection {
+        let stream = tokio::net::TcpStream::connect(admin)
+            .await
+            .expect("connect to the admin listener");
+        AdminConnection {
+            stream: BufReader::new(stream),
+            host: admin,
+        }
+    }
+
+    /// `GET path` on this connection; returns the status and body.
+    pub async fn get(&mut self, path: &str) -> (u16, String) {
+        tokio::time::timeout(PATIENCE, self.exchange(path))
+            .await
+            .expect("the admin listener answers within the patience bound")
+    }
+
+    async fn exchange(&mut self, path: &str) -> (u16, String) {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        let mut status = 0;
+        let mut length = None;
+        let mut chunked = false;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self
+                .stream
+                .read_line(&mut line)
+                .await
+                .expect("read a header");
+            assert!(n > 0, "the admin listener closed the connection");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if header.starts_with("HTTP/") {
+                status = header
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+            } else if let Some((name, value)) = header.split_once(':') {
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.parse::<usize>().ok();
+                } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = value.eq_ignore_ascii_case("chunked");
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).await.expect("chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await.expect("chunk");
+                body.extend_from_slice(&chunk[..size]);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let mut chunk = vec![0; length.expect("a Content-Length")];
+            self.stream.read_exact(&mut chunk).await.expect("body");
+            body = chunk;
+        }
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// One scrape of /metrics.
+    pub async fn scrape(&mut self) -> Scrape {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "/metrics answered {status}");
+        Scrape::parse(&body)
     }
 }
