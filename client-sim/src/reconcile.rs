@@ -18,92 +18,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A reason the server records in the `reason` label of `gameserver_sessions_closed_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    /// The client said `Bye` and the server answered.
-    ClientQuit,
-    /// The client closed (FIN) between frames without `Bye`.
-    PeerEof,
-    /// The client's stream ended inside a frame.
-    TruncatedFrame,
-    /// The client's kernel reset the connection.
-    PeerReset,
-    /// A server write failed with EPIPE.
-    BrokenPipe,
-    /// The server heard nothing for its idle timeout.
-    IdleTimeout,
-    /// TCP keepalive or user timeout gave up.
-    TcpTimeout,
-    /// No `Hello` in time.
-    HandshakeTimeout,
-    /// The client broke the protocol (or spoke the wrong version).
-    ProtocolError,
-    /// The client read too slowly.
-    SlowConsumer,
-    /// The client sent too fast.
-    RateLimited,
-    /// The token was refused.
-    AuthFailed,
-    /// An operator kicked the player.
-    Kicked,
-    /// The same player connected again.
-    Replaced,
-    /// The server drained on shutdown.
-    ServerShutdown,
-    /// Any other I/O error.
-    IoError,
-}
-
-impl Reason {
-    /// Every reason.
-    pub const ALL: [Reason; 16] = [
-        Reason::ClientQuit,
-        Reason::PeerEof,
-        Reason::TruncatedFrame,
-        Reason::PeerReset,
-        Reason::BrokenPipe,
-        Reason::IdleTimeout,
-        Reason::TcpTimeout,
-        Reason::HandshakeTimeout,
-        Reason::ProtocolError,
-        Reason::SlowConsumer,
-        Reason::RateLimited,
-        Reason::AuthFailed,
-        Reason::Kicked,
-        Reason::Replaced,
-        Reason::ServerShutdown,
-        Reason::IoError,
-    ];
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::ClientQuit => "client_quit",
-            Reason::PeerEof => "peer_eof",
-            Reason::TruncatedFrame => "truncated_frame",
-            Reason::PeerReset => "peer_reset",
-            Reason::BrokenPipe => "broken_pipe",
-            Reason::IdleTimeout => "idle_timeout",
-            Reason::TcpTimeout => "tcp_timeout",
-            Reason::HandshakeTimeout => "handshake_timeout",
-            Reason::ProtocolError => "protocol_error",
-            Reason::SlowConsumer => "slow_consumer",
-            Reason::RateLimited => "rate_limited",
-            Reason::AuthFailed => "auth_failed",
-            Reason::Kicked => "kicked",
-            Reason::Replaced => "replaced",
-            Reason::ServerShutdown => "server_shutdown",
-            Reason::IoError => "io_error",
-        }
-    }
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A reason the server records in the `reason` label of `gameserver_sessions_closed_total`: the
+/// protocol crate's shared vocabulary.
+pub use protocol::CloseReason as Reason;
 
 /// What the server must record for one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod bye;
+mod close;
 mod codec;
 pub mod demo;
 mod error;
@@ -18,6 +19,7 @@ mod message;
 mod wire;
 
 pub use bye::ByeCode;
+pub use close::CloseReason;
 pub use codec::{
     ClientCodec, Codec, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN, ServerCodec, WireMessage,
 };
