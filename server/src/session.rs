@@ -39,6 +39,8 @@ const READ_BUFFER: usize = 1024;
 /// fills, and a client that cannot keep up is closed as `slow_consumer` instead of growing the
 /// buffer without bound.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// How long a silence deadline waits for a frame that is already waiting to be read.
+const SILENCE_GRACE: Duration = Duration::from_millis(5);
 
 /// Why the session loop ended, decided at the first fatal event.
 #[derive(Debug)]
@@ -107,6 +109,8 @@ struct Session<'a> {
     watchdog: Watchdog,
     /// Set when a deadline may have moved earlier, so the timer must be re-armed.
     rearm: bool,
+    /// The reader already got its one chance before the current silence deadline.
+    silence_grace_used: bool,
     rate: RateLimit,
     traffic: Traffic,
     flushed: Traffic,
@@ -147,6 +151,7 @@ impl<'a> Session<'a> {
                 now,
             ),
             rearm: false,
+            silence_grace_used: false,
             rate: RateLimit::new(cfg.rate_limit_per_sec, cfg.rate_limit_burst, now),
             traffic: Traffic::default(),
             flushed: Traffic::default(),
@@ -217,6 +222,15 @@ impl<'a> Session<'a> {
                     return Ending::new(CloseReason::ServerShutdown);
                 }
                 () = &mut sleep => {
+                    let now = Instant::now();
+                    if self.watchdog.silence_due(now) && !self.silence_grace_used && input_waiting(reader) {
+                        // A frame arrived in time but a busy runtime has not read it yet: read it
+                        // before judging the peer silent. Once per deadline, so that a peer
+                        // dribbling bytes cannot stretch it.
+                        self.silence_grace_used = true;
+                        sleep.as_mut().reset(now + SILENCE_GRACE);
+                        continue;
+                    }
                     if let Some(ending) = self.on_timer() {
                         return ending;
                     }
@@ -303,6 +317,7 @@ impl<'a> Session<'a> {
     async fn on_message(&mut self, message: ClientMessage) -> Option<Ending> {
         let now = Instant::now();
         self.watchdog.inbound(now);
+        self.silence_grace_used = false;
         self.traffic.frames_in += 1;
         self.traffic.bytes_in += wire_len(&message);
         if !self.rate.take(now) {
@@ -700,6 +715,22 @@ pub(crate) async fn reject(mut stream: TcpStream, bye: Bye, shared: Arc<Shared>)
     ) {
         abort(&stream);
     }
+}
+
+/// True when a whole frame is buffered, or bytes wait in the socket: input the session has not
+/// processed yet through no fault of the peer. Peeks with a plain non-blocking syscall, because
+/// the runtime's readiness cache may not have seen the bytes yet when the runtime is busy.
+fn input_waiting(reader: &FramedRead<ReadHalf<'_>, ServerCodec>) -> bool {
+    let buffered = reader.read_buffer();
+    if let Some(prefix) = buffered.get(..HEADER_LEN) {
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if buffered.len() >= HEADER_LEN + len {
+            return true;
+        }
+    }
+    let socket = socket2::SockRef::from(reader.get_ref().as_ref());
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket.peek(&mut byte), Ok(n) if n > 0)
 }
 
 fn wire_len(message: &ClientMessage) -> u64 {

@@ -102,6 +102,14 @@ impl Watchdog {
         .fold(idle, Instant::min)
     }
 
+    /// True when the handshake or idle deadline has passed: the peer looks silent.
+    pub fn silence_due(&self, now: Instant) -> bool {
+        match self.handshake_deadline {
+            Some(deadline) => now >= deadline,
+            None => now >= self.last_inbound + self.timeouts.idle,
+        }
+    }
+
     /// What is due at `now`, most severe first. A due ping is consumed: the next one is scheduled
     /// one period later (never in the past, so a stalled runtime does not cause a ping burst).
     pub fn expired(&mut self, now: Instant) -> Option<Expiry> {

@@ -125,3 +125,22 @@ async fn the_handshake_deadline_does_not_move_with_traffic() {
     );
     server.stop().await;
 }
+
+/// A Hello that reached the socket before the handshake deadline, but that a busy runtime had not
+/// read when the deadline fired, still completes the handshake. `advance` moves the clock past the
+/// deadline before the session task runs again, so the timer and the unread Hello are due together.
+#[tokio::test(start_paused = true)]
+async fn a_hello_that_arrived_in_time_wins_over_a_deadline_that_fires_with_it() {
+    let server = TestServer::start(production_timers).await;
+    for attempt in 0..5 {
+        let mut client = RawClient::connect(server.addr).await;
+        tokio::time::sleep(Duration::from_millis(4900)).await;
+        client.send(system_tests::hello(&format!("punctual{attempt}"))).await;
+        tokio::time::advance(Duration::from_millis(200)).await;
+        match client.framed.next_message().await {
+            Some(Ok(ServerMessage::Welcome(_))) => {}
+            other => panic!("attempt {attempt}: expected Welcome, got {other:?}"),
+        }
+    }
+    server.stop().await;
+}
