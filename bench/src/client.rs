@@ -1,0 +1,428 @@
+//! The load generator's clients: connections spread over several source addresses, the frames
+//! they send (the same bytes to both servers), and what they make of the frames they receive.
+//!
+//! Both servers use the same framing, so a client sends the game protocol's own frame bodies to
+//! either one. The game server answers them; the baseline echoes them, so an echoed `Hello`
+//! counts as its handshake and an echoed `Input` as its relay.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use protocol::demo::DemoEvent;
+use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind, PROTOCOL_VERSION};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::codec::{Encoder, Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+use crate::procs::Target;
+
+/// Source addresses 127.0.0.2 ..= 127.0.0.9: each has its own ephemeral port range, so repeated
+/// rounds of 19,000 connections never run out of ports.
+const SOURCES: u8 = 8;
+const MAX_FRAME: usize = 64 * 1024;
+/// Longest wait for a handshake before a client counts as failed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A framed connection.
+pub type Link = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// Connects client number `i` from source address 127.0.0.(2 + i % 8).
+pub async fn connect(server: SocketAddr, i: usize) -> std::io::Result<Link> {
+    let socket = TcpSocket::new_v4()?;
+    let source = Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(SOURCES)) as u8);
+    socket.bind(SocketAddr::new(source.into(), 0))?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    let codec = LengthDelimitedCodec::builder()
+        .big_endian()
+        .length_field_length(4)
+        .max_frame_length(MAX_FRAME)
+        .new_codec();
+    let mut link = Framed::with_capacity(stream, codec, 1024);
+    link.set_backpressure_boundary(64 * 1024);
+    Ok(link)
+}
+
+/// Drops a connection with a reset, so that the bench leaves no TIME_WAIT behind.
+pub fn abort(link: Link) {
+    let _ = link.get_ref().set_zero_linger();
+}
+
+/// The body (no length prefix) of a client message.
+pub fn body(message: &ClientMessage) -> Bytes {
+    let mut framed = BytesMut::new();
+    match ClientCodec::default().encode(message, &mut framed) {
+        Ok(()) => framed.split_off(protocol::HEADER_LEN).freeze(),
+        // Only oversized or malformed fields fail, and the bench builds neither.
+        Err(error) => panic!("bench built an invalid message: {error}"),
+    }
+}
+
+/// `Hello` for a player, into `room` (empty: the server chooses).
+pub fn hello(player: &str, room: &str) -> Bytes {
+    body(&ClientMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        player_id: player.to_owned(),
+        room: room.to_owned(),
+        auth_token: None,
+        resume: None,
+    }))
+}
+
+/// An `Input` whose 32-byte payload starts with the send time (nanoseconds since `epoch`).
+pub fn input(seq: u64, epoch: Instant) -> Bytes {
+    let mut payload = [0u8; 32];
+    let sent = epoch.elapsed().as_nanos() as u64;
+    payload[..8].copy_from_slice(&sent.to_be_bytes());
+    body(&ClientMessage::Input {
+        seq,
+        payload: Bytes::copy_from_slice(&payload),
+    })
+}
+
+/// What a client makes of one received frame.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The handshake's answer (`Welcome`, or the baseline's echoed `Hello`).
+    Welcome,
+    /// The server pings: answer with a `Pong`.
+    Ping(u64),
+    /// An input came back (a `Relay` event, or the baseline's echo): its seq and send time.
+    Reply {
+        /// The input's sequence number.
+        seq: u64,
+        /// When it was sent, nanoseconds since the sender's epoch.
+        sent_ns: u64,
+    },
+    /// The server is closing.
+    Bye,
+    /// Anything else (state and presence events, acks, echoed pings).
+    Other,
+}
+
+/// Classifies a received frame body.
+pub fn classify(target: Target, mut frame: BytesMut) -> Inbound {
+    let Some(&kind) = frame.first() else {
+        return Inbound::Other;
+    };
+    match target {
+        Target::Baseline => match Kind::from_u8(kind) {
+            Some(Kind::Hello) => Inbound::Welcome,
+            Some(Kind::Input) if frame.len() >= 17 => {
+                frame.advance(1);
+                let seq = frame.get_u64();
+                Inbound::Reply {
+                    seq,
+                    sent_ns: frame.get_u64(),
+                }
+            }
+            _ => Inbound::Other,
+        },
+        Target::Ours => match Kind::from_u8(kind) {
+            Some(Kind::Welcome) => Inbound::Welcome,
+            Some(Kind::Ping) if frame.len() >= 9 => {
+                frame.advance(1);
+                Inbound::Ping(frame.get_u64())
+            }
+            Some(Kind::Bye) => Inbound::Bye,
+            // Event: kind, event seq, then the demo payload; tag 1 is a relayed input.
+            Some(Kind::Event) if frame.get(9) == Some(&1) => {
+                frame.advance(9);
+                match DemoEvent::from_bytes(frame.freeze()) {
+                    Ok(DemoEvent::Relay {
+                        input_seq, data, ..
+                    }) if data.len() >= 8 => Inbound::Reply {
+                        seq: input_seq,
+                        sent_ns: u64::from_be_bytes(data[..8].try_into().unwrap_or_default()),
+                    },
+                    _ => Inbound::Other,
+                }
+            }
+            _ => Inbound::Other,
+        },
+    }
+}
+
+/// Sends a `Pong` when the server pings. Returns false when the frame was a `Bye`.
+pub async fn answer(link: &mut Link, inbound: &Inbound) -> anyhow::Result<bool> {
+    match inbound {
+        Inbound::Ping(nonce) => {
+            link.send(body(&ClientMessage::Pong { nonce: *nonce }))
+                .await?;
+            Ok(true)
+        }
+        Inbound::Bye => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// Connects and completes the handshake: `Hello` then `Welcome` (or its echo).
+pub async fn join(
+    target: Target,
+    server: SocketAddr,
+    i: usize,
+    player: &str,
+    room: &str,
+) -> anyhow::Result<Link> {
+    let mut link = connect(server, i).await.context("connect")?;
+    link.send(hello(player, room)).await?;
+    let welcomed = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        while let Some(frame) = link.next().await {
+            match classify(target, frame?) {
+                Inbound::Welcome => return Ok(()),
+                Inbound::Bye => bail!("Bye instead of Welcome"),
+                _ => {}
+            }
+        }
+        bail!("closed before Welcome")
+    })
+    .await;
+    match welcomed {
+        Ok(Ok(())) => Ok(link),
+        Ok(Err(error)) => Err(error),
+        Err(_) => bail!("no Welcome within {HANDSHAKE_TIMEOUT:?}"),
+    }
+}
+
+/// A crowd to gather.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// How many clients.
+    pub n: usize,
+    /// Most handshakes in flight at once (`n`: no pacing at all).
+    pub concurrency: usize,
+    /// Player ids are `{name}-{i}`; unique per server run, or the server replaces sessions.
+    pub name: String,
+    /// Send a frame this often (for the baseline, which does not ping).
+    pub heartbeat: Option<Duration>,
+    /// Leave with `Bye{client_quit}` and wait for the server's close (otherwise: reset).
+    pub quit_with_bye: bool,
+}
+
+/// How a background client behaves after its handshake.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Send a frame this often (the baseline has no pings of its own to answer).
+    pub heartbeat: Option<Duration>,
+    /// Cancelled: send one last frame, then go silent (read and discard, never write) until the
+    /// server closes the connection.
+    pub vanish: CancellationToken,
+    /// Cancelled: leave.
+    pub stop: CancellationToken,
+    /// Leave with `Bye{client_quit}` and wait for the server's close (otherwise: reset).
+    pub quit_with_bye: bool,
+}
+
+/// How a background client ended.
+#[derive(Debug, Clone, Copy)]
+pub enum End {
+    /// It left when told to.
+    Stopped,
+    /// It went silent at `silent` and the server closed the connection at `closed`.
+    Reaped {
+        /// When its last frame was written.
+        silent: Instant,
+        /// When its read failed or returned end of stream.
+        closed: Instant,
+    },
+    /// It went silent and was still open when told to stop.
+    NotReaped,
+    /// The connection failed before it was told to do anything.
+    Failed,
+}
+
+/// A crowd of background clients.
+#[derive(Debug)]
+pub struct Crowd {
+    /// When each client finished its handshake (None: it failed), in completion order.
+    pub ready: Vec<Option<Instant>>,
+    /// When the first connect was started.
+    pub started: Instant,
+    /// Each client's task; its output is how it ended.
+    pub tasks: Vec<tokio::task::JoinHandle<End>>,
+    /// The behaviour every client follows.
+    pub behaviour: Behaviour,
+}
+
+impl Crowd {
+    /// Starts the clients of `plan`, with at most `plan.concurrency` handshakes in flight, and
+    /// waits until every one has finished or failed its handshake.
+    pub async fn gather(target: Target, server: SocketAddr, plan: &Plan) -> Crowd {
+        let Plan {
+            n,
+            concurrency,
+            ref name,
+            heartbeat,
+            quit_with_bye,
+        } = *plan;
+        let behaviour = Behaviour {
+            heartbeat,
+            vanish: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            quit_with_bye,
+        };
+        let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let gate = gate.clone();
+            let ready_tx = ready_tx.clone();
+            let behaviour = behaviour.clone();
+            let player = format!("{name}-{i}");
+            tasks.push(tokio::spawn(async move {
+                let permit = gate.acquire_owned().await;
+                let joined = join(target, server, i, &player, "").await;
+                drop(permit);
+                match joined {
+                    Ok(link) => {
+                        let _ = ready_tx.send(Some(Instant::now()));
+                        live(target, link, &behaviour).await
+                    }
+                    Err(_) => {
+                        let _ = ready_tx.send(None);
+                        End::Failed
+                    }
+                }
+            }));
+        }
+        drop(ready_tx);
+        // One report per client; the senders stay alive inside the clients' tasks.
+        let mut ready = Vec::with_capacity(n);
+        while ready.len() < n {
+            match ready_rx.recv().await {
+                Some(at) => ready.push(at),
+                None => break,
+            }
+        }
+        Crowd {
+            ready,
+            started,
+            tasks,
+            behaviour,
+        }
+    }
+
+    /// Clients whose handshake succeeded.
+    pub fn joined(&self) -> usize {
+        self.ready.iter().flatten().count()
+    }
+
+    /// When the last handshake finished.
+    pub fn last_ready(&self) -> Option<Instant> {
+        self.ready.iter().flatten().max().copied()
+    }
+
+    /// Tells every client to go silent.
+    pub fn vanish(&self) {
+        self.behaviour.vanish.cancel();
+    }
+
+    /// Tells every client to leave (with `Bye` when `quit_with_bye`) and collects how each
+    /// ended.
+    pub async fn disperse(self) -> Vec<End> {
+        self.behaviour.stop.cancel();
+        let mut ends = Vec::with_capacity(self.tasks.len());
+        for task in self.tasks {
+            ends.push(task.await.unwrap_or(End::Failed));
+        }
+        ends
+    }
+
+    /// Waits until every client has ended by itself (for example reaped after vanishing), at
+    /// most `limit`; then tells the rest to stop.
+    pub async fn wait_ended(self, limit: Duration) -> Vec<End> {
+        let deadline = Instant::now() + limit;
+        for task in &self.tasks {
+            while !task.is_finished() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        self.disperse().await
+    }
+}
+
+/// A connected client's life: answer pings, send heartbeats, vanish or leave when told.
+async fn live(target: Target, mut link: Link, behaviour: &Behaviour) -> End {
+    let period = behaviour.heartbeat.unwrap_or(Duration::from_secs(3600));
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+    let mut nonce = 0u64;
+    loop {
+        tokio::select! {
+            () = behaviour.stop.cancelled() => {
+                leave(link, behaviour.quit_with_bye).await;
+                return End::Stopped;
+            }
+            () = behaviour.vanish.cancelled() => {
+                return vanish(link, &behaviour.stop).await;
+            }
+            _ = heartbeat.tick(), if behaviour.heartbeat.is_some() => {
+                nonce += 1;
+                if link.send(body(&ClientMessage::Ping { nonce })).await.is_err() {
+                    return End::Failed;
+                }
+            }
+            frame = link.next() => {
+                let Some(Ok(frame)) = frame else { return End::Failed };
+                match answer(&mut link, &classify(target, frame)).await {
+                    Ok(true) => {}
+                    _ => return End::Failed,
+                }
+            }
+        }
+    }
+}
+
+/// Leaves: `Bye`, then read until the server closes (it closes first, so the TIME_WAIT is
+/// its own), or a reset.
+async fn leave(mut link: Link, with_bye: bool) {
+    if !with_bye {
+        abort(link);
+        return;
+    }
+    let bye = body(&ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")));
+    if link.send(bye).await.is_err() {
+        abort(link);
+        return;
+    }
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = link.next().await {}
+    })
+    .await;
+    if drained.is_err() {
+        abort(link);
+    }
+}
+
+/// Goes silent: one last frame (so the server's last inbound time is known), then only reads,
+/// until the server's reset or end of stream.
+async fn vanish(mut link: Link, stop: &CancellationToken) -> End {
+    if link
+        .send(body(&ClientMessage::Ack { seq: 0 }))
+        .await
+        .is_err()
+    {
+        return End::Failed;
+    }
+    let silent = Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                abort(link);
+                return End::NotReaped;
+            }
+            frame = link.next() => match frame {
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    return End::Reaped { silent, closed: Instant::now() };
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! CI smoke: every workload at a tiny scale against the debug game-server and the baseline, so
+//! the harness cannot rot. It asserts that each workload produced its figures, nothing about
+//! speed.
+
+use std::path::PathBuf;
+
+use bench::procs::Binaries;
+use bench::report;
+use bench::workloads::{Scale, WORKLOADS};
+
+#[test]
+fn every_workload_produces_its_figures() {
+    let _ = bench::raise_fd_limit();
+    let bins = Binaries::beside_current_exe(Some(PathBuf::from(env!("CARGO_BIN_EXE_baseline"))))
+        .expect("server binaries");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let names: Vec<String> = WORKLOADS.iter().map(|w| (*w).to_owned()).collect();
+    let (measures, errors) = runtime.block_on(bench::run_all(&names, &bins, &Scale::smoke(), 1, 1));
+    assert!(errors.is_empty(), "workloads failed: {errors:#?}");
+    let rows = report::summarize(&measures);
+    for workload in [
+        "1 hold",
+        "2 detect",
+        "3 storm",
+        "4 throughput",
+        "5 metrics",
+        "6 memory",
+        "7 rooms",
+    ] {
+        assert!(
+            rows.iter().any(|r| r.first.workload == workload),
+            "no figure for {workload}"
+        );
+    }
+    for row in &rows {
+        assert!(
+            row.ours.is_some(),
+            "{} / {}: no figure for the game server",
+            row.first.workload,
+            row.first.metric
+        );
+        if matches!(
+            row.first.goal,
+            report::Goal::RatioAtLeast(_) | report::Goal::RatioAtMost(_)
+        ) {
+            assert!(
+                row.ratio.is_some(),
+                "{} / {}: no baseline ratio",
+                row.first.workload,
+                row.first.metric
+            );
+        }
+    }
+    // Every session of the tiny runs joined and was reaped.
+    let not_reaped = rows
+        .iter()
+        .find(|r| r.first.metric.contains("not reaped"))
+        .and_then(|r| r.ours);
+    assert_eq!(not_reaped, Some(0.0));
+    let table = report::table(&rows);
+    assert!(table.lines().count() >= rows.len() + 2, "{table}");
+}
+
+#[test]
+fn the_results_section_is_replaced_between_the_markers() {
+    let dir = std::env::temp_dir().join(format!("bench-markers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("BENCHMARKS.md");
+    std::fs::write(&path, "# Title\n\nbefore\n").expect("write");
+    report::write_between_markers(&path, "first").expect("append");
+    report::write_between_markers(&path, "second").expect("replace");
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.starts_with("# Title\n\nbefore\n"), "{text}");
+    assert!(
+        text.contains(&format!("{}\nsecond\n{}", report::BEGIN, report::END)),
+        "{text}"
+    );
+    assert!(!text.contains("first"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
