@@ -198,11 +198,9 @@ impl ClientError {
 /// Opens a TCP connection, optionally from a chosen local address, and returns it with the time
 /// the connect took.
 ///
-/// A source address is bound with port 0, so the kernel still chooses the port. (Linux's
-/// `IP_BIND_ADDRESS_NO_PORT` would defer that choice to connect time and let one port serve
-/// several destinations; neither socket2 nor the other safe socket crates in this workspace
-/// expose it, so each source address holds at most one connection per ephemeral port, about
-/// 28,000, which is what several source addresses are for anyway.)
+/// A source address is bound with `IP_BIND_ADDRESS_NO_PORT`, so the kernel picks the port at
+/// connect time and one port can serve several destinations: a source address is then limited by
+/// its 4-tuples, not by its ~28,000 ephemeral ports.
 pub async fn connect(
     server: SocketAddr,
     source: Option<IpAddr>,
@@ -216,6 +214,10 @@ pub async fn connect(
     }
     .map_err(ClientError::io)?;
     if let Some(source) = source {
+        if source.is_ipv4() {
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true)
+                .map_err(|errno| ClientError::io(io::Error::from(errno)))?;
+        }
         socket
             .bind(SocketAddr::new(source, 0))
             .map_err(ClientError::io)?;
