@@ -2,14 +2,13 @@
 //! compose file, the Prometheus config and alert rules with their unit tests, the dashboard's
 //! queries against what the server exports, and a real Prometheus scraping a real server.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use game_server::CloseReason;
-use protocol::{Bye, ByeCode, ClientMessage};
 use system_tests::{RawClient, TestServer, has_tool, require};
-use tokio::io::AsyncWriteExt;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -82,9 +81,9 @@ async fn deployment_files_pass_their_checks_against_the_live_metrics() {
     server.stop().await;
 }
 
-/// A real Prometheus scrapes a real server while a known set of sessions ends in known ways;
-/// its HTTP API must report exactly those closes by reason.
-#[tokio::test]
+/// A real Prometheus scrapes a real server while client-sim plays a known mix; its HTTP API
+/// must report exactly the closes the run produced, by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_sees_exactly_the_closes_that_happened() {
     if !require(
         has_tool("prometheus"),
@@ -119,30 +118,50 @@ async fn a_real_prometheus_sees_exactly_the_closes_that_happened() {
         .expect("start prometheus");
     let _guard = KillOnDrop(&mut prometheus);
 
-    // A known mix: 3 quits, 2 resets, 1 plain close.
-    for i in 0..3 {
-        let (mut c, _) = RawClient::join(server.addr, &format!("quit{i}")).await;
-        c.send(ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")))
-            .await;
-        c.until_bye().await;
-        c.until_end().await;
-    }
-    for i in 0..2 {
-        let (c, _) = RawClient::join(server.addr, &format!("reset{i}")).await;
-        let stream = c.framed.into_inner();
-        stream.set_zero_linger().expect("linger");
-    }
-    let (mut c, _) = RawClient::join(server.addr, "eof").await;
-    c.framed.get_mut().shutdown().await.expect("half-close");
-    c.until_end().await;
-    let expected = [
-        (CloseReason::ClientQuit, 3.0),
-        (CloseReason::PeerReset, 2.0),
-        (CloseReason::PeerEof, 1.0),
-    ];
-
+    // Wait until Prometheus has scraped the server once, so that the run's closes show up as
+    // growth from a known zero.
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/v1/query");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while query(&http, &url).await.len() != CloseReason::ALL.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Prometheus never scraped the server"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A known mix played by client-sim, which reconciles it against /metrics itself.
+    let report = client_sim::run(client_sim::Options {
+        server: server.addr.to_string(),
+        clients: 16,
+        mix: client_sim::Mix::quick(),
+        metrics_url: Some(server.metrics_url()),
+        progress: client_sim::ProgressMode::Off,
+        crash_exe: Some(env!("CARGO_BIN_EXE_crash-child").into()),
+        ..client_sim::Options::default()
+    })
+    .await
+    .expect("client-sim runs");
+    assert!(report.passed(), "{}", report.render());
+    let produced: HashMap<String, f64> = report
+        .reconciliation
+        .as_ref()
+        .expect("reconciled")
+        .rows
+        .iter()
+        .map(|row| (row.reason.clone(), row.observed as f64))
+        .collect();
+    let expected: Vec<(CloseReason, f64)> = CloseReason::ALL
+        .iter()
+        .map(|r| (*r, produced.get(r.as_str()).copied().unwrap_or(0.0)))
+        .collect();
+    assert!(
+        expected.iter().map(|(_, n)| n).sum::<f64>() >= 17.0,
+        "{}",
+        report.render()
+    );
+
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let observed = loop {
         let observed = query(&http, &url).await;
@@ -170,7 +189,7 @@ async fn a_real_prometheus_sees_exactly_the_closes_that_happened() {
     server.stop().await;
 }
 
-async fn query(http: &reqwest::Client, url: &str) -> std::collections::HashMap<String, f64> {
+async fn query(http: &reqwest::Client, url: &str) -> HashMap<String, f64> {
     let Ok(response) = http
         .get(url)
         .query(&[("query", "gameserver_sessions_closed_total")])
