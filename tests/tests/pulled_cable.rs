@@ -29,7 +29,10 @@ enum Cable {
 /// The namespaces, or `None` (after saying why) when this machine cannot make them.
 fn namespaces(tag: &str, cable: Cable) -> Option<Pair> {
     if !require(is_root(), "pulling a cable needs root (network namespaces)")
-        || !require(has_tool("ip"), "pulling a cable needs `ip` (iproute2)")
+        || !require(
+            has_tool("ip") && has_tool("ss"),
+            "pulling a cable needs `ip` and `ss` (iproute2)",
+        )
     {
         return None;
     }

@@ -15,7 +15,8 @@
 //! `connected LOCAL_ADDR`, `welcome SESSION_ID ROOM`, `relay FROM INPUT_SEQ EVENT_SEQ`,
 //! `state MEMBERS`, `presence JOINED PLAYER`, `ping NONCE`, `pong NONCE`, `ack SEQ`,
 //! `joined ROOM`, `bye CODE`, `eof`, `error read|write|connect ERRNO DESCRIPTION`,
-//! `sent LAST_SEQ`, `streaming`.
+//! `sent LAST_SEQ`, `streaming`. With `--no-read` nothing is read, so only `connected`, `sent`,
+//! `streaming` and write errors appear.
 //!
 //! Commands: `inputs N` (send N inputs at once), `every MS COUNT` (send COUNT inputs every MS
 //! milliseconds until `stop`), `stop`, `ping NONCE`, `quit` (send `Bye{client_quit}`),
