@@ -208,29 +208,43 @@ fn resource_kind(error: &io::Error) -> &'static str {
     }
 }
 
-/// Capped exponential backoff that logs once per burst of errors.
+/// Capped exponential backoff that logs once per burst of errors. A burst lasts until accepts
+/// have gone [`QUIET`] without failing, so that a server flapping at its descriptor ceiling logs
+/// one warning and one recovery, not a pair per freed descriptor.
 #[derive(Debug, Default)]
 struct Backoff {
     failures: u64,
     pause: Duration,
+    last_failure: Option<tokio::time::Instant>,
+    recovery_logged: bool,
 }
+
+/// How long accepts must go without failing before the next failure starts a new burst.
+const QUIET: Duration = Duration::from_secs(10);
 
 impl Backoff {
     fn failed(&mut self, error: &io::Error, kind: &str) -> Duration {
-        if self.failures == 0 {
+        let now = tokio::time::Instant::now();
+        let new_burst = self
+            .last_failure
+            .is_none_or(|last| now.saturating_duration_since(last) > QUIET);
+        if new_burst {
             tracing::warn!(%error, kind, "accept failing; backing off (logged once per burst)");
+            self.failures = 0;
+            self.recovery_logged = false;
             self.pause = BACKOFF_START;
         } else {
-            self.pause = (self.pause * 2).min(BACKOFF_MAX);
+            self.pause = (self.pause * 2).clamp(BACKOFF_START, BACKOFF_MAX);
         }
         self.failures += 1;
+        self.last_failure = Some(now);
         self.pause
     }
 
     fn succeeded(&mut self) {
-        if self.failures > 0 {
+        if self.failures > 0 && !self.recovery_logged {
             tracing::info!(failures = self.failures, "accepting again");
-            self.failures = 0;
+            self.recovery_logged = true;
         }
     }
 }

@@ -71,12 +71,8 @@ impl Ending {
     }
 
     fn io(error: &std::io::Error, direction: Direction) -> Ending {
-        let reason = classify_io(error);
-        let errno = error
-            .raw_os_error()
-            .map(|e| format!(" (errno {e})"))
-            .unwrap_or_default();
-        Ending::because(reason, format!("{direction:?} failed: {error}{errno}"))
+        // An OS error's text already ends with "(os error N)": the errno is in the log line.
+        Ending::because(classify_io(error), format!("{direction:?} failed: {error}"))
     }
 
     fn codec(error: CodecError) -> Ending {
