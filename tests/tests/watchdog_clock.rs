@@ -135,7 +135,9 @@ async fn a_hello_that_arrived_in_time_wins_over_a_deadline_that_fires_with_it() 
     for attempt in 0..5 {
         let mut client = RawClient::connect(server.addr).await;
         tokio::time::sleep(Duration::from_millis(4900)).await;
-        client.send(system_tests::hello(&format!("punctual{attempt}"))).await;
+        client
+            .send(system_tests::hello(&format!("punctual{attempt}")))
+            .await;
         tokio::time::advance(Duration::from_millis(200)).await;
         match client.framed.next_message().await {
             Some(Ok(ServerMessage::Welcome(_))) => {}
