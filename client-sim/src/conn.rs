@@ -215,8 +215,12 @@ pub async fn connect(
     .map_err(ClientError::io)?;
     if let Some(source) = source {
         if source.is_ipv4() {
-            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true)
-                .map_err(|errno| ClientError::io(io::Error::from(errno)))?;
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::IpBindAddressNoPort,
+                &true,
+            )
+            .map_err(|errno| ClientError::io(io::Error::from(errno)))?;
         }
         socket
             .bind(SocketAddr::new(source, 0))
