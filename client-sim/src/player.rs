@@ -4,13 +4,21 @@
 //! acknowledges events about once per heartbeat, tracks which of its own inputs came back as
 //! relays and what the server acknowledged, and presumes the server dead when no frame arrived
 //! for the idle timeout the server announced in `Welcome`. Scenarios build their endings on top.
+//!
+//! It also checks the two streams a resume must keep whole: events must arrive numbered 1, 2,
+//! 3, ... with no gap and no repeat, and the relays of its own inputs must come back in order,
+//! each exactly once ([`Continuity`]). What a client keeps to resume on a new connection is
+//! [`Kept`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::demo::DemoEvent;
-use protocol::{Bye, ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage, Welcome};
+use protocol::{
+    Bye, ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, Resume, ResumeToken, ServerMessage,
+    Welcome,
+};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::conn::{ClientError, Conn};
@@ -20,6 +28,57 @@ use crate::stats::Stats;
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// The idle timeout a client assumes when the server announces none.
 const DEFAULT_IDLE: Duration = Duration::from_secs(15);
+/// The byte every paced input's payload is filled with. All inputs of a player carry the same
+/// payload, so resending an input after a resume needs only its sequence number.
+pub(crate) const INPUT_FILL: u8 = 0x42;
+
+/// Breaks in the two streams a session must keep whole, counted as they are seen. Over one TCP
+/// connection each would be a server bug; across a resume each means the resume lost or repeated
+/// something.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Continuity {
+    /// Events skipped: an event arrived numbered above the next expected one (the gap's size).
+    pub events_lost: u64,
+    /// Events that arrived again: numbered at or below the highest already received.
+    pub events_repeated: u64,
+    /// This player's own inputs relayed back again: applied twice by the server.
+    pub inputs_repeated: u64,
+    /// This player's own inputs skipped in the relays (a later one came back first).
+    pub inputs_skipped: u64,
+}
+
+impl Continuity {
+    /// True when nothing was lost or repeated.
+    pub fn is_whole(&self) -> bool {
+        *self == Continuity::default()
+    }
+}
+
+/// What a client keeps to resume its session on a new connection (PROTOCOL.md, "What a client
+/// keeps"): the token, the last event received without a gap, and its inputs, which are the
+/// numbers above the server's last `Ack` (every input carries the same payload). The rest is
+/// this client's own bookkeeping, carried over so that the checks span both connections.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// The token of the most recent `Welcome`.
+    pub token: ResumeToken,
+    /// The session the token resumes.
+    pub session_id: u64,
+    /// The room the player was in.
+    pub room: String,
+    /// Sequence number of the last input sent.
+    pub input_seq: u64,
+    /// The highest input the server acknowledged.
+    pub server_ack: u64,
+    /// The highest event received without a gap.
+    pub event_seq: u64,
+    /// The highest own input that came back as a relay.
+    pub relayed_upto: u64,
+    /// The highest event acknowledged to the server.
+    pub acked_events: u64,
+    /// Breaks seen so far.
+    pub continuity: Continuity,
+}
 
 /// A steady stream of inputs: how many, how often, how big.
 #[derive(Debug, Clone, Copy)]
@@ -47,10 +106,15 @@ pub struct Player {
     pub input_seq: u64,
     /// The highest input sequence number the server acknowledged.
     pub server_ack: u64,
-    /// The highest event sequence number received.
+    /// The highest event sequence number received: after a gap (a server bug, counted in
+    /// [`Continuity::events_lost`]) the stream continues from the later event.
     pub event_seq: u64,
     /// The highest of this player's input sequence numbers that came back as a relay.
     pub relayed_upto: u64,
+    /// The sequence number of the first event on this connection.
+    pub first_event: Option<u64>,
+    /// Gaps and repeats seen in the event stream and in the relays of this player's inputs.
+    pub continuity: Continuity,
     /// The server's `Bye`, once received.
     pub bye: Option<Bye>,
     /// How often the server pings (or the assumed default).
@@ -123,6 +187,8 @@ impl Player {
             server_ack: 0,
             event_seq: 0,
             relayed_upto: 0,
+            first_event: None,
+            continuity: Continuity::default(),
             bye: None,
             acked_events: 0,
             nonce: 0,
@@ -160,6 +226,72 @@ impl Player {
             auth_token,
             resume: None,
         }
+    }
+
+    /// A `Hello` that resumes the session `kept` describes.
+    pub fn resume_hello(player_id: String, kept: &Kept, auth_token: Option<String>) -> Hello {
+        Hello {
+            resume: Some(Resume {
+                token: kept.token,
+                last_event_seq: kept.event_seq,
+            }),
+            ..Player::hello(player_id, kept.room.clone(), auth_token)
+        }
+    }
+
+    /// What this client keeps to resume its session on another connection.
+    pub fn keep(&self) -> Kept {
+        Kept {
+            token: self.welcome.resume_token,
+            session_id: self.welcome.session_id,
+            room: self.room.clone(),
+            input_seq: self.input_seq,
+            server_ack: self.server_ack,
+            event_seq: self.event_seq,
+            relayed_upto: self.relayed_upto,
+            acked_events: self.acked_events,
+            continuity: self.continuity,
+        }
+    }
+
+    /// Continues, on this (resumed) connection, the session `kept` describes: the sequence
+    /// numbers and the checks go on where the previous connection left them.
+    pub fn carry_on(&mut self, kept: &Kept) {
+        self.input_seq = kept.input_seq;
+        self.server_ack = self.server_ack.max(kept.server_ack);
+        self.event_seq = kept.event_seq;
+        self.relayed_upto = kept.relayed_upto;
+        self.acked_events = kept.acked_events;
+        self.continuity = kept.continuity;
+    }
+
+    /// Sends again every input above `applied` (the server's `Welcome.last_input_seq`), in
+    /// order and with their original numbers, in one write.
+    pub async fn resend_after(&mut self, applied: u64, bytes: usize) -> Result<(), ClientError> {
+        let payload = Bytes::from(vec![INPUT_FILL; bytes]);
+        let inputs: Vec<ClientMessage> = (applied + 1..=self.input_seq)
+            .map(|seq| ClientMessage::Input {
+                seq,
+                payload: payload.clone(),
+            })
+            .collect();
+        if inputs.is_empty() {
+            return Ok(());
+        }
+        self.conn.send_all(&inputs).await
+    }
+
+    /// Acknowledges every event received so far, now rather than at the next heartbeat.
+    pub async fn ack_events(&mut self) -> Result<(), ClientError> {
+        if self.event_seq <= self.acked_events {
+            return Ok(());
+        }
+        self.acked_events = self.event_seq;
+        self.conn
+            .send(&ClientMessage::Ack {
+                seq: self.event_seq,
+            })
+            .await
     }
 
     /// The next input, numbered in sequence.
@@ -200,14 +332,25 @@ impl Player {
                 }
             }
             ServerMessage::Event { seq, payload } => {
-                self.event_seq = self.event_seq.max(seq);
+                self.first_event.get_or_insert(seq);
+                if seq <= self.event_seq {
+                    self.continuity.events_repeated += 1;
+                    return Ok(());
+                }
+                self.continuity.events_lost += seq - self.event_seq - 1;
+                self.event_seq = seq;
                 let event = DemoEvent::from_bytes(payload).map_err(ClientError::Protocol)?;
                 if let DemoEvent::Relay {
                     from, input_seq, ..
                 } = event
                 {
                     if from == self.id {
-                        self.relayed_upto = self.relayed_upto.max(input_seq);
+                        if input_seq <= self.relayed_upto {
+                            self.continuity.inputs_repeated += 1;
+                        } else {
+                            self.continuity.inputs_skipped += input_seq - self.relayed_upto - 1;
+                            self.relayed_upto = input_seq;
+                        }
                     }
                 }
             }
@@ -261,7 +404,7 @@ impl Player {
         let every = pace.map_or(Duration::from_secs(1), |p| {
             p.every.max(Duration::from_millis(1))
         });
-        let payload = Bytes::from(vec![0x42u8; pace.map_or(0, |p| p.bytes)]);
+        let payload = Bytes::from(vec![INPUT_FILL; pace.map_or(0, |p| p.bytes)]);
         let mut inputs = tokio::time::interval(every);
         inputs.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Ping a little faster than the server's own heartbeat so that a quiet client is never
@@ -376,5 +519,127 @@ impl Player {
     /// The server's `Bye` code, if one arrived.
     pub fn bye_code(&self) -> Option<ByeCode> {
         self.bye.as_ref().map(|b| b.code)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::BytesMut;
+    use protocol::ServerCodec;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::codec::Encoder;
+
+    use super::*;
+
+    /// A player handshaken with a one-shot server that answers any `Hello` with `welcome`.
+    async fn player(welcome: Welcome) -> Player {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 256];
+            let _ = socket.read(&mut hello).await.unwrap();
+            let mut out = BytesMut::new();
+            ServerCodec::default()
+                .encode(ServerMessage::Welcome(welcome), &mut out)
+                .unwrap();
+            socket.write_all(&out).await.unwrap();
+            // Keep the socket open while the test runs.
+            let _ = socket.read(&mut hello).await;
+        });
+        let stats = Arc::new(Stats::default());
+        let (stream, _) = crate::conn::connect(addr, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let conn = Conn::new(stream, Arc::clone(&stats));
+        let hello = Player::hello("me".into(), "r-me".into(), None);
+        Player::handshake(conn, hello, Duration::from_secs(5), stats)
+            .await
+            .map_err(|(_, e)| e)
+            .unwrap()
+    }
+
+    fn welcome(token: u8, resumed: bool) -> Welcome {
+        Welcome {
+            session_id: 7,
+            heartbeat_interval_ms: 500,
+            idle_timeout_ms: 2000,
+            resume_token: ResumeToken([token; 16]),
+            resumed,
+            last_input_seq: 0,
+            room: "r-me".into(),
+        }
+    }
+
+    fn event(seq: u64, from: &str, input_seq: u64) -> ServerMessage {
+        ServerMessage::Event {
+            seq,
+            payload: DemoEvent::Relay {
+                from: from.into(),
+                input_seq,
+                data: Bytes::new(),
+            }
+            .to_bytes(),
+        }
+    }
+
+    #[tokio::test]
+    async fn gaps_and_repeats_in_events_and_own_relays_are_counted() {
+        let mut p = player(welcome(1, false)).await;
+        for message in [
+            event(1, "me", 1),
+            event(2, "other", 1),
+            // A repeated event is not taken in at all.
+            event(2, "me", 2),
+            // Event 3 is missing; this relay skips input 2 and then input 3 comes back twice.
+            event(4, "me", 3),
+            event(5, "me", 3),
+        ] {
+            p.absorb(message, true).await.unwrap();
+        }
+        assert_eq!(p.first_event, Some(1));
+        assert_eq!(p.event_seq, 5);
+        assert_eq!(p.relayed_upto, 3);
+        assert_eq!(
+            p.continuity,
+            Continuity {
+                events_lost: 1,
+                events_repeated: 1,
+                inputs_repeated: 1,
+                inputs_skipped: 1,
+            }
+        );
+        assert!(!p.continuity.is_whole());
+    }
+
+    #[tokio::test]
+    async fn what_a_client_keeps_resumes_the_session_and_the_checks_go_on() {
+        let mut first = player(welcome(1, false)).await;
+        first.next_input(Bytes::new());
+        first.next_input(Bytes::new());
+        first.absorb(event(1, "me", 1), true).await.unwrap();
+        first
+            .absorb(ServerMessage::Ack { seq: 1 }, true)
+            .await
+            .unwrap();
+        let kept = first.keep();
+        let hello = Player::resume_hello("me".into(), &kept, None);
+        let resume = hello.resume.unwrap();
+        assert_eq!(resume.token, ResumeToken([1; 16]));
+        assert_eq!(resume.last_event_seq, 1);
+        assert_eq!(hello.room, "r-me");
+
+        let mut second = player(welcome(2, true)).await;
+        second.carry_on(&kept);
+        assert_eq!((second.input_seq, second.server_ack), (2, 1));
+        // The replay continues the stream: event 2 is the next one, input 2 the next relay.
+        second.absorb(event(2, "me", 2), true).await.unwrap();
+        assert_eq!(second.first_event, Some(2));
+        assert!(second.continuity.is_whole());
+        assert_eq!(second.relayed_upto, 2);
+        // Event 2 again would be a repeat across the resume.
+        second.absorb(event(2, "me", 2), true).await.unwrap();
+        assert_eq!(second.continuity.events_repeated, 1);
     }
 }
