@@ -21,7 +21,8 @@ Without --duration every slot runs exactly one instance, so --clients N runs N i
 drawn from the mix in proportion to the weights (with N equal to the weight sum, each scenario \
 runs exactly its weight). With --duration, slots keep starting new instances until the duration \
 ends (each slot runs at least one); instances in flight then finish. Connections start at --connect-rate per second, except \
-storm instances, which all connect at once.
+storm instances, which all connect at once. An instance of a resume scenario is one session over \
+two connections: the one that breaks and the one that resumes it.
 
 Scenarios and the close reason the server must record for each:
   graceful          plays, Bye, waits for the Ack of every input      client_quit
@@ -36,6 +37,15 @@ Scenarios and the close reason the server must record for each:
   kicked-then-recv  kicked via the admin endpoint, reads to the end   kicked
   storm             connects together with all storm instances        client_quit
   soak              plays at a human pace, mostly quits with Bye      client_quit (some peer_eof)
+  reset-and-return  RST mid-stream, resumes with its token, quits     peer_reset, then client_quit
+  vanish-and-return silent until the server resets it, resumes       idle_timeout, then client_quit
+  roam              resumes while the old socket is open and silent  replaced, then client_quit
+
+The resume scenarios play in a private room and check that nothing was lost or repeated across \
+the break: event sequence numbers run on without a gap or a repeat, and every input comes back \
+as a relay exactly once. The summary counts resumes and anything lost; one loss fails the run. \
+Against a server with resume off (session.resume_grace = \"0s\") they quit at once and fail, \
+saying so in one line.
 
 With --metrics-url, the server's gameserver_sessions_closed_total is scraped before and after \
 the run and compared per reason with what the instances did (reconciliation); the kick scenarios \
@@ -66,7 +76,8 @@ pub struct Cli {
     #[arg(long, conflicts_with = "mix", value_parser = parse_scenario)]
     pub scenario: Option<Scenario>,
     /// Scenarios and weights: NAME=WEIGHT,... ("all" = every scenario once; "quick" = the default:
-    /// graceful=4,close-no-bye=2,abort=2,exit-unread=2,crash=1,flood=1,storm=4,soak=4).
+    /// graceful=3,close-no-bye=2,abort=2,exit-unread=2,crash=1,flood=1,storm=4,soak=3,
+    /// reset-and-return=1,roam=1).
     #[arg(long, value_parser = parse_mix)]
     pub mix: Option<Mix>,
     /// The server's Prometheus endpoint, e.g. http://127.0.0.1:9100/metrics. Enables
@@ -86,7 +97,8 @@ pub struct Cli {
     /// How long minted tokens stay valid.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
-    /// Inputs a graceful instance sends before quitting (others send fewer).
+    /// Inputs a graceful instance sends before quitting (others send fewer; the resume scenarios
+    /// send half before the break and half after, plus a burst of 10 right before it).
     #[arg(long, default_value_t = 20)]
     pub inputs: u32,
     /// Payload bytes of each ordinary input.
@@ -268,5 +280,8 @@ mod tests {
             .to_string();
         assert!(!help.contains("__crash-child"));
         assert!(help.contains("kicked-then-send"));
+        for scenario in crate::options::Scenario::ALL {
+            assert!(help.contains(scenario.as_str()), "--help names {scenario}");
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! # What a run is
 //!
 //! A run has `clients` slots. Each slot runs one scenario instance at a time, and an instance is
-//! one connection playing one [`Scenario`] from connect to close. Without a duration every slot
+//! one connection playing one [`Scenario`] from connect to close; an instance of a resume
+//! scenario (`reset-and-return`, `vanish-and-return`, `roam`) is one session over two
+//! connections, the one that breaks and the one that resumes it. Without a duration every slot
 //! runs exactly one instance; with [`Options::duration`], slots keep starting new instances
 //! (drawn from the [`Mix`]) until the duration ends, and instances in flight finish. New
 //! connections are paced at [`Options::connect_rate`], except storm instances, which connect
@@ -13,9 +15,17 @@
 //!
 //! # Reconciliation
 //!
-//! Each instance declares the close reason the server must record for it; with a metrics URL,
-//! [`run`] scrapes `gameserver_sessions_closed_total{reason}` before and after and compares the
-//! deltas per reason (see [`reconcile`]). Reconciliation counts instances (plus the probe).
+//! Each instance declares the close reason the server must record for each of its connections;
+//! with a metrics URL, [`run`] scrapes `gameserver_sessions_closed_total{reason}` before and after
+//! and compares the deltas per reason (see [`reconcile`]). Reconciliation counts connections that
+//! became sessions (plus the probe): one per instance, two per resume instance.
+//!
+//! # Resume
+//!
+//! The resume scenarios check what the server promises across a broken connection: event
+//! sequence numbers run on without a gap or a repeat, every input is applied exactly once. The
+//! report's [`ResumeStats`] counts resumes and anything lost or repeated; any loss fails the
+//! instance and the run.
 //!
 //! # Using it from tests
 //!
@@ -55,7 +65,7 @@ mod stats;
 pub mod token;
 
 pub use options::{Mix, Options, OptionsError, ProgressMode, Scenario};
-pub use report::Report;
+pub use report::{Report, ResumeStats};
 pub use runner::{ProbeError, run};
 pub use scenarios::crash::{CHILD_SUBCOMMAND, ChildArgs, child_main, child_main_from_args};
 pub use stats::{Percentiles, ScenarioCounts};

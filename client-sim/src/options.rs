@@ -41,11 +41,20 @@ pub enum Scenario {
     /// Plays at a human pace for a few seconds, then mostly quits gracefully. Expects
     /// `client_quit` (or `peer_eof` for the instances that leave without `Bye`).
     Soak,
+    /// Resets its connection in the middle of a stream, then resumes on a new one and checks
+    /// that nothing was lost or repeated. Expects `peer_reset`, then `client_quit`.
+    ResetAndReturn,
+    /// Goes silent until the server drops it as idle, then resumes on a new connection and
+    /// checks that nothing was lost or repeated. Expects `idle_timeout`, then `client_quit`.
+    VanishAndReturn,
+    /// Resumes on a new connection while the old one is still open and silent (before the server
+    /// noticed anything). Expects `replaced` for the old connection, then `client_quit`.
+    Roam,
 }
 
 impl Scenario {
     /// Every scenario, in the order reports list them.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::Graceful,
         Scenario::CloseNoBye,
         Scenario::Abort,
@@ -58,6 +67,9 @@ impl Scenario {
         Scenario::KickedThenRecv,
         Scenario::Storm,
         Scenario::Soak,
+        Scenario::ResetAndReturn,
+        Scenario::VanishAndReturn,
+        Scenario::Roam,
     ];
 
     /// The scenario's command-line name.
@@ -75,6 +87,9 @@ impl Scenario {
             Scenario::KickedThenRecv => "kicked-then-recv",
             Scenario::Storm => "storm",
             Scenario::Soak => "soak",
+            Scenario::ResetAndReturn => "reset-and-return",
+            Scenario::VanishAndReturn => "vanish-and-return",
+            Scenario::Roam => "roam",
         }
     }
 
@@ -113,7 +128,8 @@ pub enum OptionsError {
     /// A scenario name that does not exist.
     #[error(
         "unknown scenario {0:?}; known: graceful, close-no-bye, abort, exit-unread, crash, vanish, \
-         slow-reader, flood, kicked-then-send, kicked-then-recv, storm, soak"
+         slow-reader, flood, kicked-then-send, kicked-then-recv, storm, soak, reset-and-return, \
+         vanish-and-return, roam"
     )]
     UnknownScenario(String),
     /// A mix entry that is not `name` or `name=weight`.
@@ -179,18 +195,22 @@ impl Mix {
     }
 
     /// The default mix: the scenarios that finish within a few seconds on a server with default
-    /// timeouts and need no admin endpoint (no vanish, slow-reader or kicks).
+    /// timeouts and need no admin endpoint (no vanish, vanish-and-return, slow-reader or kicks).
+    /// Its weights add up to the default 20 clients, so a default run plays each exactly so
+    /// often.
     pub fn quick() -> Mix {
         Mix {
             entries: vec![
-                (Scenario::Graceful, 4),
+                (Scenario::Graceful, 3),
                 (Scenario::CloseNoBye, 2),
                 (Scenario::Abort, 2),
                 (Scenario::ExitUnread, 2),
                 (Scenario::Crash, 1),
                 (Scenario::Flood, 1),
                 (Scenario::Storm, 4),
-                (Scenario::Soak, 4),
+                (Scenario::Soak, 3),
+                (Scenario::ResetAndReturn, 1),
+                (Scenario::Roam, 1),
             ],
         }
     }
@@ -382,7 +402,8 @@ pub struct Options {
     pub auth_secret: Option<String>,
     /// How long minted tokens stay valid.
     pub token_ttl: Duration,
-    /// Inputs a graceful (and storm, close-no-bye, abort) instance sends before leaving.
+    /// Inputs a graceful (and close-no-bye, abort) instance sends before leaving; the resume
+    /// scenarios send half before the break and half after.
     pub inputs: u32,
     /// Payload bytes per ordinary input.
     pub input_bytes: usize,
@@ -480,6 +501,14 @@ mod tests {
         let quick: Mix = "quick".parse().unwrap();
         assert_eq!(quick, Mix::quick());
         assert!(!quick.contains(Scenario::KickedThenSend));
+        assert!(!quick.contains(Scenario::VanishAndReturn));
+        assert!(quick.contains(Scenario::ResetAndReturn));
+        let sum: u32 = quick.entries().iter().map(|&(_, w)| w).sum();
+        assert_eq!(
+            sum as usize,
+            Options::default().clients,
+            "a default run plays each scenario exactly its weight"
+        );
     }
 
     #[test]
@@ -530,7 +559,7 @@ mod tests {
     #[test]
     fn all_mix_with_one_client_per_weight_plays_every_scenario_once() {
         let mut drawer = Mix::all().drawer();
-        let mut seen: Vec<Scenario> = (0..12).map(|_| drawer.draw()).collect();
+        let mut seen: Vec<Scenario> = (0..Scenario::ALL.len()).map(|_| drawer.draw()).collect();
         seen.sort();
         let mut all = Scenario::ALL.to_vec();
         all.sort();

@@ -1,7 +1,8 @@
 //! Reconciliation: does the server's count of closes, by reason, match what this run did?
 //!
 //! Every scenario instance that reached the server declares the close reason(s) the server must
-//! record for it (an [`Expect`]). After the run, the deltas of
+//! record for it: an [`Expect`] per connection (two for the resume scenarios, whose session
+//! outlives its first connection). After the run, the deltas of
 //! `gameserver_sessions_closed_total{reason}` must be explained exactly:
 //!
 //! - an exact expectation needs one close of that reason;

@@ -56,6 +56,35 @@ pub struct ErrorCount {
     pub unexpected: u64,
 }
 
+/// What the resume scenarios saw. A run passes only with zero in every loss counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ResumeStats {
+    /// Resume `Hello`s sent.
+    pub attempted: u64,
+    /// Resumes the server accepted with the same session.
+    pub succeeded: u64,
+    /// Instances that could not try: the server has resume off.
+    pub resume_off: u64,
+    /// Events never received: gaps in the event sequence across the breaks.
+    pub events_lost: u64,
+    /// Events received twice.
+    pub events_duplicated: u64,
+    /// Inputs the server applied twice (relayed back twice).
+    pub inputs_applied_twice: u64,
+    /// Inputs the server never applied (never relayed back).
+    pub inputs_lost: u64,
+}
+
+impl ResumeStats {
+    /// True when no resume lost or repeated anything.
+    pub fn lossless(&self) -> bool {
+        self.events_lost == 0
+            && self.events_duplicated == 0
+            && self.inputs_applied_twice == 0
+            && self.inputs_lost == 0
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
@@ -83,6 +112,8 @@ pub struct Report {
     pub latency: Latencies,
     /// Errors the clients observed, by kind.
     pub errors: BTreeMap<String, ErrorCount>,
+    /// The resume scenarios' account: resumes, and anything lost or repeated across them.
+    pub resume: ResumeStats,
     /// The first few failure descriptions.
     pub failures: Vec<String>,
     /// The server's account, when `--metrics-url` was given.
@@ -95,10 +126,12 @@ impl Report {
         self.reconciliation.as_ref().is_some_and(|r| r.ok)
     }
 
-    /// True when every instance passed its client-side checks and, if reconciliation ran, it
-    /// matched. This decides the exit code.
+    /// True when every instance passed its client-side checks, no resume lost or repeated
+    /// anything, and, if reconciliation ran, it matched. This decides the exit code.
     pub fn passed(&self) -> bool {
-        self.failed_instances == 0 && self.reconciliation.as_ref().is_none_or(|r| r.ok)
+        self.failed_instances == 0
+            && self.resume.lossless()
+            && self.reconciliation.as_ref().is_none_or(|r| r.ok)
     }
 
     /// The human-readable summary.
@@ -174,6 +207,34 @@ impl Report {
                 format!(
                     "  {name:<19} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
                     p.count, p.p50, p.p90, p.p99, p.p999, p.max
+                ),
+            );
+        }
+        let r = &self.resume;
+        if r.attempted + r.resume_off > 0 {
+            line(
+                &mut out,
+                format!(
+                    "resume: {} attempted, {} succeeded{}; events lost {}, duplicated {}; inputs \
+                     applied twice {}, lost {}: {}",
+                    r.attempted,
+                    r.succeeded,
+                    if r.resume_off > 0 {
+                        format!(", {} found the server's resume off", r.resume_off)
+                    } else {
+                        String::new()
+                    },
+                    r.events_lost,
+                    r.events_duplicated,
+                    r.inputs_applied_twice,
+                    r.inputs_lost,
+                    if !r.lossless() {
+                        "LOSS"
+                    } else if r.succeeded < r.attempted {
+                        "nothing lost, but resumes failed"
+                    } else {
+                        "nothing lost"
+                    }
                 ),
             );
         }

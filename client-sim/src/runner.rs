@@ -25,7 +25,7 @@ use crate::options::{Options, Scenario};
 use crate::player::Player;
 use crate::progress::Progress;
 use crate::reconcile::{self, Expect, Expected, Reason, Reconciliation};
-use crate::report::{Connects, ErrorCount, Latencies, Report, Traffic};
+use crate::report::{Connects, ErrorCount, Latencies, Report, ResumeStats, Traffic};
 use crate::scenarios::{self, Ctx, GRACE, Instance};
 use crate::stats::{Stats, get};
 use crate::token;
@@ -422,10 +422,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 if let Some(failure) = &verdict.failure {
                     tracing::debug!(scenario = %scenario, player = %inst.id, "{failure}");
                 }
-                expected
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .add(scenario.as_str(), verdict.expect);
+                let mut expected = expected.lock().unwrap_or_else(PoisonError::into_inner);
+                for expect in verdict.expects {
+                    expected.add(scenario.as_str(), expect);
+                }
+                drop(expected);
                 n += 1;
                 if deadline.is_none_or(|d| Instant::now() >= d) {
                     break;
@@ -557,6 +558,15 @@ fn build_report(
                 )
             })
             .collect(),
+        resume: ResumeStats {
+            attempted: get(&stats.resumes_attempted),
+            succeeded: get(&stats.resumes_succeeded),
+            resume_off: get(&stats.resume_off),
+            events_lost: get(&stats.events_lost),
+            events_duplicated: get(&stats.events_duplicated),
+            inputs_applied_twice: get(&stats.inputs_applied_twice),
+            inputs_lost: get(&stats.inputs_lost),
+        },
         failures: stats.failure_examples(),
         reconciliation,
     }

@@ -39,6 +39,20 @@ pub struct Stats {
     pub finished: AtomicU64,
     /// Scenario instances whose client-side checks failed.
     pub failed: AtomicU64,
+    /// Resume `Hello`s sent by the resume scenarios.
+    pub resumes_attempted: AtomicU64,
+    /// Resumes the server accepted (`Welcome.resumed`, the same session id).
+    pub resumes_succeeded: AtomicU64,
+    /// Resume-scenario instances that found resume turned off (an all-zero token).
+    pub resume_off: AtomicU64,
+    /// Events the resume scenarios never received (gaps in the sequence numbers).
+    pub events_lost: AtomicU64,
+    /// Events the resume scenarios received twice.
+    pub events_duplicated: AtomicU64,
+    /// Inputs of the resume scenarios relayed back twice: applied twice.
+    pub inputs_applied_twice: AtomicU64,
+    /// Inputs of the resume scenarios never relayed back: not applied.
+    pub inputs_lost: AtomicU64,
     /// Errors observed, by kind: `[kind][0]` during instances that passed (the scenario provoked
     /// them on purpose), `[kind][1]` during instances that failed.
     errors: [[AtomicU64; 2]; ErrorKind::ALL.len()],
@@ -46,7 +60,8 @@ pub struct Stats {
     rtt_us: Hist,
     detect_us: Hist,
     per_scenario: Mutex<BTreeMap<Scenario, ScenarioCounts>>,
-    failures: Mutex<Vec<String>>,
+    /// Distinct failure descriptions, with how often each occurred.
+    failures: Mutex<Vec<(String, u64)>>,
 }
 
 /// How many instances of one scenario ran and how they fared.
@@ -77,7 +92,8 @@ pub struct Percentiles {
     pub max: f64,
 }
 
-/// At most this many failure descriptions are kept for the summary; the counts stay exact.
+/// At most this many distinct failure descriptions are kept for the summary; the counts stay
+/// exact.
 const MAX_FAILURE_EXAMPLES: usize = 20;
 
 /// A histogram slot. `None` only if construction failed, which the constant bounds rule out;
@@ -126,6 +142,13 @@ impl Default for Stats {
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            resumes_attempted: AtomicU64::new(0),
+            resumes_succeeded: AtomicU64::new(0),
+            resume_off: AtomicU64::new(0),
+            events_lost: AtomicU64::new(0),
+            events_duplicated: AtomicU64::new(0),
+            inputs_applied_twice: AtomicU64::new(0),
+            inputs_lost: AtomicU64::new(0),
             errors: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
             connect_us: new_histogram(),
             rtt_us: new_histogram(),
@@ -190,8 +213,11 @@ impl Stats {
         if let Some(failure) = failure {
             add(&self.failed, 1);
             let mut examples = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-            if examples.len() < MAX_FAILURE_EXAMPLES {
-                examples.push(failure.to_owned());
+            let room = examples.len() < MAX_FAILURE_EXAMPLES;
+            match examples.iter_mut().find(|(text, _)| text == failure) {
+                Some((_, count)) => *count += 1,
+                None if room => examples.push((failure.to_owned(), 1)),
+                None => {}
             }
         }
     }
@@ -231,12 +257,18 @@ impl Stats {
             .clone()
     }
 
-    /// The first few failure descriptions.
+    /// The first few distinct failure descriptions, each followed by how often it occurred when
+    /// more than once (a server with resume off fails every resume instance the same way).
     pub(crate) fn failure_examples(&self) -> Vec<String> {
         self.failures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|(text, count)| match count {
+                1 => text.clone(),
+                n => format!("{text} ({n} times)"),
+            })
+            .collect()
     }
 }
 
@@ -273,5 +305,14 @@ mod tests {
         assert_eq!(get(&stats.failed), 1);
         assert_eq!(stats.failure_examples(), vec!["lost inputs".to_owned()]);
         assert_eq!(stats.scenario_counts()[&Scenario::Graceful].failed, 1);
+        stats.record_outcome(Some(Scenario::Graceful), &[], Some("lost inputs"));
+        stats.record_outcome(Some(Scenario::Abort), &[], Some("another reason"));
+        assert_eq!(
+            stats.failure_examples(),
+            vec![
+                "lost inputs (2 times)".to_owned(),
+                "another reason".to_owned()
+            ]
+        );
     }
 }

@@ -65,7 +65,7 @@ pub struct ChildArgs {
 
 pub(crate) async fn run(inst: &Instance) -> Verdict {
     let nothing = |why: String| Verdict {
-        expect: Expect::Nothing,
+        expects: Vec::new(),
         failure: Some(why),
         errors: Vec::new(),
     };
@@ -117,7 +117,7 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
         Err(_) => {
             let _ = child.kill().await;
             return Verdict {
-                expect: Expect::Unknown,
+                expects: vec![Expect::Unknown],
                 failure: Some(
                     "the crash child reported nothing before the Welcome deadline".to_owned(),
                 ),
@@ -145,7 +145,7 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
                 None => ClientError::Unexpected("Bye code from the crash child"),
             };
             return Verdict {
-                expect: expect_after_failed_handshake(&error),
+                expects: vec![expect_after_failed_handshake(&error)],
                 failure: Some(format!("crash child handshake: {error}")),
                 errors: Vec::new(),
             };
@@ -154,7 +154,7 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
             let _ = child.kill().await;
             add(&inst.ctx.stats.connect_ok, 1);
             return Verdict {
-                expect: Expect::Unknown,
+                expects: vec![Expect::Unknown],
                 failure: Some(format!("crash child: {line}")),
                 errors: Vec::new(),
             };
@@ -169,7 +169,7 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
         .err()
         .map(|e| format!("killing the crash child: {e}"));
     Verdict {
-        expect: Expect::OneOf(CRASH_REASONS),
+        expects: vec![Expect::OneOf(CRASH_REASONS)],
         failure,
         errors: Vec::new(),
     }

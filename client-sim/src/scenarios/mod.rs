@@ -16,17 +16,21 @@
 //! | kicked-then-recv | client 2: server sent then closed, client reads | `kicked` |
 //! | storm | everyone reconnecting at once | `client_quit` |
 //! | soak | realistic play for long runs | `client_quit` (some `peer_eof`) |
+//! | reset-and-return | a connection reset mid-stream, then a resume | `peer_reset`, then `client_quit` |
+//! | vanish-and-return | server 1 long enough to be reaped, then a resume | `idle_timeout`, then `client_quit` |
+//! | roam | a network change the server has not noticed, then a resume | `replaced`, then `client_quit` |
 //!
-//! An instance is one connection. Its [`Verdict`] carries the expectation (for reconciliation)
-//! and whether the client-side checks passed (nothing lost, the right `Bye` read, the right
-//! socket error seen).
+//! An instance is one connection, except in the three resume scenarios, where it is one session
+//! over two connections (the one that breaks and the one that resumes). Its [`Verdict`] carries
+//! one expectation per connection (for reconciliation) and whether the client-side checks passed
+//! (nothing lost, the right `Bye` read, the right socket error seen).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::ByeCode;
+use protocol::{ByeCode, Hello};
 
 use crate::conn::{self, ClientError, Conn, ErrorKind};
 use crate::metrics::Admin;
@@ -43,10 +47,14 @@ mod exit_unread;
 mod flood;
 mod graceful;
 mod kicked;
+mod reset_and_return;
+mod resume;
+mod roam;
 mod slow_reader;
 mod soak;
 mod storm;
 mod vanish;
+mod vanish_and_return;
 
 /// How long an instance waits for `Welcome`: generous, because a storm of thousands of
 /// handshakes queues up on a 2-core server.
@@ -84,8 +92,9 @@ pub(crate) struct Instance {
 /// How one instance ended, for the summary and for reconciliation.
 #[derive(Debug)]
 pub(crate) struct Verdict {
-    /// What the server must record for it.
-    pub expect: Expect,
+    /// What the server must record for it: one entry per connection that reached the server
+    /// (none when the connect failed; two for the resume scenarios).
+    pub expects: Vec<Expect>,
     /// Why its client-side checks failed, if they did.
     pub failure: Option<String>,
     /// Every error its socket reported.
@@ -171,6 +180,12 @@ impl Instance {
     /// failed or the server was full) or whatever the server will record for the failed
     /// handshake.
     pub async fn open(&self, room: String) -> Result<Player, Verdict> {
+        self.open_with(Player::hello(self.id.clone(), room, self.token()))
+            .await
+    }
+
+    /// Connects and handshakes with `hello` (a resume `Hello`, say); fails like [`Self::open`].
+    pub async fn open_with(&self, hello: Hello) -> Result<Player, Verdict> {
         let stats = &self.ctx.stats;
         let stream =
             match conn::connect(self.ctx.server, self.source, self.opts().connect_timeout).await {
@@ -182,18 +197,17 @@ impl Instance {
                 Err(error) => {
                     add(&stats.connect_failed, 1);
                     return Err(Verdict {
-                        expect: Expect::Nothing,
+                        expects: Vec::new(),
                         failure: Some(format!("connect: {error}")),
                         errors: error.kind().into_iter().collect(),
                     });
                 }
             };
         let conn = Conn::new(stream, Arc::clone(stats));
-        let hello = Player::hello(self.id.clone(), room, self.token());
         Player::handshake(conn, hello, WELCOME_LIMIT, Arc::clone(stats))
             .await
             .map_err(|(conn, error)| Verdict {
-                expect: expect_after_failed_handshake(&error),
+                expects: vec![expect_after_failed_handshake(&error)],
                 failure: Some(format!("handshake: {error}")),
                 errors: conn.errors().to_vec(),
             })
@@ -207,7 +221,7 @@ impl Instance {
         result: Result<(), Failure>,
     ) -> Verdict {
         Verdict {
-            expect,
+            expects: vec![expect],
             failure: result.err().map(|f| f.to_string()),
             errors: errors.to_vec(),
         }
@@ -229,6 +243,9 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
         Scenario::KickedThenRecv => kicked::run(inst, kicked::After::Recv).await,
         Scenario::Storm => storm::run(inst).await,
         Scenario::Soak => soak::run(inst).await,
+        Scenario::ResetAndReturn => reset_and_return::run(inst).await,
+        Scenario::VanishAndReturn => vanish_and_return::run(inst).await,
+        Scenario::Roam => roam::run(inst).await,
     }
 }
 
