@@ -194,6 +194,25 @@ impl Pair {
     }
 }
 
+/// Connects to `addr` from inside network namespace `ns` and returns the connected socket.
+///
+/// A short-lived thread enters the namespace (setns affects only the calling thread) and creates
+/// the socket there; a socket keeps the namespace it was created in, so the test's runtime can
+/// then drive it from any thread.
+pub fn connect_in(ns: &str, addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let path = format!("/var/run/netns/{ns}");
+    let stream = std::thread::spawn(move || {
+        let namespace = std::fs::File::open(&path).expect("open the namespace");
+        nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+    })
+    .join()
+    .expect("connect thread")
+    .expect("connect from inside the namespace");
+    stream.set_nonblocking(true).expect("non-blocking");
+    stream
+}
+
 impl Drop for Pair {
     fn drop(&mut self) {
         for ns in [&self.server_ns, &self.client_ns] {

@@ -1,0 +1,193 @@
+//! Session resume across a real pulled cable: the cable stays out long enough for the server to
+//! reap the session (idle_timeout), events keep coming for the player meanwhile, and after the
+//! cable is plugged back the player resumes on a new connection and loses nothing.
+//!
+//! Needs root (network namespaces); skipped with a message otherwise, a failure in CI.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use game_server::CloseReason;
+use protocol::demo::DemoEvent;
+use protocol::{ClientCodec, ClientMessage, Hello, Resume, ServerMessage};
+use system_tests::netns::{Pair, connect_in};
+use system_tests::process::{ServerProcess, ServerSpec};
+use system_tests::{PATIENCE, RawClient, has_tool, hello, is_root, require};
+use tokio_util::codec::Framed;
+
+fn client_in(ns: &str, addr: std::net::SocketAddr) -> RawClient {
+    let stream = tokio::net::TcpStream::from_std(connect_in(ns, addr)).expect("tokio stream");
+    RawClient {
+        framed: Framed::new(stream, ClientCodec::default()),
+    }
+}
+
+fn in_room(player: &str, room: &str, resume: Option<Resume>) -> ClientMessage {
+    match hello(player) {
+        ClientMessage::Hello(h) => ClientMessage::Hello(Hello {
+            room: room.into(),
+            resume,
+            ..h
+        }),
+        _ => unreachable!(),
+    }
+}
+
+fn input(seq: u64) -> ClientMessage {
+    ClientMessage::Input {
+        seq,
+        payload: Bytes::from(seq.to_be_bytes().to_vec()),
+    }
+}
+
+/// Event continuity and relays seen, by (sender, input seq).
+#[derive(Default)]
+struct Seen {
+    last_event: u64,
+    relays: BTreeMap<(String, u64), u32>,
+}
+
+impl Seen {
+    async fn read_until(&mut self, client: &mut RawClient, relays: usize) {
+        while self.relays.len() < relays {
+            match client.recv().await {
+                Some(Ok(ServerMessage::Event { seq, payload })) => {
+                    assert_eq!(seq, self.last_event + 1, "event seq jumped");
+                    self.last_event = seq;
+                    if let Ok(DemoEvent::Relay {
+                        from, input_seq, ..
+                    }) = DemoEvent::from_bytes(payload)
+                    {
+                        *self.relays.entry((from, input_seq)).or_default() += 1;
+                    }
+                }
+                Some(Ok(ServerMessage::Ping { nonce })) => {
+                    client.send(ClientMessage::Pong { nonce }).await
+                }
+                Some(Ok(_)) => {}
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_whose_cable_was_out_until_the_session_was_reaped_resumes_and_loses_nothing() {
+    if !require(is_root(), "pulling a cable needs root (network namespaces)")
+        || !require(has_tool("ip"), "pulling a cable needs `ip` (iproute2)")
+    {
+        return;
+    }
+    let pair = Pair::new("resume");
+    let server = ServerProcess::start(ServerSpec::in_namespace(
+        &pair.server_ns,
+        pair.server_ip,
+        "[session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"2s\"\nresume_grace = \"30s\"\n",
+    ))
+    .await;
+    let before = server.scrape().await;
+
+    // Alice plays from the client namespace.
+    let mut alice = client_in(&pair.client_ns, server.addr);
+    let welcome = alice.hello(in_room("alice", "field", None)).await;
+    let mut seen = Seen::default();
+    for seq in 1..=10 {
+        alice.send(input(seq)).await;
+    }
+    seen.read_until(&mut alice, 10).await;
+    alice
+        .send(ClientMessage::Ack {
+            seq: seen.last_event,
+        })
+        .await;
+
+    // The cable goes. Alice keeps sending into the void; the server reaps her session.
+    pair.pull_cable();
+    for seq in 11..=20 {
+        alice.send(input(seq)).await;
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let scrape = server.scrape().await;
+        if scrape.get("gameserver_sessions_parked", &[]) == 1.0 {
+            assert_eq!(scrape.close_deltas(&before).get("idle_timeout"), Some(&1));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session was never parked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // While she is away, Bob joins her room from inside the server's namespace (untouched by the
+    // cable); his inputs are relayed to her parked session too. Then he quits.
+    let mut bob = client_in(&pair.server_ns, server.addr);
+    bob.hello(in_room("bob", "field", None)).await;
+    let mut bob_seen = Seen::default();
+    for seq in 1..=15 {
+        bob.send(input(seq)).await;
+    }
+    bob_seen.read_until(&mut bob, 15).await;
+    bob.send(ClientMessage::Bye(protocol::Bye::new(
+        protocol::ByeCode::ClientQuit,
+        "",
+    )))
+    .await;
+    bob.until_bye().await;
+    drop(bob);
+
+    // The cable comes back; Alice reconnects with her token and resumes.
+    pair.plug_cable();
+    drop(alice);
+    let mut alice = client_in(&pair.client_ns, server.addr);
+    let resumed = alice
+        .hello(in_room(
+            "alice",
+            "",
+            Some(Resume {
+                token: welcome.resume_token,
+                last_event_seq: seen.last_event,
+            }),
+        ))
+        .await;
+    assert!(resumed.resumed, "the parked session was resumed");
+    assert_eq!(resumed.session_id, welcome.session_id);
+    assert_eq!(resumed.room, "field");
+    assert_eq!(
+        resumed.last_input_seq, 10,
+        "inputs sent into the pulled cable were never applied"
+    );
+    for seq in resumed.last_input_seq + 1..=20 {
+        alice.send(input(seq)).await;
+    }
+    seen.read_until(&mut alice, 35).await;
+    assert!(
+        seen.relays.values().all(|n| *n == 1),
+        "a relay arrived twice: {:?}",
+        seen.relays
+    );
+    let from = |who: &str| {
+        seen.relays
+            .keys()
+            .filter(|(f, _)| f == who)
+            .map(|(_, s)| *s)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        from("alice"),
+        (1..=20).collect::<Vec<_>>(),
+        "each of alice's inputs applied once"
+    );
+    assert_eq!(
+        from("bob"),
+        (1..=15).collect::<Vec<_>>(),
+        "every event sent while away arrived"
+    );
+    let after = server.scrape().await;
+    assert_eq!(after.get("gameserver_sessions_resumed_total", &[]), 1.0);
+    assert_eq!(
+        after.closed(CloseReason::IdleTimeout) - before.closed(CloseReason::IdleTimeout),
+        1
+    );
+}
