@@ -46,11 +46,13 @@ pub enum Refusal {
     WrongPlayer,
     /// The client's last event is older than what the server kept, or newer than what it sent.
     SeqGap,
+    /// The session's previous connection did not hand it over in time; retrying may work.
+    NotReady,
 }
 
 impl Refusal {
     /// Every refusal, for initialising the metric labels.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::Unknown,
         Refusal::Reused,
         Refusal::Expired,
@@ -58,6 +60,7 @@ impl Refusal {
         Refusal::Ended,
         Refusal::WrongPlayer,
         Refusal::SeqGap,
+        Refusal::NotReady,
     ];
 
     /// The metric label.
@@ -70,6 +73,7 @@ impl Refusal {
             Refusal::Ended => "ended",
             Refusal::WrongPlayer => "wrong_player",
             Refusal::SeqGap => "seq_gap",
+            Refusal::NotReady => "not_ready",
         }
     }
 
@@ -86,6 +90,9 @@ impl Refusal {
             Refusal::WrongPlayer => "this resume token belongs to another player",
             Refusal::SeqGap => {
                 "the server no longer holds every event after your last one; start a new session"
+            }
+            Refusal::NotReady => {
+                "the session's previous connection is still closing; retry the resume"
             }
         }
     }
@@ -211,6 +218,9 @@ impl std::fmt::Debug for Parking {
             .finish_non_exhaustive()
     }
 }
+
+/// How long a resume waits for a session's still-live connection to hand it over.
+const HANDOVER_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a tombstone explains a refusal: past any reconnect loop of a client that was parked,
 /// but short enough that a server churning through many sessions does not accumulate them.
@@ -368,7 +378,12 @@ impl Parking {
         player_id: &str,
         last_event_seq: u64,
     ) -> Result<Carried, Refusal> {
-        for attempt in 0..2 {
+        // The old connection reacts to the close request at once; bound the wait anyway.
+        let deadline = Instant::now() + HANDOVER_WAIT;
+        let mut claimed = false;
+        loop {
+            // Armed before looking, so that a park between the look and the wait is not missed.
+            // Any session parking wakes every waiter; each looks again for its own token.
             let signal = self.parked_signal.notified();
             tokio::pin!(signal);
             signal.as_mut().enable();
@@ -398,22 +413,18 @@ impl Parking {
                 if &*live.player_id != player_id {
                     return Err(Refusal::WrongPlayer);
                 }
-                if attempt == 0 {
+                if !claimed {
+                    claimed = true;
                     let player = live.player.clone();
                     inner.claimed.insert(token);
                     drop(inner);
                     player.close(CloseReason::Replaced);
                 }
             }
-            // The old connection reacts to the close request at once; bound the wait anyway.
-            if tokio::time::timeout(Duration::from_secs(2), signal)
-                .await
-                .is_err()
-            {
-                break;
+            if tokio::time::timeout_at(deadline, signal).await.is_err() {
+                return Err(Refusal::NotReady);
             }
         }
-        Err(Refusal::Unknown)
     }
 
     /// At shutdown: every parked player leaves with its original reason.
