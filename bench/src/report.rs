@@ -41,6 +41,9 @@ pub struct Measure {
     pub baseline: Option<f64>,
     /// The target.
     pub goal: Goal,
+    /// Over several runs, report the worst (largest) figure instead of the median: for counts
+    /// of things that must not happen at all.
+    pub worst: bool,
 }
 
 impl Measure {
@@ -53,7 +56,14 @@ impl Measure {
             ours: None,
             baseline: None,
             goal: Goal::None,
+            worst: false,
         }
+    }
+
+    /// A count of things that must not happen: the table shows the worst run, and no ratio.
+    pub fn worst_of_runs(mut self) -> Measure {
+        self.worst = true;
+        self
     }
 
     /// Sets our value.
@@ -75,6 +85,9 @@ impl Measure {
     }
 
     fn ratio(&self) -> Option<f64> {
+        if self.worst {
+            return None;
+        }
         match (self.ours, self.baseline) {
             (Some(o), Some(b)) if b != 0.0 => Some(o / b),
             _ => None,
@@ -87,9 +100,9 @@ impl Measure {
 pub struct Row {
     /// The first run's measure (names, unit, goal).
     pub first: Measure,
-    /// Median of ours.
+    /// Median of ours (the worst run for counts that must stay zero).
     pub ours: Option<f64>,
-    /// Median of the baseline's.
+    /// Median (or worst) of the baseline's.
     pub baseline: Option<f64>,
     /// Median of the per-run ratios.
     pub ratio: Option<f64>,
@@ -142,7 +155,11 @@ pub fn summarize(measures: &[Measure]) -> Vec<Row> {
             let first = (*group.first()?).clone();
             let pick = |f: &dyn Fn(&Measure) -> Option<f64>| {
                 let mut values: Vec<f64> = group.iter().filter_map(|m| f(m)).collect();
-                median(&mut values)
+                if first.worst {
+                    values.into_iter().reduce(f64::max)
+                } else {
+                    median(&mut values)
+                }
             };
             Some(Row {
                 ours: pick(&|m| m.ours),

@@ -20,7 +20,7 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Runs of the minute-long workloads (hold, cycles).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 3)]
     long_runs: usize,
     /// The file whose results section is replaced (between the bench:results markers).
     #[arg(long, value_name = "FILE")]
