@@ -42,8 +42,15 @@ pub struct Binaries {
 impl Binaries {
     /// The binaries of the cargo profile directory that holds this executable (`target/release`
     /// for `cargo run --release -p bench`, `target/debug` for tests). `game-server` is built with
-    /// `cargo build [--release] -p game-server` once if it is missing.
-    pub fn beside_current_exe(baseline: Option<PathBuf>) -> anyhow::Result<Binaries> {
+    /// `cargo build [--release] -p game-server` (at most once per process) always or only when
+    /// missing. `BENCH_GAME_SERVER=PATH` runs another game-server binary instead (to compare two
+    /// builds); it is then never built.
+    pub fn beside_current_exe(baseline: Option<PathBuf>, build: Build) -> anyhow::Result<Binaries> {
+        let build = if std::env::var_os("BENCH_GAME_SERVER").is_some() {
+            Build::IfMissing
+        } else {
+            build
+        };
         let exe = std::env::current_exe().context("cannot locate this executable")?;
         let profile_dir = exe
             .ancestors()
@@ -57,8 +64,11 @@ impl Binaries {
             .context("this executable is not inside target/<profile>")?
             .to_path_buf();
         let release = profile_dir.file_name().and_then(|n| n.to_str()) == Some("release");
-        let game_server = profile_dir.join("game-server");
-        if !game_server.exists() {
+        let game_server = match std::env::var_os("BENCH_GAME_SERVER") {
+            Some(path) => PathBuf::from(path),
+            None => profile_dir.join("game-server"),
+        };
+        if build == Build::Always || !game_server.exists() {
             build_game_server(release)?;
         }
         if !game_server.exists() {
@@ -79,6 +89,16 @@ impl Binaries {
             log_dir,
         })
     }
+}
+
+/// When to build `game-server` before a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// Always (cargo does nothing when it is current): the figures then belong to the checked
+    /// out commit.
+    Always,
+    /// Only when the binary is missing.
+    IfMissing,
 }
 
 /// Runs `cargo build [--release] -p game-server` at most once per process.

@@ -4,15 +4,18 @@
 
 use std::path::PathBuf;
 
-use bench::procs::Binaries;
+use bench::procs::{Binaries, Build};
 use bench::report;
 use bench::workloads::{Scale, WORKLOADS};
 
 #[test]
 fn every_workload_produces_its_figures() {
     let _ = bench::raise_fd_limit();
-    let bins = Binaries::beside_current_exe(Some(PathBuf::from(env!("CARGO_BIN_EXE_baseline"))))
-        .expect("server binaries");
+    let bins = Binaries::beside_current_exe(
+        Some(PathBuf::from(env!("CARGO_BIN_EXE_baseline"))),
+        Build::IfMissing,
+    )
+    .expect("server binaries");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bench::procs::Binaries;
+use bench::procs::{Binaries, Build};
 use bench::report;
 use bench::workloads::{Scale, WORKLOADS};
 use clap::Parser;
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         Ok(limit) => eprintln!("bench: descriptor limit {limit}"),
         Err(error) => eprintln!("bench: cannot raise the descriptor limit: {error}"),
     }
-    let bins = match Binaries::beside_current_exe(None) {
+    let bins = match Binaries::beside_current_exe(None, Build::Always) {
         Ok(bins) => bins,
         Err(error) => {
             eprintln!("bench: {error:#}");
