@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use protocol::{
     Bye, ByeCode, ClientMessage, CodecError, HEADER_LEN, Hello, PROTOCOL_VERSION, ResumeToken,
     ServerCodec, ServerMessage, Welcome, WireMessage,
@@ -39,6 +39,9 @@ const READ_BUFFER: usize = 1024;
 /// fills, and a client that cannot keep up is closed as `slow_consumer` instead of growing the
 /// buffer without bound.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Most buffered frames handled in one pass of the loop, so that timers and writes still get
+/// their turn under a flood.
+const FRAMES_PER_PASS: usize = 64;
 /// How long a silence deadline waits for a frame that is already waiting to be read.
 const SILENCE_GRACE: Duration = Duration::from_millis(5);
 
@@ -241,26 +244,41 @@ impl<'a> Session<'a> {
                     }
                     Err(error) => return Ending::io(&error, Direction::Write),
                 },
-                frame = reader.next() => match frame {
-                    Some(Ok(message)) => {
-                        if let Some(ending) = self.on_message(message).await {
-                            return ending;
+                frame = reader.next() => {
+                    // Handle every frame already buffered before the next write, so that a
+                    // pipelining client's answers go out in few large writes, not one per frame.
+                    let mut frame = frame;
+                    let mut handled = 0;
+                    loop {
+                        match frame {
+                            Some(Ok(message)) => {
+                                if let Some(ending) = self.on_message(message).await {
+                                    return ending;
+                                }
+                                if control.is_none() {
+                                    control.clone_from(&self.player);
+                                }
+                            }
+                            Some(Err(error)) => return Ending::codec(error),
+                            None => return Ending::new(CloseReason::PeerEof),
                         }
-                        if control.is_none() {
-                            control.clone_from(&self.player);
+                        handled += 1;
+                        if handled >= FRAMES_PER_PASS || reader.read_buffer().is_empty() {
+                            break;
+                        }
+                        match reader.next().now_or_never() {
+                            Some(next) => frame = next,
+                            None => break,
                         }
                     }
-                    Some(Err(error)) => return Ending::codec(error),
-                    None => return Ending::new(CloseReason::PeerEof),
-                },
+                    if self.player.is_some() {
+                        self.take_queued_events();
+                    }
+                }
                 payload = self.events.recv(), if take_events => {
                     if let Some(payload) = payload {
                         self.push_event(payload);
-                        // Feed everything already queued, then write once.
-                        while self.wbuf.len() < WRITE_HIGH_WATER {
-                            let Ok(payload) = self.events.try_recv() else { break };
-                            self.push_event(payload);
-                        }
+                        self.take_queued_events();
                     }
                 }
             }
@@ -524,6 +542,16 @@ impl<'a> Session<'a> {
             self.queue(&ServerMessage::Ack {
                 seq: self.last_input_seq,
             });
+        }
+    }
+
+    /// Feeds everything already queued (up to the high-water mark), so that it is written at once.
+    fn take_queued_events(&mut self) {
+        while self.wbuf.len() < WRITE_HIGH_WATER {
+            let Ok(payload) = self.events.try_recv() else {
+                break;
+            };
+            self.push_event(payload);
         }
     }
 
