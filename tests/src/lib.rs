@@ -162,25 +162,7 @@ impl TestServer {
         expected: &[(CloseReason, u64)],
         within: Duration,
     ) -> Scrape {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let now = self.scrape().await;
-            let deltas = now.close_deltas(before);
-            let want: HashMap<&'static str, u64> = expected
-                .iter()
-                .map(|(r, n)| (r.as_str(), *n))
-                .filter(|(_, n)| *n > 0)
-                .collect();
-            if deltas == want {
-                return now;
-            }
-            let total_seen: u64 = deltas.values().sum();
-            let total_want: u64 = want.values().sum();
-            if tokio::time::Instant::now() >= deadline || total_seen > total_want {
-                panic!("close counters moved by {deltas:?}, expected exactly {want:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_closes(|| self.scrape(), before, expected, within).await
     }
 
     /// Waits until exactly one session closed since `before`, for any reason, and checks that the
@@ -220,6 +202,99 @@ impl TestServer {
             .expect("server stops within the patience bound")
             .expect("server task")
             .expect("server ran cleanly");
+    }
+}
+
+/// Polls `scrape` until `sessions_closed_total` grew by exactly `expected` since `before` and no
+/// other reason moved; panics with the deltas if it does not within `within`, or as soon as more
+/// closes than expected appear. Shared by the in-process server and the server process.
+pub async fn wait_for_closes<F, Fut>(
+    mut scrape: F,
+    before: &Scrape,
+    expected: &[(CloseReason, u64)],
+    within: Duration,
+) -> Scrape
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Scrape>,
+{
+    let want: HashMap<&'static str, u64> = expected
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| (r.as_str(), *n))
+        .collect();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = scrape().await;
+        let deltas = now.close_deltas(before);
+        if deltas == want {
+            return now;
+        }
+        let seen: u64 = deltas.values().sum();
+        let wanted: u64 = want.values().sum();
+        if seen > wanted || tokio::time::Instant::now() >= deadline {
+            panic!("close counters moved by {deltas:?}, expected exactly {want:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Events one client received, checked as they arrive: sequence numbers must be contiguous, and
+/// each relayed input is counted by (sender, input seq), so that a loss or a duplicate shows.
+#[derive(Debug, Default)]
+pub struct RelayLog {
+    /// The highest event seq received.
+    pub last_event: u64,
+    /// How many times each (sender, input seq) was relayed.
+    pub relays: std::collections::BTreeMap<(String, u64), u32>,
+}
+
+impl RelayLog {
+    /// Records a message; panics if an event seq is not the next one.
+    pub fn see(&mut self, message: &ServerMessage) {
+        if let ServerMessage::Event { seq, payload } = message {
+            assert_eq!(*seq, self.last_event + 1, "event seq jumped");
+            self.last_event = *seq;
+            if let Ok(protocol::demo::DemoEvent::Relay {
+                from, input_seq, ..
+            }) = protocol::demo::DemoEvent::from_bytes(payload.clone())
+            {
+                *self.relays.entry((from, input_seq)).or_default() += 1;
+            }
+        }
+    }
+
+    /// Reads until `relays` distinct relays were seen, answering pings.
+    pub async fn read_until(&mut self, client: &mut RawClient, relays: usize) {
+        while self.relays.len() < relays {
+            match client.recv().await {
+                Some(Ok(ServerMessage::Ping { nonce })) => {
+                    client.send(ClientMessage::Pong { nonce }).await
+                }
+                Some(Ok(message)) => self.see(&message),
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts every relay arrived exactly once, and that `sender`'s inputs 1..=`last` all did.
+    pub fn assert_exactly_once(&self, sender: &str, last: u64) {
+        assert!(
+            self.relays.values().all(|n| *n == 1),
+            "a relay arrived twice: {:?}",
+            self.relays
+        );
+        let seqs: Vec<u64> = self
+            .relays
+            .keys()
+            .filter(|(from, _)| from == sender)
+            .map(|(_, seq)| *seq)
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=last).collect::<Vec<_>>(),
+            "{sender}'s inputs, each relayed once"
+        );
     }
 }
 

@@ -336,25 +336,7 @@ impl ServerProcess {
         expected: &[(CloseReason, u64)],
         within: Duration,
     ) -> Scrape {
-        let want: std::collections::HashMap<&'static str, u64> = expected
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| (r.as_str(), *n))
-            .collect();
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let now = self.scrape().await;
-            let deltas = now.close_deltas(before);
-            if deltas == want {
-                return now;
-            }
-            let seen: u64 = deltas.values().sum();
-            let wanted: u64 = want.values().sum();
-            if seen > wanted || tokio::time::Instant::now() >= deadline {
-                panic!("close counters moved by {deltas:?}, expected exactly {want:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::wait_for_closes(|| self.scrape(), before, expected, within).await
     }
 
     /// Waits for the next `session closed` log line after line `from` and returns its index and

@@ -1,22 +1,18 @@
 //! Session resume over real sockets: a player whose connection dies comes back within the grace
 //! window and loses nothing; late, reused and foreign tokens are refused with their reason.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use game_server::CloseReason;
-use protocol::demo::DemoEvent;
-use protocol::{ByeCode, ClientMessage, Hello, Resume, ServerMessage, Welcome};
-use system_tests::{PATIENCE, RawClient, Scrape, TestServer, hello};
+use protocol::{ByeCode, ClientMessage, Hello, Resume, Welcome};
+use system_tests::{PATIENCE, RawClient, RelayLog, Scrape, TestServer, hello};
 
-/// What a resuming client keeps: its token, the events it received in order, its inputs.
+/// What a resuming client keeps: its token, and the events it received in order.
 struct Player {
     name: String,
     token: protocol::ResumeToken,
-    last_event: u64,
-    /// Relayed inputs seen, by (sender, input seq): each must arrive exactly once.
-    relays: BTreeMap<(String, u64), u32>,
+    log: RelayLog,
 }
 
 impl Player {
@@ -24,22 +20,7 @@ impl Player {
         Player {
             name: name.into(),
             token: welcome.resume_token,
-            last_event: 0,
-            relays: BTreeMap::new(),
-        }
-    }
-
-    /// Records a message, checking event sequence continuity.
-    fn see(&mut self, message: &ServerMessage) {
-        if let ServerMessage::Event { seq, payload } = message {
-            assert_eq!(*seq, self.last_event + 1, "{}: event seq jumped", self.name);
-            self.last_event = *seq;
-            if let Ok(DemoEvent::Relay {
-                from, input_seq, ..
-            }) = DemoEvent::from_bytes(payload.clone())
-            {
-                *self.relays.entry((from, input_seq)).or_default() += 1;
-            }
+            log: RelayLog::default(),
         }
     }
 
@@ -47,7 +28,7 @@ impl Player {
         ClientMessage::Hello(Hello {
             resume: Some(Resume {
                 token: self.token,
-                last_event_seq: self.last_event,
+                last_event_seq: self.log.last_event,
             }),
             ..plain(&self.name)
         })
@@ -77,23 +58,6 @@ async fn join_room(server: &TestServer, name: &str, room: &str) -> (RawClient, W
         }))
         .await;
     (client, welcome)
-}
-
-/// Reads until `done` says so, recording everything; answers pings.
-async fn read_until(
-    client: &mut RawClient,
-    player: &mut Player,
-    mut done: impl FnMut(&Player) -> bool,
-) {
-    while !done(player) {
-        match client.recv().await {
-            Some(Ok(ServerMessage::Ping { nonce })) => {
-                client.send(ClientMessage::Pong { nonce }).await
-            }
-            Some(Ok(message)) => player.see(&message),
-            other => panic!("{}: connection ended: {other:?}", player.name),
-        }
-    }
 }
 
 fn abort(client: RawClient) {
@@ -134,9 +98,9 @@ async fn a_reset_in_the_middle_of_a_stream_then_a_resume_loses_and_duplicates_no
     for seq in 1..=40 {
         a.send(input(seq)).await;
     }
-    read_until(&mut a, &mut alice, |p| p.relays.len() >= 10).await;
+    alice.log.read_until(&mut a, 10).await;
     a.send(ClientMessage::Ack {
-        seq: alice.last_event,
+        seq: alice.log.last_event,
     })
     .await;
     abort(a);
@@ -149,7 +113,7 @@ async fn a_reset_in_the_middle_of_a_stream_then_a_resume_loses_and_duplicates_no
     for seq in 1..=30 {
         b.send(input(seq)).await;
     }
-    read_until(&mut b, &mut bob, |p| p.relays.len() >= 70).await;
+    bob.log.read_until(&mut b, 70).await;
 
     // Alice comes back with her token and the last event she received.
     let mut a = RawClient::connect(server.addr).await;
@@ -168,31 +132,11 @@ async fn a_reset_in_the_middle_of_a_stream_then_a_resume_loses_and_duplicates_no
     for seq in resumed.last_input_seq + 1..=40 {
         a.send(input(seq)).await;
     }
-    read_until(&mut a, &mut alice, |p| p.relays.len() >= 70).await;
-    assert!(
-        alice.relays.values().all(|n| *n == 1),
-        "a relay arrived twice: {:?}",
-        alice.relays
-    );
-    let from = |who: &str| {
-        alice
-            .relays
-            .keys()
-            .filter(|(f, _)| f == who)
-            .map(|(_, s)| *s)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        from("alice"),
-        (1..=40).collect::<Vec<_>>(),
-        "each of alice's inputs applied once"
-    );
-    assert_eq!(
-        from("bob"),
-        (1..=30).collect::<Vec<_>>(),
-        "every event sent while away arrived"
-    );
-    assert!(bob.relays.values().all(|n| *n == 1));
+    alice.log.read_until(&mut a, 70).await;
+    alice.log.assert_exactly_once("alice", 40);
+    // Every event sent while she was away arrived, once.
+    alice.log.assert_exactly_once("bob", 30);
+    bob.log.assert_exactly_once("bob", 30);
 
     let after = server.scrape().await;
     assert_eq!(
@@ -286,14 +230,14 @@ async fn resuming_while_the_old_connection_still_looks_alive_takes_it_over() {
     let (mut old, welcome) = RawClient::join(server.addr, "roamer").await;
     let mut roamer = Player::new("roamer", &welcome);
     old.send(input(1)).await;
-    read_until(&mut old, &mut roamer, |p| !p.relays.is_empty()).await;
+    roamer.log.read_until(&mut old, 1).await;
     // The old socket stays open and silent.
     let mut new = RawClient::connect(server.addr).await;
     let resumed = new.hello(roamer.resume_hello()).await;
     assert!(resumed.resumed);
     assert_eq!(resumed.last_input_seq, 1);
     new.send(input(2)).await;
-    read_until(&mut new, &mut roamer, |p| p.relays.len() == 2).await;
+    roamer.log.read_until(&mut new, 2).await;
     let (_, bye) = old.until_bye().await;
     assert_eq!(bye.code, ByeCode::Replaced);
     drop(old);

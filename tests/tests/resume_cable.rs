@@ -4,16 +4,14 @@
 //!
 //! Needs root (network namespaces); skipped with a message otherwise, a failure in CI.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use game_server::CloseReason;
-use protocol::demo::DemoEvent;
-use protocol::{ClientCodec, ClientMessage, Hello, Resume, ServerMessage};
+use protocol::{ClientCodec, ClientMessage, Hello, Resume};
 use system_tests::netns::{Pair, connect_in};
 use system_tests::process::{ServerProcess, ServerSpec};
-use system_tests::{PATIENCE, RawClient, has_tool, hello, is_root, require};
+use system_tests::{PATIENCE, RawClient, RelayLog, has_tool, hello, is_root, require};
 use tokio_util::codec::Framed;
 
 fn client_in(ns: &str, addr: std::net::SocketAddr) -> RawClient {
@@ -41,37 +39,6 @@ fn input(seq: u64) -> ClientMessage {
     }
 }
 
-/// Event continuity and relays seen, by (sender, input seq).
-#[derive(Default)]
-struct Seen {
-    last_event: u64,
-    relays: BTreeMap<(String, u64), u32>,
-}
-
-impl Seen {
-    async fn read_until(&mut self, client: &mut RawClient, relays: usize) {
-        while self.relays.len() < relays {
-            match client.recv().await {
-                Some(Ok(ServerMessage::Event { seq, payload })) => {
-                    assert_eq!(seq, self.last_event + 1, "event seq jumped");
-                    self.last_event = seq;
-                    if let Ok(DemoEvent::Relay {
-                        from, input_seq, ..
-                    }) = DemoEvent::from_bytes(payload)
-                    {
-                        *self.relays.entry((from, input_seq)).or_default() += 1;
-                    }
-                }
-                Some(Ok(ServerMessage::Ping { nonce })) => {
-                    client.send(ClientMessage::Pong { nonce }).await
-                }
-                Some(Ok(_)) => {}
-                other => panic!("connection ended: {other:?}"),
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_whose_cable_was_out_until_the_session_was_reaped_resumes_and_loses_nothing() {
     if !require(is_root(), "pulling a cable needs root (network namespaces)")
@@ -91,7 +58,7 @@ async fn a_player_whose_cable_was_out_until_the_session_was_reaped_resumes_and_l
     // Alice plays from the client namespace.
     let mut alice = client_in(&pair.client_ns, server.addr);
     let welcome = alice.hello(in_room("alice", "field", None)).await;
-    let mut seen = Seen::default();
+    let mut seen = RelayLog::default();
     for seq in 1..=10 {
         alice.send(input(seq)).await;
     }
@@ -124,7 +91,7 @@ async fn a_player_whose_cable_was_out_until_the_session_was_reaped_resumes_and_l
     // cable); his inputs are relayed to her parked session too. Then he quits.
     let mut bob = client_in(&pair.server_ns, server.addr);
     bob.hello(in_room("bob", "field", None)).await;
-    let mut bob_seen = Seen::default();
+    let mut bob_seen = RelayLog::default();
     for seq in 1..=15 {
         bob.send(input(seq)).await;
     }
@@ -162,28 +129,9 @@ async fn a_player_whose_cable_was_out_until_the_session_was_reaped_resumes_and_l
         alice.send(input(seq)).await;
     }
     seen.read_until(&mut alice, 35).await;
-    assert!(
-        seen.relays.values().all(|n| *n == 1),
-        "a relay arrived twice: {:?}",
-        seen.relays
-    );
-    let from = |who: &str| {
-        seen.relays
-            .keys()
-            .filter(|(f, _)| f == who)
-            .map(|(_, s)| *s)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        from("alice"),
-        (1..=20).collect::<Vec<_>>(),
-        "each of alice's inputs applied once"
-    );
-    assert_eq!(
-        from("bob"),
-        (1..=15).collect::<Vec<_>>(),
-        "every event sent while away arrived"
-    );
+    seen.assert_exactly_once("alice", 20);
+    // Every event sent while she was away arrived, once.
+    seen.assert_exactly_once("bob", 15);
     let after = server.scrape().await;
     assert_eq!(after.get("gameserver_sessions_resumed_total", &[]), 1.0);
     assert_eq!(
