@@ -132,19 +132,15 @@ impl Pair {
 
     /// Pulls the cable: the client's link goes down.
     pub fn pull_cable(&self) {
-        run(&[
-            "ip",
-            "-n",
-            &self.client_ns,
-            "link",
-            "set",
-            &self.client_if,
-            "down",
-        ]);
+        self.set_client_link("down");
     }
 
     /// Plugs the cable back in.
     pub fn plug_cable(&self) {
+        self.set_client_link("up");
+    }
+
+    fn set_client_link(&self, state: &str) {
         run(&[
             "ip",
             "-n",
@@ -152,7 +148,7 @@ impl Pair {
             "link",
             "set",
             &self.client_if,
-            "up",
+            state,
         ]);
     }
 

@@ -263,6 +263,12 @@ pub(crate) async fn play_inputs(p: &mut Player, inputs: u32, bytes: usize) -> Re
     })
     .await
     .during("playing")?;
+    await_relays(p).await
+}
+
+/// Plays on until every input sent so far has come back as a relay (the demo relays each applied
+/// input to its sender), bounded by the server's idle timeout.
+pub(crate) async fn await_relays(p: &mut Player) -> Result<(), Failure> {
     let want = p.input_seq;
     p.play(
         None,

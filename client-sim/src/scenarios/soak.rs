@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::{During, GRACE, Instance, Verdict, close_without_bye, errors_of, quit_and_check};
+use super::{
+    During, GRACE, Instance, Verdict, await_relays, close_without_bye, errors_of, quit_and_check,
+};
 use crate::player::Pace;
 use crate::reconcile::{Expect, Reason};
 
@@ -54,16 +56,7 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
         )
         .await
         .during("playing")?;
-        let want = p.input_seq;
-        p.play(
-            None,
-            Duration::ZERO,
-            p.idle + GRACE,
-            "the relays of every input",
-            move |p| p.relayed_upto >= want,
-        )
-        .await
-        .during("waiting for its inputs to come back as relays")?;
+        await_relays(&mut p).await?;
         if graceful {
             quit_and_check(&mut p).await
         } else {

@@ -127,10 +127,16 @@ impl Game for Rooms {
 
     fn input(&self, player: &Player, seq: u64, payload: Bytes) {
         let mut state = self.state();
-        let Some(name) = state.room_of.get(&player.session_id()).cloned() else {
+        let State {
+            rooms,
+            room_of,
+            dirty,
+            ..
+        } = &mut *state;
+        let Some(name) = room_of.get(&player.session_id()) else {
             return;
         };
-        let Some(room) = state.rooms.get_mut(&name) else {
+        let Some(room) = rooms.get_mut(name) else {
             return;
         };
         room.inputs_since_tick = room.inputs_since_tick.saturating_add(1);
@@ -143,7 +149,10 @@ impl Game for Rooms {
         for member in room.members.values() {
             member.send(event.clone());
         }
-        state.dirty.insert(name);
+        // The name is copied once per room per tick, not once per input.
+        if !dirty.contains(name) {
+            dirty.insert(name.clone());
+        }
     }
 
     fn leave(&self, player: &Player, _reason: CloseReason) {
