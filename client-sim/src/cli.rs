@@ -84,6 +84,10 @@ pub struct Cli {
     /// reconciliation and the kick scenarios.
     #[arg(long, env = "CLIENT_SIM_METRICS_URL")]
     pub metrics_url: Option<String>,
+    /// The server's admin.token, sent as a bearer token with every admin request. The kick
+    /// scenarios need it; so does a server whose admin port is off loopback.
+    #[arg(long, env = "CLIENT_SIM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Write the full report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -187,6 +191,7 @@ impl Cli {
             duration: self.duration,
             mix,
             metrics_url: self.metrics_url.clone(),
+            admin_token: self.admin_token.clone(),
             source_addrs: self.source_addrs.clone().map(|s| s.0).unwrap_or_default(),
             auth_secret: self.auth_secret.clone(),
             token_ttl: self.token_ttl,

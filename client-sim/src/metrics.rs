@@ -53,11 +53,13 @@ pub enum AdminError {
 pub struct Admin {
     http: reqwest::Client,
     metrics: Url,
+    token: Option<String>,
 }
 
 impl Admin {
-    /// An admin client for the server whose metrics are at `metrics_url`.
-    pub fn new(metrics_url: &str) -> Result<Admin, AdminError> {
+    /// An admin client for the server whose metrics are at `metrics_url`, sending `token` (the
+    /// server's `admin.token`) as a bearer token when given.
+    pub fn new(metrics_url: &str, token: Option<String>) -> Result<Admin, AdminError> {
         let bad = |reason: String| AdminError::BadUrl {
             url: metrics_url.to_owned(),
             reason,
@@ -73,7 +75,18 @@ impl Admin {
             .no_proxy()
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        Ok(Admin { http, metrics })
+        Ok(Admin {
+            http,
+            metrics,
+            token,
+        })
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// The metrics URL.
@@ -98,8 +111,7 @@ impl Admin {
             cause: root_cause(&error),
         };
         let response = self
-            .http
-            .get(self.metrics.clone())
+            .authorized(self.http.get(self.metrics.clone()))
             .send()
             .await
             .map_err(unreachable)?;
@@ -116,15 +128,14 @@ impl Admin {
     /// Kicks a session through `POST /sessions/{id}/kick`.
     pub async fn kick(&self, session_id: u64) -> Result<(), AdminError> {
         let url = self.kick_url(session_id);
-        let response =
-            self.http
-                .post(url.clone())
-                .send()
-                .await
-                .map_err(|error| AdminError::Unreachable {
-                    url: url.to_string(),
-                    cause: root_cause(&error),
-                })?;
+        let response = self
+            .authorized(self.http.post(url.clone()))
+            .send()
+            .await
+            .map_err(|error| AdminError::Unreachable {
+                url: url.to_string(),
+                cause: root_cause(&error),
+            })?;
         if !response.status().is_success() {
             return Err(AdminError::Status {
                 url: url.to_string(),
@@ -204,17 +215,17 @@ gameserver_sessions_active 4
 
     #[test]
     fn kick_url_keeps_the_origin_and_replaces_the_path() {
-        let admin = Admin::new("http://127.0.0.1:9100/metrics?x=1").unwrap();
+        let admin = Admin::new("http://127.0.0.1:9100/metrics?x=1", None).unwrap();
         assert_eq!(
             admin.kick_url(42).as_str(),
             "http://127.0.0.1:9100/sessions/42/kick"
         );
         assert!(matches!(
-            Admin::new("https://h/metrics"),
+            Admin::new("https://h/metrics", None),
             Err(AdminError::BadUrl { .. })
         ));
         assert!(matches!(
-            Admin::new("not a url"),
+            Admin::new("not a url", None),
             Err(AdminError::BadUrl { .. })
         ));
     }

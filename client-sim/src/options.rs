@@ -396,6 +396,9 @@ pub struct Options {
     /// The server's `/metrics` URL. Enables reconciliation, and the kick scenarios, which post
     /// to `/sessions/{id}/kick` on the same scheme, host and port.
     pub metrics_url: Option<String>,
+    /// The server's `admin.token`, sent as a bearer token with every admin request (the kick
+    /// needs it).
+    pub admin_token: Option<String>,
     /// Local addresses to spread connections over, round-robin (empty: the kernel chooses).
     pub source_addrs: Vec<IpAddr>,
     /// The server's `auth.secret`; when set, every `Hello` carries a freshly minted token.
@@ -442,6 +445,7 @@ impl Default for Options {
             duration: None,
             mix: Mix::quick(),
             metrics_url: None,
+            admin_token: None,
             source_addrs: Vec::new(),
             auth_secret: None,
             token_ttl: Duration::from_secs(3600),

@@ -343,7 +343,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         );
     }
     let server = resolve(&opts.server).await?;
-    let admin = opts.metrics_url.as_deref().map(Admin::new).transpose()?;
+    let admin = opts
+        .metrics_url
+        .as_deref()
+        .map(|url| Admin::new(url, opts.admin_token.clone()))
+        .transpose()?;
     let before = match &admin {
         Some(admin) => Some(
             admin

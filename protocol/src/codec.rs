@@ -71,6 +71,13 @@ impl<In, Out> Codec<In, Out> {
         self.max_frame
     }
 
+    /// Changes the largest frame body accepted from now on (at least 1). A server reads with the
+    /// `Hello`-sized limit [`crate::MAX_HELLO_BODY`] until the handshake is done, so that a
+    /// length prefix from an unknown peer cannot make it reserve a full frame.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame.clamp(1, u32::MAX as usize);
+    }
+
     /// Reads and checks the length prefix without consuming it.
     fn body_len(&self, src: &BytesMut) -> Result<Option<usize>, CodecError> {
         let Some(prefix) = src.get(..HEADER_LEN) else {

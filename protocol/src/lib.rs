@@ -25,6 +25,7 @@ pub use codec::{
 };
 pub use error::CodecError;
 pub use message::{
-    Bye, ClientMessage, Hello, Kind, MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES, PROTOCOL_VERSION,
-    RESUME_TOKEN_LEN, Resume, ResumeToken, ServerMessage, Welcome,
+    Bye, ClientMessage, Hello, Kind, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY, MAX_PLAYER_ID_BYTES,
+    MAX_ROOM_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken, ServerMessage,
+    Welcome,
 };

@@ -15,6 +15,17 @@ pub const MAX_ROOM_BYTES: usize = 64;
 pub const MAX_AUTH_TOKEN_BYTES: usize = 512;
 /// Length of a resume token, in bytes (128 random bits).
 pub const RESUME_TOKEN_LEN: usize = 16;
+/// The largest `Hello` body, kind byte included: every string at its maximum, an auth token and
+/// the resume fields. A server reads no larger frame before the handshake.
+pub const MAX_HELLO_BODY: usize = 1
+    + 2
+    + (2 + MAX_PLAYER_ID_BYTES)
+    + (2 + MAX_ROOM_BYTES)
+    + 1
+    + (2 + MAX_AUTH_TOKEN_BYTES)
+    + 1
+    + RESUME_TOKEN_LEN
+    + 8;
 
 /// The first byte of every frame body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

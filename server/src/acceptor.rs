@@ -2,10 +2,9 @@
 //! session task each. It never waits on a client: handshakes run inside the session, and
 //! rejections run in their own small, bounded tasks.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::{Bye, ByeCode};
@@ -15,7 +14,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::Shared;
+use crate::admission::SourceSlot;
 use crate::config::TcpConfig;
+use crate::logging::ABUSIVE;
 use crate::metrics::Rejection;
 use crate::session;
 
@@ -40,8 +41,9 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 }
 
 /// Raises the soft descriptor limit to the hard one, logs both, and warns when `max_sessions`
-/// cannot fit. Returns the new soft limit.
-pub fn raise_fd_limit(max_sessions: usize) -> Option<u64> {
+/// (plus `admin_connections` and a few descriptors of the server's own) cannot fit. Returns the
+/// new soft limit.
+pub fn raise_fd_limit(max_sessions: usize, admin_connections: usize) -> Option<u64> {
     let (soft, hard) = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
         Ok(limits) => limits,
         Err(error) => {
@@ -57,8 +59,9 @@ pub fn raise_fd_limit(max_sessions: usize) -> Option<u64> {
         }
     };
     tracing::info!(soft_before = soft, soft = raised, hard, "descriptor limit");
-    // Listeners, the admin port, the runtime and logging need a few descriptors of their own.
-    let spare = 64;
+    // Listeners, the runtime and logging need a few descriptors of their own, and the admin
+    // listener at most admin.max_connections.
+    let spare = 64 + admin_connections as u64;
     let fits = usize::try_from(raised.saturating_sub(spare)).unwrap_or(usize::MAX);
     if max_sessions == 0 || max_sessions > fits {
         tracing::warn!(
@@ -78,7 +81,6 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
         n => n,
     };
     let slots = Arc::new(Semaphore::new(limit));
-    let per_ip = PerIp::new(shared.config.server.max_sessions_per_ip);
     let rejections = Arc::new(Semaphore::new(MAX_CONCURRENT_REJECTIONS));
     let mut backoff = Backoff::default();
     loop {
@@ -108,17 +110,21 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
         };
         backoff.succeeded();
         configure(&stream, &shared.config.tcp);
-        let admission = per_ip
-            .admit(peer.ip())
-            .ok_or(Rejection::PerIpLimit)
-            .and_then(|ip| match slots.clone().try_acquire_owned() {
-                Ok(permit) => Ok((ip, permit)),
+        // The per-source checks come first: they cost the least, and a source reconnecting in
+        // a loop must not get as far as holding a slot.
+        let admission = shared.admission.admit(peer.ip()).and_then(|source| {
+            if !shared.budget.admits_connection() {
+                return Err(Rejection::MemoryBudget);
+            }
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => Ok((source, permit)),
                 Err(_) => Err(Rejection::ServerFull),
-            });
+            }
+        });
         match admission {
-            Ok((ip, permit)) => {
+            Ok((source, permit)) => {
                 shared.metrics.sessions_accepted.inc();
-                let admitted = Admitted::new(&shared, ip, permit);
+                let admitted = Admitted::new(&shared, source, permit);
                 let shared = shared.clone();
                 sessions.spawn(async move {
                     session::serve(shared, stream, peer).await;
@@ -143,18 +149,17 @@ fn reject(
         .connections_rejected
         .with_label_values(&[rejection.as_str()])
         .inc();
-    tracing::debug!(%peer, reason = rejection.as_str(), "connection rejected");
+    if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
+        tracing::info!(%peer, reason = rejection.as_str(), "connection rejected");
+    }
     let Ok(slot) = slots.clone().try_acquire_owned() else {
         // Too many rejections already in flight: close without ceremony.
         return;
     };
-    let text = match rejection {
-        Rejection::ServerFull => "the server is full; retry later",
-        Rejection::PerIpLimit => "too many sessions from your address",
-    };
     let shared = shared.clone();
     tokio::spawn(async move {
-        session::reject(stream, Bye::new(ByeCode::ServerFull, text), shared).await;
+        let bye = Bye::new(ByeCode::ServerFull, rejection.explain());
+        session::reject(stream, bye, shared).await;
         drop(slot);
     });
 }
@@ -249,67 +254,20 @@ impl Backoff {
     }
 }
 
-/// Sessions per source address.
-#[derive(Debug, Clone)]
-struct PerIp {
-    limit: usize,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl PerIp {
-    fn new(limit: usize) -> PerIp {
-        PerIp {
-            limit,
-            counts: Arc::default(),
-        }
-    }
-
-    fn admit(&self, ip: IpAddr) -> Option<IpSlot> {
-        if self.limit == 0 {
-            return Some(IpSlot(None));
-        }
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot(Some((self.clone(), ip))))
-    }
-}
-
-/// One admitted session's share of its address's limit, given back on drop.
-#[derive(Debug)]
-struct IpSlot(Option<(PerIp, IpAddr)>);
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        if let Some((per_ip, ip)) = self.0.take() {
-            let mut counts = per_ip.counts.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(count) = counts.get_mut(&ip) {
-                *count -= 1;
-                if *count == 0 {
-                    counts.remove(&ip);
-                }
-            }
-        }
-    }
-}
-
 /// Everything an admitted session holds until its socket is closed: its slot under the global
-/// cap, its slot under the per-address cap, and its place in the active gauge.
+/// cap, its share of its source's cap, and its place in the active gauge.
 #[derive(Debug)]
 struct Admitted {
-    _ip: IpSlot,
+    _source: SourceSlot,
     _permit: OwnedSemaphorePermit,
     active: prometheus::IntGauge,
 }
 
 impl Admitted {
-    fn new(shared: &Shared, ip: IpSlot, permit: OwnedSemaphorePermit) -> Admitted {
+    fn new(shared: &Shared, source: SourceSlot, permit: OwnedSemaphorePermit) -> Admitted {
         shared.metrics.sessions_active.inc();
         Admitted {
-            _ip: ip,
+            _source: source,
             _permit: permit,
             active: shared.metrics.sessions_active.clone(),
         }

@@ -1,52 +1,284 @@
 //! The admin HTTP listener: metrics for Prometheus, health and readiness probes, and the
-//! operator's view of live sessions with a kick button. Keep it on loopback or a private network.
+//! operator's view of live sessions with a kick button.
+//!
+//! Safe by default:
+//! - Reads (`/metrics`, `/sessions`) need no token from loopback, but then the `Host` header must
+//!   name an IP address or `localhost`, so that a web page cannot read them through a DNS name
+//!   rebound to 127.0.0.1. From anywhere else they need `Authorization: Bearer <admin.token>`;
+//!   the server refuses to start with the listener off loopback and no token.
+//! - The kick changes state: it always needs the token (without one configured, kicking is off),
+//!   and a request carrying an `Origin` other than its own `Host` is refused, so a cross-site
+//!   form post cannot kick anybody even from the operator's own browser.
+//! - `/healthz` and `/readyz` say nothing but "ok"/"ready": probes from load balancers and
+//!   orchestrators reach them without a token.
+//! - At most `admin.max_connections` connections; a request's headers must arrive within
+//!   `admin.header_read_timeout`, which also closes idle keep-alive connections; a connection
+//!   lives at most [`MAX_CONNECTION_AGE`]; on stop, connections get [`CLOSE_GRACE`] to finish.
+//! - `/sessions` is paginated (`?after=ID&limit=N`, at most [`MAX_PAGE`] a page) and built
+//!   outside the registry's lock.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
+
+/// Sessions per page of `/sessions` when the request does not say.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most sessions per page of `/sessions`.
+pub const MAX_PAGE: usize = 1000;
+/// Longest an admin connection lives; a client then reconnects.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// Time connections get to finish their request when the listener stops or a connection ages out.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What the listener needs from the configuration.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub token: Option<String>,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .finish()
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Admin {
     metrics: Metrics,
     registry: Arc<Registry>,
     shutdown: Shutdown,
+    token: Option<Arc<str>>,
 }
+
+/// The peer of the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
 
 /// The admin routes.
-fn router(metrics: Metrics, registry: Arc<Registry>, shutdown: Shutdown) -> Router {
+fn router(admin: Admin) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
         .route("/sessions", get(sessions))
         .route("/sessions/{id}/kick", post(kick))
-        .with_state(Admin {
-            metrics,
-            registry,
-            shutdown,
-        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            authorize,
+        ))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(admin)
 }
 
-/// Serves until `stop` completes.
+/// Serves until `stop` is cancelled, then gives open connections [`CLOSE_GRACE`] and drops the
+/// rest.
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     registry: Arc<Registry>,
     shutdown: Shutdown,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    settings: Settings,
+    stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, registry, shutdown))
-        .with_graceful_shutdown(stop)
-        .await
+    let app = router(Admin {
+        metrics: metrics.clone(),
+        registry,
+        shutdown,
+        token: settings.token.as_deref().map(Arc::from),
+    });
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors or a connection that died first: pause briefly, never spin.
+                tracing::debug!(%error, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics.admin_rejected.inc();
+            tracing::debug!(%peer, "admin connection refused: admin.max_connections are open");
+            continue;
+        };
+        let service = {
+            let app = app.clone();
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(Peer(peer));
+                let mut app = app.clone();
+                async move { tower_service::Service::call(&mut app, request).await }
+            })
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout)
+            .max_buf_size(64 * 1024);
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return drop(permit),
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(MAX_CONNECTION_AGE) => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, connection).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Every connection was told to finish; those that do not within the grace are dropped.
+    let _ = tokio::time::timeout(CLOSE_GRACE + Duration::from_millis(250), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+    Ok(())
+}
+
+/// Who may do what; see the module documentation.
+async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .map(|p| p.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let headers = request.headers();
+    let token_ok = match (&admin.token, bearer(headers)) {
+        (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
+        _ => false,
+    };
+    let mutating = request.method() != Method::GET && request.method() != Method::HEAD;
+    if mutating {
+        if admin.token.is_none() {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "kicking is off: set admin.token (GAMESERVER__ADMIN__TOKEN) to enable it",
+            );
+        }
+        if !token_ok {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs Authorization: Bearer <admin.token>",
+            );
+        }
+        if !same_origin(headers) {
+            return refuse(StatusCode::FORBIDDEN, "cross-site requests are refused");
+        }
+    } else if !token_ok {
+        if !peer.is_loopback() {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "from off loopback this endpoint needs Authorization: Bearer <admin.token>",
+            );
+        }
+        if !host_is_local(headers) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "without a token, the Host header must be an IP address or localhost",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+fn refuse(status: StatusCode, why: &str) -> Response {
+    let mut response = (status, format!("{why}\n")).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The host part of a `Host` or origin authority, without the port.
+fn host_part(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+}
+
+fn host_is_local(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        // HTTP/1.0 without Host: not a browser.
+        return true;
+    };
+    let host = host_part(host);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok()
+}
+
+/// False when the request carries an `Origin` (browsers add it to cross-site posts) that is not
+/// the request's own `Host`, or `Sec-Fetch-Site: cross-site`.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site.eq_ignore_ascii_case("cross-site"))
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(origin) = origin.to_str().ok() else {
+        return false;
+    };
+    let authority = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    host.is_some_and(|host| host.eq_ignore_ascii_case(authority))
 }
 
 async fn metrics_text(State(admin): State<Admin>) -> Response {
@@ -68,21 +300,77 @@ async fn ready(State(admin): State<Admin>) -> Response {
     }
 }
 
-async fn sessions(State(admin): State<Admin>) -> Response {
-    axum::Json(admin.registry.list()).into_response()
+#[derive(Debug, serde::Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn sessions(State(admin): State<Admin>, Query(query): Query<PageQuery>) -> Response {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    axum::Json(admin.registry.page(query.after, limit)).into_response()
 }
 
 async fn kick(State(admin): State<Admin>, Path(id): Path<u64>) -> Response {
     match admin.registry.get(id) {
         Some(player) => {
+            player.kick();
             tracing::info!(
                 session = id,
                 player = player.player_id(),
                 "kicked by an operator"
             );
-            player.kick();
             (StatusCode::ACCEPTED, format!("kicking session {id}\n")).into_response()
         }
         None => (StatusCode::NOT_FOUND, format!("no live session {id}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn hosts_that_a_rebound_name_could_use_are_not_local() {
+        assert!(host_is_local(&headers(&[("host", "127.0.0.1:9100")])));
+        assert!(host_is_local(&headers(&[("host", "[::1]:9100")])));
+        assert!(host_is_local(&headers(&[("host", "localhost:9100")])));
+        assert!(!host_is_local(&headers(&[("host", "evil.example:9100")])));
+    }
+
+    #[test]
+    fn a_cross_site_origin_is_refused() {
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:9100")])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:9100"),
+            ("origin", "http://127.0.0.1:9100")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:9100"),
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:9100"),
+            ("sec-fetch-site", "cross-site")
+        ])));
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_and_compared_exactly() {
+        let h = headers(&[("authorization", "Bearer s3cret-token")]);
+        assert_eq!(bearer(&h), Some("s3cret-token"));
+        assert!(constant_time_eq(b"s3cret-token", b"s3cret-token"));
+        assert!(!constant_time_eq(b"s3cret-token", b"s3cret-tokeN"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cret-token"));
+        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), None);
     }
 }

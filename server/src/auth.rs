@@ -1,6 +1,10 @@
 //! HMAC player tokens: `player_id.expiry.signature`, where `expiry` is Unix seconds and
 //! `signature` is the lowercase hex HMAC-SHA256 of `player_id.expiry` under `auth.secret`.
 //! The signature is compared in constant time.
+//!
+//! Only the canonical form is accepted (decimal expiry without sign or leading zeros, exactly 64
+//! lowercase hex digits), so that one token has one spelling, and no token may live longer than
+//! `auth.max_ttl`: an expiry further ahead is refused, whatever its signature.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,12 +31,32 @@ pub enum AuthError {
     /// The signature does not match.
     #[error("the auth token signature is invalid")]
     BadSignature,
+    /// The expiry is further ahead than `auth.max_ttl` allows.
+    #[error("the auth token lives longer than this server allows")]
+    TooLong,
+}
+
+/// Why a token could not be minted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MintError {
+    /// The lifetime exceeds `auth.max_ttl`.
+    #[error("--ttl {} exceeds auth.max_ttl ({})", humantime::format_duration(*.ttl), humantime::format_duration(*.max))]
+    TooLong {
+        /// The lifetime asked for.
+        ttl: Duration,
+        /// The most allowed.
+        max: Duration,
+    },
+    /// A zero lifetime would be expired at once.
+    #[error("--ttl must be greater than zero")]
+    Zero,
 }
 
 /// Verifies and mints tokens with one secret.
 #[derive(Clone)]
 pub struct Authenticator {
     secret: Vec<u8>,
+    max_ttl: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -42,10 +66,11 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator for this secret.
-    pub fn new(secret: &[u8]) -> Authenticator {
+    /// An authenticator for this secret, accepting tokens that live at most `max_ttl`.
+    pub fn new(secret: &[u8], max_ttl: Duration) -> Authenticator {
         Authenticator {
             secret: secret.to_vec(),
+            max_ttl,
         }
     }
 
@@ -60,13 +85,20 @@ impl Authenticator {
     }
 
     /// A token for `player` valid for `ttl` from `now`.
-    pub fn mint(&self, player: &str, ttl: Duration, now: SystemTime) -> String {
-        let expiry = (now + ttl)
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    pub fn mint(&self, player: &str, ttl: Duration, now: SystemTime) -> Result<String, MintError> {
+        if ttl.is_zero() {
+            return Err(MintError::Zero);
+        }
+        if ttl > self.max_ttl {
+            return Err(MintError::TooLong {
+                ttl,
+                max: self.max_ttl,
+            });
+        }
+        let expiry = unix_secs(now).saturating_add(ttl.as_secs());
         let message = format!("{player}.{expiry}");
         let signature = hex::encode(self.mac(&message).finalize().into_bytes());
-        format!("{message}.{signature}")
+        Ok(format!("{message}.{signature}"))
     }
 
     /// Checks a token against the player id from `Hello`.
@@ -79,7 +111,14 @@ impl Authenticator {
         let token = token.ok_or(AuthError::Missing)?;
         let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let (token_player, expiry) = message.rsplit_once('.').ok_or(AuthError::Malformed)?;
-        let expiry: u64 = expiry.parse().map_err(|_| AuthError::Malformed)?;
+        let expiry = canonical_decimal(expiry).ok_or(AuthError::Malformed)?;
+        if signature.len() != 64
+            || !signature
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(AuthError::Malformed);
+        }
         let signature = hex::decode(signature).map_err(|_| AuthError::Malformed)?;
         self.mac(message)
             .verify_slice(&signature)
@@ -87,11 +126,33 @@ impl Authenticator {
         if token_player != player {
             return Err(AuthError::WrongPlayer);
         }
-        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = unix_secs(now);
         if now >= expiry {
             return Err(AuthError::Expired);
         }
+        if expiry - now > self.max_ttl.as_secs() {
+            return Err(AuthError::TooLong);
+        }
         Ok(())
+    }
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A decimal number in its one canonical spelling: ASCII digits only, no sign, no leading zero.
+fn canonical_decimal(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if canonical { text.parse().ok() } else { None }
+}
+
+impl Authenticator {
+    /// The longest lifetime a token may have.
+    pub fn max_ttl(&self) -> Duration {
+        self.max_ttl
     }
 }
 
@@ -100,12 +161,19 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"0123456789abcdef";
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn auth() -> Authenticator {
+        Authenticator::new(SECRET, DAY)
+    }
 
     #[test]
     fn a_minted_token_verifies_for_its_player_until_it_expires() {
-        let auth = Authenticator::new(SECRET);
+        let auth = auth();
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let token = auth.mint("alice", Duration::from_secs(60), now);
+        let token = auth
+            .mint("alice", Duration::from_secs(60), now)
+            .expect("mint");
         assert_eq!(auth.verify(Some(&token), "alice", now), Ok(()));
         assert_eq!(
             auth.verify(Some(&token), "bob", now),
@@ -121,12 +189,13 @@ mod tests {
     #[test]
     fn the_signature_matches_an_independent_hmac() {
         // Computed with Python: hmac.new(b"0123456789abcdef", b"alice.1000060", "sha256").hexdigest()
-        let auth = Authenticator::new(SECRET);
-        let token = auth.mint(
-            "alice",
-            Duration::from_secs(60),
-            UNIX_EPOCH + Duration::from_secs(1_000_000),
-        );
+        let token = auth()
+            .mint(
+                "alice",
+                Duration::from_secs(60),
+                UNIX_EPOCH + Duration::from_secs(1_000_000),
+            )
+            .expect("mint");
         assert_eq!(
             token,
             "alice.1000060.2d06cff857361ede506cb5d2a64406013f4b4ea8e37d79fdd1975f8cd46f53b1"
@@ -136,23 +205,77 @@ mod tests {
     #[test]
     fn tampering_and_foreign_secrets_are_refused() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let token = Authenticator::new(SECRET).mint("alice", Duration::from_secs(60), now);
-        let other = Authenticator::new(b"another-secret-of-16");
+        let token = auth()
+            .mint("alice", Duration::from_secs(60), now)
+            .expect("mint");
+        let other = Authenticator::new(b"another-secret-of-16", DAY);
         assert_eq!(
             other.verify(Some(&token), "alice", now),
             Err(AuthError::BadSignature)
         );
         let extended = token.replace("1000060", "9000060");
         assert_eq!(
-            Authenticator::new(SECRET).verify(Some(&extended), "alice", now),
+            auth().verify(Some(&extended), "alice", now),
             Err(AuthError::BadSignature)
         );
         for bad in ["", "alice", "alice.x.00", "alice.1000060.zz"] {
             assert_eq!(
-                Authenticator::new(SECRET).verify(Some(bad), "alice", now),
+                auth().verify(Some(bad), "alice", now),
                 Err(AuthError::Malformed),
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_is_accepted() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let token = auth()
+            .mint("alice", Duration::from_secs(60), now)
+            .expect("mint");
+        assert_eq!(auth().verify(Some(&token), "alice", now), Ok(()));
+        let (message, signature) = token.rsplit_once('.').expect("three parts");
+        let upper = format!("{message}.{}", signature.to_uppercase());
+        assert_eq!(
+            auth().verify(Some(&upper), "alice", now),
+            Err(AuthError::Malformed)
+        );
+        for expiry in ["01000060", "+1000060", " 1000060"] {
+            let respelled = token.replace("1000060", expiry);
+            assert_eq!(
+                auth().verify(Some(&respelled), "alice", now),
+                Err(AuthError::Malformed),
+                "{respelled}"
+            );
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_capped_and_cannot_overflow() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            auth().mint(
+                "alice",
+                Duration::from_secs(584_542_046_090 * 31_557_600),
+                now
+            ),
+            Err(MintError::TooLong {
+                ttl: Duration::from_secs(584_542_046_090 * 31_557_600),
+                max: DAY
+            })
+        );
+        assert_eq!(
+            auth().mint("alice", Duration::ZERO, now),
+            Err(MintError::Zero)
+        );
+        // A token signed with the right secret but expiring in the far future is refused.
+        let forever = Authenticator::new(SECRET, Duration::MAX)
+            .mint("alice", Duration::from_secs(u64::MAX), now)
+            .expect("mint without a cap");
+        assert!(forever.contains(&u64::MAX.to_string()), "{forever}");
+        assert_eq!(
+            auth().verify(Some(&forever), "alice", now),
+            Err(AuthError::TooLong)
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// The commented default configuration, compiled into the binary.
@@ -13,6 +14,9 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Prefix of the environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "GAMESERVER";
+
+/// The smallest `server.memory_budget`: what the process needs before it holds any player.
+pub const MIN_MEMORY_BUDGET: u64 = 16 << 20;
 
 /// The effective configuration of one server.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,8 +46,21 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Most concurrent sessions; 0 = no limit.
     pub max_sessions: usize,
-    /// Most concurrent sessions per IP address; 0 = no limit.
-    pub max_sessions_per_ip: usize,
+    /// Most concurrent sessions per source (an IPv4 address or IPv6 prefix); 0 = no limit.
+    pub max_sessions_per_source: usize,
+    /// New connections per second per source, refilled continuously; 0 = no limit.
+    pub connect_rate_per_source: u32,
+    /// New connections a source may open in a burst above the rate.
+    pub connect_burst_per_source: u32,
+    /// Prefix length that makes one IPv4 source.
+    pub source_prefix_v4: u8,
+    /// Prefix length that makes one IPv6 source.
+    pub source_prefix_v6: u8,
+    /// Sources the per-source limits do not apply to.
+    pub source_exempt: Vec<IpNet>,
+    /// Bound on the memory the server spends on players, in bytes.
+    #[serde(with = "byte_size")]
+    pub memory_budget: u64,
     /// Listen backlog.
     pub listen_backlog: u32,
     /// Largest frame body, in bytes.
@@ -64,6 +81,9 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// Most queued events per session.
     pub outbound_queue: usize,
+    /// Most bytes of queued events per session.
+    #[serde(with = "byte_size")]
+    pub outbound_queue_bytes: u64,
     /// Longest a session's socket may stay backed up.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
@@ -83,6 +103,14 @@ pub struct SessionConfig {
     pub resume_grace: Duration,
     /// Most sent-but-unacknowledged events kept for replay.
     pub resume_buffer: usize,
+    /// Most bytes of sent-but-unacknowledged events kept for replay.
+    #[serde(with = "byte_size")]
+    pub resume_buffer_bytes: u64,
+    /// Most parked sessions; the oldest is evicted to park another.
+    pub max_parked: usize,
+    /// Most bytes held by parked sessions; the oldest are evicted above it.
+    #[serde(with = "byte_size")]
+    pub max_parked_bytes: u64,
     /// Park slow consumers for resume too.
     pub resume_after_slow_consumer: bool,
 }
@@ -106,10 +134,47 @@ pub struct TcpConfig {
 }
 
 /// `[admin]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdminConfig {
     /// Admin HTTP listen address.
     pub listen: SocketAddr,
+    /// Bearer token for kicks and for requests from off loopback; never printed.
+    #[serde(serialize_with = "redact")]
+    pub token: String,
+    /// A file holding the bearer token (read at start; wins over `token`).
+    pub token_file: String,
+    /// Most admin connections at once.
+    pub max_connections: usize,
+    /// Time allowed for a request's headers, and for the next request on an idle connection.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &redacted(&self.token))
+            .field("token_file", &self.token_file)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// The bearer token, from `token_file` when set, else `token`; `None` when neither is set.
+    /// Validation has already checked that the file can be read.
+    pub fn bearer_token(&self) -> Option<String> {
+        let token = if self.token_file.is_empty() {
+            self.token.clone()
+        } else {
+            std::fs::read_to_string(&self.token_file)
+                .map(|t| t.trim().to_owned())
+                .unwrap_or_default()
+        };
+        (!token.is_empty()).then_some(token)
+    }
 }
 
 /// `[shutdown]`.
@@ -137,26 +202,74 @@ pub struct AuthConfig {
     /// HMAC key; never printed.
     #[serde(serialize_with = "redact")]
     pub secret: String,
+    /// Longest lifetime a token may have; later expiries are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// Failed authentications a source may make before it is throttled.
+    pub max_failures_per_source: u32,
+    /// Time over which a throttled source regains its `max_failures_per_source` attempts.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
 }
 
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
             .field("mode", &self.mode)
-            .field(
-                "secret",
-                &if self.secret.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("secret", &redacted(&self.secret))
+            .field("max_ttl", &self.max_ttl)
+            .field("max_failures_per_source", &self.max_failures_per_source)
+            .field("failure_window", &self.failure_window)
             .finish()
     }
 }
 
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { "<redacted>" }
+}
+
 fn redact<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(if secret.is_empty() { "" } else { "<redacted>" })
+    s.serialize_str(redacted(secret))
+}
+
+/// Byte sizes written as "64KiB", "1MiB", "2GiB" or a plain number of bytes.
+mod byte_size {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses "1MiB", "512 KiB", "2GB" or "1048576".
+    pub fn parse(text: &str) -> Result<u64, String> {
+        text.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|size| size.as_u64())
+            .map_err(|_| format!("{text:?} is not a size such as \"64KiB\", \"1MiB\" or \"2GiB\""))
+    }
+
+    /// The shortest exact form: a whole number of GiB, MiB or KiB, else bytes.
+    pub fn format(bytes: u64) -> String {
+        for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if bytes >= factor && bytes % factor == 0 {
+                return format!("{}{unit}", bytes / factor);
+            }
+        }
+        bytes.to_string()
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(n),
+            Raw::Text(text) => parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// How players prove who they are.
@@ -375,6 +488,98 @@ impl Config {
             "session.resume_buffer",
             "must be at least 1 while session.resume_grace is above zero".into(),
         );
+        let sv = &self.server;
+        check(
+            (1..=32).contains(&sv.source_prefix_v4),
+            "server.source_prefix_v4",
+            format!("must be between 1 and 32, got {}", sv.source_prefix_v4),
+        );
+        check(
+            (1..=128).contains(&sv.source_prefix_v6),
+            "server.source_prefix_v6",
+            format!("must be between 1 and 128, got {}", sv.source_prefix_v6),
+        );
+        check(
+            sv.connect_rate_per_source == 0 || sv.connect_burst_per_source >= 1,
+            "server.connect_burst_per_source",
+            "must be at least 1 while server.connect_rate_per_source is above zero".into(),
+        );
+        check(
+            sv.memory_budget >= MIN_MEMORY_BUDGET,
+            "server.memory_budget",
+            format!(
+                "must be at least {} (the server itself needs that much), got {}",
+                byte_size::format(MIN_MEMORY_BUDGET),
+                byte_size::format(sv.memory_budget)
+            ),
+        );
+        let largest_frame = (protocol::HEADER_LEN + sv.max_frame_bytes) as u64;
+        check(
+            s.outbound_queue_bytes >= largest_frame,
+            "session.outbound_queue_bytes",
+            format!(
+                "must hold at least one largest frame ({} bytes, from server.max_frame_bytes)",
+                largest_frame
+            ),
+        );
+        check(
+            s.resume_grace.is_zero() || s.resume_buffer_bytes >= largest_frame,
+            "session.resume_buffer_bytes",
+            format!(
+                "must hold at least one largest frame ({} bytes, from server.max_frame_bytes) \
+                 while session.resume_grace is above zero",
+                largest_frame
+            ),
+        );
+        check(
+            s.resume_grace.is_zero() || s.max_parked >= 1,
+            "session.max_parked",
+            "must be at least 1 while session.resume_grace is above zero".into(),
+        );
+        let a = &self.admin;
+        check(
+            a.max_connections >= 1,
+            "admin.max_connections",
+            "must be at least 1".into(),
+        );
+        check(
+            !a.header_read_timeout.is_zero(),
+            "admin.header_read_timeout",
+            "must be greater than zero".into(),
+        );
+        if !a.token_file.is_empty() {
+            match std::fs::read_to_string(&a.token_file) {
+                Ok(token) => check(
+                    token.trim().len() >= 16,
+                    "admin.token_file",
+                    format!(
+                        "{} must hold a token of at least 16 characters",
+                        a.token_file
+                    ),
+                ),
+                Err(error) => check(
+                    false,
+                    "admin.token_file",
+                    format!("cannot read {}: {error}", a.token_file),
+                ),
+            }
+        } else {
+            check(
+                a.token.is_empty() || a.token.len() >= 16,
+                "admin.token",
+                "must be at least 16 characters (set GAMESERVER__ADMIN__TOKEN)".into(),
+            );
+        }
+        check(
+            a.listen.ip().is_loopback() || !a.token.is_empty() || !a.token_file.is_empty(),
+            "admin.token",
+            format!(
+                "is required because admin.listen ({}) is not a loopback address: anyone who can \
+                 reach it could list and kick players (set GAMESERVER__ADMIN__TOKEN or \
+                 admin.token_file)",
+                a.listen
+            ),
+        );
         let t = &self.tcp;
         check(
             t.keepalive_idle >= Duration::from_secs(1),
@@ -420,6 +625,21 @@ impl Config {
             "auth.secret",
             "must be at least 16 bytes when auth.mode = \"hmac\" (set GAMESERVER__AUTH__SECRET)"
                 .into(),
+        );
+        check(
+            !self.auth.max_ttl.is_zero(),
+            "auth.max_ttl",
+            "must be greater than zero".into(),
+        );
+        check(
+            self.auth.max_failures_per_source >= 1,
+            "auth.max_failures_per_source",
+            "must be at least 1".into(),
+        );
+        check(
+            !self.auth.failure_window.is_zero(),
+            "auth.failure_window",
+            "must be greater than zero".into(),
         );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
@@ -474,7 +694,13 @@ impl Fields<'_> {
             ServerConfig {
                 listen,
                 max_sessions,
-                max_sessions_per_ip,
+                max_sessions_per_source,
+                connect_rate_per_source,
+                connect_burst_per_source,
+                source_prefix_v4,
+                source_prefix_v6,
+                source_exempt,
+                memory_budget,
                 listen_backlog,
                 max_frame_bytes
             }
@@ -487,6 +713,7 @@ impl Fields<'_> {
                 heartbeat_interval,
                 idle_timeout,
                 outbound_queue,
+                outbound_queue_bytes,
                 write_timeout,
                 linger_timeout,
                 rate_limit_per_sec,
@@ -495,6 +722,9 @@ impl Fields<'_> {
                 lingering_close,
                 resume_grace,
                 resume_buffer,
+                resume_buffer_bytes,
+                max_parked,
+                max_parked_bytes,
                 resume_after_slow_consumer
             }
         );
@@ -509,7 +739,17 @@ impl Fields<'_> {
                 user_timeout
             }
         );
-        let admin = section!(self, "admin", AdminConfig { listen });
+        let admin = section!(
+            self,
+            "admin",
+            AdminConfig {
+                listen,
+                token,
+                token_file,
+                max_connections,
+                header_read_timeout
+            }
+        );
         let shutdown = section!(self, "shutdown", ShutdownConfig { drain_timeout });
         let game = section!(
             self,
@@ -519,7 +759,17 @@ impl Fields<'_> {
                 room_capacity
             }
         );
-        let auth = section!(self, "auth", AuthConfig { mode, secret });
+        let auth = section!(
+            self,
+            "auth",
+            AuthConfig {
+                mode,
+                secret,
+                max_ttl,
+                max_failures_per_source,
+                failure_window
+            }
+        );
         let log = section!(self, "log", LogConfig { format, level });
         Some(Config {
             server: server?,
@@ -566,6 +816,7 @@ macro_rules! from_raw_plain {
 from_raw_plain!(
     usize => "a non-negative integer",
     u32 => "a non-negative integer",
+    u8 => "an integer from 0 to 255",
     bool => "true or false",
     String => "a string",
 );
@@ -581,6 +832,51 @@ impl FromRaw for Duration {
         raw.get::<Human>(key)
             .map(|h| h.0)
             .map_err(|_| format!("{text:?} is not a duration such as \"5s\" or \"250ms\""))
+    }
+}
+
+/// Every `u64` key is a byte size: "64KiB", "1MiB", "2GiB" or a plain number of bytes.
+impl FromRaw for u64 {
+    fn from_raw(raw: &config::Config, key: &str) -> Result<Self, String> {
+        if let Ok(n) = raw.get::<u64>(key) {
+            return Ok(n);
+        }
+        let text = raw
+            .get::<String>(key)
+            .map_err(|e| format!("{} (expected a size such as \"1MiB\")", describe(e)))?;
+        byte_size::parse(&text)
+    }
+}
+
+/// A list of networks, written as a TOML array of CIDR strings or, from the environment, one
+/// comma-separated string. A plain address is a network of one.
+impl FromRaw for Vec<IpNet> {
+    fn from_raw(raw: &config::Config, key: &str) -> Result<Self, String> {
+        let items: Vec<String> = match raw.get::<Vec<String>>(key) {
+            Ok(items) => items,
+            Err(_) => raw
+                .get::<String>(key)
+                .map_err(|e| {
+                    format!(
+                        "{} (expected a list of networks such as [\"10.0.0.0/8\"])",
+                        describe(e)
+                    )
+                })?
+                .split(',')
+                .map(|item| item.trim().to_owned())
+                .filter(|item| !item.is_empty())
+                .collect(),
+        };
+        items
+            .iter()
+            .map(|item| {
+                item.parse::<IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!("{item:?} is not a network such as \"10.0.0.0/8\" or \"::1/128\"")
+                    })
+            })
+            .collect()
     }
 }
 

@@ -14,16 +14,20 @@
 
 pub mod acceptor;
 mod admin;
+pub mod admission;
 pub mod auth;
+pub mod budget;
 pub mod close;
 pub mod config;
 pub mod game;
+pub mod logging;
 pub mod metrics;
 pub mod reaper;
 pub mod registry;
 pub mod resume;
 mod session;
 pub mod shutdown;
+pub mod stall;
 pub mod watchdog;
 
 use std::sync::Arc;
@@ -39,10 +43,14 @@ pub use crate::config::Config;
 pub use crate::game::Game;
 pub use crate::shutdown::Shutdown;
 
+use crate::admission::{Admission, SourceLimits};
 use crate::auth::Authenticator;
+use crate::budget::Budget;
+use crate::logging::Throttle;
 use crate::metrics::{Metrics, TrafficCounters};
 use crate::reaper::SessionEnd;
 use crate::registry::Registry;
+use crate::stall::Stalls;
 
 /// What every session task shares.
 pub(crate) struct Shared {
@@ -53,19 +61,26 @@ pub(crate) struct Shared {
     game: Arc<dyn Game>,
     auth: Option<Authenticator>,
     parking: Arc<resume::Parking>,
+    admission: Arc<Admission>,
+    budget: Arc<Budget>,
+    stalls: Stalls,
+    throttle: Throttle,
     shutdown: Shutdown,
-    reaper: mpsc::UnboundedSender<SessionEnd>,
+    reaper: mpsc::Sender<SessionEnd>,
     next_session_id: AtomicU64,
 }
+
+/// Session ends waiting for the reaper; past this, ending sessions wait their turn.
+const REAPER_QUEUE: usize = 4096;
 
 impl Shared {
     fn next_session_id(&self) -> u64 {
         self.next_session_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn report(&self, end: SessionEnd) {
+    async fn report(&self, end: SessionEnd) {
         // The reaper outlives every session; a send can only fail if it panicked.
-        if let Err(lost) = self.reaper.send(end) {
+        if let Err(lost) = self.reaper.send(end).await {
             tracing::error!(
                 session = lost.0.session_id,
                 "reaper is gone; close not recorded"
@@ -84,23 +99,55 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new()?;
+    let baseline = budget::resident_bytes();
     let registry = Arc::new(Registry::default());
-    let (reaper_tx, reaper_rx) = mpsc::unbounded_channel();
+    let (reaper_tx, reaper_rx) = mpsc::channel(REAPER_QUEUE);
     let auth = match config.auth.mode {
         config::AuthMode::None => None,
-        config::AuthMode::Hmac => Some(Authenticator::new(config.auth.secret.as_bytes())),
+        config::AuthMode::Hmac => Some(Authenticator::new(
+            config.auth.secret.as_bytes(),
+            config.auth.max_ttl,
+        )),
     };
+    let admin_token = config.admin.bearer_token();
+    if !config.admin.listen.ip().is_loopback() {
+        tracing::warn!(
+            admin = %admin.local_addr()?,
+            "the admin listener is off loopback: every request but /healthz and /readyz needs \
+             the bearer token; keep the port off the internet all the same"
+        );
+    }
     tracing::info!(
         game = %listener.local_addr()?,
         admin = %admin.local_addr()?,
         "serving"
     );
 
+    let throttle = Throttle::new(metrics.log_lines_suppressed.clone());
+    let stalls = Stalls::new(Some(metrics.server_stall.clone()));
+    let stall_clock = tokio::spawn(stall::watch(stalls.clone()));
+    let parking = resume::Parking::new(
+        config.session.resume_grace,
+        resume::ParkingLimits {
+            max_parked: config.session.max_parked,
+            max_bytes: config.session.max_parked_bytes,
+        },
+        metrics.clone(),
+        game.clone(),
+    );
+    let budget = Budget::new(config.server.memory_budget, baseline);
+    let budget_task = tokio::spawn(budget::watch(
+        budget.clone(),
+        registry.clone(),
+        parking.clone(),
+        metrics.clone(),
+    ));
     let reaper = tokio::spawn(reaper::run(
         reaper_rx,
         metrics.clone(),
         registry.clone(),
         game.clone(),
+        throttle.clone(),
     ));
     let stop_admin = tokio_util::sync::CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(
@@ -108,7 +155,12 @@ pub async fn run(
         metrics.clone(),
         registry.clone(),
         shutdown.clone(),
-        stop_admin.clone().cancelled_owned(),
+        admin::Settings {
+            token: admin_token,
+            max_connections: config.admin.max_connections,
+            header_read_timeout: config.admin.header_read_timeout,
+        },
+        stop_admin.clone(),
     ));
     let ticker = tokio::spawn(tick(
         game.clone(),
@@ -117,7 +169,6 @@ pub async fn run(
     ));
 
     let drain_timeout = config.shutdown.drain_timeout;
-    let parking = resume::Parking::new(config.session.resume_grace, metrics.clone(), game.clone());
     let shared = Arc::new(Shared {
         parking: parking.clone(),
         traffic: TrafficCounters::new(&metrics),
@@ -125,6 +176,10 @@ pub async fn run(
         registry,
         game,
         auth,
+        admission: Admission::new(SourceLimits::from_config(&config)),
+        budget,
+        stalls,
+        throttle,
         shutdown: shutdown.clone(),
         reaper: reaper_tx,
         next_session_id: AtomicU64::new(1),
@@ -143,8 +198,8 @@ pub async fn run(
     tokio::select! {
         () = sessions.wait() => {}
         () = tokio::time::sleep(drain_timeout) => {
-            tracing::warn!(remaining = metrics.sessions_active.get(), "drain timeout: closing the remaining sessions");
             shutdown.abort();
+            tracing::warn!(remaining = metrics.sessions_active.get(), "drain timeout: closing the remaining sessions");
         }
         () = shutdown.aborted() => {}
     }
@@ -155,6 +210,8 @@ pub async fn run(
         tracing::error!(%error, "reaper failed");
     }
     ticker.abort();
+    budget_task.abort();
+    stall_clock.abort();
     stop_admin.cancel();
     match admin_task.await {
         Ok(Err(error)) => tracing::error!(%error, "admin listener failed"),

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use game_server::auth::Authenticator;
-use game_server::config::{ConfigError, LogFormat, Sources};
+use game_server::config::{ConfigError, Sources};
 use game_server::{Config, Shutdown, acceptor, game};
 
 /// A disconnect-aware game server. With no arguments it serves on its embedded defaults
@@ -40,7 +40,7 @@ enum Command {
         /// The player id the token is for.
         #[arg(long)]
         player: String,
-        /// How long the token stays valid, such as "1h" or "30m".
+        /// How long the token stays valid, such as "1h" or "30m" (at most auth.max_ttl).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
@@ -84,11 +84,19 @@ fn main() -> ExitCode {
             eprintln!("game-server: auth.secret is empty; set GAMESERVER__AUTH__SECRET");
             return ExitCode::from(2);
         }
-        let auth = Authenticator::new(config.auth.secret.as_bytes());
-        println!("{}", auth.mint(player, *ttl, SystemTime::now()));
-        return ExitCode::SUCCESS;
+        let auth = Authenticator::new(config.auth.secret.as_bytes(), config.auth.max_ttl);
+        return match auth.mint(player, *ttl, SystemTime::now()) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("game-server: {error}");
+                ExitCode::from(2)
+            }
+        };
     }
-    init_logging(&config);
+    let _log = game_server::logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,7 +107,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    let result = runtime.block_on(serve(config));
+    // Tasks still running (a stuck admin connection, say) must not hold the exit up.
+    runtime.shutdown_timeout(Duration::from_millis(250));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -111,31 +122,21 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
-    acceptor::raise_fd_limit(config.server.max_sessions);
+    acceptor::raise_fd_limit(config.server.max_sessions, config.admin.max_connections);
     let listener = acceptor::bind(config.server.listen, config.server.listen_backlog)
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
     let admin = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin.listen)", config.admin.listen))?;
     let shutdown = Shutdown::new();
-    let signals = tokio::spawn(game_server::shutdown::watch_signals(shutdown.clone()));
+    let signals = tokio::spawn(game_server::shutdown::watch_signals(
+        shutdown.clone(),
+        config.shutdown.drain_timeout,
+    ));
     let game = Arc::new(game::Rooms::new(config.game.room_capacity));
     let result = game_server::run(listener, admin, config, game, shutdown).await;
     signals.abort();
     result
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.compact().init(),
-    }
 }
 
 fn healthcheck(url: &str) -> ExitCode {

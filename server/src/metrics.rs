@@ -16,16 +16,69 @@ use crate::close::CloseReason;
 pub enum Rejection {
     /// `server.max_sessions` reached.
     ServerFull,
-    /// `server.max_sessions_per_ip` reached for the source address.
-    PerIpLimit,
+    /// `server.max_sessions_per_source` reached for the source.
+    PerSourceLimit,
+    /// The source opened connections faster than `server.connect_rate_per_source`.
+    ConnectRate,
+    /// The server is at `server.memory_budget`.
+    MemoryBudget,
 }
 
 impl Rejection {
+    /// Every rejection, for initialising the metric labels.
+    pub const ALL: [Rejection; 4] = [
+        Rejection::ServerFull,
+        Rejection::PerSourceLimit,
+        Rejection::ConnectRate,
+        Rejection::MemoryBudget,
+    ];
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             Rejection::ServerFull => "server_full",
-            Rejection::PerIpLimit => "per_ip_limit",
+            Rejection::PerSourceLimit => "per_source_limit",
+            Rejection::ConnectRate => "connect_rate",
+            Rejection::MemoryBudget => "memory_budget",
+        }
+    }
+
+    /// The `Bye{server_full}` text the client gets.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Rejection::ServerFull => "the server is full; retry later",
+            Rejection::PerSourceLimit => "too many sessions from your network; retry later",
+            Rejection::ConnectRate => "too many connections from your network; retry later",
+            Rejection::MemoryBudget => "the server is out of room for new players; retry later",
+        }
+    }
+}
+
+/// Why parked sessions were evicted before their grace window ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// `session.max_parked` reached: the oldest made room for a newer one.
+    MaxParked,
+    /// `session.max_parked_bytes` exceeded.
+    ParkedBytes,
+    /// `server.memory_budget` exceeded.
+    MemoryBudget,
+}
+
+impl Eviction {
+    /// Every eviction cause, for initialising the metric labels.
+    pub const ALL: [Eviction; 3] = [
+        Eviction::MaxParked,
+        Eviction::ParkedBytes,
+        Eviction::MemoryBudget,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eviction::MaxParked => "max_parked",
+            Eviction::ParkedBytes => "parked_bytes",
+            Eviction::MemoryBudget => "memory_budget",
         }
     }
 }
@@ -71,6 +124,29 @@ pub struct Metrics {
     pub resume_rejected: IntCounterVec,
     /// Sessions parked, waiting for their player to come back.
     pub sessions_parked: IntGauge,
+    /// Parked sessions ended early to stay within a limit, by cause.
+    pub parked_evicted: IntCounterVec,
+    /// `server.memory_budget`.
+    pub memory_budget: IntGauge,
+    /// The server's estimate of the memory it uses (what the budget is compared with).
+    pub memory_used: IntGauge,
+    /// Bytes of events queued for players, live and parked.
+    pub queued_bytes: IntGauge,
+    /// Bytes of events kept for replay, live and parked.
+    pub replay_bytes: IntGauge,
+    /// Bytes held by parked sessions.
+    pub parked_bytes: IntGauge,
+    /// Hellos refused without checking their token, because their source failed too often.
+    pub auth_throttled: IntCounter,
+    /// Log lines lost: the log writer could not keep up, or writing failed.
+    pub log_lines_dropped: IntCounter,
+    /// Close and rejection log lines folded into periodic summaries.
+    pub log_lines_suppressed: IntCounter,
+    /// Time the server itself could not run (stopped, frozen or overloaded), which it does not
+    /// charge to clients' deadlines or rate limits.
+    pub server_stall: prometheus::Counter,
+    /// Admin connections closed at accept because `admin.max_connections` were open.
+    pub admin_rejected: IntCounter,
 }
 
 impl Metrics {
@@ -126,7 +202,7 @@ impl Metrics {
             )?,
             connections_rejected: counter_vec(
                 "gameserver_connections_rejected_total",
-                "Connections turned away with Bye{server_full} before becoming sessions.",
+                "Connections turned away with Bye{server_full} before becoming sessions, by reason.",
                 "reason",
             )?,
             accept_errors: counter_vec(
@@ -195,8 +271,62 @@ impl Metrics {
                 "gameserver_sessions_parked",
                 "Sessions whose connection broke, parked for session.resume_grace.",
             )?,
+            parked_evicted: counter_vec(
+                "gameserver_parked_evicted_total",
+                "Parked sessions ended before their grace window to stay within a limit, by cause.",
+                "cause",
+            )?,
+            memory_budget: gauge(
+                "gameserver_memory_budget_bytes",
+                "server.memory_budget: above it new players are refused and parked sessions evicted.",
+            )?,
+            memory_used: gauge(
+                "gameserver_memory_used_bytes",
+                "The server's estimate of its memory: what it used at start plus what it holds for players.",
+            )?,
+            queued_bytes: gauge(
+                "gameserver_queued_bytes",
+                "Bytes of events queued for players, live and parked (session.outbound_queue_bytes each).",
+            )?,
+            replay_bytes: gauge(
+                "gameserver_replay_bytes",
+                "Bytes of sent events kept for replay, live and parked (session.resume_buffer_bytes each).",
+            )?,
+            parked_bytes: gauge(
+                "gameserver_parked_bytes",
+                "Bytes held by parked sessions (session.max_parked_bytes in all).",
+            )?,
+            auth_throttled: counter(
+                "gameserver_auth_throttled_total",
+                "Hellos refused unchecked because their source exceeded auth.max_failures_per_source.",
+            )?,
+            log_lines_dropped: counter(
+                "gameserver_log_lines_dropped_total",
+                "Log lines lost because the log writer could not keep up or writing failed.",
+            )?,
+            log_lines_suppressed: counter(
+                "gameserver_log_lines_suppressed_total",
+                "Close and rejection log lines folded into periodic per-reason summaries.",
+            )?,
+            server_stall: {
+                let c = prometheus::Counter::new(
+                    "gameserver_server_stall_seconds_total",
+                    "Time the server could not run its tasks (stopped, frozen, overloaded); not charged to clients.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            admin_rejected: counter(
+                "gameserver_admin_connections_rejected_total",
+                "Admin connections closed at accept because admin.max_connections were open.",
+            )?,
             registry,
         };
+        for eviction in Eviction::ALL {
+            metrics
+                .parked_evicted
+                .with_label_values(&[eviction.as_str()]);
+        }
         for refusal in crate::resume::Refusal::ALL {
             metrics
                 .resume_rejected
@@ -209,7 +339,7 @@ impl Metrics {
             metrics.session_duration.with_label_values(&[label]);
             metrics.close_detect.with_label_values(&[label]);
         }
-        for rejection in [Rejection::ServerFull, Rejection::PerIpLimit] {
+        for rejection in Rejection::ALL {
             metrics
                 .connections_rejected
                 .with_label_values(&[rejection.as_str()]);
@@ -229,6 +359,11 @@ impl Metrics {
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
+        let dropped = crate::logging::dropped_lines();
+        let counted = self.log_lines_dropped.get();
+        if dropped > counted {
+            self.log_lines_dropped.inc_by(dropped - counted);
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(%error, "cannot encode metrics");

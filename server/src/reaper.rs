@@ -1,5 +1,8 @@
-//! The one task that learns how every session ended: it records the close metrics, logs one
-//! line per close at a level that fits the reason, and tells the game the player left.
+//! The one task that learns how every session ended: it records the close metrics, tells the
+//! game the player left, and then logs one line per close at a level that fits the reason.
+//! Bookkeeping comes first, so that a log that cannot be written never leaves a close uncounted.
+//! Reasons a client can cause at will are logged a few lines per second at most, and the rest
+//! summarised (see [`crate::logging::Throttle`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::close::CloseReason;
 use crate::game::Game;
+use crate::logging::{ABUSIVE, ORDINARY, SUMMARY_EVERY, Throttle};
 use crate::metrics::{Metrics, Traffic};
 use crate::registry::{Player, Registry};
 
@@ -39,17 +43,33 @@ pub struct SessionEnd {
 
 /// Receives session ends until every sender is gone.
 pub(crate) async fn run(
-    mut ends: mpsc::UnboundedReceiver<SessionEnd>,
+    mut ends: mpsc::Receiver<SessionEnd>,
     metrics: Metrics,
     registry: Arc<Registry>,
     game: Arc<dyn Game>,
+    throttle: Throttle,
 ) {
-    while let Some(end) = ends.recv().await {
-        reap(&end, &metrics, &registry, game.as_ref());
+    let mut summaries = tokio::time::interval(SUMMARY_EVERY);
+    summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            end = ends.recv() => match end {
+                Some(end) => reap(&end, &metrics, &registry, game.as_ref(), &throttle),
+                None => break,
+            },
+            _ = summaries.tick() => throttle.summarize(false),
+        }
     }
+    throttle.summarize(true);
 }
 
-fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, game: &dyn Game) {
+fn reap(
+    end: &SessionEnd,
+    metrics: &Metrics,
+    registry: &Registry,
+    game: &dyn Game,
+    throttle: &Throttle,
+) {
     let label = end.reason.as_str();
     metrics.sessions_closed.with_label_values(&[label]).inc();
     metrics
@@ -63,7 +83,6 @@ fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, game: &dyn Gam
     if end.forced {
         metrics.drain_forced.inc();
     }
-    log(end);
     // A parked session was already taken out of the registry when it parked, and its player has
     // not left: the parking lot calls the leave hook if it never comes back.
     if let Some(player) = &end.player
@@ -72,6 +91,25 @@ fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, game: &dyn Gam
         registry.remove(end.session_id);
         game.leave(player, end.reason);
     }
+    let rate = if abusive(end.reason) {
+        ABUSIVE
+    } else {
+        ORDINARY
+    };
+    if throttle.admit(end.reason.as_str(), rate) {
+        log(end);
+    }
+}
+
+/// Reasons a client can produce at will, as often as it can connect.
+fn abusive(reason: CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::HandshakeTimeout
+            | CloseReason::ProtocolError
+            | CloseReason::RateLimited
+            | CloseReason::AuthFailed
+    )
 }
 
 fn log(end: &SessionEnd) {

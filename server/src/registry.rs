@@ -1,7 +1,7 @@
 //! Live sessions that completed their handshake: the game's handle on each player, the lookup
 //! that enforces one session per player id, and what the admin listener lists and kicks.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 
+use crate::budget::{Footprint, PRESSURE_QUEUE_BYTES, Pressure, Totals};
 use crate::close::CloseReason;
 
 /// The game's handle on one connected player. Cheap to clone.
@@ -28,6 +29,26 @@ struct PlayerInner {
     room: Mutex<Arc<str>>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    footprint: Footprint,
+    limit: QueueLimit,
+}
+
+/// What bounds one player's queue beyond its length: its bytes, and the server's memory pressure.
+#[derive(Debug, Clone)]
+pub struct QueueLimit {
+    /// Most bytes of queued events (`session.outbound_queue_bytes`).
+    pub max_bytes: u64,
+    /// Under pressure a session with a backlog gets no more events (see [`crate::budget`]).
+    pub pressure: Pressure,
+}
+
+impl Default for QueueLimit {
+    fn default() -> Self {
+        QueueLimit {
+            max_bytes: u64::MAX,
+            pressure: Pressure::default(),
+        }
+    }
 }
 
 /// A one-shot request, from outside the session task, to end the session with a reason.
@@ -83,6 +104,7 @@ impl Player {
         player_id: Arc<str>,
         peer: SocketAddr,
         events: mpsc::Sender<Bytes>,
+        limit: QueueLimit,
     ) -> Player {
         Player(Arc::new(PlayerInner {
             session_id,
@@ -94,6 +116,8 @@ impl Player {
             room: Mutex::new(Arc::from("")),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            footprint: Footprint::default(),
+            limit,
         }))
     }
 
@@ -125,14 +149,32 @@ impl Player {
     /// full the session ends as `slow_consumer` and the event is dropped; returns false then, or
     /// when the session has already ended.
     pub fn send(&self, payload: Bytes) -> bool {
+        let len = payload.len() as u64;
+        let queued = self.0.footprint.enqueue(len);
+        if queued > self.0.limit.max_bytes
+            || (queued > PRESSURE_QUEUE_BYTES && self.0.limit.pressure.on())
+        {
+            self.0.footprint.dequeue(len);
+            self.close(CloseReason::SlowConsumer);
+            return false;
+        }
         match self.0.events.try_send(payload) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.0.footprint.dequeue(len);
                 self.close(CloseReason::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.0.footprint.dequeue(len);
+                false
+            }
         }
+    }
+
+    /// The bytes this player's session holds, for the memory budget.
+    pub(crate) fn footprint(&self) -> &Footprint {
+        &self.0.footprint
     }
 
     /// Ends the session with `Bye{kicked}` after its queued events.
@@ -198,8 +240,20 @@ pub struct Registry {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_id: HashMap<u64, Player>,
+    by_id: BTreeMap<u64, Player>,
     by_player: HashMap<Arc<str>, u64>,
+}
+
+/// One page of the live sessions.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionPage {
+    /// Live sessions past their handshake, in all.
+    pub total: usize,
+    /// The sessions on this page, by id.
+    pub sessions: Vec<SessionInfo>,
+    /// The `after` that fetches the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
 }
 
 /// Lock a mutex, recovering the data if a panicking thread poisoned it: the maps stay
@@ -241,12 +295,38 @@ impl Registry {
         lock(&self.inner).by_id.get(&session_id).cloned()
     }
 
-    /// Every live session, oldest id first.
-    pub fn list(&self) -> Vec<SessionInfo> {
-        let players: Vec<Player> = lock(&self.inner).by_id.values().cloned().collect();
-        let mut infos: Vec<SessionInfo> = players.iter().map(Player::info).collect();
-        infos.sort_by_key(|i| i.id);
-        infos
+    /// Up to `limit` live sessions with ids above `after`, by id. The lock is held only to
+    /// clone `limit` handles; the page is built after it is released.
+    pub fn page(&self, after: u64, limit: usize) -> SessionPage {
+        let (total, players, more) = {
+            let inner = lock(&self.inner);
+            let mut range = inner
+                .by_id
+                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded));
+            let players: Vec<Player> = range.by_ref().take(limit).map(|(_, p)| p.clone()).collect();
+            (inner.by_id.len(), players, range.next().is_some())
+        };
+        let sessions: Vec<SessionInfo> = players.iter().map(Player::info).collect();
+        let next_after = if more {
+            sessions.last().map(|s| s.id)
+        } else {
+            None
+        };
+        SessionPage {
+            total,
+            sessions,
+            next_after,
+        }
+    }
+
+    /// The footprints of every live session, added up.
+    pub fn footprints(&self) -> Totals {
+        let inner = lock(&self.inner);
+        let mut totals = Totals::default();
+        for player in inner.by_id.values() {
+            totals.add(player.footprint());
+        }
+        totals
     }
 
     /// Number of live sessions past their handshake.
@@ -267,7 +347,10 @@ mod tests {
     fn player(id: u64, name: &str) -> (Player, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(2);
         let peer = "127.0.0.1:5000".parse().expect("addr");
-        (Player::new(id, Arc::from(name), peer, tx), rx)
+        (
+            Player::new(id, Arc::from(name), peer, tx, QueueLimit::default()),
+            rx,
+        )
     }
 
     #[test]
@@ -284,6 +367,50 @@ mod tests {
         assert_eq!(registry.len(), 1);
         let (third, _rx3) = player(3, "alice");
         assert_eq!(registry.register(third).map(|p| p.session_id()), Some(2));
+    }
+
+    #[test]
+    fn a_queue_over_its_bytes_closes_the_session_as_slow_consumer() {
+        let (tx, _rx) = mpsc::channel(100);
+        let peer = "127.0.0.1:5000".parse().expect("addr");
+        let limit = QueueLimit {
+            max_bytes: 10,
+            pressure: Pressure::default(),
+        };
+        let p = Player::new(1, Arc::from("big"), peer, tx, limit);
+        assert!(p.send(Bytes::from_static(b"123456")));
+        assert_eq!(p.footprint().queued(), 6);
+        assert!(!p.send(Bytes::from_static(b"123456")));
+        assert_eq!(
+            p.footprint().queued(),
+            6,
+            "the refused event is not counted"
+        );
+        assert_eq!(p.control().requested(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn pages_walk_every_session_once() {
+        let registry = Registry::default();
+        let mut keep = Vec::new();
+        for id in 1..=25 {
+            let (p, rx) = player(id, &format!("p{id}"));
+            registry.register(p);
+            keep.push(rx);
+        }
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = registry.page(after, 10);
+            assert_eq!(page.total, 25);
+            assert!(page.sessions.len() <= 10);
+            seen.extend(page.sessions.iter().map(|s| s.id));
+            match page.next_after {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=25).collect::<Vec<_>>());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! A token that can no longer resume (used, expired, overflowed, ended) leaves a tombstone for a
 //! while, so that the refusal says why.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ use protocol::ResumeToken;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::budget::Totals;
 use crate::close::CloseReason;
 use crate::game::Game;
-use crate::metrics::Metrics;
+use crate::metrics::{Eviction, Metrics};
 use crate::registry::Player;
 
 /// Events sent to the client and not yet acknowledged, kept for replay after a resume.
@@ -27,6 +28,8 @@ pub(crate) struct Replay {
     sent: VecDeque<(u64, Bytes)>,
     last_seq: u64,
     capacity: usize,
+    max_bytes: u64,
+    bytes: u64,
 }
 
 /// Why a resume was refused; the `reason` label of `gameserver_resume_rejected_total`.
@@ -48,11 +51,13 @@ pub enum Refusal {
     SeqGap,
     /// The session's previous connection did not hand it over in time; retrying may work.
     NotReady,
+    /// The parked session was ended early to stay within a memory limit.
+    Evicted,
 }
 
 impl Refusal {
     /// Every refusal, for initialising the metric labels.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Unknown,
         Refusal::Reused,
         Refusal::Expired,
@@ -61,6 +66,7 @@ impl Refusal {
         Refusal::WrongPlayer,
         Refusal::SeqGap,
         Refusal::NotReady,
+        Refusal::Evicted,
     ];
 
     /// The metric label.
@@ -74,6 +80,7 @@ impl Refusal {
             Refusal::WrongPlayer => "wrong_player",
             Refusal::SeqGap => "seq_gap",
             Refusal::NotReady => "not_ready",
+            Refusal::Evicted => "evicted",
         }
     }
 
@@ -94,36 +101,54 @@ impl Refusal {
             Refusal::NotReady => {
                 "the session's previous connection is still closing; retry the resume"
             }
+            Refusal::Evicted => {
+                "the server needed the room and ended your parked session; start a new session"
+            }
         }
     }
 }
 
 impl Replay {
-    /// Keeps at most `capacity` unacknowledged events (0 keeps none: resume off).
-    pub(crate) fn new(capacity: usize) -> Replay {
+    /// Keeps at most `capacity` unacknowledged events and `max_bytes` of them (a capacity of 0
+    /// keeps none: resume off).
+    pub(crate) fn new(capacity: usize, max_bytes: u64) -> Replay {
         Replay {
             sent: VecDeque::new(),
             last_seq: 0,
             capacity,
+            max_bytes,
+            bytes: 0,
         }
     }
 
-    /// Numbers the next event and keeps it for replay. Returns its sequence number.
+    /// Numbers the next event and keeps it for replay, dropping the oldest beyond the limits.
+    /// Returns its sequence number.
     pub(crate) fn push(&mut self, payload: &Bytes) -> u64 {
         self.last_seq += 1;
         if self.capacity > 0 {
-            if self.sent.len() == self.capacity {
-                self.sent.pop_front();
-            }
+            self.bytes += payload.len() as u64;
             self.sent.push_back((self.last_seq, payload.clone()));
+            while self.sent.len() > self.capacity || self.bytes > self.max_bytes {
+                match self.sent.pop_front() {
+                    Some((_, dropped)) => self.bytes -= dropped.len() as u64,
+                    None => break,
+                }
+            }
         }
         self.last_seq
+    }
+
+    /// Bytes of events kept.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The client has every event up to `seq`: they need not be kept.
     pub(crate) fn ack(&mut self, seq: u64) {
         while self.sent.front().is_some_and(|(s, _)| *s <= seq) {
-            self.sent.pop_front();
+            if let Some((_, acked)) = self.sent.pop_front() {
+                self.bytes -= acked.len() as u64;
+            }
         }
     }
 
@@ -162,6 +187,8 @@ pub(crate) struct Carried {
 struct Parked {
     carried: Carried,
     reason: CloseReason,
+    /// Position in the parking order: lower parked earlier.
+    order: u64,
     _supervisor: oneshot::Sender<()>,
 }
 
@@ -179,6 +206,9 @@ struct Inner {
     claimed: HashSet<ResumeToken>,
     tombstones: HashMap<ResumeToken, (Refusal, Instant)>,
     next_purge: usize,
+    /// Parked tokens, oldest first.
+    order: BTreeMap<u64, ResumeToken>,
+    next_order: u64,
 }
 
 impl Inner {
@@ -194,6 +224,7 @@ impl Inner {
 
     fn unpark(&mut self, token: &ResumeToken) -> Option<Parked> {
         let parked = self.parked.remove(token)?;
+        self.order.remove(&parked.order);
         let player_id = parked.carried.player.player_id();
         if self.parked_by_player.get(player_id) == Some(token) {
             self.parked_by_player.remove(player_id);
@@ -207,8 +238,18 @@ pub(crate) struct Parking {
     inner: Mutex<Inner>,
     parked_signal: Notify,
     grace: Duration,
+    limits: ParkingLimits,
     metrics: Metrics,
     game: Arc<dyn Game>,
+}
+
+/// How many sessions, and how many bytes, the parking lot holds at most.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ParkingLimits {
+    /// `session.max_parked`.
+    pub max_parked: usize,
+    /// `session.max_parked_bytes`.
+    pub max_bytes: u64,
 }
 
 impl std::fmt::Debug for Parking {
@@ -229,11 +270,17 @@ fn tombstone_life(grace: Duration) -> Duration {
 }
 
 impl Parking {
-    pub(crate) fn new(grace: Duration, metrics: Metrics, game: Arc<dyn Game>) -> Arc<Parking> {
+    pub(crate) fn new(
+        grace: Duration,
+        limits: ParkingLimits,
+        metrics: Metrics,
+        game: Arc<dyn Game>,
+    ) -> Arc<Parking> {
         Arc::new(Parking {
             inner: Mutex::new(Inner::default()),
             parked_signal: Notify::new(),
             grace,
+            limits,
             metrics,
             game,
         })
@@ -285,6 +332,12 @@ impl Parking {
     ) {
         let player = carried.player.clone();
         player.control().reset();
+        player.footprint().set_held(carried.replay.bytes(), 0);
+        while self.lock().parked.len() >= self.limits.max_parked {
+            if self.evict_oldest(Eviction::MaxParked).is_none() {
+                break;
+            }
+        }
         self.game.disconnected(&player, reason);
         let (stop, stopped) = oneshot::channel();
         {
@@ -293,11 +346,15 @@ impl Parking {
             inner.claimed.remove(&token);
             let player_id: Arc<str> = Arc::from(player.player_id());
             inner.parked_by_player.insert(player_id, token);
+            let order = inner.next_order;
+            inner.next_order += 1;
+            inner.order.insert(order, token);
             inner.parked.insert(
                 token,
                 Parked {
                     carried,
                     reason,
+                    order,
                     _supervisor: stop,
                 },
             );
@@ -333,6 +390,7 @@ impl Parking {
             if why == Refusal::Expired {
                 self.metrics.resume_expired.inc();
             }
+            self.game.leave(&parked.carried.player, parked.reason);
             tracing::info!(
                 session = parked.carried.player.session_id(),
                 player = parked.carried.player.player_id(),
@@ -340,7 +398,47 @@ impl Parking {
                 why = why.as_str(),
                 "parked session ended for good"
             );
-            self.game.leave(&parked.carried.player, parked.reason);
+        }
+    }
+
+    /// Ends the oldest parked session to stay within a limit. Returns the bytes it held, or
+    /// `None` when none is parked.
+    pub(crate) fn evict_oldest(&self, cause: Eviction) -> Option<u64> {
+        let (token, bytes) = {
+            let inner = self.lock();
+            let token = *inner.order.values().next()?;
+            let mut held = Totals::default();
+            if let Some(parked) = inner.parked.get(&token) {
+                held.add(parked.carried.player.footprint());
+            }
+            (token, held.bytes())
+        };
+        self.metrics
+            .parked_evicted
+            .with_label_values(&[cause.as_str()])
+            .inc();
+        self.end(token, Refusal::Evicted);
+        Some(bytes)
+    }
+
+    /// Every parked session's footprint, added up.
+    pub(crate) fn footprints(&self) -> Totals {
+        let inner = self.lock();
+        let mut totals = Totals::default();
+        for parked in inner.parked.values() {
+            totals.add(parked.carried.player.footprint());
+        }
+        totals
+    }
+
+    /// Evicts the oldest parked sessions while they hold more than `session.max_parked_bytes`.
+    pub(crate) fn enforce_bytes(&self) {
+        let mut held = self.footprints().bytes();
+        while held > self.limits.max_bytes {
+            match self.evict_oldest(Eviction::ParkedBytes) {
+                Some(freed) => held = held.saturating_sub(freed),
+                None => break,
+            }
         }
     }
 
@@ -442,7 +540,7 @@ mod tests {
 
     #[test]
     fn replay_keeps_unacknowledged_events_up_to_its_capacity() {
-        let mut replay = Replay::new(3);
+        let mut replay = Replay::new(3, u64::MAX);
         for n in 1..=5u8 {
             assert_eq!(replay.push(&Bytes::from(vec![n])), u64::from(n));
         }
@@ -462,8 +560,22 @@ mod tests {
     }
 
     #[test]
+    fn replay_keeps_at_most_its_bytes() {
+        let mut replay = Replay::new(100, 10);
+        for n in 1..=4u8 {
+            replay.push(&Bytes::from(vec![n; 4]));
+        }
+        // 16 bytes were pushed; only the newest two events (8 bytes) fit in 10.
+        assert_eq!(replay.bytes(), 8);
+        assert_eq!(replay.after(2).map(|v| v.len()), Ok(2));
+        assert_eq!(replay.after(1), Err(Refusal::SeqGap));
+        replay.ack(3);
+        assert_eq!(replay.bytes(), 4);
+    }
+
+    #[test]
     fn replay_without_capacity_only_counts() {
-        let mut replay = Replay::new(0);
+        let mut replay = Replay::new(0, u64::MAX);
         assert_eq!(replay.push(&Bytes::from_static(b"x")), 1);
         assert_eq!(replay.push(&Bytes::from_static(b"y")), 2);
         assert_eq!(replay.after(2), Ok(vec![]));

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use protocol::{
-    Bye, ByeCode, ClientMessage, CodecError, HEADER_LEN, Hello, PROTOCOL_VERSION, ResumeToken,
-    ServerCodec, ServerMessage, Welcome, WireMessage,
+    Bye, ByeCode, ClientMessage, CodecError, HEADER_LEN, Hello, MAX_HELLO_BODY, PROTOCOL_VERSION,
+    ResumeToken, ServerCodec, ServerMessage, Welcome, WireMessage,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,7 +28,7 @@ use crate::Shared;
 use crate::close::{CloseReason, Direction, classify_codec, classify_io};
 use crate::metrics::Traffic;
 use crate::reaper::SessionEnd;
-use crate::registry::Player;
+use crate::registry::{Player, QueueLimit};
 use crate::resume::{Carried, Replay};
 use crate::watchdog::{Expiry, RateLimit, Timeouts, Watchdog};
 
@@ -44,6 +44,8 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 const FRAMES_PER_PASS: usize = 64;
 /// How long a silence deadline waits for a frame that is already waiting to be read.
 const SILENCE_GRACE: Duration = Duration::from_millis(5);
+/// Room names with this prefix are the server's automatic rooms: they are given, never chosen.
+pub const AUTO_ROOM_PREFIX: &str = "auto-";
 
 /// Why the session loop ended, decided at the first fatal event.
 #[derive(Debug)]
@@ -92,7 +94,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     let span = tracing::info_span!("session", id, %peer, player = tracing::field::Empty);
     async {
         let end = Session::new(&shared, id, peer).run(stream).await;
-        shared.report(end);
+        shared.report(end).await;
     }
     .instrument(span)
     .await;
@@ -126,6 +128,10 @@ struct Session<'a> {
     acked_input_seq: u64,
     ping: Option<(u64, Instant)>,
     next_nonce: u64,
+    /// The server's stall clock as this session last accounted for it.
+    stall_seen: Duration,
+    /// What the footprint last published: replay bytes and buffer bytes.
+    published: (u64, u64),
 }
 
 impl<'a> Session<'a> {
@@ -151,30 +157,44 @@ impl<'a> Session<'a> {
             ),
             rearm: false,
             silence_grace_used: false,
-            rate: RateLimit::new(cfg.rate_limit_per_sec, cfg.rate_limit_burst, now),
+            rate: RateLimit::new(
+                cfg.rate_limit_per_sec,
+                cfg.rate_limit_burst,
+                now,
+                shared.stalls.recorded(),
+            ),
             traffic: Traffic::default(),
             flushed: Traffic::default(),
             player: None,
             events_tx: Some(events_tx),
             events,
-            replay: Replay::new(if shared.parking.enabled() {
-                cfg.resume_buffer
-            } else {
-                0
-            }),
+            replay: Replay::new(
+                if shared.parking.enabled() {
+                    cfg.resume_buffer
+                } else {
+                    0
+                },
+                cfg.resume_buffer_bytes,
+            ),
             token: None,
             parked: false,
             last_input_seq: 0,
             acked_input_seq: 0,
             ping: None,
             next_nonce: 1,
+            stall_seen: shared.stalls.recorded(),
+            published: (0, 0),
         }
     }
 
     async fn run(mut self, mut stream: TcpStream) -> SessionEnd {
         let ending = {
             let (read, mut write) = stream.split();
-            let mut reader = FramedRead::with_capacity(read, self.codec.clone(), READ_BUFFER);
+            // Until the handshake, no frame larger than the largest Hello is read: a length prefix
+            // from an unknown peer cannot make the server reserve a full frame.
+            let mut hello_codec = self.codec.clone();
+            hello_codec.set_max_frame(MAX_HELLO_BODY.min(self.codec.max_frame()));
+            let mut reader = FramedRead::with_capacity(read, hello_codec, READ_BUFFER);
             self.serve(&mut reader, &mut write).await
         };
         self.parked = self.park(&ending);
@@ -222,6 +242,7 @@ impl<'a> Session<'a> {
                 }
                 () = &mut sleep => {
                     let now = Instant::now();
+                    self.forgive_stalls();
                     if self.watchdog.silence_due(now) && !self.silence_grace_used && input_waiting(reader) {
                         // A frame arrived in time but a busy runtime has not read it yet: read it
                         // before judging the peer silent. Once per deadline, so that a peer
@@ -255,9 +276,16 @@ impl<'a> Session<'a> {
                                 if let Some(ending) = self.on_message(message).await {
                                     return ending;
                                 }
-                                if control.is_none() {
+                                if control.is_none() && self.player.is_some() {
                                     control.clone_from(&self.player);
+                                    reader.decoder_mut().set_max_frame(self.codec.max_frame());
                                 }
+                            }
+                            Some(Err(CodecError::FrameTooLarge { len, .. })) if self.player.is_none() => {
+                                return Ending::because(
+                                    CloseReason::ProtocolError,
+                                    format!("a frame of {len} bytes before Hello (a Hello is at most {MAX_HELLO_BODY})"),
+                                );
                             }
                             Some(Err(error)) => return Ending::codec(error),
                             None => return Ending::new(CloseReason::PeerEof),
@@ -288,6 +316,32 @@ impl<'a> Session<'a> {
                     sleep.as_mut().reset(deadline);
                 }
             }
+            self.publish_footprint(reader.read_buffer().capacity());
+        }
+    }
+
+    /// Moves this session's deadlines later by the server's own stalls since it last looked:
+    /// the client could not be heard while the server stood still.
+    fn forgive_stalls(&mut self) {
+        let total = self.shared.stalls.observe();
+        if total > self.stall_seen {
+            self.watchdog.forgive(total - self.stall_seen);
+            self.stall_seen = total;
+        }
+    }
+
+    /// Publishes what this session holds for the memory budget, when it changed.
+    fn publish_footprint(&mut self, read_buffer: usize) {
+        let Some(player) = &self.player else {
+            return;
+        };
+        let held = (
+            self.replay.bytes(),
+            (read_buffer + self.wbuf.capacity()) as u64,
+        );
+        if held != self.published {
+            self.published = held;
+            player.footprint().set_held(held.0, held.1);
         }
     }
 
@@ -332,9 +386,13 @@ impl<'a> Session<'a> {
         let now = Instant::now();
         self.watchdog.inbound(now);
         self.silence_grace_used = false;
+        self.stall_seen = self.stall_seen.max(self.shared.stalls.recorded());
         self.traffic.frames_in += 1;
         self.traffic.bytes_in += wire_len(&message);
-        if !self.rate.take(now) {
+        // The rate limit looks for a stall of the server itself only before refusing.
+        if !self.rate.take(now, self.shared.stalls.recorded())
+            && !self.rate.take(now, self.shared.stalls.observe())
+        {
             let cfg = &self.shared.config.session;
             return Some(Ending::because(
                 CloseReason::RateLimited,
@@ -387,6 +445,9 @@ impl<'a> Session<'a> {
             ClientMessage::Ack { seq } => self.replay.ack(seq),
             ClientMessage::Bye(_) => return Some(Ending::new(CloseReason::ClientQuit)),
             ClientMessage::Join { room } => {
+                if let Some(ending) = check_room(&room) {
+                    return Some(ending);
+                }
                 let room = self.shared.game.join(player, &room);
                 player.set_room(&room);
                 self.queue(&ServerMessage::Joined { room });
@@ -408,14 +469,32 @@ impl<'a> Session<'a> {
                 )
             });
         }
-        if let Some(auth) = &self.shared.auth
-            && let Err(error) = auth.verify(
+        if hello.player_id.chars().any(char::is_control) {
+            return Some(Ending::because(
+                CloseReason::ProtocolError,
+                "the player id contains control characters",
+            ));
+        }
+        if let Some(ending) = check_room(&hello.room) {
+            return Some(ending);
+        }
+        if let Some(auth) = &self.shared.auth {
+            let source = self.peer.ip();
+            if self.shared.admission.auth_throttled(source).is_err() {
+                self.shared.metrics.auth_throttled.inc();
+                return Some(Ending::because(
+                    CloseReason::AuthFailed,
+                    "too many failed authentications from your network; retry later",
+                ));
+            }
+            if let Err(error) = auth.verify(
                 hello.auth_token.as_deref(),
                 &hello.player_id,
                 SystemTime::now(),
-            )
-        {
-            return Some(Ending::because(CloseReason::AuthFailed, error.to_string()));
+            ) {
+                self.shared.admission.auth_failed(source);
+                return Some(Ending::because(CloseReason::AuthFailed, error.to_string()));
+            }
         }
         let parking = &self.shared.parking;
         let resume = hello.resume.filter(|_| parking.enabled());
@@ -437,7 +516,17 @@ impl<'a> Session<'a> {
                     parking.discard_player(&hello.player_id);
                 }
                 let events_tx = self.events_tx.take()?;
-                let player = Player::new(self.id, Arc::from(hello.player_id), self.peer, events_tx);
+                let limit = QueueLimit {
+                    max_bytes: self.shared.config.session.outbound_queue_bytes,
+                    pressure: self.shared.budget.pressure_flag(),
+                };
+                let player = Player::new(
+                    self.id,
+                    Arc::from(hello.player_id),
+                    self.peer,
+                    events_tx,
+                    limit,
+                );
                 if let Some(old) = self.shared.registry.register(player.clone()) {
                     tracing::info!(
                         old_session = old.session_id(),
@@ -517,7 +606,7 @@ impl<'a> Session<'a> {
         let carried = Carried {
             player: player.clone(),
             events: std::mem::replace(&mut self.events, closed),
-            replay: std::mem::replace(&mut self.replay, Replay::new(0)),
+            replay: std::mem::replace(&mut self.replay, Replay::new(0, 0)),
             last_input_seq: self.last_input_seq,
         };
         parking.park(token, carried, ending.reason);
@@ -556,6 +645,9 @@ impl<'a> Session<'a> {
     }
 
     fn push_event(&mut self, payload: Bytes) {
+        if let Some(player) = &self.player {
+            player.footprint().dequeue(payload.len() as u64);
+        }
         let seq = self.replay.push(&payload);
         self.queue(&ServerMessage::Event { seq, payload });
     }
@@ -755,6 +847,26 @@ fn input_waiting(reader: &FramedRead<ReadHalf<'_>, ServerCodec>) -> bool {
     let socket = socket2::SockRef::from(reader.get_ref().as_ref());
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     matches!(socket.peek(&mut byte), Ok(n) if n > 0)
+}
+
+/// Refuses room names that are not for clients to choose: names with control characters, and
+/// the automatic rooms' namespace (a client naming `auto-3` must not steer automatic placement).
+fn check_room(room: &str) -> Option<Ending> {
+    if room.chars().any(char::is_control) {
+        return Some(Ending::because(
+            CloseReason::ProtocolError,
+            "the room name contains control characters",
+        ));
+    }
+    if room.starts_with(AUTO_ROOM_PREFIX) {
+        return Some(Ending::because(
+            CloseReason::ProtocolError,
+            format!(
+                "room names starting with {AUTO_ROOM_PREFIX:?} are reserved for automatic placement"
+            ),
+        ));
+    }
+    None
 }
 
 fn wire_len(message: &ClientMessage) -> u64 {

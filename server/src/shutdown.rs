@@ -1,5 +1,10 @@
 //! Graceful shutdown in two steps: drain (stop accepting, flush, say Bye) and abort (stop
 //! waiting). The first SIGTERM or SIGINT drains; a second one, or the drain timeout, aborts.
+//!
+//! The process exit is bounded whatever clients or admin connections do: the first signal arms
+//! a deadline of `shutdown.drain_timeout` plus [`EXIT_MARGIN`], the second one of
+//! [`SECOND_SIGNAL_EXIT`]; past it the process exits with status 1. The deadline runs on a thread
+//! of its own, so that it holds even if the runtime is wedged.
 
 use tokio_util::sync::CancellationToken;
 
@@ -43,8 +48,36 @@ impl Shutdown {
     }
 }
 
-/// Turns SIGTERM and SIGINT into drain (first) and abort (second). Runs until the second signal.
-pub async fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
+/// Time allowed after the drain timeout for the rest of the exit: closing the admin listener
+/// ([`crate::admin`] gives its connections one second), recording the last closes, flushing logs.
+pub const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
+/// Time a second signal leaves for the abort to record its closes before the process exits.
+pub const SECOND_SIGNAL_EXIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Exits the process with status 1 after `after`, from a thread of its own.
+pub fn exit_after(after: std::time::Duration, why: &'static str) {
+    let spawned = std::thread::Builder::new()
+        .name("game-server-exit".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("game-server: {why}; exiting now\n").as_bytes(),
+            );
+            std::process::exit(1);
+        });
+    if spawned.is_err() {
+        std::process::exit(1);
+    }
+}
+
+/// Turns SIGTERM and SIGINT into drain (first) and abort (second), and bounds the exit: the first
+/// signal arms an exit deadline of `drain_timeout` plus [`EXIT_MARGIN`], the second one of
+/// [`SECOND_SIGNAL_EXIT`]. Runs until the second signal.
+pub async fn watch_signals(
+    shutdown: Shutdown,
+    drain_timeout: std::time::Duration,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -53,18 +86,24 @@ pub async fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
+        // Act first, log second: a log that cannot be written must not delay the drain.
         if step == 0 {
+            shutdown.drain();
+            exit_after(
+                drain_timeout + EXIT_MARGIN,
+                "the drain did not finish within shutdown.drain_timeout and its margin",
+            );
             tracing::info!(
                 signal = name,
-                "draining: no new players; sessions flush and say Bye (a second signal skips the wait)"
+                "draining: no new players; sessions flush and say Bye (a second signal exits at once)"
             );
-            shutdown.drain();
         } else {
+            shutdown.abort();
+            exit_after(SECOND_SIGNAL_EXIT, "second signal");
             tracing::warn!(
                 signal = name,
                 "second signal: closing every remaining session now"
             );
-            shutdown.abort();
         }
     }
     Ok(())

@@ -41,6 +41,8 @@ pub struct Watchdog {
     timeouts: Timeouts,
     handshake_deadline: Option<Instant>,
     last_inbound: Instant,
+    /// Where the idle deadline counts from: the last frame, moved later by server stalls.
+    idle_from: Instant,
     next_ping: Option<Instant>,
     write_stalled_since: Option<Instant>,
 }
@@ -52,6 +54,7 @@ impl Watchdog {
             timeouts,
             handshake_deadline: Some(now + timeouts.handshake),
             last_inbound: now,
+            idle_from: now,
             next_ping: None,
             write_stalled_since: None,
         }
@@ -61,6 +64,7 @@ impl Watchdog {
     pub fn handshake_done(&mut self, now: Instant) {
         self.handshake_deadline = None;
         self.last_inbound = now;
+        self.idle_from = now;
         if !self.timeouts.heartbeat.is_zero() {
             self.next_ping = Some(now + self.timeouts.heartbeat);
         }
@@ -69,6 +73,19 @@ impl Watchdog {
     /// A frame arrived. Cheap on purpose: called for every frame.
     pub fn inbound(&mut self, now: Instant) {
         self.last_inbound = now;
+        self.idle_from = now;
+    }
+
+    /// The server itself stood still for `stall` (see [`crate::stall`]): the client could not be
+    /// heard meanwhile, so the handshake, idle and write-stall deadlines move later by as much.
+    pub fn forgive(&mut self, stall: Duration) {
+        if let Some(deadline) = &mut self.handshake_deadline {
+            *deadline += stall;
+        }
+        self.idle_from += stall;
+        if let Some(since) = &mut self.write_stalled_since {
+            *since += stall;
+        }
     }
 
     /// When the last frame arrived (or the connection was accepted).
@@ -91,7 +108,7 @@ impl Watchdog {
     pub fn next_deadline(&self) -> Instant {
         let idle = match self.handshake_deadline {
             Some(handshake) => handshake,
-            None => self.last_inbound + self.timeouts.idle,
+            None => self.idle_from + self.timeouts.idle,
         };
         [
             self.next_ping,
@@ -106,7 +123,7 @@ impl Watchdog {
     pub fn silence_due(&self, now: Instant) -> bool {
         match self.handshake_deadline {
             Some(deadline) => now >= deadline,
-            None => now >= self.last_inbound + self.timeouts.idle,
+            None => now >= self.idle_from + self.timeouts.idle,
         }
     }
 
@@ -116,7 +133,7 @@ impl Watchdog {
         if let Some(deadline) = self.handshake_deadline {
             return (now >= deadline).then_some(Expiry::Handshake);
         }
-        if now >= self.last_inbound + self.timeouts.idle {
+        if now >= self.idle_from + self.timeouts.idle {
             return Some(Expiry::Idle);
         }
         if let Some(since) = self.write_stalled_since
@@ -136,34 +153,58 @@ impl Watchdog {
 }
 
 /// A token bucket: `rate` tokens per second, holding at most `burst`.
+///
+/// The server's own stalls are not charged to the client: tokens the client earned while the
+/// server stood still (which the bucket's cap would otherwise clip at `burst`) are granted as a
+/// credit, valid while the server catches up on the frames that piled up meanwhile.
 #[derive(Debug)]
 pub struct RateLimit {
     rate: f64,
     burst: f64,
     tokens: f64,
     updated: Instant,
+    credit: f64,
+    credit_until: Instant,
+    stall_seen: Duration,
 }
 
+/// How long after a stall its credit stays usable: time to read what piled up meanwhile.
+const STALL_CATCH_UP: Duration = Duration::from_secs(1);
+
 impl RateLimit {
-    /// A full bucket.
-    pub fn new(rate_per_sec: u32, burst: u32, now: Instant) -> Self {
+    /// A full bucket. `stall_total` is the server's stall clock now.
+    pub fn new(rate_per_sec: u32, burst: u32, now: Instant, stall_total: Duration) -> Self {
         RateLimit {
             rate: f64::from(rate_per_sec),
             burst: f64::from(burst),
             tokens: f64::from(burst),
             updated: now,
+            credit: 0.0,
+            credit_until: now,
+            stall_seen: stall_total,
         }
     }
 
-    /// Takes one token; false when the bucket is empty.
-    pub fn take(&mut self, now: Instant) -> bool {
+    /// Takes one token; false when the bucket is empty. `stall_total` is the server's stall
+    /// clock now.
+    pub fn take(&mut self, now: Instant, stall_total: Duration) -> bool {
+        if stall_total > self.stall_seen {
+            let stall = stall_total - self.stall_seen;
+            self.stall_seen = stall_total;
+            self.credit += stall.as_secs_f64() * self.rate;
+            self.credit_until = now + STALL_CATCH_UP;
+        }
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.updated = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
+        } else if self.credit >= 1.0 && now < self.credit_until {
+            self.credit -= 1.0;
+            true
         } else {
+            self.credit = 0.0;
             false
         }
     }
@@ -266,14 +307,54 @@ mod tests {
     #[test]
     fn rate_limit_allows_the_burst_then_the_rate() {
         let t0 = Instant::now();
-        let mut r = RateLimit::new(10, 5, t0);
-        assert!((0..5).all(|_| r.take(t0)));
-        assert!(!r.take(t0));
-        assert!(r.take(t0 + Duration::from_millis(100)));
-        assert!(!r.take(t0 + Duration::from_millis(100)));
-        // A long pause refills only up to the burst.
+        let z = Duration::ZERO;
+        let mut r = RateLimit::new(10, 5, t0, z);
+        assert!((0..5).all(|_| r.take(t0, z)));
+        assert!(!r.take(t0, z));
+        assert!(r.take(t0 + Duration::from_millis(100), z));
+        assert!(!r.take(t0 + Duration::from_millis(100), z));
+        // A long pause of the client refills only up to the burst.
         let later = t0 + Duration::from_secs(60);
-        assert!((0..5).all(|_| r.take(later)));
-        assert!(!r.take(later));
+        assert!((0..5).all(|_| r.take(later, z)));
+        assert!(!r.take(later, z));
+    }
+
+    #[test]
+    fn a_server_stall_is_not_charged_to_a_client_within_its_rate() {
+        // 20 frames/s against a limit of 100/s with a burst of 10: during a 10 s stall of the
+        // server, 200 frames pile up and arrive at once.
+        let t0 = Instant::now();
+        let mut r = RateLimit::new(100, 10, t0, Duration::ZERO);
+        let after = t0 + Duration::from_secs(10);
+        let stalled = Duration::from_secs(10);
+        assert!((0..200).all(|_| r.take(after, stalled)));
+        // The credit is what the stall earned, not a licence to flood afterwards.
+        let flood = after + Duration::from_secs(3);
+        assert!((0..10).all(|_| r.take(flood, stalled)));
+        assert!(!r.take(flood, stalled));
+    }
+
+    #[test]
+    fn without_a_stall_the_same_pile_is_rate_limited() {
+        let t0 = Instant::now();
+        let z = Duration::ZERO;
+        let mut r = RateLimit::new(100, 10, t0, z);
+        let after = t0 + Duration::from_secs(10);
+        assert!(!(0..200).all(|_| r.take(after, z)));
+    }
+
+    #[test]
+    fn a_stall_moves_the_deadlines_later() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(T, t0);
+        w.forgive(Duration::from_secs(10));
+        assert_eq!(w.next_deadline(), t0 + Duration::from_secs(15));
+        w.handshake_done(t0 + Duration::from_secs(1));
+        w.forgive(Duration::from_secs(10));
+        assert_eq!(w.expired(t0 + Duration::from_secs(12)), Some(Expiry::Ping));
+        assert!(!w.silence_due(t0 + Duration::from_secs(13)));
+        assert_eq!(w.expired(t0 + Duration::from_secs(14)), Some(Expiry::Idle));
+        // The detection time still counts from the last frame.
+        assert_eq!(w.last_inbound(), t0 + Duration::from_secs(1));
     }
 }

@@ -24,6 +24,9 @@ use tokio_util::codec::Framed;
 /// Generous bound for anything a healthy server does "at once" on a loaded 2-core machine.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The admin bearer token every test server runs with.
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// Logs from the server under test go to the test's captured output.
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
@@ -51,6 +54,7 @@ pub fn test_config() -> Config {
     config.session.write_timeout = Duration::from_secs(1);
     config.session.linger_timeout = Duration::from_secs(2);
     config.shutdown.drain_timeout = Duration::from_secs(5);
+    config.admin.token = TEST_ADMIN_TOKEN.to_owned();
     config
 }
 
@@ -138,6 +142,7 @@ impl TestServer {
     pub async fn post(&self, path: &str) -> u16 {
         self.http
             .post(format!("{}{path}", self.admin_url()))
+            .bearer_auth(TEST_ADMIN_TOKEN)
             .send()
             .await
             .expect("admin POST")

@@ -264,6 +264,7 @@ impl ServerProcess {
             .arg(&config_path)
             .args(["--listen", &spec.listen, "--admin-listen", &spec.admin])
             .env("RUST_LOG", "info")
+            .env("GAMESERVER__ADMIN__TOKEN", crate::TEST_ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -303,6 +304,7 @@ impl ServerProcess {
         let output = Command::new(&words[0])
             .args(&words[1..])
             .args(["http", method, &url])
+            .env("NETCLIENT_TOKEN", crate::TEST_ADMIN_TOKEN)
             .stdin(Stdio::null())
             .output()
             .await

@@ -10,6 +10,7 @@ fn options(server: &TestServer, clients: usize, mix: Mix) -> Options {
         clients,
         mix,
         metrics_url: Some(server.metrics_url()),
+        admin_token: Some(system_tests::TEST_ADMIN_TOKEN.to_owned()),
         progress: ProgressMode::Off,
         crash_exe: Some(env!("CARGO_BIN_EXE_crash-child").into()),
         ..Options::default()

@@ -137,6 +137,7 @@ async fn a_real_prometheus_sees_exactly_the_closes_that_happened() {
         clients: 16,
         mix: client_sim::Mix::quick(),
         metrics_url: Some(server.metrics_url()),
+        admin_token: Some(system_tests::TEST_ADMIN_TOKEN.to_owned()),
         progress: client_sim::ProgressMode::Off,
         crash_exe: Some(env!("CARGO_BIN_EXE_crash-child").into()),
         ..client_sim::Options::default()

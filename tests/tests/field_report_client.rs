@@ -251,6 +251,7 @@ async fn close_with_client_data_unread(lingering: bool) -> (Received, u64) {
         c.session.rate_limit_per_sec = 10_000_000;
         c.session.rate_limit_burst = 10_000_000;
         c.session.outbound_queue = 1_000_000;
+        c.session.outbound_queue_bytes = 1 << 30;
         c.session.heartbeat_interval = Duration::from_secs(1);
         c.session.idle_timeout = Duration::from_secs(30);
         c.session.write_timeout = Duration::from_secs(30);

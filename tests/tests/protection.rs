@@ -104,10 +104,14 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
         c.auth.secret = secret.into();
     })
     .await;
-    let auth = Authenticator::new(secret.as_bytes());
+    let day = Duration::from_secs(86_400);
+    let auth = Authenticator::new(secret.as_bytes(), day);
     let bystander_hello = |player: &str| {
         ClientMessage::Hello(Hello {
-            auth_token: Some(auth.mint(player, Duration::from_secs(60), SystemTime::now())),
+            auth_token: Some(
+                auth.mint(player, Duration::from_secs(60), SystemTime::now())
+                    .expect("mint"),
+            ),
             ..hello_struct(player)
         })
     };
@@ -141,7 +145,7 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
         .await
         .expect("prefix");
     let text = expect_bye(&mut huge, ByeCode::ProtocolError).await;
-    assert!(text.contains("exceeds the maximum"), "{text}");
+    assert!(text.contains("before Hello"), "{text}");
     drop(huge);
 
     // Garbage before Hello (an HTTP request on the game port).
@@ -182,17 +186,19 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
     drop(future);
 
     // Tokens: missing, signed with another secret, expired, for another player.
-    let foreign = Authenticator::new(b"not-the-server-secret").mint(
-        "mallory",
-        Duration::from_secs(60),
-        SystemTime::now(),
-    );
-    let expired = auth.mint(
-        "late",
-        Duration::ZERO,
-        SystemTime::now() - Duration::from_secs(10),
-    );
-    let stolen = auth.mint("alice", Duration::from_secs(60), SystemTime::now());
+    let foreign = Authenticator::new(b"not-the-server-secret", day)
+        .mint("mallory", Duration::from_secs(60), SystemTime::now())
+        .expect("mint");
+    let expired = auth
+        .mint(
+            "late",
+            Duration::from_secs(1),
+            SystemTime::now() - Duration::from_secs(10),
+        )
+        .expect("mint");
+    let stolen = auth
+        .mint("alice", Duration::from_secs(60), SystemTime::now())
+        .expect("mint");
     for (player, token, says) in [
         ("nobody", None, "required"),
         ("mallory", Some(foreign), "signature"),
@@ -323,7 +329,7 @@ async fn the_same_player_connecting_again_replaces_the_old_session() {
     let (status, body) = server.get("/sessions").await;
     assert_eq!(status, 200);
     let sessions: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    let listed: Vec<u64> = sessions
+    let listed: Vec<u64> = sessions["sessions"]
         .as_array()
         .expect("array")
         .iter()
@@ -342,7 +348,8 @@ async fn operators_list_and_kick_sessions() {
     let (status, body) = server.get("/sessions").await;
     assert_eq!(status, 200);
     let sessions: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    let me = &sessions[0];
+    assert_eq!(sessions["total"], 1);
+    let me = &sessions["sessions"][0];
     assert_eq!(me["id"], welcome.session_id);
     assert_eq!(me["player"], "kickme");
     assert_eq!(me["room"], welcome.room.as_str());
@@ -356,7 +363,9 @@ async fn operators_list_and_kick_sessions() {
         .expect_closes(&before, &[(CloseReason::Kicked, 1)], PATIENCE)
         .await;
     let (_, body) = server.get("/sessions").await;
-    assert_eq!(body, "[]");
+    let sessions: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(sessions["total"], 0, "{body}");
+    assert_eq!(sessions["sessions"], serde_json::json!([]), "{body}");
     server.stop().await;
 }
 

@@ -357,7 +357,10 @@ async fn cable_pulled_and_plugged_back_before_any_timeout_the_session_survives()
     let (status, sessions) = server.http("GET", "/sessions").await;
     assert_eq!(status, 200);
     let sessions: serde_json::Value = serde_json::from_str(&sessions).expect("sessions JSON");
-    assert_eq!(sessions[0]["id"], session, "the same session: {sessions}");
+    assert_eq!(
+        sessions["sessions"][0]["id"], session,
+        "the same session: {sessions}"
+    );
     let seen = player.out.all();
     assert!(
         !seen

@@ -191,7 +191,11 @@ mod tests {
     fn player(id: u64) -> (Player, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(64);
         let peer = "127.0.0.1:5000".parse().expect("addr");
-        (Player::new(id, Arc::from(format!("p{id}")), peer, tx), rx)
+        let limit = crate::registry::QueueLimit::default();
+        (
+            Player::new(id, Arc::from(format!("p{id}")), peer, tx, limit),
+            rx,
+        )
     }
 
     fn drain(rx: &mut mpsc::Receiver<Bytes>) -> Vec<DemoEvent> {

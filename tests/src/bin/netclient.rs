@@ -22,7 +22,8 @@
 //! milliseconds until `stop`), `stop`, `ping NONCE`, `quit` (send `Bye{client_quit}`),
 //! `shutdown` (half-close: FIN), `exit`.
 //!
-//! `http` sends one HTTP/1.0 request and prints `status CODE`, then the body.
+//! `http` sends one HTTP/1.0 request and prints `status CODE`, then the body. The environment
+//! variable NETCLIENT_TOKEN, when set, goes with it as the admin bearer token.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -386,7 +387,13 @@ fn http(method: &str, url: &str) -> ExitCode {
         return usage("http needs an http:// URL");
     };
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let request = format!("{method} /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
+    // NETCLIENT_TOKEN, when set, is sent as the admin bearer token.
+    let authorization = std::env::var("NETCLIENT_TOKEN")
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} /{path} HTTP/1.0\r\nHost: {host}\r\n{authorization}Content-Length: 0\r\n\r\n"
+    );
     let exchange = || -> std::io::Result<String> {
         let mut stream = std::net::TcpStream::connect(host)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;

@@ -1,0 +1,306 @@
+//! Memory budgets in bytes, not only in counts.
+//!
+//! Each session is bounded on its own (`session.outbound_queue_bytes` in its queue,
+//! `session.resume_buffer_bytes` for replay), parked sessions are bounded in number and bytes
+//! (`session.max_parked`, `session.max_parked_bytes`), and the whole server by
+//! `server.memory_budget`. The last one is an estimate, kept cheap: every session publishes its
+//! own [`Footprint`] (two counters only it and its senders touch), and one task adds them up every
+//! [`SAMPLE_EVERY`] together with a fixed estimate per connection and per parked session and
+//! what the process used before it held any player. Above the budget:
+//!
+//! 1. new connections are refused (`gameserver_connections_rejected_total{reason="memory_budget"}`);
+//! 2. parked sessions are evicted oldest first (`gameserver_parked_evicted_total`); a later
+//!    resume is refused as `evicted`;
+//! 3. if that is not enough, the server is under pressure: an event for a session that already
+//!    has [`PRESSURE_QUEUE_BYTES`] queued closes it as `slow_consumer` instead of queueing more.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::resume::Parking;
+
+/// How often the server adds up what it holds.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// Estimated memory of one connection beyond what its footprint reports: its task, codec, timer,
+/// buffers at their idle size, its entries in the server's maps and its tracing span. Measured
+/// at about 8.4 KiB per held session (BENCHMARKS.md); rounded up.
+pub const CONNECTION_ESTIMATE: u64 = 12 * 1024;
+/// Estimated memory of one parked session beyond its queued and replayable events.
+pub const PARKED_ESTIMATE: u64 = 2 * 1024;
+/// Under pressure, a session with this much queued gets no more: it is closed as a slow consumer.
+pub const PRESSURE_QUEUE_BYTES: u64 = 64 * 1024;
+
+/// The bytes one session holds, published for the budget. Shared by the session task (which
+/// knows its buffers) and the game (which queues events for it).
+#[derive(Debug, Default)]
+pub struct Footprint {
+    queued: AtomicU64,
+    replay: AtomicU64,
+    buffers: AtomicU64,
+}
+
+impl Footprint {
+    /// Bytes of events queued and not yet taken by the session.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of sent events kept for replay.
+    pub fn replay(&self) -> u64 {
+        self.replay.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the session's read and write buffers.
+    pub fn buffers(&self) -> u64 {
+        self.buffers.load(Ordering::Relaxed)
+    }
+
+    /// Adds a queued event; returns the new total.
+    pub(crate) fn enqueue(&self, bytes: u64) -> u64 {
+        self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes
+    }
+
+    /// Takes back a queued event (dequeued by the session, or refused).
+    pub(crate) fn dequeue(&self, bytes: u64) {
+        // Never below zero, even if a count and its correction race.
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(bytes))
+            });
+    }
+
+    /// Publishes what the session holds itself.
+    pub(crate) fn set_held(&self, replay: u64, buffers: u64) {
+        self.replay.store(replay, Ordering::Relaxed);
+        self.buffers.store(buffers, Ordering::Relaxed);
+    }
+}
+
+/// Footprints added up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Sessions added.
+    pub count: u64,
+    /// Queued bytes.
+    pub queued: u64,
+    /// Replay bytes.
+    pub replay: u64,
+    /// Buffer bytes.
+    pub buffers: u64,
+}
+
+impl Totals {
+    /// Adds one footprint.
+    pub fn add(&mut self, footprint: &Footprint) {
+        self.count += 1;
+        self.queued += footprint.queued();
+        self.replay += footprint.replay();
+        self.buffers += footprint.buffers();
+    }
+
+    /// Every byte counted.
+    pub fn bytes(&self) -> u64 {
+        self.queued + self.replay + self.buffers
+    }
+}
+
+/// The server-wide budget: the limit, the last estimate and whether the server is under
+/// pressure. Cheap to share.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u64,
+    baseline: u64,
+    used: AtomicU64,
+    pressure: AtomicBool,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes for a process that used `baseline` bytes before holding players.
+    pub fn new(limit: u64, baseline: u64) -> Arc<Budget> {
+        Arc::new(Budget {
+            limit,
+            baseline,
+            used: AtomicU64::new(baseline),
+            pressure: AtomicBool::new(false),
+        })
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The last estimate.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// True when one more connection fits.
+    pub fn admits_connection(&self) -> bool {
+        self.used() + CONNECTION_ESTIMATE <= self.limit
+    }
+
+    /// True when evicting every parked session did not bring the estimate under the limit.
+    pub fn under_pressure(&self) -> bool {
+        self.pressure.load(Ordering::Relaxed)
+    }
+
+    /// A flag for the hot path that reads [`Budget::under_pressure`].
+    pub(crate) fn pressure_flag(self: &Arc<Self>) -> Pressure {
+        Pressure(Some(self.clone()))
+    }
+}
+
+/// Whether the server is under memory pressure, as seen by [`crate::registry::Player::send`].
+#[derive(Debug, Clone, Default)]
+pub struct Pressure(Option<Arc<Budget>>);
+
+impl Pressure {
+    /// True under pressure.
+    pub fn on(&self) -> bool {
+        self.0.as_ref().is_some_and(|b| b.under_pressure())
+    }
+}
+
+/// What the process uses now (its resident set), read from /proc; 0 where that is unknown.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// What one sample found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Live sessions past their handshake.
+    pub live: Totals,
+    /// Parked sessions.
+    pub parked: Totals,
+    /// Open connections.
+    pub connections: u64,
+}
+
+impl Sample {
+    /// The estimate this sample gives over `baseline`.
+    pub fn estimate(&self, baseline: u64) -> u64 {
+        baseline
+            + self.connections * CONNECTION_ESTIMATE
+            + self.live.bytes()
+            + self.parked.bytes()
+            + self.parked.count * PARKED_ESTIMATE
+    }
+}
+
+/// Adds up the footprints every [`SAMPLE_EVERY`], enforces the parked and server-wide budgets,
+/// and updates the gauges. Runs until dropped.
+pub(crate) async fn watch(
+    budget: Arc<Budget>,
+    registry: Arc<Registry>,
+    parking: Arc<Parking>,
+    metrics: Metrics,
+) {
+    metrics.memory_budget.set(gauge(budget.limit));
+    let mut interval = tokio::time::interval(SAMPLE_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        enforce(&budget, &registry, &parking, &metrics);
+    }
+}
+
+/// One round: sample, evict what must go, publish.
+pub(crate) fn enforce(budget: &Budget, registry: &Registry, parking: &Parking, metrics: &Metrics) {
+    parking.enforce_bytes();
+    let mut sample = Sample {
+        live: registry.footprints(),
+        parked: parking.footprints(),
+        connections: u64::try_from(metrics.sessions_active.get()).unwrap_or(0),
+    };
+    while sample.estimate(budget.baseline) > budget.limit && sample.parked.count > 0 {
+        let Some(freed) = parking.evict_oldest(crate::metrics::Eviction::MemoryBudget) else {
+            break;
+        };
+        // Close enough for the loop; the next sample recounts exactly.
+        sample.parked.count -= 1;
+        let from_queued = freed.min(sample.parked.queued);
+        sample.parked.queued -= from_queued;
+        sample.parked.replay = sample.parked.replay.saturating_sub(freed - from_queued);
+    }
+    let estimate = sample.estimate(budget.baseline);
+    let pressure = estimate > budget.limit;
+    if pressure != budget.pressure.swap(pressure, Ordering::Relaxed) {
+        if pressure {
+            tracing::warn!(
+                used = estimate,
+                budget = budget.limit,
+                "over server.memory_budget with no parked session left to evict: refusing new \
+                 players and closing sessions with a backlog as slow consumers"
+            );
+        } else {
+            tracing::info!(
+                used = estimate,
+                budget = budget.limit,
+                "back under server.memory_budget"
+            );
+        }
+    }
+    budget.used.store(estimate, Ordering::Relaxed);
+    metrics.memory_used.set(gauge(estimate));
+    metrics
+        .queued_bytes
+        .set(gauge(sample.live.queued + sample.parked.queued));
+    metrics
+        .replay_bytes
+        .set(gauge(sample.live.replay + sample.parked.replay));
+    metrics.parked_bytes.set(gauge(sample.parked.bytes()));
+}
+
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_counts_every_holder() {
+        let sample = Sample {
+            live: Totals {
+                count: 3,
+                queued: 100,
+                replay: 50,
+                buffers: 50,
+            },
+            parked: Totals {
+                count: 2,
+                queued: 100,
+                replay: 200,
+                buffers: 0,
+            },
+            connections: 3,
+        };
+        assert_eq!(
+            sample.estimate(1000),
+            1000 + 3 * CONNECTION_ESTIMATE + 200 + 300 + 2 * PARKED_ESTIMATE
+        );
+    }
+
+    #[test]
+    fn a_footprint_never_goes_below_zero() {
+        let footprint = Footprint::default();
+        assert_eq!(footprint.enqueue(10), 10);
+        footprint.dequeue(25);
+        assert_eq!(footprint.queued(), 0);
+    }
+
+    #[test]
+    fn the_process_knows_its_resident_set() {
+        assert!(resident_bytes() > 1 << 20);
+    }
+}
