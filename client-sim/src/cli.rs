@@ -88,6 +88,9 @@ pub struct Cli {
     /// scenarios need it; so does a server whose admin port is off loopback.
     #[arg(long, env = "CLIENT_SIM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Read the admin token from this file instead (surrounding whitespace ignored).
+    #[arg(long, value_name = "FILE", value_parser = read_token_file, conflicts_with = "admin_token")]
+    pub admin_token_file: Option<String>,
     /// Write the full report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -164,6 +167,15 @@ fn parse_source_addrs_arg(s: &str) -> Result<SourceAddrs, OptionsError> {
     parse_source_addrs(s).map(SourceAddrs)
 }
 
+fn read_token_file(path: &str) -> Result<String, String> {
+    let token = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    Ok(token.to_owned())
+}
+
 fn parse_progress(s: &str) -> Result<ProgressMode, String> {
     match s {
         "auto" => Ok(ProgressMode::Auto),
@@ -191,7 +203,10 @@ impl Cli {
             duration: self.duration,
             mix,
             metrics_url: self.metrics_url.clone(),
-            admin_token: self.admin_token.clone(),
+            admin_token: self
+                .admin_token
+                .clone()
+                .or_else(|| self.admin_token_file.clone()),
             source_addrs: self.source_addrs.clone().map(|s| s.0).unwrap_or_default(),
             auth_secret: self.auth_secret.clone(),
             token_ttl: self.token_ttl,

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use protocol::demo::DemoEvent;
 use protocol::{
     Bye, ByeCode, ClientCodec, ClientMessage, CodecError, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN,
-    Hello, Kind, MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES, PROTOCOL_VERSION, Resume, ResumeToken,
-    ServerCodec, ServerMessage, Welcome,
+    Hello, Kind, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY, MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES,
+    PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken, ServerCodec, ServerMessage, Welcome,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -710,4 +710,33 @@ fn invalid_demo_payloads_are_rejected() {
     let long_from = format!("010041{}", "61".repeat(65));
     assert_eq!(reject(&long_from), "relay sender id too long");
     assert_eq!(reject("010003616e6e000000"), "relay needs an input seq");
+}
+
+/// `MAX_HELLO_BODY` is exactly the body of the largest `Hello` there can be, and a decoder limited
+/// to it still reads that `Hello`.
+#[test]
+fn the_largest_hello_is_max_hello_body_long() {
+    let hello = ClientMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        player_id: "p".repeat(MAX_PLAYER_ID_BYTES),
+        room: "r".repeat(MAX_ROOM_BYTES),
+        auth_token: Some("t".repeat(MAX_AUTH_TOKEN_BYTES)),
+        resume: Some(Resume {
+            token: ResumeToken([7; RESUME_TOKEN_LEN]),
+            last_event_seq: u64::MAX,
+        }),
+    });
+    let mut frame = BytesMut::new();
+    ClientCodec::default()
+        .encode(hello.clone(), &mut frame)
+        .expect("encode");
+    assert_eq!(frame.len(), HEADER_LEN + MAX_HELLO_BODY);
+    assert_eq!(MAX_HELLO_BODY, 675, "PROTOCOL.md states 675");
+    let mut codec = ServerCodec::new(MAX_HELLO_BODY);
+    assert_eq!(codec.decode(&mut frame).expect("decodes"), Some(hello));
+    let mut longer = BytesMut::from(&[0, 0, 0x02, 0xa4][..]);
+    assert!(matches!(
+        codec.decode(&mut longer),
+        Err(CodecError::FrameTooLarge { len: 676, .. })
+    ));
 }

@@ -4,15 +4,19 @@
 //! `session.resume_buffer_bytes` for replay), parked sessions are bounded in number and bytes
 //! (`session.max_parked`, `session.max_parked_bytes`), and the whole server by
 //! `server.memory_budget`. The last one is an estimate, kept cheap: every session publishes its
-//! own [`Footprint`] (two counters only it and its senders touch), and one task adds them up every
+//! own [`Footprint`] (counters only it and its senders touch), and one task adds them up every
 //! [`SAMPLE_EVERY`] together with a fixed estimate per connection and per parked session and
-//! what the process used before it held any player. Above the budget:
+//! what the process used before it held any player; a session whose buffers grow by
+//! [`GROWTH_STEP`] reports it at once. The server acts when the estimate reaches
+//! [`ACT_AT_PERCENT`] of the budget, keeping the rest as headroom for the allocator:
 //!
 //! 1. new connections are refused (`gameserver_connections_rejected_total{reason="memory_budget"}`);
 //! 2. parked sessions are evicted oldest first (`gameserver_parked_evicted_total`); a later
 //!    resume is refused as `evicted`;
-//! 3. if that is not enough, the server is under pressure: an event for a session that already
-//!    has [`PRESSURE_QUEUE_BYTES`] queued closes it as `slow_consumer` instead of queueing more.
+//! 3. if that is not enough, the server is under pressure: sessions keep at most
+//!    [`crate::resume::PRESSURE_REPLAY_BYTES`] for replay (a resume may then be refused as
+//!    `seq_gap`), and an event for a session that already has [`PRESSURE_QUEUE_BYTES`] queued
+//!    closes it as `slow_consumer` instead of queueing more.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -108,28 +112,55 @@ impl Totals {
     }
 }
 
+/// The share of `server.memory_budget` the estimate may reach before the server acts. The rest
+/// is headroom for what the estimate cannot see: the allocator's own overhead and the memory it
+/// keeps after a burst, and buffers in flight between two samples. Measured under floods of
+/// maximum-size events (tests/tests/hostile.rs), the resident set ran up to 15% above the
+/// estimate.
+pub const ACT_AT_PERCENT: u64 = 80;
+
 /// The server-wide budget: the limit, the last estimate and whether the server is under
 /// pressure. Cheap to share.
 #[derive(Debug)]
 pub struct Budget {
+    /// `server.memory_budget`.
+    budget: u64,
+    /// What the estimate may reach: [`ACT_AT_PERCENT`] of the budget.
     limit: u64,
     baseline: u64,
+    /// The last sample plus the growth sessions reported since (see [`Budget::grew`]).
     used: AtomicU64,
+    /// The last sample was over the limit with no parked session left to evict.
     pressure: AtomicBool,
+    /// Wakes the sampler early when reported growth crosses the limit.
+    crossed: tokio::sync::Notify,
 }
 
+/// A session reports growth of its own buffers at once, without waiting for the next sample, in
+/// steps of at least this much: a flood cannot outrun the sampler by more than one step per
+/// session, and a quiet session never touches the shared counter.
+pub const GROWTH_STEP: u64 = 64 * 1024;
+
 impl Budget {
-    /// A budget of `limit` bytes for a process that used `baseline` bytes before holding players.
-    pub fn new(limit: u64, baseline: u64) -> Arc<Budget> {
+    /// A budget of `budget` bytes for a process that used `baseline` bytes before holding
+    /// players.
+    pub fn new(budget: u64, baseline: u64) -> Arc<Budget> {
         Arc::new(Budget {
-            limit,
+            budget,
+            limit: budget / 100 * ACT_AT_PERCENT,
             baseline,
             used: AtomicU64::new(baseline),
             pressure: AtomicBool::new(false),
+            crossed: tokio::sync::Notify::new(),
         })
     }
 
-    /// The limit.
+    /// `server.memory_budget`.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// What the estimate may reach before the server acts.
     pub fn limit(&self) -> u64 {
         self.limit
     }
@@ -144,9 +175,20 @@ impl Budget {
         self.used() + CONNECTION_ESTIMATE <= self.limit
     }
 
-    /// True when evicting every parked session did not bring the estimate under the limit.
+    /// True when the estimate is over the limit and no parked session is left to evict: live
+    /// sessions then shed what they can.
     pub fn under_pressure(&self) -> bool {
         self.pressure.load(Ordering::Relaxed)
+    }
+
+    /// A session's buffers grew by `bytes` (at least [`GROWTH_STEP`]) since it last reported:
+    /// counted at once, until the next sample recounts everything exactly. Crossing the limit
+    /// wakes the sampler, so that parked sessions are evicted before live ones must shed.
+    pub(crate) fn grew(&self, bytes: u64) {
+        let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if used > self.limit {
+            self.crossed.notify_one();
+        }
     }
 
     /// A flag for the hot path that reads [`Budget::under_pressure`].
@@ -204,11 +246,14 @@ pub(crate) async fn watch(
     parking: Arc<Parking>,
     metrics: Metrics,
 ) {
-    metrics.memory_budget.set(gauge(budget.limit));
+    metrics.memory_budget.set(gauge(budget.budget));
     let mut interval = tokio::time::interval(SAMPLE_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = budget.crossed.notified() => {}
+        }
         enforce(&budget, &registry, &parking, &metrics);
     }
 }
@@ -237,14 +282,14 @@ pub(crate) fn enforce(budget: &Budget, registry: &Registry, parking: &Parking, m
         if pressure {
             tracing::warn!(
                 used = estimate,
-                budget = budget.limit,
+                budget = budget.budget,
                 "over server.memory_budget with no parked session left to evict: refusing new \
                  players and closing sessions with a backlog as slow consumers"
             );
         } else {
             tracing::info!(
                 used = estimate,
-                budget = budget.limit,
+                budget = budget.budget,
                 "back under server.memory_budget"
             );
         }

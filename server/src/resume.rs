@@ -22,6 +22,10 @@ use crate::game::Game;
 use crate::metrics::{Eviction, Metrics};
 use crate::registry::Player;
 
+/// Under memory pressure a session keeps at most this many bytes for replay: resume insurance is
+/// the first thing the server gives up (see [`crate::budget`]).
+pub const PRESSURE_REPLAY_BYTES: u64 = 64 * 1024;
+
 /// Events sent to the client and not yet acknowledged, kept for replay after a resume.
 #[derive(Debug)]
 pub(crate) struct Replay {
@@ -121,14 +125,19 @@ impl Replay {
         }
     }
 
-    /// Numbers the next event and keeps it for replay, dropping the oldest beyond the limits.
-    /// Returns its sequence number.
-    pub(crate) fn push(&mut self, payload: &Bytes) -> u64 {
+    /// Numbers the next event and keeps it for replay, dropping the oldest beyond the limits
+    /// (under memory pressure, beyond [`PRESSURE_REPLAY_BYTES`]). Returns its sequence number.
+    pub(crate) fn push(&mut self, payload: &Bytes, pressure: bool) -> u64 {
         self.last_seq += 1;
         if self.capacity > 0 {
             self.bytes += payload.len() as u64;
             self.sent.push_back((self.last_seq, payload.clone()));
-            while self.sent.len() > self.capacity || self.bytes > self.max_bytes {
+            let max_bytes = if pressure {
+                self.max_bytes.min(PRESSURE_REPLAY_BYTES)
+            } else {
+                self.max_bytes
+            };
+            while self.sent.len() > self.capacity || self.bytes > max_bytes {
                 match self.sent.pop_front() {
                     Some((_, dropped)) => self.bytes -= dropped.len() as u64,
                     None => break,
@@ -542,7 +551,7 @@ mod tests {
     fn replay_keeps_unacknowledged_events_up_to_its_capacity() {
         let mut replay = Replay::new(3, u64::MAX);
         for n in 1..=5u8 {
-            assert_eq!(replay.push(&Bytes::from(vec![n])), u64::from(n));
+            assert_eq!(replay.push(&Bytes::from(vec![n]), false), u64::from(n));
         }
         // 1 and 2 fell out; 3, 4, 5 are kept.
         assert_eq!(replay.after(1), Err(Refusal::SeqGap));
@@ -563,7 +572,7 @@ mod tests {
     fn replay_keeps_at_most_its_bytes() {
         let mut replay = Replay::new(100, 10);
         for n in 1..=4u8 {
-            replay.push(&Bytes::from(vec![n; 4]));
+            replay.push(&Bytes::from(vec![n; 4]), false);
         }
         // 16 bytes were pushed; only the newest two events (8 bytes) fit in 10.
         assert_eq!(replay.bytes(), 8);
@@ -574,10 +583,22 @@ mod tests {
     }
 
     #[test]
+    fn under_pressure_replay_keeps_little() {
+        let mut replay = Replay::new(1000, 1 << 20);
+        let event = Bytes::from(vec![0u8; 16 * 1024]);
+        for _ in 0..32 {
+            replay.push(&event, false);
+        }
+        assert_eq!(replay.bytes(), 512 * 1024);
+        replay.push(&event, true);
+        assert_eq!(replay.bytes(), PRESSURE_REPLAY_BYTES);
+    }
+
+    #[test]
     fn replay_without_capacity_only_counts() {
         let mut replay = Replay::new(0, u64::MAX);
-        assert_eq!(replay.push(&Bytes::from_static(b"x")), 1);
-        assert_eq!(replay.push(&Bytes::from_static(b"y")), 2);
+        assert_eq!(replay.push(&Bytes::from_static(b"x"), false), 1);
+        assert_eq!(replay.push(&Bytes::from_static(b"y"), false), 2);
         assert_eq!(replay.after(2), Ok(vec![]));
         assert_eq!(replay.after(1), Err(Refusal::SeqGap));
     }

@@ -25,6 +25,7 @@ use tokio_util::codec::{Encoder, FramedRead};
 use tracing::Instrument;
 
 use crate::Shared;
+use crate::budget::GROWTH_STEP;
 use crate::close::{CloseReason, Direction, classify_codec, classify_io};
 use crate::metrics::Traffic;
 use crate::reaper::SessionEnd;
@@ -132,6 +133,9 @@ struct Session<'a> {
     stall_seen: Duration,
     /// What the footprint last published: replay bytes and buffer bytes.
     published: (u64, u64),
+    /// The largest frame read or event queued since the last timer: buffers in flight that the
+    /// buffers' current capacities no longer show (the allocator keeps them all the same).
+    largest_recent: usize,
 }
 
 impl<'a> Session<'a> {
@@ -184,6 +188,7 @@ impl<'a> Session<'a> {
             next_nonce: 1,
             stall_seen: shared.stalls.recorded(),
             published: (0, 0),
+            largest_recent: 0,
         }
     }
 
@@ -335,11 +340,17 @@ impl<'a> Session<'a> {
         let Some(player) = &self.player else {
             return;
         };
+        // A large frame in flight costs about three copies: the read buffer it arrived in,
+        // the event it produced, and that event encoded in the write buffer.
         let held = (
             self.replay.bytes(),
-            (read_buffer + self.wbuf.capacity()) as u64,
+            (read_buffer + self.wbuf.capacity() + 3 * self.largest_recent) as u64,
         );
         if held != self.published {
+            let growth = (held.0 + held.1).saturating_sub(self.published.0 + self.published.1);
+            if growth >= GROWTH_STEP {
+                self.shared.budget.grew(growth);
+            }
             self.published = held;
             player.footprint().set_held(held.0, held.1);
         }
@@ -347,6 +358,7 @@ impl<'a> Session<'a> {
 
     fn on_timer(&mut self) -> Option<Ending> {
         let now = Instant::now();
+        self.largest_recent = 0;
         self.flush_traffic();
         while let Some(expiry) = self.watchdog.expired(now) {
             let cfg = &self.shared.config.session;
@@ -388,7 +400,9 @@ impl<'a> Session<'a> {
         self.silence_grace_used = false;
         self.stall_seen = self.stall_seen.max(self.shared.stalls.recorded());
         self.traffic.frames_in += 1;
-        self.traffic.bytes_in += wire_len(&message);
+        let len = wire_len(&message);
+        self.traffic.bytes_in += len;
+        self.largest_recent = self.largest_recent.max(len as usize);
         // The rate limit looks for a stall of the server itself only before refusing.
         if !self.rate.take(now, self.shared.stalls.recorded())
             && !self.rate.take(now, self.shared.stalls.observe())
@@ -645,10 +659,13 @@ impl<'a> Session<'a> {
     }
 
     fn push_event(&mut self, payload: Bytes) {
+        self.largest_recent = self.largest_recent.max(payload.len());
         if let Some(player) = &self.player {
             player.footprint().dequeue(payload.len() as u64);
         }
-        let seq = self.replay.push(&payload);
+        let seq = self
+            .replay
+            .push(&payload, self.shared.budget.under_pressure());
         self.queue(&ServerMessage::Event { seq, payload });
     }
 

@@ -35,6 +35,8 @@ MAX_PLAYER_ID_BYTES = 64
 MAX_ROOM_BYTES = 64
 MAX_AUTH_TOKEN_BYTES = 512
 RESUME_TOKEN_LEN = 16
+MAX_HELLO_BODY = 675  # the server reads no longer frame before its Hello
+AUTO_ROOM_PREFIX = "auto-"  # automatic rooms: the server's to give, never a client's to name
 
 K_HELLO, K_WELCOME, K_PING, K_PONG = 0x01, 0x02, 0x03, 0x04
 K_INPUT, K_EVENT, K_ACK, K_BYE, K_JOIN, K_JOINED = 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A
@@ -155,7 +157,18 @@ def enc_string(s: str, min_len: int, max_len: int, field: str) -> bytes:
     return struct.pack(">H", len(raw)) + raw
 
 
+def check_name(s: str, field: str) -> None:
+    """Names the server refuses as protocol errors (PROTOCOL.md, Hello): control characters, and
+    rooms in the automatic namespace."""
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in s):
+        raise ClientError(f"{field} must not contain control characters")
+    if field.endswith("room") and s.startswith(AUTO_ROOM_PREFIX):
+        raise ClientError(f"{field} {s!r}: names starting with {AUTO_ROOM_PREFIX!r} are reserved")
+
+
 def enc_hello(player_id: str, room: str, token: str | None, version: int = PROTOCOL_VERSION) -> bytes:
+    check_name(player_id, "player id")
+    check_name(room, "room")
     body = bytes([K_HELLO]) + struct.pack(">H", version)
     body += enc_string(player_id, 1, MAX_PLAYER_ID_BYTES, "player id")
     body += enc_string(room, 0, MAX_ROOM_BYTES, "room")
@@ -164,6 +177,7 @@ def enc_hello(player_id: str, room: str, token: str | None, version: int = PROTO
     else:
         body += b"\x01" + enc_string(token, 0, MAX_AUTH_TOKEN_BYTES, "auth token")
     body += b"\x00"  # has_resume: this client always starts a fresh session
+    assert len(body) <= MAX_HELLO_BODY
     return frame(body)
 
 
@@ -176,6 +190,7 @@ def enc_input(seq: int, payload: bytes) -> bytes:
 
 
 def enc_join(room: str) -> bytes:
+    check_name(room, "join room")
     return frame(bytes([K_JOIN]) + enc_string(room, 1, MAX_ROOM_BYTES, "join room"))
 
 

@@ -3,6 +3,7 @@
 //!
 //! Every test file uses this one module; nothing here is copied per file.
 
+pub mod good;
 pub mod netns;
 pub mod process;
 

@@ -117,6 +117,18 @@ impl Drop for ScratchDir {
 pub struct Lines {
     lines: Arc<Mutex<Vec<String>>>,
     count: watch::Receiver<usize>,
+    reading: Arc<watch::Sender<Reading>>,
+}
+
+/// What the collector does with the pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Reads every line.
+    On,
+    /// Stops reading but keeps the pipe open: the child's writes fill it, then block.
+    Paused,
+    /// Closes the read end: the child's writes fail with EPIPE.
+    Closed,
 }
 
 impl Lines {
@@ -124,10 +136,34 @@ impl Lines {
     fn collect(pipe: impl AsyncRead + Unpin + Send + 'static, echo: String) -> Lines {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, count) = watch::channel(0);
+        let (reading, mut mode) = watch::channel(Reading::On);
         let store = lines.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(pipe).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
+            loop {
+                let current = *mode.borrow_and_update();
+                match current {
+                    Reading::Closed => return,
+                    Reading::Paused => {
+                        if mode.changed().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Reading::On => {}
+                }
+                let line = tokio::select! {
+                    line = reader.next_line() => line,
+                    changed = mode.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let Ok(Some(line)) = line else {
+                    return;
+                };
                 eprintln!("{echo}{line}");
                 let n = {
                     let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -137,7 +173,16 @@ impl Lines {
                 tx.send_replace(n);
             }
         });
-        Lines { lines, count }
+        Lines {
+            lines,
+            count,
+            reading: Arc::new(reading),
+        }
+    }
+
+    /// Changes what the collector does with the pipe.
+    pub fn set_reading(&self, reading: Reading) {
+        self.reading.send_replace(reading);
     }
 
     /// A copy of every line so far.
