@@ -137,6 +137,9 @@ pub enum ClientError {
     /// The server's bytes are not this protocol.
     #[error("protocol error: {0}")]
     Protocol(#[source] CodecError),
+    /// An event's payload is not the demo game's format.
+    #[error("protocol error: {0}")]
+    Payload(#[source] rooms::payload::InvalidEvent),
     /// The server sent a message that makes no sense here (a second `Welcome`, say).
     #[error("protocol error: unexpected {0} from the server")]
     Unexpected(&'static str),
@@ -172,7 +175,9 @@ impl ClientError {
     pub fn kind(&self) -> Option<ErrorKind> {
         match self {
             ClientError::Io { kind, .. } => Some(*kind),
-            ClientError::Protocol(_) | ClientError::Unexpected(_) => Some(ErrorKind::ProtocolError),
+            ClientError::Protocol(_) | ClientError::Payload(_) | ClientError::Unexpected(_) => {
+                Some(ErrorKind::ProtocolError)
+            }
             ClientError::Truncated => Some(ErrorKind::Truncated),
             ClientError::HeartbeatTimeout(_) => Some(ErrorKind::HeartbeatTimeout),
             ClientError::ServerBye { .. } | ClientError::Eof | ClientError::Deadline { .. } => None,

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use protocol::demo::DemoEvent;
 use protocol::{
     Bye, ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, Resume, ResumeToken, ServerMessage,
     Welcome,
 };
+use rooms::payload::DemoEvent;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::conn::{ClientError, Conn};
@@ -339,7 +339,7 @@ impl Player {
                 }
                 self.continuity.events_lost += seq - self.event_seq - 1;
                 self.event_seq = seq;
-                let event = DemoEvent::from_bytes(payload).map_err(ClientError::Protocol)?;
+                let event = DemoEvent::from_bytes(payload).map_err(ClientError::Payload)?;
                 if let DemoEvent::Relay {
                     from, input_seq, ..
                 } = event
@@ -356,6 +356,10 @@ impl Player {
             }
             ServerMessage::Ack { seq } => self.server_ack = self.server_ack.max(seq),
             ServerMessage::Joined { room } => self.room = room,
+            // client-sim never asks to move; a refusal would be the server's mistake.
+            ServerMessage::JoinRefused { .. } => {
+                return Err(ClientError::Unexpected("JoinRefused without a Join"));
+            }
             ServerMessage::Welcome(_) => return Err(ClientError::Unexpected("second Welcome")),
             ServerMessage::Bye(bye) => {
                 let error = ClientError::ServerBye {

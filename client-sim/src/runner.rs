@@ -186,7 +186,10 @@ fn handshake_error(server: &str, conn: &Conn, error: ClientError, have_secret: b
                 hint,
             }
         }
-        ClientError::Protocol(_) | ClientError::Unexpected(_) | ClientError::Truncated => {
+        ClientError::Protocol(_)
+        | ClientError::Payload(_)
+        | ClientError::Unexpected(_)
+        | ClientError::Truncated => {
             let bytes = conn.undecoded();
             if bytes.starts_with(b"HTTP/") {
                 not_game("it answered like an HTTP server (is this the admin port?)".to_owned())

@@ -34,11 +34,18 @@ pub enum ByeCode {
     HandshakeTimeout = 12,
     /// The resume token was unknown, reused or expired. Start a fresh session without resume.
     ResumeRejected = 13,
+    /// The room named in `Hello` refused the player (full, not open to them, or the server holds
+    /// as many rooms as it may). The text says why. Choose another room; do not retry the same
+    /// one in a loop.
+    JoinRefused = 14,
+    /// The game ended the player's session by its own rules (the match is over, the player was
+    /// removed). The text says why. Do not reconnect automatically; the game decides what next.
+    GameEnded = 15,
 }
 
 impl ByeCode {
     /// Every code, in wire order.
-    pub const ALL: [ByeCode; 13] = [
+    pub const ALL: [ByeCode; 15] = [
         ByeCode::ClientQuit,
         ByeCode::ServerShutdown,
         ByeCode::Kicked,
@@ -52,6 +59,8 @@ impl ByeCode {
         ByeCode::VersionMismatch,
         ByeCode::HandshakeTimeout,
         ByeCode::ResumeRejected,
+        ByeCode::JoinRefused,
+        ByeCode::GameEnded,
     ];
 
     /// The code's snake_case name, as used in logs and documentation.
@@ -70,6 +79,8 @@ impl ByeCode {
             ByeCode::VersionMismatch => "version_mismatch",
             ByeCode::HandshakeTimeout => "handshake_timeout",
             ByeCode::ResumeRejected => "resume_rejected",
+            ByeCode::JoinRefused => "join_refused",
+            ByeCode::GameEnded => "game_ended",
         }
     }
 

@@ -2,8 +2,6 @@
 //! metrics) and by clients and load generators that classify their own disconnects and reconcile
 //! them with the server's account.
 
-use crate::bye::ByeCode;
-
 /// Why a session ended. `Copy`, so it can travel in metrics and logs freely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CloseReason {
@@ -40,6 +38,16 @@ pub enum CloseReason {
     RateLimited,
     /// The auth token was missing, malformed, expired or for another player.
     AuthFailed,
+    /// A resume was refused (unknown, used or expired token, or the session ended meanwhile):
+    /// the client must start a fresh session. A burst after a deploy is clients coming back to a
+    /// server that no longer holds their sessions, not an attack.
+    ResumeRejected,
+    /// The room named in `Hello` refused the player, or the server holds as many rooms as it
+    /// may.
+    JoinRefused,
+    /// The game ended the player's session by its own rules (match over, removed); the `Bye`
+    /// text carries the game's reason.
+    GameEnded,
     /// An operator or the game kicked the player.
     Kicked,
     /// The same player connected again; this older session was closed.
@@ -52,7 +60,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [CloseReason; 16] = [
+    pub const ALL: [CloseReason; 19] = [
         CloseReason::ClientQuit,
         CloseReason::PeerEof,
         CloseReason::TruncatedFrame,
@@ -65,6 +73,9 @@ impl CloseReason {
         CloseReason::SlowConsumer,
         CloseReason::RateLimited,
         CloseReason::AuthFailed,
+        CloseReason::ResumeRejected,
+        CloseReason::JoinRefused,
+        CloseReason::GameEnded,
         CloseReason::Kicked,
         CloseReason::Replaced,
         CloseReason::ServerShutdown,
@@ -86,6 +97,9 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::RateLimited => "rate_limited",
             CloseReason::AuthFailed => "auth_failed",
+            CloseReason::ResumeRejected => "resume_rejected",
+            CloseReason::JoinRefused => "join_refused",
+            CloseReason::GameEnded => "game_ended",
             CloseReason::Kicked => "kicked",
             CloseReason::Replaced => "replaced",
             CloseReason::ServerShutdown => "server_shutdown",
@@ -96,49 +110,6 @@ impl CloseReason {
     /// The reason for a metric label, if it names one.
     pub fn from_label(label: &str) -> Option<CloseReason> {
         CloseReason::ALL.into_iter().find(|r| r.as_str() == label)
-    }
-
-    /// True when the server decided to end the session (as opposed to observing the peer or the
-    /// network end it). Server-initiated closes send a `Bye`.
-    pub fn is_server_initiated(self) -> bool {
-        self.bye_code().is_some() && self != CloseReason::ClientQuit
-    }
-
-    /// True when the peer or the path is gone or presumed gone: the session ended abnormally.
-    pub fn is_abnormal(self) -> bool {
-        matches!(
-            self,
-            CloseReason::PeerEof
-                | CloseReason::TruncatedFrame
-                | CloseReason::PeerReset
-                | CloseReason::BrokenPipe
-                | CloseReason::IdleTimeout
-                | CloseReason::TcpTimeout
-                | CloseReason::SlowConsumer
-                | CloseReason::IoError
-        )
-    }
-
-    /// The `Bye` code the server sends for this reason, if it sends one.
-    pub fn bye_code(self) -> Option<ByeCode> {
-        Some(match self {
-            CloseReason::ClientQuit => ByeCode::ClientQuit,
-            CloseReason::IdleTimeout => ByeCode::IdleTimeout,
-            CloseReason::HandshakeTimeout => ByeCode::HandshakeTimeout,
-            CloseReason::ProtocolError => ByeCode::ProtocolError,
-            CloseReason::SlowConsumer => ByeCode::SlowConsumer,
-            CloseReason::RateLimited => ByeCode::RateLimited,
-            CloseReason::AuthFailed => ByeCode::AuthFailed,
-            CloseReason::Kicked => ByeCode::Kicked,
-            CloseReason::Replaced => ByeCode::Replaced,
-            CloseReason::ServerShutdown => ByeCode::ServerShutdown,
-            CloseReason::PeerEof
-            | CloseReason::TruncatedFrame
-            | CloseReason::PeerReset
-            | CloseReason::BrokenPipe
-            | CloseReason::TcpTimeout
-            | CloseReason::IoError => return None,
-        })
     }
 }
 

@@ -13,7 +13,6 @@
 mod bye;
 mod close;
 mod codec;
-pub mod demo;
 mod error;
 mod message;
 mod wire;
@@ -25,7 +24,7 @@ pub use codec::{
 };
 pub use error::CodecError;
 pub use message::{
-    Bye, ClientMessage, Hello, Kind, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY, MAX_PLAYER_ID_BYTES,
-    MAX_ROOM_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken, ServerMessage,
-    Welcome,
+    Bye, ClientMessage, Hello, INPUT_HEADROOM, Kind, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY,
+    MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken,
+    ServerMessage, Welcome, max_input_payload,
 };

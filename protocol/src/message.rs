@@ -6,7 +6,7 @@ use crate::error::CodecError;
 use crate::wire::{Reader, put_string, string_len};
 
 /// The protocol version this crate speaks, sent in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Longest player id, in bytes of UTF-8.
 pub const MAX_PLAYER_ID_BYTES: usize = 64;
 /// Longest room name, in bytes of UTF-8.
@@ -15,6 +15,17 @@ pub const MAX_ROOM_BYTES: usize = 64;
 pub const MAX_AUTH_TOKEN_BYTES: usize = 512;
 /// Length of a resume token, in bytes (128 random bits).
 pub const RESUME_TOKEN_LEN: usize = 16;
+/// Bytes a game may add around an input's payload when it relays it as an event (a header of
+/// its own: who sent it, which input). An input's payload is bounded so that the event always
+/// fits in a frame; see [`max_input_payload`].
+pub const INPUT_HEADROOM: usize = 128;
+
+/// The largest `Input` payload a server with frames of `max_frame` bytes accepts: the frame less
+/// the kind byte, the sequence number and [`INPUT_HEADROOM`]. 65,399 bytes by default.
+pub const fn max_input_payload(max_frame: usize) -> usize {
+    max_frame.saturating_sub(1 + 8 + INPUT_HEADROOM)
+}
+
 /// The largest `Hello` body, kind byte included: every string at its maximum, an auth token and
 /// the resume fields. A server reads no larger frame before the handshake.
 pub const MAX_HELLO_BODY: usize = 1
@@ -51,6 +62,8 @@ pub enum Kind {
     Join = 0x09,
     /// Server to client: the player is now in this room.
     Joined = 0x0a,
+    /// Server to client: the room named in `Join` refused the player, who stays where it was.
+    JoinRefused = 0x0b,
 }
 
 impl Kind {
@@ -67,6 +80,7 @@ impl Kind {
             0x08 => Kind::Bye,
             0x09 => Kind::Join,
             0x0a => Kind::Joined,
+            0x0b => Kind::JoinRefused,
             _ => return None,
         })
     }
@@ -224,6 +238,13 @@ pub enum ServerMessage {
     Joined {
         /// The room's name.
         room: String,
+    },
+    /// The room named in `Join` refused the player, who stays in its current room.
+    JoinRefused {
+        /// The room that refused.
+        room: String,
+        /// Why, for people; may be empty.
+        text: String,
     },
 }
 
@@ -407,7 +428,7 @@ impl WireMessage for ClientMessage {
                 }
                 ClientMessage::Join { room }
             }
-            Kind::Welcome | Kind::Event | Kind::Joined => {
+            Kind::Welcome | Kind::Event | Kind::Joined | Kind::JoinRefused => {
                 return Err(CodecError::WrongDirection(kind));
             }
         };
@@ -426,6 +447,7 @@ impl WireMessage for ServerMessage {
             ServerMessage::Ack { .. } => Kind::Ack,
             ServerMessage::Bye(_) => Kind::Bye,
             ServerMessage::Joined { .. } => Kind::Joined,
+            ServerMessage::JoinRefused { .. } => Kind::JoinRefused,
         }
     }
 
@@ -438,6 +460,7 @@ impl WireMessage for ServerMessage {
             ServerMessage::Event { payload, .. } => 8 + payload.len(),
             ServerMessage::Bye(bye) => 1 + bye.text.len(),
             ServerMessage::Joined { room } => string_len(room),
+            ServerMessage::JoinRefused { room, text } => string_len(room) + text.len(),
         }
     }
 
@@ -463,6 +486,11 @@ impl WireMessage for ServerMessage {
             ServerMessage::Joined { room } => {
                 check_len(Kind::Joined, room, 0, MAX_ROOM_BYTES, ROOM_RANGE)?;
                 put_string(dst, room);
+            }
+            ServerMessage::JoinRefused { room, text } => {
+                check_len(Kind::JoinRefused, room, 0, MAX_ROOM_BYTES, ROOM_RANGE)?;
+                put_string(dst, room);
+                dst.put_slice(text.as_bytes());
             }
         }
         Ok(())
@@ -510,6 +538,14 @@ impl WireMessage for ServerMessage {
             Kind::Joined => ServerMessage::Joined {
                 room: r.string(MAX_ROOM_BYTES, ROOM_RANGE)?,
             },
+            Kind::JoinRefused => {
+                let room = r.string(MAX_ROOM_BYTES, ROOM_RANGE)?;
+                let text = r.rest_text().map_err(|_| CodecError::Malformed {
+                    kind,
+                    reason: "refusal text must be valid UTF-8",
+                })?;
+                return Ok(ServerMessage::JoinRefused { room, text });
+            }
             Kind::Hello | Kind::Input | Kind::Join => return Err(CodecError::WrongDirection(kind)),
         };
         r.finish()?;

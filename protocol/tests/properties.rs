@@ -6,7 +6,6 @@
 use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use protocol::demo::DemoEvent;
 use protocol::{
     Bye, ByeCode, ClientCodec, ClientMessage, CodecError, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN,
     Hello, Kind, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY, MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES,
@@ -120,33 +119,8 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         any::<u64>().prop_map(|seq| ServerMessage::Ack { seq }),
         bye().prop_map(ServerMessage::Bye),
         text(0, MAX_ROOM_BYTES).prop_map(|room| ServerMessage::Joined { room }),
-        demo_event().prop_map(|event| ServerMessage::Event {
-            seq: 1,
-            payload: event.to_bytes()
-        }),
-    ]
-}
-
-fn demo_event() -> impl Strategy<Value = DemoEvent> {
-    prop_oneof![
-        (text(0, MAX_PLAYER_ID_BYTES), any::<u64>(), payload()).prop_map(
-            |(from, input_seq, data)| {
-                DemoEvent::Relay {
-                    from,
-                    input_seq,
-                    data,
-                }
-            }
-        ),
-        (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(tick, members, inputs)| {
-            DemoEvent::State {
-                tick,
-                members,
-                inputs,
-            }
-        }),
-        (any::<bool>(), text(0, MAX_PLAYER_ID_BYTES))
-            .prop_map(|(joined, player)| DemoEvent::Presence { joined, player }),
+        (text(0, MAX_ROOM_BYTES), text(0, 200))
+            .prop_map(|(room, text)| ServerMessage::JoinRefused { room, text }),
     ]
 }
 
@@ -430,10 +404,6 @@ proptest! {
         prop_assert!(matches!(end, Err(CodecError::Truncated { buffered }) if buffered == cut), "{:?}", end);
     }
 
-    #[test]
-    fn demo_events_round_trip(event in demo_event()) {
-        prop_assert_eq!(DemoEvent::from_bytes(event.to_bytes()).expect("decodes"), event);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -581,13 +551,13 @@ fn encoder_refuses_what_the_decoder_would_reject() {
 #[test]
 fn a_decoding_error_consumes_the_bad_frame_only() {
     // An unknown kind, then a good Ping: the error consumes exactly the bad frame.
-    let mut bytes = vec![0, 0, 0, 2, 0x0b, 0xff];
+    let mut bytes = vec![0, 0, 0, 2, 0x0c, 0xff];
     bytes.extend_from_slice(&[0, 0, 0, 9, 3, 0, 0, 0, 0, 0, 0, 0, 5]);
     let mut src = BytesMut::from(&bytes[..]);
     let mut codec = ServerCodec::default();
     assert!(matches!(
         codec.decode(&mut src),
-        Err(CodecError::UnknownKind(0x0b))
+        Err(CodecError::UnknownKind(0x0c))
     ));
     assert_eq!(src.len(), 13);
     assert_eq!(
@@ -613,7 +583,7 @@ fn every_bye_code_has_its_wire_value() {
         assert_eq!(ByeCode::from_u8(*code as u8), Some(*code));
     }
     assert_eq!(ByeCode::from_u8(0), None);
-    assert_eq!(ByeCode::from_u8(14), None);
+    assert_eq!(ByeCode::from_u8(16), None);
     assert_eq!(ByeCode::VersionMismatch.as_str(), "version_mismatch");
 }
 
@@ -624,92 +594,6 @@ fn resume_token_debug_does_not_print_the_secret() {
     assert!(!printed.contains("abababab"), "{printed}");
     assert!(ResumeToken::NONE.is_none());
     assert!(!token.is_none());
-}
-
-// Demo payloads.
-
-#[test]
-fn demo_events_have_the_documented_bytes() {
-    let relay = DemoEvent::Relay {
-        from: "ann".into(),
-        input_seq: 1,
-        data: Bytes::from_static(&[0xde, 0xad]),
-    };
-    assert_eq!(
-        hex::encode(relay.to_bytes()),
-        "010003616e6e0000000000000001dead"
-    );
-    let state = DemoEvent::State {
-        tick: 100,
-        members: 2,
-        inputs: 3,
-    };
-    assert_eq!(
-        hex::encode(state.to_bytes()),
-        "0200000000000000640000000200000003"
-    );
-    let presence = DemoEvent::Presence {
-        joined: false,
-        player: "bob".into(),
-    };
-    assert_eq!(hex::encode(presence.to_bytes()), "03000003626f62");
-    for event in [relay, state, presence] {
-        assert_eq!(
-            DemoEvent::from_bytes(event.to_bytes()).expect("decodes"),
-            event
-        );
-    }
-}
-
-#[test]
-fn relay_data_is_the_rest_of_the_payload_even_when_empty() {
-    let relay = DemoEvent::Relay {
-        from: String::new(),
-        input_seq: u64::MAX,
-        data: Bytes::new(),
-    };
-    assert_eq!(relay.to_bytes().len(), 1 + 2 + 8);
-    assert_eq!(
-        DemoEvent::from_bytes(relay.to_bytes()).expect("decodes"),
-        relay
-    );
-}
-
-#[test]
-fn invalid_demo_payloads_are_rejected() {
-    let reject = |hex_payload: &str| {
-        let payload = Bytes::from(hex::decode(hex_payload).expect("hex"));
-        match DemoEvent::from_bytes(payload) {
-            Err(CodecError::Malformed {
-                kind: Kind::Event,
-                reason,
-            }) => reason,
-            other => panic!("{hex_payload}: {other:?}"),
-        }
-    };
-    assert_eq!(reject(""), "demo event needs a tag");
-    assert_eq!(reject("04"), "unknown demo event tag");
-    assert_eq!(reject("00"), "unknown demo event tag");
-    // State with a trailing byte, and one byte short.
-    assert_eq!(
-        reject("020000000000000064000000020000000300"),
-        "trailing bytes after the last field"
-    );
-    assert_eq!(
-        reject("02000000000000006400000002000000"),
-        "state needs an input count"
-    );
-    // Presence with joined = 2, with a trailing byte, with invalid UTF-8.
-    assert_eq!(reject("03020003626f62"), "presence flag is neither 0 nor 1");
-    assert_eq!(
-        reject("03010003626f6200"),
-        "trailing bytes after the last field"
-    );
-    assert_eq!(reject("030100026fff"), "string is not valid UTF-8");
-    // Relay whose sender is 65 bytes, and one cut inside its input seq.
-    let long_from = format!("010041{}", "61".repeat(65));
-    assert_eq!(reject(&long_from), "relay sender id too long");
-    assert_eq!(reject("010003616e6e000000"), "relay needs an input seq");
 }
 
 /// `MAX_HELLO_BODY` is exactly the body of the largest `Hello` there can be, and a decoder limited

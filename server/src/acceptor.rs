@@ -16,9 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::Shared;
 use crate::admission::SourceSlot;
 use crate::config::TcpConfig;
+use crate::connection;
 use crate::logging::ABUSIVE;
 use crate::metrics::Rejection;
-use crate::session;
 
 /// Rejections in flight at once; past this, a rejected connection is closed without a `Bye`.
 const MAX_CONCURRENT_REJECTIONS: usize = 256;
@@ -127,22 +127,25 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
                 let admitted = Admitted::new(&shared, source, permit);
                 let shared = shared.clone();
                 sessions.spawn(async move {
-                    session::serve(shared, stream, peer).await;
+                    connection::serve(shared, stream, peer).await;
                     drop(admitted);
                 });
             }
-            Err(rejection) => reject(stream, peer, rejection, &shared, &rejections),
+            Err(rejection) => reject(stream, peer, rejection, &shared, &rejections, sessions),
         }
     }
     tracing::info!("stopped accepting");
 }
 
+/// Turns a connection away in a small task of its own, tracked with the sessions so that a
+/// drain waits for it (and a forced shutdown cuts its lingering close short).
 fn reject(
     stream: TcpStream,
     peer: SocketAddr,
     rejection: Rejection,
     shared: &Arc<Shared>,
     slots: &Arc<Semaphore>,
+    tasks: &TaskTracker,
 ) {
     shared
         .metrics
@@ -157,9 +160,9 @@ fn reject(
         return;
     };
     let shared = shared.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let bye = Bye::new(ByeCode::ServerFull, rejection.explain());
-        session::reject(stream, bye, shared).await;
+        connection::reject(stream, bye, shared).await;
         drop(slot);
     });
 }

@@ -307,9 +307,15 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
+impl PageQuery {
+    /// Sessions on the page: [`DEFAULT_PAGE`] unless asked, never more than [`MAX_PAGE`].
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+    }
+}
+
 async fn sessions(State(admin): State<Admin>, Query(query): Query<PageQuery>) -> Response {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    axum::Json(admin.registry.page(query.after, limit)).into_response()
+    axum::Json(admin.registry.page(query.after, query.limit())).into_response()
 }
 
 async fn kick(State(admin): State<Admin>, Path(id): Path<u64>) -> Response {
@@ -362,6 +368,15 @@ mod tests {
             ("host", "127.0.0.1:9100"),
             ("sec-fetch-site", "cross-site")
         ])));
+    }
+
+    #[test]
+    fn pages_are_bounded_whatever_the_request_asks() {
+        let page = |limit| PageQuery { after: 0, limit };
+        assert_eq!(page(None).limit(), DEFAULT_PAGE);
+        assert_eq!(page(Some(1_000_000)).limit(), MAX_PAGE);
+        assert_eq!(page(Some(0)).limit(), 1);
+        assert_eq!(page(Some(7)).limit(), 7);
     }
 
     #[test]

@@ -122,6 +122,8 @@ struct Table {
 
 /// Purge at least this often, so that the table shrinks back after a burst of sources.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
+/// Purge at most this often: a purge walks the whole table under its lock.
+const PURGE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// Per-source admission state, shared by the acceptor and the sessions.
 #[derive(Debug)]
@@ -151,15 +153,21 @@ impl Admission {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The source an address counts under, or `None` when it is exempt.
+    /// The source an address counts under, or `None` when it is exempt. The exemption is
+    /// checked against the address itself, before it is widened to its source prefix.
     fn key(&self, ip: IpAddr) -> Option<IpNet> {
-        let source = source_of(ip, self.limits.prefix_v4, self.limits.prefix_v6);
-        let exempt = self
-            .limits
-            .exempt
-            .iter()
-            .any(|net| net.contains(&source.addr()));
-        (!exempt).then_some(source)
+        let address = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if self.limits.exempt.iter().any(|net| net.contains(&address)) {
+            return None;
+        }
+        Some(source_of(
+            address,
+            self.limits.prefix_v4,
+            self.limits.prefix_v6,
+        ))
     }
 
     fn connect_rate(&self) -> (f64, f64) {
@@ -185,8 +193,9 @@ impl Admission {
         let (rate, burst) = self.connect_rate();
         let (auth_rate, auth_burst) = self.auth_rate();
         let mut table = self.lock();
-        let due = table.sources.len() >= table.next_purge
-            || now.saturating_duration_since(table.last_purge) >= PURGE_EVERY;
+        let since = now.saturating_duration_since(table.last_purge);
+        let due = (table.sources.len() >= table.next_purge && since >= PURGE_AT_MOST_EVERY)
+            || since >= PURGE_EVERY;
         if due && !table.sources.contains_key(&key) {
             purge(&mut table, now, (rate, burst), (auth_rate, auth_burst));
         }
@@ -361,6 +370,25 @@ mod tests {
         tokio::time::advance(Duration::from_millis(100)).await;
         assert!(admission.admit(peer).is_ok());
         assert_eq!(admission.admit(peer).err(), Some(Rejection::ConnectRate));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exempt_ipv6_address_is_exempt_although_its_prefix_is_wider() {
+        let admission = Admission::new(SourceLimits {
+            exempt: vec!["::1/128".parse().expect("net")],
+            ..limits()
+        });
+        let slots: Vec<_> = (0..10)
+            .map(|_| admission.admit(ip("::1")).expect("exempt"))
+            .collect();
+        assert_eq!(slots.len(), 10);
+        // Its neighbour in the same /64 is not exempt.
+        let _a = admission.admit(ip("::2")).expect("first");
+        let _b = admission.admit(ip("::3")).expect("second");
+        assert_eq!(
+            admission.admit(ip("::4")).err(),
+            Some(Rejection::PerSourceLimit)
+        );
     }
 
     #[tokio::test(start_paused = true)]

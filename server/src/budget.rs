@@ -17,6 +17,9 @@
 //!    [`crate::resume::PRESSURE_REPLAY_BYTES`] for replay (a resume may then be refused as
 //!    `seq_gap`), and an event for a session that already has [`PRESSURE_QUEUE_BYTES`] queued
 //!    closes it as `slow_consumer` instead of queueing more.
+//!
+//! The estimate errs high where a payload is shared: an event broadcast to a room is one
+//! allocation, but it counts once in each member's queue and replay buffer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -170,9 +173,14 @@ impl Budget {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// True when one more connection fits.
+    /// True when one more connection fits; it is then counted at once, so that a burst of
+    /// connections between two samples does not pass the same stale check.
     pub fn admits_connection(&self) -> bool {
-        self.used() + CONNECTION_ESTIMATE <= self.limit
+        if self.used() + CONNECTION_ESTIMATE > self.limit {
+            return false;
+        }
+        self.grew(CONNECTION_ESTIMATE);
+        true
     }
 
     /// True when the estimate is over the limit and no parked session is left to evict: live
@@ -185,8 +193,8 @@ impl Budget {
     /// counted at once, until the next sample recounts everything exactly. Crossing the limit
     /// wakes the sampler, so that parked sessions are evicted before live ones must shed.
     pub(crate) fn grew(&self, bytes: u64) {
-        let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if used > self.limit {
+        let before = self.used.fetch_add(bytes, Ordering::Relaxed);
+        if before <= self.limit && before + bytes > self.limit {
             self.crossed.notify_one();
         }
     }

@@ -1,13 +1,120 @@
-//! Why a session ended: one reason per session, decided from the first fatal event it observed.
+//! Why a session ended: one reason per session, decided from the first fatal event it observed,
+//! and what follows from it.
 //!
 //! [`CloseReason::as_str`] is the `reason` label of every close metric. [`classify_io`] is the one
-//! place that turns what the kernel reported into a reason.
+//! place that turns what the kernel reported into a reason. [`policy`] is the one table that says,
+//! for each reason, whether the session parks for resume, whether the close is abortive, which
+//! `Bye` the client gets and at which level the close is logged; every part of the server reads
+//! it and nothing else decides those.
 
 use std::io;
 
-use protocol::CodecError;
+use protocol::{ByeCode, CodecError};
 
 pub use protocol::CloseReason;
+
+/// Whether a session that ended for a reason is parked for resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Park {
+    /// The connection broke under the player: park it (when resume is on).
+    Yes,
+    /// The session ended on purpose: never park.
+    No,
+    /// Only with `session.resume_after_slow_consumer`.
+    IfSlowConsumersResume,
+}
+
+/// How the connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// Nothing can be said: the peer closed or the connection is dead. The socket is dropped.
+    Drop,
+    /// Flush queued events, `Ack`, `Bye`, FIN, read until the client's FIN or the linger timeout.
+    Lingering,
+    /// Flush queued events, `Ack`, `Bye`, FIN and linger, but without the queued events: the
+    /// client is the one not reading them.
+    LingeringWithoutQueue,
+    /// `Bye` best-effort, then RST: the peer is presumed gone.
+    Abortive,
+    /// Lingering, or abortive with `session.abort_on_protocol_error`.
+    LingeringUnlessConfigured,
+}
+
+/// How loud the close line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Expected endings: players leaving, operators acting, the server stopping.
+    Info,
+    /// A client misbehaving or a network fault: worth a look when they cluster.
+    Warn,
+    /// Not understood.
+    Error,
+}
+
+/// What follows from one close reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Parks for resume?
+    pub park: Park,
+    /// How the connection closes.
+    pub closing: Closing,
+    /// The `Bye` the client gets, when it can get one.
+    pub bye: Option<ByeCode>,
+    /// The close line's level.
+    pub level: Level,
+    /// A client can cause it at will, as often as it can connect: its close lines are
+    /// throttled hard (see [`crate::logging::ABUSIVE`]).
+    pub abusive: bool,
+}
+
+/// The policy for a reason. The one table.
+pub const fn policy(reason: CloseReason) -> Policy {
+    use ByeCode as B;
+    use Closing::*;
+    use Level::*;
+    let (park, closing, bye, level, abusive) = match reason {
+        CloseReason::ClientQuit => (Park::No, Lingering, Some(B::ClientQuit), Info, false),
+        CloseReason::PeerEof => (Park::Yes, Drop, None, Info, false),
+        CloseReason::TruncatedFrame => (Park::Yes, Drop, None, Warn, false),
+        CloseReason::PeerReset => (Park::Yes, Drop, None, Warn, false),
+        CloseReason::BrokenPipe => (Park::Yes, Drop, None, Warn, false),
+        CloseReason::IdleTimeout => (Park::Yes, Abortive, Some(B::IdleTimeout), Warn, false),
+        CloseReason::TcpTimeout => (Park::Yes, Abortive, None, Warn, false),
+        CloseReason::HandshakeTimeout => {
+            (Park::No, Lingering, Some(B::HandshakeTimeout), Warn, true)
+        }
+        CloseReason::ProtocolError => (
+            Park::No,
+            LingeringUnlessConfigured,
+            Some(B::ProtocolError),
+            Warn,
+            true,
+        ),
+        CloseReason::SlowConsumer => (
+            Park::IfSlowConsumersResume,
+            LingeringWithoutQueue,
+            Some(B::SlowConsumer),
+            Warn,
+            false,
+        ),
+        CloseReason::RateLimited => (Park::No, Lingering, Some(B::RateLimited), Warn, true),
+        CloseReason::AuthFailed => (Park::No, Lingering, Some(B::AuthFailed), Warn, true),
+        CloseReason::ResumeRejected => (Park::No, Lingering, Some(B::ResumeRejected), Info, false),
+        CloseReason::JoinRefused => (Park::No, Lingering, Some(B::JoinRefused), Info, false),
+        CloseReason::GameEnded => (Park::No, Lingering, Some(B::GameEnded), Info, false),
+        CloseReason::Kicked => (Park::No, Lingering, Some(B::Kicked), Info, false),
+        CloseReason::Replaced => (Park::No, Lingering, Some(B::Replaced), Info, false),
+        CloseReason::ServerShutdown => (Park::No, Lingering, Some(B::ServerShutdown), Info, false),
+        CloseReason::IoError => (Park::Yes, Drop, None, Error, false),
+    };
+    Policy {
+        park,
+        closing,
+        bye,
+        level,
+        abusive,
+    }
+}
 
 /// Which way the failing operation was going. A reset seen on write is still a reset; an
 /// unclassified error on write is reported with the direction in the log.
@@ -193,6 +300,36 @@ mod tests {
             assert!(seen.insert(reason.as_str()), "duplicate label {reason}");
             assert_eq!(CloseReason::from_label(reason.as_str()), Some(reason));
         }
-        assert_eq!(seen.len(), 16);
+        assert_eq!(seen.len(), 19);
+    }
+
+    #[test]
+    fn the_policy_table_is_consistent() {
+        for reason in CloseReason::ALL {
+            let p = policy(reason);
+            // Whatever closes with a Bye says it in the reason's own words.
+            if let Some(code) = p.bye {
+                assert_eq!(code.as_str(), reason.as_str(), "{reason}");
+            }
+            // A lingering close exists to deliver a Bye.
+            if matches!(
+                p.closing,
+                Closing::Lingering
+                    | Closing::LingeringWithoutQueue
+                    | Closing::LingeringUnlessConfigured
+            ) {
+                assert!(p.bye.is_some(), "{reason} lingers without a Bye");
+            }
+            // Only a broken connection parks.
+            if p.park == Park::Yes {
+                assert!(
+                    matches!(p.closing, Closing::Drop | Closing::Abortive),
+                    "{reason} parks but closes gracefully"
+                );
+            }
+            if p.abusive {
+                assert_eq!(p.level, Level::Warn, "{reason}");
+            }
+        }
     }
 }

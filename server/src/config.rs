@@ -9,6 +9,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::game::GameConfig;
+
 /// The commented default configuration, compiled into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
@@ -31,8 +33,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
-    /// The demo game.
-    pub game: GameConfig,
+    /// The room directory and room tasks.
+    pub rooms: RoomsConfig,
     /// Player authentication.
     pub auth: AuthConfig,
     /// Logging.
@@ -185,13 +187,17 @@ pub struct ShutdownConfig {
     pub drain_timeout: Duration,
 }
 
-/// `[game]`.
+/// `[rooms]`: see config/default.toml for what each key does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GameConfig {
-    /// Demo game ticks per second.
+pub struct RoomsConfig {
+    /// Most rooms open at once.
+    pub max_rooms: usize,
+    /// Players placed in one automatic room.
+    pub auto_room_capacity: usize,
+    /// Ticks per second of a room that does not choose its own rate.
     pub tick_rate_hz: u32,
-    /// Players per automatically chosen room.
-    pub room_capacity: usize,
+    /// Commands (inputs, joins, leaves) a room's queue holds before senders wait.
+    pub queue: usize,
 }
 
 /// `[auth]`.
@@ -362,12 +368,25 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Merges the sources over the embedded defaults and checks the result.
+    /// Merges the sources over the embedded defaults and checks the result: the engine's own
+    /// sections only (a `[game]` section is an unknown one).
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_TOML,
-            config::FileFormat::Toml,
-        ));
+        Config::load_game::<()>(sources).map(|(config, ())| config)
+    }
+
+    /// Merges the sources over the embedded defaults and the game's (`C::DEFAULT_TOML`), and
+    /// checks the engine's sections and the game's `[game]` section together: every problem of
+    /// either is reported at once, each with its key.
+    pub fn load_game<C: GameConfig>(sources: &Sources) -> Result<(Config, C), ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .add_source(config::File::from_str(
+                C::DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ));
         if let Some(path) = &sources.file {
             builder = builder
                 .add_source(config::File::from(path.clone()).format(config::FileFormat::Toml));
@@ -381,21 +400,19 @@ impl Config {
             builder = builder.set_override(key.as_str(), value.as_str())?;
         }
         let raw = builder.build()?;
-        Config::from_raw(&raw)
-    }
-
-    fn from_raw(raw: &config::Config) -> Result<Config, ConfigError> {
         let mut fields = Fields {
-            raw,
-            problems: unknown_keys(raw)?,
+            raw: &raw,
+            problems: unknown_keys(&raw, C::DEFAULT_TOML)?,
         };
         let config = fields.config();
         let mut problems = fields.problems;
-        match config {
-            Some(config) if problems.is_empty() => {
+        let game = game_section::<C>(&raw, &mut problems)?;
+        match (config, game) {
+            (Some(config), Some(game)) if problems.is_empty() => {
                 problems.extend(config.validate());
+                problems.extend(game.validate());
                 if problems.is_empty() {
-                    Ok(config)
+                    Ok((config, game))
                 } else {
                     Err(ConfigError::Invalid(problems))
                 }
@@ -610,16 +627,23 @@ impl Config {
             "shutdown.drain_timeout",
             "must be greater than zero".into(),
         );
+        let r = &self.rooms;
         check(
-            (1..=1000).contains(&self.game.tick_rate_hz),
-            "game.tick_rate_hz",
-            format!("must be between 1 and 1000, got {}", self.game.tick_rate_hz),
+            r.tick_rate_hz <= 1000,
+            "rooms.tick_rate_hz",
+            format!("must be between 0 and 1000, got {}", r.tick_rate_hz),
         );
         check(
-            self.game.room_capacity >= 1,
-            "game.room_capacity",
+            r.auto_room_capacity >= 1,
+            "rooms.auto_room_capacity",
             "must be at least 1".into(),
         );
+        check(
+            r.max_rooms >= 1,
+            "rooms.max_rooms",
+            "must be at least 1".into(),
+        );
+        check(r.queue >= 1, "rooms.queue", "must be at least 1".into());
         check(
             self.auth.mode != AuthMode::Hmac || self.auth.secret.len() >= 16,
             "auth.secret",
@@ -751,12 +775,14 @@ impl Fields<'_> {
             }
         );
         let shutdown = section!(self, "shutdown", ShutdownConfig { drain_timeout });
-        let game = section!(
+        let rooms = section!(
             self,
-            "game",
-            GameConfig {
+            "rooms",
+            RoomsConfig {
+                max_rooms,
+                auto_room_capacity,
                 tick_rate_hz,
-                room_capacity
+                queue
             }
         );
         let auth = section!(
@@ -777,7 +803,7 @@ impl Fields<'_> {
             tcp: tcp?,
             admin: admin?,
             shutdown: shutdown?,
-            game: game?,
+            rooms: rooms?,
             auth: auth?,
             log: log?,
         })
@@ -909,10 +935,70 @@ impl FromRaw for LogFormat {
     }
 }
 
-/// Keys present in the merged sources that the defaults do not have: typos, usually.
-fn unknown_keys(raw: &config::Config) -> Result<Vec<Problem>, ConfigError> {
-    let known: BTreeMap<String, toml::Value> =
+/// Reads the `[game]` section into the game's type. Each key the sources set is first tried on
+/// its own over the game's defaults, so that every bad key is reported with its name, then the
+/// whole section is read. Returns `None` when a problem was recorded.
+fn game_section<C: GameConfig>(
+    raw: &config::Config,
+    problems: &mut Vec<Problem>,
+) -> Result<Option<C>, ConfigError> {
+    let defaults = config::Config::builder()
+        .add_source(config::File::from_str(
+            C::DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ))
+        .build()?;
+    let base: config::Map<String, config::Value> = defaults.get_table("game").unwrap_or_default();
+    let set: config::Map<String, config::Value> = raw.get_table("game").unwrap_or_default();
+    let read = |table: config::Map<String, config::Value>| {
+        config::Value::new(None, config::ValueKind::Table(table)).try_deserialize::<C>()
+    };
+    let mut bad = false;
+    for (key, value) in &set {
+        if !base.contains_key(key) {
+            continue; // reported as unknown
+        }
+        let mut one = base.clone();
+        one.insert(key.clone(), value.clone());
+        if let Err(error) = read(one) {
+            bad = true;
+            problems.push(Problem {
+                key: format!("game.{key}"),
+                message: describe(error),
+            });
+        }
+    }
+    if bad {
+        return Ok(None);
+    }
+    if base.is_empty() && set.is_empty() {
+        // A game without settings (`()`) reads from nothing, not from an empty table.
+        if let Ok(game) = config::Value::new(None, config::ValueKind::Nil).try_deserialize::<C>() {
+            return Ok(Some(game));
+        }
+    }
+    let mut all = base;
+    all.extend(set);
+    match read(all) {
+        Ok(game) => Ok(Some(game)),
+        Err(error) => {
+            problems.push(Problem {
+                key: "game".to_owned(),
+                message: describe(error),
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// Keys present in the merged sources that neither the engine's defaults nor the game's have:
+/// typos, usually.
+fn unknown_keys(raw: &config::Config, game_defaults: &str) -> Result<Vec<Problem>, ConfigError> {
+    let mut known: BTreeMap<String, toml::Value> =
         toml::from_str(DEFAULT_TOML).map_err(|e| config::ConfigError::Message(e.to_string()))?;
+    let game: BTreeMap<String, toml::Value> =
+        toml::from_str(game_defaults).map_err(|e| config::ConfigError::Message(e.to_string()))?;
+    known.extend(game);
     let merged: BTreeMap<String, config::Value> = raw.clone().try_deserialize()?;
     let mut problems = Vec::new();
     for (section, value) in merged {

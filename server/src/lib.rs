@@ -15,19 +15,24 @@
 pub mod acceptor;
 mod admin;
 pub mod admission;
+pub mod app;
 pub mod auth;
 pub mod budget;
 pub mod close;
 pub mod config;
+mod connection;
 pub mod game;
 pub mod logging;
 pub mod metrics;
 pub mod reaper;
 pub mod registry;
 pub mod resume;
+pub mod rooms;
 mod session;
 pub mod shutdown;
 pub mod stall;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod watchdog;
 
 use std::sync::Arc;
@@ -38,9 +43,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+pub use crate::app::App;
 pub use crate::close::CloseReason;
 pub use crate::config::Config;
-pub use crate::game::Game;
+pub use crate::connection::{Duplex, Peek, Transport};
+pub use crate::game::{Game, GameConfig, Leave, Player, Refusal, Room, RoomContext};
 pub use crate::shutdown::Shutdown;
 
 use crate::admission::{Admission, SourceLimits};
@@ -50,6 +57,7 @@ use crate::logging::Throttle;
 use crate::metrics::{Metrics, TrafficCounters};
 use crate::reaper::SessionEnd;
 use crate::registry::Registry;
+use crate::rooms::{Directory, DirectoryLimits};
 use crate::stall::Stalls;
 
 /// What every session task shares.
@@ -58,7 +66,7 @@ pub(crate) struct Shared {
     metrics: Metrics,
     traffic: TrafficCounters,
     registry: Arc<Registry>,
-    game: Arc<dyn Game>,
+    rooms: Arc<Directory>,
     auth: Option<Authenticator>,
     parking: Arc<resume::Parking>,
     admission: Arc<Admission>,
@@ -91,149 +99,279 @@ impl Shared {
 
 /// Runs the server until `shutdown` drains it and every session has closed (or the drain timeout
 /// forced the rest), then stops the admin listener. Returns an error only for failures at start.
-pub async fn run(
+pub async fn run<G: Game>(
     listener: TcpListener,
     admin: TcpListener,
     config: Config,
-    game: Arc<dyn Game>,
+    game: Arc<G>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let metrics = Metrics::new()?;
-    let baseline = budget::resident_bytes();
-    let registry = Arc::new(Registry::default());
-    let (reaper_tx, reaper_rx) = mpsc::channel(REAPER_QUEUE);
-    let auth = match config.auth.mode {
-        config::AuthMode::None => None,
-        config::AuthMode::Hmac => Some(Authenticator::new(
-            config.auth.secret.as_bytes(),
-            config.auth.max_ttl,
-        )),
-    };
-    let admin_token = config.admin.bearer_token();
-    if !config.admin.listen.ip().is_loopback() {
-        tracing::warn!(
-            admin = %admin.local_addr()?,
-            "the admin listener is off loopback: every request but /healthz and /readyz needs \
-             the bearer token; keep the port off the internet all the same"
-        );
-    }
+    let server = Server::start(admin, config, game, shutdown).await?;
     tracing::info!(
         game = %listener.local_addr()?,
-        admin = %admin.local_addr()?,
+        admin = %server.admin_addr,
         "serving"
     );
-
-    let throttle = Throttle::new(metrics.log_lines_suppressed.clone());
-    let stalls = Stalls::new(Some(metrics.server_stall.clone()));
-    let stall_clock = tokio::spawn(stall::watch(stalls.clone()));
-    let parking = resume::Parking::new(
-        config.session.resume_grace,
-        resume::ParkingLimits {
-            max_parked: config.session.max_parked,
-            max_bytes: config.session.max_parked_bytes,
-        },
-        metrics.clone(),
-        game.clone(),
-    );
-    let budget = Budget::new(config.server.memory_budget, baseline);
-    let budget_task = tokio::spawn(budget::watch(
-        budget.clone(),
-        registry.clone(),
-        parking.clone(),
-        metrics.clone(),
-    ));
-    let reaper = tokio::spawn(reaper::run(
-        reaper_rx,
-        metrics.clone(),
-        registry.clone(),
-        game.clone(),
-        throttle.clone(),
-    ));
-    let stop_admin = tokio_util::sync::CancellationToken::new();
-    let admin_task = tokio::spawn(admin::serve(
-        admin,
-        metrics.clone(),
-        registry.clone(),
-        shutdown.clone(),
-        admin::Settings {
-            token: admin_token,
-            max_connections: config.admin.max_connections,
-            header_read_timeout: config.admin.header_read_timeout,
-        },
-        stop_admin.clone(),
-    ));
-    let ticker = tokio::spawn(tick(
-        game.clone(),
-        config.game.tick_rate_hz,
-        shutdown.clone(),
-    ));
-
-    let drain_timeout = config.shutdown.drain_timeout;
-    let shared = Arc::new(Shared {
-        parking: parking.clone(),
-        traffic: TrafficCounters::new(&metrics),
-        metrics: metrics.clone(),
-        registry,
-        game,
-        auth,
-        admission: Admission::new(SourceLimits::from_config(&config)),
-        budget,
-        stalls,
-        throttle,
-        shutdown: shutdown.clone(),
-        reaper: reaper_tx,
-        next_session_id: AtomicU64::new(1),
-        config,
-    });
-    metrics.ready.set(1);
-
-    let sessions = TaskTracker::new();
-    acceptor::run(listener, shared.clone(), &sessions).await;
-    metrics.ready.set(0);
-    drop(shared);
-
-    sessions.close();
-    let active = metrics.sessions_active.get();
-    tracing::info!(active, drain_timeout = %humantime::format_duration(drain_timeout), "draining sessions");
-    tokio::select! {
-        () = sessions.wait() => {}
-        () = tokio::time::sleep(drain_timeout) => {
-            shutdown.abort();
-            tracing::warn!(remaining = metrics.sessions_active.get(), "drain timeout: closing the remaining sessions");
-        }
-        () = shutdown.aborted() => {}
-    }
-    sessions.wait().await;
-    parking.clear();
-    // Every sender is gone once the sessions are: the reaper records the last closes and ends.
-    if let Err(error) = reaper.await {
-        tracing::error!(%error, "reaper failed");
-    }
-    ticker.abort();
-    budget_task.abort();
-    stall_clock.abort();
-    stop_admin.cancel();
-    match admin_task.await {
-        Ok(Err(error)) => tracing::error!(%error, "admin listener failed"),
-        Err(error) => tracing::error!(%error, "admin listener panicked"),
-        Ok(Ok(())) => {}
-    }
-    tracing::info!("stopped");
-    Ok(())
+    server.serve(listener).await
 }
 
-/// Calls the game's tick at the configured rate until the drain starts.
-async fn tick(game: Arc<dyn Game>, rate_hz: u32, shutdown: Shutdown) {
-    let period = Duration::from_secs(1) / rate_hz.max(1);
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut tick = 0u64;
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            () = shutdown.draining() => return,
+/// A server whose shared state and side tasks are running, ready to take connections from a
+/// listener ([`Server::serve`]) or one at a time ([`Server::connect`], for tests over in-memory
+/// transports).
+pub struct Server {
+    shared: Arc<Shared>,
+    admin_addr: std::net::SocketAddr,
+    tasks: SideTasks,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("admin", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+struct SideTasks {
+    reaper: tokio::task::JoinHandle<()>,
+    budget: tokio::task::JoinHandle<()>,
+    stall_clock: tokio::task::JoinHandle<()>,
+    stop_admin: tokio_util::sync::CancellationToken,
+    admin: tokio::task::JoinHandle<std::io::Result<()>>,
+    sessions: TaskTracker,
+}
+
+impl Server {
+    /// Starts everything but the game listener: metrics, the reaper, the budget, the stall
+    /// clock, the admin listener and the room directory.
+    pub async fn start<G: Game>(
+        admin: TcpListener,
+        config: Config,
+        game: Arc<G>,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Server> {
+        let metrics = Metrics::new()?;
+        let baseline = budget::resident_bytes();
+        let registry = Arc::new(Registry::default());
+        let (reaper_tx, reaper_rx) = mpsc::channel(REAPER_QUEUE);
+        let auth = match config.auth.mode {
+            config::AuthMode::None => None,
+            config::AuthMode::Hmac => Some(Authenticator::new(
+                config.auth.secret.as_bytes(),
+                config.auth.max_ttl,
+            )),
+        };
+        let admin_token = config.admin.bearer_token();
+        if !config.admin.listen.ip().is_loopback() {
+            tracing::warn!(
+                admin = %admin.local_addr()?,
+                "the admin listener is off loopback: every request but /healthz and /readyz needs \
+                 the bearer token; keep the port off the internet all the same"
+            );
         }
-        tick += 1;
-        game.tick(tick);
+        let admin_addr = admin.local_addr()?;
+        let throttle = Throttle::new(metrics.log_lines_suppressed.clone());
+        let stalls = Stalls::new(Some(metrics.server_stall.clone()));
+        let stall_clock = tokio::spawn(stall::watch(stalls.clone()));
+        let parking = resume::Parking::new(
+            config.session.resume_grace,
+            resume::ParkingLimits {
+                max_parked: config.session.max_parked,
+                max_bytes: config.session.max_parked_bytes,
+            },
+            metrics.clone(),
+            throttle.clone(),
+        );
+        let rooms = Directory::new(
+            game,
+            DirectoryLimits {
+                max_rooms: config.rooms.max_rooms,
+                auto_room_capacity: config.rooms.auto_room_capacity,
+                tick_rate_hz: config.rooms.tick_rate_hz,
+                queue: config.rooms.queue,
+            },
+            metrics.rooms_active.clone(),
+        );
+        let budget = Budget::new(config.server.memory_budget, baseline);
+        let budget_task = tokio::spawn(budget::watch(
+            budget.clone(),
+            registry.clone(),
+            parking.clone(),
+            metrics.clone(),
+        ));
+        let reaper = tokio::spawn(reaper::run(
+            reaper_rx,
+            metrics.clone(),
+            registry.clone(),
+            throttle.clone(),
+        ));
+        let stop_admin = tokio_util::sync::CancellationToken::new();
+        let admin_task = tokio::spawn(admin::serve(
+            admin,
+            metrics.clone(),
+            registry.clone(),
+            shutdown.clone(),
+            admin::Settings {
+                token: admin_token,
+                max_connections: config.admin.max_connections,
+                header_read_timeout: config.admin.header_read_timeout,
+            },
+            stop_admin.clone(),
+        ));
+        let shared = Arc::new(Shared {
+            parking,
+            traffic: TrafficCounters::new(&metrics),
+            metrics: metrics.clone(),
+            registry,
+            rooms,
+            auth,
+            admission: Admission::new(SourceLimits::from_config(&config)),
+            budget,
+            stalls,
+            throttle,
+            shutdown: shutdown.clone(),
+            reaper: reaper_tx,
+            next_session_id: AtomicU64::new(1),
+            config,
+        });
+        metrics.ready.set(1);
+        Ok(Server {
+            shared,
+            admin_addr,
+            tasks: SideTasks {
+                reaper,
+                budget: budget_task,
+                stall_clock,
+                stop_admin,
+                admin: admin_task,
+                sessions: TaskTracker::new(),
+            },
+        })
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.admin_addr
+    }
+
+    /// A way to hand this server connections over any transport, as the acceptor does for
+    /// TCP but without the admission checks: for tests over `tokio::io::duplex` with a paused
+    /// clock. Drop every connector before the server drains: each keeps it alive.
+    pub fn connector(&self) -> Connector {
+        Connector {
+            shared: self.shared.clone(),
+            sessions: self.tasks.sessions.clone(),
+        }
+    }
+
+    /// Waits for the drain without a listener (the sessions came through [`Server::connect`]),
+    /// then drains and stops like [`Server::serve`].
+    pub async fn until_drained(self) {
+        let shutdown = self.shared.shutdown.clone();
+        shutdown.draining().await;
+        let Server { shared, tasks, .. } = self;
+        let metrics = shared.metrics.clone();
+        let parking = shared.parking.clone();
+        let rooms = shared.rooms.clone();
+        let drain_timeout = shared.config.shutdown.drain_timeout;
+        drop(shared);
+        tasks
+            .finish(metrics, shutdown, parking, rooms, drain_timeout)
+            .await;
+    }
+
+    /// Accepts until the drain starts, then drains the sessions (at most
+    /// `shutdown.drain_timeout`, then they are closed by force) and stops everything.
+    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        let Server {
+            shared,
+            admin_addr: _,
+            tasks,
+        } = self;
+        let metrics = shared.metrics.clone();
+        let shutdown = shared.shutdown.clone();
+        let parking = shared.parking.clone();
+        let rooms = shared.rooms.clone();
+        let drain_timeout = shared.config.shutdown.drain_timeout;
+        acceptor::run(listener, shared.clone(), &tasks.sessions).await;
+        metrics.ready.set(0);
+        drop(shared);
+        tasks
+            .finish(metrics, shutdown, parking, rooms, drain_timeout)
+            .await;
+        Ok(())
+    }
+}
+
+/// Hands a [`Server`] connections over any transport (see [`Server::connector`]).
+#[derive(Clone)]
+pub struct Connector {
+    shared: Arc<Shared>,
+    sessions: TaskTracker,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// Serves one connection from `peer` until it ends.
+    pub fn connect<T: Transport>(&self, transport: T, peer: std::net::SocketAddr) {
+        let shared = self.shared.clone();
+        let active = self.shared.metrics.sessions_active.clone();
+        active.inc();
+        self.sessions.spawn(async move {
+            connection::serve(shared, transport, peer).await;
+            active.dec();
+        });
+    }
+}
+
+impl SideTasks {
+    async fn finish(
+        self,
+        metrics: Metrics,
+        shutdown: Shutdown,
+        parking: Arc<resume::Parking>,
+        rooms: Arc<Directory>,
+        drain_timeout: Duration,
+    ) {
+        let sessions = self.sessions;
+        sessions.close();
+        let active = metrics.sessions_active.get();
+        tracing::info!(active, drain_timeout = %humantime::format_duration(drain_timeout), "draining sessions");
+        tokio::select! {
+            () = sessions.wait() => {}
+            () = tokio::time::sleep(drain_timeout) => {
+                shutdown.abort();
+                tracing::warn!(remaining = metrics.sessions_active.get(), "drain timeout: closing the remaining sessions");
+            }
+            () = shutdown.aborted() => {}
+        }
+        sessions.wait().await;
+        parking.clear();
+        // Every sender is gone once the sessions are: the reaper records the last closes and ends.
+        if let Err(error) = self.reaper.await {
+            tracing::error!(%error, "reaper failed");
+        }
+        // Every player has left its room: the rooms dispose of themselves.
+        rooms.closed(Duration::from_millis(250)).await;
+        self.budget.abort();
+        self.stall_clock.abort();
+        self.stop_admin.cancel();
+        let admin = self.admin;
+        if shutdown.is_aborted() {
+            // A forced shutdown does not give admin connections their grace.
+            admin.abort();
+        }
+        match admin.await {
+            Err(error) if error.is_cancelled() => {}
+            Ok(Err(error)) => tracing::error!(%error, "admin listener failed"),
+            Err(error) => tracing::error!(%error, "admin listener panicked"),
+            Ok(Ok(())) => {}
+        }
+        tracing::info!("stopped");
     }
 }

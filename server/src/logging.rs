@@ -113,6 +113,11 @@ pub fn init(config: &LogConfig) -> LogGuard {
     if !installed {
         return LogGuard(None);
     }
+    // The default panic hook writes to standard error directly and would wait on a full pipe:
+    // panics go through the lossy writer instead.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "a thread panicked");
+    }));
     if let Some(directive) = from_env {
         tracing::info!(
             rust_log = %directive,

@@ -147,6 +147,8 @@ pub struct Metrics {
     pub server_stall: prometheus::Counter,
     /// Admin connections closed at accept because `admin.max_connections` were open.
     pub admin_rejected: IntCounter,
+    /// Rooms open.
+    pub rooms_active: IntGauge,
 }
 
 impl Metrics {
@@ -319,6 +321,10 @@ impl Metrics {
             admin_rejected: counter(
                 "gameserver_admin_connections_rejected_total",
                 "Admin connections closed at accept because admin.max_connections were open.",
+            )?,
+            rooms_active: gauge(
+                "gameserver_rooms_active",
+                "Rooms open (rooms.max_rooms at most).",
             )?,
             registry,
         };

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::close::CloseReason;
-use crate::game::Game;
+use crate::close::{CloseReason, Level, policy};
 use crate::logging::{ABUSIVE, ORDINARY, Throttle};
 use crate::metrics::{Metrics, Traffic};
 use crate::registry::{Player, Registry};
@@ -46,7 +45,6 @@ pub(crate) async fn run(
     mut ends: mpsc::Receiver<SessionEnd>,
     metrics: Metrics,
     registry: Arc<Registry>,
-    game: Arc<dyn Game>,
     throttle: Throttle,
 ) {
     // Each kind's summary is due SUMMARY_EVERY after its first suppressed line; looking every
@@ -56,7 +54,7 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             end = ends.recv() => match end {
-                Some(end) => reap(&end, &metrics, &registry, game.as_ref(), &throttle),
+                Some(end) => reap(&end, &metrics, &registry, &throttle),
                 None => break,
             },
             _ = summaries.tick() => throttle.summarize(false),
@@ -65,13 +63,7 @@ pub(crate) async fn run(
     throttle.summarize(true);
 }
 
-fn reap(
-    end: &SessionEnd,
-    metrics: &Metrics,
-    registry: &Registry,
-    game: &dyn Game,
-    throttle: &Throttle,
-) {
+fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, throttle: &Throttle) {
     let label = end.reason.as_str();
     metrics.sessions_closed.with_label_values(&[label]).inc();
     metrics
@@ -86,14 +78,14 @@ fn reap(
         metrics.drain_forced.inc();
     }
     // A parked session was already taken out of the registry when it parked, and its player has
-    // not left: the parking lot calls the leave hook if it never comes back.
+    // not left: the parking lot reports the leave if it never comes back.
     if let Some(player) = &end.player
         && !end.parked
     {
         registry.remove(end.session_id);
-        game.leave(player, end.reason);
+        player.left(end.reason);
     }
-    let rate = if abusive(end.reason) {
+    let rate = if policy(end.reason).abusive {
         ABUSIVE
     } else {
         ORDINARY
@@ -101,17 +93,6 @@ fn reap(
     if throttle.admit(end.reason.as_str(), rate) {
         log(end);
     }
-}
-
-/// Reasons a client can produce at will, as often as it can connect.
-fn abusive(reason: CloseReason) -> bool {
-    matches!(
-        reason,
-        CloseReason::HandshakeTimeout
-            | CloseReason::ProtocolError
-            | CloseReason::RateLimited
-            | CloseReason::AuthFailed
-    )
 }
 
 fn log(end: &SessionEnd) {
@@ -137,25 +118,9 @@ fn log(end: &SessionEnd) {
             )
         };
     }
-    match end.reason {
-        // Expected endings: players leaving, operators acting, the server stopping.
-        CloseReason::ClientQuit
-        | CloseReason::PeerEof
-        | CloseReason::Kicked
-        | CloseReason::Replaced
-        | CloseReason::ServerShutdown => line!(info),
-        // A client misbehaving or a network fault: worth a look when they cluster.
-        CloseReason::TruncatedFrame
-        | CloseReason::PeerReset
-        | CloseReason::BrokenPipe
-        | CloseReason::IdleTimeout
-        | CloseReason::TcpTimeout
-        | CloseReason::HandshakeTimeout
-        | CloseReason::ProtocolError
-        | CloseReason::SlowConsumer
-        | CloseReason::RateLimited
-        | CloseReason::AuthFailed => line!(warn),
-        // Not understood: the errno is in the detail.
-        CloseReason::IoError => line!(error),
+    match policy(end.reason).level {
+        Level::Info => line!(info),
+        Level::Warn => line!(warn),
+        Level::Error => line!(error),
     }
 }

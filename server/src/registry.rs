@@ -1,5 +1,10 @@
 //! Live sessions that completed their handshake: the game's handle on each player, the lookup
 //! that enforces one session per player id, and what the admin listener lists and kicks.
+//!
+//! [`Player`] is also the one owner of a player's life in the game: it holds the player's place
+//! in its room, and every part of the server (the session, the reaper, the parking lot) reports
+//! into it. It tells the room the player left exactly once, whoever reports first, and tells it
+//! about a park and a resume in between.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -13,6 +18,8 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::budget::{Footprint, PRESSURE_QUEUE_BYTES, Pressure, Totals};
 use crate::close::CloseReason;
+use crate::game::Leave;
+use crate::rooms::{Command, RoomHandle};
 
 /// The game's handle on one connected player. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -26,7 +33,10 @@ struct PlayerInner {
     started: Instant,
     events: mpsc::Sender<Bytes>,
     control: Control,
-    room: Mutex<Arc<str>>,
+    /// The player's place in its room; `None` before it joined one and after it left.
+    room: Mutex<Option<RoomHandle>>,
+    /// [`LIVE`], [`PARKED`] or [`LEFT`].
+    life: AtomicU8,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     footprint: Footprint,
@@ -51,11 +61,17 @@ impl Default for QueueLimit {
     }
 }
 
+const LIVE: u8 = 0;
+const PARKED: u8 = 1;
+const LEFT: u8 = 2;
+
 /// A one-shot request, from outside the session task, to end the session with a reason.
 #[derive(Debug, Default)]
 pub(crate) struct Control {
     reason: AtomicU8,
     notify: Notify,
+    /// The game's own words when it ends the session (`game_ended`).
+    text: Mutex<Option<String>>,
 }
 
 impl Control {
@@ -87,6 +103,11 @@ impl Control {
         self.reason.store(0, Ordering::Release);
     }
 
+    /// The text that came with the request, if any.
+    pub(crate) fn text(&self) -> Option<String> {
+        lock(&self.text).clone()
+    }
+
     /// Completes when a close is requested (immediately if one already was).
     pub(crate) async fn wait(&self) -> CloseReason {
         loop {
@@ -99,7 +120,10 @@ impl Control {
 }
 
 impl Player {
-    pub(crate) fn new(
+    /// A player whose events go to `events`. The engine makes one per session; a game's tests
+    /// make them to drive a room directly (see the test kit), reading what the room sent from
+    /// the other end of `events`.
+    pub fn new(
         session_id: u64,
         player_id: Arc<str>,
         peer: SocketAddr,
@@ -113,7 +137,8 @@ impl Player {
             started: Instant::now(),
             events,
             control: Control::default(),
-            room: Mutex::new(Arc::from("")),
+            room: Mutex::new(None),
+            life: AtomicU8::new(LIVE),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             footprint: Footprint::default(),
@@ -136,9 +161,12 @@ impl Player {
         *lock(&self.0.peer)
     }
 
-    /// The room the game last put the player in.
+    /// The room the player is in ("" before it joined one).
     pub fn room(&self) -> String {
-        lock(&self.0.room).to_string()
+        lock(&self.0.room)
+            .as_ref()
+            .map(|room| room.name().to_owned())
+            .unwrap_or_default()
     }
 
     pub(crate) fn set_peer(&self, peer: SocketAddr) {
@@ -177,9 +205,78 @@ impl Player {
         &self.0.footprint
     }
 
-    /// Ends the session with `Bye{kicked}` after its queued events.
+    /// Ends the session with `Bye{kicked}` after its queued events (an operator's kick).
     pub fn kick(&self) {
         self.close(CloseReason::Kicked);
+    }
+
+    /// Ends the session by the game's own rules: `Bye{game_ended}` with `reason` as its text,
+    /// after the queued events; counted as `game_ended`.
+    pub fn end(&self, reason: impl Into<String>) {
+        *lock(&self.0.control.text) = Some(reason.into());
+        self.close(CloseReason::GameEnded);
+    }
+
+    /// True once the player left the game for good.
+    pub fn has_left(&self) -> bool {
+        self.0.life.load(Ordering::Acquire) == LEFT
+    }
+
+    /// The player's place in its room.
+    pub(crate) fn room_handle(&self) -> Option<RoomHandle> {
+        lock(&self.0.room).clone()
+    }
+
+    /// The player now holds a place in `room`; the room it was in hears it moved.
+    pub(crate) fn entered(&self, room: RoomHandle) {
+        let previous = lock(&self.0.room).replace(room);
+        if let Some(previous) = previous {
+            previous.leave(self.session_id(), Leave::Moved);
+        }
+    }
+
+    /// The player's connection broke and its session is parked: its room hears it.
+    pub(crate) fn parked(&self, why: CloseReason) {
+        if self
+            .0
+            .life
+            .compare_exchange(LIVE, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            && let Some(room) = self.room_handle()
+        {
+            room.send_now(Command::Disconnected {
+                session: self.session_id(),
+                why,
+            });
+        }
+    }
+
+    /// A parked player came back: its room hears it. False if it had already left.
+    pub(crate) fn resumed(&self) -> bool {
+        let back = self
+            .0
+            .life
+            .compare_exchange(PARKED, LIVE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if back && let Some(room) = self.room_handle() {
+            room.send_now(Command::Reconnected {
+                session: self.session_id(),
+            });
+        }
+        back
+    }
+
+    /// The player left the game for good: its room hears it once, whoever reports it first (the
+    /// reaper for a closed session, the parking lot for a parked one that did not come back).
+    /// Returns true for the report that counted.
+    pub(crate) fn left(&self, why: CloseReason) -> bool {
+        if self.0.life.swap(LEFT, Ordering::AcqRel) == LEFT {
+            return false;
+        }
+        if let Some(room) = lock(&self.0.room).take() {
+            room.leave(self.session_id(), Leave::Closed(why));
+        }
+        true
     }
 
     /// Asks the session to end with `reason`; the first request wins.
@@ -191,8 +288,13 @@ impl Player {
         &self.0.control
     }
 
-    pub(crate) fn set_room(&self, room: &str) {
-        *lock(&self.0.room) = Arc::from(room);
+    /// Completes when a close is requested (at once if one already was). Owns what it needs, so
+    /// that a session creates it once and keeps it.
+    pub(crate) fn close_requested(
+        &self,
+    ) -> impl std::future::Future<Output = CloseReason> + Send + 'static {
+        let player = self.clone();
+        async move { player.0.control.wait().await }
     }
 
     pub(crate) fn add_traffic(&self, bytes_in: u64, bytes_out: u64) {
@@ -206,7 +308,7 @@ impl Player {
             player: self.0.player_id.to_string(),
             peer: self.peer().to_string(),
             age_secs: self.0.started.elapsed().as_secs_f64(),
-            room: lock(&self.0.room).to_string(),
+            room: self.room(),
             bytes_in: self.0.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.0.bytes_out.load(Ordering::Relaxed),
         }

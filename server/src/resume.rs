@@ -18,7 +18,6 @@ use tokio::time::Instant;
 
 use crate::budget::Totals;
 use crate::close::CloseReason;
-use crate::game::Game;
 use crate::metrics::{Eviction, Metrics};
 use crate::registry::Player;
 
@@ -152,6 +151,21 @@ impl Replay {
         self.bytes
     }
 
+    /// Drops the oldest events until at most `max_bytes` are kept (under memory pressure).
+    pub(crate) fn trim(&mut self, max_bytes: u64) {
+        while self.bytes > max_bytes {
+            match self.sent.pop_front() {
+                Some((_, dropped)) => self.bytes -= dropped.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    /// The number of the last event sent (0 before the first).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     /// The client has every event up to `seq`: they need not be kept.
     pub(crate) fn ack(&mut self, seq: u64) {
         while self.sent.front().is_some_and(|(s, _)| *s <= seq) {
@@ -249,7 +263,7 @@ pub(crate) struct Parking {
     grace: Duration,
     limits: ParkingLimits,
     metrics: Metrics,
-    game: Arc<dyn Game>,
+    throttle: crate::logging::Throttle,
 }
 
 /// How many sessions, and how many bytes, the parking lot holds at most.
@@ -283,7 +297,7 @@ impl Parking {
         grace: Duration,
         limits: ParkingLimits,
         metrics: Metrics,
-        game: Arc<dyn Game>,
+        throttle: crate::logging::Throttle,
     ) -> Arc<Parking> {
         Arc::new(Parking {
             inner: Mutex::new(Inner::default()),
@@ -291,7 +305,7 @@ impl Parking {
             grace,
             limits,
             metrics,
-            game,
+            throttle,
         })
     }
 
@@ -330,7 +344,7 @@ impl Parking {
         inner.bury(token, Refusal::Ended, tombstone_life(self.grace));
     }
 
-    /// Parks a session whose connection broke. The game is told the player disconnected; the
+    /// Parks a session whose connection broke. Its room hears the player disconnected; the
     /// player leaves for good if nobody resumes within the grace window, or if its queue
     /// overflows or it is kicked meanwhile.
     pub(crate) fn park(
@@ -340,17 +354,25 @@ impl Parking {
         reason: CloseReason,
     ) {
         let player = carried.player.clone();
-        player.control().reset();
         player.footprint().set_held(carried.replay.bytes(), 0);
-        while self.lock().parked.len() >= self.limits.max_parked {
-            if self.evict_oldest(Eviction::MaxParked).is_none() {
-                break;
-            }
-        }
-        self.game.disconnected(&player, reason);
+        player.parked(reason);
         let (stop, stopped) = oneshot::channel();
-        {
+        // One critical section: make room, reset the close request (a resume's `Replaced`
+        // request is made under this lock too, so it lands before or after, never between),
+        // and park.
+        let evicted = {
             let mut inner = self.lock();
+            let mut evicted = Vec::new();
+            while inner.parked.len() >= self.limits.max_parked {
+                let Some(oldest) = inner.order.values().next().copied() else {
+                    break;
+                };
+                if let Some(gone) = inner.unpark(&oldest) {
+                    inner.bury(oldest, Refusal::Evicted, tombstone_life(self.grace));
+                    evicted.push(gone);
+                }
+            }
+            player.control().reset();
             inner.live.remove(&token);
             inner.claimed.remove(&token);
             let player_id: Arc<str> = Arc::from(player.player_id());
@@ -367,6 +389,14 @@ impl Parking {
                     _supervisor: stop,
                 },
             );
+            evicted
+        };
+        for gone in evicted {
+            self.metrics
+                .parked_evicted
+                .with_label_values(&[Eviction::MaxParked.as_str()])
+                .inc();
+            self.ended(gone, Refusal::Evicted);
         }
         self.metrics.sessions_parked.inc();
         self.parked_signal.notify_waiters();
@@ -374,7 +404,7 @@ impl Parking {
         tokio::spawn(async move {
             let why = tokio::select! {
                 () = tokio::time::sleep(parking.grace) => Refusal::Expired,
-                ended = player.control().wait() => match ended {
+                ended = player.close_requested() => match ended {
                     CloseReason::SlowConsumer => Refusal::BufferOverflow,
                     _ => Refusal::Ended,
                 },
@@ -384,7 +414,7 @@ impl Parking {
         });
     }
 
-    /// Ends a parked session for good: the game's leave hook runs with the original reason.
+    /// Ends a parked session for good: the player leaves its room with the original reason.
     fn end(&self, token: ResumeToken, why: Refusal) {
         let parked = {
             let mut inner = self.lock();
@@ -395,11 +425,21 @@ impl Parking {
             parked
         };
         if let Some(parked) = parked {
-            self.metrics.sessions_parked.dec();
-            if why == Refusal::Expired {
-                self.metrics.resume_expired.inc();
-            }
-            self.game.leave(&parked.carried.player, parked.reason);
+            self.ended(parked, why);
+        }
+    }
+
+    /// The bookkeeping, then the log line, for a parked session that ended for good.
+    fn ended(&self, parked: Parked, why: Refusal) {
+        self.metrics.sessions_parked.dec();
+        if why == Refusal::Expired {
+            self.metrics.resume_expired.inc();
+        }
+        parked.carried.player.left(parked.reason);
+        if self
+            .throttle
+            .admit("parked_ended", crate::logging::ORDINARY)
+        {
             tracing::info!(
                 session = parked.carried.player.session_id(),
                 player = parked.carried.player.player_id(),
@@ -522,10 +562,9 @@ impl Parking {
                 }
                 if !claimed {
                     claimed = true;
-                    let player = live.player.clone();
+                    // Under the lock, so that parking this session resets it or comes after.
+                    live.player.close(CloseReason::Replaced);
                     inner.claimed.insert(token);
-                    drop(inner);
-                    player.close(CloseReason::Replaced);
                 }
             }
             if tokio::time::timeout_at(deadline, signal).await.is_err() {

@@ -37,6 +37,11 @@ impl Shutdown {
         self.drain.is_cancelled()
     }
 
+    /// True once the shutdown was forced.
+    pub fn is_aborted(&self) -> bool {
+        self.abort.is_cancelled()
+    }
+
     /// Completes when the drain starts.
     pub async fn draining(&self) {
         self.drain.cancelled().await;
@@ -50,20 +55,26 @@ impl Shutdown {
 
 /// Time allowed after the drain timeout for the rest of the exit: closing the admin listener
 /// ([`crate::admin`] gives its connections one second), recording the last closes, flushing logs.
-pub const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
+pub const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// Time a second signal leaves for the abort to record its closes before the process exits.
 pub const SECOND_SIGNAL_EXIT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Exits the process with status 1 after `after`, from a thread of its own.
+/// Exits the process with status 1 after `after`, from a thread of its own. The reason goes to
+/// the log and, from yet another thread, to standard error; the exit waits for neither, since
+/// a full or stuck pipe must not hold it up.
 pub fn exit_after(after: std::time::Duration, why: &'static str) {
     let spawned = std::thread::Builder::new()
         .name("game-server-exit".into())
         .spawn(move || {
             std::thread::sleep(after);
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                format!("game-server: {why}; exiting now\n").as_bytes(),
-            );
+            tracing::error!("{why}; exiting now");
+            let _ = std::thread::Builder::new().spawn(move || {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("game-server: {why}; exiting now\n").as_bytes(),
+                );
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
             std::process::exit(1);
         });
     if spawned.is_err() {

@@ -168,6 +168,9 @@ pub struct RateLimit {
     stall_seen: Duration,
 }
 
+/// The longest stall whose frames are all credited.
+const STALL_CREDIT_MAX: Duration = Duration::from_secs(30);
+
 /// How long after a stall its credit stays usable: time to read what piled up meanwhile.
 const STALL_CATCH_UP: Duration = Duration::from_secs(1);
 
@@ -191,7 +194,10 @@ impl RateLimit {
         if stall_total > self.stall_seen {
             let stall = stall_total - self.stall_seen;
             self.stall_seen = stall_total;
-            self.credit += stall.as_secs_f64() * self.rate;
+            // What the stall earned, at most STALL_CREDIT_MAX of it: a frozen hour does not
+            // license a flood.
+            self.credit = (self.credit + stall.as_secs_f64() * self.rate)
+                .min(STALL_CREDIT_MAX.as_secs_f64() * self.rate);
             self.credit_until = now + STALL_CATCH_UP;
         }
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();

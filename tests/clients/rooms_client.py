@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A standard-library-only client for the game server's wire protocol, version 1.
+"""A standard-library-only client for the game server's wire protocol, version 2.
 
 Written from PROTOCOL.md alone, as a test of that document. It plays one full session against a
 server running the demo game "rooms":
@@ -28,7 +28,7 @@ import time
 
 # --- constants (PROTOCOL.md, "Constants") -------------------------------------------------------
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER_LEN = 4
 DEFAULT_MAX_FRAME_BYTES = 65536
 MAX_PLAYER_ID_BYTES = 64
@@ -40,9 +40,11 @@ AUTO_ROOM_PREFIX = "auto-"  # automatic rooms: the server's to give, never a cli
 
 K_HELLO, K_WELCOME, K_PING, K_PONG = 0x01, 0x02, 0x03, 0x04
 K_INPUT, K_EVENT, K_ACK, K_BYE, K_JOIN, K_JOINED = 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A
+K_JOIN_REFUSED = 0x0B
 KIND_NAMES = {
     K_HELLO: "Hello", K_WELCOME: "Welcome", K_PING: "Ping", K_PONG: "Pong", K_INPUT: "Input",
     K_EVENT: "Event", K_ACK: "Ack", K_BYE: "Bye", K_JOIN: "Join", K_JOINED: "Joined",
+    K_JOIN_REFUSED: "JoinRefused",
 }
 CLIENT_TO_SERVER_ONLY = {K_HELLO, K_INPUT, K_JOIN}
 
@@ -50,6 +52,7 @@ BYE_NAMES = {
     1: "client_quit", 2: "server_shutdown", 3: "kicked", 4: "replaced", 5: "server_full",
     6: "protocol_error", 7: "idle_timeout", 8: "slow_consumer", 9: "rate_limited",
     10: "auth_failed", 11: "version_mismatch", 12: "handshake_timeout", 13: "resume_rejected",
+    14: "join_refused", 15: "game_ended",
 }
 BYE_CLIENT_QUIT = 1
 
@@ -237,6 +240,9 @@ def decode_server_body(body: bytes) -> tuple[int, dict]:
     elif kind == K_JOINED:
         m["room"] = r.string("room", 0, MAX_ROOM_BYTES)
         r.end()
+    elif kind == K_JOIN_REFUSED:
+        m["room"] = r.string("room", 0, MAX_ROOM_BYTES)
+        m["text"] = utf8(r.rest(), "JoinRefused text")
     return kind, m
 
 
@@ -365,6 +371,7 @@ class Session:
         self.obs: dict = {
             "server": args.address, "player_id": args.player, "hello_room": args.room,
             "welcome": None, "pong_nonce_ok": False, "joined_room": None,
+            "join_refused_room": None, "join_refused_text": None,
             "inputs_sent": 0, "first_input_seq": None, "relays_received": 0,
             "relays_from_others": 0, "state_events": 0, "presence_events": 0,
             "invalid_payloads": 0, "events_received": 0, "first_event_seq": None,
@@ -383,6 +390,7 @@ class Session:
         self.pending_pong: int | None = None
         self.got_pong_nonces: list[int] = []
         self.joined: list[str] = []
+        self.join_refused: list[tuple[str, str]] = []
         self.last_ping_sent = time.monotonic()
 
     def fail(self, msg: str) -> None:
@@ -433,6 +441,8 @@ class Session:
             c.log(f"Bye {BYE_NAMES[m['code']]} {m['text']!r}")
         elif kind == K_JOINED:
             self.joined.append(m["room"])
+        elif kind == K_JOIN_REFUSED:
+            self.join_refused.append((m["room"], m["text"]))
 
     def on_event(self, seq: int, payload: bytes) -> None:
         o = self.obs
@@ -584,6 +594,16 @@ class Session:
         o["joined_room"] = self.joined[0]
         if self.joined[0] != a.join:
             self.fail(f"Joined room {self.joined[0]!r}, we asked for {a.join!r}")
+        # 3b. Join a room that refuses -> JoinRefused; we stay where we are.
+        if a.refused_join:
+            c.send(enc_join(a.refused_join))
+            self.wait_for("JoinRefused", lambda: bool(self.join_refused))
+            room, text = self.join_refused[0]
+            o["join_refused_room"], o["join_refused_text"] = room, text
+            if room != a.refused_join:
+                self.fail(f"JoinRefused names {room!r}, we asked for {a.refused_join!r}")
+            if len(self.joined) != 1:
+                self.fail(f"a refused Join moved us anyway: {self.joined}")
 
         # 4. N inputs, paced under the rate limit, reading between them
         o["first_input_seq"] = self.next_input_seq()
@@ -659,13 +679,15 @@ def parse_address(s: str) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Play one full session against the game server "
-                                 "(protocol version 1, demo game 'rooms').")
+                                 "(protocol version 2, demo game 'rooms').")
     ap.add_argument("address", help="server address, HOST:PORT")
     ap.add_argument("--player", required=True, help="player id (1 to 64 bytes of UTF-8)")
     ap.add_argument("--room", required=True,
                     help="room named in Hello (0 to 64 bytes; empty lets the server choose)")
     ap.add_argument("--join", default=None,
                     help="second room to Join (1 to 64 bytes); default: ROOM-2")
+    ap.add_argument("--refused-join", default=None,
+                    help="after the Join, ask to Join this room, which must refuse (JoinRefused)")
     ap.add_argument("-n", "--inputs", type=int, default=10, help="inputs to send (default 10)")
     ap.add_argument("--input-interval", type=float, default=0.02,
                     help="seconds between inputs, to stay under the rate limit (default 0.02)")

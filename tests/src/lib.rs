@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use game_server::config::Sources;
-use game_server::{CloseReason, Config, Shutdown};
+use game_engine::config::Sources;
+use game_engine::{CloseReason, Config, Shutdown};
 use protocol::{
     ClientCodec, ClientMessage, CodecError, Hello, PROTOCOL_VERSION, ServerMessage, Welcome,
 };
@@ -77,6 +77,14 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with [`test_config`] changed by `configure`, running the demo game.
     pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_game(rooms::Rooms::default(), configure).await
+    }
+
+    /// Starts a server with [`test_config`] changed by `configure`, running `game`.
+    pub async fn start_game<G: game_engine::Game>(
+        game: G,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestServer {
         init_logging();
         let mut config = test_config();
         configure(&mut config);
@@ -86,7 +94,7 @@ impl TestServer {
             config.validate()
         );
         let listener =
-            game_server::acceptor::bind(config.server.listen, config.server.listen_backlog)
+            game_engine::acceptor::bind(config.server.listen, config.server.listen_backlog)
                 .expect("bind game port");
         let admin = tokio::net::TcpListener::bind(config.admin.listen)
             .await
@@ -94,8 +102,8 @@ impl TestServer {
         let addr = listener.local_addr().expect("game addr");
         let admin_addr = admin.local_addr().expect("admin addr");
         let shutdown = Shutdown::new();
-        let game = Arc::new(game_server::game::Rooms::new(config.game.room_capacity));
-        let task = tokio::spawn(game_server::run(
+        let game = Arc::new(game);
+        let task = tokio::spawn(game_engine::run(
             listener,
             admin,
             config.clone(),
@@ -261,9 +269,9 @@ impl RelayLog {
         if let ServerMessage::Event { seq, payload } = message {
             assert_eq!(*seq, self.last_event + 1, "event seq jumped");
             self.last_event = *seq;
-            if let Ok(protocol::demo::DemoEvent::Relay {
+            if let Ok(rooms::payload::DemoEvent::Relay {
                 from, input_seq, ..
-            }) = protocol::demo::DemoEvent::from_bytes(payload.clone())
+            }) = rooms::payload::DemoEvent::from_bytes(payload.clone())
             {
                 *self.relays.entry((from, input_seq)).or_default() += 1;
             }
@@ -442,8 +450,8 @@ pub fn hello_in(player: &str, room: &str) -> ClientMessage {
 pub fn relay(message: &ServerMessage) -> Option<(String, u64)> {
     match message {
         ServerMessage::Event { payload, .. } => {
-            match protocol::demo::DemoEvent::from_bytes(payload.clone()) {
-                Ok(protocol::demo::DemoEvent::Relay {
+            match rooms::payload::DemoEvent::from_bytes(payload.clone()) {
+                Ok(rooms::payload::DemoEvent::Relay {
                     from, input_seq, ..
                 }) => Some((from, input_seq)),
                 _ => None,

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use game_server::CloseReason;
+use game_engine::CloseReason;
 use protocol::{Bye, ByeCode, ClientMessage, ServerMessage};
 use system_tests::{PATIENCE, RawClient, TestServer, hello};
 use tokio::io::AsyncWriteExt;

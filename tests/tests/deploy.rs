@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use game_server::CloseReason;
+use game_engine::CloseReason;
 use system_tests::{RawClient, TestServer, has_tool, require};
 
 fn repo() -> PathBuf {

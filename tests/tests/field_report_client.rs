@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use game_server::{CloseReason, Config};
+use game_engine::{CloseReason, Config};
 use protocol::{ByeCode, ClientCodec, ClientMessage, CodecError, ServerMessage};
 use system_tests::{PATIENCE, RawClient, TestServer, hello_in, relay};
 use tokio::io::{AsyncWriteExt, Interest};

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use game_server::{CloseReason, Config};
+use game_engine::{CloseReason, Config};
 use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, ServerMessage};
 use system_tests::process::NetClient;
 use system_tests::{PATIENCE, RawClient, TestServer, hello_in, relay};

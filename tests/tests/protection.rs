@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use game_server::CloseReason;
-use game_server::auth::Authenticator;
+use game_engine::CloseReason;
+use game_engine::auth::Authenticator;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage};
 use system_tests::{PATIENCE, RawClient, TestServer, hello};
 use tokio::io::AsyncWriteExt;
@@ -100,7 +100,7 @@ async fn expect_bye(client: &mut RawClient, code: ByeCode) -> String {
 async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_plays_on() {
     let secret = "0123456789abcdef-test-secret";
     let server = TestServer::start(|c| {
-        c.auth.mode = game_server::config::AuthMode::Hmac;
+        c.auth.mode = game_engine::config::AuthMode::Hmac;
         c.auth.secret = secret.into();
     })
     .await;
@@ -182,7 +182,10 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
         }))
         .await;
     let text = expect_bye(&mut future, ByeCode::VersionMismatch).await;
-    assert!(text.contains("version 1"), "{text}");
+    assert!(
+        text.contains(&format!("version {PROTOCOL_VERSION}")),
+        "{text}"
+    );
     drop(future);
 
     // Tokens: missing, signed with another secret, expired, for another player.

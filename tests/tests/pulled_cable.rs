@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use game_server::CloseReason;
+use game_engine::CloseReason;
 use system_tests::netns::Pair;
 use system_tests::process::{NetClient, ServerProcess, ServerSpec};
 use system_tests::{PATIENCE, has_tool, is_root, require};

@@ -1,17 +1,25 @@
 //! A client written in Python from PROTOCOL.md alone (tests/clients/rooms_client.py) plays a
-//! full session against the real server: handshake, pings both ways, a room change, inputs
-//! relayed back, acknowledgements, and a proper quit. If the document and the server disagree,
-//! this fails.
+//! full session against the real server: handshake, pings both ways, a room change, a room that
+//! refuses it, inputs relayed back, acknowledgements, and a proper quit. If the document and the
+//! server disagree, this fails.
 
-use game_server::CloseReason;
-use system_tests::{PATIENCE, TestServer, has_tool, require};
+use game_engine::CloseReason;
+use rooms::{Rooms, RoomsConfig};
+use system_tests::{PATIENCE, RawClient, TestServer, has_tool, hello_in, require};
 
 #[tokio::test]
 async fn a_client_written_from_protocol_md_alone_plays_a_full_session() {
     if !require(has_tool("python3"), "python3 is not installed") {
         return;
     }
-    let server = TestServer::start(|_| {}).await;
+    // Named rooms hold one player: "full" is taken, so the client's Join there is refused.
+    let game = Rooms::new(RoomsConfig {
+        named_room_capacity: 1,
+        ..RoomsConfig::default()
+    });
+    let server = TestServer::start_game(game, |_| {}).await;
+    let mut occupant = RawClient::connect(server.addr).await;
+    occupant.hello(hello_in("occupant", "full")).await;
     let before = server.scrape().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/rooms_client.py");
     let output = tokio::process::Command::new("python3")
@@ -26,6 +34,8 @@ async fn a_client_written_from_protocol_md_alone_plays_a_full_session() {
             "25",
             "--server-pings",
             "1",
+            "--refused-join",
+            "full",
         ])
         .output()
         .await
@@ -38,8 +48,16 @@ async fn a_client_written_from_protocol_md_alone_plays_a_full_session() {
     );
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON report");
     assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["join_refused_room"], "full", "{report}");
+    assert!(
+        report["join_refused_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("the room is full")),
+        "{report}"
+    );
     server
         .expect_closes(&before, &[(CloseReason::ClientQuit, 1)], PATIENCE)
         .await;
+    drop(occupant);
     server.stop().await;
 }

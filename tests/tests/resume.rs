@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use game_server::CloseReason;
+use game_engine::CloseReason;
 use protocol::{ByeCode, ClientMessage, Hello, Resume, Welcome};
 use system_tests::{PATIENCE, RawClient, RelayLog, Scrape, TestServer, hello};
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use game_server::CloseReason;
+use game_engine::CloseReason;
 use protocol::{ClientCodec, ClientMessage, Hello, Resume};
 use system_tests::netns::{Pair, connect_in};
 use system_tests::process::{ServerProcess, ServerSpec};

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use protocol::demo::DemoEvent;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage};
+use rooms::payload::DemoEvent;
 use system_tests::process::{ServerProcess, ServerSpec};
 use system_tests::{PATIENCE, RawClient};
 

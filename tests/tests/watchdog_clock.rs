@@ -7,7 +7,7 @@ use protocol::{ClientMessage, ServerMessage};
 use system_tests::{NextMessage, RawClient, TestServer};
 use tokio::time::Instant;
 
-fn production_timers(config: &mut game_server::Config) {
+fn production_timers(config: &mut game_engine::Config) {
     config.session.heartbeat_interval = Duration::from_secs(5);
     config.session.idle_timeout = Duration::from_secs(15);
     config.session.handshake_timeout = Duration::from_secs(5);

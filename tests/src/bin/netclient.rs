@@ -32,10 +32,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use protocol::demo::DemoEvent;
 use protocol::{
     Bye, ByeCode, ClientCodec, ClientMessage, CodecError, Hello, PROTOCOL_VERSION, ServerMessage,
 };
+use rooms::payload::DemoEvent;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -378,6 +378,7 @@ fn report(message: ServerMessage, commands: &mpsc::UnboundedSender<Command>, pon
             let _ = commands.send(Command::Shutdown);
         }
         ServerMessage::Joined { room } => say(format_args!("joined {room}")),
+        ServerMessage::JoinRefused { room, .. } => say(format_args!("join_refused {room}")),
     }
 }
 

@@ -1,0 +1,140 @@
+//! The demo game "rooms", the game `game-server` serves: players join a room, every input is
+//! relayed to everyone in the room (sender included, so a room of one is an echo path), and on
+//! the tick after anything changed the room broadcasts its state. Small, but it exercises every
+//! path a real game uses: fan-out through bounded queues, a tick loop, joins and leaves.
+//!
+//! It is built only on the engine's public API, like any game. Its payload format is in
+//! [`payload`], shared with client-sim and the test clients.
+
+pub mod payload;
+
+use bytes::Bytes;
+use game_engine::{Game, GameConfig, Leave, Player, Refusal, Room, RoomContext};
+use serde::{Deserialize, Serialize};
+
+use crate::payload::DemoEvent;
+
+/// The demo's `[game]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Send a `Presence` event to the room when a player joins or leaves.
+    pub announce_presence: bool,
+    /// Most players in a room a client names itself; 0 = no limit. (Automatic rooms hold
+    /// `rooms.auto_room_capacity`.)
+    pub named_room_capacity: usize,
+}
+
+impl GameConfig for RoomsConfig {
+    const DEFAULT_TOML: &'static str = r#"
+[game]
+# The demo game "rooms" (the game game-server serves). true: every member gets a Presence
+# event when a player joins or leaves its room (membership also shows in State events).
+announce_presence = false
+# Most players in a room that clients name themselves; a Hello or Join past it is refused
+# ("the room is full"). 0 = no limit.
+named_room_capacity = 0
+"#;
+}
+
+/// The demo game.
+#[derive(Debug, Clone, Default)]
+pub struct Rooms {
+    config: RoomsConfig,
+}
+
+impl Rooms {
+    /// The demo with its configuration.
+    pub fn new(config: RoomsConfig) -> Rooms {
+        Rooms { config }
+    }
+}
+
+impl Game for Rooms {
+    type Config = RoomsConfig;
+    type Room = DemoRoom;
+
+    fn open(&self, name: &str) -> Result<DemoRoom, Refusal> {
+        let automatic = name.starts_with(game_engine::rooms::AUTO_ROOM_PREFIX);
+        Ok(DemoRoom {
+            config: self.config.clone(),
+            capacity: if automatic {
+                0
+            } else {
+                self.config.named_room_capacity
+            },
+            changed: false,
+            inputs_since_tick: 0,
+        })
+    }
+}
+
+/// One room of the demo.
+#[derive(Debug)]
+pub struct DemoRoom {
+    config: RoomsConfig,
+    capacity: usize,
+    /// Something changed since the last State event.
+    changed: bool,
+    inputs_since_tick: u32,
+}
+
+impl DemoRoom {
+    fn presence(&self, room: &RoomContext<'_>, player: &Player, joined: bool) {
+        if self.config.announce_presence {
+            room.broadcast(
+                DemoEvent::Presence {
+                    joined,
+                    player: player.player_id().to_owned(),
+                }
+                .to_bytes(),
+            );
+        }
+    }
+}
+
+impl Room for DemoRoom {
+    fn join(&mut self, room: &mut RoomContext<'_>, player: &Player) -> Result<(), Refusal> {
+        if self.capacity > 0 && room.len() >= self.capacity {
+            return Err(Refusal::new(format!(
+                "the room is full ({} players)",
+                self.capacity
+            )));
+        }
+        self.changed = true;
+        self.presence(room, player, true);
+        Ok(())
+    }
+
+    fn input(&mut self, room: &mut RoomContext<'_>, player: &Player, seq: u64, data: Bytes) {
+        self.inputs_since_tick = self.inputs_since_tick.saturating_add(1);
+        self.changed = true;
+        room.broadcast(
+            DemoEvent::Relay {
+                from: player.player_id().to_owned(),
+                input_seq: seq,
+                data,
+            }
+            .to_bytes(),
+        );
+    }
+
+    fn leave(&mut self, room: &mut RoomContext<'_>, player: &Player, _why: Leave) {
+        self.changed = true;
+        self.presence(room, player, false);
+    }
+
+    fn tick(&mut self, room: &mut RoomContext<'_>, tick: u64) {
+        if !std::mem::take(&mut self.changed) {
+            return;
+        }
+        room.broadcast(
+            DemoEvent::State {
+                tick,
+                members: u32::try_from(room.len()).unwrap_or(u32::MAX),
+                inputs: std::mem::take(&mut self.inputs_since_tick),
+            }
+            .to_bytes(),
+        );
+    }
+}

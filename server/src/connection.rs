@@ -1,0 +1,466 @@
+//! One task per connection: framed reading, the write buffer, the timer and the select loop,
+//! over any [`Transport`]. The protocol itself is [`crate::session`]'s.
+//!
+//! The task runs one `select!` over the next inbound frame, the write buffer, the outbound
+//! queue, the session's single timer, a close request and the drain. Every branch is
+//! cancel-safe: `FramedRead::next`, `write_buf` and `Receiver::recv` lose nothing when another
+//! branch wins. The futures that live as long as the session (the drain, the close request) are
+//! created once. The first fatal event decides the [`CloseReason`]; the close that follows
+//! (lingering, abortive or none) is the one [`crate::close::policy`] gives that reason.
+//!
+//! TCP-specific calls (peeking at unread bytes, the zero-linger reset) are behind
+//! [`Transport`], so that the same loop serves another transport, and tests run it over
+//! `tokio::io::duplex` on a paused clock.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::{FutureExt, StreamExt};
+use protocol::{Bye, CodecError, HEADER_LEN, MAX_HELLO_BODY, ServerCodec, ServerMessage};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf,
+};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::codec::{Encoder, FramedRead};
+use tracing::Instrument;
+
+use crate::Shared;
+use crate::close::{CloseReason, Closing, Direction, policy};
+use crate::session::{Ending, Outbox, Session, WRITE_HIGH_WATER};
+use crate::shutdown::Shutdown;
+
+/// Initial read buffer. Small so that an idle session costs a few KiB; it grows on demand up to
+/// one maximum frame.
+const READ_BUFFER: usize = 1024;
+/// Most buffered frames handled in one pass of the loop, so that timers and writes still get
+/// their turn under a flood.
+const FRAMES_PER_PASS: usize = 64;
+/// How long a silence deadline waits for a frame that is already waiting to be read.
+const SILENCE_GRACE: Duration = Duration::from_millis(5);
+/// Longest a graceful close waits for the room to handle the player's last inputs.
+const SETTLE_WAIT: Duration = Duration::from_secs(1);
+
+/// A byte stream a session runs over.
+pub trait Transport: Send + 'static {
+    /// The reading half.
+    type Read<'a>: AsyncRead + Unpin + Send + Peek
+    where
+        Self: 'a;
+    /// The writing half.
+    type Write<'a>: AsyncWrite + Unpin + Send
+    where
+        Self: 'a;
+
+    /// Both halves, usable at once.
+    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>);
+
+    /// Makes the next close abortive (TCP: zero linger, so the close sends RST and frees the
+    /// socket at once). Never blocks.
+    fn abort(&self);
+}
+
+/// Looks for bytes that arrived but have not been read.
+pub trait Peek {
+    /// True when bytes wait in the transport that the runtime has not read yet.
+    fn bytes_waiting(&self) -> bool;
+}
+
+impl Transport for TcpStream {
+    type Read<'a> = tokio::net::tcp::ReadHalf<'a>;
+    type Write<'a> = tokio::net::tcp::WriteHalf<'a>;
+
+    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        TcpStream::split(self)
+    }
+
+    fn abort(&self) {
+        if let Err(error) = self.set_zero_linger() {
+            tracing::debug!(%error, "cannot set zero linger");
+        }
+    }
+}
+
+impl Peek for tokio::net::tcp::ReadHalf<'_> {
+    /// Peeks with a plain non-blocking syscall: the runtime's readiness cache may not have seen
+    /// the bytes yet when the runtime is busy.
+    fn bytes_waiting(&self) -> bool {
+        let socket = socket2::SockRef::from(self.as_ref());
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(socket.peek(&mut byte), Ok(n) if n > 0)
+    }
+}
+
+/// An in-memory transport over `tokio::io::duplex`, for tests. It cannot reset: an abortive
+/// close is a plain close.
+#[derive(Debug)]
+pub struct Duplex {
+    read: ReadHalf<DuplexStream>,
+    write: WriteHalf<DuplexStream>,
+}
+
+impl Duplex {
+    /// Wraps the server's end of a duplex pair.
+    pub fn new(stream: DuplexStream) -> Duplex {
+        let (read, write) = tokio::io::split(stream);
+        Duplex { read, write }
+    }
+}
+
+impl Transport for Duplex {
+    type Read<'a> = &'a mut ReadHalf<DuplexStream>;
+    type Write<'a> = &'a mut WriteHalf<DuplexStream>;
+
+    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        (&mut self.read, &mut self.write)
+    }
+
+    fn abort(&self) {}
+}
+
+impl Peek for &mut ReadHalf<DuplexStream> {
+    fn bytes_waiting(&self) -> bool {
+        false
+    }
+}
+
+/// Runs one connection to its end and reports the end to the reaper.
+pub(crate) async fn serve<T: Transport>(shared: Arc<Shared>, transport: T, peer: SocketAddr) {
+    let id = shared.next_session_id();
+    let span = tracing::info_span!("session", id, %peer, player = tracing::field::Empty);
+    async {
+        let end = run(&shared, transport, Session::new(&shared, id, peer)).await;
+        shared.report(end).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn run<T: Transport>(
+    shared: &Shared,
+    mut transport: T,
+    mut session: Session<'_>,
+) -> crate::reaper::SessionEnd {
+    let mut out = Outbox::new(shared.config.server.max_frame_bytes);
+    let ending = {
+        let (read, mut write) = transport.split();
+        // Until the handshake, no frame larger than the largest Hello is read: a length prefix
+        // from an unknown peer cannot make the server reserve a full frame.
+        let mut hello_codec = ServerCodec::new(shared.config.server.max_frame_bytes);
+        hello_codec.set_max_frame(MAX_HELLO_BODY.min(out.max_frame()));
+        let mut reader = FramedRead::with_capacity(read, hello_codec, READ_BUFFER);
+        select_loop(shared, &mut session, &mut reader, &mut write, &mut out).await
+    };
+    let parked = session.park(&ending);
+    let forced = close(shared, &mut transport, &mut session, &ending, &mut out).await;
+    session.flush_traffic(&mut out);
+    session.end(ending, forced, parked, &out)
+}
+
+type CloseRequest = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
+
+async fn select_loop<R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    session: &mut Session<'_>,
+    reader: &mut FramedRead<R, ServerCodec>,
+    writer: &mut W,
+    out: &mut Outbox,
+) -> Ending {
+    let shutdown = shared.shutdown.clone();
+    let draining = shutdown.draining();
+    tokio::pin!(draining);
+    // Created once per player: before the handshake nothing can ask this session to close.
+    let mut close_requested: CloseRequest = Box::pin(std::future::pending());
+    let mut watching: Option<u64> = None;
+    let sleep = tokio::time::sleep_until(session.next_deadline());
+    tokio::pin!(sleep);
+    // The reader already got its one chance before the current silence deadline.
+    let mut silence_grace_used = false;
+    loop {
+        let take_events = session.player().is_some() && out.wbuf.len() < WRITE_HIGH_WATER;
+        tokio::select! {
+            reason = &mut close_requested => {
+                let ending = match reason {
+                    CloseReason::GameEnded => {
+                        Ending::because(reason, session.game_reason().unwrap_or_default())
+                    }
+                    _ => Ending::new(reason),
+                };
+                return ending;
+            }
+            () = &mut draining => {
+                return Ending::new(CloseReason::ServerShutdown);
+            }
+            () = &mut sleep => {
+                let now = Instant::now();
+                session.forgive_stalls();
+                if session.silence_due(now)
+                    && !silence_grace_used
+                    && input_waiting(reader)
+                {
+                    // A frame arrived in time but a busy runtime has not read it yet: read it
+                    // before judging the peer silent. Once per deadline, so that a peer
+                    // dribbling bytes cannot stretch it.
+                    silence_grace_used = true;
+                    sleep.as_mut().reset(now + SILENCE_GRACE);
+                    continue;
+                }
+                if let Err(ending) = session.on_timer(now, out) {
+                    return ending;
+                }
+                sleep.as_mut().reset(session.next_deadline());
+            }
+            written = writer.write_buf(&mut out.wbuf), if !out.wbuf.is_empty() => match written {
+                Ok(0) => return Ending::because(CloseReason::IoError, "write returned zero bytes"),
+                Ok(_) if out.wbuf.is_empty() => session.write_drained(),
+                Ok(_) => session.write_blocked(Instant::now()),
+                Err(error) => return Ending::io(&error, Direction::Write),
+            },
+            frame = reader.next() => {
+                // Handle every frame already buffered before the next write, so that a
+                // pipelining client's answers go out in few large writes, not one per frame.
+                let mut frame = frame;
+                let mut handled = 0;
+                loop {
+                    match frame {
+                        Some(Ok(message)) => {
+                            silence_grace_used = false;
+                            if let Err(ending) = session.on_message(message, out).await {
+                                return ending;
+                            }
+                        }
+                        Some(Err(CodecError::FrameTooLarge { len, .. })) if session.player().is_none() => {
+                            return Ending::because(
+                                CloseReason::ProtocolError,
+                                format!("a frame of {len} bytes before Hello (a Hello is at most {MAX_HELLO_BODY})"),
+                            );
+                        }
+                        Some(Err(error)) => return Ending::codec(error),
+                        None => return Ending::new(CloseReason::PeerEof),
+                    }
+                    if let Some(player) = session.player()
+                        && watching != Some(player.session_id())
+                    {
+                        // The handshake is done (or a resume adopted another player): watch
+                        // this player's close requests, and read full frames from now on.
+                        watching = Some(player.session_id());
+                        close_requested = Box::pin(player.close_requested());
+                        reader.decoder_mut().set_max_frame(out.max_frame());
+                    }
+                    handled += 1;
+                    if handled >= FRAMES_PER_PASS || reader.read_buffer().is_empty() {
+                        break;
+                    }
+                    match reader.next().now_or_never() {
+                        Some(next) => frame = next,
+                        None => break,
+                    }
+                }
+                if session.player().is_some() {
+                    session.take_queued_events(out);
+                }
+            }
+            payload = session.events().recv(), if take_events => {
+                if let Some(payload) = payload {
+                    session.push_event(payload, out);
+                    session.take_queued_events(out);
+                }
+            }
+        }
+        if std::mem::take(&mut session.rearm) {
+            let deadline = session.next_deadline();
+            if deadline < sleep.deadline() {
+                sleep.as_mut().reset(deadline);
+            }
+        }
+        session.publish_footprint(reader.read_buffer().capacity(), out);
+    }
+}
+
+/// True when a whole frame is buffered, or bytes wait in the transport: input the session has
+/// not processed yet through no fault of the peer.
+fn input_waiting<R: AsyncRead + Unpin + Peek>(reader: &FramedRead<R, ServerCodec>) -> bool {
+    let buffered = reader.read_buffer();
+    if let Some(prefix) = buffered.get(..HEADER_LEN) {
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if buffered.len() >= HEADER_LEN + len {
+            return true;
+        }
+    }
+    reader.get_ref().bytes_waiting()
+}
+
+/// Closes the connection the way the reason calls for. Returns true when a graceful close was
+/// cut short by a forced shutdown.
+async fn close<T: Transport>(
+    shared: &Shared,
+    transport: &mut T,
+    session: &mut Session<'_>,
+    ending: &Ending,
+    out: &mut Outbox,
+) -> bool {
+    let cfg = &shared.config.session;
+    let closing = policy(ending.reason).closing;
+    let abortive = match closing {
+        Closing::Drop => {
+            // The peer closed or the connection is dead: nothing can be said. A FIN follows on
+            // drop; the receive buffer is empty (we read to EOF or the socket failed), so the
+            // kernel has no reason to reset. A kernel that gave up on the peer is reset.
+            if ending.reason == CloseReason::TcpTimeout {
+                transport.abort();
+            }
+            return false;
+        }
+        Closing::Abortive => true,
+        Closing::LingeringUnlessConfigured => cfg.abort_on_protocol_error,
+        Closing::Lingering | Closing::LingeringWithoutQueue => false,
+    };
+    let Some(code) = ending.bye else {
+        transport.abort();
+        return false;
+    };
+    if abortive {
+        // Best effort: one non-blocking write of the Bye, then RST. A dead peer never reads,
+        // so the socket is freed at once instead of retransmitting in FIN-WAIT-1.
+        session.last_word(ending, code, out);
+        {
+            let (_, mut write) = transport.split();
+            let _ = write.write(&out.wbuf).now_or_never();
+        }
+        transport.abort();
+        return false;
+    }
+    // Lingering close. Flush what the game queued (unless the client is the one not reading),
+    // acknowledge inputs, say Bye, then FIN and read until the client's FIN.
+    let with_queue = closing != Closing::LingeringWithoutQueue;
+    if with_queue {
+        // The room may still be working through this player's last inputs.
+        session.settle(cfg.linger_timeout.min(SETTLE_WAIT)).await;
+    }
+    session.farewell(ending, code, with_queue, out);
+    // During a drain the global drain timeout bounds the flush; otherwise linger_timeout.
+    let deadline =
+        (ending.reason != CloseReason::ServerShutdown).then(|| Instant::now() + cfg.linger_timeout);
+    let outcome = {
+        let (mut read, mut write) = transport.split();
+        if cfg.lingering_close {
+            linger(
+                &mut read,
+                &mut write,
+                &mut out.wbuf,
+                deadline,
+                &shared.shutdown,
+            )
+            .await
+        } else {
+            naive_close(&mut write, &mut out.wbuf, deadline).await
+        }
+    };
+    match outcome {
+        Linger::Clean => false,
+        Linger::Failed(error) => {
+            tracing::debug!(%error, "lingering close failed; resetting");
+            transport.abort();
+            false
+        }
+        Linger::TimedOut => {
+            tracing::debug!("lingering close timed out; resetting");
+            transport.abort();
+            false
+        }
+        Linger::Forced => {
+            transport.abort();
+            true
+        }
+    }
+}
+
+/// How a lingering close went.
+#[derive(Debug)]
+pub(crate) enum Linger {
+    /// Everything was written and the client closed its side.
+    Clean,
+    /// The write or the read failed (the client reset).
+    Failed(std::io::Error),
+    /// The linger deadline passed first.
+    TimedOut,
+    /// A forced shutdown cut it short.
+    Forced,
+}
+
+/// Lingering close: write everything, send FIN, then read and discard until the client's FIN,
+/// so that unread client data never makes the kernel reset the connection and destroy the
+/// server's last messages.
+pub(crate) async fn linger<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    read: &mut R,
+    write: &mut W,
+    wbuf: &mut BytesMut,
+    deadline: Option<Instant>,
+    shutdown: &Shutdown,
+) -> Linger {
+    let work = async {
+        write.write_all_buf(wbuf).await?;
+        write.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while read.read(&mut sink).await? != 0 {}
+        Ok::<(), std::io::Error>(())
+    };
+    let bounded = async {
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, work).await,
+            None => Ok(work.await),
+        }
+    };
+    tokio::select! {
+        result = bounded => match result {
+            Ok(Ok(())) => Linger::Clean,
+            Ok(Err(error)) => Linger::Failed(error),
+            Err(_) => Linger::TimedOut,
+        },
+        () = shutdown.aborted() => Linger::Forced,
+    }
+}
+
+/// The close that lingering close exists to avoid: write, then close at once. If the client's
+/// data is still unread, the kernel answers with RST and the client may lose what was written.
+/// Only reachable with `session.lingering_close = false`, for demonstrations and tests.
+async fn naive_close<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    wbuf: &mut BytesMut,
+    deadline: Option<Instant>,
+) -> Linger {
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+    match tokio::time::timeout_at(deadline, write.write_all_buf(wbuf)).await {
+        Ok(Ok(())) => Linger::Clean,
+        Ok(Err(error)) => Linger::Failed(error),
+        Err(_) => Linger::TimedOut,
+    }
+}
+
+/// Turns away a connection before it becomes a session, with a `Bye` and a lingering close.
+pub(crate) async fn reject<T: Transport>(mut transport: T, bye: Bye, shared: Arc<Shared>) {
+    let mut wbuf = BytesMut::new();
+    let mut codec = ServerCodec::new(shared.config.server.max_frame_bytes);
+    if codec.encode(ServerMessage::Bye(bye), &mut wbuf).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + shared.config.session.linger_timeout;
+    let outcome = {
+        let (mut read, mut write) = transport.split();
+        linger(
+            &mut read,
+            &mut write,
+            &mut wbuf,
+            Some(deadline),
+            &shared.shutdown,
+        )
+        .await
+    };
+    if !matches!(outcome, Linger::Clean) {
+        transport.abort();
+    }
+}

@@ -1,0 +1,412 @@
+//! A test kit for game authors (feature `testkit`).
+//!
+//! - [`RoomHarness`] drives one room directly: no sockets, no tasks, no clock of its own. Each
+//!   call runs one hook, as the room's task would, and each [`TestPlayer`] holds what the room
+//!   sent it. Time moves only when the test calls [`RoomHarness::tick`]; a room that reads the
+//!   clock sees Tokio's, so `#[tokio::test(start_paused = true)]` controls it too.
+//! - [`TestServer`] runs a game in-process behind the real engine (sessions, heartbeat, rooms,
+//!   resume, close policy), with [`TestClient`]s connected over `tokio::io::duplex` instead of
+//!   TCP, so a test can use a paused clock.
+//!
+//! ```
+//! # use game_engine::{Game, Room, RoomContext, Player, Refusal};
+//! # use game_engine::testkit::RoomHarness;
+//! struct Echo;
+//! impl Room for Echo {
+//!     fn input(&mut self, room: &mut RoomContext<'_>, _: &Player, _: u64, payload: bytes::Bytes) {
+//!         room.broadcast(payload);
+//!     }
+//! }
+//! let mut room = RoomHarness::new("lobby", Echo);
+//! let mut ann = room.join("ann").unwrap();
+//! let mut bob = room.join("bob").unwrap();
+//! room.input(&mut ann, "hi");
+//! assert_eq!(bob.events(), ["hi"]);
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    Bye, ByeCode, ClientCodec, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage, Welcome,
+};
+use tokio::io::DuplexStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::Framed;
+
+use crate::close::CloseReason;
+use crate::config::{Config, Sources};
+use crate::connection::Duplex;
+use crate::game::{Game, GameConfig, Leave, Player, Refusal, Room, RoomContext};
+use crate::registry::QueueLimit;
+use crate::shutdown::Shutdown;
+use crate::{Connector, Server};
+
+/// Events a test player's queue holds; a room that sends more between two reads closes it as a
+/// slow consumer, as the engine would.
+pub const TEST_QUEUE: usize = 4096;
+
+/// One room, driven by hand.
+#[derive(Debug)]
+pub struct RoomHarness<R: Room> {
+    room: R,
+    name: String,
+    members: HashMap<u64, Player>,
+    tick: u64,
+    next_session: u64,
+}
+
+/// A player in a [`RoomHarness`]: what the room sent it, and whether the room ended it.
+#[derive(Debug)]
+pub struct TestPlayer {
+    player: Player,
+    events: mpsc::Receiver<Bytes>,
+    next_seq: u64,
+}
+
+impl TestPlayer {
+    /// The engine's handle, as the room sees it.
+    pub fn player(&self) -> &Player {
+        &self.player
+    }
+
+    /// The player's session id.
+    pub fn session_id(&self) -> u64 {
+        self.player.session_id()
+    }
+
+    /// Every event the room sent since the last call.
+    pub fn events(&mut self) -> Vec<Bytes> {
+        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+    }
+
+    /// The game's reason, if the room ended this player's session ([`RoomContext::end`]).
+    pub fn ended(&self) -> Option<String> {
+        (self.player.control().requested() == Some(CloseReason::GameEnded))
+            .then(|| self.player.control().text().unwrap_or_default())
+    }
+
+    /// True when the engine would close this player as a slow consumer (its queue overflowed).
+    pub fn overflowed(&self) -> bool {
+        self.player.control().requested() == Some(CloseReason::SlowConsumer)
+    }
+}
+
+impl<R: Room> RoomHarness<R> {
+    /// A harness around a room value.
+    pub fn new(name: &str, room: R) -> RoomHarness<R> {
+        RoomHarness {
+            room,
+            name: name.to_owned(),
+            members: HashMap::new(),
+            tick: 0,
+            next_session: 1,
+        }
+    }
+
+    /// Opens a room of `game` as the directory would.
+    pub fn open<G: Game<Room = R>>(game: &G, name: &str) -> Result<RoomHarness<R>, Refusal> {
+        Ok(RoomHarness::new(name, game.open(name)?))
+    }
+
+    /// A player asks to join; on success it is a member.
+    pub fn join(&mut self, player_id: &str) -> Result<TestPlayer, Refusal> {
+        let session = self.next_session;
+        self.next_session += 1;
+        let (tx, events) = mpsc::channel(TEST_QUEUE);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + (session % 20_000) as u16));
+        let player = Player::new(
+            session,
+            Arc::from(player_id),
+            peer,
+            tx,
+            QueueLimit::default(),
+        );
+        let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+        self.room.join(&mut context, &player)?;
+        self.members.insert(session, player.clone());
+        Ok(TestPlayer {
+            player,
+            events,
+            next_seq: 1,
+        })
+    }
+
+    /// A member sends its next input.
+    pub fn input(&mut self, player: &mut TestPlayer, payload: impl Into<Bytes>) {
+        let seq = player.next_seq;
+        player.next_seq += 1;
+        let member = player.player.clone();
+        let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+        self.room.input(&mut context, &member, seq, payload.into());
+    }
+
+    /// A member leaves for good.
+    pub fn leave(&mut self, player: &TestPlayer, why: Leave) {
+        if let Some(member) = self.members.remove(&player.session_id()) {
+            let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+            self.room.leave(&mut context, &member, why);
+        }
+    }
+
+    /// A member's connection broke; it is parked.
+    pub fn disconnect(&mut self, player: &TestPlayer, why: CloseReason) {
+        let member = player.player.clone();
+        let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+        self.room.disconnected(&mut context, &member, why);
+    }
+
+    /// A parked member came back.
+    pub fn reconnect(&mut self, player: &TestPlayer) {
+        let member = player.player.clone();
+        let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+        self.room.reconnected(&mut context, &member);
+    }
+
+    /// Runs the next tick; returns its number.
+    pub fn tick(&mut self) -> u64 {
+        self.tick += 1;
+        let tick = self.tick;
+        let mut context = RoomContext::new(&self.name, &self.members, tick);
+        self.room.tick(&mut context, tick);
+        tick
+    }
+
+    /// The room's value, to look at its state.
+    pub fn room(&self) -> &R {
+        &self.room
+    }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True without members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A game running in this process behind the real engine, reached over in-memory connections.
+pub struct TestServer {
+    connector: Option<Connector>,
+    shutdown: Shutdown,
+    task: JoinHandle<()>,
+    admin: SocketAddr,
+    next_peer: AtomicU64,
+    /// The configuration it runs with.
+    pub config: Config,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine's embedded defaults, for tests: admin on 127.0.0.1:0, no source exemption needed
+/// (in-memory clients are not admitted through the acceptor).
+pub fn test_config() -> Config {
+    let mut config = Config::load(&Sources {
+        env: Some(HashMap::new()),
+        ..Sources::default()
+    })
+    .unwrap_or_default();
+    config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config
+}
+
+/// A game's configuration section at its defaults.
+pub fn default_game_config<C: GameConfig>() -> Result<C, crate::config::ConfigError> {
+    Config::load_game::<C>(&Sources {
+        env: Some(HashMap::new()),
+        ..Sources::default()
+    })
+    .map(|(_, game)| game)
+}
+
+impl TestServer {
+    /// Starts `game` with [`test_config`] changed by `configure`.
+    pub async fn start<G: Game>(game: G, configure: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config();
+        configure(&mut config);
+        let problems = config.validate();
+        assert!(
+            problems.is_empty(),
+            "test configuration invalid: {problems:?}"
+        );
+        let admin = tokio::net::TcpListener::bind(config.admin.listen)
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the admin listener: {e}"));
+        let shutdown = Shutdown::new();
+        let server = Server::start(admin, config.clone(), Arc::new(game), shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the server: {e:#}"));
+        let admin = server.admin_addr();
+        let connector = server.connector();
+        let task = tokio::spawn(server.until_drained());
+        TestServer {
+            connector: Some(connector),
+            shutdown,
+            task,
+            admin,
+            next_peer: AtomicU64::new(1),
+            config,
+        }
+    }
+
+    /// The admin listener (a real socket on loopback).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// A new in-memory connection that has said nothing yet.
+    pub fn connect_raw(&self) -> TestClient {
+        let (client, server) = tokio::io::duplex(256 * 1024);
+        let n = self.next_peer.fetch_add(1, Ordering::Relaxed);
+        let peer = SocketAddr::from(([10, 0, (n >> 8) as u8, n as u8], 40_000));
+        if let Some(connector) = &self.connector {
+            connector.connect(Duplex::new(server), peer);
+        }
+        TestClient {
+            framed: Framed::new(client, ClientCodec::default()),
+            welcome: None,
+            next_seq: 1,
+        }
+    }
+
+    /// Connects and says `Hello` as `player` asking for `room` ("" = an automatic room).
+    /// Returns the client after its `Welcome`, or the `Bye` that refused it.
+    pub async fn join(&self, player: &str, room: &str) -> Result<TestClient, Bye> {
+        let mut client = self.connect_raw();
+        client
+            .send(ClientMessage::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                player_id: player.to_owned(),
+                room: room.to_owned(),
+                auth_token: None,
+                resume: None,
+            }))
+            .await;
+        match client.recv().await {
+            Some(ServerMessage::Welcome(welcome)) => {
+                client.next_seq = welcome.last_input_seq + 1;
+                client.welcome = Some(welcome);
+                Ok(client)
+            }
+            Some(ServerMessage::Bye(bye)) => Err(bye),
+            other => panic!("expected Welcome or Bye, got {other:?}"),
+        }
+    }
+
+    /// Drains the server and waits for it to stop.
+    pub async fn stop(mut self) {
+        self.connector.take();
+        self.shutdown.drain();
+        let _ = self.task.await;
+    }
+}
+
+/// A scripted client over an in-memory connection.
+#[derive(Debug)]
+pub struct TestClient {
+    /// The framed connection.
+    pub framed: Framed<DuplexStream, ClientCodec>,
+    welcome: Option<Welcome>,
+    next_seq: u64,
+}
+
+impl TestClient {
+    /// The `Welcome` the server sent.
+    pub fn welcome(&self) -> Option<&Welcome> {
+        self.welcome.as_ref()
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: ClientMessage) {
+        let _ = self.framed.send(message).await;
+    }
+
+    /// Sends the next input.
+    pub async fn input(&mut self, payload: impl Into<Bytes>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.send(ClientMessage::Input {
+            seq,
+            payload: payload.into(),
+        })
+        .await;
+        seq
+    }
+
+    /// The next message other than a `Ping` (pings are answered), or `None` at the end.
+    pub async fn recv(&mut self) -> Option<ServerMessage> {
+        loop {
+            match self.framed.next().await {
+                Some(Ok(ServerMessage::Ping { nonce })) => {
+                    self.send(ClientMessage::Pong { nonce }).await;
+                }
+                Some(Ok(message)) => return Some(message),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// The next event's payload, skipping other messages; `None` at the end.
+    pub async fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            match self.recv().await? {
+                ServerMessage::Event { payload, .. } => return Some(payload),
+                ServerMessage::Bye(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Asks to move to `room`: `Ok` with the room on `Joined`, `Err` with the reason on
+    /// `JoinRefused`.
+    pub async fn join(&mut self, room: &str) -> Result<String, String> {
+        self.send(ClientMessage::Join {
+            room: room.to_owned(),
+        })
+        .await;
+        loop {
+            match self.recv().await {
+                Some(ServerMessage::Joined { room }) => return Ok(room),
+                Some(ServerMessage::JoinRefused { text, .. }) => return Err(text),
+                Some(_) => continue,
+                None => return Err("the connection ended".to_owned()),
+            }
+        }
+    }
+
+    /// Reads until the server's `Bye` (events and acks before it are dropped).
+    pub async fn until_bye(&mut self) -> Option<Bye> {
+        loop {
+            match self.recv().await? {
+                ServerMessage::Bye(bye) => return Some(bye),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Leaves: `Bye{client_quit}`, then reads to the server's `Bye`.
+    pub async fn quit(mut self) -> Option<Bye> {
+        self.send(ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")))
+            .await;
+        self.until_bye().await
+    }
+}
