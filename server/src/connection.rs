@@ -464,3 +464,129 @@ pub(crate) async fn reject<T: Transport>(mut transport: T, bye: Bye, shared: Arc
         transport.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The connection loop over `tokio::io::duplex` on a paused clock: every deadline is exact.
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use protocol::{ByeCode, ClientMessage, ServerMessage};
+    use tokio::time::Instant;
+
+    use crate::game::{Game, Player, Refusal, Room, RoomContext};
+    use crate::testkit::TestServer;
+
+    /// Relays every input to the whole room.
+    struct Echo;
+    struct EchoRoom;
+
+    impl Room for EchoRoom {
+        fn input(&mut self, room: &mut RoomContext<'_>, _: &Player, _: u64, payload: Bytes) {
+            room.broadcast(payload);
+        }
+    }
+
+    impl Game for Echo {
+        type Config = ();
+        type Room = EchoRoom;
+        fn open(&self, _: &str) -> Result<EchoRoom, Refusal> {
+            Ok(EchoRoom)
+        }
+    }
+
+    async fn server() -> TestServer {
+        TestServer::start(Echo, |c| {
+            c.session.handshake_timeout = Duration::from_secs(5);
+            c.session.heartbeat_interval = Duration::from_secs(5);
+            c.session.idle_timeout = Duration::from_secs(15);
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_come_every_heartbeat_and_silence_ends_in_idle_timeout() {
+        let server = server().await;
+        let mut client = server.join("quiet", "").await.expect("welcome");
+        let start = Instant::now();
+        let mut pings = Vec::new();
+        // Never answer: read raw frames, so that the test client does not pong.
+        let bye = loop {
+            match futures_util::StreamExt::next(&mut client.framed).await {
+                Some(Ok(ServerMessage::Ping { .. })) => pings.push(start.elapsed()),
+                Some(Ok(ServerMessage::Bye(bye))) => break bye,
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended without a Bye: {other:?}"),
+            }
+        };
+        assert_eq!(bye.code, ByeCode::IdleTimeout);
+        let closed = start.elapsed();
+        assert_eq!(
+            pings,
+            [Duration::from_secs(5), Duration::from_secs(10)],
+            "one ping per heartbeat"
+        );
+        assert!(
+            closed >= Duration::from_secs(15) && closed < Duration::from_millis(15_010),
+            "closed after {closed:?}"
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answering_pings_keeps_a_session_alive() {
+        let server = server().await;
+        let mut client = server.join("chatty", "").await.expect("welcome");
+        // recv() answers every ping; a minute passes with no other traffic.
+        let alive = tokio::time::timeout(Duration::from_secs(60), client.recv()).await;
+        assert!(alive.is_err(), "the session ended: {alive:?}");
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_hello_ends_at_the_handshake_timeout() {
+        let server = server().await;
+        let start = Instant::now();
+        let mut client = server.connect_raw();
+        let bye = client.until_bye().await.expect("a Bye");
+        assert_eq!(bye.code, ByeCode::HandshakeTimeout);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_close_delivers_every_relay_then_the_ack_then_bye_then_eof() {
+        let server = server().await;
+        let mut client = server.join("leaver", "").await.expect("welcome");
+        for n in 0..50u32 {
+            client.input(Bytes::from(n.to_be_bytes().to_vec())).await;
+        }
+        client
+            .send(ClientMessage::Bye(protocol::Bye::new(
+                ByeCode::ClientQuit,
+                "",
+            )))
+            .await;
+        let mut relays = 0;
+        let mut last_ack = None;
+        let bye = loop {
+            match client.recv().await {
+                Some(ServerMessage::Event { .. }) => relays += 1,
+                Some(ServerMessage::Ack { seq }) => last_ack = Some(seq),
+                Some(ServerMessage::Bye(bye)) => break bye,
+                Some(_) => {}
+                None => panic!("the stream ended before the Bye"),
+            }
+        };
+        assert_eq!(bye.code, ByeCode::ClientQuit);
+        assert_eq!(relays, 50, "every input's relay came before the Bye");
+        assert_eq!(
+            last_ack,
+            Some(50),
+            "the Ack right before the Bye covers every input"
+        );
+        assert!(client.recv().await.is_none(), "then the end of the stream");
+        server.stop().await;
+    }
+}

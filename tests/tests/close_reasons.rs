@@ -295,3 +295,35 @@ async fn server_full_rejects_with_bye_and_counts_the_rejection() {
     );
     server.stop().await;
 }
+
+/// A room that refuses a player who came with `Hello` ends the session with `Bye{join_refused}`,
+/// counted as `join_refused`; the room's occupant plays on.
+#[tokio::test]
+async fn join_refused_when_the_room_named_in_hello_is_full() {
+    let game = rooms::Rooms::new(rooms::RoomsConfig {
+        named_room_capacity: 1,
+        ..rooms::RoomsConfig::default()
+    });
+    let server = TestServer::start_game(game, |_| {}).await;
+    let mut occupant = RawClient::connect(server.addr).await;
+    occupant
+        .hello(system_tests::hello_in("occupant", "solo"))
+        .await;
+    let before = server.scrape().await;
+    let mut late = RawClient::connect(server.addr).await;
+    late.send(system_tests::hello_in("late", "solo")).await;
+    let (_, bye) = late.until_bye().await;
+    assert_eq!(bye.code, ByeCode::JoinRefused);
+    assert!(bye.text.contains("the room is full"), "{}", bye.text);
+    assert!(late.until_end().await.is_none(), "a lingering close");
+    drop(late);
+    server
+        .expect_closes(&before, &[(CloseReason::JoinRefused, 1)], PATIENCE)
+        .await;
+    occupant.send(ClientMessage::Ping { nonce: 1 }).await;
+    while !matches!(
+        occupant.recv().await,
+        Some(Ok(ServerMessage::Pong { nonce: 1 }))
+    ) {}
+    server.stop().await;
+}

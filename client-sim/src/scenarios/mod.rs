@@ -140,6 +140,8 @@ fn expect_after_failed_handshake(error: &ClientError) -> Expect {
             // Turned away right after accept, before any Hello: not a session.
             ByeCode::ServerFull => Expect::Nothing,
             ByeCode::AuthFailed => Expect::Exact(Reason::AuthFailed),
+            ByeCode::ResumeRejected => Expect::Exact(Reason::ResumeRejected),
+            ByeCode::JoinRefused => Expect::Exact(Reason::JoinRefused),
             ByeCode::VersionMismatch | ByeCode::ProtocolError => {
                 Expect::Exact(Reason::ProtocolError)
             }

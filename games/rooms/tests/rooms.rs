@@ -1,0 +1,138 @@
+//! The demo game, driven with the engine's test kit: one room directly, then the whole game
+//! behind the engine over in-memory connections.
+
+use bytes::Bytes;
+use game_engine::testkit::{RoomHarness, TestServer, default_game_config};
+use game_engine::{CloseReason, Leave};
+use protocol::ByeCode;
+use rooms::payload::DemoEvent;
+use rooms::{Rooms, RoomsConfig};
+
+fn decode(events: Vec<Bytes>) -> Vec<DemoEvent> {
+    events
+        .into_iter()
+        .map(|b| DemoEvent::from_bytes(b).expect("a demo event"))
+        .collect()
+}
+
+#[test]
+fn inputs_are_relayed_to_the_whole_room_and_state_follows_on_the_tick() {
+    let game = Rooms::default();
+    let mut room = RoomHarness::open(&game, "arena").expect("opens");
+    let mut a = room.join("a").expect("joins");
+    let mut b = room.join("b").expect("joins");
+    room.input(&mut a, "jump");
+    let relay = DemoEvent::Relay {
+        from: "a".into(),
+        input_seq: 1,
+        data: Bytes::from_static(b"jump"),
+    };
+    assert_eq!(decode(a.events()), std::slice::from_ref(&relay));
+    assert_eq!(decode(b.events()), [relay]);
+    let tick = room.tick();
+    let state = DemoEvent::State {
+        tick,
+        members: 2,
+        inputs: 1,
+    };
+    assert_eq!(decode(a.events()), std::slice::from_ref(&state));
+    assert_eq!(decode(b.events()), [state]);
+    // Nothing changed since: the next tick sends nothing.
+    room.tick();
+    assert!(a.events().is_empty());
+    // A leave changes the room.
+    room.leave(&b, Leave::Closed(CloseReason::ClientQuit));
+    let tick = room.tick();
+    assert_eq!(
+        decode(a.events()),
+        [DemoEvent::State {
+            tick,
+            members: 1,
+            inputs: 0
+        }]
+    );
+    assert!(b.events().is_empty(), "a player who left hears nothing");
+}
+
+#[test]
+fn presence_is_announced_when_configured() {
+    let game = Rooms::new(RoomsConfig {
+        announce_presence: true,
+        ..RoomsConfig::default()
+    });
+    let mut room = RoomHarness::open(&game, "lobby").expect("opens");
+    let mut a = room.join("a").expect("joins");
+    let b = room.join("b").expect("joins");
+    // The members hear a newcomer; the newcomer is not yet a member when it is announced.
+    assert_eq!(
+        decode(a.events()),
+        [DemoEvent::Presence {
+            joined: true,
+            player: "b".into()
+        }]
+    );
+    room.leave(&b, Leave::Moved);
+    assert_eq!(
+        decode(a.events()),
+        [DemoEvent::Presence {
+            joined: false,
+            player: "b".into()
+        }]
+    );
+}
+
+#[test]
+fn a_full_named_room_refuses_and_an_automatic_one_does_not() {
+    let game = Rooms::new(RoomsConfig {
+        named_room_capacity: 2,
+        ..RoomsConfig::default()
+    });
+    let mut named = RoomHarness::open(&game, "duo").expect("opens");
+    named.join("a").expect("first");
+    named.join("b").expect("second");
+    let refused = named.join("c").expect_err("third is refused");
+    assert!(refused.reason().contains("full"), "{refused}");
+    // Automatic rooms are the engine's to fill (rooms.auto_room_capacity).
+    let mut auto = RoomHarness::open(&game, "auto-1").expect("opens");
+    for n in 0..5 {
+        auto.join(&format!("p{n}")).expect("joins");
+    }
+}
+
+#[test]
+fn the_game_section_loads_with_its_defaults_and_its_keys() {
+    let config: RoomsConfig = default_game_config().expect("defaults load");
+    assert_eq!(config, RoomsConfig::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn behind_the_engine_a_refused_hello_is_bye_join_refused_and_a_refused_join_keeps_the_room() {
+    let game = Rooms::new(RoomsConfig {
+        named_room_capacity: 1,
+        ..RoomsConfig::default()
+    });
+    let server = TestServer::start(game, |_| {}).await;
+    let mut first = server.join("first", "solo").await.expect("welcome");
+    let refused = server
+        .join("second", "solo")
+        .await
+        .expect_err("the room is full");
+    assert_eq!(refused.code, ByeCode::JoinRefused);
+    assert!(refused.text.contains("full"), "{}", refused.text);
+    let mut other = server.join("other", "elsewhere").await.expect("welcome");
+    let answer = other.join("solo").await;
+    assert!(
+        answer.as_ref().is_err_and(|why| why.contains("full")),
+        "{answer:?}"
+    );
+    // Still in its room: its input comes back from there.
+    other.input("still here").await;
+    let echoed = other.next_event().await.expect("an event");
+    assert!(matches!(
+        DemoEvent::from_bytes(echoed),
+        Ok(DemoEvent::Relay { .. } | DemoEvent::State { .. })
+    ));
+    first.input("hi").await;
+    assert!(first.next_event().await.is_some());
+    server.stop().await;
+}
