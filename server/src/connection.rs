@@ -589,4 +589,101 @@ mod tests {
         assert!(client.recv().await.is_none(), "then the end of the stream");
         server.stop().await;
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_input_before_welcome_is_a_protocol_error() {
+        let server = server().await;
+        let mut client = server.connect_raw();
+        client
+            .send(ClientMessage::Input {
+                seq: 1,
+                payload: Bytes::from_static(b"early"),
+            })
+            .await;
+        let bye = client.until_bye().await.expect("a Bye");
+        assert_eq!(bye.code, ByeCode::ProtocolError);
+        assert!(bye.text.contains("expected Hello"), "{}", bye.text);
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unsolicited_pongs_and_backward_acks_change_nothing_an_ack_of_the_future_is_refused() {
+        let server = server().await;
+        let mut client = server.join("acker", "").await.expect("welcome");
+        client.send(ClientMessage::Pong { nonce: 999 }).await;
+        client.input("one").await;
+        client.input("two").await;
+        let mut events = 0;
+        while events < 2 {
+            if let Some(ServerMessage::Event { .. }) = client.recv().await {
+                events += 1;
+            }
+        }
+        client.send(ClientMessage::Ack { seq: 2 }).await;
+        client.send(ClientMessage::Ack { seq: 1 }).await;
+        client.input("three").await;
+        loop {
+            match client.recv().await {
+                Some(ServerMessage::Event { seq: 3, .. }) => break,
+                Some(ServerMessage::Bye(bye)) => panic!("closed: {bye:?}"),
+                Some(_) => {}
+                None => panic!("the session ended"),
+            }
+        }
+        client.send(ClientMessage::Ack { seq: 4 }).await;
+        let bye = client.until_bye().await.expect("a Bye");
+        assert_eq!(bye.code, ByeCode::ProtocolError);
+        assert!(bye.text.contains("never sent"), "{}", bye.text);
+        server.stop().await;
+    }
+
+    /// Sends back each input with a header far larger than the protocol's headroom, then a
+    /// small event: a game bug the engine must contain.
+    struct Inflate;
+    struct InflateRoom;
+
+    impl Room for InflateRoom {
+        fn input(&mut self, room: &mut RoomContext<'_>, from: &Player, _: u64, payload: Bytes) {
+            let mut big = vec![0u8; 1024];
+            big.extend_from_slice(&payload);
+            room.send(from, Bytes::from(big));
+            room.send(from, Bytes::from_static(b"after"));
+        }
+    }
+
+    impl Game for Inflate {
+        type Config = ();
+        type Room = InflateRoom;
+        fn open(&self, _: &str) -> Result<InflateRoom, Refusal> {
+            Ok(InflateRoom)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_too_large_for_a_frame_is_dropped_before_it_gets_a_number() {
+        let server = TestServer::start(Inflate, |_| {}).await;
+        let mut client = server.join("big", "").await.expect("welcome");
+        let largest = protocol::max_input_payload(protocol::DEFAULT_MAX_FRAME_BYTES);
+        client.input(vec![1u8; largest]).await;
+        let mut seqs = Vec::new();
+        loop {
+            match client.recv().await {
+                Some(ServerMessage::Event { seq, payload }) => {
+                    seqs.push(seq);
+                    if &payload[..] == b"after" {
+                        break;
+                    }
+                }
+                Some(ServerMessage::Bye(bye)) => panic!("closed: {bye:?}"),
+                Some(_) => {}
+                None => panic!("the session ended"),
+            }
+        }
+        assert_eq!(
+            seqs,
+            [1],
+            "the small event is number 1: the dropped one used no number"
+        );
+        server.stop().await;
+    }
 }

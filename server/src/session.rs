@@ -407,6 +407,13 @@ impl<'a> Session<'a> {
 
     /// Moves the player to another room, or tells it the room refused.
     async fn join(&mut self, player: &Player, name: &str, out: &mut Outbox) {
+        if self.room.as_ref().is_some_and(|room| room.name() == name) {
+            // Already there: nothing changes.
+            out.queue(&ServerMessage::Joined {
+                room: name.to_owned(),
+            });
+            return;
+        }
         let refusal = match self.shared.rooms.reserve(name) {
             Ok(handle) => match rooms::join(&handle, player).await {
                 Ok(()) => {

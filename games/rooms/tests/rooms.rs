@@ -136,3 +136,42 @@ async fn behind_the_engine_a_refused_hello_is_bye_join_refused_and_a_refused_joi
     assert!(first.next_event().await.is_some());
     server.stop().await;
 }
+
+/// The largest input the protocol allows still makes a relay that fits in a frame, even from a
+/// player with the longest id, so event numbers never skip; one byte more is refused as the
+/// protocol says.
+#[tokio::test(start_paused = true)]
+async fn the_largest_input_is_relayed_without_a_gap_and_a_larger_one_is_refused() {
+    let server = TestServer::start(Rooms::default(), |_| {}).await;
+    let longest_id = "p".repeat(protocol::MAX_PLAYER_ID_BYTES);
+    let mut client = server.join(&longest_id, "big").await.expect("welcome");
+    let largest = protocol::max_input_payload(protocol::DEFAULT_MAX_FRAME_BYTES);
+    client.input(vec![7u8; largest]).await;
+    client.input("small").await;
+    let mut seqs = Vec::new();
+    let mut relays = 0;
+    while relays < 2 {
+        match client.recv().await.expect("the session goes on") {
+            protocol::ServerMessage::Event { seq, payload } => {
+                seqs.push(seq);
+                if let Ok(DemoEvent::Relay { data, .. }) = DemoEvent::from_bytes(payload) {
+                    assert!(data.len() == largest || &data[..] == b"small");
+                    relays += 1;
+                }
+            }
+            protocol::ServerMessage::Bye(bye) => panic!("closed: {bye:?}"),
+            _ => {}
+        }
+    }
+    let contiguous: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, contiguous, "every event numbered, none skipped");
+    client.input(vec![7u8; largest + 1]).await;
+    let bye = client.until_bye().await.expect("a Bye");
+    assert_eq!(bye.code, ByeCode::ProtocolError);
+    assert!(
+        bye.text.contains(&format!("at most {largest}")),
+        "{}",
+        bye.text
+    );
+    server.stop().await;
+}
