@@ -65,6 +65,10 @@ pub struct Policy {
     /// A client can cause it at will, as often as it can connect: its close lines are
     /// throttled hard (see [`crate::logging::ABUSIVE`]).
     pub abusive: bool,
+    /// The time from the peer's last frame to the close says something: how long a gone peer
+    /// lingered (`gameserver_close_detect_seconds` has this reason). For the others the close is
+    /// decided the moment it happens.
+    pub detect: bool,
 }
 
 /// The policy for a reason. The one table.
@@ -107,12 +111,24 @@ pub const fn policy(reason: CloseReason) -> Policy {
         CloseReason::ServerShutdown => (Park::No, Lingering, Some(B::ServerShutdown), Info, false),
         CloseReason::IoError => (Park::Yes, Drop, None, Error, false),
     };
+    let detect = matches!(
+        reason,
+        CloseReason::PeerEof
+            | CloseReason::TruncatedFrame
+            | CloseReason::PeerReset
+            | CloseReason::BrokenPipe
+            | CloseReason::IdleTimeout
+            | CloseReason::TcpTimeout
+            | CloseReason::SlowConsumer
+            | CloseReason::IoError
+    );
     Policy {
         park,
         closing,
         bye,
         level,
         abusive,
+        detect,
     }
 }
 

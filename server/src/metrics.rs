@@ -5,8 +5,8 @@
 //! works from the first scrape.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::close::CloseReason;
@@ -227,7 +227,7 @@ impl Metrics {
             )?,
             close_detect: histogram_vec(
                 "gameserver_close_detect_seconds",
-                "Time from the last inbound byte to the close decision: how long a dead peer lingered.",
+                "Time from the last inbound frame to the close decision, for the reasons where a gone peer can linger.",
                 &[
                     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0,
                     30.0, 60.0, 120.0,
@@ -343,8 +343,24 @@ impl Metrics {
             let label = reason.as_str();
             metrics.sessions_closed.with_label_values(&[label]);
             metrics.session_duration.with_label_values(&[label]);
-            metrics.close_detect.with_label_values(&[label]);
+            if crate::close::policy(reason).detect {
+                metrics.close_detect.with_label_values(&[label]);
+            }
         }
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "gameserver_build_info",
+                "1, labelled with the engine's version and the protocol version it speaks.",
+            ),
+            &["version", "protocol"],
+        )?;
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                &protocol::PROTOCOL_VERSION.to_string(),
+            ])
+            .set(1);
+        metrics.registry.register(Box::new(build))?;
         for rejection in Rejection::ALL {
             metrics
                 .connections_rejected

@@ -70,10 +70,12 @@ fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, throttle: &Thr
         .session_duration
         .with_label_values(&[label])
         .observe(end.lifetime.as_secs_f64());
-    metrics
-        .close_detect
-        .with_label_values(&[label])
-        .observe(end.detect.as_secs_f64());
+    if policy(end.reason).detect {
+        metrics
+            .close_detect
+            .with_label_values(&[label])
+            .observe(end.detect.as_secs_f64());
+    }
     if end.forced {
         metrics.drain_forced.inc();
     }
