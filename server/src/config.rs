@@ -400,25 +400,32 @@ impl Config {
             builder = builder.set_override(key.as_str(), value.as_str())?;
         }
         let raw = builder.build()?;
+        let env: HashMap<String, String> = match &sources.env {
+            Some(env) => env.clone(),
+            None => std::env::vars().collect(),
+        };
         let mut fields = Fields {
             raw: &raw,
             problems: unknown_keys(&raw, C::DEFAULT_TOML)?,
         };
+        fields.problems.extend(stray_variables(&env));
         let config = fields.config();
         let mut problems = fields.problems;
         let game = game_section::<C>(&raw, &mut problems)?;
-        match (config, game) {
+        let result = match (config, game) {
             (Some(config), Some(game)) if problems.is_empty() => {
                 problems.extend(config.validate());
                 problems.extend(game.validate());
                 if problems.is_empty() {
-                    Ok((config, game))
-                } else {
-                    Err(ConfigError::Invalid(problems))
+                    return Ok((config, game));
                 }
+                problems
             }
-            _ => Err(ConfigError::Invalid(problems)),
-        }
+            _ => problems,
+        };
+        let mut problems = result;
+        name_variables(&mut problems, &env);
+        Err(ConfigError::Invalid(problems))
     }
 
     /// Checks relations between keys and value ranges. Returns every problem found.
@@ -665,11 +672,9 @@ impl Config {
             "auth.failure_window",
             "must be greater than zero".into(),
         );
-        check(
-            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
-            "log.level",
-            format!("{:?} is not a valid tracing filter", self.log.level),
-        );
+        if let Err(message) = check_log_level(&self.log.level) {
+            check(false, "log.level", message);
+        }
         problems
     }
 
@@ -677,6 +682,75 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self)
             .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+}
+
+/// The levels a `log.level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A filter such as "info" or "info,game_engine::session=debug": every directive a level, or a
+/// target with `=level`. A bare word that is no level (a typo such as "verbose" or "wran") would
+/// otherwise be read as a target name and silently turn every log line off.
+fn check_log_level(level: &str) -> Result<(), String> {
+    let levels = LOG_LEVELS.join(", ");
+    if level.trim().is_empty() {
+        return Err(format!("is empty; use one of {levels}"));
+    }
+    for directive in level.split(',').map(str::trim) {
+        let named = match directive.rsplit_once('=') {
+            Some((target, named)) if !target.is_empty() => named,
+            _ => directive,
+        };
+        if !LOG_LEVELS.contains(&named.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?} is not a level ({levels}) nor target=level, in {level:?}"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| format!("{level:?} is not a valid filter: {e}"))
+}
+
+/// Variables that look like configuration but are not read: a prefix with one underscore
+/// (`GAMESERVER_SESSION__X`), or not `SECTION__KEY` after it.
+fn stray_variables(env: &HashMap<String, String>) -> Vec<Problem> {
+    let prefix = format!("{ENV_PREFIX}__");
+    let mut problems: Vec<Problem> = env
+        .keys()
+        .filter(|name| name.to_ascii_uppercase().starts_with(ENV_PREFIX))
+        .filter(|name| {
+            let parts = name
+                .strip_prefix(&prefix)
+                .map(|rest| rest.split("__").filter(|p| !p.is_empty()).count());
+            parts != Some(2)
+        })
+        .map(|name| Problem {
+            key: name.clone(),
+            message: format!(
+                "looks like a configuration variable but is not read: the form is \
+                 {prefix}SECTION__KEY, such as {prefix}SESSION__IDLE_TIMEOUT"
+            ),
+        })
+        .collect();
+    problems.sort_by(|a, b| a.key.cmp(&b.key));
+    problems
+}
+
+/// Says which variable set a key, when one did.
+fn name_variables(problems: &mut [Problem], env: &HashMap<String, String>) {
+    for problem in problems {
+        let Some((section, key)) = problem.key.split_once('.') else {
+            continue;
+        };
+        let name = format!(
+            "{ENV_PREFIX}__{}__{}",
+            section.to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        );
+        if env.contains_key(&name) {
+            problem.message.push_str(&format!(" (set by {name})"));
+        }
     }
 }
 
@@ -1151,6 +1225,51 @@ mod tests {
             "{found:?}"
         );
         assert!(found[0].message.contains("heartbeat_interval"));
+    }
+
+    #[test]
+    fn a_misspelt_log_level_is_refused_naming_the_variable() {
+        for bad in ["verbose", "wran", "info,game_engine=loud", ""] {
+            let found = problems(load_env(&[("GAMESERVER__LOG__LEVEL", bad)]));
+            assert_eq!(found.len(), 1, "{bad:?}: {found:?}");
+            assert_eq!(found[0].key, "log.level");
+            assert!(
+                found[0].message.contains("GAMESERVER__LOG__LEVEL"),
+                "{found:?}"
+            );
+        }
+        for good in [
+            "info",
+            "debug",
+            "info,game_engine::session=debug",
+            "WARN",
+            "off",
+        ] {
+            assert!(
+                load_env(&[("GAMESERVER__LOG__LEVEL", good)]).is_ok(),
+                "{good:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn variables_that_look_like_ours_but_are_not_read_are_reported() {
+        let found = problems(load_env(&[
+            ("GAMESERVER_SESSION__IDLE_TIMEOUT", "3s"),
+            ("GAMESERVER__SESSION__IDEL_TIMEOUT", "3s"),
+            ("OTHER_THING", "ignored"),
+        ]));
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["session.idel_timeout", "GAMESERVER_SESSION__IDLE_TIMEOUT"],
+            "{found:?}"
+        );
+        assert!(
+            found[0]
+                .message
+                .contains("GAMESERVER__SESSION__IDEL_TIMEOUT")
+        );
     }
 
     #[test]

@@ -524,8 +524,12 @@ mod tests {
         let closed = start.elapsed();
         assert_eq!(
             pings,
-            [Duration::from_secs(5), Duration::from_secs(10)],
-            "one ping per heartbeat"
+            [
+                Duration::ZERO,
+                Duration::from_secs(5),
+                Duration::from_secs(10)
+            ],
+            "one ping with the Welcome, then one per heartbeat"
         );
         assert!(
             closed >= Duration::from_secs(15) && closed < Duration::from_millis(15_010),

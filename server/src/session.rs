@@ -510,6 +510,11 @@ impl<'a> Session<'a> {
             }
         }
         self.player = Some(player);
+        if !cfg.heartbeat_interval.is_zero() {
+            // One round trip measured at once: a session shorter than a heartbeat yields a
+            // sample too.
+            self.send_ping(Instant::now(), out);
+        }
         Ok(())
     }
 

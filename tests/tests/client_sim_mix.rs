@@ -40,3 +40,42 @@ async fn every_scenario_reconciles_exactly_with_the_servers_close_counters() {
     assert_eq!(reconciliation.observed_total, 28, "{rendered}");
     server.stop().await;
 }
+
+/// Sessions much shorter than a heartbeat (the compose stack's load plays 1 to 5 s against a 5 s
+/// heartbeat) still each measure a round trip: the server pings with its Welcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_shorter_than_a_heartbeat_still_measure_a_round_trip() {
+    let server = TestServer::start(|c| {
+        c.session.heartbeat_interval = std::time::Duration::from_secs(5);
+        c.session.idle_timeout = std::time::Duration::from_secs(15);
+    })
+    .await;
+    let before = server.scrape().await;
+    let report = client_sim::run(Options {
+        play_time: Some(std::time::Duration::from_secs(1)),
+        ..options(&server, 10, "soak=1".parse().expect("mix"))
+    })
+    .await
+    .expect("client-sim runs");
+    assert!(report.passed(), "{}", report.render());
+    let rtts = server
+        .scrape()
+        .await
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("gameserver_heartbeat_rtt_seconds_count "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let before_rtts = before
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("gameserver_heartbeat_rtt_seconds_count "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        rtts - before_rtts >= 10.0,
+        "{} round trips for 10 one-second sessions",
+        rtts - before_rtts
+    );
+    server.stop().await;
+}

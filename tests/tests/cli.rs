@@ -1,0 +1,120 @@
+//! The `game-server` command line as an operator meets it: configuration mistakes named with
+//! their key and variable, the healthcheck's answer either way, and logs without terminal colour
+//! when they go to a file or a pipe.
+
+use std::time::{Duration, Instant};
+
+use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(game_server_binary());
+    command.args(args).env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run game-server")
+}
+
+#[test]
+fn a_misspelt_log_level_is_refused_naming_the_key_and_the_variable() {
+    let output = run(
+        &["--print-config"],
+        &[("GAMESERVER__LOG__LEVEL", "verbose")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("log.level"), "{stderr}");
+    assert!(stderr.contains("GAMESERVER__LOG__LEVEL"), "{stderr}");
+}
+
+#[test]
+fn a_variable_that_looks_like_ours_but_is_not_read_is_reported() {
+    let output = run(
+        &["--print-config"],
+        &[("GAMESERVER_SESSION__IDLE_TIMEOUT", "3s")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("GAMESERVER_SESSION__IDLE_TIMEOUT"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_healthcheck_says_why_it_fails_and_answers_within_its_timeout() {
+    let server = ServerProcess::start(ServerSpec::loopback("")).await;
+    let live = format!("http://{}/healthz", server.admin);
+    let output = run(&["healthcheck", "--url", &live], &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A path that is not 200.
+    let missing = format!("http://{}/nothing-here", server.admin);
+    let output = run(&["healthcheck", "--url", &missing], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("404"), "{stderr}");
+    drop(server);
+    // A listener that never answers (the kernel accepts, nobody reads): the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_url = format!("http://{}/healthz", silent.local_addr().expect("addr"));
+    let started = Instant::now();
+    let output = run(&["healthcheck", "--url", &silent_url], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no answer within 3s"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+    // A port where nothing listens: refused at once.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}/healthz", dead.local_addr().expect("addr"));
+    drop(dead);
+    let started = Instant::now();
+    let output = run(&["healthcheck", "--url", &dead_url], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn pretty_logs_into_a_pipe_carry_no_terminal_colours() {
+    let mut child = tokio::process::Command::new(game_server_binary())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .env("GAMESERVER__LOG__FORMAT", "pretty")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(system_tests::PATIENCE, async {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("serving") {
+            let n = stderr.read(&mut chunk).await.expect("read stderr");
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(read.is_ok() && text.contains("serving"), "{text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in a pipe: {text:?}");
+    child.kill().await.expect("kill");
+}
