@@ -1,8 +1,9 @@
-# syntax=docker/dockerfile:1.7
-#
 # Image for the game server and the load generator (one image, two binaries,
 # so the client-sim service in docker-compose.yml runs exactly the build it
 # tests). Build: docker build -t game-server .
+#
+# Plain Dockerfile syntax only: the classic builder (Debian's docker.io and
+# docker-compose) and BuildKit build it alike.
 #
 # Stage 1 builds the release binaries. Edition 2024 and the workspace's
 # rust-version (1.85) need Rust 1.85 or newer; the tag is pinned to a
@@ -13,13 +14,7 @@ ARG DEBIAN_RELEASE=bookworm
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /src
 COPY . .
-# The cache mounts keep the crates.io download and the target directory
-# between builds; binaries are copied out of the cached target dir because a
-# cache mount is not part of the image.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/usr/local/cargo/git/db \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p game-server -p client-sim \
+RUN cargo build --release --locked -p game-server -p client-sim \
     && install -D -m 0755 target/release/game-server /out/game-server \
     && install -D -m 0755 target/release/client-sim /out/client-sim
 

@@ -71,7 +71,9 @@ check_alert_coverage() {
 }
 
 check_compose() {
-    "${compose[@]}" -f docker-compose.yml config -q && echo "  SUCCESS: docker-compose.yml is valid"
+    # The file has no default Grafana password; give the check a placeholder.
+    GRAFANA_ADMIN_PASSWORD=${GRAFANA_ADMIN_PASSWORD:-placeholder} \
+        "${compose[@]}" -f docker-compose.yml config -q && echo "  SUCCESS: docker-compose.yml is valid"
 }
 
 check "compose file: ${compose[*]} -f docker-compose.yml config -q" check_compose

@@ -1051,8 +1051,14 @@ fn game_section<C: GameConfig>(
             return Ok(Some(game));
         }
     }
+    // Unknown keys are already reported; a game that refuses unknown fields would only report
+    // them again.
     let mut all = base;
-    all.extend(set);
+    let known: Vec<_> = set
+        .into_iter()
+        .filter(|(key, _)| all.contains_key(key))
+        .collect();
+    all.extend(known);
     match read(all) {
         Ok(game) => Ok(Some(game)),
         Err(error) => {
@@ -1126,6 +1132,33 @@ mod tests {
             Err(ConfigError::Invalid(problems)) => problems,
             other => panic!("expected invalid configuration, got {other:?}"),
         }
+    }
+
+    #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        lives: u32,
+    }
+
+    impl GameConfig for Strict {
+        const DEFAULT_TOML: &'static str = "[game]\nlives = 3\n";
+    }
+
+    #[test]
+    fn an_unknown_game_key_is_reported_once_with_the_keys_the_game_knows() {
+        let result = Config::load_game::<Strict>(&Sources {
+            env: Some(HashMap::from([(
+                "GAMESERVER__GAME__TICK_RATE_HZ".to_owned(),
+                "30".to_owned(),
+            )])),
+            ..Sources::default()
+        });
+        let Err(ConfigError::Invalid(problems)) = result else {
+            panic!("expected invalid configuration, got {result:?}");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "game.tick_rate_hz");
+        assert!(problems[0].message.contains("lives"), "{problems:?}");
     }
 
     #[test]

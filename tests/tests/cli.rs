@@ -118,3 +118,37 @@ async fn pretty_logs_into_a_pipe_carry_no_terminal_colours() {
     assert!(!text.contains('\u{1b}'), "escape codes in a pipe: {text:?}");
     child.kill().await.expect("kill");
 }
+
+/// The configuration baked into the image must load with this build: a key renamed in the engine
+/// would otherwise stop every container at start.
+#[test]
+fn the_container_configuration_loads_and_differs_from_the_defaults_where_it_says() {
+    let dir = std::env::temp_dir().join(format!("container-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let token = dir.join("admin-token");
+    std::fs::write(&token, "a-container-token-of-some-length\n").expect("token");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/docker.toml");
+    let output = run(
+        &["--config", config, "--print-config"],
+        &[(
+            "GAMESERVER__ADMIN__TOKEN_FILE",
+            token.to_str().expect("utf-8"),
+        )],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let effective: toml::Value = toml::from_str(&stdout).expect("--print-config prints TOML");
+    assert_eq!(effective["admin"]["listen"].as_str(), Some("0.0.0.0:9100"));
+    assert_eq!(effective["log"]["format"].as_str(), Some("json"));
+    let exempt = effective["server"]["source_exempt"]
+        .as_array()
+        .expect("source_exempt");
+    assert!(
+        exempt
+            .iter()
+            .any(|net| net.as_str() == Some("172.28.0.0/24")),
+        "{exempt:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -76,6 +76,107 @@ async fn deployment_files_pass_their_checks() {
     );
 }
 
+/// The compose file as docker-compose resolves it (anchors merged, variables substituted).
+fn resolved_compose(env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new("docker-compose");
+    command
+        .current_dir(repo())
+        .args(["-f", "docker-compose.yml", "config"])
+        .env_remove("GRAFANA_ADMIN_PASSWORD");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run docker-compose")
+}
+
+#[test]
+fn every_compose_service_is_limited_rotated_and_unprivileged() {
+    if !require(
+        has_tool("docker-compose"),
+        "docker-compose is not installed (apt-get install docker-compose)",
+    ) {
+        return;
+    }
+    let output = resolved_compose(&[("GRAFANA_ADMIN_PASSWORD", "a-password")]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let compose: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(&output.stdout).expect("compose config is YAML");
+    let services = compose["services"].as_mapping().expect("services");
+    assert!(services.len() >= 4, "{services:?}");
+    let mut problems = Vec::new();
+    for (name, service) in services {
+        let name = name.as_str().expect("service name");
+        let has = |key: &str| !service[key].is_null();
+        let lists = |key: &str, item: &str| {
+            service[key]
+                .as_sequence()
+                .is_some_and(|items| items.iter().any(|i| i.as_str() == Some(item)))
+        };
+        for key in ["mem_limit", "cpus"] {
+            if !has(key) {
+                problems.push(format!("{name}: no {key}"));
+            }
+        }
+        if service["logging"]["options"]["max-size"].is_null() {
+            problems.push(format!("{name}: logs are not rotated"));
+        }
+        if !lists("security_opt", "no-new-privileges:true") {
+            problems.push(format!("{name}: no no-new-privileges"));
+        }
+        if !lists("cap_drop", "ALL") {
+            problems.push(format!("{name}: capabilities not dropped"));
+        }
+        // Everything but the load generator is a dependency someone waits on.
+        if name != "client-sim" && !has("healthcheck") {
+            problems.push(format!("{name}: no healthcheck"));
+        }
+    }
+    if services["client-sim"]["init"].as_bool() != Some(true) {
+        problems.push("client-sim: no init to reap its crash children".to_owned());
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn grafana_has_no_default_admin_password() {
+    if !require(
+        has_tool("docker-compose"),
+        "docker-compose is not installed (apt-get install docker-compose)",
+    ) {
+        return;
+    }
+    let output = resolved_compose(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "compose started without a password"
+    );
+    assert!(stderr.contains("GRAFANA_ADMIN_PASSWORD"), "{stderr}");
+}
+
+#[test]
+fn the_dockerfile_builds_with_the_classic_builder() {
+    // BuildKit-only syntax: a `# syntax=` parser directive, RUN flags (--mount, --network,
+    // --security), heredocs.
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    let mut problems = Vec::new();
+    for (number, line) in dockerfile.lines().enumerate() {
+        let line = line.trim_start();
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("# syntax=") || lower.starts_with("#syntax=") {
+            problems.push(format!("line {}: {line}", number + 1));
+        }
+        if lower.starts_with("run --") || line.contains("<<EOF") || line.contains("<<-EOF") {
+            problems.push(format!("line {}: {line}", number + 1));
+        }
+    }
+    assert!(problems.is_empty(), "BuildKit-only syntax: {problems:#?}");
+}
+
 /// One rules file, as far as the checks need it.
 #[derive(Debug, serde::Deserialize)]
 struct RuleFile {

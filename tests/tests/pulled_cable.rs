@@ -235,6 +235,69 @@ async fn cable_pulled_then_client_dies_idle_keepalive_reports_tcp_timeout_firewa
     keepalive_detects_a_pulled_cable(Cable::Firewall, "ka-nft").await;
 }
 
+/// The shipped TCP defaults with the heartbeat off: keepalive starts probing after
+/// `keepalive_idle` (10 s) every `keepalive_interval` (5 s), but because `tcp.user_timeout` (30 s)
+/// is set, Linux gives up at the first probe time at which the peer has been silent for the user
+/// timeout, not after `keepalive_count` (3) probes: about 30 s, where the count alone would give
+/// 10 + 3 × 5 = 25 s.
+#[tokio::test]
+async fn with_the_default_tcp_settings_the_user_timeout_decides_keepalive_detection() {
+    let Some(pair) = namespaces("ka-default", Cable::Firewall) else {
+        return;
+    };
+    let tcp = game_engine::Config::default().tcp;
+    let server = start_server(
+        &pair,
+        "[session]\nheartbeat_interval = \"0s\"\nidle_timeout = \"120s\"\n",
+    )
+    .await;
+    let mut player = client(&pair, &server, "unplugged", &[]);
+    player.welcome().await;
+    player.expect("state", PATIENCE).await;
+    keepalive_armed(&pair).await;
+    let before = server.scrape().await;
+    let mark = server.log_mark();
+
+    let pulled = pull(&pair, Cable::Firewall);
+    player.kill().await;
+    // The first probe time (idle + k × interval, at least one probe sent) at or after the user
+    // timeout.
+    let mut expected = tcp.keepalive_idle + tcp.keepalive_interval;
+    while expected < tcp.user_timeout {
+        expected += tcp.keepalive_interval;
+    }
+    let by_count = tcp.keepalive_idle + tcp.keepalive_interval * tcp.keepalive_count;
+    let (_, close) = server
+        .next_close(mark, expected + tcp.keepalive_interval + MARGIN)
+        .await;
+    let detected = pulled.elapsed();
+    server
+        .expect_closes(&before, &[(CloseReason::TcpTimeout, 1)], PATIENCE)
+        .await;
+    eprintln!(
+        "measured: default keepalive {:?}/{:?}/{} with user timeout {:?}: pull -> close {detected:?} \
+         (probe count alone: {by_count:?}; {})",
+        tcp.keepalive_idle,
+        tcp.keepalive_interval,
+        tcp.keepalive_count,
+        tcp.user_timeout,
+        errno_of(&close)
+    );
+    assert_eq!(close["reason"], "tcp_timeout", "{close}");
+    assert!(
+        by_count + MARGIN < expected,
+        "the defaults no longer tell the rules apart"
+    );
+    assert!(
+        detected + MARGIN >= expected,
+        "closed by the probe count, not the user timeout: {detected:?} after the pull"
+    );
+    assert!(
+        detected <= expected + tcp.keepalive_interval + MARGIN,
+        "closed too late: {detected:?} after the pull"
+    );
+}
+
 /// Field report, server side, case 6: the server is writing to a client whose cable is pulled.
 /// A feeder in the same room (connected from inside the server's namespace, so it keeps its
 /// link) sends an input every 100 ms; each one is relayed to the unplugged client and sits
