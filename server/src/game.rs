@@ -125,6 +125,14 @@ pub trait Room: Send + 'static {
     fn tick_rate_hz(&self) -> Option<u32> {
         None
     }
+
+    /// Asked after every hook: false lets the room sleep, without ticks, until its next command
+    /// (a join, an input, a leave), after which it ticks again from one period later. A room
+    /// that only reports changes should say whether it has one to report: a server of many quiet
+    /// rooms then spends nothing on them. The tick number counts the ticks that ran.
+    fn wants_tick(&self) -> bool {
+        true
+    }
 }
 
 /// A room's view of itself while a hook runs: its name, its members and the ways to reach them.

@@ -24,6 +24,8 @@ mod connection;
 pub mod game;
 pub mod logging;
 pub mod metrics;
+mod outbound;
+mod reader;
 pub mod reaper;
 pub mod registry;
 pub mod resume;

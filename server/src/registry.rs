@@ -14,11 +14,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::budget::{Footprint, PRESSURE_QUEUE_BYTES, Pressure, Totals};
 use crate::close::CloseReason;
 use crate::game::Leave;
+use crate::outbound::{Outbound, Refused};
 use crate::rooms::{Command, RoomHandle};
 
 /// The game's handle on one connected player. Cheap to clone.
@@ -31,7 +32,8 @@ struct PlayerInner {
     player_id: Arc<str>,
     peer: Mutex<SocketAddr>,
     started: Instant,
-    events: mpsc::Sender<Bytes>,
+    /// Events the game queued for the player, until its session writes them.
+    queue: Outbound,
     control: Control,
     /// The player's place in its room; `None` before it joined one and after it left.
     room: Mutex<Option<RoomHandle>>,
@@ -120,14 +122,13 @@ impl Control {
 }
 
 impl Player {
-    /// A player whose events go to `events`. The engine makes one per session; a game's tests
-    /// make them to drive a room directly (see the test kit), reading what the room sent from
-    /// the other end of `events`.
-    pub fn new(
+    /// A player whose queue holds at most `queue` events. The engine makes one per session; the
+    /// test kit makes them to drive a room directly.
+    pub(crate) fn new(
         session_id: u64,
         player_id: Arc<str>,
         peer: SocketAddr,
-        events: mpsc::Sender<Bytes>,
+        queue: usize,
         limit: QueueLimit,
     ) -> Player {
         Player(Arc::new(PlayerInner {
@@ -135,7 +136,7 @@ impl Player {
             player_id,
             peer: Mutex::new(peer),
             started: Instant::now(),
-            events,
+            queue: Outbound::new(queue),
             control: Control::default(),
             room: Mutex::new(None),
             life: AtomicU8::new(LIVE),
@@ -186,18 +187,23 @@ impl Player {
             self.close(CloseReason::SlowConsumer);
             return false;
         }
-        match self.0.events.try_send(payload) {
+        match self.0.queue.push(payload) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 self.0.footprint.dequeue(len);
                 self.close(CloseReason::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Refused::Closed) => {
                 self.0.footprint.dequeue(len);
                 false
             }
         }
+    }
+
+    /// The events queued for the player, for its session to write.
+    pub(crate) fn queue(&self) -> &Outbound {
+        &self.0.queue
     }
 
     /// The bytes this player's session holds, for the memory budget.
@@ -273,6 +279,9 @@ impl Player {
         if self.0.life.swap(LEFT, Ordering::AcqRel) == LEFT {
             return false;
         }
+        // Nobody will write what is queued: refuse more, and let go of what is there.
+        self.0.queue.close();
+        while self.0.queue.try_pop().is_some() {}
         if let Some(room) = lock(&self.0.room).take() {
             room.leave(self.session_id(), Leave::Closed(why));
         }
@@ -328,9 +337,9 @@ pub struct SessionInfo {
     pub age_secs: f64,
     /// Current room.
     pub room: String,
-    /// Bytes received (updated at each heartbeat).
+    /// Bytes received (brought up to date at least every 5 s).
     pub bytes_in: u64,
-    /// Bytes sent (updated at each heartbeat).
+    /// Bytes sent (brought up to date at least every 5 s).
     pub bytes_out: u64,
 }
 
@@ -446,20 +455,16 @@ impl Registry {
 mod tests {
     use super::*;
 
-    fn player(id: u64, name: &str) -> (Player, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(2);
+    fn player(id: u64, name: &str) -> Player {
         let peer = "127.0.0.1:5000".parse().expect("addr");
-        (
-            Player::new(id, Arc::from(name), peer, tx, QueueLimit::default()),
-            rx,
-        )
+        Player::new(id, Arc::from(name), peer, 2, QueueLimit::default())
     }
 
     #[test]
     fn a_second_session_for_a_player_replaces_the_first() {
         let registry = Registry::default();
-        let (first, _rx1) = player(1, "alice");
-        let (second, _rx2) = player(2, "alice");
+        let first = player(1, "alice");
+        let second = player(2, "alice");
         assert!(registry.register(first.clone()).is_none());
         let replaced = registry.register(second).expect("first is replaced");
         assert_eq!(replaced.session_id(), 1);
@@ -467,19 +472,18 @@ mod tests {
         // The old session's late removal must not unmap the new one.
         registry.remove(1);
         assert_eq!(registry.len(), 1);
-        let (third, _rx3) = player(3, "alice");
+        let third = player(3, "alice");
         assert_eq!(registry.register(third).map(|p| p.session_id()), Some(2));
     }
 
     #[test]
     fn a_queue_over_its_bytes_closes_the_session_as_slow_consumer() {
-        let (tx, _rx) = mpsc::channel(100);
         let peer = "127.0.0.1:5000".parse().expect("addr");
         let limit = QueueLimit {
             max_bytes: 10,
             pressure: Pressure::default(),
         };
-        let p = Player::new(1, Arc::from("big"), peer, tx, limit);
+        let p = Player::new(1, Arc::from("big"), peer, 100, limit);
         assert!(p.send(Bytes::from_static(b"123456")));
         assert_eq!(p.footprint().queued(), 6);
         assert!(!p.send(Bytes::from_static(b"123456")));
@@ -494,11 +498,8 @@ mod tests {
     #[test]
     fn pages_walk_every_session_once() {
         let registry = Registry::default();
-        let mut keep = Vec::new();
         for id in 1..=25 {
-            let (p, rx) = player(id, &format!("p{id}"));
-            registry.register(p);
-            keep.push(rx);
+            registry.register(player(id, &format!("p{id}")));
         }
         let mut seen = Vec::new();
         let mut after = 0;
@@ -517,7 +518,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_closes_the_session_as_slow_consumer() {
-        let (p, _rx) = player(1, "bob");
+        let p = player(1, "bob");
         assert!(p.send(Bytes::from_static(b"1")));
         assert!(p.send(Bytes::from_static(b"2")));
         assert!(!p.send(Bytes::from_static(b"3")));

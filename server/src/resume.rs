@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::ResumeToken;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::budget::Totals;
@@ -198,8 +198,6 @@ impl Replay {
 pub(crate) struct Carried {
     /// The player, as the game knows it.
     pub player: Player,
-    /// Events queued by the game and not yet sent.
-    pub events: mpsc::Receiver<Bytes>,
     /// Events sent and not yet acknowledged.
     pub replay: Replay,
     /// The highest input applied.

@@ -80,6 +80,15 @@ impl RoomHandle {
         let _ = self.commands.send(command).await;
     }
 
+    /// Sends without waiting; gives the command back when the room's queue is full. A room that
+    /// has ended takes (and drops) it.
+    pub(crate) fn try_send(&self, command: Command) -> Result<(), Command> {
+        match self.commands.try_send(command) {
+            Err(mpsc::error::TrySendError::Full(command)) => Err(command),
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
     /// Sends a command from code that cannot wait: at once if the queue has room, else from a
     /// task of its own.
     pub(crate) fn send_now(&self, command: Command) {
@@ -385,7 +394,16 @@ async fn run_room<R: Room>(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         interval
     });
+    let mut asleep = false;
     loop {
+        let ticking = ticker.is_some() && room.wants_tick();
+        if ticking && asleep {
+            // Woken by a command: the next tick is a period from now, as after any tick.
+            if let Some(ticker) = ticker.as_mut() {
+                ticker.reset();
+            }
+        }
+        asleep = !ticking;
         let next_tick = async {
             match ticker.as_mut() {
                 Some(ticker) => ticker.tick().await,
@@ -394,7 +412,7 @@ async fn run_room<R: Room>(
         };
         let command = tokio::select! {
             command = commands.recv() => command,
-            _ = next_tick => {
+            _ = next_tick, if ticking => {
                 tick += 1;
                 room.tick(&mut RoomContext::new(&name, &members, tick), tick);
                 continue;

@@ -12,7 +12,6 @@ use protocol::{
     Bye, ByeCode, ClientMessage, CodecError, HEADER_LEN, Hello, PROTOCOL_VERSION, ResumeToken,
     ServerCodec, ServerMessage, Welcome, WireMessage, max_input_payload,
 };
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::Encoder;
 
@@ -125,9 +124,8 @@ pub(crate) struct Session<'a> {
     player: Option<Player>,
     /// The player's room, for its inputs (a copy of the player's own place).
     room: Option<RoomHandle>,
-    /// The queue's sending half until the handshake hands it to the [`Player`].
-    events_tx: Option<mpsc::Sender<Bytes>>,
-    events: mpsc::Receiver<Bytes>,
+    /// The session was parked for resume: its queue and replay buffer went with it.
+    parked: bool,
     /// Numbers outgoing events and keeps the unacknowledged ones for replay after a resume.
     replay: Replay,
     /// This session's resume token, once the handshake issued one.
@@ -145,20 +143,36 @@ pub(crate) struct Session<'a> {
     /// The largest frame read or event queued since the last timer: buffers in flight that the
     /// buffers' current capacities no longer show (the allocator keeps them all the same).
     largest_recent: usize,
+    /// When the traffic counts are next added to the shared counters (at least once per
+    /// heartbeat, whether or not the timer fires).
+    flush_due: Instant,
 }
+
+/// What a client message still needs once [`Session::on_message`] has returned.
+#[derive(Debug)]
+pub(crate) enum Wait {
+    /// Handled.
+    Nothing,
+    /// A `Hello`: authentication, the room, a resume.
+    Handshake(Hello),
+    /// A `Join`: the room's answer.
+    Join(String),
+    /// An input for a room whose command queue is full: the session waits for room in it.
+    RoomQueue(Command),
+}
+
+/// Longest a session's traffic counts wait before they reach `/sessions` and the metrics.
+const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// Stop taking events from the queue while this much is waiting to be written: the queue then
 /// fills, and a client that cannot keep up is closed as `slow_consumer` instead of growing the
 /// buffer without bound.
 pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
-/// Buffers larger than this are given back once empty, at the next timer.
-pub(crate) const IDLE_BUFFER: usize = 4 * 1024;
 
 impl<'a> Session<'a> {
     pub fn new(shared: &'a Shared, id: u64, peer: SocketAddr) -> Self {
         let cfg = &shared.config.session;
         let now = Instant::now();
-        let (events_tx, events) = mpsc::channel(cfg.outbound_queue);
         Session {
             shared,
             id,
@@ -182,8 +196,7 @@ impl<'a> Session<'a> {
             ),
             player: None,
             room: None,
-            events_tx: Some(events_tx),
-            events,
+            parked: false,
             replay: Replay::new(
                 if shared.parking.enabled() {
                     cfg.resume_buffer
@@ -201,6 +214,7 @@ impl<'a> Session<'a> {
             published: (0, 0),
             unreported: 0,
             largest_recent: 0,
+            flush_due: now + FLUSH_EVERY,
         }
     }
 
@@ -209,9 +223,13 @@ impl<'a> Session<'a> {
         self.player.as_ref()
     }
 
-    /// The outbound queue, for the connection's select loop.
-    pub fn events(&mut self) -> &mut mpsc::Receiver<Bytes> {
-        &mut self.events
+    /// The next event the game queued for the player; never completes before the handshake.
+    /// Cancel-safe.
+    pub async fn next_event(&self) -> Option<Bytes> {
+        match &self.player {
+            Some(player) => player.queue().pop().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// When the timer must fire next.
@@ -230,9 +248,11 @@ impl<'a> Session<'a> {
         self.rearm = true;
     }
 
-    /// The write buffer drained.
-    pub fn write_drained(&mut self) {
+    /// The write buffer drained: the stall clock stops, and the buffer is given back, so that a
+    /// session between messages holds none.
+    pub fn write_drained(&mut self, out: &mut Outbox) {
         self.watchdog.write_drained();
+        out.wbuf = BytesMut::new();
     }
 
     /// Moves this session's deadlines later by the server's own stalls since it last looked:
@@ -253,15 +273,18 @@ impl<'a> Session<'a> {
             // A quiet session gives back what it holds for replay, not only a busy one.
             self.replay.trim(crate::resume::PRESSURE_REPLAY_BYTES);
         }
-        if out.wbuf.is_empty() && out.wbuf.capacity() > IDLE_BUFFER {
-            // A burst is over: an idle session does not keep its burst-sized buffer.
-            out.wbuf = BytesMut::new();
+        if let Some(player) = &self.player {
+            player.queue().shrink();
         }
         while let Some(expiry) = self.watchdog.expired(now) {
             let cfg = &self.shared.config.session;
             return Err(match expiry {
                 Expiry::Ping => {
                     self.send_ping(now, out);
+                    continue;
+                }
+                Expiry::Ack => {
+                    self.send_ack(out);
                     continue;
                 }
                 Expiry::Handshake => Ending::because(
@@ -291,12 +314,10 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Handles one message from the client.
-    pub async fn on_message(
-        &mut self,
-        message: ClientMessage,
-        out: &mut Outbox,
-    ) -> Result<(), Ending> {
+    /// Handles one message from the client. What has to wait (the handshake, a room change, an
+    /// input for a room whose queue is full) is returned as [`Wait`] for [`Session::wait`], so
+    /// that the common messages are handled without a future.
+    pub fn on_message(&mut self, message: ClientMessage, out: &mut Outbox) -> Result<Wait, Ending> {
         let now = Instant::now();
         // A stall that ended before this frame moves the other deadlines (handshake, write
         // stall) too; the frame itself restarts the idle one.
@@ -306,6 +327,12 @@ impl<'a> Session<'a> {
             self.stall_seen = recorded;
         }
         self.watchdog.inbound(now);
+        // The deadlines moved later: the timer follows them.
+        self.rearm = true;
+        if now >= self.flush_due {
+            // A client that keeps the session busy may never let the timer fire.
+            self.flush_traffic(out);
+        }
         out.traffic.frames_in += 1;
         let len = wire_len(&message);
         out.traffic.bytes_in += len;
@@ -323,9 +350,9 @@ impl<'a> Session<'a> {
                 ),
             ));
         }
-        let Some(player) = self.player.clone() else {
+        let Some(session_id) = self.player.as_ref().map(Player::session_id) else {
             return match message {
-                ClientMessage::Hello(hello) => self.handshake(hello, out).await,
+                ClientMessage::Hello(hello) => Ok(Wait::Handshake(hello)),
                 other => Err(Ending::because(
                     CloseReason::ProtocolError,
                     format!("expected Hello, got {:?}", other.kind()),
@@ -340,6 +367,10 @@ impl<'a> Session<'a> {
                 ));
             }
             ClientMessage::Ping { nonce } => {
+                // A client that sends its own heartbeat gets its acknowledgements with the answer.
+                if self.last_input_seq != self.acked_input_seq {
+                    self.send_ack(out);
+                }
                 out.queue(&ServerMessage::Pong { nonce });
             }
             ClientMessage::Pong { nonce } => {
@@ -373,13 +404,15 @@ impl<'a> Session<'a> {
                         ));
                     }
                     self.last_input_seq = seq;
-                    if let Some(room) = &self.room {
-                        room.send(Command::Input {
-                            session: player.session_id(),
+                    self.watchdog.input_applied(now);
+                    if let Some(room) = &self.room
+                        && let Err(command) = room.try_send(Command::Input {
+                            session: session_id,
                             seq,
                             payload,
                         })
-                        .await;
+                    {
+                        return Ok(Wait::RoomQueue(command));
                     }
                 }
             }
@@ -399,7 +432,26 @@ impl<'a> Session<'a> {
             ClientMessage::Bye(_) => return Err(Ending::new(CloseReason::ClientQuit)),
             ClientMessage::Join { room } => {
                 check_room(&room)?;
-                self.join(&player, &room, out).await;
+                return Ok(Wait::Join(room));
+            }
+        }
+        Ok(Wait::Nothing)
+    }
+
+    /// Finishes what [`Session::on_message`] could not do without waiting.
+    pub async fn wait(&mut self, wait: Wait, out: &mut Outbox) -> Result<(), Ending> {
+        match wait {
+            Wait::Nothing => {}
+            Wait::Handshake(hello) => self.handshake(hello, out).await?,
+            Wait::Join(room) => {
+                if let Some(player) = self.player.clone() {
+                    self.join(&player, &room, out).await;
+                }
+            }
+            Wait::RoomQueue(command) => {
+                if let Some(room) = &self.room {
+                    room.send(command).await;
+                }
             }
         }
         Ok(())
@@ -489,7 +541,6 @@ impl<'a> Session<'a> {
             },
             None => (self.start(hello).await?, None),
         };
-        tracing::Span::current().record("player", player.player_id());
         self.token = parking.enabled().then(|| parking.issue(&player));
         self.watchdog.handshake_done(Instant::now());
         self.rearm = true;
@@ -525,10 +576,6 @@ impl<'a> Session<'a> {
         if parking.enabled() {
             parking.discard_player(&hello.player_id);
         }
-        let events_tx = self
-            .events_tx
-            .take()
-            .ok_or_else(|| Ending::because(CloseReason::ProtocolError, "duplicate Hello"))?;
         let limit = QueueLimit {
             max_bytes: self.shared.config.session.outbound_queue_bytes,
             pressure: self.shared.budget.pressure_flag(),
@@ -537,7 +584,7 @@ impl<'a> Session<'a> {
             self.id,
             Arc::from(hello.player_id),
             self.peer,
-            events_tx,
+            self.shared.config.session.outbound_queue,
             limit,
         );
         let joined = match self.shared.rooms.reserve(&hello.room) {
@@ -556,6 +603,7 @@ impl<'a> Session<'a> {
                 .admit("replaced", crate::logging::ORDINARY)
         {
             tracing::info!(
+                session = player.session_id(),
                 old_session = old.session_id(),
                 "player connected again; the older session is replaced"
             );
@@ -569,8 +617,6 @@ impl<'a> Session<'a> {
         let player = carried.player;
         player.set_peer(self.peer);
         self.id = player.session_id();
-        self.events = carried.events;
-        self.events_tx = None;
         self.replay = carried.replay;
         self.last_input_seq = carried.last_input_seq;
         self.acked_input_seq = carried.last_input_seq;
@@ -599,10 +645,9 @@ impl<'a> Session<'a> {
             return false;
         }
         self.shared.registry.remove(player.session_id());
-        let (_, closed) = mpsc::channel(1);
+        self.parked = true;
         let carried = Carried {
             player: player.clone(),
-            events: std::mem::replace(&mut self.events, closed),
             replay: std::mem::replace(&mut self.replay, Replay::new(0, 0)),
             last_input_seq: self.last_input_seq,
         };
@@ -623,6 +668,7 @@ impl<'a> Session<'a> {
 
     /// Acknowledges inputs applied since the last acknowledgement.
     fn send_ack(&mut self, out: &mut Outbox) {
+        self.watchdog.acked();
         if self.last_input_seq != self.acked_input_seq {
             self.acked_input_seq = self.last_input_seq;
             out.queue(&ServerMessage::Ack {
@@ -633,8 +679,14 @@ impl<'a> Session<'a> {
 
     /// Feeds everything already queued (up to the high-water mark), so that it is written at once.
     pub fn take_queued_events(&mut self, out: &mut Outbox) {
+        let Some(player) = self.player.clone() else {
+            return;
+        };
+        if self.parked {
+            return;
+        }
         while out.wbuf.len() < WRITE_HIGH_WATER {
-            let Ok(payload) = self.events.try_recv() else {
+            let Some(payload) = player.queue().try_pop() else {
                 break;
             };
             self.push_event(payload, out);
@@ -710,9 +762,12 @@ impl<'a> Session<'a> {
     /// client is the one not reading them), the acknowledgement of every applied input, and
     /// the `Bye`.
     pub fn farewell(&mut self, ending: &Ending, code: ByeCode, with_queue: bool, out: &mut Outbox) {
-        if with_queue {
-            self.events.close();
-            while let Ok(payload) = self.events.try_recv() {
+        if with_queue
+            && !self.parked
+            && let Some(player) = self.player.clone()
+        {
+            player.queue().close();
+            while let Some(payload) = player.queue().try_pop() {
                 self.push_event(payload, out);
             }
         }
@@ -743,6 +798,7 @@ impl<'a> Session<'a> {
 
     /// Adds this session's traffic to the shared counters and to its player.
     pub fn flush_traffic(&mut self, out: &mut Outbox) {
+        self.flush_due = Instant::now() + FLUSH_EVERY;
         let delta_in = out.traffic.bytes_in - out.flushed.bytes_in;
         let delta_out = out.traffic.bytes_out - out.flushed.bytes_out;
         if let Some(player) = &self.player {

@@ -35,7 +35,6 @@ use protocol::{
     Bye, ByeCode, ClientCodec, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage, Welcome,
 };
 use tokio::io::DuplexStream;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
@@ -65,7 +64,6 @@ pub struct RoomHarness<R: Room> {
 #[derive(Debug)]
 pub struct TestPlayer {
     player: Player,
-    events: mpsc::Receiver<Bytes>,
     next_seq: u64,
 }
 
@@ -82,7 +80,7 @@ impl TestPlayer {
 
     /// Every event the room sent since the last call.
     pub fn events(&mut self) -> Vec<Bytes> {
-        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+        std::iter::from_fn(|| self.player.queue().try_pop()).collect()
     }
 
     /// The game's reason, if the room ended this player's session ([`RoomContext::end`]).
@@ -118,13 +116,12 @@ impl<R: Room> RoomHarness<R> {
     pub fn join(&mut self, player_id: &str) -> Result<TestPlayer, Refusal> {
         let session = self.next_session;
         self.next_session += 1;
-        let (tx, events) = mpsc::channel(TEST_QUEUE);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + (session % 20_000) as u16));
         let player = Player::new(
             session,
             Arc::from(player_id),
             peer,
-            tx,
+            TEST_QUEUE,
             QueueLimit::default(),
         );
         let mut context = RoomContext::new(&self.name, &self.members, self.tick);
@@ -132,7 +129,6 @@ impl<R: Room> RoomHarness<R> {
         self.members.insert(session, player.clone());
         Ok(TestPlayer {
             player,
-            events,
             next_seq: 1,
         })
     }
@@ -266,6 +262,12 @@ impl TestServer {
             next_peer: AtomicU64::new(1),
             config,
         }
+    }
+
+    /// The connector, for the engine's own tests.
+    #[cfg(test)]
+    pub(crate) fn connector(&self) -> &Connector {
+        self.connector.as_ref().expect("the server is running")
     }
 
     /// The admin listener (a real socket on loopback).

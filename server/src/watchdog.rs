@@ -1,9 +1,11 @@
 //! The session's deadlines, as pure logic over instants: the handshake deadline, the idle
-//! deadline, the next ping and the write-stall deadline.
+//! deadline, the next ping, the acknowledgement of inputs and the write-stall deadline.
 //!
-//! The session keeps ONE timer and arms it at [`Watchdog::next_deadline`]. Inbound activity only
-//! moves deadlines later, so it just records the time; the timer is re-armed when it fires, not on
-//! every frame. Only a deadline that moves earlier (a write that starts stalling) re-arms it early.
+//! The session keeps ONE timer and arms it at [`Watchdog::next_deadline`]. The server pings a
+//! client only when it has heard nothing from it for a heartbeat interval, so a client that sends
+//! its own heartbeat (or plays) is never pinged and its session wakes once per heartbeat, for the
+//! client's frame. Inbound activity moves the deadlines later; the session moves its timer with
+//! them (moving a timer later costs the runtime almost nothing and saves a wake-up).
 
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub enum Expiry {
     WriteStall,
     /// Time to send the next heartbeat ping.
     Ping,
+    /// Inputs applied a heartbeat ago are still unacknowledged.
+    Ack,
 }
 
 /// Timer settings, copied from the session configuration.
@@ -44,6 +48,8 @@ pub struct Watchdog {
     /// Where the idle deadline counts from: the last frame, moved later by server stalls.
     idle_from: Instant,
     next_ping: Option<Instant>,
+    /// When the inputs applied since the last `Ack` must be acknowledged.
+    ack_due: Option<Instant>,
     write_stalled_since: Option<Instant>,
 }
 
@@ -56,6 +62,7 @@ impl Watchdog {
             last_inbound: now,
             idle_from: now,
             next_ping: None,
+            ack_due: None,
             write_stalled_since: None,
         }
     }
@@ -70,10 +77,27 @@ impl Watchdog {
         }
     }
 
-    /// A frame arrived. Cheap on purpose: called for every frame.
+    /// A frame arrived. Cheap on purpose: called for every frame. The client is heard, so the
+    /// next ping is a heartbeat away again.
     pub fn inbound(&mut self, now: Instant) {
         self.last_inbound = now;
         self.idle_from = now;
+        if let Some(ping) = &mut self.next_ping {
+            *ping = now + self.timeouts.heartbeat;
+        }
+    }
+
+    /// An input was applied: it is acknowledged within a heartbeat interval (sooner if a `Ping` or
+    /// `Pong` goes out first). Without a heartbeat, only the close acknowledges.
+    pub fn input_applied(&mut self, now: Instant) {
+        if self.ack_due.is_none() && !self.timeouts.heartbeat.is_zero() {
+            self.ack_due = Some(now + self.timeouts.heartbeat);
+        }
+    }
+
+    /// Every applied input is acknowledged.
+    pub fn acked(&mut self) {
+        self.ack_due = None;
     }
 
     /// The server itself stood still for `stall` (see [`crate::stall`]): the client could not be
@@ -112,6 +136,7 @@ impl Watchdog {
         };
         [
             self.next_ping,
+            self.ack_due,
             self.write_stalled_since.map(|t| t + self.timeouts.write),
         ]
         .into_iter()
@@ -128,7 +153,8 @@ impl Watchdog {
     }
 
     /// What is due at `now`, most severe first. A due ping is consumed: the next one is scheduled
-    /// one period later (never in the past, so a stalled runtime does not cause a ping burst).
+    /// one period later, unless the client is heard meanwhile. A due acknowledgement is consumed
+    /// by [`Watchdog::acked`].
     pub fn expired(&mut self, now: Instant) -> Option<Expiry> {
         if let Some(deadline) = self.handshake_deadline {
             return (now >= deadline).then_some(Expiry::Handshake);
@@ -144,9 +170,13 @@ impl Watchdog {
         if let Some(ping) = self.next_ping
             && now >= ping
         {
-            self.next_ping =
-                Some((ping + self.timeouts.heartbeat).max(now + self.timeouts.heartbeat / 2));
+            self.next_ping = Some(now + self.timeouts.heartbeat);
             return Some(Expiry::Ping);
+        }
+        if let Some(ack) = self.ack_due
+            && now >= ack
+        {
+            return Some(Expiry::Ack);
         }
         None
     }
@@ -255,20 +285,55 @@ mod tests {
     }
 
     #[test]
-    fn inbound_frames_push_the_idle_deadline_back() {
+    fn inbound_frames_push_the_idle_deadline_and_the_next_ping_back() {
         let t0 = Instant::now();
         let mut w = Watchdog::new(T, t0);
         w.handshake_done(t0);
         w.inbound(t0 + Duration::from_millis(2900));
-        assert_eq!(w.expired(t0 + Duration::from_secs(3)), Some(Expiry::Ping));
+        // The client was heard 0.1 s ago: no ping until a heartbeat after that.
+        assert_eq!(w.expired(t0 + Duration::from_secs(3)), None);
+        assert_eq!(w.next_deadline(), t0 + Duration::from_millis(3900));
         assert_eq!(
-            w.expired(t0 + Duration::from_millis(5800)),
+            w.expired(t0 + Duration::from_millis(3900)),
             Some(Expiry::Ping)
         );
         assert_eq!(
             w.expired(t0 + Duration::from_millis(5900)),
             Some(Expiry::Idle)
         );
+    }
+
+    #[test]
+    fn a_client_heard_every_heartbeat_is_never_pinged() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(T, t0);
+        w.handshake_done(t0);
+        for i in 1..=100u64 {
+            let at = t0 + Duration::from_millis(900 * i);
+            assert_eq!(w.expired(at), None, "at {i}");
+            w.inbound(at);
+            assert!(w.next_deadline() > at + Duration::from_millis(900));
+        }
+    }
+
+    #[test]
+    fn an_applied_input_is_acknowledged_within_a_heartbeat() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(T, t0);
+        w.handshake_done(t0);
+        // Inputs keep coming, so no ping is ever due; the acknowledgement still is.
+        w.inbound(t0 + Duration::from_millis(100));
+        w.input_applied(t0 + Duration::from_millis(100));
+        w.inbound(t0 + Duration::from_millis(600));
+        w.input_applied(t0 + Duration::from_millis(600));
+        assert_eq!(w.next_deadline(), t0 + Duration::from_millis(1100));
+        w.inbound(t0 + Duration::from_millis(1050));
+        assert_eq!(
+            w.expired(t0 + Duration::from_millis(1100)),
+            Some(Expiry::Ack)
+        );
+        w.acked();
+        assert_eq!(w.expired(t0 + Duration::from_millis(1100)), None);
     }
 
     #[test]

@@ -68,6 +68,28 @@ const ECONNRESET: i32 = 104;
 /// bare socket.
 async fn kicked(server: &TestServer, player: &str) -> TcpStream {
     let (mut client, welcome) = RawClient::join(server.addr, player).await;
+    // Answer the Ping that follows the Welcome, then wait until the server has read everything
+    // this client sent (its Pong to our own Ping comes after): unread bytes at the server's close
+    // would make its kernel reset at once, before the cases below can look.
+    let mut ping = None;
+    while ping.is_none() {
+        if let Some(Ok(ServerMessage::Ping { nonce })) = client.recv().await {
+            ping = Some(nonce);
+        }
+    }
+    client
+        .send(ClientMessage::Pong {
+            nonce: ping.unwrap_or_default(),
+        })
+        .await;
+    client.send(ClientMessage::Ping { nonce: 0xfeed }).await;
+    loop {
+        match client.recv().await {
+            Some(Ok(ServerMessage::Pong { nonce: 0xfeed })) => break,
+            Some(Ok(_)) => {}
+            other => panic!("the session ended before the kick: {other:?}"),
+        }
+    }
     server.kick(welcome.session_id).await;
     let (_, bye) = client.until_bye().await;
     assert_eq!(bye.code, ByeCode::Kicked);

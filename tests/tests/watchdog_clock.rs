@@ -37,17 +37,14 @@ async fn a_silent_client_is_pinged_every_interval_and_dropped_at_the_idle_timeou
         .await
         .expect("the silent client is dropped within a minute");
     let closed = start.elapsed();
-    assert_eq!(pings.len(), 2, "pings at {pings:?}");
-    assert!(
-        close_to(pings[0], Duration::from_secs(5)),
-        "first ping at {:?}",
-        pings[0]
-    );
-    assert!(
-        close_to(pings[1], Duration::from_secs(10)),
-        "second ping at {:?}",
-        pings[1]
-    );
+    // One with the Welcome, then one per heartbeat of silence.
+    assert_eq!(pings.len(), 3, "pings at {pings:?}");
+    for (ping, expected) in pings.iter().zip([0, 5, 10]) {
+        assert!(
+            close_to(*ping, Duration::from_secs(expected)),
+            "pings at {pings:?}"
+        );
+    }
     assert!(
         close_to(closed, Duration::from_secs(15)),
         "closed at {closed:?}"
@@ -103,6 +100,82 @@ async fn any_frame_refreshes_liveness_not_only_pongs() {
             Ok(other) => panic!("session ended after {:?}: {other:?}", start.elapsed()),
         }
     }
+    server.stop().await;
+}
+
+/// A client with a heartbeat of its own (a Ping every 4 s against the server's 5 s) is answered,
+/// never pinged after the Ping that follows the Welcome; inputs without pings are acknowledged
+/// within a heartbeat all the same.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_pings_is_answered_not_pinged_and_its_inputs_are_acknowledged() {
+    let server = TestServer::start(production_timers).await;
+    let (mut client, _) = RawClient::join(server.addr, "pinger").await;
+    let start = Instant::now();
+    let mut server_pings = Vec::new();
+    let mut pongs = 0;
+    let mut acks = Vec::new();
+    let mut nonce = 0;
+    let mut next_ping = Duration::from_secs(4);
+    while start.elapsed() < Duration::from_secs(60) {
+        let wait = next_ping.saturating_sub(start.elapsed());
+        match tokio::time::timeout(wait, client.framed.next_message()).await {
+            Err(_) => {
+                nonce += 1;
+                client.send(ClientMessage::Ping { nonce }).await;
+                if nonce == 5 {
+                    // One input between two pings: its Ack comes with the next Pong.
+                    client
+                        .send(ClientMessage::Input {
+                            seq: 1,
+                            payload: bytes::Bytes::from_static(b"."),
+                        })
+                        .await;
+                }
+                next_ping += Duration::from_secs(4);
+            }
+            Ok(Some(Ok(ServerMessage::Ping { nonce }))) => {
+                server_pings.push(start.elapsed());
+                client.send(ClientMessage::Pong { nonce }).await;
+            }
+            Ok(Some(Ok(ServerMessage::Pong { .. }))) => pongs += 1,
+            Ok(Some(Ok(ServerMessage::Ack { seq }))) => acks.push((seq, start.elapsed())),
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("session ended after {:?}: {other:?}", start.elapsed()),
+        }
+    }
+    assert_eq!(
+        server_pings,
+        [Duration::ZERO],
+        "only the Ping with the Welcome"
+    );
+    assert!(pongs >= 14, "{pongs} answers to 15 pings");
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].0, 1);
+    assert!(
+        close_to(acks[0].1, Duration::from_secs(24)),
+        "acknowledged with the next Pong: {acks:?}"
+    );
+    // Inputs alone, no pings: the server stays quiet but acknowledges within a heartbeat.
+    let sent = Instant::now();
+    client
+        .send(ClientMessage::Input {
+            seq: 2,
+            payload: bytes::Bytes::from_static(b"."),
+        })
+        .await;
+    loop {
+        match client.framed.next_message().await {
+            Some(Ok(ServerMessage::Ack { seq: 2 })) => break,
+            Some(Ok(ServerMessage::Ping { .. })) => panic!("pinged while playing"),
+            Some(Ok(_)) => {}
+            other => panic!("session ended: {other:?}"),
+        }
+    }
+    assert!(
+        close_to(sent.elapsed(), Duration::from_secs(5)),
+        "acknowledged after {:?}",
+        sent.elapsed()
+    );
     server.stop().await;
 }
 

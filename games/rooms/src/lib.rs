@@ -124,6 +124,11 @@ impl Room for DemoRoom {
         self.presence(room, player, false);
     }
 
+    fn wants_tick(&self) -> bool {
+        // Nothing to report: no ticks until a player joins, plays or leaves.
+        self.changed
+    }
+
     fn tick(&mut self, room: &mut RoomContext<'_>, tick: u64) {
         if !std::mem::take(&mut self.changed) {
             return;
