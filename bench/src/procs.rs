@@ -41,10 +41,11 @@ pub struct Binaries {
 
 impl Binaries {
     /// The binaries of the cargo profile directory that holds this executable (`target/release`
-    /// for `cargo run --release -p bench`, `target/debug` for tests). `game-server` is built with
-    /// `cargo build [--release] -p game-server` (at most once per process) always or only when
-    /// missing. `BENCH_GAME_SERVER=PATH` runs another game-server binary instead (to compare two
-    /// builds); it is then never built.
+    /// for `cargo run --release -p bench`, `target/debug` for tests). Both are built with one
+    /// `cargo build [--release] -p game-server -p bench --bin game-server --bin baseline` (at
+    /// most once per process), always or only when one is missing, so the bench works from a
+    /// fresh clone. `BENCH_GAME_SERVER=PATH` runs another game-server binary instead (to compare
+    /// two builds); it is then never rebuilt, and `baseline` only when missing.
     pub fn beside_current_exe(baseline: Option<PathBuf>, build: Build) -> anyhow::Result<Binaries> {
         let build = if std::env::var_os("BENCH_GAME_SERVER").is_some() {
             Build::IfMissing
@@ -68,18 +69,14 @@ impl Binaries {
             Some(path) => PathBuf::from(path),
             None => profile_dir.join("game-server"),
         };
-        if build == Build::Always || !game_server.exists() {
-            build_game_server(release)?;
-        }
-        if !game_server.exists() {
-            bail!("{} is still missing after the build", game_server.display());
-        }
         let baseline = baseline.unwrap_or_else(|| profile_dir.join("baseline"));
-        if !baseline.exists() {
-            bail!(
-                "{} is missing: build it with cargo build -p bench",
-                baseline.display()
-            );
+        if build == Build::Always || !game_server.exists() || !baseline.exists() {
+            build_servers(release)?;
+        }
+        for binary in [&game_server, &baseline] {
+            if !binary.exists() {
+                bail!("{} is still missing after the build", binary.display());
+            }
         }
         let log_dir = profile_dir.join("bench-logs");
         std::fs::create_dir_all(&log_dir)?;
@@ -91,7 +88,7 @@ impl Binaries {
     }
 }
 
-/// When to build `game-server` before a run.
+/// When to build the servers before a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Build {
     /// Always (cargo does nothing when it is current): the figures then belong to the checked
@@ -101,21 +98,34 @@ pub enum Build {
     IfMissing,
 }
 
-/// Runs `cargo build [--release] -p game-server` at most once per process.
-fn build_game_server(release: bool) -> anyhow::Result<()> {
+/// Runs `cargo build [--release] -p game-server -p bench --bin game-server --bin baseline` at
+/// most once per process.
+fn build_servers(release: bool) -> anyhow::Result<()> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
             let mut command = Command::new(cargo);
-            command.args(["build", "-p", "game-server"]);
+            command.args([
+                "build",
+                "-p",
+                "game-server",
+                "-p",
+                "bench",
+                "--bin",
+                "game-server",
+                "--bin",
+                "baseline",
+            ]);
             if release {
                 command.arg("--release");
             }
-            eprintln!("bench: building game-server ({command:?})");
+            // The workspace this bench belongs to, wherever it is run from.
+            command.current_dir(crate::workspace_root());
+            eprintln!("bench: building the servers ({command:?})");
             match command.status() {
                 Ok(status) if status.success() => Ok(()),
-                Ok(status) => Err(format!("cargo build -p game-server failed: {status}")),
+                Ok(status) => Err(format!("{command:?} failed: {status}")),
                 Err(error) => Err(format!("cannot run cargo: {error}")),
             }
         })
