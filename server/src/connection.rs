@@ -291,9 +291,11 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
 ) -> Result<Option<Wait>, Ending> {
     let mut frame = first;
     let mut handled = 0;
+    // One clock reading per batch: the frames of a batch arrived together.
+    let now = Instant::now();
     loop {
         match frame {
-            Some(Ok(message)) => match session.on_message(message, out)? {
+            Some(Ok(message)) => match session.on_message(message, now, out)? {
                 Wait::Nothing => {}
                 wait => return Ok(Some(wait)),
             },

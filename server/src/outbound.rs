@@ -82,6 +82,20 @@ impl Outbound {
         item
     }
 
+    /// Takes up to `into.len()` events at once, in order; returns how many. The rest of `into`
+    /// is left as it was.
+    pub(crate) fn pop_many(&self, into: &mut [Option<Bytes>]) -> usize {
+        let mut inner = self.lock();
+        let n = into.len().min(inner.items.len());
+        for slot in &mut into[..n] {
+            *slot = inner.items.pop_front();
+        }
+        if inner.items.is_empty() && inner.items.capacity() > KEEP_SLOTS {
+            inner.items = VecDeque::new();
+        }
+        n
+    }
+
     /// The next event; `None` once the queue is closed and empty. Registers the task to be
     /// woken by the next push when there is nothing yet.
     pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
@@ -149,6 +163,25 @@ mod tests {
             Poll::Ready(Some(Bytes::from_static(b"2")))
         );
         assert_eq!(queue.poll_pop(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn many_are_taken_in_order_and_the_rest_stays() {
+        let queue = Outbound::new(100);
+        for i in 0..20u8 {
+            queue.push(Bytes::from(vec![i])).expect("room");
+        }
+        let mut batch: [Option<Bytes>; 16] = Default::default();
+        assert_eq!(queue.pop_many(&mut batch), 16);
+        let first: Vec<u8> = batch
+            .iter_mut()
+            .map(|b| b.take().expect("filled")[0])
+            .collect();
+        assert_eq!(first, (0..16).collect::<Vec<_>>());
+        assert_eq!(queue.pop_many(&mut batch), 4);
+        assert_eq!(batch[3].as_deref(), Some(&[19u8][..]));
+        assert!(batch[4].is_none());
+        assert_eq!(queue.pop_many(&mut batch), 0);
     }
 
     #[test]

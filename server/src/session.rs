@@ -317,8 +317,13 @@ impl<'a> Session<'a> {
     /// Handles one message from the client. What has to wait (the handshake, a room change, an
     /// input for a room whose queue is full) is returned as [`Wait`] for [`Session::wait`], so
     /// that the common messages are handled without a future.
-    pub fn on_message(&mut self, message: ClientMessage, out: &mut Outbox) -> Result<Wait, Ending> {
-        let now = Instant::now();
+    /// `now` is when the batch the message came in was read.
+    pub fn on_message(
+        &mut self,
+        message: ClientMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<Wait, Ending> {
         // A stall that ended before this frame moves the other deadlines (handshake, write
         // stall) too; the frame itself restarts the idle one.
         let recorded = self.shared.stalls.recorded();
@@ -685,11 +690,16 @@ impl<'a> Session<'a> {
         if self.parked {
             return;
         }
+        // A few at a time, so that the queue's lock is taken once per batch, not per event.
+        let mut batch: [Option<Bytes>; 16] = Default::default();
         while out.wbuf.len() < WRITE_HIGH_WATER {
-            let Some(payload) = player.queue().try_pop() else {
+            let taken = player.queue().pop_many(&mut batch);
+            for payload in batch[..taken].iter_mut().filter_map(Option::take) {
+                self.push_event(payload, out);
+            }
+            if taken < batch.len() {
                 break;
-            };
-            self.push_event(payload, out);
+            }
         }
     }
 

@@ -109,14 +109,7 @@ impl Room for DemoRoom {
     fn input(&mut self, room: &mut RoomContext<'_>, player: &Player, seq: u64, data: Bytes) {
         self.inputs_since_tick = self.inputs_since_tick.saturating_add(1);
         self.changed = true;
-        room.broadcast(
-            DemoEvent::Relay {
-                from: player.player_id().to_owned(),
-                input_seq: seq,
-                data,
-            }
-            .to_bytes(),
-        );
+        room.broadcast(payload::relay(player.player_id(), seq, &data));
     }
 
     fn leave(&mut self, room: &mut RoomContext<'_>, player: &Player, _why: Leave) {
