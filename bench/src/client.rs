@@ -3,7 +3,13 @@
 //!
 //! Both servers use the same framing, so a client sends the game protocol's own frame bodies to
 //! either one. The game server answers them; the baseline echoes them, so an echoed `Hello`
-//! counts as its handshake and an echoed `Input` as its relay.
+//! counts as its handshake and an echoed `Input` as its relay (in its broadcast mode it sends
+//! frames laid out as the game server's `Relay` and `State` events instead).
+//!
+//! Clients behave as PROTOCOL.md asks of real ones: they acknowledge the events they receive
+//! ([`Acks`]) and, where a heartbeat is configured, send their own `Ping` every period (the game
+//! server then never needs to ping them, only to answer). The baseline gets the same frames and
+//! echoes them; an echoed `Ping` or `Ack` counts as nothing.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -13,11 +19,11 @@ use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind, PROTOCOL_VERSION};
-use rooms::payload::DemoEvent;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
-use tokio_util::codec::{Encoder, Framed, LengthDelimitedCodec};
+use tokio_util::codec::{Encoder, Framed, FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use crate::procs::Target;
@@ -32,13 +38,42 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A framed connection.
 pub type Link = Framed<TcpStream, LengthDelimitedCodec>;
 
-/// Connects client number `i` from source address 127.0.0.(2 + i % 8).
-pub async fn connect(server: SocketAddr, i: usize) -> std::io::Result<Link> {
+/// Opens a TCP connection for client number `i` from source address 127.0.0.(2 + i % 8).
+pub async fn dial(server: SocketAddr, i: usize) -> std::io::Result<TcpStream> {
+    dial_with(server, i, None).await
+}
+
+/// [`dial`] with a fixed receive buffer (`SO_RCVBUF`, which also turns the kernel's receive
+/// buffer autotuning off for the socket): a client that stops reading then holds little in its
+/// kernel, and what it does not read queues up in the server.
+pub async fn dial_with(
+    server: SocketAddr,
+    i: usize,
+    recv_buffer: Option<u32>,
+) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
     let source = Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(SOURCES)) as u8);
     socket.bind(SocketAddr::new(source.into(), 0))?;
     let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Connects client number `i` (see [`dial`]) with the 4-byte length-prefixed framing.
+pub async fn connect(server: SocketAddr, i: usize) -> std::io::Result<Link> {
+    connect_with(server, i, None).await
+}
+
+/// [`connect`] with a fixed receive buffer (see [`dial_with`]).
+pub async fn connect_with(
+    server: SocketAddr,
+    i: usize,
+    recv_buffer: Option<u32>,
+) -> std::io::Result<Link> {
+    let stream = dial_with(server, i, recv_buffer).await?;
     let codec = LengthDelimitedCodec::builder()
         .big_endian()
         .length_field_length(4)
@@ -52,6 +87,32 @@ pub async fn connect(server: SocketAddr, i: usize) -> std::io::Result<Link> {
 /// Drops a connection with a reset, so that the bench leaves no TIME_WAIT behind.
 pub fn abort(link: Link) {
     let _ = link.get_ref().set_zero_linger();
+}
+
+/// The reading half of a [`split`] link.
+pub type Reader = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
+/// The writing half of a [`split`] link.
+pub type Writer = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
+
+/// Splits a joined link, for clients whose reading must never wait on their writing (a client
+/// blocked in a write while the server is blocked writing to it would stall both). Frames
+/// already read stay with the reader.
+pub fn split(link: Link) -> (Reader, Writer) {
+    let parts = link.into_parts();
+    let (read, write) = parts.io.into_split();
+    let mut reader = FramedRead::with_capacity(read, parts.codec.clone(), 1024);
+    reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
+    let mut writer = FramedWrite::new(write, parts.codec);
+    writer.set_backpressure_boundary(64 * 1024);
+    (reader, writer)
+}
+
+/// Drops a split connection with a reset (and no FIN before it, which dropping the writing half
+/// alone would send).
+pub fn abort_split(reader: Reader, writer: Writer) {
+    if let Ok(stream) = reader.into_inner().reunite(writer.into_inner()) {
+        let _ = stream.set_zero_linger();
+    }
 }
 
 /// The body (no length prefix) of a client message.
@@ -86,6 +147,85 @@ pub fn input(seq: u64, epoch: Instant) -> Bytes {
     })
 }
 
+/// The `Ack` body for events up to `seq`.
+pub fn ack(seq: u64) -> Bytes {
+    body(&ClientMessage::Ack { seq })
+}
+
+/// A client's acknowledgement of the events it received (PROTOCOL.md: `Ack{highest event seq
+/// received}`, about once per heartbeat; pipelining clients with each flush of inputs).
+///
+/// The game server's events carry their seq. The baseline's do not (its echoed inputs and its
+/// broadcast frames have no numbering), so for it the client counts them: over one connection
+/// with no resume both are the same number, and both servers receive the same `Ack` frames.
+#[derive(Debug, Clone)]
+pub struct Acks {
+    target: Target,
+    highest: u64,
+    acked: u64,
+    last: Instant,
+}
+
+impl Acks {
+    /// Nothing received yet.
+    pub fn new(target: Target) -> Acks {
+        Acks {
+            target,
+            highest: 0,
+            acked: 0,
+            last: Instant::now(),
+        }
+    }
+
+    /// Notes one received frame body.
+    pub fn note(&mut self, frame: &[u8]) {
+        match (self.target, frame.first().copied().and_then(Kind::from_u8)) {
+            (Target::Ours, Some(Kind::Event)) if frame.len() >= 9 => {
+                let seq = u64::from_be_bytes(frame[1..9].try_into().unwrap_or_default());
+                self.highest = self.highest.max(seq);
+            }
+            (Target::Baseline, Some(Kind::Event | Kind::Input)) => self.highest += 1,
+            _ => {}
+        }
+    }
+
+    /// The highest event received.
+    pub fn highest(&self) -> u64 {
+        self.highest
+    }
+
+    /// An `Ack` for the events received since the last one, if any were.
+    pub fn take(&mut self) -> Option<Bytes> {
+        (self.highest > self.acked).then(|| {
+            self.acked = self.highest;
+            self.last = Instant::now();
+            ack(self.highest)
+        })
+    }
+
+    /// Like [`Acks::take`], at most once per `every`.
+    pub fn due(&mut self, every: Duration) -> Option<Bytes> {
+        if self.last.elapsed() >= every {
+            self.take()
+        } else {
+            None
+        }
+    }
+}
+
+/// A relay event's input seq and send time (the first 8 bytes of its data), read in place:
+/// `06 | event seq u64 | 01 | from (u16 length, bytes) | input seq u64 | data`.
+pub fn relay(frame: &[u8]) -> Option<(u64, u64)> {
+    if frame.first() != Some(&(Kind::Event as u8)) || frame.get(9) != Some(&1) {
+        return None;
+    }
+    let from = usize::from(u16::from_be_bytes(frame.get(10..12)?.try_into().ok()?));
+    let at = 12 + from;
+    let seq = u64::from_be_bytes(frame.get(at..at + 8)?.try_into().ok()?);
+    let sent = u64::from_be_bytes(frame.get(at + 8..at + 16)?.try_into().ok()?);
+    Some((seq, sent))
+}
+
 /// What a client makes of one received frame.
 #[derive(Debug)]
 pub enum Inbound {
@@ -111,6 +251,10 @@ pub fn classify(target: Target, mut frame: BytesMut) -> Inbound {
     let Some(&kind) = frame.first() else {
         return Inbound::Other;
     };
+    // A relay event (the baseline's broadcast mode sends the same layout).
+    if let Some((seq, sent_ns)) = relay(&frame) {
+        return Inbound::Reply { seq, sent_ns };
+    }
     match target {
         Target::Baseline => match Kind::from_u8(kind) {
             Some(Kind::Hello) => Inbound::Welcome,
@@ -131,19 +275,6 @@ pub fn classify(target: Target, mut frame: BytesMut) -> Inbound {
                 Inbound::Ping(frame.get_u64())
             }
             Some(Kind::Bye) => Inbound::Bye,
-            // Event: kind, event seq, then the demo payload; tag 1 is a relayed input.
-            Some(Kind::Event) if frame.get(9) == Some(&1) => {
-                frame.advance(9);
-                match DemoEvent::from_bytes(frame.freeze()) {
-                    Ok(DemoEvent::Relay {
-                        input_seq, data, ..
-                    }) if data.len() >= 8 => Inbound::Reply {
-                        seq: input_seq,
-                        sent_ns: u64::from_be_bytes(data[..8].try_into().unwrap_or_default()),
-                    },
-                    _ => Inbound::Other,
-                }
-            }
             _ => Inbound::Other,
         },
     }
@@ -170,7 +301,21 @@ pub async fn join(
     player: &str,
     room: &str,
 ) -> anyhow::Result<Link> {
-    let mut link = connect(server, i).await.context("connect")?;
+    join_with(target, server, i, player, room, None).await
+}
+
+/// [`join`] with a fixed receive buffer (see [`dial_with`]).
+pub async fn join_with(
+    target: Target,
+    server: SocketAddr,
+    i: usize,
+    player: &str,
+    room: &str,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<Link> {
+    let mut link = connect_with(server, i, recv_buffer)
+        .await
+        .context("connect")?;
     link.send(hello(player, room)).await?;
     let welcomed = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         while let Some(frame) = link.next().await {
@@ -199,7 +344,8 @@ pub struct Plan {
     pub concurrency: usize,
     /// Player ids are `{name}-{i}`; unique per server run, or the server replaces sessions.
     pub name: String,
-    /// Send a frame this often (for the baseline, which does not ping).
+    /// Send a `Ping` this often (both servers; the game server is then configured to ping
+    /// only a little later, so that it never needs to).
     pub heartbeat: Option<Duration>,
     /// Leave with `Bye{client_quit}` and wait for the server's close (otherwise: reset).
     pub quit_with_bye: bool,
@@ -208,7 +354,7 @@ pub struct Plan {
 /// How a background client behaves after its handshake.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
-    /// Send a frame this often (the baseline has no pings of its own to answer).
+    /// Send a `Ping` (and an `Ack` of new events) this often.
     pub heartbeat: Option<Duration>,
     /// Cancelled: send one last frame, then go silent (read and discard, never write) until the
     /// server closes the connection.
@@ -348,11 +494,13 @@ impl Crowd {
     }
 }
 
-/// A connected client's life: answer pings, send heartbeats, vanish or leave when told.
-async fn live(target: Target, mut link: Link, behaviour: &Behaviour) -> End {
+/// A connected client's life: answer pings, send its own `Ping` every heartbeat (with an `Ack`
+/// of the events received since the last one, if any), vanish or leave when told.
+pub async fn live(target: Target, mut link: Link, behaviour: &Behaviour) -> End {
     let period = behaviour.heartbeat.unwrap_or(Duration::from_secs(3600));
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
     let mut nonce = 0u64;
+    let mut acks = Acks::new(target);
     loop {
         tokio::select! {
             () = behaviour.stop.cancelled() => {
@@ -364,12 +512,18 @@ async fn live(target: Target, mut link: Link, behaviour: &Behaviour) -> End {
             }
             _ = heartbeat.tick(), if behaviour.heartbeat.is_some() => {
                 nonce += 1;
+                if let Some(ack) = acks.take()
+                    && link.feed(ack).await.is_err()
+                {
+                    return End::Failed;
+                }
                 if link.send(body(&ClientMessage::Ping { nonce })).await.is_err() {
                     return End::Failed;
                 }
             }
             frame = link.next() => {
                 let Some(Ok(frame)) = frame else { return End::Failed };
+                acks.note(&frame);
                 match answer(&mut link, &classify(target, frame)).await {
                     Ok(true) => {}
                     _ => return End::Failed,

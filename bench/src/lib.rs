@@ -5,6 +5,7 @@
 //! table of BENCHMARKS.md. `cargo run --release -p bench -- all` runs everything.
 
 pub mod client;
+pub mod mqtt;
 pub mod procs;
 pub mod report;
 pub mod workloads;

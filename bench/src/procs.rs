@@ -136,7 +136,9 @@ fn build_servers(release: bool) -> anyhow::Result<()> {
 /// Process ids of the live server children, for [`kill_children`].
 static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
+/// The live server children's ids (add a child's id when starting it, remove it when it is
+/// reaped).
+pub fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
     CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -168,6 +170,8 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     /// Extra `GAMESERVER__SECTION__KEY` variables for the game server.
     pub env: Vec<(String, String)>,
+    /// The baseline in its broadcast (fan-out) mode instead of echoing.
+    pub broadcast: bool,
 }
 
 impl Server {
@@ -226,6 +230,9 @@ impl Server {
                     .stderr(log);
                 if let Some(idle) = settings.idle_timeout {
                     command.args(["--idle-timeout", &format!("{}ms", idle.as_millis())]);
+                }
+                if settings.broadcast {
+                    command.arg("--broadcast");
                 }
                 let mut child = command
                     .spawn()
@@ -334,7 +341,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, Duratio
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> anyhow::Result<SocketAddr> {
+pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 

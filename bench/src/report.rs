@@ -44,6 +44,9 @@ pub struct Measure {
     /// Over several runs, report the worst (largest) figure instead of the median: for counts
     /// of things that must not happen at all.
     pub worst: bool,
+    /// A note printed under the table and referred to from the row: for a row whose "baseline"
+    /// is a peer (mosquitto), which program it was and how it ran.
+    pub note: Option<String>,
 }
 
 impl Measure {
@@ -57,7 +60,14 @@ impl Measure {
             baseline: None,
             goal: Goal::None,
             worst: false,
+            note: None,
         }
+    }
+
+    /// Attaches a note (see [`Measure::note`]).
+    pub fn note(mut self, note: impl Into<String>) -> Measure {
+        self.note = Some(note.into());
+        self
     }
 
     /// A count of things that must not happen: the table shows the worst run, and no ratio.
@@ -211,8 +221,9 @@ fn goal_text(goal: Goal, unit: &str) -> String {
     }
 }
 
-/// The results as a Markdown table.
+/// The results as a Markdown table, and the rows' notes under it, numbered.
 pub fn table(rows: &[Row]) -> String {
+    let mut notes: Vec<&str> = Vec::new();
     let mut out = String::from(
         "| workload | figure | unit | ours | baseline | ratio | runs | target | result |\n\
          |---|---|---|---:|---:|---:|---:|---|---|\n",
@@ -226,11 +237,25 @@ pub fn table(rows: &[Row]) -> String {
             Some(true) => "pass",
             Some(false) => "**miss**",
         };
+        let reference = match m.note.as_deref() {
+            Some(note) => {
+                let n = match notes.iter().position(|n| *n == note) {
+                    Some(i) => i + 1,
+                    None => {
+                        notes.push(note);
+                        notes.len()
+                    }
+                };
+                format!(" (note {n})")
+            }
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} |",
             m.workload,
             m.metric,
+            reference,
             m.unit,
             cell(row.ours),
             cell(row.baseline),
@@ -240,6 +265,12 @@ pub fn table(rows: &[Row]) -> String {
             goal_text(m.goal, m.unit),
             result,
         );
+    }
+    if !notes.is_empty() {
+        out.push_str("\nNotes:\n\n");
+        for (i, note) in notes.iter().enumerate() {
+            let _ = writeln!(out, "{}. {note}", i + 1);
+        }
     }
     out
 }

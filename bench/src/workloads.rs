@@ -51,6 +51,20 @@ pub struct Scale {
     pub room_size: usize,
     /// Each player sends one input this often.
     pub input_every: Duration,
+    /// Rooms in the fan-out workload (1,000).
+    pub fanout_rooms: usize,
+    /// Players per fan-out room (10).
+    pub fanout_size: usize,
+    /// Each fan-out player sends one input this often (50 ms: 20 a second).
+    pub fanout_every: Duration,
+    /// Rooms in the burst workload.
+    pub burst_rooms: usize,
+    /// Slow readers per burst room.
+    pub burst_readers: usize,
+    /// Inputs each burst room's feeder sends.
+    pub burst_inputs: u64,
+    /// Payload bytes of each burst input.
+    pub burst_input_bytes: usize,
 }
 
 impl Scale {
@@ -73,6 +87,13 @@ impl Scale {
             rooms: 10,
             room_size: 100,
             input_every: Duration::from_secs(1),
+            fanout_rooms: 1000,
+            fanout_size: 10,
+            fanout_every: Duration::from_millis(50),
+            burst_rooms: 4,
+            burst_readers: 50,
+            burst_inputs: 1400,
+            burst_input_bytes: 4096,
         }
     }
 
@@ -95,12 +116,19 @@ impl Scale {
             rooms: 2,
             room_size: 5,
             input_every: Duration::from_millis(100),
+            fanout_rooms: 3,
+            fanout_size: 10,
+            fanout_every: Duration::from_millis(50),
+            burst_rooms: 2,
+            burst_readers: 5,
+            burst_inputs: 100,
+            burst_input_bytes: 1024,
         }
     }
 }
 
 /// The workloads, by name, in the order `all` runs them.
-pub const WORKLOADS: [&str; 7] = [
+pub const WORKLOADS: [&str; 9] = [
     "hold",
     "detect",
     "storm",
@@ -108,6 +136,8 @@ pub const WORKLOADS: [&str; 7] = [
     "metrics",
     "cycles",
     "rooms",
+    "fanout",
+    "burst",
 ];
 
 /// Runs one workload once.
@@ -125,11 +155,17 @@ pub async fn run(
         "metrics" => metrics_cost(bins, scale, run).await,
         "cycles" => cycles(bins, scale).await,
         "rooms" => rooms(bins, scale, run).await,
+        "fanout" => fanout(bins, scale, run).await,
+        "burst" => burst(bins, scale, run).await,
         other => bail!("unknown workload {other}; known: {}", WORKLOADS.join(", ")),
     }
 }
 
 const TARGETS: [Target; 2] = [Target::Ours, Target::Baseline];
+
+/// Clients that are not pipelining acknowledge their events at most this often, with their next
+/// input (PROTOCOL.md asks for about once per heartbeat).
+const ACK_EVERY: Duration = Duration::from_secs(1);
 
 /// Rate limits high enough that pipelined inputs are never throttled (the defaults allow 100
 /// frames/s per session).
@@ -153,9 +189,18 @@ fn heartbeat_env(period: Duration) -> (String, String) {
     )
 }
 
-/// The game server pings by itself; baseline clients send a frame every period instead.
-fn client_heartbeat(target: Target, period: Duration) -> Option<Duration> {
-    (target == Target::Baseline).then_some(period)
+/// The game server's heartbeat for clients that ping every `period` themselves: a little longer
+/// (+20%), so that it never needs to ping them, only to answer (PROTOCOL.md). Both servers then
+/// receive and answer one frame per client per period.
+fn server_heartbeat(period: Duration) -> Duration {
+    period.mul_f64(1.2)
+}
+
+/// How the report names mosquitto when it is the "baseline" of a row.
+fn mosquitto_note(command: &str, clients: &str) -> String {
+    format!(
+        "The baseline column of this row is mosquitto, not the bare Tokio baseline: {command}. {clients}"
+    )
 }
 
 async fn blocking<T: Send + 'static>(
@@ -188,7 +233,8 @@ async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
     for (t, target) in TARGETS.into_iter().enumerate() {
         let settings = Settings {
             idle_timeout: Some(Duration::from_secs(15)),
-            env: vec![heartbeat_env(scale.hold_heartbeat)],
+            env: vec![heartbeat_env(server_heartbeat(scale.hold_heartbeat))],
+            broadcast: false,
         };
         let server = Server::start(bins, target, &settings, "hold")?;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -197,7 +243,7 @@ async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
             n: scale.sessions,
             concurrency: scale.concurrency,
             name: "hold".to_owned(),
-            heartbeat: client_heartbeat(target, scale.hold_heartbeat),
+            heartbeat: Some(scale.hold_heartbeat),
             quit_with_bye: false,
         };
         let crowd = Crowd::gather(target, server.addr, &plan).await;
@@ -228,6 +274,7 @@ async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
         );
         crowd.disperse().await;
     }
+    let mosquitto = hold_mosquitto(bins, scale).await?;
     let scrape_p50 = crate::report::median(&mut scrape);
     let scrape_max = scrape
         .iter()
@@ -247,6 +294,31 @@ async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
     out[0].ours = rss[0];
     out[1].ours = cpu[0];
     out[2].ours = cpu[0];
+    let mut vs = Measure::ours("1 hold", "user-space RSS per session vs baseline", "KiB")
+        .baseline(rss[1])
+        .goal(Goal::RatioAtMost(1.0));
+    vs.ours = rss[0];
+    let mut stretch = Measure::ours("1 hold", "user-space RSS per session, stretch", "KiB")
+        .baseline(rss[1])
+        .goal(Goal::AtMost(2.0));
+    stretch.ours = rss[0];
+    out.insert(1, stretch);
+    out.insert(1, vs);
+    if let Some((per_connection, command)) = mosquitto {
+        let mut row = Measure::ours(
+            "1 hold",
+            "mosquitto: user-space RSS per idle connection (ours: per session)",
+            "KiB",
+        )
+        .baseline(Some(per_connection))
+        .note(mosquitto_note(
+            &command,
+            "Held: as many MQTT 3.1.1 connections as the hold's sessions, keepalive 10 s, each \
+             client sending PINGREQ every 10 s; RSS after minus RSS before, per connection.",
+        ));
+        row.ours = rss[0];
+        out.push(row);
+    }
     if let (Some(p50), Some(max)) = (scrape_p50, scrape_max) {
         out.push(
             Measure::ours(
@@ -269,6 +341,38 @@ async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
     Ok(out)
 }
 
+/// Mosquitto holding the hold's number of idle MQTT connections (keepalive 10 s, a PINGREQ
+/// from each client every 10 s): user-space RSS per connection, and how mosquitto ran. `None`
+/// when it is not installed.
+async fn hold_mosquitto(bins: &Binaries, scale: &Scale) -> anyhow::Result<Option<(f64, String)>> {
+    let Some(path) = crate::mqtt::mosquitto() else {
+        eprintln!(
+            "bench: mosquitto is not installed (apt-get install mosquitto): its rows are skipped"
+        );
+        return Ok(None);
+    };
+    let n = scale.sessions;
+    let broker = crate::mqtt::Broker::start(&path, &bins.log_dir, "hold", n as u64 + 64)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = broker.rss_kib()?;
+    let every = Duration::from_secs(10).min(scale.hold_heartbeat);
+    let clients =
+        crate::mqtt::Idle::gather(broker.addr, n, scale.concurrency, 10, every, "hold").await;
+    if clients.joined == 0 {
+        bail!("hold: no MQTT client connected to mosquitto");
+    }
+    // Two keepalive periods: every client has pinged twice.
+    tokio::time::sleep(scale.hold.min(every * 2)).await;
+    let held_rss = broker.rss_kib()?;
+    let joined = clients.joined;
+    clients.disperse().await;
+    eprintln!("bench: hold mosquitto: {joined} connections, RSS {idle_rss} -> {held_rss} KiB");
+    Ok(Some((
+        kib(held_rss.saturating_sub(idle_rss)) / joined as f64,
+        broker.command.clone(),
+    )))
+}
+
 /// 2: clients vanish at once; how long past the idle timeout until the server resets them.
 async fn detect(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
     let idle = scale.detect_idle;
@@ -278,7 +382,8 @@ async fn detect(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> 
     for (t, target) in TARGETS.into_iter().enumerate() {
         let settings = Settings {
             idle_timeout: Some(idle),
-            env: vec![heartbeat_env(scale.detect_heartbeat)],
+            env: vec![heartbeat_env(server_heartbeat(scale.detect_heartbeat))],
+            broadcast: false,
         };
         let server = Server::start(bins, target, &settings, "detect")?;
         for (round, n) in [scale.vanish_small, scale.sessions].into_iter().enumerate() {
@@ -286,7 +391,7 @@ async fn detect(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> 
                 n,
                 concurrency: scale.concurrency,
                 name: format!("detect{round}"),
-                heartbeat: client_heartbeat(target, scale.detect_heartbeat),
+                heartbeat: Some(scale.detect_heartbeat),
                 quit_with_bye: false,
             };
             let crowd = Crowd::gather(target, server.addr, &plan).await;
@@ -322,6 +427,7 @@ async fn detect(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> 
             }
         }
     }
+    let mosquitto = detect_mosquitto(bins, scale).await?;
     let q = |t: usize, q: f64| small[t].as_ref().map(|h| ms_at(h, q));
     let max = |t: usize| small[t].as_ref().map(|h| h.max() as f64 / 1000.0);
     let limit = (idle + Duration::from_secs(2)).as_secs_f64();
@@ -338,7 +444,14 @@ async fn detect(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> 
             "ms",
         )
         .baseline(q(1, 0.99))
-        .goal(Goal::AtMost(100.0)),
+        .goal(Goal::AtMost(50.0)),
+        Measure::ours(
+            "2 detect",
+            "1,000 vanish: detection beyond idle_timeout, p99 vs baseline",
+            "ms",
+        )
+        .baseline(q(1, 0.99))
+        .goal(Goal::RatioAtMost(2.0)),
         Measure::ours(
             "2 detect",
             "1,000 vanish: detection beyond idle_timeout, max",
@@ -360,10 +473,93 @@ async fn detect(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> 
     ];
     out[0].ours = q(0, 0.5);
     out[1].ours = q(0, 0.99);
-    out[2].ours = max(0);
-    out[3].ours = big[0];
-    out[4].ours = missed[0];
+    out[2].ours = q(0, 0.99);
+    out[3].ours = max(0);
+    out[4].ours = big[0];
+    out[5].ours = missed[0];
+    if let Some((h, command)) = mosquitto {
+        let note = mosquitto_note(
+            &command,
+            "Detection: 1,000 MQTT 3.1.1 clients with keepalive 2 s exchange two \
+             PINGREQ/PINGRESP, then go silent together without closing; mosquitto closes a client \
+             1.5 x keepalive = 3 s after its last packet. Its figure: the close the client sees \
+             (end of stream or reset) minus its last packet minus 3 s. Ours: the 1,000 vanishing \
+             clients above, beyond idle_timeout.",
+        );
+        for (metric, quantile, goal) in [
+            (
+                "detection beyond the timeout p50, ours vs mosquitto",
+                0.5,
+                Goal::None,
+            ),
+            (
+                "detection beyond the timeout p99, ours vs mosquitto",
+                0.99,
+                Goal::RatioAtMost(1.0),
+            ),
+            (
+                "detection beyond the timeout max, ours vs mosquitto",
+                1.0,
+                Goal::None,
+            ),
+        ] {
+            let mut row = Measure::ours("2 detect", metric, "ms")
+                .baseline(Some(ms_at(&h, quantile)))
+                .goal(goal)
+                .note(note.clone());
+            row.ours = q(0, quantile);
+            out.push(row);
+        }
+    }
     Ok(out)
+}
+
+/// Mosquitto's detection of 1,000 silent clients (keepalive 2 s): beyond 1.5 x keepalive, in
+/// microseconds, and how mosquitto ran. `None` when it is not installed.
+async fn detect_mosquitto(
+    bins: &Binaries,
+    scale: &Scale,
+) -> anyhow::Result<Option<(Histogram<u64>, String)>> {
+    let Some(path) = crate::mqtt::mosquitto() else {
+        eprintln!(
+            "bench: mosquitto is not installed (apt-get install mosquitto): its rows are skipped"
+        );
+        return Ok(None);
+    };
+    let n = scale.vanish_small;
+    let keepalive = 2u16;
+    let timeout = Duration::from_secs(u64::from(keepalive)).mul_f64(1.5);
+    let broker = crate::mqtt::Broker::start(&path, &bins.log_dir, "detect", n as u64 + 64)?;
+    let ends = crate::mqtt::silent(
+        broker.addr,
+        n,
+        scale.concurrency,
+        keepalive,
+        "detect",
+        timeout + Duration::from_secs(30),
+    )
+    .await;
+    let mut h = histogram();
+    let mut reaped = 0usize;
+    for end in &ends {
+        if let End::Reaped { silent, closed } = end {
+            let beyond = closed
+                .saturating_duration_since(*silent)
+                .saturating_sub(timeout);
+            h.saturating_record(beyond.as_micros() as u64);
+            reaped += 1;
+        }
+    }
+    eprintln!(
+        "bench: detect mosquitto: {n} silent, {reaped} closed, beyond 1.5 x keepalive p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        ms_at(&h, 0.5),
+        ms_at(&h, 0.99),
+        h.max() as f64 / 1000.0
+    );
+    if reaped < n {
+        bail!("mosquitto closed only {reaped} of {n} silent clients");
+    }
+    Ok(Some((h, broker.command.clone())))
 }
 
 /// 3: every client connects at once; handshakes per second and listen queue overflows.
@@ -373,13 +569,18 @@ async fn storm(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
     let mut overflows = [None, None];
     let mut drops = [None, None];
     for (t, target) in TARGETS.into_iter().enumerate() {
-        let server = Server::start(bins, target, &Settings::default(), "storm")?;
+        let period = Duration::from_secs(5);
+        let settings = Settings {
+            env: vec![heartbeat_env(server_heartbeat(period))],
+            ..Settings::default()
+        };
+        let server = Server::start(bins, target, &settings, "storm")?;
         let (o0, d0) = listen_counters()?;
         let plan = Plan {
             n: scale.sessions,
             concurrency: scale.sessions,
             name: "storm".to_owned(),
-            heartbeat: client_heartbeat(target, Duration::from_secs(5)),
+            heartbeat: Some(period),
             quit_with_bye: false,
         };
         let crowd = Crowd::gather(target, server.addr, &plan).await;
@@ -504,7 +705,12 @@ async fn pump(
 ) -> anyhow::Result<()> {
     let mut sent = 0u64;
     let mut got = 0u64;
+    let mut acks = client::Acks::new(target);
     loop {
+        // One Ack with each window of inputs, for the events received since the last one.
+        if let Some(ack) = acks.take() {
+            link.feed(ack).await?;
+        }
         while sent - got < window {
             sent += 1;
             link.feed(client::input(sent, epoch)).await?;
@@ -517,7 +723,9 @@ async fn pump(
         let mut batch = 0;
         let mut next = frame;
         while let Some(frame) = next {
-            match client::classify(target, frame?) {
+            let frame = frame?;
+            acks.note(&frame);
+            match client::classify(target, frame) {
                 Inbound::Reply { .. } => batch += 1,
                 inbound @ Inbound::Ping(_) => {
                     client::answer(&mut link, &inbound).await?;
@@ -541,6 +749,7 @@ async fn throughput(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Resul
     let settings = Settings {
         idle_timeout: None,
         env: unthrottled(),
+        broadcast: false,
     };
     for (t, target) in TARGETS.into_iter().enumerate() {
         let server = Server::start(bins, target, &settings, "throughput")?;
@@ -586,7 +795,8 @@ async fn throughput(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Resul
             "unpipelined round trip at 1,000 clients, p99",
             "ms",
         )
-        .baseline(q(1, 0.99)),
+        .baseline(q(1, 0.99))
+        .goal(Goal::RatioAtMost(1.2)),
     ];
     out[0].ours = rate[0];
     out[1].ours = q(0, 0.5);
@@ -616,12 +826,18 @@ async fn round_trips(
             let mut h = histogram();
             let epoch = Instant::now();
             let mut seq = 0u64;
+            let mut acks = client::Acks::new(target);
             while epoch.elapsed() < measure {
                 seq += 1;
+                // An Ack of the events received, at most once a second, with the input.
+                if let Some(ack) = acks.due(ACK_EVERY) {
+                    link.feed(ack).await?;
+                }
                 let sent = Instant::now();
                 link.send(client::input(seq, epoch)).await?;
                 loop {
                     let frame = link.next().await.context("closed")??;
+                    acks.note(&frame);
                     match client::classify(target, frame) {
                         Inbound::Reply { seq: s, .. } if s == seq => break,
                         inbound @ Inbound::Ping(_) => {
@@ -650,6 +866,7 @@ async fn metrics_cost(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Res
     let settings = Settings {
         idle_timeout: None,
         env: unthrottled(),
+        broadcast: false,
     };
     let server = Server::start(bins, Target::Ours, &settings, "metrics")?;
     let admin = server.admin.context("admin port")?;
@@ -800,6 +1017,7 @@ async fn rooms(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
             let began = Instant::now();
             let mut inputs = tokio::time::interval_at(began + offset, every);
             let mut seq = 0u64;
+            let mut acks = client::Acks::new(Target::Ours);
             loop {
                 tokio::select! {
                     _ = inputs.tick() => {
@@ -807,10 +1025,14 @@ async fn rooms(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
                             break;
                         }
                         seq += 1;
+                        if let Some(ack) = acks.due(ACK_EVERY) {
+                            link.feed(ack).await?;
+                        }
                         link.send(client::input(seq, epoch)).await?;
                     }
                     frame = link.next() => {
                         let frame = frame.context("closed")??;
+                        acks.note(&frame);
                         match client::classify(Target::Ours, frame) {
                             Inbound::Reply { sent_ns, .. } => {
                                 let now = epoch.elapsed().as_nanos() as u64;
@@ -847,4 +1069,527 @@ async fn rooms(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
         Measure::ours("7 rooms", "relay latency to every member, p99", "ms")
             .value(ms_at(&all, 0.99)),
     ])
+}
+
+/// A room's relay latencies in microseconds, shared by its members' readers: two significant
+/// digits keep 1,000 of them small.
+type Latencies = Arc<std::sync::Mutex<Histogram<u64>>>;
+
+fn latencies() -> Latencies {
+    match Histogram::new_with_bounds(1, 60_000_000, 2) {
+        Ok(h) => Arc::new(std::sync::Mutex::new(h)),
+        Err(error) => panic!("histogram bounds: {error}"),
+    }
+}
+
+/// What the fan-out clients share.
+#[derive(Clone)]
+struct Fan {
+    target: Target,
+    epoch: Instant,
+    /// Events received by every client.
+    deliveries: Arc<AtomicU64>,
+    /// Relay latencies are recorded while set.
+    recording: Arc<std::sync::atomic::AtomicBool>,
+    stop: CancellationToken,
+}
+
+/// 8: fan-out: rooms of players each sending inputs at 20 a second, every input relayed to the
+/// whole room, plus the room's 20 Hz state; deliveries per second and relay latency.
+async fn fanout(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec<Measure>> {
+    let mut rate = [None, None];
+    let mut lat: [Option<Histogram<u64>>; 2] = [None, None];
+    for (t, target) in TARGETS.into_iter().enumerate() {
+        let settings = Settings {
+            idle_timeout: None,
+            env: Vec::new(),
+            broadcast: target == Target::Baseline,
+        };
+        let server = Server::start(bins, target, &settings, "fanout")?;
+        let (r, h) = fan(target, &server, scale, run).await?;
+        eprintln!(
+            "bench: fanout {}: {r:.0} deliveries/s; relay latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms ({} relays)",
+            target.name(),
+            ms_at(&h, 0.5),
+            ms_at(&h, 0.99),
+            h.max() as f64 / 1000.0,
+            h.len()
+        );
+        rate[t] = Some(r);
+        lat[t] = Some(h);
+    }
+    let players = scale.fanout_rooms * scale.fanout_size;
+    let per_second = 1.0 / scale.fanout_every.as_secs_f64();
+    // Every input to every member of its room, and each room's state to its members.
+    let offered = players as f64 * per_second * (scale.fanout_size as f64 + 1.0);
+    let q = |t: usize, q: f64| lat[t].as_ref().map(|h| ms_at(h, q));
+    let mut out = vec![
+        Measure::ours(
+            "8 fanout",
+            "fan-out deliveries offered (inputs x room + state)",
+            "1/s",
+        )
+        .value(offered),
+        Measure::ours("8 fanout", "fan-out deliveries per second", "1/s")
+            .baseline(rate[1])
+            .goal(Goal::RatioAtLeast(0.8)),
+        Measure::ours("8 fanout", "fan-out delivery latency p50", "ms").baseline(q(1, 0.5)),
+        Measure::ours("8 fanout", "fan-out delivery latency p99", "ms")
+            .baseline(q(1, 0.99))
+            .goal(Goal::RatioAtMost(2.0)),
+    ];
+    out[1].ours = rate[0];
+    out[2].ours = q(0, 0.5);
+    out[3].ours = q(0, 0.99);
+    Ok(out)
+}
+
+/// One fan-out run against one server: deliveries per second over `scale.measure`, and the
+/// relay latencies received meanwhile.
+async fn fan(
+    target: Target,
+    server: &Server,
+    scale: &Scale,
+    run: usize,
+) -> anyhow::Result<(f64, Histogram<u64>)> {
+    let rooms = scale.fanout_rooms;
+    let n = rooms * scale.fanout_size;
+    let addr = server.addr;
+    let gate = Arc::new(tokio::sync::Semaphore::new(scale.concurrency.max(1)));
+    let mut joins = Vec::with_capacity(n);
+    for i in 0..n {
+        let gate = gate.clone();
+        let player = format!("fan{run}-{i}");
+        let room = format!("fan{run}-r{}", i % rooms);
+        joins.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            client::join(target, addr, i, &player, &room).await
+        }));
+    }
+    let mut links = Vec::with_capacity(n);
+    for join in joins {
+        links.push(join.await??);
+    }
+    let fan = Fan {
+        target,
+        epoch: Instant::now(),
+        deliveries: Arc::new(AtomicU64::new(0)),
+        recording: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        stop: CancellationToken::new(),
+    };
+    let hists: Vec<Latencies> = (0..rooms).map(|_| latencies()).collect();
+    let mut tasks = Vec::with_capacity(n);
+    for (i, link) in links.into_iter().enumerate() {
+        let (reader, writer) = client::split(link);
+        let highest = Arc::new(AtomicU64::new(0));
+        let (pongs, pong_rx) = tokio::sync::mpsc::unbounded_channel();
+        // Inputs spread evenly over the period.
+        let offset = scale.fanout_every.mul_f64(i as f64 / n as f64);
+        let read = tokio::spawn(fan_read(
+            fan.clone(),
+            reader,
+            hists[i % rooms].clone(),
+            highest.clone(),
+            pongs,
+        ));
+        let write = tokio::spawn(fan_write(
+            fan.clone(),
+            writer,
+            scale.fanout_every,
+            offset,
+            highest,
+            pong_rx,
+        ));
+        tasks.push((read, write));
+    }
+    tokio::time::sleep(Duration::from_secs(2).min(scale.measure)).await;
+    let before = fan.deliveries.load(Ordering::Relaxed);
+    let started = Instant::now();
+    fan.recording.store(true, Ordering::Relaxed);
+    tokio::time::sleep(scale.measure).await;
+    fan.recording.store(false, Ordering::Relaxed);
+    let after = fan.deliveries.load(Ordering::Relaxed);
+    let rate = (after - before) as f64 / started.elapsed().as_secs_f64();
+    fan.stop.cancel();
+    let mut failed = None;
+    for (read, write) in tasks {
+        match (read.await?, write.await?) {
+            (Ok(reader), Ok(writer)) => client::abort_split(reader, writer),
+            (Err(error), _) | (_, Err(error)) => failed = Some(error),
+        }
+    }
+    if let Some(error) = failed {
+        return Err(error.context("a fan-out client failed"));
+    }
+    let mut all = Histogram::new_with_bounds(1, 60_000_000, 2)?;
+    for h in hists {
+        all.add(&*h.lock().unwrap_or_else(|p| p.into_inner()))?;
+    }
+    Ok((rate, all))
+}
+
+/// A fan-out client's reading half: counts every event, records relay latencies while the
+/// measurement runs, notes the highest event for the writer's Acks, hands pings to the writer.
+async fn fan_read(
+    fan: Fan,
+    mut reader: client::Reader,
+    hist: Latencies,
+    highest: Arc<AtomicU64>,
+    pongs: tokio::sync::mpsc::UnboundedSender<u64>,
+) -> anyhow::Result<client::Reader> {
+    let mut acks = client::Acks::new(fan.target);
+    let mut batch = Vec::new();
+    loop {
+        let frame = tokio::select! {
+            () = fan.stop.cancelled() => return Ok(reader),
+            frame = reader.next() => frame.context("the server closed the connection")?,
+        };
+        let now = fan.epoch.elapsed().as_nanos() as u64;
+        let mut events = 0;
+        let mut next = Some(frame);
+        while let Some(frame) = next {
+            let frame = frame?;
+            acks.note(&frame);
+            match frame.first().copied().and_then(protocol::Kind::from_u8) {
+                Some(protocol::Kind::Event) => {
+                    events += 1;
+                    if let Some((_, sent)) = client::relay(&frame) {
+                        batch.push(now.saturating_sub(sent) / 1000);
+                    }
+                }
+                Some(protocol::Kind::Ping) if frame.len() >= 9 => {
+                    let nonce = u64::from_be_bytes(frame[1..9].try_into().unwrap_or_default());
+                    let _ = pongs.send(nonce);
+                }
+                Some(protocol::Kind::Bye) => bail!("the server said Bye"),
+                _ => {}
+            }
+            next = reader.next().now_or_never().flatten();
+        }
+        fan.deliveries.fetch_add(events, Ordering::Relaxed);
+        highest.store(acks.highest(), Ordering::Relaxed);
+        if fan.recording.load(Ordering::Relaxed) && !batch.is_empty() {
+            let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
+            for micros in batch.drain(..) {
+                h.saturating_record(micros);
+            }
+        } else {
+            batch.clear();
+        }
+    }
+}
+
+/// A fan-out client's writing half: an input every period (with an Ack at most once a second),
+/// and the pongs its reader asks for.
+async fn fan_write(
+    fan: Fan,
+    mut writer: client::Writer,
+    every: Duration,
+    offset: Duration,
+    highest: Arc<AtomicU64>,
+    mut pongs: tokio::sync::mpsc::UnboundedReceiver<u64>,
+) -> anyhow::Result<client::Writer> {
+    let mut ticks = tokio::time::interval_at(Instant::now() + offset, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    let mut acked = 0u64;
+    let mut last_ack = Instant::now();
+    loop {
+        tokio::select! {
+            () = fan.stop.cancelled() => return Ok(writer),
+            Some(nonce) = pongs.recv() => {
+                writer
+                    .send(client::body(&protocol::ClientMessage::Pong { nonce }))
+                    .await?;
+            }
+            _ = ticks.tick() => {
+                let high = highest.load(Ordering::Relaxed);
+                if high > acked && last_ack.elapsed() >= ACK_EVERY {
+                    writer.feed(client::ack(high)).await?;
+                    acked = high;
+                    last_ack = Instant::now();
+                }
+                seq += 1;
+                writer.send(client::input(seq, fan.epoch)).await?;
+            }
+        }
+    }
+}
+
+/// The receive buffer of a burst's slow readers.
+const SLOW_READER_RCVBUF: u32 = 16 * 1024;
+
+/// An `Input` of `len` payload bytes starting with the send time, as [`client::input`].
+fn big_input(seq: u64, epoch: Instant, len: usize) -> bytes::Bytes {
+    let mut payload = vec![0u8; len.max(8)];
+    let sent = epoch.elapsed().as_nanos() as u64;
+    payload[..8].copy_from_slice(&sent.to_be_bytes());
+    client::body(&protocol::ClientMessage::Input {
+        seq,
+        payload: bytes::Bytes::from(payload),
+    })
+}
+
+/// 9: a burst: slow readers stop reading while a feeder in each room sends large inputs that
+/// are relayed to them, so each queues about 1 MiB; then they read everything. Does the server's
+/// RSS return to what the same sessions held idle before?
+async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec<Measure>> {
+    let period = Duration::from_secs(1);
+    let heartbeat = server_heartbeat(period);
+    let mut env = unthrottled();
+    env.push(heartbeat_env(heartbeat));
+    // Caps above the burst (so no slow reader is closed) and a write timeout longer than the
+    // stall; the user timeout must exceed the write timeout.
+    for (key, value) in [
+        ("GAMESERVER__SESSION__OUTBOUND_QUEUE", "4096"),
+        ("GAMESERVER__SESSION__OUTBOUND_QUEUE_BYTES", "8MiB"),
+        ("GAMESERVER__SESSION__WRITE_TIMEOUT", "30s"),
+        ("GAMESERVER__TCP__USER_TIMEOUT", "60s"),
+    ] {
+        env.push((key.to_owned(), value.to_owned()));
+    }
+    let settings = Settings {
+        idle_timeout: Some(Duration::from_secs(15)),
+        env,
+        broadcast: false,
+    };
+    let server = Server::start(bins, Target::Ours, &settings, "burst")?;
+    let addr = server.addr;
+    let admin = server.admin.context("admin port")?;
+    let stall = CancellationToken::new();
+    let drain = CancellationToken::new();
+    let stop = CancellationToken::new();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let readers = scale.burst_rooms * scale.burst_readers;
+    let expect = scale.burst_inputs;
+    let mut tasks = Vec::new();
+    for i in 0..readers {
+        let room = format!("burst{run}-{}", i % scale.burst_rooms);
+        let player = format!("burst{run}-r{i}");
+        // A small receive buffer: what a slow reader does not read queues in the server.
+        let link = client::join_with(
+            Target::Ours,
+            addr,
+            i,
+            &player,
+            &room,
+            Some(SLOW_READER_RCVBUF),
+        )
+        .await?;
+        tasks.push(tokio::spawn(slow_reader(
+            link,
+            expect,
+            period,
+            [stall.clone(), drain.clone(), stop.clone()],
+            done_tx.clone(),
+        )));
+    }
+    let mut feeders = Vec::new();
+    for r in 0..scale.burst_rooms {
+        let room = format!("burst{run}-{r}");
+        let player = format!("burst{run}-f{r}");
+        feeders.push(client::join(Target::Ours, addr, readers + r, &player, &room).await?);
+    }
+    // Idle: every session joined, state events acknowledged, a couple of heartbeats.
+    tokio::time::sleep(heartbeat * 2 + Duration::from_millis(500)).await;
+    let before = server.rss_kib()?;
+    stall.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let epoch = Instant::now();
+    let mut feeding = Vec::new();
+    for link in feeders {
+        let bytes = scale.burst_input_bytes;
+        let behaviour = client::Behaviour {
+            heartbeat: Some(period),
+            vanish: CancellationToken::new(),
+            stop: stop.clone(),
+            quit_with_bye: false,
+        };
+        let (fed_tx, fed_rx) = tokio::sync::oneshot::channel();
+        feeding.push(fed_rx);
+        tasks.push(tokio::spawn(async move {
+            let fed = feed(link, expect, bytes, epoch).await;
+            match fed {
+                Ok(link) => {
+                    let _ = fed_tx.send(Ok(()));
+                    client::live(Target::Ours, link, &behaviour).await
+                }
+                Err(error) => {
+                    let _ = fed_tx.send(Err(error));
+                    End::Failed
+                }
+            }
+        }));
+    }
+    for fed in feeding {
+        tokio::time::timeout(Duration::from_secs(60), fed)
+            .await
+            .context("a feeder took over 60 s")?
+            .context("a feeder ended")??;
+    }
+    let fed = epoch.elapsed();
+    let peak = server.rss_kib()?;
+    let queued = {
+        let (body, _) = blocking(move || crate::procs::http_get(admin, "/metrics")).await?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("gameserver_queued_bytes "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    drain.cancel();
+    for _ in 0..readers {
+        tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
+            .await
+            .context("slow readers took over 60 s to drain")?
+            .context("a slow reader ended")?;
+    }
+    let drained = epoch.elapsed();
+    tokio::time::sleep(heartbeat * 2 + Duration::from_millis(500)).await;
+    let after = server.rss_kib()?;
+    stop.cancel();
+    let mut failed = 0;
+    for task in tasks {
+        if matches!(task.await, Ok(End::Failed) | Err(_)) {
+            failed += 1;
+        }
+    }
+    let per_reader = queued / readers as f64 / 1024.0;
+    eprintln!(
+        "bench: burst: {readers} slow readers, fed in {fed:?}, {per_reader:.0} KiB queued per reader, drained at {drained:?}; RSS idle {before} KiB, peak {peak} KiB, after {after} KiB; {failed} clients failed"
+    );
+    if failed > 0 {
+        bail!("{failed} burst clients failed");
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    Ok(vec![
+        Measure::ours(
+            "9 burst",
+            "events queued per slow reader at the peak",
+            "KiB",
+        )
+        .value(per_reader),
+        Measure::ours("9 burst", "RSS with the sessions idle, before", "MiB").value(mib(before)),
+        Measure::ours("9 burst", "RSS at the peak", "MiB").value(mib(peak)),
+        Measure::ours("9 burst", "RSS after the drain and 2 heartbeats", "MiB").value(mib(after)),
+        Measure::ours("9 burst", "RSS after the burst / idle before", "ratio")
+            .value(after as f64 / before as f64)
+            .goal(Goal::AtMost(1.2)),
+    ])
+}
+
+/// A feeder sends `n` inputs of `bytes` bytes, pipelined, and reads until all `n` came back to
+/// it: by then the room has queued every one for each member.
+async fn feed(mut link: Link, n: u64, bytes: usize, epoch: Instant) -> anyhow::Result<Link> {
+    let mut sent = 0u64;
+    let mut back = 0u64;
+    let mut acks = client::Acks::new(Target::Ours);
+    while back < n {
+        if sent < n {
+            let chunk = (n - sent).min(32);
+            for _ in 0..chunk {
+                sent += 1;
+                link.feed(big_input(sent, epoch, bytes)).await?;
+            }
+            if let Some(ack) = acks.take() {
+                link.feed(ack).await?;
+            }
+            SinkExt::<bytes::Bytes>::flush(&mut link).await?;
+        }
+        let wait = if sent < n {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(30)
+        };
+        let mut next = match tokio::time::timeout(wait, link.next()).await {
+            Ok(frame) => Some(frame.context("closed")?),
+            Err(_) if sent < n => None,
+            Err(_) => bail!("the feeder's own inputs did not come back"),
+        };
+        while let Some(frame) = next {
+            let frame = frame?;
+            acks.note(&frame);
+            match client::classify(Target::Ours, frame) {
+                Inbound::Reply { .. } => back += 1,
+                inbound @ Inbound::Ping(_) => {
+                    client::answer(&mut link, &inbound).await?;
+                }
+                Inbound::Bye => bail!("the server said Bye to a feeder"),
+                _ => {}
+            }
+            next = link.next().now_or_never().flatten();
+        }
+    }
+    if let Some(ack) = acks.take() {
+        link.send(ack).await?;
+    }
+    Ok(link)
+}
+
+/// A slow reader: reads and pings until `stall`, then neither reads nor writes until `drain`,
+/// then reads until `expect` relays came, acknowledges them, says so on `done`, and lives on
+/// (pings every period) until `stop`.
+async fn slow_reader(
+    mut link: Link,
+    expect: u64,
+    period: Duration,
+    [stall, drain, stop]: [CancellationToken; 3],
+    done: tokio::sync::mpsc::UnboundedSender<()>,
+) -> End {
+    let behaviour = client::Behaviour {
+        heartbeat: Some(period),
+        vanish: CancellationToken::new(),
+        stop: stall,
+        quit_with_bye: false,
+    };
+    let mut acks = client::Acks::new(Target::Ours);
+    let mut beat = tokio::time::interval_at(Instant::now() + period, period);
+    let mut nonce = 0u64;
+    loop {
+        tokio::select! {
+            () = behaviour.stop.cancelled() => break,
+            _ = beat.tick() => {
+                nonce += 1;
+                if let Some(ack) = acks.take()
+                    && link.feed(ack).await.is_err()
+                {
+                    return End::Failed;
+                }
+                let ping = client::body(&protocol::ClientMessage::Ping { nonce });
+                if link.send(ping).await.is_err() {
+                    return End::Failed;
+                }
+            }
+            frame = link.next() => {
+                let Some(Ok(frame)) = frame else { return End::Failed };
+                acks.note(&frame);
+                if !matches!(client::answer(&mut link, &client::classify(Target::Ours, frame)).await, Ok(true)) {
+                    return End::Failed;
+                }
+            }
+        }
+    }
+    drain.cancelled().await;
+    let mut relays = 0;
+    while relays < expect {
+        let frame = match tokio::time::timeout(Duration::from_secs(30), link.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            _ => return End::Failed,
+        };
+        acks.note(&frame);
+        let inbound = client::classify(Target::Ours, frame);
+        if let Inbound::Reply { .. } = inbound {
+            relays += 1;
+        }
+        if !matches!(client::answer(&mut link, &inbound).await, Ok(true)) {
+            return End::Failed;
+        }
+    }
+    if let Some(ack) = acks.take()
+        && link.send(ack).await.is_err()
+    {
+        return End::Failed;
+    }
+    let _ = done.send(());
+    let behaviour = client::Behaviour { stop, ..behaviour };
+    client::live(Target::Ours, link, &behaviour).await
 }

@@ -1,6 +1,9 @@
-//! CI smoke: every workload at a tiny scale against the debug game-server and the baseline, so
-//! the harness cannot rot. It asserts that each workload produced its figures, nothing about
-//! speed.
+//! CI smoke: every workload at a tiny scale against the debug game-server and the baseline (and
+//! mosquitto, where installed), so the harness cannot rot. It asserts that each workload produced
+//! its figures, nothing about speed.
+//!
+//! Mosquitto's rows need the `mosquitto` package: without it they are skipped with a message,
+//! except under CI (`CI=true`), where a missing mosquitto fails the test (.ci/run installs it).
 
 use std::path::PathBuf;
 
@@ -32,6 +35,8 @@ fn every_workload_produces_its_figures() {
         "5 metrics",
         "6 memory",
         "7 rooms",
+        "8 fanout",
+        "9 burst",
     ] {
         assert!(
             rows.iter().any(|r| r.first.workload == workload),
@@ -67,6 +72,31 @@ fn every_workload_produces_its_figures() {
     assert_eq!(not_reaped, Some(0.0));
     let table = report::table(&rows);
     assert!(table.lines().count() >= rows.len() + 2, "{table}");
+    let mosquitto_rows = rows
+        .iter()
+        .filter(|r| r.first.metric.contains("mosquitto"))
+        .count();
+    if bench::mqtt::mosquitto().is_some() {
+        assert_eq!(
+            mosquitto_rows, 4,
+            "mosquitto is installed: its rows\n{table}"
+        );
+        for row in rows.iter().filter(|r| r.first.metric.contains("mosquitto")) {
+            assert!(
+                row.baseline.is_some() && row.first.note.is_some(),
+                "{}: no mosquitto figure or note",
+                row.first.metric
+            );
+        }
+        assert!(table.contains("mosquitto -c FILE"), "{table}");
+    } else if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("mosquitto is not installed, and CI must measure it: apt-get install mosquitto");
+    } else {
+        eprintln!(
+            "SKIPPED: mosquitto is not installed (apt-get install mosquitto): its rows were not measured"
+        );
+        assert_eq!(mosquitto_rows, 0);
+    }
 }
 
 #[test]
