@@ -94,9 +94,11 @@ impl Broker {
             child,
             addr,
             command: format!(
-                "{version}, run as `{} -c FILE` with FILE: `{}`",
+                "{version}, run as `{} -c FILE` with FILE: `{}` (PORT: a free port)",
                 path.display(),
-                settings.join("; ")
+                settings
+                    .join("; ")
+                    .replace(&format!("listener {} ", addr.port()), "listener PORT "),
             ),
         };
         broker.wait_ready(&log_path)?;
