@@ -714,7 +714,7 @@ fn wrong_way<D: Decoder<Error = CodecError>, M: std::fmt::Debug>(
     }
 }
 
-/// Prints the frames of the table, to help write new vectors: `cargo test -p protocol --test
+/// Prints the frames of the table, to help write new vectors: `cargo test -p game-protocol --test
 /// vectors -- --ignored --nocapture print_frames`.
 #[test]
 #[ignore = "a writing aid, not a check"]

@@ -471,12 +471,17 @@ pub struct NetClient {
 impl NetClient {
     /// Starts `netclient play` behind `prefix` (e.g. `ip netns exec NS`) with `args`.
     pub fn spawn(prefix: &[&str], args: &[&str]) -> NetClient {
+        NetClient::spawn_with(prefix, "play", args)
+    }
+
+    /// Starts `netclient MODE` (`play`, or `session`: the client library) behind `prefix`.
+    pub fn spawn_with(prefix: &[&str], mode: &str, args: &[&str]) -> NetClient {
         let mut words: Vec<String> = prefix.iter().map(|w| (*w).to_owned()).collect();
         words.push(netclient_binary().display().to_string());
         let mut command = Command::new(&words[0]);
         command
             .args(&words[1..])
-            .arg("play")
+            .arg(mode)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! netclient play --server ADDR --player ID [--room ROOM] [--no-read] [--no-pong] [--payload N]
+//! netclient session --server ADDR --player ID [...]   (the client library; see session.rs)
 //! netclient http METHOD URL
 //! ```
 //!
@@ -42,6 +43,8 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Encoder, FramedRead};
 
+mod session;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -60,15 +63,29 @@ fn main() -> ExitCode {
             }
             Err(message) => usage(&message),
         },
+        Some("session") => match session::SessionOptions::parse(&args[1..]) {
+            Ok(options) => match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(session::session(options)),
+                Err(error) => {
+                    eprintln!("netclient: {error}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(message) => usage(&message),
+        },
         Some("http") if args.len() == 3 => http(&args[1], &args[2]),
-        _ => usage("expected `play` or `http`"),
+        _ => usage("expected `play`, `session` or `http`"),
     }
 }
 
 fn usage(message: &str) -> ExitCode {
     eprintln!(
         "netclient: {message}\nusage: netclient play --server ADDR --player ID [--room ROOM] \
-         [--no-read] [--no-pong] [--payload N]\n       netclient http METHOD URL"
+         [--no-read] [--no-pong] [--payload N]\n       netclient session --server ADDR --player ID \
+         [--room ROOM] [--connect-timeout MS] [--attempts N] [--fresh]\n       netclient http METHOD URL"
     );
     ExitCode::from(2)
 }
@@ -151,7 +168,7 @@ impl Command {
 }
 
 /// Prints one observation line. Stdout is line-buffered, so each line reaches the test at once.
-fn say(line: std::fmt::Arguments<'_>) {
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

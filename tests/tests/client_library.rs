@@ -1,0 +1,410 @@
+//! The client library (`game-client`) against the real `game-server` binary: every way the
+//! server's side can go, and what the game is told. The pulled cable runs the library in a
+//! network namespace (through `netclient session`); the other cases run it in this process.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use game_client::{ByeCode, Client, ClientConfig, Config, End, Lost, Notice, Transport};
+use game_engine::CloseReason;
+use rooms::payload::DemoEvent;
+use system_tests::netns::Pair;
+use system_tests::process::{NetClient, ServerProcess, ServerSpec};
+use system_tests::{PATIENCE, has_tool, is_root, require};
+
+/// Slack for a loaded 2-core machine.
+const MARGIN: Duration = Duration::from_secs(1);
+
+/// Short timers, so that each case takes seconds.
+const QUICK: &str = "[session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"2s\"\n\
+                     resume_grace = \"30s\"\n";
+
+fn client(server: &ServerProcess, player: &str, room: &str) -> Client {
+    let mut config = ClientConfig::new(server.addr.to_string(), Config::new(player, room));
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(500);
+    config.connect_timeout = Duration::from_secs(2);
+    config.max_attempts = None;
+    Client::start(config)
+}
+
+/// Reads notices until one matches; returns it with everything before it.
+async fn until(
+    client: &mut Client,
+    within: Duration,
+    what: &str,
+    matches: impl Fn(&Notice) -> bool,
+) -> (Notice, Vec<Notice>) {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(within, async {
+        while let Some(notice) = client.next().await {
+            if matches(&notice) {
+                return Some(notice);
+            }
+            seen.push(notice);
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(notice)) => (notice, seen),
+        Ok(None) => panic!("the client closed before {what}: {seen:?}"),
+        Err(_) => panic!("no {what} within {within:?}: {seen:?}"),
+    }
+}
+
+async fn welcomed(client: &mut Client) -> (u64, bool) {
+    match until(client, PATIENCE, "Welcome", |n| {
+        matches!(n, Notice::Welcome { .. })
+    })
+    .await
+    .0
+    {
+        Notice::Welcome {
+            session_id,
+            resumed,
+            ..
+        } => (session_id, resumed),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn inputs_come_back_as_events_and_a_quit_is_a_lingering_close_with_every_input_acknowledged()
+{
+    let server = ServerProcess::start(ServerSpec::loopback(QUICK)).await;
+    let before = server.scrape().await;
+    let mut alice = client(&server, "alice", "library-quit");
+    welcomed(&mut alice).await;
+    for i in 0..20u8 {
+        alice.input(vec![i]).expect("input");
+    }
+    let mut relayed = Vec::new();
+    while relayed.len() < 20 {
+        if let (Notice::Event { payload, .. }, _) = until(&mut alice, PATIENCE, "an event", |n| {
+            matches!(n, Notice::Event { .. })
+        })
+        .await
+            && let Ok(DemoEvent::Relay { input_seq, .. }) = DemoEvent::from_bytes(payload)
+        {
+            relayed.push(input_seq);
+        }
+    }
+    assert_eq!(relayed, (1..=20).collect::<Vec<_>>());
+    alice.quit();
+    let (closed, _) = until(&mut alice, PATIENCE, "Closed", |n| {
+        matches!(n, Notice::Closed { .. })
+    })
+    .await;
+    assert_eq!(closed, Notice::Closed { acked_input: 20 });
+    server
+        .expect_closes(&before, &[(CloseReason::ClientQuit, 1)], PATIENCE)
+        .await;
+}
+
+/// The server stops (SIGSTOP): nothing arrives, nothing fails. The client's own watchdog
+/// declares it silent after the idle timeout the server announced, then gets the session back
+/// once the server runs again.
+#[tokio::test]
+async fn a_frozen_server_is_declared_silent_within_its_idle_timeout_and_the_session_comes_back() {
+    let server = ServerProcess::start(ServerSpec::loopback(QUICK)).await;
+    let mut bob = client(&server, "bob", "library-frozen");
+    let (session, _) = welcomed(&mut bob).await;
+    // A couple of heartbeats, so that the last frame heard is recent.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.signal("STOP");
+    let stopped = Instant::now();
+    let (end, _) = until(&mut bob, Duration::from_secs(10), "Disconnected", |n| {
+        matches!(n, Notice::Disconnected(_))
+    })
+    .await;
+    let noticed = stopped.elapsed();
+    server.signal("CONT");
+    assert_eq!(
+        end,
+        Notice::Disconnected(End::ServerSilent(Duration::from_secs(2)))
+    );
+    // The last Pong came at most one client heartbeat (0.45 s) before the stop.
+    assert!(
+        noticed + Duration::from_millis(500) >= Duration::from_secs(2)
+            && noticed <= Duration::from_secs(2) + MARGIN,
+        "declared silent {noticed:?} after the stop"
+    );
+    let (again, resumed) = welcomed(&mut bob).await;
+    assert!(resumed, "the same session, taken back");
+    assert_eq!(again, session);
+}
+
+/// A drain says `Bye{server_shutdown}`: the session is over, and the game is told so.
+#[tokio::test]
+async fn a_draining_server_ends_the_session_and_the_game_is_told_it_is_lost() {
+    let server = ServerProcess::start(ServerSpec::loopback(QUICK)).await;
+    let mut carol = client(&server, "carol", "library-drain");
+    welcomed(&mut carol).await;
+    server.signal("TERM");
+    let (lost, seen) = until(&mut carol, PATIENCE, "Lost", |n| {
+        matches!(n, Notice::Lost(_))
+    })
+    .await;
+    let shutdown = End::Bye {
+        code: ByeCode::ServerShutdown,
+        text: String::new(),
+    };
+    let said = |end: &End| {
+        matches!(
+            end,
+            End::Bye {
+                code: ByeCode::ServerShutdown,
+                ..
+            }
+        )
+    };
+    assert!(
+        matches!(&lost, Notice::Lost(Lost::Ended(end)) if said(end)),
+        "{lost:?} (expected {shutdown:?})"
+    );
+    assert!(
+        seen.iter()
+            .any(|n| matches!(n, Notice::Disconnected(end) if said(end))),
+        "{seen:?}"
+    );
+}
+
+/// The server is killed and another starts on the same port: the client reconnects by itself,
+/// its resume is refused (a new process knows no token), the game is told the session is lost,
+/// and a new session starts when the game asks.
+#[tokio::test]
+async fn a_killed_and_restarted_server_refuses_the_resume_and_a_new_session_starts_when_asked() {
+    let mut first = ServerProcess::start(ServerSpec::loopback(QUICK)).await;
+    let addr = first.addr;
+    let mut dave = client(&first, "dave", "library-restart");
+    welcomed(&mut dave).await;
+    dave.input(&b"before the crash"[..]).expect("input");
+    first.signal("KILL");
+    first.wait_exit(PATIENCE).await;
+    let (broke, _) = until(&mut dave, PATIENCE, "Disconnected", |n| {
+        matches!(n, Notice::Disconnected(_))
+    })
+    .await;
+    assert!(
+        matches!(
+            broke,
+            Notice::Disconnected(End::Transport(Transport::PeerEof | Transport::PeerReset))
+        ),
+        "{broke:?}"
+    );
+    // Nothing listens for a moment: refused connects, retried.
+    let (refused, _) = until(&mut dave, PATIENCE, "a refused connect", |n| {
+        matches!(n, Notice::Disconnected(End::Transport(Transport::Refused)))
+    })
+    .await;
+    drop(refused);
+    let spec = ServerSpec {
+        listen: addr.to_string(),
+        ..ServerSpec::loopback(QUICK)
+    };
+    let _second = ServerProcess::start(spec).await;
+    let (lost, _) = until(&mut dave, PATIENCE, "Lost", |n| {
+        matches!(n, Notice::Lost(_))
+    })
+    .await;
+    assert!(
+        matches!(&lost, Notice::Lost(Lost::ResumeRefused(text)) if text.contains("unknown")),
+        "{lost:?}"
+    );
+    assert!(
+        dave.input(&b"into nothing"[..]).is_err(),
+        "no session to play in"
+    );
+    dave.new_session();
+    let (_, resumed) = welcomed(&mut dave).await;
+    assert!(!resumed, "a new session");
+    assert_eq!(dave.input(&b"first of the new session"[..]), Ok(1));
+}
+
+/// Field report, client side: the server closes with the client's data unread (naive close,
+/// `session.lingering_close = false`). Whatever reaches the client first, the game is told in
+/// typed values: the `Bye{kicked}`, or the reset that destroyed it; never an untyped error.
+#[tokio::test]
+async fn a_server_that_resets_over_unread_data_surfaces_as_a_typed_end() {
+    let server = ServerProcess::start(ServerSpec::loopback(&format!(
+        "{QUICK}lingering_close = false\n"
+    )))
+    .await;
+    let mut erin = client(&server, "erin", "library-naive");
+    let (session, _) = welcomed(&mut erin).await;
+    // Inputs in flight (within the rate limit's burst), then the operator kicks.
+    for _ in 0..50 {
+        erin.input(&b"busy"[..]).expect("input");
+    }
+    let (status, _) = server
+        .http("POST", &format!("/sessions/{session}/kick"))
+        .await;
+    assert_eq!(status, 202);
+    let (lost, seen) = until(&mut erin, PATIENCE, "Lost", |n| {
+        matches!(n, Notice::Lost(_))
+    })
+    .await;
+    let ends: Vec<&End> = seen
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Disconnected(end) => Some(end),
+            _ => None,
+        })
+        .collect();
+    let first = ends.first().expect("a Disconnected before the Lost");
+    assert!(
+        matches!(
+            first,
+            End::Bye {
+                code: ByeCode::Kicked,
+                ..
+            } | End::Transport(Transport::PeerReset | Transport::PeerEof)
+        ),
+        "{first:?}"
+    );
+    // A kicked session is over: either the Bye said so, or the resume after the reset is
+    // refused.
+    assert!(
+        matches!(
+            &lost,
+            Notice::Lost(Lost::Ended(End::Bye {
+                code: ByeCode::Kicked,
+                ..
+            })) | Notice::Lost(Lost::ResumeRefused(_))
+        ),
+        "{lost:?}"
+    );
+}
+
+/// The field report's pulled cable, with the library on the client's side: the cable is pulled
+/// for longer than the idle timeout while another player keeps playing in the room and this one
+/// keeps typing; once it is plugged back, the library resumes by itself. The game saw every
+/// event once, in order, and every input it typed was applied once.
+#[tokio::test]
+async fn after_a_pulled_cable_the_library_resumes_and_nothing_is_lost_or_repeated() {
+    if !require(is_root(), "pulling a cable needs root (network namespaces)")
+        || !require(
+            has_tool("ip") && has_tool("nft"),
+            "pulling a cable needs `ip` and `nft`",
+        )
+    {
+        return;
+    }
+    let pair = Pair::new("lib-resume");
+    let server = ServerProcess::start(ServerSpec::in_namespace(
+        &pair.server_ns,
+        pair.server_ip,
+        QUICK,
+    ))
+    .await;
+    let addr = server.addr.to_string();
+    let client_prefix = ["ip", "netns", "exec", pair.client_ns.as_str()];
+    let server_prefix = ["ip", "netns", "exec", pair.server_ns.as_str()];
+    let mut player = NetClient::spawn_with(
+        &client_prefix,
+        "session",
+        &[
+            "--server",
+            &addr,
+            "--player",
+            "traveller",
+            "--room",
+            "cable",
+            "--connect-timeout",
+            "1000",
+        ],
+    );
+    player.expect("welcome", PATIENCE).await;
+    let mut feeder = NetClient::spawn(
+        &server_prefix,
+        &["--server", &addr, "--player", "feeder", "--room", "cable"],
+    );
+    feeder.welcome().await;
+    feeder.send("every 50 1").await;
+    player.send("every 100 1").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    pair.drop_packets();
+    // The library notices by itself (its watchdog: 2 s), then keeps trying to reconnect.
+    player
+        .expect("disconnected", Duration::from_secs(2) + MARGIN * 2)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pair.stop_dropping();
+    let welcome = player.expect("welcome", PATIENCE).await;
+    assert_eq!(
+        welcome.get(2).map(String::as_str),
+        Some("resumed"),
+        "{welcome:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    feeder.send("stop").await;
+    let fed: u64 = feeder.expect("sent", PATIENCE).await[0]
+        .parse()
+        .expect("feeder's last seq");
+    player.send("stop").await;
+    let typed: u64 = player.expect("sent", PATIENCE).await[0]
+        .parse()
+        .expect("player's last seq");
+    // Everything relayed before the quit.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let lines = player.out.all();
+        let mut last = BTreeMap::new();
+        for line in &lines {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if w.first() == Some(&"relay") {
+                last.insert(w[1].to_owned(), w[2].parse::<u64>().unwrap_or(0));
+            }
+        }
+        if last.get("feeder") == Some(&fed) && last.get("traveller") == Some(&typed) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not everything came back: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    player.send("quit").await;
+    player.expect("closed", PATIENCE).await;
+
+    let lines = player.out.all();
+    let mut seqs = Vec::new();
+    let mut relays: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for line in &lines {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.first() {
+            Some(&"relay") => {
+                relays
+                    .entry(w[1].to_owned())
+                    .or_default()
+                    .push(w[2].parse().expect("input seq"));
+                seqs.push(w[3].parse::<u64>().expect("event seq"));
+            }
+            Some(&"state") | Some(&"presence") => {
+                seqs.push(w.last().and_then(|s| s.parse().ok()).expect("event seq"));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    assert_eq!(
+        relays.get("feeder"),
+        Some(&(1..=fed).collect::<Vec<_>>()),
+        "the other player's inputs, each once"
+    );
+    assert_eq!(
+        relays.get("traveller"),
+        Some(&(1..=typed).collect::<Vec<_>>()),
+        "this player's inputs, typed through the outage, each applied once"
+    );
+    let resumes = lines.iter().filter(|l| l.ends_with(" resumed")).count();
+    assert_eq!(resumes, 1, "{lines:#?}");
+}
