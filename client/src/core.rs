@@ -299,7 +299,7 @@ impl Core {
                 "the server started a new session instead of resuming".to_owned(),
             )));
         }
-        if !continued {
+        if resuming && !continued {
             self.last_event = 0;
             self.acked_events = 0;
             self.next_input = 1;
@@ -316,8 +316,11 @@ impl Core {
         self.phase = Phase::Live;
         if continued {
             self.inputs_applied(welcome.last_input_seq);
-            // The server applied everything up to last_input_seq; the rest goes again, in order,
-            // with the same numbers.
+        }
+        // A resumed session: the server applied everything up to last_input_seq, and the rest
+        // goes again, in order, with the same numbers. A new one: what the game typed before the
+        // Welcome goes now.
+        {
             for (seq, payload) in &self.unacked {
                 self.transmit.push_back(ClientMessage::Input {
                     seq: *seq,
@@ -779,6 +782,21 @@ mod tests {
             }
         };
         assert_eq!(dead_at, now + Duration::from_secs(15));
+    }
+
+    #[test]
+    fn inputs_typed_before_the_first_welcome_go_out_after_it() {
+        let now = Instant::now();
+        let mut core = Core::new(Config::new("eager", ""), now);
+        core.connected(now);
+        drain(&mut core);
+        assert_eq!(core.input(Bytes::from_static(b"early")), Ok(1));
+        assert!(drain(&mut core).is_empty(), "nothing before the Welcome");
+        core.receive(welcome(1, 1, false, 0), now).expect("welcome");
+        assert!(matches!(
+            drain(&mut core).as_slice(),
+            [ClientMessage::Input { seq: 1, .. }]
+        ));
     }
 
     #[test]

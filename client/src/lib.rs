@@ -38,6 +38,8 @@
 //!
 //! docs/CLIENT.md describes the state machine for ports to other languages.
 
+#![warn(missing_docs)]
+
 mod core;
 mod driver;
 mod end;
