@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use game_client::Transport;
 use protocol::{ByeCode, ClientCodec, ClientMessage, CodecError, ServerMessage};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,8 +30,6 @@ const READ_CAPACITY: usize = 1024;
 const EMFILE: i32 = 24;
 /// `ENFILE` on Linux: the whole system is out of file descriptors.
 const ENFILE: i32 = 23;
-/// `EHOSTUNREACH` on Linux: what a pulled cable can look like instead of `ETIMEDOUT`.
-const EHOSTUNREACH: i32 = 113;
 
 /// What went wrong on a connection, in the vocabulary of the summary's error table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,23 +94,22 @@ impl ErrorKind {
             .unwrap_or(ErrorKind::ALL.len() - 1)
     }
 
-    /// Classifies an I/O error by its errno first, then by its kind.
+    /// Classifies an I/O error: the client library's classification of how a connection ends,
+    /// plus what only a load generator runs into (out of descriptors or local ports).
     pub fn of_io(error: &io::Error) -> ErrorKind {
-        match error.raw_os_error() {
-            Some(EMFILE | ENFILE) => return ErrorKind::Emfile,
-            Some(EHOSTUNREACH) => return ErrorKind::TimedOut,
-            _ => {}
+        if let Some(EMFILE | ENFILE) = error.raw_os_error() {
+            return ErrorKind::Emfile;
         }
-        match error.kind() {
-            io::ErrorKind::ConnectionRefused => ErrorKind::ConnRefused,
-            io::ErrorKind::TimedOut => ErrorKind::TimedOut,
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                ErrorKind::ConnReset
-            }
-            io::ErrorKind::BrokenPipe => ErrorKind::BrokenPipe,
-            io::ErrorKind::AddrNotAvailable => ErrorKind::AddrNotAvail,
-            io::ErrorKind::UnexpectedEof => ErrorKind::Truncated,
-            _ => ErrorKind::Other,
+        if error.kind() == io::ErrorKind::AddrNotAvailable {
+            return ErrorKind::AddrNotAvail;
+        }
+        match Transport::of_io(error) {
+            Transport::Refused => ErrorKind::ConnRefused,
+            Transport::TimedOut(_) => ErrorKind::TimedOut,
+            Transport::PeerReset => ErrorKind::ConnReset,
+            Transport::BrokenPipe => ErrorKind::BrokenPipe,
+            Transport::TruncatedFrame => ErrorKind::Truncated,
+            Transport::PeerEof | Transport::Io(_) => ErrorKind::Other,
         }
     }
 }
