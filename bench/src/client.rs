@@ -504,7 +504,8 @@ pub async fn live(target: Target, mut link: Link, behaviour: &Behaviour) -> End 
     loop {
         tokio::select! {
             () = behaviour.stop.cancelled() => {
-                leave(link, behaviour.quit_with_bye).await;
+                let ack = acks.take().filter(|_| behaviour.quit_with_bye);
+                leave(link, behaviour.quit_with_bye, ack).await;
                 return End::Stopped;
             }
             () = behaviour.vanish.cancelled() => {
@@ -533,10 +534,16 @@ pub async fn live(target: Target, mut link: Link, behaviour: &Behaviour) -> End 
     }
 }
 
-/// Leaves: `Bye`, then read until the server closes (it closes first, so the TIME_WAIT is
-/// its own), or a reset.
-async fn leave(mut link: Link, with_bye: bool) {
+/// Leaves: `Bye` (after an `Ack` of the events not yet acknowledged, if any), then read until
+/// the server closes (it closes first, so the TIME_WAIT is its own), or a reset.
+async fn leave(mut link: Link, with_bye: bool, ack: Option<Bytes>) {
     if !with_bye {
+        abort(link);
+        return;
+    }
+    if let Some(ack) = ack
+        && link.feed(ack).await.is_err()
+    {
         abort(link);
         return;
     }
