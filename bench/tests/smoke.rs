@@ -78,7 +78,7 @@ fn every_workload_produces_its_figures() {
         .count();
     if bench::mqtt::mosquitto().is_some() {
         assert_eq!(
-            mosquitto_rows, 4,
+            mosquitto_rows, 5,
             "mosquitto is installed: its rows\n{table}"
         );
         for row in rows.iter().filter(|r| r.first.metric.contains("mosquitto")) {
