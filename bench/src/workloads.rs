@@ -61,7 +61,8 @@ pub struct Scale {
     pub burst_rooms: usize,
     /// Slow readers per burst room.
     pub burst_readers: usize,
-    /// Inputs each burst room's feeder sends.
+    /// Most inputs each burst room's feeder sends (it stops once the server holds about 1 MiB
+    /// for each slow reader).
     pub burst_inputs: u64,
     /// Payload bytes of each burst input.
     pub burst_input_bytes: usize,
@@ -92,7 +93,7 @@ impl Scale {
             fanout_every: Duration::from_millis(50),
             burst_rooms: 4,
             burst_readers: 50,
-            burst_inputs: 1400,
+            burst_inputs: 3000,
             burst_input_bytes: 4096,
         }
     }
@@ -1378,6 +1379,11 @@ async fn fan_write(
     }
 }
 
+/// Bytes the burst queues in the server for each slow reader, about.
+const BURST_QUEUED: f64 = 1024.0 * 1024.0;
+/// Inputs a burst feeder sends between two looks at the server's queues.
+const BURST_CHUNK: u64 = 64;
+
 /// The receive buffer of a burst's slow readers.
 const SLOW_READER_RCVBUF: u32 = 16 * 1024;
 
@@ -1423,7 +1429,8 @@ async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
     let stop = CancellationToken::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let readers = scale.burst_rooms * scale.burst_readers;
-    let expect = scale.burst_inputs;
+    // How many inputs each feeder sent: known once the backlog is built.
+    let expect = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..readers {
         let room = format!("burst{run}-{}", i % scale.burst_rooms);
@@ -1440,7 +1447,7 @@ async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
         .await?;
         tasks.push(tokio::spawn(slow_reader(
             link,
-            expect,
+            expect.clone(),
             period,
             [stall.clone(), drain.clone(), stop.clone()],
             done_tx.clone(),
@@ -1458,7 +1465,8 @@ async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
     stall.cancel();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let epoch = Instant::now();
-    let mut feeding = Vec::new();
+    let mut orders = Vec::new();
+    let (fed_tx, mut fed_rx) = tokio::sync::mpsc::unbounded_channel();
     for link in feeders {
         let bytes = scale.burst_input_bytes;
         let behaviour = client::Behaviour {
@@ -1467,37 +1475,49 @@ async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
             stop: stop.clone(),
             quit_with_bye: false,
         };
-        let (fed_tx, fed_rx) = tokio::sync::oneshot::channel();
-        feeding.push(fed_rx);
-        tasks.push(tokio::spawn(async move {
-            let fed = feed(link, expect, bytes, epoch).await;
-            match fed {
-                Ok(link) => {
-                    let _ = fed_tx.send(Ok(()));
-                    client::live(Target::Ours, link, &behaviour).await
-                }
-                Err(error) => {
-                    let _ = fed_tx.send(Err(error));
-                    End::Failed
-                }
-            }
-        }));
+        let (order_tx, order_rx) = tokio::sync::mpsc::unbounded_channel();
+        orders.push(order_tx);
+        tasks.push(tokio::spawn(feeder(
+            link,
+            bytes,
+            epoch,
+            order_rx,
+            fed_tx.clone(),
+            behaviour,
+        )));
     }
-    for fed in feeding {
-        tokio::time::timeout(Duration::from_secs(60), fed)
-            .await
-            .context("a feeder took over 60 s")?
-            .context("a feeder ended")??;
-    }
-    let fed = epoch.elapsed();
-    let peak = server.rss_kib()?;
-    let queued = {
+    // Every feeder sends a chunk of inputs and waits for them to come back (by then they are
+    // queued for every member), until the server holds about 1 MiB for each slow reader: the
+    // kernel's send buffers take a varying share first.
+    let queued_bytes = || async move {
         let (body, _) = blocking(move || crate::procs::http_get(admin, "/metrics")).await?;
         body.lines()
             .find_map(|l| l.strip_prefix("gameserver_queued_bytes "))
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
+            .context("no gameserver_queued_bytes in /metrics")
     };
+    let mut per_feeder = 0;
+    let mut queued = 0.0;
+    while per_feeder < scale.burst_inputs && queued < BURST_QUEUED * readers as f64 {
+        let chunk = BURST_CHUNK.min(scale.burst_inputs - per_feeder);
+        for order in &orders {
+            order.send(chunk).context("a feeder ended")?;
+        }
+        for _ in &orders {
+            tokio::time::timeout(Duration::from_secs(60), fed_rx.recv())
+                .await
+                .context("a feeder took over 60 s")?
+                .context("a feeder ended")??;
+        }
+        per_feeder += chunk;
+        // The gauge is sampled every 100 ms (the memory budget's watch).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        queued = queued_bytes().await?;
+    }
+    drop(orders);
+    expect.store(per_feeder, Ordering::Relaxed);
+    let fed = epoch.elapsed();
+    let peak = server.rss_kib()?;
     drain.cancel();
     for _ in 0..readers {
         tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
@@ -1517,7 +1537,7 @@ async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
     }
     let per_reader = queued / readers as f64 / 1024.0;
     eprintln!(
-        "bench: burst: {readers} slow readers, fed in {fed:?}, {per_reader:.0} KiB queued per reader, drained at {drained:?}; RSS idle {before} KiB, peak {peak} KiB, after {after} KiB; {failed} clients failed"
+        "bench: burst: {readers} slow readers, {per_feeder} inputs from each feeder, fed in {fed:?}, {per_reader:.0} KiB queued per reader, drained at {drained:?}; RSS idle {before} KiB, peak {peak} KiB, after {after} KiB; {failed} clients failed"
     );
     if failed > 0 {
         bail!("{failed} burst clients failed");
@@ -1539,41 +1559,78 @@ async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
     ])
 }
 
-/// A feeder sends `n` inputs of `bytes` bytes, pipelined, and reads until all `n` came back to
-/// it: by then the room has queued every one for each member.
-async fn feed(mut link: Link, n: u64, bytes: usize, epoch: Instant) -> anyhow::Result<Link> {
+/// A burst feeder: for each order, sends that many more inputs and reports on `fed` once they
+/// all came back to it; when the orders end, lives on (pings every period) until told to stop.
+async fn feeder(
+    mut link: Link,
+    bytes: usize,
+    epoch: Instant,
+    mut orders: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    fed: tokio::sync::mpsc::UnboundedSender<anyhow::Result<()>>,
+    behaviour: client::Behaviour,
+) -> End {
     let mut sent = 0u64;
     let mut back = 0u64;
     let mut acks = client::Acks::new(Target::Ours);
-    while back < n {
-        if sent < n {
-            let chunk = (n - sent).min(32);
+    while let Some(more) = orders.recv().await {
+        let result = feed(
+            &mut link,
+            &mut acks,
+            [&mut sent, &mut back],
+            more,
+            bytes,
+            epoch,
+        )
+        .await;
+        let failed = result.is_err();
+        let _ = fed.send(result);
+        if failed {
+            return End::Failed;
+        }
+    }
+    client::live(Target::Ours, link, &behaviour).await
+}
+
+/// Sends `more` inputs of `bytes` bytes, pipelined, and reads until every input sent came back:
+/// by then the room has queued each one for every member.
+async fn feed(
+    link: &mut Link,
+    acks: &mut client::Acks,
+    [sent, back]: [&mut u64; 2],
+    more: u64,
+    bytes: usize,
+    epoch: Instant,
+) -> anyhow::Result<()> {
+    let n = *sent + more;
+    while *back < n {
+        if *sent < n {
+            let chunk = (n - *sent).min(32);
             for _ in 0..chunk {
-                sent += 1;
-                link.feed(big_input(sent, epoch, bytes)).await?;
+                *sent += 1;
+                link.feed(big_input(*sent, epoch, bytes)).await?;
             }
             if let Some(ack) = acks.take() {
                 link.feed(ack).await?;
             }
-            SinkExt::<bytes::Bytes>::flush(&mut link).await?;
+            SinkExt::<bytes::Bytes>::flush(link).await?;
         }
-        let wait = if sent < n {
+        let wait = if *sent < n {
             Duration::ZERO
         } else {
             Duration::from_secs(30)
         };
         let mut next = match tokio::time::timeout(wait, link.next()).await {
             Ok(frame) => Some(frame.context("closed")?),
-            Err(_) if sent < n => None,
+            Err(_) if *sent < n => None,
             Err(_) => bail!("the feeder's own inputs did not come back"),
         };
         while let Some(frame) = next {
             let frame = frame?;
             acks.note(&frame);
             match client::classify(Target::Ours, frame) {
-                Inbound::Reply { .. } => back += 1,
+                Inbound::Reply { .. } => *back += 1,
                 inbound @ Inbound::Ping(_) => {
-                    client::answer(&mut link, &inbound).await?;
+                    client::answer(link, &inbound).await?;
                 }
                 Inbound::Bye => bail!("the server said Bye to a feeder"),
                 _ => {}
@@ -1584,7 +1641,7 @@ async fn feed(mut link: Link, n: u64, bytes: usize, epoch: Instant) -> anyhow::R
     if let Some(ack) = acks.take() {
         link.send(ack).await?;
     }
-    Ok(link)
+    Ok(())
 }
 
 /// A slow reader: reads and pings until `stall`, then neither reads nor writes until `drain`,
@@ -1592,7 +1649,7 @@ async fn feed(mut link: Link, n: u64, bytes: usize, epoch: Instant) -> anyhow::R
 /// (pings every period) until `stop`.
 async fn slow_reader(
     mut link: Link,
-    expect: u64,
+    expect: Arc<AtomicU64>,
     period: Duration,
     [stall, drain, stop]: [CancellationToken; 3],
     done: tokio::sync::mpsc::UnboundedSender<()>,
@@ -1631,6 +1688,7 @@ async fn slow_reader(
         }
     }
     drain.cancelled().await;
+    let expect = expect.load(Ordering::Relaxed);
     let mut relays = 0;
     while relays < expect {
         let frame = match tokio::time::timeout(Duration::from_secs(30), link.next()).await {
