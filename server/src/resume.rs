@@ -111,6 +111,9 @@ impl Refusal {
     }
 }
 
+/// Replay slots a session keeps however quiet it is.
+const REPLAY_KEEP_SLOTS: usize = 16;
+
 impl Replay {
     /// Keeps at most `capacity` unacknowledged events and `max_bytes` of them (a capacity of 0
     /// keeps none: resume off).
@@ -172,6 +175,16 @@ impl Replay {
             if let Some((_, acked)) = self.sent.pop_front() {
                 self.bytes -= acked.len() as u64;
             }
+        }
+        self.shrink();
+    }
+
+    /// After a burst has been acknowledged, gives back most of the room it needed: a session
+    /// that once kept thousands of events does not keep their slots for the rest of its life.
+    fn shrink(&mut self) {
+        if self.sent.capacity() > REPLAY_KEEP_SLOTS && self.sent.len() * 4 < self.sent.capacity() {
+            self.sent
+                .shrink_to((self.sent.len() * 2).max(REPLAY_KEEP_SLOTS));
         }
     }
 
@@ -603,6 +616,22 @@ mod tests {
         replay.ack(4);
         assert_eq!(seqs(&replay, 4), Ok(vec![5]));
         assert_eq!(replay.after(3), Err(Refusal::SeqGap));
+    }
+
+    #[test]
+    fn an_acknowledged_burst_gives_its_room_back() {
+        let mut replay = Replay::new(4096, u64::MAX);
+        for _ in 0..4000 {
+            replay.push(&Bytes::from_static(b"event"), false);
+        }
+        assert!(replay.sent.capacity() >= 4000);
+        replay.ack(3995);
+        assert_eq!(replay.sent.len(), 5);
+        assert!(
+            replay.sent.capacity() <= 64,
+            "{} slots kept for 5 events",
+            replay.sent.capacity()
+        );
     }
 
     #[test]

@@ -90,6 +90,11 @@ impl Outbox {
     /// Encodes a message into the write buffer. False when it does not fit in a frame (then
     /// nothing was written).
     pub fn queue(&mut self, message: &ServerMessage) -> bool {
+        if self.wbuf.capacity() == 0 {
+            // The buffer is given back whenever it drains; start the next one at a size that
+            // holds a batch of small messages without regrowing.
+            self.wbuf.reserve(WRITE_START);
+        }
         let before = self.wbuf.len();
         match self.codec.encode(message, &mut self.wbuf) {
             Ok(()) => {
@@ -160,6 +165,9 @@ pub(crate) enum Wait {
     /// An input for a room whose command queue is full: the session waits for room in it.
     RoomQueue(Command),
 }
+
+/// The write buffer's first allocation after it was given back.
+const WRITE_START: usize = 1024;
 
 /// Longest a session's traffic counts wait before they reach `/sessions` and the metrics.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
