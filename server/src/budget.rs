@@ -196,12 +196,16 @@ impl Budget {
         self.pressure.load(Ordering::Relaxed)
     }
 
-    /// A session's buffers grew by `bytes` (at least [`GROWTH_STEP`]) since it last reported:
-    /// counted at once, until the next sample recounts everything exactly. Crossing the limit
-    /// wakes the sampler, so that parked sessions are evicted before live ones must shed.
+    /// A session's buffers grew by `bytes` (at least [`GROWTH_STEP`]) since it last reported, or a
+    /// connection was admitted: counted at once, until the next sample recounts everything
+    /// exactly. Crossing the limit wakes the sampler, so that parked sessions are evicted before
+    /// live ones must shed; so does crossing half of it, where the sampler stops being relaxed.
     pub(crate) fn grew(&self, bytes: u64) {
         let before = self.used.fetch_add(bytes, Ordering::Relaxed);
-        if before <= self.limit && before + bytes > self.limit {
+        let after = before + bytes;
+        // Past the limit, or past half of it while the sampler is relaxed: recount now.
+        let half = self.limit / 2;
+        if (before <= self.limit && after > self.limit) || (before < half && after >= half) {
             self.crossed.notify_one();
         }
     }

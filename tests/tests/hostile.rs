@@ -130,7 +130,9 @@ const FLOOD_INPUT: usize = 60_000;
 #[tokio::test]
 async fn memory_stays_under_the_budget_under_unacked_floods_and_reset_churn() {
     let _turn = HEAVY.lock().await;
-    const BUDGET_MIB: u64 = 64;
+    // The budget counts the whole process: about 19 MiB of it is the debug build's own start-up
+    // memory with jemalloc (13 MiB with the system allocator), the rest is what players may use.
+    const BUDGET_MIB: u64 = 72;
     const MAX_PARKED: u64 = 500;
     let server = ServerProcess::start(ServerSpec::loopback(&format!(
         "[server]\nmemory_budget = \"{BUDGET_MIB}MiB\"\n\
@@ -251,7 +253,8 @@ async fn memory_stays_under_the_budget_under_unacked_floods_and_reset_churn() {
 #[tokio::test]
 async fn at_the_memory_budget_newcomers_wait_and_parked_sessions_go_first() {
     let _turn = HEAVY.lock().await;
-    const BUDGET_MIB: u64 = 32;
+    // As above: about 19 MiB of the budget is the process before any player.
+    const BUDGET_MIB: u64 = 40;
     let server = ServerProcess::start(ServerSpec::loopback(&format!(
         "[server]\nmemory_budget = \"{BUDGET_MIB}MiB\"\n\
          [session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"3s\"\nresume_grace = \"60s\"\n"
