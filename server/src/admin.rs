@@ -14,6 +14,9 @@
 //! - At most `admin.max_connections` connections; a request's headers must arrive within
 //!   `admin.header_read_timeout`, which also closes idle keep-alive connections; a connection
 //!   lives at most [`MAX_CONNECTION_AGE`]; on stop, connections get [`CLOSE_GRACE`] to finish.
+//! - `/closes?player_prefix=P&since=N` counts, by reason, the recent closes of players whose id
+//!   starts with `P` (see [`crate::closes`]): how a load generator reads back its own players'
+//!   closes beside other traffic.
 //! - `/sessions` is paginated (`?after=ID&limit=N`, at most [`MAX_PAGE`] a page) and built
 //!   outside the registry's lock.
 
@@ -34,6 +37,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::closes::Closes;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
@@ -69,6 +73,7 @@ impl std::fmt::Debug for Settings {
 struct Admin {
     metrics: Metrics,
     registry: Arc<Registry>,
+    closes: Arc<Closes>,
     shutdown: Shutdown,
     token: Option<Arc<str>>,
 }
@@ -82,6 +87,7 @@ fn router(admin: Admin) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/sessions", get(sessions))
+        .route("/closes", get(closes))
         .route("/sessions/{id}/kick", post(kick))
         .route_layer(axum::middleware::from_fn_with_state(
             admin.clone(),
@@ -98,6 +104,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     registry: Arc<Registry>,
+    closes: Arc<Closes>,
     shutdown: Shutdown,
     settings: Settings,
     stop: CancellationToken,
@@ -105,6 +112,7 @@ pub(crate) async fn serve(
     let app = router(Admin {
         metrics: metrics.clone(),
         registry,
+        closes,
         shutdown,
         token: settings.token.as_deref().map(Arc::from),
     });
@@ -316,6 +324,18 @@ impl PageQuery {
 
 async fn sessions(State(admin): State<Admin>, Query(query): Query<PageQuery>) -> Response {
     axum::Json(admin.registry.page(query.after, query.limit())).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ClosesQuery {
+    #[serde(default)]
+    player_prefix: String,
+    #[serde(default)]
+    since: u64,
+}
+
+async fn closes(State(admin): State<Admin>, Query(query): Query<ClosesQuery>) -> Response {
+    axum::Json(admin.closes.count(&query.player_prefix, query.since)).into_response()
 }
 
 async fn kick(State(admin): State<Admin>, Path(id): Path<u64>) -> Response {

@@ -19,6 +19,7 @@ pub mod app;
 pub mod auth;
 pub mod budget;
 pub mod close;
+pub mod closes;
 pub mod config;
 mod connection;
 pub mod game;
@@ -79,6 +80,9 @@ pub(crate) struct Shared {
     reaper: mpsc::Sender<SessionEnd>,
     next_session_id: AtomicU64,
 }
+
+/// After a drain, how long the admin listener still answers once the last close is recorded.
+pub const FINAL_READ_GRACE: Duration = Duration::from_millis(500);
 
 /// Session ends waiting for the reaper; past this, ending sessions wait their turn.
 const REAPER_QUEUE: usize = 4096;
@@ -201,10 +205,12 @@ impl Server {
             parking.clone(),
             metrics.clone(),
         ));
+        let closes = closes::Closes::new(closes::CLOSES_KEPT);
         let reaper = tokio::spawn(reaper::run(
             reaper_rx,
             metrics.clone(),
             registry.clone(),
+            closes.clone(),
             throttle.clone(),
         ));
         let stop_admin = tokio_util::sync::CancellationToken::new();
@@ -212,6 +218,7 @@ impl Server {
             admin,
             metrics.clone(),
             registry.clone(),
+            closes,
             shutdown.clone(),
             admin::Settings {
                 token: admin_token,
@@ -362,6 +369,11 @@ impl SideTasks {
         rooms.closed(Duration::from_millis(250)).await;
         self.budget.abort();
         self.stall_clock.abort();
+        if !shutdown.is_aborted() {
+            // The final counts stay readable a moment: a client watching the drain through
+            // /closes or /metrics reads the last closes before the listener goes.
+            tokio::time::sleep(FINAL_READ_GRACE).await;
+        }
         self.stop_admin.cancel();
         let admin = self.admin;
         if shutdown.is_aborted() {

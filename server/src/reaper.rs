@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::close::{CloseReason, Level, policy};
+use crate::closes::Closes;
 use crate::logging::{ABUSIVE, ORDINARY, Throttle};
 use crate::metrics::{Metrics, Traffic};
 use crate::registry::{Player, Registry};
@@ -22,6 +23,8 @@ pub struct SessionEnd {
     pub session_id: u64,
     /// The player, if the handshake completed.
     pub player: Option<Player>,
+    /// The player id of a `Hello` that was refused (no [`SessionEnd::player`] then).
+    pub claimed: Option<Arc<str>>,
     /// Peer address.
     pub peer: SocketAddr,
     /// The first fatal event.
@@ -45,6 +48,7 @@ pub(crate) async fn run(
     mut ends: mpsc::Receiver<SessionEnd>,
     metrics: Metrics,
     registry: Arc<Registry>,
+    closes: Arc<Closes>,
     throttle: Throttle,
 ) {
     // Each kind's summary is due SUMMARY_EVERY after its first suppressed line; looking every
@@ -54,7 +58,7 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             end = ends.recv() => match end {
-                Some(end) => reap(&end, &metrics, &registry, &throttle),
+                Some(end) => reap(&end, &metrics, &registry, &closes, &throttle),
                 None => break,
             },
             _ = summaries.tick() => throttle.summarize(false),
@@ -63,9 +67,20 @@ pub(crate) async fn run(
     throttle.summarize(true);
 }
 
-fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, throttle: &Throttle) {
+fn reap(
+    end: &SessionEnd,
+    metrics: &Metrics,
+    registry: &Registry,
+    closes: &Closes,
+    throttle: &Throttle,
+) {
     let label = end.reason.as_str();
     metrics.sessions_closed.with_label_values(&[label]).inc();
+    let player = match &end.player {
+        Some(player) => Some(player.player_id_arc()),
+        None => end.claimed.clone(),
+    };
+    closes.record(player, end.reason);
     metrics
         .session_duration
         .with_label_values(&[label])
@@ -98,7 +113,11 @@ fn reap(end: &SessionEnd, metrics: &Metrics, registry: &Registry, throttle: &Thr
 }
 
 fn log(end: &SessionEnd) {
-    let player = end.player.as_ref().map(Player::player_id).unwrap_or("");
+    let player = match (&end.player, &end.claimed) {
+        (Some(player), _) => player.player_id(),
+        (None, Some(claimed)) => claimed,
+        (None, None) => "",
+    };
     let detail = end.detail.as_deref().unwrap_or("");
     macro_rules! line {
         ($level:ident) => {

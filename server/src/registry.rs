@@ -157,6 +157,11 @@ impl Player {
         &self.0.player_id
     }
 
+    /// The player id, shared.
+    pub fn player_id_arc(&self) -> Arc<str> {
+        Arc::clone(&self.0.player_id)
+    }
+
     /// The player's address (of its current connection).
     pub fn peer(&self) -> SocketAddr {
         *lock(&self.0.peer)

@@ -34,6 +34,8 @@ pub(crate) struct Ending {
     pub bye: Option<ByeCode>,
     pub detail: Option<String>,
     pub decided: Instant,
+    /// The player id of a refused `Hello`, for the close record and the log.
+    pub claimed: Option<Arc<str>>,
 }
 
 impl Ending {
@@ -43,6 +45,7 @@ impl Ending {
             bye: policy(reason).bye,
             detail: None,
             decided: Instant::now(),
+            claimed: None,
         }
     }
 
@@ -455,7 +458,13 @@ impl<'a> Session<'a> {
     pub async fn wait(&mut self, wait: Wait, out: &mut Outbox) -> Result<(), Ending> {
         match wait {
             Wait::Nothing => {}
-            Wait::Handshake(hello) => self.handshake(hello, out).await?,
+            Wait::Handshake(hello) => {
+                let claimed: Arc<str> = Arc::from(hello.player_id.as_str());
+                self.handshake(hello, out).await.map_err(|ending| Ending {
+                    claimed: Some(claimed),
+                    ..ending
+                })?;
+            }
             Wait::Join(room) => {
                 if let Some(player) = self.player.clone() {
                     self.join(&player, &room, out).await;
@@ -830,6 +839,7 @@ impl<'a> Session<'a> {
         SessionEnd {
             session_id: self.player.as_ref().map_or(self.id, Player::session_id),
             player: self.player,
+            claimed: ending.claimed,
             peer: self.peer,
             reason: ending.reason,
             detail: ending.detail,
