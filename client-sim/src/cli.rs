@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::options::{Mix, Options, OptionsError, ProgressMode, Scenario, parse_source_addrs};
+use crate::options::{
+    Mix, Options, OptionsError, ProgressMode, Scenario, Stage, parse_source_addrs, parse_stages,
+};
 use crate::scenarios::crash::ChildArgs;
+use crate::threshold::{Threshold, ThresholdError};
 
 const ABOUT: &str = "A load generator whose scenarios are the ways game clients die; it checks \
 that the server noticed and counted each one.";
@@ -29,7 +32,8 @@ Scenarios and the close reason the server must record for each:
   close-no-bye      plays, closes with FIN and no Bye                 peer_eof
   abort             plays, closes with SO_LINGER 0 (RST)              peer_reset
   exit-unread       leaves the server's events unread, closes (RST)   peer_reset
-  crash             a child process killed with SIGKILL mid-send      peer_reset or truncated_frame
+  crash             a child process killed with SIGKILL mid-send      peer_reset, truncated_frame
+                                                                      or broken_pipe (1)
   vanish            goes silent with the socket open                  idle_timeout
   slow-reader       sends big inputs, never reads                     slow_consumer
   flood             sends far above the rate limit                    rate_limited
@@ -41,17 +45,40 @@ Scenarios and the close reason the server must record for each:
   vanish-and-return silent until the server resets it, resumes       idle_timeout, then client_quit
   roam              resumes while the old socket is open and silent  replaced, then client_quit
 
+(1) What the killed child's kernel sends decides it: RST when relays sat unread in its receive \
+buffer (peer_reset); otherwise FIN after a stream cut inside a frame (truncated_frame), unless the \
+server wrote to the dead socket before it read that FIN: the write draws an RST and the next \
+write fails with EPIPE (broken_pipe). The other scenarios keep their socket open (or reset it \
+themselves) until the server's close, so each has one reason.
+
 The resume scenarios play in a private room and check that nothing was lost or repeated across \
 the break: event sequence numbers run on without a gap or a repeat, and every input comes back \
 as a relay exactly once. The summary counts resumes and anything lost; one loss fails the run. \
 Against a server with resume off (session.resume_grace = \"0s\") they quit at once and fail, \
 saying so in one line.
 
-With --metrics-url, the server's gameserver_sessions_closed_total is scraped before and after \
-the run and compared per reason with what the instances did (reconciliation); the kick scenarios \
-use the admin endpoint at the same address. The exit status is 1 when an instance's own checks \
-fail or the server's counts disagree, and 2 when the run cannot start (nothing listening, not a \
-game server, unreadable metrics, bad options), with one line on stderr saying which.
+With --metrics-url, the server's account of this run's closes is compared per reason with what \
+the instances did (reconciliation). Every player id of a run starts with PREFIX-RUN-, and the \
+server's /closes endpoint (same address as /metrics) counts the closes of those players only, so \
+the comparison is exact while other traffic runs on the same server (another client-sim, real \
+players); a server without /closes is compared by the deltas of its \
+gameserver_sessions_closed_total, which is exact only when this run is its only traffic. The \
+summary names the method. The kick scenarios use the admin endpoint at the same address.
+
+A drain (the server's Bye{server_shutdown}) is an outcome of its own: those instances are \
+counted and reconciled as server_shutdown, not failed, and no instance starts after it.
+
+Load shapes: --clients slots for --duration (or one instance each), or --stages \
+30s:100,1m:1000,30s:0, which ramps the busy slots linearly from each target to the next. \
+Thresholds set the exit status like a load test's: --threshold 'rtt.p95<50ms' --threshold \
+'connect.fail_rate<0.01' --threshold 'detection.p99<3.2s' (latencies connect, rtt, detection \
+with min, mean, p50, p90, p95, p99, p99.9, max or count; rates connect.fail_rate and \
+instances.fail_rate). --json writes the report with a time series sampled every --interval.
+
+Exit status: 0 when everything passed; 1 when an instance's own checks failed or the server's \
+account disagrees; 2 when the run cannot start (nothing listening, not a game server, \
+unreadable metrics, bad options), with one line on stderr saying which; 3 when everything else \
+passed but a threshold did not hold.
 
 The defaults (20 clients, the quick mix, 200 connects/s) do something useful against a local \
 server on its defaults and finish in a few seconds.";
@@ -91,9 +118,21 @@ pub struct Cli {
     /// Read the admin token from this file instead (surrounding whitespace ignored).
     #[arg(long, value_name = "FILE", value_parser = read_token_file, conflicts_with = "admin_token")]
     pub admin_token_file: Option<String>,
-    /// Write the full report as JSON to this file.
+    /// Write the full report as JSON to this file ("-": standard output, with the summary on
+    /// standard error and no progress display).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Time between two samples of the JSON report's time series.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Load stages DURATION:CLIENTS,...: the busy client slots ramp linearly to each target
+    /// over its duration (e.g. 30s:100,1m:1000,30s:0). Replaces --clients and --duration.
+    #[arg(long, value_parser = parse_stages_arg, conflicts_with_all = ["clients", "duration"])]
+    pub stages: Option<Stages>,
+    /// A bound the run must hold, e.g. 'rtt.p95<50ms', 'connect.fail_rate<0.01'. Repeatable;
+    /// one that fails makes the exit status 3.
+    #[arg(long = "threshold", value_name = "FIGURE<BOUND", value_parser = parse_threshold)]
+    pub thresholds: Vec<Threshold>,
     /// Local addresses to connect from, round-robin: a list and/or IPv4 ranges, e.g.
     /// 127.0.0.2-127.0.0.9 (each address gives another ~28,000 ports).
     #[arg(long, value_parser = parse_source_addrs_arg)]
@@ -149,6 +188,18 @@ pub enum Internal {
     /// Connect, play and send until killed (the crash scenario's child).
     #[command(name = "__crash-child", hide = true)]
     CrashChild(ChildArgs),
+}
+
+/// A parsed `--stages` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stages(pub Vec<Stage>);
+
+fn parse_stages_arg(s: &str) -> Result<Stages, OptionsError> {
+    parse_stages(s).map(Stages)
+}
+
+fn parse_threshold(s: &str) -> Result<Threshold, ThresholdError> {
+    s.parse()
 }
 
 /// A parsed `--source-addrs` list.
@@ -215,7 +266,7 @@ impl Cli {
             room: self.room.clone(),
             play_time: self.play_time,
             soak_input_rate: self.soak_input_rate,
-            progress: if self.quiet {
+            progress: if self.quiet || self.json_to_stdout() {
                 ProgressMode::Off
             } else {
                 self.progress
@@ -224,7 +275,15 @@ impl Cli {
             connect_timeout: self.connect_timeout,
             settle_timeout: self.settle_timeout,
             player_prefix: self.player_prefix.clone(),
+            stages: self.stages.clone().map(|s| s.0).unwrap_or_default(),
+            thresholds: self.thresholds.clone(),
+            interval: self.interval,
         }
+    }
+
+    /// True when `--json -` asks for the report on standard output.
+    pub fn json_to_stdout(&self) -> bool {
+        self.json.as_deref() == Some(std::path::Path::new("-"))
     }
 }
 

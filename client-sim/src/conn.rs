@@ -9,6 +9,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -141,6 +142,10 @@ pub enum ClientError {
     /// The server sent a message that makes no sense here (a second `Welcome`, say).
     #[error("protocol error: unexpected {0} from the server")]
     Unexpected(&'static str),
+    /// The session's protocol core refused what the server sent (a gap in the events, a
+    /// message before `Welcome`), or an input.
+    #[error("protocol error: {0}")]
+    Violation(String),
     /// The server's stream ended inside a frame.
     #[error("the server's stream ended inside a frame")]
     Truncated,
@@ -173,9 +178,10 @@ impl ClientError {
     pub fn kind(&self) -> Option<ErrorKind> {
         match self {
             ClientError::Io { kind, .. } => Some(*kind),
-            ClientError::Protocol(_) | ClientError::Payload(_) | ClientError::Unexpected(_) => {
-                Some(ErrorKind::ProtocolError)
-            }
+            ClientError::Protocol(_)
+            | ClientError::Payload(_)
+            | ClientError::Unexpected(_)
+            | ClientError::Violation(_) => Some(ErrorKind::ProtocolError),
             ClientError::Truncated => Some(ErrorKind::Truncated),
             ClientError::HeartbeatTimeout(_) => Some(ErrorKind::HeartbeatTimeout),
             ClientError::ServerBye { .. } | ClientError::Eof | ClientError::Deadline { .. } => None,
@@ -254,6 +260,7 @@ pub struct Conn {
     stats: Arc<Stats>,
     last_write: Instant,
     errors: Vec<ErrorKind>,
+    drained: Option<Arc<AtomicBool>>,
 }
 
 impl Conn {
@@ -268,6 +275,7 @@ impl Conn {
             stats,
             last_write: Instant::now(),
             errors: Vec::new(),
+            drained: None,
         }
     }
 
@@ -278,6 +286,11 @@ impl Conn {
             }
         }
         result
+    }
+
+    /// Sets `flag` when the server's `Bye{server_shutdown}` arrives on this connection.
+    pub fn on_drain(&mut self, flag: Arc<AtomicBool>) {
+        self.drained = Some(flag);
     }
 
     /// Every error this connection observed, for the summary.
@@ -307,6 +320,11 @@ impl Conn {
     /// Cancel-safe: bytes already read stay in the buffer, so it can sit in a `select!`.
     pub async fn recv(&mut self) -> Result<Option<ServerMessage>, ClientError> {
         let result = self.recv_inner().await;
+        if let (Ok(Some(ServerMessage::Bye(bye))), Some(flag)) = (&result, &self.drained)
+            && bye.code == ByeCode::ServerShutdown
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
         self.note(result)
     }
 

@@ -16,9 +16,20 @@
 //! # Reconciliation
 //!
 //! Each instance declares the close reason the server must record for each of its connections;
-//! with a metrics URL, [`run`] scrapes `gameserver_sessions_closed_total{reason}` before and after
-//! and compares the deltas per reason (see [`reconcile`]). Reconciliation counts connections that
-//! became sessions (plus the probe): one per instance, two per resume instance.
+//! with a metrics URL, [`run`] reads the server's account and compares it per reason (see
+//! [`reconcile`]). Every player id of a run starts with `PREFIX-RUN-`: where the server offers
+//! `/closes`, the run counts the closes of its own players there, through the whole run, exactly
+//! whatever else the server serves; otherwise it compares `gameserver_sessions_closed_total`
+//! before and after, which is exact only while the run is the server's only traffic. A drain
+//! (`Bye{server_shutdown}`) is an outcome of its own, reconciled as `server_shutdown`.
+//! Reconciliation counts connections that became sessions (plus the probe): one per instance,
+//! two per resume instance.
+//!
+//! # Players
+//!
+//! Every instance's player is a session of the client library's protocol core
+//! ([`game_client::Core`]), driven over a socket the scenario ends its own way; see
+//! [`player`].
 //!
 //! # Resume
 //!
@@ -52,6 +63,7 @@
 
 pub mod cli;
 pub mod conn;
+mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod options;
@@ -61,10 +73,12 @@ pub mod reconcile;
 pub mod report;
 mod runner;
 mod scenarios;
+mod series;
 mod stats;
+pub mod threshold;
 pub mod token;
 
-pub use options::{Mix, Options, OptionsError, ProgressMode, Scenario};
+pub use options::{Mix, Options, OptionsError, ProgressMode, Scenario, Stage};
 pub use report::{Report, ResumeStats};
 pub use runner::{ProbeError, run};
 pub use scenarios::crash::{CHILD_SUBCOMMAND, ChildArgs, child_main, child_main_from_args};

@@ -2,8 +2,11 @@
 
 use std::process::ExitCode;
 
+use std::io::Write as _;
+
 use clap::Parser;
 use client_sim::cli::{Cli, Internal};
+use client_sim::report::{EXIT_CANNOT_RUN, EXIT_FAIL};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,22 +35,29 @@ fn main() -> ExitCode {
         Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error:#}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
-    print!("{}", report.render());
+    if cli.json_to_stdout() {
+        eprint!("{}", report.render());
+    } else {
+        print!("{}", report.render());
+    }
     if let Some(path) = &cli.json {
         let written = serde_json::to_vec_pretty(&report)
             .map_err(std::io::Error::other)
-            .and_then(|json| std::fs::write(path, json));
+            .and_then(|mut json| {
+                if cli.json_to_stdout() {
+                    json.push(b'\n');
+                    std::io::stdout().write_all(&json)
+                } else {
+                    std::fs::write(path, json)
+                }
+            });
         if let Err(error) = written {
             eprintln!("error: cannot write {}: {error}", path.display());
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAIL);
         }
     }
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    ExitCode::from(report.exit_code())
 }

@@ -1,4 +1,5 @@
-//! Talking to the server's admin endpoint: scraping `/metrics` and kicking sessions.
+//! Talking to the server's admin endpoint: scraping `/metrics`, reading back this run's closes
+//! from `/closes`, and kicking sessions.
 //!
 //! The admin base URL is derived from `--metrics-url`: same scheme, host and port, so that one
 //! flag is enough for reconciliation and the kick scenarios.
@@ -46,6 +47,21 @@ pub enum AdminError {
         /// The URL requested.
         url: String,
     },
+}
+
+/// What `/closes?player_prefix=P&since=N` answers: the closes numbered `N` or later of the
+/// players whose id starts with `P`, by reason (the server keeps a bounded record of recent
+/// closes; `complete` is false when some of those were already dropped from it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct CloseCounts {
+    /// The number the next close on the server will get.
+    pub next: u64,
+    /// False when some close asked for was dropped from the server's record.
+    pub complete: bool,
+    /// How many closes the server's record keeps.
+    pub capacity: usize,
+    /// Closes counted, by reason.
+    pub reasons: BTreeMap<String, u64>,
 }
 
 /// The admin endpoint of one server.
@@ -123,6 +139,45 @@ impl Admin {
         }
         let body = response.text().await.map_err(unreachable)?;
         parse_closed(&body).ok_or(AdminError::NotGameServer { url })
+    }
+
+    /// The closes numbered `since` or later of the players whose id starts with `prefix`, from
+    /// `GET /closes`; `None` when the server has no such endpoint (an older server: HTTP 404).
+    pub async fn closes(
+        &self,
+        prefix: &str,
+        since: u64,
+    ) -> Result<Option<CloseCounts>, AdminError> {
+        let mut url = self.metrics.clone();
+        url.set_path("/closes");
+        url.set_fragment(None);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("player_prefix", prefix)
+            .append_pair("since", &since.to_string());
+        let shown = url.to_string();
+        let unreachable = |error: reqwest::Error| AdminError::Unreachable {
+            url: shown.clone(),
+            cause: root_cause(&error),
+        };
+        let response = self
+            .authorized(self.http.get(url.clone()))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(AdminError::Status {
+                url: shown,
+                status: response.status().as_u16(),
+            });
+        }
+        let body = response.bytes().await.map_err(unreachable)?;
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|_| AdminError::NotGameServer { url: shown })
     }
 
     /// Kicks a session through `POST /sessions/{id}/kick`.

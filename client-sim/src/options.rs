@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::threshold::Threshold;
+
 /// A scenario: one way a game client's connection ends. Each instance of a scenario is one
 /// connection; `scenarios/` documents which field-report case each plays and which close
 /// reason the server must record for it.
@@ -164,6 +166,15 @@ pub enum OptionsError {
     /// Zero clients.
     #[error("--clients must be at least 1")]
     NoClients,
+    /// A `--stages` list that does not parse or never asks for a client.
+    #[error(
+        "bad --stages {0:?}: expected DURATION:CLIENTS,... such as 30s:100,1m:1000,30s:0, with \
+         at least one stage above 0 clients"
+    )]
+    BadStages(String),
+    /// A zero `--interval`.
+    #[error("--interval must be above zero")]
+    BadInterval,
     /// A negative or non-finite connect rate.
     #[error("--connect-rate must be a positive number of connections per second (0 = unpaced)")]
     BadConnectRate,
@@ -434,6 +445,61 @@ pub struct Options {
     pub settle_timeout: Option<Duration>,
     /// Prefix of every player id (ids are `PREFIX-RUN-SLOT-N`, unique per instance).
     pub player_prefix: String,
+    /// Load stages: the number of busy client slots ramps linearly from the previous stage's
+    /// target (0 at the start) to each stage's over its duration. Empty: `clients` slots for
+    /// `duration` (or one instance each). With stages, `clients` is the highest target.
+    pub stages: Vec<Stage>,
+    /// Pass/fail bounds on the run's figures; a failed one sets its own exit status.
+    pub thresholds: Vec<Threshold>,
+    /// Time between two samples of the report's time series.
+    pub interval: Duration,
+}
+
+/// One load stage: ramp to `target` busy client slots over `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage {
+    /// How long the ramp takes.
+    pub duration: Duration,
+    /// Busy slots at its end.
+    pub target: usize,
+}
+
+/// Parses `30s:100,1m:1000,30s:0`.
+pub fn parse_stages(text: &str) -> Result<Vec<Stage>, OptionsError> {
+    let bad = || OptionsError::BadStages(text.to_owned());
+    let stages = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|stage| {
+            let (duration, target) = stage.split_once(':').ok_or_else(bad)?;
+            Ok(Stage {
+                duration: humantime::parse_duration(duration.trim()).map_err(|_| bad())?,
+                target: target.trim().parse().map_err(|_| bad())?,
+            })
+        })
+        .collect::<Result<Vec<Stage>, OptionsError>>()?;
+    if stages.is_empty() || stages.iter().all(|s| s.target == 0) {
+        return Err(bad());
+    }
+    Ok(stages)
+}
+
+/// The number of busy slots `elapsed` into `stages`, and `None` once they are over.
+pub fn stage_target(stages: &[Stage], elapsed: Duration) -> Option<usize> {
+    let mut from = 0usize;
+    let mut start = Duration::ZERO;
+    for stage in stages {
+        let end = start + stage.duration;
+        if elapsed < end {
+            let into = (elapsed - start).as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
+            let target = from as f64 + (stage.target as f64 - from as f64) * into;
+            return Some(target.round() as usize);
+        }
+        from = stage.target;
+        start = end;
+    }
+    None
 }
 
 impl Default for Options {
@@ -459,6 +525,9 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             settle_timeout: None,
             player_prefix: "sim".to_owned(),
+            stages: Vec::new(),
+            thresholds: Vec::new(),
+            interval: Duration::from_secs(1),
         }
     }
 }
@@ -468,6 +537,9 @@ impl Options {
     pub fn validate(&self) -> Result<(), OptionsError> {
         if self.clients == 0 {
             return Err(OptionsError::NoClients);
+        }
+        if self.interval.is_zero() {
+            return Err(OptionsError::BadInterval);
         }
         if !self.connect_rate.is_finite() || self.connect_rate < 0.0 {
             return Err(OptionsError::BadConnectRate);
@@ -491,6 +563,21 @@ impl Options {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_ramp_linearly_from_each_target_to_the_next() {
+        let stages = parse_stages("10s:100, 20s:100,10s:0").unwrap();
+        let at = |s: u64| stage_target(&stages, Duration::from_secs(s));
+        assert_eq!(at(0), Some(0));
+        assert_eq!(at(5), Some(50));
+        assert_eq!(at(10), Some(100));
+        assert_eq!(at(29), Some(100));
+        assert_eq!(at(35), Some(50));
+        assert_eq!(at(40), None);
+        assert!(parse_stages("10s:0").is_err(), "never asks for a client");
+        assert!(parse_stages("10s").is_err());
+        assert!(parse_stages("ten:5").is_err());
+    }
 
     #[test]
     fn mix_parses_weights_bare_names_and_keywords() {

@@ -23,6 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// protocol crate's shared vocabulary.
 pub use protocol::CloseReason as Reason;
 
+/// [`Reconciliation::method`] when the server's `/closes` record was read.
+pub const METHOD_CLOSES: &str = "closes by player prefix";
+/// [`Reconciliation::method`] when the closed-sessions counter was compared.
+pub const METHOD_COUNTERS: &str = "counter deltas";
+
 /// What the server must record for one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -108,6 +113,11 @@ pub struct SetRow {
 pub struct Reconciliation {
     /// True when every observed close is explained and every expected close observed.
     pub ok: bool,
+    /// How the server's account was read: `closes by player prefix` (the server's `/closes`
+    /// record of this run's own players: exact beside other traffic) or `counter deltas`
+    /// (`gameserver_sessions_closed_total` before and after: exact only when this run is the
+    /// server's only traffic).
+    pub method: String,
     /// Closes this run must have caused.
     pub expected_total: u64,
     /// Closes the server counted over the run.
@@ -336,7 +346,8 @@ pub fn reconcile(expected: &Expected, observed: &BTreeMap<String, i64>) -> Recon
         notes.push(format!(
             "the server counted more closes than this run caused: {}; other traffic on the same \
              server (other clients, health checks, an earlier run's sessions ending late) may \
-             explain it: reconciliation assumes client-sim is the server's only traffic",
+             explain it: by counter deltas, reconciliation assumes client-sim is the server's \
+             only traffic",
             extra.join(", ")
         ));
     }
@@ -349,6 +360,7 @@ pub fn reconcile(expected: &Expected, observed: &BTreeMap<String, i64>) -> Recon
     }
     Reconciliation {
         ok,
+        method: METHOD_COUNTERS.to_owned(),
         expected_total: mandatory,
         observed_total,
         unknown_allowed: expected.unknown,
@@ -390,6 +402,7 @@ impl Reconciliation {
                 }
             ));
         }
+        out.push_str(&format!("  method: {}\n", self.method));
         out.push_str(&format!(
             "  RESULT: {} ({} closes expected{}, {} observed)\n",
             if self.ok { "MATCH" } else { "MISMATCH" },

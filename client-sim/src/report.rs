@@ -6,7 +6,21 @@ use std::collections::BTreeMap;
 
 use crate::limits::FdLimit;
 use crate::reconcile::Reconciliation;
+use crate::series::Sample;
 use crate::stats::{Percentiles, ScenarioCounts};
+use crate::threshold::ThresholdResult;
+
+/// The version of the JSON report's layout; it changes when a field changes meaning or goes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Exit status of a run that passed.
+pub const EXIT_PASS: u8 = 0;
+/// Exit status when an instance's checks failed or the server's account disagrees.
+pub const EXIT_FAIL: u8 = 1;
+/// Exit status when the run could not start (nothing listening, not a game server, bad options).
+pub const EXIT_CANNOT_RUN: u8 = 2;
+/// Exit status when everything else passed but a `--threshold` did not hold.
+pub const EXIT_THRESHOLD: u8 = 3;
 
 /// Connect attempts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -88,6 +102,13 @@ impl ResumeStats {
 /// Everything a run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// When the run started, RFC 3339 in UTC.
+    pub started_at: String,
+    /// `pass`, `fail` (checks or reconciliation) or `threshold` (only thresholds failed): the
+    /// exit status in words.
+    pub verdict: String,
     /// The server address as given.
     pub server: String,
     /// The mix, as `name=weight,...`.
@@ -114,6 +135,13 @@ pub struct Report {
     pub errors: BTreeMap<String, ErrorCount>,
     /// The resume scenarios' account: resumes, and anything lost or repeated across them.
     pub resume: ResumeStats,
+    /// Instances whose session the server ended with its drain (`Bye{server_shutdown}`): an
+    /// outcome of their own, reconciled as `server_shutdown`, not failures.
+    pub drained: u64,
+    /// Every `--threshold` and how it fared.
+    pub thresholds: Vec<ThresholdResult>,
+    /// Every `--interval`: the counters so far and that interval's round trips.
+    pub series: Vec<Sample>,
     /// The first few failure descriptions.
     pub failures: Vec<String>,
     /// The server's account, when `--metrics-url` was given.
@@ -127,11 +155,36 @@ impl Report {
     }
 
     /// True when every instance passed its client-side checks, no resume lost or repeated
-    /// anything, and, if reconciliation ran, it matched. This decides the exit code.
+    /// anything, and, if reconciliation ran, it matched.
     pub fn passed(&self) -> bool {
         self.failed_instances == 0
             && self.resume.lossless()
             && self.reconciliation.as_ref().is_none_or(|r| r.ok)
+    }
+
+    /// True when every threshold held (or none was given).
+    pub fn thresholds_held(&self) -> bool {
+        self.thresholds.iter().all(|t| t.passed)
+    }
+
+    /// The exit status: [`EXIT_FAIL`] before [`EXIT_THRESHOLD`] before [`EXIT_PASS`].
+    pub fn exit_code(&self) -> u8 {
+        if !self.passed() {
+            EXIT_FAIL
+        } else if !self.thresholds_held() {
+            EXIT_THRESHOLD
+        } else {
+            EXIT_PASS
+        }
+    }
+
+    /// The verdict in words, as the report's `verdict` field says it.
+    pub fn verdict_word(&self) -> &'static str {
+        match self.exit_code() {
+            EXIT_PASS => "pass",
+            EXIT_THRESHOLD => "threshold",
+            _ => "fail",
+        }
     }
 
     /// The human-readable summary.
@@ -193,21 +246,29 @@ impl Report {
         line(
             &mut out,
             format!(
-                "latency (ms)          {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                "count", "p50", "p90", "p99", "p99.9", "max"
+                "latency (ms)     {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "count", "min", "mean", "p50", "p95", "p99", "p99.9", "max"
             ),
         );
         for (name, p) in [
             ("connect", &self.latency.connect_ms),
             ("ping rtt", &self.latency.rtt_ms),
-            ("detection (vanish)", &self.latency.detection_ms),
+            ("detection", &self.latency.detection_ms),
         ] {
+            let figures = [p.min, p.mean, p.p50, p.p95, p.p99, p.p999, p.max];
+            let shown: Vec<String> = figures
+                .iter()
+                .map(|v| {
+                    if p.count == 0 {
+                        format!("{:>8}", "-")
+                    } else {
+                        format!("{v:>8.3}")
+                    }
+                })
+                .collect();
             line(
                 &mut out,
-                format!(
-                    "  {name:<19} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-                    p.count, p.p50, p.p90, p.p99, p.p999, p.max
-                ),
+                format!("  {name:<14} {:>7} {}", p.count, shown.join(" ")),
             );
         }
         let r = &self.resume;
@@ -238,6 +299,16 @@ impl Report {
                 ),
             );
         }
+        if self.drained > 0 {
+            line(
+                &mut out,
+                format!(
+                    "drained: {} instance(s) ended by the server's drain (Bye{{server_shutdown}}); \
+                     counted as server_shutdown, not as failures; no instance started after it",
+                    self.drained
+                ),
+            );
+        }
         if self.errors.is_empty() {
             line(&mut out, "client-observed errors: none".to_owned());
         } else {
@@ -263,7 +334,8 @@ impl Report {
             Some(rec) => {
                 line(
                     &mut out,
-                    "reconciliation: gameserver_sessions_closed_total{reason} deltas over the run".to_owned(),
+                    "reconciliation: the server's closes of this run's sessions, by reason"
+                        .to_owned(),
                 );
                 out.push_str(&rec.render());
             }
@@ -272,9 +344,25 @@ impl Report {
                 "reconciliation: skipped (pass --metrics-url to compare with the server's counters)".to_owned(),
             ),
         }
+        if !self.thresholds.is_empty() {
+            line(&mut out, "thresholds:".to_owned());
+            for result in &self.thresholds {
+                line(&mut out, format!("  {result}"));
+            }
+        }
         line(
             &mut out,
-            format!("verdict: {}", if self.passed() { "PASS" } else { "FAIL" }),
+            format!(
+                "verdict: {}",
+                match self.exit_code() {
+                    EXIT_PASS => "PASS".to_owned(),
+                    EXIT_THRESHOLD => format!(
+                        "FAIL: {} threshold(s) did not hold (exit status {EXIT_THRESHOLD})",
+                        self.thresholds.iter().filter(|t| !t.passed).count()
+                    ),
+                    _ => format!("FAIL (exit status {EXIT_FAIL})"),
+                }
+            ),
         );
         out
     }

@@ -1,16 +1,22 @@
 //! One run: check the target, start the client slots at the paced rate, wait for them, then ask
 //! the server for its account and reconcile.
 //!
-//! Order matters for exactness: the "before" scrape comes first, then a probe connection (which
+//! Order matters for exactness: the "before" reading comes first, then a probe connection (which
 //! also tells a game server from anything else, and is itself one expected `client_quit`), then
-//! the instances, then the "after" scrapes until the server's counts settle.
+//! the instances, then the "after" readings until the server's counts settle.
+//!
+//! The server's account is read, where it offers one, from its `/closes` record of recent closes
+//! by player id: every player of a run has an id starting `PREFIX-RUN-`, so the run counts its
+//! own closes exactly whatever else the server serves (another run, a steady load, real
+//! players). A server without `/closes` is reconciled from the deltas of its closed-sessions
+//! counter, which is exact only while this run is its only traffic. The report names the method.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use protocol::ByeCode;
@@ -19,14 +25,19 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::conn::{self, ClientError, Conn, ErrorKind};
+use crate::ledger::{self, Ledger, Reading};
 use crate::limits::{self, RESERVED_FDS};
 use crate::metrics::Admin;
+use crate::options::stage_target;
 use crate::options::{Options, Scenario};
 use crate::player::Player;
 use crate::progress::Progress;
 use crate::reconcile::{self, Expect, Expected, Reason, Reconciliation};
-use crate::report::{Connects, ErrorCount, Latencies, Report, ResumeStats, Traffic};
+use crate::report::{
+    Connects, ErrorCount, Latencies, Report, ResumeStats, SCHEMA_VERSION, Traffic,
+};
 use crate::scenarios::{self, Ctx, GRACE, Instance};
+use crate::series::Series;
 use crate::stats::{Stats, get};
 use crate::token;
 
@@ -36,6 +47,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// (longer than the default linger timeout of 2 s, during which a lingering close is not yet
 /// counted).
 const STABLE_FOR: Duration = Duration::from_secs(3);
+/// How often an idle slot looks whether the load stages want it busy.
+const STAGE_POLL: Duration = Duration::from_millis(100);
 /// Time between two scrapes while waiting for the server's counters to settle.
 const SCRAPE_EVERY: Duration = Duration::from_millis(250);
 
@@ -135,8 +148,8 @@ async fn probe(
         .auth_secret
         .as_deref()
         .map(|secret| token::mint_token_for(secret, &id, opts.token_ttl));
-    let hello = Player::hello(id, String::new(), token);
-    let mut p = Player::handshake(conn, hello, PROBE_TIMEOUT, Arc::clone(stats))
+    let session = Player::session(id, String::new(), token);
+    let mut p = Player::handshake(conn, session, PROBE_TIMEOUT, Arc::clone(stats))
         .await
         .map_err(|(conn, error)| {
             handshake_error(&name, &conn, error, opts.auth_secret.is_some())
@@ -189,6 +202,7 @@ fn handshake_error(server: &str, conn: &Conn, error: ClientError, have_secret: b
         ClientError::Protocol(_)
         | ClientError::Payload(_)
         | ClientError::Unexpected(_)
+        | ClientError::Violation(_)
         | ClientError::Truncated => {
             let bytes = conn.undecoded();
             if bytes.starts_with(b"HTTP/") {
@@ -330,16 +344,19 @@ async fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Runs the whole thing. See the crate docs for the semantics of slots, instances and duration.
-pub async fn run(opts: Options) -> anyhow::Result<Report> {
+pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
+    if let Some(most) = opts.stages.iter().map(|s| s.target).max() {
+        opts.clients = most;
+    }
     opts.validate()?;
     let fd_limit =
         limits::raise_nofile().context("cannot read or raise the file-descriptor limit")?;
     let capacity = fd_limit.client_capacity();
     if opts.clients as u64 > capacity {
         anyhow::bail!(
-            "--clients {} needs one descriptor each, but this process may open only {} (hard \
+            "{} clients need one descriptor each, but this process may open only {} (hard \
              limit {}, {RESERVED_FDS} kept for itself) and the hard limit cannot be raised: lower \
-             --clients to {capacity} or run several client-sim processes",
+             --clients (or the --stages targets) to {capacity} or run several client-sim processes",
             opts.clients,
             fd_limit.soft,
             fd_limit.hard
@@ -351,17 +368,19 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         .as_deref()
         .map(|url| Admin::new(url, opts.admin_token.clone()))
         .transpose()?;
-    let before = match &admin {
-        Some(admin) => Some(
-            admin
-                .closed_by_reason()
-                .await
-                .context("cannot read the server's metrics (--metrics-url)")?,
-        ),
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let stats = Arc::new(Stats::default());
+    let ledger = match &admin {
+        Some(admin) => Some(Arc::new(
+            Ledger::open(
+                admin,
+                &format!("{}-{run_id}-", opts.player_prefix),
+                Arc::clone(&stats),
+            )
+            .await?,
+        )),
         None => None,
     };
-    let stats = Arc::new(Stats::default());
-    let run_id = format!("{:08x}", rand::random::<u32>());
     let timing = probe(
         &opts,
         server,
@@ -386,8 +405,20 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     });
     let expected = Arc::new(Mutex::new(expected));
     let started = Instant::now();
-    let total = opts.duration.is_none().then_some(opts.clients as u64);
-    let progress = Progress::start(opts.progress, Arc::clone(&stats), total, opts.duration);
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let staged: Option<Duration> =
+        (!opts.stages.is_empty()).then(|| opts.stages.iter().map(|s| s.duration).sum());
+    let length = opts.duration.or(staged);
+    let total = length.is_none().then_some(opts.clients as u64);
+    let progress = Progress::start(opts.progress, Arc::clone(&stats), total, length);
+    let series = Series::start(Arc::clone(&stats), opts.interval);
+    let keeping = match (&admin, &ledger) {
+        (Some(admin), Some(ledger)) => Some(tokio::spawn(ledger::keep(
+            admin.clone(),
+            Arc::clone(ledger),
+        ))),
+        _ => None,
+    };
     let pacer = Arc::new(Pacer::start(opts.connect_rate));
     let drawer = Arc::new(Mutex::new(opts.mix.drawer()));
     let next_source = Arc::new(AtomicUsize::new(0));
@@ -402,12 +433,25 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let next_source = Arc::clone(&next_source);
         slots.spawn(async move {
             let mut n = 0u64;
+            let stages = &ctx.opts.stages;
             loop {
+                // With stages, this slot is busy only while the ramp wants at least slot + 1.
+                while !stages.is_empty() {
+                    match stage_target(stages, started.elapsed()) {
+                        None => return,
+                        Some(target) if slot < target => break,
+                        Some(_) => tokio::time::sleep(STAGE_POLL).await,
+                    }
+                }
                 let scenario = drawer.lock().unwrap_or_else(PoisonError::into_inner).draw();
                 if !scenario.unpaced() {
                     pacer.wait().await;
                 }
                 if n > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                // A server that drains takes no new sessions: start none.
+                if get(&ctx.stats.drained) > 0 {
                     break;
                 }
                 let sources = &ctx.opts.source_addrs;
@@ -418,9 +462,14 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                     scenario,
                     id: format!("{}-{}-{slot}-{n}", ctx.opts.player_prefix, ctx.run_id),
                     source,
+                    drained: Arc::new(AtomicBool::new(false)),
                 };
                 crate::stats::add(&ctx.stats.started, 1);
-                let verdict = scenarios::run(&inst).await;
+                let mut verdict = scenarios::run(&inst).await;
+                if inst.drained.load(Ordering::Relaxed) {
+                    crate::stats::add(&ctx.stats.drained, 1);
+                    verdict = verdict.drained();
+                }
                 ctx.stats.record_outcome(
                     Some(scenario),
                     &verdict.errors,
@@ -435,7 +484,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 }
                 drop(expected);
                 n += 1;
-                if deadline.is_none_or(|d| Instant::now() >= d) {
+                if stages.is_empty() && deadline.is_none_or(|d| Instant::now() >= d) {
                     break;
                 }
             }
@@ -449,49 +498,74 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let elapsed = started.elapsed();
     drop(pacer);
     progress.finish();
+    let series = series.finish();
 
     let expected = expected
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    let reconciliation = match (&admin, &before) {
-        (Some(admin), Some(before)) => {
+    let reconciliation = match (&admin, &ledger) {
+        (Some(admin), Some(ledger)) => {
             let bound = opts.settle_timeout.unwrap_or(timing.idle + GRACE);
-            Some(settle(admin, before, &expected, bound).await)
+            Some(settle(admin, ledger, &expected, bound).await)
         }
         _ => None,
     };
-    Ok(build_report(
-        &opts,
-        &stats,
-        fd_limit,
-        elapsed,
-        reconciliation,
-    ))
+    if let Some(keeping) = keeping {
+        keeping.abort();
+    }
+    let mut report = build_report(&opts, &stats, fd_limit, elapsed, reconciliation);
+    report.started_at = started_at;
+    report.series = series;
+    report.thresholds = opts.thresholds.iter().map(|t| t.check(&report)).collect();
+    report.verdict = report.verdict_word().to_owned();
+    Ok(report)
 }
 
-/// Scrapes until the server's counts match, stop changing for [`STABLE_FOR`], or `bound` passes.
+/// Reads the server's account until it matches, stops changing for [`STABLE_FOR`], or `bound`
+/// passes. A server that no longer answers (it drained and exited) is judged on the last
+/// reading the ledger took.
 async fn settle(
     admin: &Admin,
-    before: &BTreeMap<String, f64>,
+    ledger: &Ledger,
     expected: &Expected,
     bound: Duration,
 ) -> Reconciliation {
+    let judge = |reading: &Reading| {
+        let mut rec = reconcile::reconcile(expected, &reading.closes);
+        rec.method = ledger.method().to_owned();
+        if let Some(short) = &reading.short {
+            rec.ok = false;
+            rec.notes.push(short.clone());
+        }
+        rec
+    };
     let started = Instant::now();
-    let mut last: Option<BTreeMap<String, f64>> = None;
+    let mut last: Option<BTreeMap<String, i64>> = None;
     let mut last_change = Instant::now();
     loop {
-        let verdict = match admin.closed_by_reason().await {
-            Ok(after) => {
-                let rec = reconcile::reconcile(expected, &reconcile::deltas(before, &after));
+        let verdict = match ledger.read(admin).await {
+            Ok(reading) => {
+                let rec = judge(&reading);
                 if rec.ok {
                     return rec;
                 }
-                if last.as_ref() != Some(&after) {
-                    last = Some(after);
+                if last.as_ref() != Some(&reading.closes) {
+                    last = Some(reading.closes);
                     last_change = Instant::now();
                 }
                 Ok(rec)
+            }
+            Err(error) if get(&ledger.stats().drained) > 0 => {
+                if let Some(reading) = ledger.last().await {
+                    let mut rec = judge(&reading);
+                    rec.notes.push(format!(
+                        "the server drained and no longer answers ({error}): compared with its \
+                         last reading, taken while it drained"
+                    ));
+                    return rec;
+                }
+                Err(error)
             }
             Err(error) => Err(error),
         };
@@ -502,7 +576,8 @@ async fn settle(
                 Err(error) => {
                     let mut rec = reconcile::reconcile(expected, &BTreeMap::new());
                     rec.ok = false;
-                    rec.notes.push(format!("the last scrape failed: {error}"));
+                    rec.method = ledger.method().to_owned();
+                    rec.notes.push(format!("the last reading failed: {error}"));
                     rec
                 }
             };
@@ -523,6 +598,12 @@ fn build_report(
     let sent = get(&stats.sent_msgs);
     let received = get(&stats.recv_msgs);
     Report {
+        schema_version: SCHEMA_VERSION,
+        started_at: String::new(),
+        verdict: String::new(),
+        drained: get(&stats.drained),
+        thresholds: Vec::new(),
+        series: Vec::new(),
         server: opts.server.clone(),
         mix: opts.mix.to_string(),
         clients: opts.clients,

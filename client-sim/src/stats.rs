@@ -39,6 +39,10 @@ pub struct Stats {
     pub finished: AtomicU64,
     /// Scenario instances whose client-side checks failed.
     pub failed: AtomicU64,
+    /// Instances whose session the server ended with its drain (`Bye{server_shutdown}`).
+    pub drained: AtomicU64,
+    /// Clients silent on purpose right now, waiting for the server to drop them.
+    pub awaiting_detection: AtomicU64,
     /// Resume `Hello`s sent by the resume scenarios.
     pub resumes_attempted: AtomicU64,
     /// Resumes the server accepted (`Welcome.resumed`, the same session id).
@@ -58,6 +62,8 @@ pub struct Stats {
     errors: [[AtomicU64; 2]; ErrorKind::ALL.len()],
     connect_us: Hist,
     rtt_us: Hist,
+    /// Round trips since the time series' last sample.
+    rtt_window_us: Hist,
     detect_us: Hist,
     per_scenario: Mutex<BTreeMap<Scenario, ScenarioCounts>>,
     /// Distinct failure descriptions, with how often each occurred.
@@ -75,15 +81,22 @@ pub struct ScenarioCounts {
     pub failed: u64,
 }
 
-/// Percentiles of one histogram, in milliseconds.
+/// Percentiles of one histogram, in milliseconds (all zero when `count` is 0: the summary shows
+/// "-" then).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Percentiles {
     /// Samples recorded.
     pub count: u64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
     /// Median.
     pub p50: f64,
     /// 90th percentile.
     pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
     /// 99.9th percentile.
@@ -115,14 +128,32 @@ fn record(hist: &Hist, value: Duration) {
 
 fn percentiles(hist: &Hist) -> Percentiles {
     let hist = hist.lock().unwrap_or_else(PoisonError::into_inner);
-    let Some(hist) = hist.as_ref().filter(|h| !h.is_empty()) else {
+    hist.as_ref().map(percentiles_of).unwrap_or_default()
+}
+
+/// The percentiles of `hist`, then emptied: one interval's figures.
+fn take_percentiles(hist: &Hist) -> Percentiles {
+    let mut hist = hist.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(hist) = hist.as_mut() else {
         return Percentiles::default();
     };
+    let figures = percentiles_of(hist);
+    hist.reset();
+    figures
+}
+
+fn percentiles_of(hist: &Histogram<u64>) -> Percentiles {
+    if hist.is_empty() {
+        return Percentiles::default();
+    }
     let ms = |micros: u64| micros as f64 / 1000.0;
     Percentiles {
         count: hist.len(),
+        min: ms(hist.min()),
+        mean: hist.mean() / 1000.0,
         p50: ms(hist.value_at_quantile(0.5)),
         p90: ms(hist.value_at_quantile(0.9)),
+        p95: ms(hist.value_at_quantile(0.95)),
         p99: ms(hist.value_at_quantile(0.99)),
         p999: ms(hist.value_at_quantile(0.999)),
         max: ms(hist.max()),
@@ -142,6 +173,8 @@ impl Default for Stats {
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            drained: AtomicU64::new(0),
+            awaiting_detection: AtomicU64::new(0),
             resumes_attempted: AtomicU64::new(0),
             resumes_succeeded: AtomicU64::new(0),
             resume_off: AtomicU64::new(0),
@@ -152,10 +185,28 @@ impl Default for Stats {
             errors: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
             connect_us: new_histogram(),
             rtt_us: new_histogram(),
+            rtt_window_us: new_histogram(),
             detect_us: new_histogram(),
             per_scenario: Mutex::new(BTreeMap::new()),
             failures: Mutex::new(Vec::new()),
         }
+    }
+}
+
+/// Counts one silent client waiting for the server to drop it, until dropped.
+#[derive(Debug)]
+pub(crate) struct AwaitingDetection<'a>(&'a Stats);
+
+impl<'a> AwaitingDetection<'a> {
+    pub(crate) fn new(stats: &'a Stats) -> AwaitingDetection<'a> {
+        add(&stats.awaiting_detection, 1);
+        AwaitingDetection(stats)
+    }
+}
+
+impl Drop for AwaitingDetection<'_> {
+    fn drop(&mut self) {
+        self.0.awaiting_detection.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -178,6 +229,12 @@ impl Stats {
     /// Records a ping round trip.
     pub(crate) fn record_rtt(&self, rtt: Duration) {
         record(&self.rtt_us, rtt);
+        record(&self.rtt_window_us, rtt);
+    }
+
+    /// The round trips recorded since the last call, for the time series.
+    pub(crate) fn take_rtt_window(&self) -> Percentiles {
+        take_percentiles(&self.rtt_window_us)
     }
 
     /// Records how long the server took to drop a silent client, as the client saw it.

@@ -120,3 +120,141 @@ async fn the_crash_child_reports_its_session_and_stops_inside_a_frame_when_kille
         "unexpected end: {end}"
     );
 }
+
+/// A game server in this process, on loopback ports of its own.
+async fn start_server() -> (
+    std::net::SocketAddr,
+    String,
+    game_engine::shutdown::Shutdown,
+) {
+    let mut config = game_engine::testkit::test_config();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let listener = game_engine::acceptor::bind(config.server.listen, config.server.listen_backlog)
+        .expect("bind the game port");
+    let admin = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .expect("bind the admin port");
+    let addr = listener.local_addr().expect("game address");
+    let metrics = format!(
+        "http://{}/metrics",
+        admin.local_addr().expect("admin address")
+    );
+    let shutdown = game_engine::shutdown::Shutdown::new();
+    tokio::spawn(game_engine::run(
+        listener,
+        admin,
+        config,
+        std::sync::Arc::new(rooms::Rooms::default()),
+        shutdown.clone(),
+    ));
+    (addr, metrics, shutdown)
+}
+
+/// Runs the binary against the server with `--json -` and `extra`; returns the exit status, the
+/// parsed report and standard error.
+async fn run_json(
+    addr: std::net::SocketAddr,
+    metrics: &str,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let out = tokio::process::Command::new(EXE)
+        .args([
+            "--server",
+            &addr.to_string(),
+            "--metrics-url",
+            metrics,
+            "--mix",
+            "graceful=2,close-no-bye=1",
+            "--clients",
+            "3",
+            "--interval",
+            "200ms",
+            "--json",
+            "-",
+        ])
+        .args(extra)
+        .output()
+        .await
+        .expect("run client-sim");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("standard output is not the JSON report ({e}): {stderr}"));
+    (out.status.code(), report, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_that_cannot_hold_fails_the_run_with_its_own_status_and_names_itself() {
+    let (addr, metrics, shutdown) = start_server().await;
+    let (status, report, stderr) = run_json(
+        addr,
+        &metrics,
+        &[
+            "--threshold",
+            "rtt.p95<0.001ms",
+            "--threshold",
+            "connect.fail_rate<1%",
+        ],
+    )
+    .await;
+    assert_eq!(status, Some(3), "{stderr}");
+    assert_eq!(report["verdict"], "threshold", "{stderr}");
+    let thresholds = report["thresholds"].as_array().expect("thresholds");
+    assert_eq!(thresholds.len(), 2);
+    assert_eq!(thresholds[0]["threshold"], "rtt.p95<0.001ms");
+    assert_eq!(thresholds[0]["passed"], false);
+    assert_eq!(thresholds[1]["passed"], true);
+    let failed_line = stderr
+        .lines()
+        .find(|l| l.contains("rtt.p95<0.001ms"))
+        .unwrap_or_else(|| panic!("no line for the threshold: {stderr}"));
+    assert!(failed_line.contains("FAILED"), "{failed_line}");
+    // Everything else about the run passed: only the threshold decided the status.
+    assert_eq!(report["failed_instances"], 0, "{stderr}");
+    assert_eq!(report["reconciliation"]["ok"], true, "{stderr}");
+
+    let (status, report, stderr) = run_json(addr, &metrics, &["--threshold", "rtt.p95<60s"]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert_eq!(report["verdict"], "pass");
+    shutdown.drain();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_report_carries_its_schema_version_start_time_and_a_time_series() {
+    let (addr, metrics, shutdown) = start_server().await;
+    let (status, report, stderr) = run_json(addr, &metrics, &["--inputs", "30"]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert_eq!(report["schema_version"], 2);
+    let started = report["started_at"].as_str().expect("started_at");
+    assert!(
+        humantime::parse_rfc3339(started).is_ok(),
+        "started_at {started:?} is not RFC 3339"
+    );
+    assert_eq!(
+        report["reconciliation"]["method"], "closes by player prefix",
+        "{stderr}"
+    );
+    // 30 inputs at 20 Hz take 1.5 s: several 200 ms samples, counters that never go down, and
+    // a last sample that has every instance finished.
+    let series = report["series"].as_array().expect("series");
+    assert!(series.len() >= 5, "{} samples", series.len());
+    let finished: Vec<u64> = series
+        .iter()
+        .map(|s| s["instances_finished"].as_u64().expect("a count"))
+        .collect();
+    assert!(finished.windows(2).all(|w| w[0] <= w[1]), "{finished:?}");
+    assert_eq!(finished.last(), Some(&3));
+    let rtts: u64 = series
+        .iter()
+        .map(|s| s["rtt_ms"]["count"].as_u64().expect("a count"))
+        .sum();
+    let total = report["latency"]["rtt_ms"]["count"]
+        .as_u64()
+        .expect("a count");
+    // The run's figure also holds the probe connection's round trip (at most one), measured
+    // before the series began.
+    assert!(
+        rtts >= 3 && total - rtts <= 1,
+        "the intervals hold {rtts} round trips, the run {total}"
+    );
+    shutdown.drain();
+}

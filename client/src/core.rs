@@ -141,7 +141,7 @@ enum Phase {
 }
 
 /// What a session keeps across its connections.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Kept {
     session_id: u64,
     room: String,
@@ -152,7 +152,10 @@ struct Kept {
 }
 
 /// A client session's protocol state.
-#[derive(Debug)]
+///
+/// A clone is an independent copy of the state at that moment: a test can keep one to compare
+/// with later, or hand it to a second connection while the first is still open.
+#[derive(Debug, Clone)]
 pub struct Core {
     config: Config,
     phase: Phase,
@@ -528,6 +531,14 @@ impl Core {
         self.next_ping = (!period.is_zero()).then(|| now + period);
     }
 
+    /// Acknowledges every event delivered so far now, rather than with the next heartbeat: for
+    /// example before the application goes quiet for a while. Only while welcomed.
+    pub fn acknowledge(&mut self) {
+        if self.phase == Phase::Live {
+            self.send_ack();
+        }
+    }
+
     fn send_ack(&mut self) {
         if self.last_event > self.acked_events {
             self.acked_events = self.last_event;
@@ -545,6 +556,11 @@ impl Core {
     /// The next thing to tell the game.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.output.pop_front()
+    }
+
+    /// Who the client is and where it plays.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The last round trip measured by the client's own ping.
@@ -797,6 +813,22 @@ mod tests {
             drain(&mut core).as_slice(),
             [ClientMessage::Input { seq: 1, .. }]
         ));
+    }
+
+    #[test]
+    fn acknowledging_now_sends_one_ack_for_what_was_delivered() {
+        let (mut core, now) = live();
+        core.acknowledge();
+        assert!(
+            drain(&mut core).is_empty(),
+            "nothing delivered, nothing to acknowledge"
+        );
+        core.receive(event(1), now).expect("event");
+        core.receive(event(2), now).expect("event");
+        drain(&mut core);
+        core.acknowledge();
+        core.acknowledge();
+        assert_eq!(drain(&mut core), [ClientMessage::Ack { seq: 2 }]);
     }
 
     #[test]

@@ -79,3 +79,95 @@ async fn sessions_shorter_than_a_heartbeat_still_measure_a_round_trip() {
     );
     server.stop().await;
 }
+
+/// Two runs against one server at once: each reads back only its own players' closes from the
+/// server's `/closes` record, so each reconciles exactly although the server's counters hold
+/// both runs' closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_each_reconcile_exactly_with_their_own_closes() {
+    let server = TestServer::start(|_| {}).await;
+    let before = server.scrape().await;
+    let mix: Mix = "graceful=3,close-no-bye=2,abort=2,exit-unread=2,crash=1,flood=1,\
+                    kicked-then-recv=1,reset-and-return=1"
+        .parse()
+        .expect("mix");
+    let (first, second) = tokio::join!(
+        client_sim::run(options(&server, 13, mix.clone())),
+        client_sim::run(options(&server, 13, mix)),
+    );
+    for report in [first, second] {
+        let report = report.expect("client-sim runs");
+        let rendered = report.render();
+        eprintln!("{rendered}");
+        assert!(report.passed(), "{rendered}");
+        let reconciliation = report.reconciliation.as_ref().expect("reconciled");
+        assert_eq!(
+            reconciliation.method,
+            client_sim::reconcile::METHOD_CLOSES,
+            "{rendered}"
+        );
+        // The probe, 13 instances, one more for the resume instance: this run's closes only.
+        assert_eq!(reconciliation.expected_total, 15, "{rendered}");
+        assert_eq!(reconciliation.observed_total, 15, "{rendered}");
+    }
+    // The server's own counter holds both runs: compared by counter deltas, each run would
+    // have seen the other's closes as extra.
+    let deltas = server.scrape().await.close_deltas(&before);
+    assert_eq!(deltas.values().sum::<u64>(), 30, "{deltas:?}");
+    server.stop().await;
+}
+
+/// A drain in the middle of a run is an outcome of its own: the sessions it ends are counted,
+/// reconciled as `server_shutdown` (read while the server drained), and do not fail the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_during_a_run_is_counted_and_reconciled_not_failed() {
+    const CLIENTS: usize = 6;
+    let server = TestServer::start(|_| {}).await;
+    let run = tokio::spawn(client_sim::run(Options {
+        play_time: Some(std::time::Duration::from_secs(60)),
+        duration: Some(std::time::Duration::from_secs(60)),
+        ..options(&server, CLIENTS, "soak=1".parse().expect("mix"))
+    }));
+    // Every player in its game, then the drain.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let active = server
+            .scrape()
+            .await
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("gameserver_sessions_active "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if active >= CLIENTS as f64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{active} sessions after 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.shutdown.drain();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the run ends soon after the drain")
+        .expect("run task")
+        .expect("client-sim runs");
+    let rendered = report.render();
+    eprintln!("{rendered}");
+    assert_eq!(report.drained, CLIENTS as u64, "{rendered}");
+    assert_eq!(
+        report.instances, CLIENTS as u64,
+        "no instance after the drain: {rendered}"
+    );
+    assert!(report.passed(), "{rendered}");
+    let reconciliation = report.reconciliation.as_ref().expect("reconciled");
+    let shutdown_row = reconciliation
+        .rows
+        .iter()
+        .find(|r| r.reason == "server_shutdown")
+        .unwrap_or_else(|| panic!("no server_shutdown row: {rendered}"));
+    assert_eq!(shutdown_row.observed, CLIENTS as i64, "{rendered}");
+    assert!(rendered.contains("drained: 6 instance(s)"), "{rendered}");
+}

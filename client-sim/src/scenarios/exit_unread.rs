@@ -23,8 +23,9 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
     };
     let result = async {
         let payload = bytes::Bytes::from(vec![0x21u8; inst.opts().input_bytes]);
-        let burst: Vec<_> = (0..BURST).map(|_| p.next_input(payload.clone())).collect();
-        p.conn.send_all(&burst).await.during("sending the burst")?;
+        p.send_inputs(BURST, payload)
+            .await
+            .during("sending the burst")?;
         if !p.conn.wait_unread(p.idle).await {
             return Err(Failure::Check(format!(
                 "nothing arrived within {:?} to leave unread: the server did not relay the burst",

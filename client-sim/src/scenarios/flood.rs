@@ -16,7 +16,7 @@ use crate::conn::ClientError;
 use crate::reconcile::{Expect, Reason};
 
 /// Inputs per batch.
-const BATCH: usize = 100;
+const BATCH: u32 = 100;
 /// Time between batches.
 const EVERY: Duration = Duration::from_millis(10);
 /// How long the client floods before it concludes the server has no rate limit.
@@ -45,7 +45,7 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
                 () = &mut deadline => Step::Deadline,
             };
             match step {
-                Step::Frame(Ok(Some(message))) => match p.absorb(message, false).await {
+                Step::Frame(Ok(Some(message))) => match p.absorb(message) {
                     Ok(()) => {}
                     Err(ClientError::ServerBye { .. }) => break,
                     Err(error) => return Err(error).during("reading while flooding"),
@@ -53,10 +53,9 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
                 Step::Frame(Ok(None)) => return Err(ClientError::Eof).during("flooding"),
                 Step::Frame(Err(error)) => return Err(error).during("reading while flooding"),
                 Step::Batch => {
-                    let batch: Vec<_> = (0..BATCH).map(|_| p.next_input(payload.clone())).collect();
                     // A write error here means the server already closed; its Bye is still
                     // in the receive buffer, so keep reading rather than give up.
-                    if p.conn.send_all(&batch).await.is_err() {
+                    if p.send_inputs(BATCH, payload.clone()).await.is_err() {
                         break;
                     }
                 }

@@ -28,9 +28,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use protocol::{ByeCode, Hello};
+use game_client::Core;
+use protocol::ByeCode;
 
 use crate::conn::{self, ClientError, Conn, ErrorKind};
 use crate::metrics::Admin;
@@ -87,6 +89,9 @@ pub(crate) struct Instance {
     /// older session, which no scenario expects).
     pub id: String,
     pub source: Option<IpAddr>,
+    /// Set when the server ended one of this instance's sessions with its drain
+    /// (`Bye{server_shutdown}`): see [`Verdict::drained`].
+    pub drained: Arc<AtomicBool>,
 }
 
 /// How one instance ended, for the summary and for reconciliation.
@@ -99,6 +104,19 @@ pub(crate) struct Verdict {
     pub failure: Option<String>,
     /// Every error its socket reported.
     pub errors: Vec<ErrorKind>,
+}
+
+impl Verdict {
+    /// The verdict of an instance whose last connection the server ended with its drain
+    /// (`Bye{server_shutdown}`): an outcome of its own, not a failure. Whatever the scenario was
+    /// about to do, the server records that connection as `server_shutdown`.
+    pub fn drained(mut self) -> Verdict {
+        if let Some(last) = self.expects.last_mut() {
+            *last = Expect::Exact(Reason::ServerShutdown);
+            self.failure = None;
+        }
+        self
+    }
 }
 
 /// Why an instance's client-side checks failed.
@@ -182,12 +200,13 @@ impl Instance {
     /// failed or the server was full) or whatever the server will record for the failed
     /// handshake.
     pub async fn open(&self, room: String) -> Result<Player, Verdict> {
-        self.open_with(Player::hello(self.id.clone(), room, self.token()))
+        self.open_with(Player::session(self.id.clone(), room, self.token()))
             .await
     }
 
-    /// Connects and handshakes with `hello` (a resume `Hello`, say); fails like [`Self::open`].
-    pub async fn open_with(&self, hello: Hello) -> Result<Player, Verdict> {
+    /// Connects and handshakes the session `core` holds (one to resume, say); fails like
+    /// [`Self::open`].
+    pub async fn open_with(&self, core: Core) -> Result<Player, Verdict> {
         let stats = &self.ctx.stats;
         let stream =
             match conn::connect(self.ctx.server, self.source, self.opts().connect_timeout).await {
@@ -205,8 +224,9 @@ impl Instance {
                     });
                 }
             };
-        let conn = Conn::new(stream, Arc::clone(stats));
-        Player::handshake(conn, hello, WELCOME_LIMIT, Arc::clone(stats))
+        let mut conn = Conn::new(stream, Arc::clone(stats));
+        conn.on_drain(Arc::clone(&self.drained));
+        Player::handshake(conn, core, WELCOME_LIMIT, Arc::clone(stats))
             .await
             .map_err(|(conn, error)| Verdict {
                 expects: vec![expect_after_failed_handshake(&error)],
@@ -297,10 +317,10 @@ pub(crate) async fn quit_and_check(p: &mut Player) -> Result<(), Failure> {
             )));
         }
     }
-    if p.server_ack != sent {
+    if p.server_ack() != sent {
         return Err(Failure::Check(format!(
             "the server acknowledged input {} of {sent} before its Bye: inputs were lost",
-            p.server_ack
+            p.server_ack()
         )));
     }
     Ok(())

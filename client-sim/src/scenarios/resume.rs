@@ -31,7 +31,7 @@ use super::{During, Failure, GRACE, Instance, Verdict, errors_of, play_inputs, q
 use crate::conn::{ClientError, ErrorKind};
 use crate::player::{INPUT_FILL, Kept, Player};
 use crate::reconcile::{Expect, Reason};
-use crate::stats::add;
+use crate::stats::{AwaitingDetection, add};
 
 /// Inputs written in one go right before the break: some are still in flight when it comes.
 const BURST: u32 = 10;
@@ -85,9 +85,7 @@ pub(crate) async fn run(inst: &Instance, how: Break) -> Verdict {
         play_inputs(&mut p, first_half, inst.opts().input_bytes).await?;
         p.ack_events().await.during("acknowledging events")?;
         let payload = Bytes::from(vec![INPUT_FILL; inst.opts().input_bytes]);
-        let burst: Vec<_> = (0..BURST).map(|_| p.next_input(payload.clone())).collect();
-        p.conn
-            .send_all(&burst)
+        p.send_inputs(BURST, payload)
             .await
             .during("sending a burst of inputs")
     }
@@ -138,9 +136,11 @@ async fn break_off(inst: &Instance, mut p: Player, how: Break) -> Result<Broken,
         Break::Vanish => {
             // Silent from the last write: the server's idle timer started there. Read nothing
             // until it must have run out, then read what is left, up to the reset.
+            let waiting = AwaitingDetection::new(&inst.ctx.stats);
             tokio::time::sleep_until(p.conn.last_write() + p.idle).await;
             let limit = p.heartbeat + GRACE;
             let drained = p.drain(limit, "the server to drop a silent client").await;
+            drop(waiting);
             let reaped = match drained.end {
                 Ok(())
                 | Err(ClientError::Io {
@@ -185,8 +185,9 @@ async fn come_back(inst: &Instance, how: Break, broken: Broken) -> Verdict {
     } = broken;
     let stats = &inst.ctx.stats;
     add(&stats.resumes_attempted, 1);
-    let hello = Player::resume_hello(inst.id.clone(), &kept, inst.token());
-    let mut q = match inst.open_with(hello).await {
+    // The kept core says Hello with the resume token and the last event received; after the
+    // resumed Welcome it resends, by itself, every input the server had not applied.
+    let mut q = match inst.open_with(kept.core.clone()).await {
         Ok(q) => q,
         Err(mut verdict) => {
             // A roaming client's old connection is taken over only by a resume that works.
@@ -216,9 +217,6 @@ async fn come_back(inst: &Instance, how: Break, broken: Broken) -> Verdict {
         if let Some(old) = old.as_mut() {
             check_replaced(old).await?;
         }
-        q.resend_after(q.welcome.last_input_seq, inst.opts().input_bytes)
-            .await
-            .during("resending the inputs the server had not applied")?;
         let second_half = inst.opts().inputs - inst.opts().inputs / 2;
         play_inputs(&mut q, second_half, inst.opts().input_bytes).await?;
         quit_and_check(&mut q).await?;

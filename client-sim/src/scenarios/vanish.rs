@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::{Failure, GRACE, Instance, Verdict, errors_of};
 use crate::conn::{ClientError, ErrorKind};
 use crate::reconcile::{Expect, Reason};
+use crate::stats::AwaitingDetection;
 
 /// Slack for scheduling on a busy 2-core machine.
 const MARGIN: Duration = Duration::from_secs(2);
@@ -23,7 +24,9 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
     };
     let silent_since = p.conn.last_write();
     let limit = p.idle + p.heartbeat + GRACE;
+    let waiting = AwaitingDetection::new(&inst.ctx.stats);
     let drained = p.drain(limit, "the server to drop a silent client").await;
+    drop(waiting);
     let took = drained.at.saturating_duration_since(silent_since);
     let result = match drained.end {
         Ok(())
