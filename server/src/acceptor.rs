@@ -11,14 +11,19 @@ use protocol::{Bye, ByeCode};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::Shared;
 use crate::admission::SourceSlot;
+use crate::close::CloseReason;
 use crate::config::TcpConfig;
 use crate::connection;
+use crate::connection::Opening;
 use crate::logging::ABUSIVE;
 use crate::metrics::Rejection;
+use crate::proxy;
+use crate::session::Ending;
 
 /// Rejections in flight at once; past this, a rejected connection is closed without a `Bye`.
 const MAX_CONCURRENT_REJECTIONS: usize = 256;
@@ -110,6 +115,27 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
         };
         backoff.succeeded();
         configure(&stream, &shared.config.tcp);
+        let proxy = &shared.config.net.proxy_protocol;
+        if proxy.enabled() && proxy.trusts(peer.ip()) {
+            // A balancer: whose connection it is comes with the PROXY header, and the
+            // per-source checks wait for it. The global ones apply now.
+            let admission = if !shared.budget.admits_connection() {
+                Err(Rejection::MemoryBudget)
+            } else {
+                slots
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| Rejection::ServerFull)
+            };
+            match admission {
+                Ok(permit) => {
+                    let shared = shared.clone();
+                    sessions.spawn(proxied(shared, stream, peer, permit));
+                }
+                Err(rejection) => reject(stream, peer, rejection, &shared, &rejections, sessions),
+            }
+            continue;
+        }
         // The per-source checks come first: they cost the least, and a source reconnecting in
         // a loop must not get as far as holding a slot.
         let admission = shared.admission.admit(peer.ip()).and_then(|source| {
@@ -127,7 +153,12 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
                 let admitted = Admitted::new(&shared, source, permit);
                 let shared = shared.clone();
                 sessions.spawn(async move {
-                    connection::serve(shared, stream, peer).await;
+                    let opening = if shared.config.net.proxy_protocol.enabled() {
+                        untrusted_header(&shared, &stream, peer).await
+                    } else {
+                        Opening::now()
+                    };
+                    connection::serve_opened(shared, stream, peer, opening).await;
                     drop(admitted);
                 });
             }
@@ -135,6 +166,102 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
         }
     }
     tracing::info!("stopped accepting");
+}
+
+/// A connection from a trusted balancer: reads its PROXY header within the handshake timeout,
+/// then admits the client it names as if it had connected directly. A missing, malformed or
+/// late header ends the session before it starts (`protocol_error`, `handshake_timeout`).
+async fn proxied(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    balancer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let accepted = Instant::now();
+    let limit = shared.config.session.handshake_timeout;
+    let (peer, failed) = match tokio::time::timeout(limit, proxy::read_header(&mut stream)).await {
+        Ok(Ok(source)) => {
+            shared
+                .metrics
+                .proxy_headers
+                .with_label_values(&["ok"])
+                .inc();
+            (source.unwrap_or(balancer), None)
+        }
+        Ok(Err(error)) => {
+            shared
+                .metrics
+                .proxy_headers
+                .with_label_values(&[error.result()])
+                .inc();
+            let detail = format!("from balancer {balancer}: {error}");
+            (
+                balancer,
+                Some(Ending::because(CloseReason::ProtocolError, detail)),
+            )
+        }
+        Err(_) => {
+            let detail = format!(
+                "no complete PROXY header from balancer {balancer} within session.handshake_timeout"
+            );
+            (
+                balancer,
+                Some(Ending::because(CloseReason::HandshakeTimeout, detail)),
+            )
+        }
+    };
+    let source = match failed {
+        Some(_) => SourceSlot::none(),
+        None => match shared.admission.admit(peer.ip()) {
+            Ok(source) => source,
+            Err(rejection) => {
+                shared
+                    .metrics
+                    .connections_rejected
+                    .with_label_values(&[rejection.as_str()])
+                    .inc();
+                if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
+                    tracing::info!(%peer, %balancer, reason = rejection.as_str(), "connection rejected");
+                }
+                let bye = Bye::new(ByeCode::ServerFull, rejection.explain());
+                connection::reject(stream, bye, shared).await;
+                drop(permit);
+                return;
+            }
+        },
+    };
+    shared.metrics.sessions_accepted.inc();
+    let admitted = Admitted::new(&shared, source, permit);
+    connection::serve_opened(shared.clone(), stream, peer, Opening { accepted, failed }).await;
+    drop(admitted);
+}
+
+/// With PROXY protocol on, a connection from an address that is not a trusted balancer must not
+/// start with a PROXY header: it would claim another client's address. Looks at the first byte
+/// (without reading it) within the handshake timeout.
+async fn untrusted_header(shared: &Shared, stream: &TcpStream, peer: SocketAddr) -> Opening {
+    let accepted = Instant::now();
+    let limit = shared.config.session.handshake_timeout;
+    let mut first = [0u8; 1];
+    let failed = match tokio::time::timeout(limit, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if proxy::looks_like_header(&first[..n]) => {
+            shared
+                .metrics
+                .proxy_headers
+                .with_label_values(&["untrusted"])
+                .inc();
+            Some(Ending::because(
+                CloseReason::ProtocolError,
+                format!(
+                    "a PROXY header from {peer}, which is not in net.proxy_protocol.trusted: \
+                     refused"
+                ),
+            ))
+        }
+        // Whatever else comes (or does not) is the session's to judge, within the same deadline.
+        _ => None,
+    };
+    Opening { accepted, failed }
 }
 
 /// Turns a connection away in a small task of its own, tracked with the sessions so that a

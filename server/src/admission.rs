@@ -281,6 +281,13 @@ fn purge(table: &mut Table, now: Instant, connects: (f64, f64), auth: (f64, f64)
 #[derive(Debug)]
 pub struct SourceSlot(Option<(Arc<Admission>, IpNet)>);
 
+impl SourceSlot {
+    /// No source counted: for a connection whose source never became known.
+    pub(crate) fn none() -> SourceSlot {
+        SourceSlot(None)
+    }
+}
+
 impl Drop for SourceSlot {
     fn drop(&mut self) {
         if let Some((admission, key)) = self.0.take() {

@@ -29,6 +29,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// Socket options applied to every accepted connection.
     pub tcp: TcpConfig,
+    /// What sits in front of the game port.
+    pub net: NetConfig,
     /// The admin HTTP listener.
     pub admin: AdminConfig,
     /// Graceful shutdown.
@@ -133,6 +135,39 @@ pub struct TcpConfig {
     /// TCP_USER_TIMEOUT; zero leaves the kernel default.
     #[serde(with = "humantime_serde")]
     pub user_timeout: Duration,
+}
+
+/// `[net]`: see config/default.toml for what each key does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetConfig {
+    /// PROXY protocol on the game port.
+    pub proxy_protocol: ProxyProtocolConfig,
+}
+
+/// `[net.proxy_protocol]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyProtocolConfig {
+    /// Balancers whose connections start with a PROXY header (required from them, refused from
+    /// anyone else); empty: PROXY protocol off.
+    pub trusted: Vec<IpNet>,
+}
+
+impl ProxyProtocolConfig {
+    /// True when PROXY protocol is on (some balancer is trusted).
+    pub fn enabled(&self) -> bool {
+        !self.trusted.is_empty()
+    }
+
+    /// True when connections from `ip` must start with a PROXY header.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
 }
 
 /// `[admin]`.
@@ -837,6 +872,7 @@ impl Fields<'_> {
                 user_timeout
             }
         );
+        let trusted = self.get::<Vec<IpNet>>("net.proxy_protocol.trusted");
         let admin = section!(
             self,
             "admin",
@@ -875,6 +911,9 @@ impl Fields<'_> {
             server: server?,
             session: session?,
             tcp: tcp?,
+            net: NetConfig {
+                proxy_protocol: ProxyProtocolConfig { trusted: trusted? },
+            },
             admin: admin?,
             shutdown: shutdown?,
             rooms: rooms?,

@@ -131,8 +131,38 @@ impl Peek for &mut ReadHalf<DuplexStream> {
 /// session's whole life and entered on every poll. The few lines a session logs name it
 /// themselves, and the close line carries everything.
 pub(crate) async fn serve<T: Transport>(shared: Arc<Shared>, transport: T, peer: SocketAddr) {
+    serve_opened(shared, transport, peer, Opening::now()).await;
+}
+
+/// How a connection came to its session: when it was accepted, and whether what happened
+/// before the session (a PROXY header) already decided its end.
+#[derive(Debug)]
+pub(crate) struct Opening {
+    /// When the connection was accepted: the handshake deadline counts from here.
+    pub accepted: Instant,
+    /// The end decided before the session started (the session only says `Bye` and closes).
+    pub failed: Option<Ending>,
+}
+
+impl Opening {
+    /// A connection accepted now, nothing decided.
+    pub fn now() -> Opening {
+        Opening {
+            accepted: Instant::now(),
+            failed: None,
+        }
+    }
+}
+
+/// [`serve`] for a connection that got somewhere before its session (see [`Opening`]).
+pub(crate) async fn serve_opened<T: Transport>(
+    shared: Arc<Shared>,
+    transport: T,
+    peer: SocketAddr,
+    opening: Opening,
+) {
     let id = shared.next_session_id();
-    let end = run(&shared, transport, id, peer).await;
+    let end = run(&shared, transport, id, peer, opening).await;
     shared.report(end).await;
 }
 
@@ -142,17 +172,21 @@ async fn run<T: Transport>(
     mut transport: T,
     id: u64,
     peer: SocketAddr,
+    opening: Opening,
 ) -> crate::reaper::SessionEnd {
-    let mut session = Session::new(shared, id, peer);
+    let mut session = Session::new(shared, id, peer, opening.accepted);
     let mut out = Outbox::new(shared.config.server.max_frame_bytes);
-    let ending = {
-        let (read, mut write) = transport.split();
-        // Until the handshake, no frame larger than the largest Hello is read: a length prefix
-        // from an unknown peer cannot make the server reserve a full frame.
-        let mut hello_codec = ServerCodec::new(shared.config.server.max_frame_bytes);
-        hello_codec.set_max_frame(MAX_HELLO_BODY.min(out.max_frame()));
-        let mut reader = FrameReader::new(read, hello_codec);
-        select_loop(shared, &mut session, &mut reader, &mut write, &mut out).await
+    let ending = match opening.failed {
+        Some(ending) => ending,
+        None => {
+            let (read, mut write) = transport.split();
+            // Until the handshake, no frame larger than the largest Hello is read: a length
+            // prefix from an unknown peer cannot make the server reserve a full frame.
+            let mut hello_codec = ServerCodec::new(shared.config.server.max_frame_bytes);
+            hello_codec.set_max_frame(MAX_HELLO_BODY.min(out.max_frame()));
+            let mut reader = FrameReader::new(read, hello_codec);
+            select_loop(shared, &mut session, &mut reader, &mut write, &mut out).await
+        }
     };
     let parked = session.park(&ending);
     // Boxed: the close (settle, flush, linger) runs once, at the end, and its state would

@@ -26,6 +26,7 @@ pub mod game;
 pub mod logging;
 pub mod metrics;
 mod outbound;
+mod proxy;
 mod reader;
 pub mod reaper;
 pub mod registry;

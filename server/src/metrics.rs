@@ -98,6 +98,8 @@ pub struct Metrics {
     pub connections_rejected: IntCounterVec,
     /// accept() failures, by kind.
     pub accept_errors: IntCounterVec,
+    /// PROXY protocol headers, by result.
+    pub proxy_headers: IntCounterVec,
     /// Closed sessions, by close reason.
     pub sessions_closed: IntCounterVec,
     /// Session lifetimes, by close reason.
@@ -211,6 +213,13 @@ impl Metrics {
                 "gameserver_accept_errors_total",
                 "accept() failures, by kind (emfile, enfile, enobufs, enomem, other).",
                 "kind",
+            )?,
+            proxy_headers: counter_vec(
+                "gameserver_proxy_headers_total",
+                "PROXY protocol headers on the game port, by result: ok, missing (a trusted \
+                 balancer's connection without one), invalid, untrusted (one from an address not \
+                 in net.proxy_protocol.trusted).",
+                "result",
             )?,
             sessions_closed: counter_vec(
                 "gameserver_sessions_closed_total",
@@ -368,6 +377,9 @@ impl Metrics {
         }
         for kind in ACCEPT_ERROR_KINDS {
             metrics.accept_errors.with_label_values(&[kind]);
+        }
+        for result in crate::proxy::RESULTS {
+            metrics.proxy_headers.with_label_values(&[result]);
         }
         for direction in ["in", "out"] {
             metrics.frames.with_label_values(&[direction]);

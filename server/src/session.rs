@@ -181,9 +181,11 @@ const FLUSH_EVERY: Duration = Duration::from_secs(5);
 pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 impl<'a> Session<'a> {
-    pub fn new(shared: &'a Shared, id: u64, peer: SocketAddr) -> Self {
+    /// A session whose connection was accepted at `accepted` (its handshake deadline counts
+    /// from there: time spent reading a PROXY header is part of it).
+    pub fn new(shared: &'a Shared, id: u64, peer: SocketAddr, accepted: Instant) -> Self {
         let cfg = &shared.config.session;
-        let now = Instant::now();
+        let now = accepted;
         Session {
             shared,
             id,

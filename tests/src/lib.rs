@@ -465,6 +465,11 @@ impl RawClient {
     /// Connects without saying anything.
     pub async fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        RawClient::over(stream)
+    }
+
+    /// Speaks the protocol over a stream the caller opened (and perhaps wrote to first).
+    pub fn over(stream: TcpStream) -> RawClient {
         RawClient {
             framed: Framed::new(stream, ClientCodec::default()),
         }

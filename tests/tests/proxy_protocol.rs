@@ -1,0 +1,169 @@
+//! PROXY protocol on the game port, against the real binary: a trusted balancer's clients are
+//! seen at their own addresses (in `/sessions`, in the close log line, in the per-source
+//! limits); a header from anyone else is refused, a missing or unfinished one ends the
+//! connection, and each is counted.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use protocol::{ByeCode, ClientMessage, ServerMessage};
+use proxy_header::{ProxiedAddress, ProxyHeader};
+use system_tests::process::{ServerProcess, ServerSpec};
+use system_tests::{RawClient, hello};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A PROXY header naming `client` as the source.
+fn header(client: &str, v2: bool) -> Vec<u8> {
+    let header = ProxyHeader::with_address(ProxiedAddress::stream(
+        client.parse().expect("client address"),
+        "10.0.0.1:7777".parse().expect("address"),
+    ));
+    let mut out = Vec::new();
+    if v2 {
+        header.encode_v2(&mut out).expect("encode v2");
+    } else {
+        header.encode_v1(&mut out).expect("encode v1");
+    }
+    out
+}
+
+/// Connects to the server as a balancer would: the header first, then the client's bytes.
+async fn via_balancer(server: SocketAddr, client: &str, v2: bool) -> RawClient {
+    let mut stream = TcpStream::connect(server).await.expect("connect");
+    stream
+        .write_all(&header(client, v2))
+        .await
+        .expect("write the header");
+    RawClient::over(stream)
+}
+
+fn proxy_count(scrape: &system_tests::Scrape, result: &str) -> f64 {
+    scrape.get("gameserver_proxy_headers_total", &[("result", result)])
+}
+
+async fn expect_bye(client: &mut RawClient, code: ByeCode) {
+    match client.recv().await {
+        Some(Ok(ServerMessage::Bye(bye))) => assert_eq!(bye.code, code, "{bye:?}"),
+        other => panic!("expected Bye{{{code}}}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_client_behind_a_trusted_balancer_is_seen_at_its_own_address() {
+    let server = ServerProcess::start(ServerSpec::loopback(
+        "[net.proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]\n",
+    ))
+    .await;
+    for (client, v2) in [("203.0.113.7:4242", true), ("198.51.100.20:5151", false)] {
+        let mark = server.log_mark();
+        let mut player = via_balancer(server.addr, client, v2).await;
+        let welcome = player.hello(hello(&format!("behind-{v2}"))).await;
+        let (status, sessions) = server.http("GET", "/sessions").await;
+        assert_eq!(status, 200);
+        assert!(
+            sessions.contains(client),
+            "/sessions does not show {client}: {sessions}"
+        );
+        assert!(!sessions.contains("127.0.0.1"), "{sessions}");
+        player
+            .send(ClientMessage::Bye(protocol::Bye::new(
+                ByeCode::ClientQuit,
+                "",
+            )))
+            .await;
+        let (_, bye) = player.until_bye().await;
+        assert_eq!(bye.code, ByeCode::ClientQuit);
+        let (_, line) = server.next_close(mark, Duration::from_secs(10)).await;
+        assert_eq!(line["session"], welcome.session_id, "{line}");
+        assert_eq!(
+            line["peer"], client,
+            "the close line names the client: {line}"
+        );
+    }
+    assert_eq!(proxy_count(&server.scrape().await, "ok"), 2.0);
+}
+
+#[tokio::test]
+async fn per_source_limits_count_the_clients_not_the_balancer() {
+    // Loopback (the balancer here) is exempt from per-source limits by default; the clients
+    // behind it are not.
+    let server = ServerProcess::start(ServerSpec::loopback(
+        "[server]\nmax_sessions_per_source = 1\n[net.proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]\n",
+    ))
+    .await;
+    let mut first = via_balancer(server.addr, "198.51.100.9:1000", true).await;
+    first.hello(hello("same-source-1")).await;
+    let mut second = via_balancer(server.addr, "198.51.100.9:1001", true).await;
+    second.send(hello("same-source-2")).await;
+    expect_bye(&mut second, ByeCode::ServerFull).await;
+    let mut other = via_balancer(server.addr, "198.51.100.10:1000", true).await;
+    other.hello(hello("other-source")).await;
+    let scrape = server.scrape().await;
+    assert_eq!(
+        scrape.get(
+            "gameserver_connections_rejected_total",
+            &[("reason", "per_source_limit")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_header_from_an_untrusted_address_is_refused_and_counted() {
+    // Only 127.0.0.2 may send headers; this client connects from 127.0.0.1.
+    let server = ServerProcess::start(ServerSpec::loopback(
+        "[net.proxy_protocol]\ntrusted = [\"127.0.0.2/32\"]\n",
+    ))
+    .await;
+    let before = server.scrape().await;
+    let mut forger = via_balancer(server.addr, "203.0.113.99:1", true).await;
+    forger.send(hello("forger")).await;
+    expect_bye(&mut forger, ByeCode::ProtocolError).await;
+    server
+        .expect_closes(
+            &before,
+            &[(protocol::CloseReason::ProtocolError, 1)],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(proxy_count(&server.scrape().await, "untrusted"), 1.0);
+    // A client connecting directly plays as before.
+    let (_direct, welcome) = RawClient::join(server.addr, "direct").await;
+    assert!(welcome.session_id > 0);
+}
+
+#[tokio::test]
+async fn a_balancer_connection_without_a_header_or_with_an_unfinished_one_ends() {
+    let server = ServerProcess::start(ServerSpec::loopback(
+        "[session]\nhandshake_timeout = \"1s\"\n[net.proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]\n",
+    ))
+    .await;
+    let before = server.scrape().await;
+    // No header: the balancer is misconfigured (send-proxy missing).
+    let mut bare = RawClient::connect(server.addr).await;
+    bare.send(hello("bare")).await;
+    expect_bye(&mut bare, ByeCode::ProtocolError).await;
+    // Half a header, and nothing more: the handshake deadline covers it.
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let partial = header("203.0.113.5:5", true);
+    stream
+        .write_all(&partial[..10])
+        .await
+        .expect("write half a header");
+    let mut stuck = RawClient::over(stream);
+    expect_bye(&mut stuck, ByeCode::HandshakeTimeout).await;
+    server
+        .expect_closes(
+            &before,
+            &[
+                (protocol::CloseReason::ProtocolError, 1),
+                (protocol::CloseReason::HandshakeTimeout, 1),
+            ],
+            Duration::from_secs(10),
+        )
+        .await;
+    let scrape = server.scrape().await;
+    assert_eq!(proxy_count(&scrape, "missing"), 1.0);
+    assert_eq!(proxy_count(&scrape, "ok"), 0.0);
+}
