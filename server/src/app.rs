@@ -68,6 +68,10 @@ enum Command {
         /// How long the token stays valid, such as "1h" or "30m" (at most auth.max_ttl).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// Bind the token to the instance whose auth.audience is this name: every other
+        /// instance refuses it. Without it the token is good on every instance.
+        #[arg(long)]
+        audience: Option<String>,
     },
     /// Exit 0 if the admin listener answers 200 within 3 s, 1 (with the reason) otherwise; for
     /// container health checks.
@@ -150,8 +154,13 @@ impl<G: Game> App<G> {
             print!("{}", game_toml(&game_config));
             return ExitCode::SUCCESS;
         }
-        if let Some(Command::Token { player, ttl }) = &cli.command {
-            return token(&name, &config, player, *ttl);
+        if let Some(Command::Token {
+            player,
+            ttl,
+            audience,
+        }) = &cli.command
+        {
+            return token(&name, &config, player, *ttl, audience.as_deref());
         }
         let _log = crate::logging::init(&config.log);
         let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -212,13 +221,19 @@ async fn serve<G: Game>(config: Config, game: Arc<G>) -> anyhow::Result<()> {
     result
 }
 
-fn token(name: &str, config: &Config, player: &str, ttl: Duration) -> ExitCode {
+fn token(
+    name: &str,
+    config: &Config,
+    player: &str,
+    ttl: Duration,
+    audience: Option<&str>,
+) -> ExitCode {
     if config.auth.secret.is_empty() {
         eprintln!("{name}: auth.secret is empty; set GAMESERVER__AUTH__SECRET");
         return ExitCode::from(2);
     }
     let auth = Authenticator::new(config.auth.secret.as_bytes(), config.auth.max_ttl);
-    match auth.mint(player, ttl, SystemTime::now()) {
+    match auth.mint_for(player, ttl, audience, SystemTime::now()) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

@@ -2,6 +2,11 @@
 //! `signature` is the lowercase hex HMAC-SHA256 of `player_id.expiry` under `auth.secret`.
 //! The signature is compared in constant time.
 //!
+//! An issuer that wants a token good on one instance only binds it to that instance's
+//! `auth.audience`: `player_id.expiry@audience.signature`, the signature then covering
+//! `player_id.expiry@audience`. Another instance refuses it, saying for which instance it was.
+//! A token without an audience is good on every instance that shares the secret.
+//!
 //! Only the canonical form is accepted (decimal expiry without sign or leading zeros, exactly 64
 //! lowercase hex digits), so that one token has one spelling, and no token may live longer than
 //! `auth.max_ttl`: an expiry further ahead is refused, whatever its signature.
@@ -34,6 +39,27 @@ pub enum AuthError {
     /// The expiry is further ahead than `auth.max_ttl` allows.
     #[error("the auth token lives longer than this server allows")]
     TooLong,
+    /// The token is bound to another instance (or this server has no `auth.audience`).
+    #[error("the auth token is for instance {token:?}, this is {}", this.as_deref().map_or("an instance without auth.audience".to_owned(), |a| format!("instance {a:?}")))]
+    WrongInstance {
+        /// The audience the token names.
+        token: String,
+        /// This server's `auth.audience`.
+        this: Option<String>,
+    },
+}
+
+/// The longest audience.
+pub const MAX_AUDIENCE: usize = 64;
+
+/// True for an audience in its allowed spelling: 1 to [`MAX_AUDIENCE`] ASCII letters, digits,
+/// `-`, `_` or `:` (no dot and no `@`, so that a token splits one way only).
+pub fn valid_audience(audience: &str) -> bool {
+    !audience.is_empty()
+        && audience.len() <= MAX_AUDIENCE
+        && audience
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
 }
 
 /// Why a token could not be minted.
@@ -50,6 +76,9 @@ pub enum MintError {
     /// A zero lifetime would be expired at once.
     #[error("--ttl must be greater than zero")]
     Zero,
+    /// An audience outside the allowed spelling.
+    #[error("--audience must be 1 to {MAX_AUDIENCE} letters, digits, '-', '_' or ':'")]
+    BadAudience,
 }
 
 /// Verifies and mints tokens with one secret.
@@ -57,6 +86,7 @@ pub enum MintError {
 pub struct Authenticator {
     secret: Vec<u8>,
     max_ttl: Duration,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -71,7 +101,15 @@ impl Authenticator {
         Authenticator {
             secret: secret.to_vec(),
             max_ttl,
+            audience: None,
         }
+    }
+
+    /// The same, on the instance named `audience` (`auth.audience`): tokens bound to another
+    /// instance are refused. An empty name leaves the server without one.
+    pub fn for_instance(mut self, audience: &str) -> Authenticator {
+        self.audience = (!audience.is_empty()).then(|| audience.to_owned());
+        self
     }
 
     fn mac(&self, message: &str) -> HmacSha256 {
@@ -84,10 +122,25 @@ impl Authenticator {
         mac
     }
 
-    /// A token for `player` valid for `ttl` from `now`.
+    /// A token for `player` valid for `ttl` from `now`, on every instance.
     pub fn mint(&self, player: &str, ttl: Duration, now: SystemTime) -> Result<String, MintError> {
+        self.mint_for(player, ttl, None, now)
+    }
+
+    /// A token for `player` valid for `ttl` from `now`, bound to the instance `audience` when
+    /// given.
+    pub fn mint_for(
+        &self,
+        player: &str,
+        ttl: Duration,
+        audience: Option<&str>,
+        now: SystemTime,
+    ) -> Result<String, MintError> {
         if ttl.is_zero() {
             return Err(MintError::Zero);
+        }
+        if audience.is_some_and(|a| !valid_audience(a)) {
+            return Err(MintError::BadAudience);
         }
         if ttl > self.max_ttl {
             return Err(MintError::TooLong {
@@ -96,7 +149,10 @@ impl Authenticator {
             });
         }
         let expiry = unix_secs(now).saturating_add(ttl.as_secs());
-        let message = format!("{player}.{expiry}");
+        let message = match audience {
+            Some(audience) => format!("{player}.{expiry}@{audience}"),
+            None => format!("{player}.{expiry}"),
+        };
         let signature = hex::encode(self.mac(&message).finalize().into_bytes());
         Ok(format!("{message}.{signature}"))
     }
@@ -111,6 +167,11 @@ impl Authenticator {
         let token = token.ok_or(AuthError::Missing)?;
         let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let (token_player, expiry) = message.rsplit_once('.').ok_or(AuthError::Malformed)?;
+        let (expiry, audience) = match expiry.split_once('@') {
+            Some((expiry, audience)) if valid_audience(audience) => (expiry, Some(audience)),
+            Some(_) => return Err(AuthError::Malformed),
+            None => (expiry, None),
+        };
         let expiry = canonical_decimal(expiry).ok_or(AuthError::Malformed)?;
         if signature.len() != 64
             || !signature
@@ -132,6 +193,14 @@ impl Authenticator {
         }
         if expiry - now > self.max_ttl.as_secs() {
             return Err(AuthError::TooLong);
+        }
+        if let Some(audience) = audience
+            && self.audience.as_deref() != Some(audience)
+        {
+            return Err(AuthError::WrongInstance {
+                token: audience.to_owned(),
+                this: self.audience.clone(),
+            });
         }
         Ok(())
     }
@@ -248,6 +317,56 @@ mod tests {
                 "{respelled}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_bound_to_an_instance_is_good_there_only() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let minute = Duration::from_secs(60);
+        let a = auth().for_instance("game-a");
+        let b = auth().for_instance("game-b");
+        let unnamed = auth();
+        let for_a = auth()
+            .mint_for("alice", minute, Some("game-a"), now)
+            .expect("mint");
+        assert!(for_a.starts_with("alice.1000060@game-a."), "{for_a}");
+        assert_eq!(a.verify(Some(&for_a), "alice", now), Ok(()));
+        let refused = b.verify(Some(&for_a), "alice", now);
+        assert_eq!(
+            refused,
+            Err(AuthError::WrongInstance {
+                token: "game-a".to_owned(),
+                this: Some("game-b".to_owned())
+            })
+        );
+        assert_eq!(
+            refused.expect_err("refused").to_string(),
+            "the auth token is for instance \"game-a\", this is instance \"game-b\""
+        );
+        assert!(matches!(
+            unnamed.verify(Some(&for_a), "alice", now),
+            Err(AuthError::WrongInstance { this: None, .. })
+        ));
+        // Unbound tokens are good everywhere; the audience is signed, so it cannot be moved.
+        let anywhere = auth().mint("alice", minute, now).expect("mint");
+        assert_eq!(b.verify(Some(&anywhere), "alice", now), Ok(()));
+        let moved = for_a.replace("@game-a", "@game-b");
+        assert_eq!(
+            b.verify(Some(&moved), "alice", now),
+            Err(AuthError::BadSignature)
+        );
+        for bad in ["", "a.b", "a@b", &"x".repeat(65)] {
+            assert_eq!(
+                auth().mint_for("alice", minute, Some(bad), now),
+                Err(MintError::BadAudience),
+                "{bad:?}"
+            );
+        }
+        let spelled = for_a.replace("@game-a", "@");
+        assert_eq!(
+            a.verify(Some(&spelled), "alice", now),
+            Err(AuthError::Malformed)
+        );
     }
 
     #[test]

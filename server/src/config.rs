@@ -251,6 +251,8 @@ pub struct AuthConfig {
     /// Time over which a throttled source regains its `max_failures_per_source` attempts.
     #[serde(with = "humantime_serde")]
     pub failure_window: Duration,
+    /// This instance's name for tokens bound to one instance; empty: none.
+    pub audience: String,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -698,6 +700,14 @@ impl Config {
             "must be greater than zero".into(),
         );
         check(
+            self.auth.audience.is_empty() || crate::auth::valid_audience(&self.auth.audience),
+            "auth.audience",
+            format!(
+                "must be empty or 1 to {} letters, digits, '-', '_' or ':'",
+                crate::auth::MAX_AUDIENCE
+            ),
+        );
+        check(
             self.auth.max_failures_per_source >= 1,
             "auth.max_failures_per_source",
             "must be at least 1".into(),
@@ -903,7 +913,8 @@ impl Fields<'_> {
                 secret,
                 max_ttl,
                 max_failures_per_source,
-                failure_window
+                failure_window,
+                audience
             }
         );
         let log = section!(self, "log", LogConfig { format, level });

@@ -163,10 +163,10 @@ impl Server {
         let (reaper_tx, reaper_rx) = mpsc::channel(REAPER_QUEUE);
         let auth = match config.auth.mode {
             config::AuthMode::None => None,
-            config::AuthMode::Hmac => Some(Authenticator::new(
-                config.auth.secret.as_bytes(),
-                config.auth.max_ttl,
-            )),
+            config::AuthMode::Hmac => Some(
+                Authenticator::new(config.auth.secret.as_bytes(), config.auth.max_ttl)
+                    .for_instance(&config.auth.audience),
+            ),
         };
         let admin_token = config.admin.bearer_token();
         if !config.admin.listen.ip().is_loopback() {
