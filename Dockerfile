@@ -12,9 +12,14 @@ ARG RUST_VERSION=1.88
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
+# protoc: the Agones SDK client (the agones feature, for running on Agones) is generated at build
+# time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p game-server -p client-sim \
+RUN cargo build --release --locked -p game-server -p client-sim --features game-server/agones \
     && install -D -m 0755 target/release/game-server /out/game-server \
     && install -D -m 0755 target/release/client-sim /out/client-sim
 

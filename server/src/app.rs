@@ -216,7 +216,37 @@ async fn serve<G: Game>(config: Config, game: Arc<G>) -> anyhow::Result<()> {
         shutdown.clone(),
         config.shutdown.drain_timeout,
     ));
-    let result = crate::run(listener, admin, config, game, shutdown).await;
+    #[cfg(feature = "agones")]
+    let mut agones = match config.agones.enabled {
+        true => Some(crate::agones::Agones::connect(&config).await?),
+        false => None,
+    };
+    #[cfg(not(feature = "agones"))]
+    if config.agones.enabled {
+        anyhow::bail!(
+            "agones.enabled = true, but this build has no Agones support: build it with \
+             `--features agones` (cargo build -p game-server --features agones; needs protoc)"
+        );
+    }
+    let server = crate::Server::start(admin, config.clone(), game, shutdown.clone()).await?;
+    tracing::info!(
+        game = %listener.local_addr()?,
+        admin = %server.admin_addr(),
+        "serving"
+    );
+    #[cfg(feature = "agones")]
+    if let Some(agones) = agones.as_mut() {
+        // Both listeners are bound and the admin one serves; the game one takes connections from
+        // here on (the kernel queues them meanwhile).
+        agones
+            .ready(&config, server.metrics(), server.reaper(), shutdown.clone())
+            .await?;
+    }
+    let result = server.serve(listener).await;
+    #[cfg(feature = "agones")]
+    if let Some(agones) = agones {
+        agones.shutdown().await;
+    }
     signals.abort();
     result
 }

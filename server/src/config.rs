@@ -41,6 +41,21 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Agones: the game-server orchestrator on Kubernetes.
+    pub agones: AgonesConfig,
+}
+
+/// `[agones]`: see config/default.toml for what each key does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgonesConfig {
+    /// Talk to the Agones SDK server next to this process (its sidecar).
+    pub enabled: bool,
+    /// Time between two `Health()` pings.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// Longest wait for the SDK server at start.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
 }
 
 /// `[server]`: see config/default.toml for what each key does.
@@ -700,6 +715,11 @@ impl Config {
             "must be greater than zero".into(),
         );
         check(
+            !self.agones.health_interval.is_zero(),
+            "agones.health_interval",
+            "must be greater than zero".into(),
+        );
+        check(
             self.auth.audience.is_empty() || crate::auth::valid_audience(&self.auth.audience),
             "auth.audience",
             format!(
@@ -918,6 +938,15 @@ impl Fields<'_> {
             }
         );
         let log = section!(self, "log", LogConfig { format, level });
+        let agones = section!(
+            self,
+            "agones",
+            AgonesConfig {
+                enabled,
+                health_interval,
+                connect_timeout
+            }
+        );
         Some(Config {
             server: server?,
             session: session?,
@@ -930,6 +959,7 @@ impl Fields<'_> {
             rooms: rooms?,
             auth: auth?,
             log: log?,
+            agones: agones?,
         })
     }
 }

@@ -15,6 +15,8 @@
 pub mod acceptor;
 mod admin;
 pub mod admission;
+#[cfg(feature = "agones")]
+mod agones;
 pub mod app;
 pub mod auth;
 pub mod budget;
@@ -262,6 +264,18 @@ impl Server {
     /// The admin listener's address.
     pub fn admin_addr(&self) -> std::net::SocketAddr {
         self.admin_addr
+    }
+
+    /// The server's metrics.
+    #[cfg(feature = "agones")]
+    pub(crate) fn metrics(&self) -> Metrics {
+        self.shared.metrics.clone()
+    }
+
+    /// Whether the reaper, which records every close, still runs.
+    #[cfg(feature = "agones")]
+    pub(crate) fn reaper(&self) -> tokio::task::AbortHandle {
+        self.tasks.reaper.abort_handle()
     }
 
     /// A way to hand this server connections over any transport, as the acceptor does for

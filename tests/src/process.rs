@@ -239,6 +239,8 @@ pub struct ServerSpec {
     pub listen: String,
     /// The admin listener (port 0 picks one).
     pub admin: String,
+    /// Environment variables for the server besides the harness's own.
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerSpec {
@@ -249,7 +251,14 @@ impl ServerSpec {
             prefix: Vec::new(),
             listen: "127.0.0.1:0".to_owned(),
             admin: "127.0.0.1:0".to_owned(),
+            env: Vec::new(),
         }
+    }
+
+    /// The same, with `key=value` in the server's environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> ServerSpec {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// A server inside network namespace `ns`, listening on `ip`; its admin listener stays on the
@@ -260,6 +269,7 @@ impl ServerSpec {
             prefix: vec!["ip".into(), "netns".into(), "exec".into(), ns.into()],
             listen: format!("{ip}:0"),
             admin: "127.0.0.1:0".to_owned(),
+            env: Vec::new(),
         }
     }
 
@@ -310,6 +320,7 @@ impl ServerProcess {
             .args(["--listen", &spec.listen, "--admin-listen", &spec.admin])
             .env("RUST_LOG", "info")
             .env("GAMESERVER__ADMIN__TOKEN", crate::TEST_ADMIN_TOKEN)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
