@@ -56,11 +56,14 @@ pub fn game_server_binary() -> PathBuf {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
             let mut command = std::process::Command::new(cargo);
+            // With the Agones integration, which tests/tests/agones.rs runs.
             command.args([
                 "build",
                 "--quiet",
                 "-p",
                 "game-server",
+                "--features",
+                "agones",
                 "--bin",
                 "game-server",
             ]);

@@ -1,0 +1,165 @@
+//! The Kubernetes manifests under deploy/kubernetes, validated offline: every Kubernetes object
+//! against the API's schemas with `kubernetes-validate --strict` (the Agones kinds, which it does
+//! not know, through the pod template they carry, wrapped as a Pod), the Agones fields against
+//! what the server does, and the whole directory through `kubectl kustomize` where kubectl is
+//! installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml_ng::Value;
+use system_tests::process::ScratchDir;
+use system_tests::{has_tool, require};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes")
+}
+
+fn load(file: &str) -> Value {
+    let text = std::fs::read_to_string(dir().join(file)).expect("read the manifest");
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file} is not YAML: {e}"))
+}
+
+/// Runs `kubernetes-validate --strict` on `path`; panics with its output unless it passed.
+fn validate(path: &Path) {
+    let output = Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(path)
+        .output()
+        .expect("run kubernetes-validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.contains("passed") && !text.contains("WARN"),
+        "{}: {text}",
+        path.display()
+    );
+}
+
+#[test]
+fn the_manifests_validate_against_the_kubernetes_schemas() {
+    if !require(
+        has_tool("kubernetes-validate"),
+        "kubernetes-validate (pip install kubernetes-validate)",
+    ) {
+        return;
+    }
+    validate(&dir().join("prometheus-scrape.yaml"));
+    // The Fleet's pod template, as the Pod Agones makes of it.
+    let fleet = load("fleet.yaml");
+    let template = &fleet["spec"]["template"]["spec"]["template"];
+    let pod = serde_yaml_ng::to_string(
+        &serde_yaml_ng::from_str::<Value>(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: game-server-pod\n"
+        ))
+        .map(|mut pod| {
+            pod["metadata"]["labels"] = template["metadata"]["labels"].clone();
+            pod["metadata"]["annotations"] = template["metadata"]["annotations"].clone();
+            pod["spec"] = template["spec"].clone();
+            pod
+        })
+        .expect("a Pod"),
+    )
+    .expect("serialize the Pod");
+    let scratch = ScratchDir::new("kubernetes");
+    let path = scratch.path().join("fleet-pod.yaml");
+    std::fs::write(&path, pod).expect("write the Pod");
+    validate(&path);
+}
+
+#[test]
+fn the_fleet_matches_what_the_server_does_under_agones() {
+    let fleet = load("fleet.yaml");
+    let spec = &fleet["spec"]["template"]["spec"];
+    assert_eq!(fleet["kind"], "Fleet");
+    assert_eq!(spec["health"]["disabled"], false);
+    assert_eq!(spec["eviction"]["safe"], "OnUpgrade");
+    // The server keeps these two counters; their capacities are its defaults.
+    let defaults = game_engine::config::Config::default();
+    assert_eq!(
+        spec["counters"]["players"]["capacity"].as_u64(),
+        Some(defaults.server.max_sessions as u64)
+    );
+    assert_eq!(
+        spec["counters"]["rooms"]["capacity"].as_u64(),
+        Some(defaults.rooms.max_rooms as u64)
+    );
+    // Only the game port is exposed through Agones; the admin port never is.
+    let ports = spec["ports"].as_sequence().expect("ports");
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0]["containerPort"].as_u64(), Some(7777));
+    // The health checks must outlast the server's pings (agones.health_interval, 2 s).
+    let period = spec["health"]["periodSeconds"].as_u64().expect("period");
+    assert!(
+        period >= 2 * defaults.agones.health_interval.as_secs(),
+        "health.periodSeconds {period}"
+    );
+    // Kubernetes must give the drain its time before it kills the process.
+    let pod = &spec["template"]["spec"];
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace");
+    let needed = defaults.shutdown.drain_timeout.as_secs() + 3 + 5;
+    assert!(
+        grace >= needed,
+        "terminationGracePeriodSeconds {grace} < {needed}"
+    );
+    let container = &pod["containers"][0];
+    let env = container["env"].as_sequence().expect("env");
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "GAMESERVER__AGONES__ENABLED" && e["value"] == "true"),
+        "{env:?}"
+    );
+    let readiness = &container["readinessProbe"]["httpGet"];
+    assert_eq!(readiness["path"], "/readyz");
+
+    let autoscaler = load("fleetautoscaler.yaml");
+    assert_eq!(autoscaler["spec"]["fleetName"], fleet["metadata"]["name"]);
+    assert_eq!(autoscaler["spec"]["policy"]["type"], "Counter");
+    assert_eq!(autoscaler["spec"]["policy"]["counter"]["key"], "rooms");
+
+    let allocation = load("allocation.yaml");
+    let selectors = allocation["spec"]["selectors"]
+        .as_sequence()
+        .expect("selectors");
+    assert!(
+        selectors
+            .iter()
+            .all(|s| { s["matchLabels"]["agones.dev/fleet"] == fleet["metadata"]["name"] })
+    );
+    assert!(
+        selectors
+            .iter()
+            .any(|s| s["counters"]["players"]["minAvailable"].as_u64().is_some()),
+        "an allocation chooses by the players counter"
+    );
+}
+
+#[test]
+fn the_directory_builds_with_kustomize() {
+    if !has_tool("kubectl") {
+        eprintln!("SKIPPED: kubectl (optional: kustomize is checked where it is installed)");
+        return;
+    }
+    let output = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(dir())
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let built = String::from_utf8_lossy(&output.stdout);
+    for kind in ["kind: Fleet", "kind: FleetAutoscaler", "kind: ConfigMap"] {
+        assert!(
+            built.contains(kind),
+            "{kind} missing from the kustomization"
+        );
+    }
+}
