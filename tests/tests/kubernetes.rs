@@ -51,19 +51,13 @@ fn the_manifests_validate_against_the_kubernetes_schemas() {
     // The Fleet's pod template, as the Pod Agones makes of it.
     let fleet = load("fleet.yaml");
     let template = &fleet["spec"]["template"]["spec"]["template"];
-    let pod = serde_yaml_ng::to_string(
-        &serde_yaml_ng::from_str::<Value>(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: game-server-pod\n"
-        ))
-        .map(|mut pod| {
-            pod["metadata"]["labels"] = template["metadata"]["labels"].clone();
-            pod["metadata"]["annotations"] = template["metadata"]["annotations"].clone();
-            pod["spec"] = template["spec"].clone();
-            pod
-        })
-        .expect("a Pod"),
-    )
-    .expect("serialize the Pod");
+    let mut pod: Value =
+        serde_yaml_ng::from_str("apiVersion: v1\nkind: Pod\nmetadata:\n  name: game-server-pod\n")
+            .expect("a Pod");
+    pod["metadata"]["labels"] = template["metadata"]["labels"].clone();
+    pod["metadata"]["annotations"] = template["metadata"]["annotations"].clone();
+    pod["spec"] = template["spec"].clone();
+    let pod = serde_yaml_ng::to_string(&pod).expect("serialize the Pod");
     let scratch = ScratchDir::new("kubernetes");
     let path = scratch.path().join("fleet-pod.yaml");
     std::fs::write(&path, pod).expect("write the Pod");
