@@ -320,10 +320,13 @@ impl Conn {
     /// Cancel-safe: bytes already read stay in the buffer, so it can sit in a `select!`.
     pub async fn recv(&mut self) -> Result<Option<ServerMessage>, ClientError> {
         let result = self.recv_inner().await;
-        if let (Ok(Some(ServerMessage::Bye(bye))), Some(flag)) = (&result, &self.drained)
+        if let Ok(Some(ServerMessage::Bye(bye))) = &result
             && bye.code == ByeCode::ServerShutdown
         {
-            flag.store(true, Ordering::Relaxed);
+            add(&self.stats.drain_byes, 1);
+            if let Some(flag) = &self.drained {
+                flag.store(true, Ordering::Relaxed);
+            }
         }
         self.note(result)
     }

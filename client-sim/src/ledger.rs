@@ -24,8 +24,8 @@ use crate::stats::{Stats, get};
 
 /// Time between two readings while the run goes on.
 pub(crate) const KEEP_EVERY: Duration = Duration::from_secs(1);
-/// Time between two readings once the server drains: it answers for half a second after its
-/// last close, then exits.
+/// Time between two readings once the server drains (from the first `Bye{server_shutdown}`
+/// read): it answers for a second after its last close, then exits.
 pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// What the server recorded for this run so far.
@@ -104,9 +104,9 @@ impl Ledger {
         self.name
     }
 
-    /// The run's counters.
-    pub(crate) fn stats(&self) -> &Stats {
-        &self.stats
+    /// True once any client read the server's `Bye{server_shutdown}`.
+    pub(crate) fn draining(&self) -> bool {
+        get(&self.stats.drain_byes) > 0 || get(&self.stats.drained) > 0
     }
 
     /// The last good reading.
@@ -168,7 +168,7 @@ impl Ledger {
 /// instance saw the server drain. Failed readings are retried at the next turn.
 pub(crate) async fn keep(admin: Admin, ledger: Arc<Ledger>) {
     loop {
-        let every = if get(&ledger.stats.drained) > 0 {
+        let every = if ledger.draining() {
             DRAIN_EVERY
         } else {
             KEEP_EVERY

@@ -556,7 +556,7 @@ async fn settle(
                 }
                 Ok(rec)
             }
-            Err(error) if get(&ledger.stats().drained) > 0 => {
+            Err(error) if ledger.draining() => {
                 if let Some(reading) = ledger.last().await {
                     let mut rec = judge(&reading);
                     rec.notes.push(format!(

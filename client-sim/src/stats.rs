@@ -41,6 +41,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Instances whose session the server ended with its drain (`Bye{server_shutdown}`).
     pub drained: AtomicU64,
+    /// `Bye{server_shutdown}` messages read: the server is draining.
+    pub drain_byes: AtomicU64,
     /// Clients silent on purpose right now, waiting for the server to drop them.
     pub awaiting_detection: AtomicU64,
     /// Resume `Hello`s sent by the resume scenarios.
@@ -175,6 +177,7 @@ impl Default for Stats {
             failed: AtomicU64::new(0),
             drained: AtomicU64::new(0),
             awaiting_detection: AtomicU64::new(0),
+            drain_byes: AtomicU64::new(0),
             resumes_attempted: AtomicU64::new(0),
             resumes_succeeded: AtomicU64::new(0),
             resume_off: AtomicU64::new(0),

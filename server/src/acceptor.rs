@@ -130,7 +130,8 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
             match admission {
                 Ok(permit) => {
                     let shared = shared.clone();
-                    sessions.spawn(proxied(shared, stream, peer, permit));
+                    let rejections = rejections.clone();
+                    sessions.spawn(proxied(shared, stream, peer, permit, rejections));
                 }
                 Err(rejection) => reject(stream, peer, rejection, &shared, &rejections, sessions),
             }
@@ -176,6 +177,7 @@ async fn proxied(
     mut stream: TcpStream,
     balancer: SocketAddr,
     permit: OwnedSemaphorePermit,
+    rejections: Arc<Semaphore>,
 ) {
     let accepted = Instant::now();
     let limit = shared.config.session.handshake_timeout;
@@ -197,7 +199,10 @@ async fn proxied(
             let detail = format!("from balancer {balancer}: {error}");
             (
                 balancer,
-                Some(Ending::because(CloseReason::ProtocolError, detail)),
+                Some(Box::new(Ending::because(
+                    CloseReason::ProtocolError,
+                    detail,
+                ))),
             )
         }
         Err(_) => {
@@ -206,7 +211,10 @@ async fn proxied(
             );
             (
                 balancer,
-                Some(Ending::because(CloseReason::HandshakeTimeout, detail)),
+                Some(Box::new(Ending::because(
+                    CloseReason::HandshakeTimeout,
+                    detail,
+                ))),
             )
         }
     };
@@ -215,6 +223,10 @@ async fn proxied(
         None => match shared.admission.admit(peer.ip()) {
             Ok(source) => source,
             Err(rejection) => {
+                // The session slot goes back at once: a client reconnecting in a loop must not
+                // hold slots through its rejections' lingering closes. The rejection itself is
+                // bounded like the acceptor's.
+                drop(permit);
                 shared
                     .metrics
                     .connections_rejected
@@ -223,9 +235,12 @@ async fn proxied(
                 if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
                     tracing::info!(%peer, %balancer, reason = rejection.as_str(), "connection rejected");
                 }
+                let Ok(slot) = rejections.try_acquire_owned() else {
+                    return;
+                };
                 let bye = Bye::new(ByeCode::ServerFull, rejection.explain());
                 connection::reject(stream, bye, shared).await;
-                drop(permit);
+                drop(slot);
                 return;
             }
         },
@@ -250,13 +265,13 @@ async fn untrusted_header(shared: &Shared, stream: &TcpStream, peer: SocketAddr)
                 .proxy_headers
                 .with_label_values(&["untrusted"])
                 .inc();
-            Some(Ending::because(
+            Some(Box::new(Ending::because(
                 CloseReason::ProtocolError,
                 format!(
                     "a PROXY header from {peer}, which is not in net.proxy_protocol.trusted: \
                      refused"
                 ),
-            ))
+            )))
         }
         // Whatever else comes (or does not) is the session's to judge, within the same deadline.
         _ => None,

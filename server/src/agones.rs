@@ -110,7 +110,7 @@ impl Agones {
     }
 }
 
-/// Health, counters and the drain label, once per `every`.
+/// Health and counters once per `every`; the drain label as soon as the drain starts.
 async fn keep(
     mut sdk: Sdk,
     every: Duration,
@@ -119,9 +119,13 @@ async fn keep(
     reaper: AbortHandle,
     shutdown: Shutdown,
 ) {
-    let health = sdk.health_check();
+    let mut health = sdk.health_check();
     let mut counters_ok = true;
     for (counter, capacity) in capacities {
+        if capacity == 0 {
+            // No limit in the server: the Fleet's declared capacity stays.
+            continue;
+        }
         let capacity = i64::try_from(capacity).unwrap_or(i64::MAX);
         if let Err(error) = sdk
             .beta()
@@ -140,12 +144,34 @@ async fn keep(
     }
     let mut reported: [Option<i64>; 2] = [None, None];
     let mut labelled = false;
+    let draining = shutdown.draining();
+    tokio::pin!(draining);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        if !reaper.is_finished() && health.try_send(()).is_err() {
-            tracing::debug!("agones: a health ping is still queued");
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut draining, if !labelled => {
+                match sdk.set_label(DRAINING_LABEL, "true").await {
+                    Ok(()) => labelled = true,
+                    Err(error) => tracing::warn!(%error, "agones: cannot label the drain"),
+                }
+                continue;
+            }
+        }
+        if !reaper.is_finished() {
+            match health.try_send(()) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {
+                    tracing::debug!("agones: a health ping is still queued");
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => {
+                    // The health stream ended (the sidecar restarted, say): open another.
+                    tracing::warn!("agones: the health stream closed; reopening it");
+                    health = sdk.health_check();
+                    let _ = health.try_send(());
+                }
+            }
         }
         if counters_ok {
             let now = [metrics.sessions_active.get(), metrics.rooms_active.get()];
@@ -160,33 +186,30 @@ async fn keep(
                 }
             }
         }
-        if shutdown.is_draining() && !labelled {
-            match sdk.set_label(DRAINING_LABEL, "true").await {
-                Ok(()) => labelled = true,
-                Err(error) => tracing::warn!(%error, "agones: cannot label the drain"),
-            }
-        }
     }
 }
 
 /// Drains when Agones moves the GameServer to `Shutdown` (a fleet scaling down, a deletion).
 async fn watch(mut sdk: Sdk, shutdown: Shutdown) {
-    let mut stream = match sdk.watch_gameserver().await {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::warn!(%error, "agones: cannot watch the GameServer; only SIGTERM drains");
-            return;
+    loop {
+        match sdk.watch_gameserver().await {
+            Ok(mut stream) => {
+                while let Some(Ok(game_server)) = stream.next().await {
+                    let state = game_server
+                        .status
+                        .as_ref()
+                        .map(|s| s.state.as_str())
+                        .unwrap_or_default();
+                    if state == "Shutdown" && !shutdown.is_draining() {
+                        tracing::info!("agones: the GameServer is shutting down; draining");
+                        shutdown.drain();
+                    }
+                }
+                tracing::debug!("agones: the GameServer watch ended; watching again");
+            }
+            Err(error) => tracing::warn!(%error, "agones: cannot watch the GameServer; retrying"),
         }
-    };
-    while let Some(Ok(game_server)) = stream.next().await {
-        let state = game_server
-            .status
-            .as_ref()
-            .map(|s| s.state.as_str())
-            .unwrap_or_default();
-        if state == "Shutdown" && !shutdown.is_draining() {
-            tracing::info!("agones: the GameServer is shutting down; draining");
-            shutdown.drain();
-        }
+        // The sidecar restarts with its pod's containers rarely: a second between tries.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

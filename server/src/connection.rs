@@ -131,7 +131,9 @@ impl Peek for &mut ReadHalf<DuplexStream> {
 /// session's whole life and entered on every poll. The few lines a session logs name it
 /// themselves, and the close line carries everything.
 pub(crate) async fn serve<T: Transport>(shared: Arc<Shared>, transport: T, peer: SocketAddr) {
-    serve_opened(shared, transport, peer, Opening::now()).await;
+    let id = shared.next_session_id();
+    let end = run(&shared, transport, id, peer, Instant::now(), None).await;
+    shared.report(end).await;
 }
 
 /// How a connection came to its session: when it was accepted, and whether what happened
@@ -141,7 +143,8 @@ pub(crate) struct Opening {
     /// When the connection was accepted: the handshake deadline counts from here.
     pub accepted: Instant,
     /// The end decided before the session started (the session only says `Bye` and closes).
-    pub failed: Option<Ending>,
+    /// Boxed: rare, and every session task would otherwise hold its room.
+    pub failed: Option<Box<Ending>>,
 }
 
 impl Opening {
@@ -162,7 +165,15 @@ pub(crate) async fn serve_opened<T: Transport>(
     opening: Opening,
 ) {
     let id = shared.next_session_id();
-    let end = run(&shared, transport, id, peer, opening).await;
+    let end = run(
+        &shared,
+        transport,
+        id,
+        peer,
+        opening.accepted,
+        opening.failed,
+    )
+    .await;
     shared.report(end).await;
 }
 
@@ -172,12 +183,13 @@ async fn run<T: Transport>(
     mut transport: T,
     id: u64,
     peer: SocketAddr,
-    opening: Opening,
+    accepted: Instant,
+    failed: Option<Box<Ending>>,
 ) -> crate::reaper::SessionEnd {
-    let mut session = Session::new(shared, id, peer, opening.accepted);
+    let mut session = Session::new(shared, id, peer, accepted);
     let mut out = Outbox::new(shared.config.server.max_frame_bytes);
-    let ending = match opening.failed {
-        Some(ending) => ending,
+    let ending = match failed {
+        Some(ending) => *ending,
         None => {
             let (read, mut write) = transport.split();
             // Until the handshake, no frame larger than the largest Hello is read: a length

@@ -85,7 +85,7 @@ pub(crate) struct Shared {
 }
 
 /// After a drain, how long the admin listener still answers once the last close is recorded.
-pub const FINAL_READ_GRACE: Duration = Duration::from_millis(500);
+pub const FINAL_READ_GRACE: Duration = Duration::from_secs(1);
 
 /// Session ends waiting for the reaper; past this, ending sessions wait their turn.
 const REAPER_QUEUE: usize = 4096;

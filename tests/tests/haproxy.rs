@@ -56,7 +56,7 @@ async fn balancer(servers: &[&ServerProcess]) -> Balancer {
          timeout server 60s\n    timeout check 1s\n\
          frontend game\n    bind 127.0.0.1:{port}\n    default_backend instances\n\
          backend instances\n    balance source\n    hash-type consistent\n    \
-         option httpchk\n    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost\n    \
+         option redispatch\n    retries 3\n    option httpchk\n    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost\n    \
          http-check expect status 200\n"
     );
     for (i, server) in servers.iter().enumerate() {

@@ -71,15 +71,36 @@ fn the_fleet_matches_what_the_server_does_under_agones() {
     assert_eq!(fleet["kind"], "Fleet");
     assert_eq!(spec["health"]["disabled"], false);
     assert_eq!(spec["eviction"]["safe"], "OnUpgrade");
-    // The server keeps these two counters; their capacities are its defaults.
+    // The server keeps these two counters; their capacities are what it is configured with:
+    // its defaults, or what the Fleet's environment sets.
     let defaults = game_engine::config::Config::default();
+    let pod = &spec["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container["env"].as_sequence().expect("env");
+    let set = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let players = spec["counters"]["players"]["capacity"].as_u64();
+    let rooms = spec["counters"]["rooms"]["capacity"].as_u64();
     assert_eq!(
-        spec["counters"]["players"]["capacity"].as_u64(),
-        Some(defaults.server.max_sessions as u64)
+        players,
+        Some(
+            set("GAMESERVER__SERVER__MAX_SESSIONS").unwrap_or(defaults.server.max_sessions as u64)
+        )
     );
     assert_eq!(
-        spec["counters"]["rooms"]["capacity"].as_u64(),
-        Some(defaults.rooms.max_rooms as u64)
+        rooms,
+        Some(set("GAMESERVER__ROOMS__MAX_ROOMS").unwrap_or(defaults.rooms.max_rooms as u64))
+    );
+    // The autoscaler counts spare rooms: a server full of players must not show spare rooms,
+    // so rooms run out no later than sessions do (rooms of at least 10 players here).
+    let (players, rooms) = (players.unwrap_or(0), rooms.unwrap_or(u64::MAX));
+    assert!(
+        rooms * 10 <= players,
+        "{rooms} rooms of 10 is more than {players} sessions: full servers would look spare"
     );
     // Only the game port is exposed through Agones; the admin port never is.
     let ports = spec["ports"].as_sequence().expect("ports");
@@ -92,7 +113,6 @@ fn the_fleet_matches_what_the_server_does_under_agones() {
         "health.periodSeconds {period}"
     );
     // Kubernetes must give the drain its time before it kills the process.
-    let pod = &spec["template"]["spec"];
     let grace = pod["terminationGracePeriodSeconds"]
         .as_u64()
         .expect("grace");
@@ -101,8 +121,6 @@ fn the_fleet_matches_what_the_server_does_under_agones() {
         grace >= needed,
         "terminationGracePeriodSeconds {grace} < {needed}"
     );
-    let container = &pod["containers"][0];
-    let env = container["env"].as_sequence().expect("env");
     assert!(
         env.iter()
             .any(|e| e["name"] == "GAMESERVER__AGONES__ENABLED" && e["value"] == "true"),
@@ -130,6 +148,17 @@ fn the_fleet_matches_what_the_server_does_under_agones() {
             .iter()
             .any(|s| s["counters"]["players"]["minAvailable"].as_u64().is_some()),
         "an allocation chooses by the players counter"
+    );
+    // A draining server (labelled by the server through the SDK) is never chosen.
+    assert!(
+        selectors.iter().all(|s| {
+            s["matchExpressions"].as_sequence().is_some_and(|rules| {
+                rules.iter().any(|r| {
+                    r["key"] == "agones.dev/sdk-draining" && r["operator"] == "DoesNotExist"
+                })
+            })
+        }),
+        "every selector excludes draining servers: {selectors:?}"
     );
 }
 
