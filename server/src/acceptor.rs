@@ -24,6 +24,7 @@ use crate::logging::ABUSIVE;
 use crate::metrics::Rejection;
 use crate::proxy;
 use crate::session::Ending;
+use crate::websocket::{self, WsStream};
 
 /// Rejections in flight at once; past this, a rejected connection is closed without a `Bye`.
 const MAX_CONCURRENT_REJECTIONS: usize = 256;
@@ -79,8 +80,22 @@ pub fn raise_fd_limit(max_sessions: usize, admin_connections: usize) -> Option<u
     Some(raised)
 }
 
+/// What a listener's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The protocol's frames over TCP.
+    Tcp,
+    /// One frame per binary WebSocket message, after an HTTP upgrade.
+    WebSocket,
+}
+
 /// Accepts until the drain starts.
-pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &TaskTracker) {
+pub(crate) async fn run(
+    listener: TcpListener,
+    kind: Listener,
+    shared: Arc<Shared>,
+    sessions: &TaskTracker,
+) {
     let limit = match shared.config.server.max_sessions {
         0 => Semaphore::MAX_PERMITS,
         n => n,
@@ -116,7 +131,7 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
         backoff.succeeded();
         configure(&stream, &shared.config.tcp);
         let proxy = &shared.config.net.proxy_protocol;
-        if proxy.enabled() && proxy.trusts(peer.ip()) {
+        if kind == Listener::Tcp && proxy.enabled() && proxy.trusts(peer.ip()) {
             // A balancer: whose connection it is comes with the PROXY header, and the
             // per-source checks wait for it. The global ones apply now.
             let admission = if !shared.budget.admits_connection() {
@@ -153,6 +168,13 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, sessions: &T
                 shared.metrics.sessions_accepted.inc();
                 let admitted = Admitted::new(&shared, source, permit);
                 let shared = shared.clone();
+                if kind == Listener::WebSocket {
+                    sessions.spawn(async move {
+                        websocket_session(shared, stream, peer).await;
+                        drop(admitted);
+                    });
+                    continue;
+                }
                 sessions.spawn(async move {
                     let opening = if shared.config.net.proxy_protocol.enabled() {
                         untrusted_header(&shared, &stream, peer).await
@@ -249,6 +271,35 @@ async fn proxied(
     let admitted = Admitted::new(&shared, source, permit);
     connection::serve_opened(shared.clone(), stream, peer, Opening { accepted, failed }).await;
     drop(admitted);
+}
+
+/// A connection to the WebSocket listener: the HTTP upgrade within the handshake timeout, then
+/// the session over [`WsStream`]. An upgrade that fails or never comes is counted like a failed
+/// handshake (without a WebSocket there is no way to say `Bye`).
+async fn websocket_session(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let accepted = Instant::now();
+    let deadline = accepted + shared.config.session.handshake_timeout;
+    let config = websocket::config(shared.config.server.max_frame_bytes);
+    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let ending = match tokio::time::timeout_at(deadline, upgrade).await {
+        Ok(Ok(ws)) => {
+            let opening = Opening {
+                accepted,
+                failed: None,
+            };
+            connection::serve_opened(shared, WsStream::new(ws), peer, opening).await;
+            return;
+        }
+        Ok(Err(error)) => Ending::because(
+            CloseReason::ProtocolError,
+            format!("the WebSocket upgrade failed: {error}"),
+        ),
+        Err(_) => Ending::because(
+            CloseReason::HandshakeTimeout,
+            "no WebSocket upgrade within session.handshake_timeout",
+        ),
+    };
+    connection::report_unopened(&shared, peer, accepted, ending).await;
 }
 
 /// With PROXY protocol on, a connection from an address that is not a trusted balancer must not

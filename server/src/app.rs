@@ -211,6 +211,18 @@ async fn serve<G: Game>(config: Config, game: Arc<G>) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin.listen)", config.admin.listen))?;
+    let websocket = match config
+        .server
+        .websocket_listen
+        .parse::<std::net::SocketAddr>()
+    {
+        Ok(addr) => Some(
+            crate::acceptor::bind(addr, config.server.listen_backlog)
+                .with_context(|| format!("cannot listen on {addr} (server.websocket_listen)"))?,
+        ),
+        // Empty (validated with the rest of the configuration): no WebSocket listener.
+        Err(_) => None,
+    };
     let shutdown = Shutdown::new();
     let signals = tokio::spawn(crate::shutdown::watch_signals(
         shutdown.clone(),
@@ -229,9 +241,14 @@ async fn serve<G: Game>(config: Config, game: Arc<G>) -> anyhow::Result<()> {
         );
     }
     let server = crate::Server::start(admin, config.clone(), game, shutdown.clone()).await?;
+    let websocket_addr = websocket
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or_else(String::new, |a| a.to_string());
     tracing::info!(
         game = %listener.local_addr()?,
         admin = %server.admin_addr(),
+        websocket = websocket_addr,
         "serving"
     );
     #[cfg(feature = "agones")]
@@ -242,7 +259,7 @@ async fn serve<G: Game>(config: Config, game: Arc<G>) -> anyhow::Result<()> {
             .ready(&config, server.metrics(), server.reaper(), shutdown.clone())
             .await?;
     }
-    let result = server.serve(listener).await;
+    let result = server.serve_with(listener, websocket).await;
     #[cfg(feature = "agones")]
     if let Some(agones) = agones {
         agones.shutdown().await;

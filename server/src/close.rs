@@ -164,6 +164,8 @@ pub fn classify_io(error: &io::Error) -> CloseReason {
         | io::ErrorKind::HostUnreachable
         | io::ErrorKind::NetworkUnreachable => CloseReason::TcpTimeout,
         io::ErrorKind::UnexpectedEof => CloseReason::TruncatedFrame,
+        // Never from a socket: a transport's own protocol broken (a WebSocket text message).
+        io::ErrorKind::InvalidData => CloseReason::ProtocolError,
         _ => CloseReason::IoError,
     }
 }

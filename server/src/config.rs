@@ -82,6 +82,8 @@ pub struct ServerConfig {
     pub memory_budget: u64,
     /// Listen backlog.
     pub listen_backlog: u32,
+    /// The WebSocket listener's address; empty: none.
+    pub websocket_listen: String,
     /// Largest frame body, in bytes.
     pub max_frame_bytes: usize,
 }
@@ -501,6 +503,16 @@ impl Config {
             ),
         );
         check(
+            self.server.websocket_listen.is_empty()
+                || self.server.websocket_listen.parse::<SocketAddr>().is_ok(),
+            "server.websocket_listen",
+            format!(
+                "{:?} is not an address and port such as \"0.0.0.0:7778\" (empty: no \
+                 WebSocket listener)",
+                self.server.websocket_listen
+            ),
+        );
+        check(
             self.server.listen_backlog >= 1,
             "server.listen_backlog",
             "must be at least 1".into(),
@@ -865,6 +877,7 @@ impl Fields<'_> {
                 source_exempt,
                 memory_budget,
                 listen_backlog,
+                websocket_listen,
                 max_frame_bytes
             }
         );

@@ -157,6 +157,21 @@ impl Opening {
     }
 }
 
+/// Records the end of a connection that never got a transport to speak over (a failed
+/// WebSocket upgrade): counted and logged like any session that ended in its handshake.
+pub(crate) async fn report_unopened(
+    shared: &Shared,
+    peer: SocketAddr,
+    accepted: Instant,
+    ending: Ending,
+) {
+    let id = shared.next_session_id();
+    let session = Session::new(shared, id, peer, accepted);
+    let out = Outbox::new(shared.config.server.max_frame_bytes);
+    let end = session.end(ending, false, false, &out);
+    shared.report(end).await;
+}
+
 /// [`serve`] for a connection that got somewhere before its session (see [`Opening`]).
 pub(crate) async fn serve_opened<T: Transport>(
     shared: Arc<Shared>,

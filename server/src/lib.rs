@@ -40,6 +40,7 @@ pub mod stall;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod watchdog;
+mod websocket;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -307,6 +308,15 @@ impl Server {
     /// Accepts until the drain starts, then drains the sessions (at most
     /// `shutdown.drain_timeout`, then they are closed by force) and stops everything.
     pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        self.serve_with(listener, None).await
+    }
+
+    /// [`Server::serve`], with a WebSocket listener beside the TCP one when given.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        websocket: Option<TcpListener>,
+    ) -> anyhow::Result<()> {
         let Server {
             shared,
             admin_addr: _,
@@ -317,7 +327,24 @@ impl Server {
         let parking = shared.parking.clone();
         let rooms = shared.rooms.clone();
         let drain_timeout = shared.config.shutdown.drain_timeout;
-        acceptor::run(listener, shared.clone(), &tasks.sessions).await;
+        let tcp = acceptor::run(
+            listener,
+            acceptor::Listener::Tcp,
+            shared.clone(),
+            &tasks.sessions,
+        );
+        match websocket {
+            Some(websocket) => {
+                let ws = acceptor::run(
+                    websocket,
+                    acceptor::Listener::WebSocket,
+                    shared.clone(),
+                    &tasks.sessions,
+                );
+                tokio::join!(tcp, ws);
+            }
+            None => tcp.await,
+        }
         metrics.ready.set(0);
         drop(shared);
         tasks

@@ -468,6 +468,14 @@ impl RawClient {
         RawClient::over(stream)
     }
 
+    /// Closes abortively: zero linger, so the kernel sends RST.
+    pub fn abort(self) {
+        let stream = self.framed.into_inner();
+        if let Err(error) = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)) {
+            panic!("cannot set SO_LINGER: {error}");
+        }
+    }
+
     /// Speaks the protocol over a stream the caller opened (and perhaps wrote to first).
     pub fn over(stream: TcpStream) -> RawClient {
         RawClient {

@@ -292,6 +292,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// The admin port (reachable behind the same prefix).
     pub admin: SocketAddr,
+    /// The WebSocket port, when the configuration opens one.
+    pub websocket: Option<SocketAddr>,
     /// The server's pid.
     pub pid: u32,
     /// Its stderr: one JSON log line each.
@@ -342,9 +344,11 @@ impl ServerProcess {
         let fields = fields(&serving);
         let addr = fields["game"].as_str().and_then(|a| a.parse().ok());
         let admin = fields["admin"].as_str().and_then(|a| a.parse().ok());
+        let websocket = fields["websocket"].as_str().and_then(|a| a.parse().ok());
         ServerProcess {
             addr: addr.expect("game address in the serving line"),
             admin: admin.expect("admin address in the serving line"),
+            websocket,
             pid,
             logs,
             child,

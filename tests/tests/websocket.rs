@@ -1,0 +1,260 @@
+//! The WebSocket listener against the real binary: the same sessions as over TCP, one protocol
+//! frame per binary message. Play, the lingering close, the idle timeout, a text message, an
+//! upgrade that never comes, and a session that breaks over TCP and resumes over WebSocket.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    Bye, ByeCode, ClientCodec, ClientMessage, CloseReason, Hello, PROTOCOL_VERSION, Resume,
+    ServerMessage,
+};
+use system_tests::process::{ServerProcess, ServerSpec};
+use system_tests::{RawClient, hello_in, relay};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::codec::{Decoder, Encoder};
+
+const CONFIG: &str = "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n\
+                      [session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"2s\"\n\
+                      handshake_timeout = \"1s\"\n";
+
+type Ws = WebSocketStream<TcpStream>;
+
+async fn connect(addr: SocketAddr) -> Ws {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .expect("the WebSocket upgrade");
+    ws
+}
+
+/// A message as the body of its frame: the protocol's encoding without the length prefix.
+fn message(message: ClientMessage) -> Message {
+    let mut frame = BytesMut::new();
+    ClientCodec::default()
+        .encode(message, &mut frame)
+        .expect("encode");
+    Message::Binary(frame.split_off(4).freeze())
+}
+
+/// The next protocol message, or `None` when the WebSocket closed (the close frame is
+/// returned as `Err`).
+async fn next(ws: &mut Ws) -> Result<ServerMessage, Option<Message>> {
+    loop {
+        let received = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the server answers in time");
+        match received {
+            Some(Ok(Message::Binary(body))) => {
+                let mut frame = BytesMut::new();
+                frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                frame.extend_from_slice(&body);
+                let decoded = ClientCodec::default()
+                    .decode(&mut frame)
+                    .expect("a valid frame")
+                    .expect("a whole frame");
+                return Ok(decoded);
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(close @ Message::Close(_))) => return Err(Some(close)),
+            Some(Ok(other)) => panic!("unexpected WebSocket message {other:?}"),
+            Some(Err(error)) => {
+                eprintln!("WebSocket error: {error}");
+                return Err(None);
+            }
+            None => return Err(None),
+        }
+    }
+}
+
+async fn start() -> ServerProcess {
+    ServerProcess::start(ServerSpec::loopback(CONFIG)).await
+}
+
+fn websocket_addr(server: &ServerProcess) -> SocketAddr {
+    server
+        .websocket
+        .expect("the server reports its WebSocket listener")
+}
+
+#[tokio::test]
+async fn a_player_over_websocket_plays_and_its_lingering_close_delivers_everything() {
+    let server = start().await;
+    let before = server.scrape().await;
+    let mut ws = connect(websocket_addr(&server)).await;
+    ws.send(message(hello_in("browser", "room-browser")))
+        .await
+        .expect("send Hello");
+    let welcome = match next(&mut ws).await {
+        Ok(ServerMessage::Welcome(welcome)) => welcome,
+        other => panic!("expected Welcome, got {other:?}"),
+    };
+    assert!(welcome.session_id > 0);
+    for seq in 1..=10 {
+        ws.send(message(ClientMessage::Input {
+            seq,
+            payload: Bytes::from_static(b"click"),
+        }))
+        .await
+        .expect("send an input");
+    }
+    ws.send(message(ClientMessage::Bye(Bye::new(
+        ByeCode::ClientQuit,
+        "",
+    ))))
+    .await
+    .expect("send Bye");
+    // Everything owed, the Ack, the Bye, then the server's close frame.
+    let mut relays = Vec::new();
+    let mut acked = 0;
+    let bye = loop {
+        match next(&mut ws).await {
+            Ok(ServerMessage::Bye(bye)) => break bye,
+            Ok(ServerMessage::Ack { seq }) => acked = acked.max(seq),
+            Ok(other) => relays.extend(relay(&other).map(|(_, seq)| seq)),
+            Err(close) => panic!("closed before the Bye: {close:?}"),
+        }
+    };
+    assert_eq!(bye.code, ByeCode::ClientQuit);
+    assert_eq!(acked, 10);
+    assert_eq!(relays, (1..=10).collect::<Vec<u64>>());
+    assert!(
+        matches!(next(&mut ws).await, Err(Some(Message::Close(_)))),
+        "the server's close frame follows its Bye"
+    );
+    server
+        .expect_closes(
+            &before,
+            &[(CloseReason::ClientQuit, 1)],
+            Duration::from_secs(10),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_silent_websocket_player_is_dropped_at_the_idle_timeout() {
+    let server = start().await;
+    let before = server.scrape().await;
+    let mut ws = connect(websocket_addr(&server)).await;
+    ws.send(message(hello_in("silent-browser", "room-silent")))
+        .await
+        .expect("send Hello");
+    // Read (the server's pings too) but never answer.
+    let mut bye = None;
+    while let Ok(received) = next(&mut ws).await {
+        if let ServerMessage::Bye(b) = received {
+            bye = Some(b.code);
+        }
+    }
+    assert_eq!(bye, Some(ByeCode::IdleTimeout));
+    server
+        .expect_closes(
+            &before,
+            &[(CloseReason::IdleTimeout, 1)],
+            Duration::from_secs(10),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_text_message_is_a_protocol_error_and_an_upgrade_that_never_comes_times_out() {
+    let server = start().await;
+    let before = server.scrape().await;
+    let mut ws = connect(websocket_addr(&server)).await;
+    ws.send(Message::Text("{\"hello\": true}".into()))
+        .await
+        .expect("send text");
+    let mut bye = None;
+    while let Ok(received) = next(&mut ws).await {
+        if let ServerMessage::Bye(b) = received {
+            bye = Some(b.code);
+        }
+    }
+    assert_eq!(bye, Some(ByeCode::ProtocolError));
+    // A TCP connection to the WebSocket port that never upgrades.
+    let _idle = TcpStream::connect(websocket_addr(&server))
+        .await
+        .expect("connect");
+    server
+        .expect_closes(
+            &before,
+            &[
+                (CloseReason::ProtocolError, 1),
+                (CloseReason::HandshakeTimeout, 1),
+            ],
+            Duration::from_secs(10),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_session_broken_over_tcp_resumes_over_websocket() {
+    let server = start().await;
+    let (mut tcp, welcome) = {
+        let mut client = RawClient::connect(server.addr).await;
+        let welcome = client.hello(hello_in("roaming", "room-roaming")).await;
+        (client, welcome)
+    };
+    tcp.send(ClientMessage::Input {
+        seq: 1,
+        payload: Bytes::from_static(b"before"),
+    })
+    .await;
+    // Its relay comes back over TCP, then the connection breaks.
+    let last_event = loop {
+        match tcp.recv().await {
+            Some(Ok(event @ ServerMessage::Event { .. })) => {
+                if let (Some(_), ServerMessage::Event { seq, .. }) = (relay(&event), &event) {
+                    break *seq;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("expected the relay over TCP: {other:?}"),
+        }
+    };
+    tcp.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ws = connect(websocket_addr(&server)).await;
+    ws.send(message(ClientMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        player_id: "roaming".to_owned(),
+        room: "room-roaming".to_owned(),
+        auth_token: None,
+        resume: Some(Resume {
+            token: welcome.resume_token,
+            last_event_seq: last_event,
+        }),
+    })))
+    .await
+    .expect("send the resume Hello");
+    let resumed = match next(&mut ws).await {
+        Ok(ServerMessage::Welcome(welcome)) => welcome,
+        other => panic!("expected the resumed Welcome, got {other:?}"),
+    };
+    assert!(resumed.resumed, "{resumed:?}");
+    assert_eq!(resumed.session_id, welcome.session_id);
+    assert_eq!(resumed.last_input_seq, 1);
+    // The session goes on over WebSocket: the next input is relayed with the next number.
+    ws.send(message(ClientMessage::Input {
+        seq: 2,
+        payload: Bytes::from_static(b"after"),
+    }))
+    .await
+    .expect("send an input");
+    loop {
+        match next(&mut ws).await {
+            Ok(event @ ServerMessage::Event { .. }) => {
+                if let Some((_, input)) = relay(&event) {
+                    assert_eq!(input, 2);
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(close) => panic!("closed: {close:?}"),
+        }
+    }
+}
