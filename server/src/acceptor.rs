@@ -89,6 +89,16 @@ pub(crate) enum Listener {
     WebSocket,
 }
 
+impl Listener {
+    /// The `transport` label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Listener::Tcp => "tcp",
+            Listener::WebSocket => "websocket",
+        }
+    }
+}
+
 /// Accepts until the drain starts.
 pub(crate) async fn run(
     listener: TcpListener,
@@ -165,7 +175,11 @@ pub(crate) async fn run(
         });
         match admission {
             Ok((source, permit)) => {
-                shared.metrics.sessions_accepted.inc();
+                shared
+                    .metrics
+                    .sessions_accepted
+                    .with_label_values(&[kind.as_str()])
+                    .inc();
                 let admitted = Admitted::new(&shared, source, permit);
                 let shared = shared.clone();
                 if kind == Listener::WebSocket {
@@ -267,7 +281,11 @@ async fn proxied(
             }
         },
     };
-    shared.metrics.sessions_accepted.inc();
+    shared
+        .metrics
+        .sessions_accepted
+        .with_label_values(&["tcp"])
+        .inc();
     let admitted = Admitted::new(&shared, source, permit);
     connection::serve_opened(shared.clone(), stream, peer, Opening { accepted, failed }).await;
     drop(admitted);
@@ -299,7 +317,7 @@ async fn websocket_session(shared: Arc<Shared>, stream: TcpStream, peer: SocketA
             "no WebSocket upgrade within session.handshake_timeout",
         ),
     };
-    connection::report_unopened(&shared, peer, accepted, ending).await;
+    connection::report_unopened(&shared, "websocket", peer, accepted, ending).await;
 }
 
 /// With PROXY protocol on, a connection from an address that is not a trusted balancer must not

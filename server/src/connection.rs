@@ -44,6 +44,9 @@ const SETTLE_WAIT: Duration = Duration::from_secs(1);
 
 /// A byte stream a session runs over.
 pub trait Transport: Send + 'static {
+    /// The transport's name in metrics and log lines (`tcp`, `websocket`).
+    const NAME: &'static str;
+
     /// The reading half.
     type Read<'a>: AsyncRead + Unpin + Send + Peek
     where
@@ -68,6 +71,8 @@ pub trait Peek {
 }
 
 impl Transport for TcpStream {
+    const NAME: &'static str = "tcp";
+
     type Read<'a> = tokio::net::tcp::ReadHalf<'a>;
     type Write<'a> = tokio::net::tcp::WriteHalf<'a>;
 
@@ -109,6 +114,8 @@ impl Duplex {
 }
 
 impl Transport for Duplex {
+    const NAME: &'static str = "memory";
+
     type Read<'a> = &'a mut ReadHalf<DuplexStream>;
     type Write<'a> = &'a mut WriteHalf<DuplexStream>;
 
@@ -161,6 +168,7 @@ impl Opening {
 /// WebSocket upgrade): counted and logged like any session that ended in its handshake.
 pub(crate) async fn report_unopened(
     shared: &Shared,
+    transport: &'static str,
     peer: SocketAddr,
     accepted: Instant,
     ending: Ending,
@@ -168,7 +176,7 @@ pub(crate) async fn report_unopened(
     let id = shared.next_session_id();
     let session = Session::new(shared, id, peer, accepted);
     let out = Outbox::new(shared.config.server.max_frame_bytes);
-    let end = session.end(ending, false, false, &out);
+    let end = session.end(ending, false, false, &out, transport);
     shared.report(end).await;
 }
 
@@ -227,7 +235,7 @@ async fn run<T: Transport>(
     ))
     .await;
     session.flush_traffic(&mut out);
-    session.end(ending, forced, parked, &out)
+    session.end(ending, forced, parked, &out, T::NAME)
 }
 
 type CloseRequest = Pin<Box<dyn Future<Output = CloseReason> + Send>>;

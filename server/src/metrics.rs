@@ -93,7 +93,7 @@ pub struct Metrics {
     /// Sessions admitted and not yet closed.
     pub sessions_active: IntGauge,
     /// Connections admitted as sessions.
-    pub sessions_accepted: IntCounter,
+    pub sessions_accepted: IntCounterVec,
     /// Connections turned away, by reason.
     pub connections_rejected: IntCounterVec,
     /// accept() failures, by kind.
@@ -200,9 +200,10 @@ impl Metrics {
                 "gameserver_sessions_active",
                 "Sessions admitted and not yet closed.",
             )?,
-            sessions_accepted: counter(
+            sessions_accepted: counter_vec(
                 "gameserver_sessions_accepted_total",
-                "Connections admitted as sessions.",
+                "Connections admitted as sessions, by transport (tcp, websocket).",
+                "transport",
             )?,
             connections_rejected: counter_vec(
                 "gameserver_connections_rejected_total",
@@ -374,6 +375,9 @@ impl Metrics {
             metrics
                 .connections_rejected
                 .with_label_values(&[rejection.as_str()]);
+        }
+        for transport in ["tcp", "websocket"] {
+            metrics.sessions_accepted.with_label_values(&[transport]);
         }
         for kind in ACCEPT_ERROR_KINDS {
             metrics.accept_errors.with_label_values(&[kind]);

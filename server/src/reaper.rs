@@ -27,6 +27,8 @@ pub struct SessionEnd {
     pub claimed: Option<Arc<str>>,
     /// Peer address.
     pub peer: SocketAddr,
+    /// What the session ran over (`tcp`, `websocket`).
+    pub transport: &'static str,
     /// The first fatal event.
     pub reason: CloseReason,
     /// What exactly happened (errno, protocol violation), for the log.
@@ -125,6 +127,7 @@ fn log(end: &SessionEnd) {
                 session = end.session_id,
                 player,
                 peer = %end.peer,
+                transport = end.transport,
                 reason = end.reason.as_str(),
                 detail,
                 lifetime_ms = end.lifetime.as_millis() as u64,

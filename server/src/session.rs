@@ -837,8 +837,16 @@ impl<'a> Session<'a> {
     }
 
     /// What the reaper records.
-    pub fn end(self, ending: Ending, forced: bool, parked: bool, out: &Outbox) -> SessionEnd {
+    pub fn end(
+        self,
+        ending: Ending,
+        forced: bool,
+        parked: bool,
+        out: &Outbox,
+        transport: &'static str,
+    ) -> SessionEnd {
         SessionEnd {
+            transport,
             session_id: self.player.as_ref().map_or(self.id, Player::session_id),
             player: self.player,
             claimed: ending.claimed,

@@ -210,6 +210,8 @@ impl AsyncWrite for WsStream {
 }
 
 impl Transport for WsStream {
+    const NAME: &'static str = "websocket";
+
     type Read<'a> = tokio::io::ReadHalf<&'a mut WsStream>;
     type Write<'a> = tokio::io::WriteHalf<&'a mut WsStream>;
 

@@ -85,6 +85,7 @@ fn websocket_addr(server: &ServerProcess) -> SocketAddr {
 async fn a_player_over_websocket_plays_and_its_lingering_close_delivers_everything() {
     let server = start().await;
     let before = server.scrape().await;
+    let mark = server.log_mark();
     let mut ws = connect(websocket_addr(&server)).await;
     ws.send(message(hello_in("browser", "room-browser")))
         .await
@@ -126,13 +127,28 @@ async fn a_player_over_websocket_plays_and_its_lingering_close_delivers_everythi
         matches!(next(&mut ws).await, Err(Some(Message::Close(_)))),
         "the server's close frame follows its Bye"
     );
-    server
+    let after = server
         .expect_closes(
             &before,
             &[(CloseReason::ClientQuit, 1)],
             Duration::from_secs(10),
         )
         .await;
+    // Counted and logged as a WebSocket session.
+    let accepted = |scrape: &system_tests::Scrape, transport| {
+        scrape.get(
+            "gameserver_sessions_accepted_total",
+            &[("transport", transport)],
+        )
+    };
+    assert_eq!(
+        accepted(&after, "websocket") - accepted(&before, "websocket"),
+        1.0
+    );
+    assert_eq!(accepted(&after, "tcp"), accepted(&before, "tcp"));
+    let (_, line) = server.next_close(mark, Duration::from_secs(10)).await;
+    assert_eq!(line["transport"], "websocket", "{line}");
+    assert_eq!(line["player"], "browser", "{line}");
 }
 
 #[tokio::test]
