@@ -263,14 +263,7 @@ async fn proxied(
                 // hold slots through its rejections' lingering closes. The rejection itself is
                 // bounded like the acceptor's.
                 drop(permit);
-                shared
-                    .metrics
-                    .connections_rejected
-                    .with_label_values(&[rejection.as_str()])
-                    .inc();
-                if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
-                    tracing::info!(%peer, %balancer, reason = rejection.as_str(), "connection rejected");
-                }
+                note_rejection(&shared, peer, rejection);
                 let Ok(slot) = rejections.try_acquire_owned() else {
                     return;
                 };
@@ -348,6 +341,19 @@ async fn untrusted_header(shared: &Shared, stream: &TcpStream, peer: SocketAddr)
     Opening { accepted, failed }
 }
 
+/// Counts a rejection and logs it (a few lines a second at most: a source can cause them at
+/// will).
+fn note_rejection(shared: &Shared, peer: SocketAddr, rejection: Rejection) {
+    shared
+        .metrics
+        .connections_rejected
+        .with_label_values(&[rejection.as_str()])
+        .inc();
+    if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
+        tracing::info!(%peer, reason = rejection.as_str(), "connection rejected");
+    }
+}
+
 /// Turns a connection away in a small task of its own, tracked with the sessions so that a
 /// drain waits for it (and a forced shutdown cuts its lingering close short).
 fn reject(
@@ -358,14 +364,7 @@ fn reject(
     slots: &Arc<Semaphore>,
     tasks: &TaskTracker,
 ) {
-    shared
-        .metrics
-        .connections_rejected
-        .with_label_values(&[rejection.as_str()])
-        .inc();
-    if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
-        tracing::info!(%peer, reason = rejection.as_str(), "connection rejected");
-    }
+    note_rejection(shared, peer, rejection);
     let Ok(slot) = slots.clone().try_acquire_owned() else {
         // Too many rejections already in flight: close without ceremony.
         return;
