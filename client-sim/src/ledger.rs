@@ -10,6 +10,8 @@
 //!
 //! A server without `/closes` is read through its closed-sessions counter, compared with its
 //! value before the run: exact only while the run is the server's only traffic.
+//! [`keep`] reads it only once a drain starts: until then the last reading, the settle's, is
+//! the one that counts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -174,6 +176,11 @@ pub(crate) async fn keep(admin: Admin, ledger: Arc<Ledger>) {
             KEEP_EVERY
         };
         tokio::time::sleep(every).await;
+        // Counter deltas need only their last reading; until a drain may take the server away,
+        // that is the settle's.
+        if ledger.method() == reconcile::METHOD_COUNTERS && !ledger.draining() {
+            continue;
+        }
         let _ = ledger.read(&admin).await;
     }
 }

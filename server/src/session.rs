@@ -461,11 +461,15 @@ impl<'a> Session<'a> {
         match wait {
             Wait::Nothing => {}
             Wait::Handshake(hello) => {
+                // The one copy of the id: the player's if the handshake succeeds, the close
+                // record's if it does not.
                 let claimed: Arc<str> = Arc::from(hello.player_id.as_str());
-                self.handshake(hello, out).await.map_err(|ending| Ending {
-                    claimed: Some(claimed),
-                    ..ending
-                })?;
+                self.handshake(hello, Arc::clone(&claimed), out)
+                    .await
+                    .map_err(|ending| Ending {
+                        claimed: Some(claimed),
+                        ..ending
+                    })?;
             }
             Wait::Join(room) => {
                 if let Some(player) = self.player.clone() {
@@ -510,7 +514,12 @@ impl<'a> Session<'a> {
         });
     }
 
-    async fn handshake(&mut self, hello: Hello, out: &mut Outbox) -> Result<(), Ending> {
+    async fn handshake(
+        &mut self,
+        hello: Hello,
+        player_id: Arc<str>,
+        out: &mut Outbox,
+    ) -> Result<(), Ending> {
         if hello.version != PROTOCOL_VERSION {
             return Err(Ending {
                 bye: Some(ByeCode::VersionMismatch),
@@ -563,7 +572,7 @@ impl<'a> Session<'a> {
                     ));
                 }
             },
-            None => (self.start(hello).await?, None),
+            None => (self.start(hello, player_id).await?, None),
         };
         self.token = parking.enabled().then(|| parking.issue(&player));
         self.watchdog.handshake_done(Instant::now());
@@ -595,7 +604,7 @@ impl<'a> Session<'a> {
 
     /// A fresh session: the player enters the room it asked for, then replaces any older
     /// session of the same player id.
-    async fn start(&mut self, hello: Hello) -> Result<Player, Ending> {
+    async fn start(&mut self, hello: Hello, player_id: Arc<str>) -> Result<Player, Ending> {
         let parking = &self.shared.parking;
         if parking.enabled() {
             parking.discard_player(&hello.player_id);
@@ -606,7 +615,7 @@ impl<'a> Session<'a> {
         };
         let player = Player::new(
             self.id,
-            Arc::from(hello.player_id),
+            player_id,
             self.peer,
             self.shared.config.session.outbound_queue,
             limit,
