@@ -116,7 +116,8 @@ fn the_fleet_matches_what_the_server_does_under_agones() {
     let grace = pod["terminationGracePeriodSeconds"]
         .as_u64()
         .expect("grace");
-    let needed = defaults.shutdown.drain_timeout.as_secs() + 3 + 5;
+    let needed =
+        (defaults.shutdown.drain_timeout + game_engine::shutdown::EXIT_MARGIN).as_secs() + 5;
     assert!(
         grace >= needed,
         "terminationGracePeriodSeconds {grace} < {needed}"
