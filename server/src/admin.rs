@@ -19,7 +19,10 @@
 //!   closes beside other traffic.
 //! - `/sessions` is paginated (`?after=ID&limit=N`, at most [`MAX_PAGE`] a page) and built
 //!   outside the registry's lock.
+//! - A game's pages for browser players ([`crate::App::page`]) are static and public: no token,
+//!   no `Host` check, nothing but the page. A path the admin routes serve is never a page.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +30,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -57,6 +61,7 @@ pub(crate) struct Settings {
     pub token: Option<String>,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub pages: Pages,
 }
 
 impl std::fmt::Debug for Settings {
@@ -65,6 +70,7 @@ impl std::fmt::Debug for Settings {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("pages", &self.pages)
             .finish()
     }
 }
@@ -76,6 +82,34 @@ struct Admin {
     closes: Arc<Closes>,
     shutdown: Shutdown,
     token: Option<Arc<str>>,
+    pages: Pages,
+}
+
+/// The pages a game serves to browser players from the admin port ([`crate::App::page`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Pages {
+    /// Each page's HTML by path, the WebSocket port filled in; `None` for every page while the
+    /// server has no WebSocket listener, the only way a browser can play.
+    by_path: Arc<HashMap<String, Option<Bytes>>>,
+}
+
+impl Pages {
+    /// `pages` as (path, HTML), each [`crate::app::WEBSOCKET_PORT_PLACEHOLDER`] in the HTML
+    /// replaced by the port of `websocket`, the WebSocket listener's bound address.
+    pub(crate) fn new(pages: &[(String, &'static str)], websocket: Option<SocketAddr>) -> Pages {
+        let placeholder = crate::app::WEBSOCKET_PORT_PLACEHOLDER;
+        let by_path = pages
+            .iter()
+            .map(|(path, html)| {
+                let rendered = websocket
+                    .map(|addr| Bytes::from(html.replace(placeholder, &addr.port().to_string())));
+                (path.clone(), rendered)
+            })
+            .collect();
+        Pages {
+            by_path: Arc::new(by_path),
+        }
+    }
 }
 
 /// The peer of the connection a request came on.
@@ -95,6 +129,7 @@ fn router(admin: Admin) -> Router {
         ))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .fallback(page)
         .with_state(admin)
 }
 
@@ -115,6 +150,7 @@ pub(crate) async fn serve(
         closes,
         shutdown,
         token: settings.token.as_deref().map(Arc::from),
+        pages: settings.pages,
     });
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let mut connections = JoinSet::new();
@@ -322,6 +358,38 @@ impl PageQuery {
     }
 }
 
+/// A game's page, or 404: what the admin listener answers for a path no admin route serves.
+async fn page(State(admin): State<Admin>, method: Method, uri: Uri) -> Response {
+    let Some(page) = admin.pages.by_path.get(uri.path()) else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "a page answers GET and HEAD only\n",
+        )
+            .into_response();
+    }
+    match page {
+        Some(html) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                // The WebSocket port in it changes from one run of the server to the next.
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            html.clone(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "this page plays over WebSocket and the server has no WebSocket listener: set \
+             server.websocket_listen (GAMESERVER__SERVER__WEBSOCKET_LISTEN)\n",
+        )
+            .into_response(),
+    }
+}
+
 async fn sessions(State(admin): State<Admin>, Query(query): Query<PageQuery>) -> Response {
     axum::Json(admin.registry.page(query.after, query.limit())).into_response()
 }
@@ -397,6 +465,108 @@ mod tests {
         assert_eq!(page(Some(1_000_000)).limit(), MAX_PAGE);
         assert_eq!(page(Some(0)).limit(), 1);
         assert_eq!(page(Some(7)).limit(), 7);
+    }
+
+    fn admin(pages: Pages) -> Router {
+        router(Admin {
+            metrics: Metrics::new().expect("metrics"),
+            registry: Arc::new(Registry::default()),
+            closes: Closes::new(16),
+            shutdown: Shutdown::new(),
+            token: Some(Arc::from("s3cret")),
+            pages,
+        })
+    }
+
+    /// `method path` from `peer` with `Host: host`; the status, the content type and the body.
+    async fn call(
+        app: &Router,
+        method: Method,
+        path: &str,
+        peer: &str,
+        host: &str,
+    ) -> (StatusCode, String, String) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(Peer(peer.parse().expect("peer")));
+        let mut app = app.clone();
+        let response = tower_service::Service::call(&mut app, request)
+            .await
+            .expect("the router answers");
+        let status = response.status();
+        let kind = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, kind, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    const PAGE: &str = "<meta name=\"websocket-port\" content=\"{{websocket_port}}\">";
+
+    #[tokio::test]
+    async fn a_page_is_public_and_names_the_websocket_port_while_the_rest_stays_guarded() {
+        let pages = Pages::new(
+            &[("/play".to_owned(), PAGE)],
+            Some("127.0.0.1:4321".parse().expect("addr")),
+        );
+        let app = admin(pages);
+        let far = "203.0.113.9:5000";
+        let (status, kind, body) = call(&app, Method::GET, "/play", far, "evil.example").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(kind, "text/html; charset=utf-8");
+        assert_eq!(body, "<meta name=\"websocket-port\" content=\"4321\">");
+        // The admin routes keep their guard for the same request.
+        let (status, ..) = call(&app, Method::GET, "/metrics", far, "evil.example").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, ..) = call(
+            &app,
+            Method::GET,
+            "/metrics",
+            "127.0.0.1:5000",
+            "evil.example",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, ..) = call(&app, Method::GET, "/elsewhere", far, "evil.example").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, ..) = call(&app, Method::POST, "/play", far, "evil.example").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn without_a_websocket_listener_a_page_says_what_is_missing() {
+        let app = admin(Pages::new(&[("/play".to_owned(), PAGE)], None));
+        let (status, _, body) =
+            call(&app, Method::GET, "/play", "127.0.0.1:5000", "localhost").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("server.websocket_listen"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_page_never_shadows_an_admin_route() {
+        let pages = Pages::new(
+            &[("/metrics".to_owned(), "a page")],
+            Some("127.0.0.1:4321".parse().expect("addr")),
+        );
+        let app = admin(pages);
+        let far = "203.0.113.9:5000";
+        let (status, _, body) = call(&app, Method::GET, "/metrics", far, "evil.example").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, _, body) =
+            call(&app, Method::GET, "/metrics", "127.0.0.1:5000", "localhost").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_ne!(body, "a page");
     }
 
     #[test]

@@ -36,6 +36,11 @@ use crate::shutdown::Shutdown;
 /// How long `healthcheck` waits for the admin listener.
 pub const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Written in a page's HTML ([`App::page`]), replaced by the WebSocket listener's port whenever
+/// the page is served: how a browser client finds the listener, whose port may be picked at
+/// start (port 0).
+pub const WEBSOCKET_PORT_PLACEHOLDER: &str = "{{websocket_port}}";
+
 /// A disconnect-aware game server. With no arguments it serves on its embedded defaults
 /// (game port 0.0.0.0:7777, admin on 127.0.0.1:9100).
 #[derive(Debug, Parser)]
@@ -86,11 +91,16 @@ enum Command {
 pub struct App<G: Game> {
     make: Box<dyn FnOnce(G::Config) -> G>,
     name: String,
+    pages: Vec<(String, &'static str)>,
 }
 
 impl<G: Game> std::fmt::Debug for App<G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("name", &self.name).finish()
+        let pages: Vec<&str> = self.pages.iter().map(|(path, _)| path.as_str()).collect();
+        f.debug_struct("App")
+            .field("name", &self.name)
+            .field("pages", &pages)
+            .finish()
     }
 }
 
@@ -105,7 +115,18 @@ impl<G: Game> App<G> {
         App {
             make: Box::new(make),
             name,
+            pages: Vec::new(),
         }
+    }
+
+    /// Serves `html` at `path` (such as `/play`) on the admin port, to anyone: a browser client
+    /// for the game, static and public (no admin token, no `Host` check). Every
+    /// [`WEBSOCKET_PORT_PLACEHOLDER`] in it becomes the WebSocket listener's port; without a
+    /// listener (`server.websocket_listen` empty) the page answers 404 saying so. A path an admin
+    /// route serves (`/metrics`, `/sessions`, ...) stays the admin route's.
+    pub fn page(mut self, path: &str, html: &'static str) -> App<G> {
+        self.pages.push((path.to_owned(), html));
+        self
     }
 
     /// Runs with the process's command line and environment; returns the exit code: 0 after a
@@ -174,7 +195,7 @@ impl<G: Game> App<G> {
             }
         };
         let game = Arc::new((self.make)(game_config));
-        let result = runtime.block_on(serve(config, game));
+        let result = runtime.block_on(serve(config, game, &self.pages));
         // Tasks still running (a stuck admin connection, say) must not hold the exit up.
         runtime.shutdown_timeout(Duration::from_millis(250));
         match result {
@@ -203,7 +224,11 @@ fn game_toml<C: GameConfig>(game: &C) -> String {
     }
 }
 
-async fn serve<G: Game>(config: Config, game: Arc<G>) -> anyhow::Result<()> {
+async fn serve<G: Game>(
+    config: Config,
+    game: Arc<G>,
+    pages: &[(String, &'static str)],
+) -> anyhow::Result<()> {
     use anyhow::Context;
     crate::acceptor::raise_fd_limit(config.server.max_sessions, config.admin.max_connections);
     let listener = crate::acceptor::bind(config.server.listen, config.server.listen_backlog)
@@ -240,7 +265,10 @@ async fn serve<G: Game>(config: Config, game: Arc<G>) -> anyhow::Result<()> {
              `--features agones` (cargo build -p game-server --features agones; needs protoc)"
         );
     }
-    let server = crate::Server::start(admin, config.clone(), game, shutdown.clone()).await?;
+    let pages =
+        crate::admin::Pages::new(pages, websocket.as_ref().and_then(|l| l.local_addr().ok()));
+    let server =
+        crate::Server::start_with(admin, config.clone(), game, shutdown.clone(), pages).await?;
     let websocket_addr = websocket
         .as_ref()
         .and_then(|l| l.local_addr().ok())

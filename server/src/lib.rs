@@ -160,6 +160,17 @@ impl Server {
         game: Arc<G>,
         shutdown: Shutdown,
     ) -> anyhow::Result<Server> {
+        Server::start_with(admin, config, game, shutdown, admin::Pages::default()).await
+    }
+
+    /// [`Server::start`], the admin listener also serving the game's pages ([`App::page`]).
+    pub(crate) async fn start_with<G: Game>(
+        admin: TcpListener,
+        config: Config,
+        game: Arc<G>,
+        shutdown: Shutdown,
+        pages: admin::Pages,
+    ) -> anyhow::Result<Server> {
         let metrics = Metrics::new()?;
         let baseline = budget::resident_bytes();
         let registry = Arc::new(Registry::default());
@@ -228,6 +239,7 @@ impl Server {
                 token: admin_token,
                 max_connections: config.admin.max_connections,
                 header_read_timeout: config.admin.header_read_timeout,
+                pages,
             },
             stop_admin.clone(),
         ));
