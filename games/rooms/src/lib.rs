@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::payload::DemoEvent;
 
+/// The browser client `game-server` serves at `/play` on its admin port (with
+/// `server.websocket_listen` set): one HTML file, plain JavaScript, no build step. It plays the
+/// demo over WebSocket, shows its connection, resumes after a network blip, and exposes
+/// `window.game` (`state`, `sessionId`, `leave()`, `snapshot()`) for tests. `?player=`, `?room=`,
+/// `?token=` and `?ws=` override its defaults.
+pub const PLAY_PAGE: &str = include_str!("../static/play.html");
+
 /// The demo's `[game]` section.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,5 +14,7 @@ fn main() -> std::process::ExitCode {
     if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
         eprintln!("game-server: jemalloc background purging unavailable: {error}");
     }
-    game_engine::App::new(rooms::Rooms::new).run()
+    game_engine::App::new(rooms::Rooms::new)
+        .page("/play", rooms::PLAY_PAGE)
+        .run()
 }
