@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::options::{
-    Mix, Options, OptionsError, ProgressMode, Scenario, Stage, parse_source_addrs, parse_stages,
+    Mix, Options, OptionsError, ProgressMode, Scenario, Stage, TlsOptions, parse_source_addrs,
+    parse_stages,
 };
 use crate::scenarios::crash::ChildArgs;
 use crate::threshold::{Threshold, ThresholdError};
@@ -177,6 +178,17 @@ pub struct Cli {
     /// No progress display (same as --progress off).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Speak TLS to the game port (a server with `[tls]` set).
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM file of the certificates to trust over TLS (a private CA, or a self-signed server
+    /// certificate); without it, the public web's roots. Implies --tls.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the host of --server). Implies
+    /// --tls.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// Internal: the crash scenario's child process.
     #[command(subcommand)]
     pub internal: Option<Internal>,
@@ -278,6 +290,12 @@ impl Cli {
             stages: self.stages.clone().map(|s| s.0).unwrap_or_default(),
             thresholds: self.thresholds.clone(),
             interval: self.interval,
+            tls: (self.tls || self.tls_ca.is_some() || self.tls_server_name.is_some()).then(|| {
+                TlsOptions {
+                    ca_file: self.tls_ca.clone(),
+                    server_name: self.tls_server_name.clone(),
+                }
+            }),
         }
     }
 

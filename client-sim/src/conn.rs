@@ -1,6 +1,7 @@
-//! One TCP connection to the game server, with the client's own vocabulary for how it ended.
+//! One connection to the game server (TCP, or TLS over TCP), with the client's own vocabulary for
+//! how it ended.
 //!
-//! [`Conn`] keeps the whole `TcpStream` rather than split halves: the scenarios need to choose
+//! [`Conn`] keeps the whole [`Link`] rather than split halves: the scenarios need to choose
 //! exactly how the socket ends (FIN with `shutdown`, RST with `SO_LINGER {on, 0}`, close with
 //! unread data), and tokio's owned write half would send a FIN of its own when dropped. Frames
 //! are decoded from a small read buffer (1 KiB to start, grown by the codec only when a frame
@@ -13,11 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use game_client::Transport;
+use game_client::{Link, Tls, Transport};
 use protocol::{ByeCode, ClientCodec, ClientMessage, CodecError, ServerMessage};
-use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -204,8 +204,9 @@ impl ClientError {
     }
 }
 
-/// Opens a TCP connection, optionally from a chosen local address, and returns it with the time
-/// the connect took.
+/// Opens a connection, optionally from a chosen local address, makes the TLS handshake when
+/// `tls` is given, and returns it with the time the connect (and handshake) took; each step
+/// within `timeout`.
 ///
 /// A source address is bound with `IP_BIND_ADDRESS_NO_PORT`, so the kernel picks the port at
 /// connect time and one port can serve several destinations: a source address is then limited by
@@ -213,8 +214,9 @@ impl ClientError {
 pub async fn connect(
     server: SocketAddr,
     source: Option<IpAddr>,
+    tls: Option<&Tls>,
     timeout: Duration,
-) -> Result<(TcpStream, Duration), ClientError> {
+) -> Result<(Link, Duration), ClientError> {
     let started = Instant::now();
     let socket = if server.is_ipv4() {
         TcpSocket::new_v4()
@@ -246,14 +248,27 @@ pub async fn connect(
             )));
         }
     };
-    Ok((stream, started.elapsed()))
+    let Some(tls) = tls else {
+        return Ok((Link::Tcp(stream), started.elapsed()));
+    };
+    match tokio::time::timeout(timeout, tls.handshake(stream)).await {
+        Ok(Ok(link)) => Ok((link, started.elapsed())),
+        Ok(Err(error)) => Err(ClientError::io(io::Error::new(
+            error.kind(),
+            format!("the TLS handshake failed: {error}"),
+        ))),
+        Err(_) => Err(ClientError::io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the TLS handshake took longer than {timeout:?}"),
+        ))),
+    }
 }
 
 /// A connected socket with the client codec, byte and frame counters, and a record of every
 /// error it observed.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Link,
     codec: ClientCodec,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -265,7 +280,7 @@ pub struct Conn {
 
 impl Conn {
     /// Wraps a connected stream.
-    pub fn new(stream: TcpStream, stats: Arc<Stats>) -> Conn {
+    pub fn new(stream: Link, stats: Arc<Stats>) -> Conn {
         add(&stats.open, 1);
         Conn {
             stream,
@@ -425,15 +440,14 @@ impl Conn {
     /// not make the kernel send RST on close.
     pub async fn wait_unread(&self, limit: Duration) -> bool {
         let mut byte = [0u8; 1];
-        matches!(tokio::time::timeout(limit, self.stream.peek(&mut byte)).await, Ok(Ok(n)) if n > 0)
+        let peek = self.stream.tcp().peek(&mut byte);
+        matches!(tokio::time::timeout(limit, peek).await, Ok(Ok(n)) if n > 0)
     }
 
     /// Closes abortively: `SO_LINGER {on, 0}` makes the kernel send RST and discard anything
     /// unsent, instead of a FIN after the queued data.
     pub fn abort(self) -> Result<(), ClientError> {
-        SockRef::from(&self.stream)
-            .set_linger(Some(Duration::ZERO))
-            .map_err(ClientError::io)
+        self.stream.set_abortive().map_err(ClientError::io)
         // Dropping `self` here closes the socket, which with a zero linger is the RST.
     }
 }
@@ -500,7 +514,9 @@ mod tests {
             out.extend_from_slice(&[0, 0, 0, 9, 3]); // a frame announcing 9 bytes, cut after 1
             s.write_all(&out).await.unwrap();
         });
-        let (stream, _) = connect(addr, None, Duration::from_secs(5)).await.unwrap();
+        let (stream, _) = connect(addr, None, None, Duration::from_secs(5))
+            .await
+            .unwrap();
         let mut conn = Conn::new(stream, Arc::new(Stats::default()));
         assert_eq!(
             conn.recv().await.unwrap(),
@@ -516,7 +532,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let error = connect(addr, None, Duration::from_secs(5))
+        let error = connect(addr, None, None, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert_eq!(error.kind(), Some(ErrorKind::ConnRefused));

@@ -78,7 +78,7 @@ mod stats;
 pub mod threshold;
 pub mod token;
 
-pub use options::{Mix, Options, OptionsError, ProgressMode, Scenario, Stage};
+pub use options::{Mix, Options, OptionsError, ProgressMode, Scenario, Stage, TlsOptions};
 pub use report::{Report, ResumeStats};
 pub use runner::{ProbeError, run};
 pub use scenarios::crash::{CHILD_SUBCOMMAND, ChildArgs, child_main, child_main_from_args};

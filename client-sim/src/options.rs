@@ -453,6 +453,39 @@ pub struct Options {
     pub thresholds: Vec<Threshold>,
     /// Time between two samples of the report's time series.
     pub interval: Duration,
+    /// TLS to the game port (the server's `[tls]`); `None`: plain TCP.
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS to the game port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM file of the certificates to trust (a private CA, or the server's self-signed
+    /// certificate); `None`: the public web's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The name the server's certificate must carry; `None`: the host part of `server`.
+    pub server_name: Option<String>,
+}
+
+impl TlsOptions {
+    /// The client-side TLS setup for `server` (`host:port`).
+    pub fn client(&self, server: &str) -> Result<game_client::Tls, game_client::TlsError> {
+        game_client::Tls::trusting(self.ca_file.as_deref(), &self.name_for(server))
+    }
+
+    /// The name the certificate of `server` (`host:port`) must carry.
+    pub fn name_for(&self, server: &str) -> String {
+        match &self.server_name {
+            Some(name) => name.clone(),
+            None => host_of(server).to_owned(),
+        }
+    }
+}
+
+/// The host of `host:port` (brackets of an IPv6 address removed).
+fn host_of(server: &str) -> &str {
+    let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// One load stage: ramp to `target` busy client slots over `duration`.
@@ -528,6 +561,7 @@ impl Default for Options {
             stages: Vec::new(),
             thresholds: Vec::new(),
             interval: Duration::from_secs(1),
+            tls: None,
         }
     }
 }

@@ -562,7 +562,7 @@ mod tests {
             while socket.read(&mut rest).await.is_ok_and(|n| n > 0) {}
         });
         let stats = Arc::new(Stats::default());
-        let (stream, _) = crate::conn::connect(addr, None, Duration::from_secs(5))
+        let (stream, _) = crate::conn::connect(addr, None, None, Duration::from_secs(5))
             .await
             .unwrap();
         let conn = Conn::new(stream, Arc::clone(&stats));

@@ -122,27 +122,29 @@ struct ServerTiming {
 async fn probe(
     opts: &Options,
     server: SocketAddr,
+    tls: Option<&game_client::Tls>,
     id: String,
     stats: &Arc<Stats>,
 ) -> Result<ServerTiming, ProbeError> {
     let name = opts.server.clone();
     let source = opts.source_addrs.first().copied();
     let timeout = PROBE_TIMEOUT.min(opts.connect_timeout);
-    let (stream, _) = conn::connect(server, source, timeout)
-        .await
-        .map_err(|error| match error.kind() {
-            Some(ErrorKind::ConnRefused) => ProbeError::NotListening {
-                server: name.clone(),
-            },
-            Some(ErrorKind::TimedOut) => ProbeError::ConnectTimeout {
-                server: name.clone(),
-                timeout,
-            },
-            _ => ProbeError::Connect {
-                server: name.clone(),
-                error,
-            },
-        })?;
+    let (stream, _) =
+        conn::connect(server, source, tls, timeout)
+            .await
+            .map_err(|error| match error.kind() {
+                Some(ErrorKind::ConnRefused) => ProbeError::NotListening {
+                    server: name.clone(),
+                },
+                Some(ErrorKind::TimedOut) => ProbeError::ConnectTimeout {
+                    server: name.clone(),
+                    timeout,
+                },
+                _ => ProbeError::Connect {
+                    server: name.clone(),
+                    error,
+                },
+            })?;
     let conn = Conn::new(stream, Arc::clone(stats));
     let token = opts
         .auth_secret
@@ -363,6 +365,12 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
         );
     }
     let server = resolve(&opts.server).await?;
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(|tls| tls.client(&opts.server))
+        .transpose()
+        .context("cannot set up TLS (--tls, --tls-ca, --tls-server-name)")?;
     let admin = opts
         .metrics_url
         .as_deref()
@@ -384,6 +392,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
     let timing = probe(
         &opts,
         server,
+        tls.as_ref(),
         format!("{}-{run_id}-probe", opts.player_prefix),
         &stats,
     )
@@ -402,6 +411,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
         admin: admin.clone(),
         run_id,
         crash_exe,
+        tls,
     });
     let expected = Arc::new(Mutex::new(expected));
     let started = Instant::now();
@@ -672,7 +682,14 @@ mod tests {
             server: addr.to_string(),
             ..Options::default()
         };
-        probe(&opts, addr, "probe".into(), &Arc::new(Stats::default())).await
+        probe(
+            &opts,
+            addr,
+            None,
+            "probe".into(),
+            &Arc::new(Stats::default()),
+        )
+        .await
     }
 
     /// Serves one connection: reads the Hello, answers with `reply`, closes.

@@ -17,6 +17,7 @@ use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::core::{Config, Core, InputError, Instant, Next, Output};
 use crate::end::{End, Lost, Transport};
+use crate::link::{Link, Tls};
 
 /// Where to connect and how to behave when connections fail.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct ClientConfig {
     pub fresh_after_loss: bool,
     /// How long a quit waits for the server's `Ack` and `Bye`.
     pub linger: Duration,
+    /// TLS over the TCP connection (the server's `[tls]`); `None`: plain TCP.
+    pub tls: Option<Tls>,
 }
 
 impl ClientConfig {
@@ -56,6 +59,7 @@ impl ClientConfig {
             max_attempts: Some(30),
             fresh_after_loss: false,
             linger: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -383,29 +387,48 @@ async fn wait(shared: &Shared, until: Instant, for_new_session: bool) -> Wake {
     }
 }
 
-async fn connect(config: &ClientConfig) -> Result<TcpStream, End> {
-    match tokio::time::timeout(config.connect_timeout, TcpStream::connect(&config.server)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
+/// Connects, and with TLS makes the handshake (within the handshake timeout).
+async fn connect(config: &ClientConfig) -> Result<Link, End> {
+    let stream = match tokio::time::timeout(
+        config.connect_timeout,
+        TcpStream::connect(&config.server),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(End::Transport(Transport::of_io(&error))),
+        Err(_) => {
+            return Err(End::Transport(Transport::TimedOut(format!(
+                "no connection within {:?}",
+                config.connect_timeout
+            ))));
         }
-        Ok(Err(error)) => Err(End::Transport(Transport::of_io(&error))),
+    };
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = &config.tls else {
+        return Ok(Link::Tcp(stream));
+    };
+    match tokio::time::timeout(config.handshake_timeout, tls.handshake(stream)).await {
+        Ok(Ok(link)) => Ok(link),
+        Ok(Err(error)) => Err(End::Transport(Transport::Io(format!(
+            "the TLS handshake failed: {error}"
+        )))),
         Err(_) => Err(End::Transport(Transport::TimedOut(format!(
-            "no connection within {:?}",
-            config.connect_timeout
+            "no TLS handshake within {:?}",
+            config.handshake_timeout
         )))),
     }
 }
 
 /// Runs one connection to its end. Returns how it ended, and whether it was welcomed.
-async fn connection(mut stream: TcpStream, config: &ClientConfig, shared: &Shared) -> (End, bool) {
+async fn connection(mut stream: Link, config: &ClientConfig, shared: &Shared) -> (End, bool) {
     let mut welcomed = false;
     let handshake_deadline = Instant::now() + config.handshake_timeout;
     let mut linger_deadline: Option<Instant> = None;
     let mut codec = ClientCodec::default();
     let mut wbuf = BytesMut::new();
     lock(&shared.core).connected(Instant::now());
-    let (read, mut write) = stream.split();
+    let (read, mut write) = tokio::io::split(&mut stream);
     let mut reader = FramedRead::new(read, ClientCodec::default());
     let end = loop {
         // Requests and what the core wants sent.
@@ -492,17 +515,18 @@ async fn connection(mut stream: TcpStream, config: &ClientConfig, shared: &Share
         }
     };
     drop(reader);
+    drop(write);
     match end {
         Some(end) => {
             if matches!(end, End::ServerSilent(_)) {
                 // The server is gone or unreachable: nothing to wait for.
-                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                let _ = stream.set_abortive();
             }
             (end, welcomed)
         }
         None => {
             // Aborted by the game: reset, as a crash would.
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            let _ = stream.set_abortive();
             (End::Quit, welcomed)
         }
     }

@@ -97,6 +97,14 @@ impl Listener {
             Listener::WebSocket => "websocket",
         }
     }
+
+    /// The `transport` label over TLS.
+    fn over_tls(self) -> &'static str {
+        match self {
+            Listener::Tcp => "tls",
+            Listener::WebSocket => "wss",
+        }
+    }
 }
 
 /// Accepts until the drain starts.
@@ -106,11 +114,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     sessions: &TaskTracker,
 ) {
-    let limit = match shared.config.server.max_sessions {
-        0 => Semaphore::MAX_PERMITS,
-        n => n,
-    };
-    let slots = Arc::new(Semaphore::new(limit));
+    let slots = shared.slots.clone();
     let rejections = Arc::new(Semaphore::new(MAX_CONCURRENT_REJECTIONS));
     let mut backoff = Backoff::default();
     loop {
@@ -175,28 +179,19 @@ pub(crate) async fn run(
         });
         match admission {
             Ok((source, permit)) => {
-                shared
-                    .metrics
-                    .sessions_accepted
-                    .with_label_values(&[kind.as_str()])
-                    .inc();
-                let admitted = Admitted::new(&shared, source, permit);
+                let held = Held {
+                    _source: source,
+                    _permit: permit,
+                };
                 let shared = shared.clone();
-                if kind == Listener::WebSocket {
-                    sessions.spawn(async move {
-                        websocket_session(shared, stream, peer).await;
-                        drop(admitted);
-                    });
-                    continue;
-                }
                 sessions.spawn(async move {
-                    let opening = if shared.config.net.proxy_protocol.enabled() {
-                        untrusted_header(&shared, &stream, peer).await
-                    } else {
-                        Opening::now()
-                    };
-                    connection::serve_opened(shared, stream, peer, opening).await;
-                    drop(admitted);
+                    let opening =
+                        if kind == Listener::Tcp && shared.config.net.proxy_protocol.enabled() {
+                            untrusted_header(&shared, &stream, peer).await
+                        } else {
+                            Opening::now()
+                        };
+                    open(shared, stream, peer, held, opening, kind).await;
                 });
             }
             Err(rejection) => reject(stream, peer, rejection, &shared, &rejections, sessions),
@@ -263,7 +258,7 @@ async fn proxied(
                 // hold slots through its rejections' lingering closes. The rejection itself is
                 // bounded like the acceptor's.
                 drop(permit);
-                note_rejection(&shared, peer, rejection);
+                note_rejection(&shared, peer, rejection, rejection.explain());
                 let Ok(slot) = rejections.try_acquire_owned() else {
                     return;
                 };
@@ -274,21 +269,74 @@ async fn proxied(
             }
         },
     };
-    shared
-        .metrics
-        .sessions_accepted
-        .with_label_values(&["tcp"])
-        .inc();
-    let admitted = Admitted::new(&shared, source, permit);
-    connection::serve_opened(shared.clone(), stream, peer, Opening { accepted, failed }).await;
+    let held = Held {
+        _source: source,
+        _permit: permit,
+    };
+    open(
+        shared,
+        stream,
+        peer,
+        held,
+        Opening { accepted, failed },
+        Listener::Tcp,
+    )
+    .await;
+}
+
+/// Takes an admitted connection through its TLS handshake (when the server has TLS) and serves
+/// its session over what the listener speaks. A TLS handshake that fails or does not complete
+/// within the handshake timeout (counted from the accept) is a rejection, not a session: the
+/// client never spoke the protocol, and there is no channel to say `Bye` over.
+async fn open(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    held: Held,
+    opening: Opening,
+    kind: Listener,
+) {
+    let tls = match &shared.tls {
+        // A connection that already failed (a PROXY header refused) is told so in the clear.
+        Some(tls) if opening.failed.is_none() => tls.clone(),
+        _ => {
+            let admitted = held.admit(&shared, kind.as_str());
+            match kind {
+                Listener::Tcp => connection::serve_opened(shared, stream, peer, opening).await,
+                Listener::WebSocket => {
+                    websocket_session(shared, stream, peer, opening.accepted).await;
+                }
+            }
+            drop(admitted);
+            return;
+        }
+    };
+    let deadline = opening.accepted + shared.config.session.handshake_timeout;
+    let socket = match tls.accept(stream, deadline).await {
+        Ok(socket) => socket,
+        Err(failure) => {
+            drop(held);
+            note_rejection(&shared, peer, Rejection::TlsHandshake, failure);
+            return;
+        }
+    };
+    let admitted = held.admit(&shared, kind.over_tls());
+    match kind {
+        Listener::Tcp => connection::serve_opened(shared, socket, peer, opening).await,
+        Listener::WebSocket => websocket_session(shared, socket, peer, opening.accepted).await,
+    }
     drop(admitted);
 }
 
 /// A connection to the WebSocket listener: the HTTP upgrade within the handshake timeout, then
 /// the session over [`WsStream`]. An upgrade that fails or never comes is counted like a failed
 /// handshake (without a WebSocket there is no way to say `Bye`).
-async fn websocket_session(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let accepted = Instant::now();
+async fn websocket_session<S: websocket::Socket>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    accepted: Instant,
+) {
     let deadline = accepted + shared.config.session.handshake_timeout;
     let config = websocket::config(shared.config.server.max_frame_bytes);
     let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
@@ -310,7 +358,7 @@ async fn websocket_session(shared: Arc<Shared>, stream: TcpStream, peer: SocketA
             "no WebSocket upgrade within session.handshake_timeout",
         ),
     };
-    connection::report_unopened(&shared, "websocket", peer, accepted, ending).await;
+    connection::report_unopened(&shared, S::WEBSOCKET, peer, accepted, ending).await;
 }
 
 /// With PROXY protocol on, a connection from an address that is not a trusted balancer must not
@@ -343,14 +391,19 @@ async fn untrusted_header(shared: &Shared, stream: &TcpStream, peer: SocketAddr)
 
 /// Counts a rejection and logs it (a few lines a second at most: a source can cause them at
 /// will).
-fn note_rejection(shared: &Shared, peer: SocketAddr, rejection: Rejection) {
+fn note_rejection(
+    shared: &Shared,
+    peer: SocketAddr,
+    rejection: Rejection,
+    detail: impl std::fmt::Display,
+) {
     shared
         .metrics
         .connections_rejected
         .with_label_values(&[rejection.as_str()])
         .inc();
     if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
-        tracing::info!(%peer, reason = rejection.as_str(), "connection rejected");
+        tracing::info!(%peer, reason = rejection.as_str(), %detail, "connection rejected");
     }
 }
 
@@ -364,7 +417,7 @@ fn reject(
     slots: &Arc<Semaphore>,
     tasks: &TaskTracker,
 ) {
-    note_rejection(shared, peer, rejection);
+    note_rejection(shared, peer, rejection, rejection.explain());
     let Ok(slot) = slots.clone().try_acquire_owned() else {
         // Too many rejections already in flight: close without ceremony.
         return;
@@ -467,24 +520,36 @@ impl Backoff {
     }
 }
 
-/// Everything an admitted session holds until its socket is closed: its slot under the global
-/// cap, its share of its source's cap, and its place in the active gauge.
+/// What an admitted connection holds before it is a session (through its TLS handshake): its
+/// slot under the global cap and its share of its source's cap.
 #[derive(Debug)]
-struct Admitted {
+struct Held {
     _source: SourceSlot,
     _permit: OwnedSemaphorePermit,
-    active: prometheus::IntGauge,
 }
 
-impl Admitted {
-    fn new(shared: &Shared, source: SourceSlot, permit: OwnedSemaphorePermit) -> Admitted {
+impl Held {
+    /// The connection is a session over `transport`: counted as accepted and active.
+    fn admit(self, shared: &Shared, transport: &'static str) -> Admitted {
+        shared
+            .metrics
+            .sessions_accepted
+            .with_label_values(&[transport])
+            .inc();
         shared.metrics.sessions_active.inc();
         Admitted {
-            _source: source,
-            _permit: permit,
+            _held: self,
             active: shared.metrics.sessions_active.clone(),
         }
     }
+}
+
+/// Everything a session holds until its socket is closed: its slots, and its place in the
+/// active gauge.
+#[derive(Debug)]
+struct Admitted {
+    _held: Held,
+    active: prometheus::IntGauge,
 }
 
 impl Drop for Admitted {

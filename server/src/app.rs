@@ -269,6 +269,7 @@ async fn serve<G: Game>(
         crate::admin::Pages::new(pages, websocket.as_ref().and_then(|l| l.local_addr().ok()));
     let server =
         crate::Server::start_with(admin, config.clone(), game, shutdown.clone(), pages).await?;
+    let hangups = server.reload_on_hangup();
     let websocket_addr = websocket
         .as_ref()
         .and_then(|l| l.local_addr().ok())
@@ -277,6 +278,7 @@ async fn serve<G: Game>(
         game = %listener.local_addr()?,
         admin = %server.admin_addr(),
         websocket = websocket_addr,
+        tls = config.tls.enabled(),
         "serving"
     );
     #[cfg(feature = "agones")]
@@ -293,6 +295,7 @@ async fn serve<G: Game>(
         agones.shutdown().await;
     }
     signals.abort();
+    hangups.abort();
     result
 }
 

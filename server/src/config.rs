@@ -43,6 +43,24 @@ pub struct Config {
     pub log: LogConfig,
     /// Agones: the game-server orchestrator on Kubernetes.
     pub agones: AgonesConfig,
+    /// TLS on the game port and the WebSocket listener.
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: see config/default.toml for what each key does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsConfig {
+    /// PEM file of the certificate chain, leaf first; empty: no TLS.
+    pub cert_file: String,
+    /// PEM file of the certificate's private key.
+    pub key_file: String,
+}
+
+impl TlsConfig {
+    /// Both files are set: the listeners speak TLS.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
 }
 
 /// `[agones]`: see config/default.toml for what each key does.
@@ -726,6 +744,16 @@ impl Config {
             "auth.max_ttl",
             "must be greater than zero".into(),
         );
+        // Named by the key that is set, so that the message can say where it was set.
+        let (set, unset) = match self.tls.cert_file.is_empty() {
+            true => ("tls.key_file", "tls.cert_file"),
+            false => ("tls.cert_file", "tls.key_file"),
+        };
+        check(
+            self.tls.cert_file.is_empty() == self.tls.key_file.is_empty(),
+            set,
+            format!("is set but {unset} is empty: set both for TLS, or neither"),
+        );
         check(
             !self.agones.health_interval.is_zero(),
             "agones.health_interval",
@@ -960,6 +988,14 @@ impl Fields<'_> {
                 connect_timeout
             }
         );
+        let tls = section!(
+            self,
+            "tls",
+            TlsConfig {
+                cert_file,
+                key_file
+            }
+        );
         Some(Config {
             server: server?,
             session: session?,
@@ -973,6 +1009,7 @@ impl Fields<'_> {
             auth: auth?,
             log: log?,
             agones: agones?,
+            tls: tls?,
         })
     }
 }

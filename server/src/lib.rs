@@ -39,6 +39,7 @@ pub mod shutdown;
 pub mod stall;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+mod tls;
 pub mod watchdog;
 mod websocket;
 
@@ -83,6 +84,10 @@ pub(crate) struct Shared {
     shutdown: Shutdown,
     reaper: mpsc::Sender<SessionEnd>,
     next_session_id: AtomicU64,
+    /// TLS on the game and WebSocket ports, when configured.
+    tls: Option<Arc<tls::Tls>>,
+    /// Session slots under `server.max_sessions`, shared by every listener.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// After a drain, how long the admin listener still answers once the last close is recorded.
@@ -172,6 +177,12 @@ impl Server {
         pages: admin::Pages,
     ) -> anyhow::Result<Server> {
         let metrics = Metrics::new()?;
+        let tls = tls::Tls::from_config(&config.tls)
+            .map_err(|problems| {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!("cannot use the TLS certificate:\n  {}", lines.join("\n  "))
+            })?
+            .map(Arc::new);
         let baseline = budget::resident_bytes();
         let registry = Arc::new(Registry::default());
         let (reaper_tx, reaper_rx) = mpsc::channel(REAPER_QUEUE);
@@ -257,6 +268,13 @@ impl Server {
             shutdown: shutdown.clone(),
             reaper: reaper_tx,
             next_session_id: AtomicU64::new(1),
+            tls,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                match config.server.max_sessions {
+                    0 => tokio::sync::Semaphore::MAX_PERMITS,
+                    n => n,
+                },
+            )),
             config,
         });
         metrics.ready.set(1);
@@ -277,6 +295,15 @@ impl Server {
     /// The admin listener's address.
     pub fn admin_addr(&self) -> std::net::SocketAddr {
         self.admin_addr
+    }
+
+    /// Reloads the TLS certificate on every SIGHUP (and otherwise ignores it), for as long as
+    /// the returned task runs.
+    pub(crate) fn reload_on_hangup(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(tls::reload_on_hangup(
+            self.shared.tls.clone(),
+            self.shared.metrics.clone(),
+        ))
     }
 
     /// The server's metrics.

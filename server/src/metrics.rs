@@ -22,15 +22,18 @@ pub enum Rejection {
     ConnectRate,
     /// The server is at `server.memory_budget`.
     MemoryBudget,
+    /// The TLS handshake failed or did not complete within `session.handshake_timeout`.
+    TlsHandshake,
 }
 
 impl Rejection {
     /// Every rejection, for initialising the metric labels.
-    pub const ALL: [Rejection; 4] = [
+    pub const ALL: [Rejection; 5] = [
         Rejection::ServerFull,
         Rejection::PerSourceLimit,
         Rejection::ConnectRate,
         Rejection::MemoryBudget,
+        Rejection::TlsHandshake,
     ];
 
     /// The metric label.
@@ -40,6 +43,7 @@ impl Rejection {
             Rejection::PerSourceLimit => "per_source_limit",
             Rejection::ConnectRate => "connect_rate",
             Rejection::MemoryBudget => "memory_budget",
+            Rejection::TlsHandshake => "tls_handshake",
         }
     }
 
@@ -50,6 +54,8 @@ impl Rejection {
             Rejection::PerSourceLimit => "too many sessions from your network; retry later",
             Rejection::ConnectRate => "too many connections from your network; retry later",
             Rejection::MemoryBudget => "the server is out of room for new players; retry later",
+            // Never sent: without a TLS session there is nothing to say it over.
+            Rejection::TlsHandshake => "the TLS handshake failed",
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct Metrics {
     pub accept_errors: IntCounterVec,
     /// PROXY protocol headers, by result.
     pub proxy_headers: IntCounterVec,
+    /// Certificate reloads, by result.
+    pub tls_reloads: IntCounterVec,
     /// Closed sessions, by close reason.
     pub sessions_closed: IntCounterVec,
     /// Session lifetimes, by close reason.
@@ -220,6 +228,11 @@ impl Metrics {
                 "PROXY protocol headers on the game port, by result: ok, missing (a trusted \
                  balancer's connection without one), invalid, untrusted (one from an address not \
                  in net.proxy_protocol.trusted).",
+                "result",
+            )?,
+            tls_reloads: counter_vec(
+                "gameserver_tls_reloads_total",
+                "TLS certificate reloads on SIGHUP, by result: ok, error (the old pair is kept).",
                 "result",
             )?,
             sessions_closed: counter_vec(
@@ -376,7 +389,10 @@ impl Metrics {
                 .connections_rejected
                 .with_label_values(&[rejection.as_str()]);
         }
-        for transport in ["tcp", "websocket"] {
+        for result in ["ok", "error"] {
+            metrics.tls_reloads.with_label_values(&[result]);
+        }
+        for transport in ["tcp", "tls", "websocket", "wss"] {
             metrics.sessions_accepted.with_label_values(&[transport]);
         }
         for kind in ACCEPT_ERROR_KINDS {

@@ -34,6 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::ProtocolError};
 
 use crate::connection::{Peek, Transport};
+use crate::tls::TlsSocket;
 
 /// The length prefix the byte stream carries and the messages do not.
 const PREFIX: usize = 4;
@@ -45,10 +46,34 @@ pub(crate) fn config(max_frame: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame))
 }
 
+/// A connection a WebSocket runs over: plain TCP (`ws://`) or TLS (`wss://`).
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The `transport` label of a WebSocket over it.
+    const WEBSOCKET: &'static str;
+    /// The TCP connection underneath.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    const WEBSOCKET: &'static str = "websocket";
+
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Socket for TlsSocket {
+    const WEBSOCKET: &'static str = "wss";
+
+    fn tcp(&self) -> &TcpStream {
+        TlsSocket::tcp(self)
+    }
+}
+
 /// A WebSocket connection as the byte stream of length-prefixed frames a session reads and
 /// writes.
-pub struct WsStream {
-    ws: WebSocketStream<TcpStream>,
+pub struct WsStream<S = TcpStream> {
+    ws: WebSocketStream<S>,
     /// What remains of the current inbound message, its length prefix restored.
     inbound: BytesMut,
     /// Outbound bytes not yet a whole frame, and whole frames not yet handed to the socket.
@@ -59,7 +84,7 @@ pub struct WsStream {
     closing: bool,
 }
 
-impl std::fmt::Debug for WsStream {
+impl<S> std::fmt::Debug for WsStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WsStream")
             .field("ended", &self.ended)
@@ -68,9 +93,9 @@ impl std::fmt::Debug for WsStream {
     }
 }
 
-impl WsStream {
+impl<S: Socket> WsStream<S> {
     /// Wraps an upgraded connection.
-    pub fn new(ws: WebSocketStream<TcpStream>) -> WsStream {
+    pub fn new(ws: WebSocketStream<S>) -> WsStream<S> {
         WsStream {
             ws,
             inbound: BytesMut::new(),
@@ -118,7 +143,7 @@ fn into_io(error: WsError) -> io::Error {
     }
 }
 
-impl AsyncRead for WsStream {
+impl<S: Socket> AsyncRead for WsStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -161,7 +186,7 @@ impl AsyncRead for WsStream {
     }
 }
 
-impl AsyncWrite for WsStream {
+impl<S: Socket> AsyncWrite for WsStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -209,24 +234,24 @@ impl AsyncWrite for WsStream {
     }
 }
 
-impl Transport for WsStream {
-    const NAME: &'static str = "websocket";
+impl<S: Socket> Transport for WsStream<S> {
+    const NAME: &'static str = S::WEBSOCKET;
 
-    type Read<'a> = tokio::io::ReadHalf<&'a mut WsStream>;
-    type Write<'a> = tokio::io::WriteHalf<&'a mut WsStream>;
+    type Read<'a> = tokio::io::ReadHalf<&'a mut WsStream<S>>;
+    type Write<'a> = tokio::io::WriteHalf<&'a mut WsStream<S>>;
 
     fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
         tokio::io::split(self)
     }
 
     fn abort(&self) {
-        if let Err(error) = self.ws.get_ref().set_zero_linger() {
+        if let Err(error) = self.ws.get_ref().tcp().set_zero_linger() {
             tracing::debug!(%error, "cannot set zero linger");
         }
     }
 }
 
-impl Peek for tokio::io::ReadHalf<&mut WsStream> {
+impl<S: Socket> Peek for tokio::io::ReadHalf<&mut WsStream<S>> {
     /// Messages are read whole by the WebSocket layer: nothing to look at from outside.
     fn bytes_waiting(&self) -> bool {
         false

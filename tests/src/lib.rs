@@ -6,6 +6,7 @@
 pub mod good;
 pub mod netns;
 pub mod process;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -419,9 +420,9 @@ impl NextMessage for Framed<TcpStream, ClientCodec> {
 
 /// A client that speaks the protocol frame by frame, for tests that need exact control.
 #[derive(Debug)]
-pub struct RawClient {
+pub struct RawClient<S = TcpStream> {
     /// The framed connection.
-    pub framed: Framed<TcpStream, ClientCodec>,
+    pub framed: Framed<S, ClientCodec>,
 }
 
 /// A plain `Hello` for a player, version 1, automatic room.
@@ -476,18 +477,25 @@ impl RawClient {
         }
     }
 
-    /// Speaks the protocol over a stream the caller opened (and perhaps wrote to first).
-    pub fn over(stream: TcpStream) -> RawClient {
-        RawClient {
-            framed: Framed::new(stream, ClientCodec::default()),
-        }
-    }
-
     /// Connects and completes the handshake for `player`.
     pub async fn join(addr: SocketAddr, player: &str) -> (RawClient, Welcome) {
         let mut client = RawClient::connect(addr).await;
         let welcome = client.hello(hello(player)).await;
         (client, welcome)
+    }
+
+    /// The underlying socket.
+    pub fn stream(&self) -> &TcpStream {
+        self.framed.get_ref()
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
+    /// Speaks the protocol over a stream the caller opened (and perhaps wrote to first).
+    pub fn over(stream: S) -> RawClient<S> {
+        RawClient {
+            framed: Framed::new(stream, ClientCodec::default()),
+        }
     }
 
     /// Sends a `Hello` and expects `Welcome`.
@@ -539,11 +547,6 @@ impl RawClient {
                 None => return None,
             }
         }
-    }
-
-    /// The underlying socket.
-    pub fn stream(&self) -> &TcpStream {
-        self.framed.get_ref()
     }
 }
 

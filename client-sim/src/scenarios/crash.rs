@@ -23,6 +23,7 @@
 //! `{peer_reset, truncated_frame, broken_pipe}`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::{Instance, Verdict, WELCOME_LIMIT, expect_after_failed_handshake};
 use crate::conn::{self, ClientError, Conn};
+use crate::options::TlsOptions;
 use crate::player::Player;
 use crate::reconcile::{Expect, Reason};
 use crate::stats::{Stats, add};
@@ -72,6 +74,12 @@ pub struct ChildArgs {
     /// The local address to connect from.
     #[arg(long)]
     pub source_addr: Option<IpAddr>,
+    /// Speak TLS, trusting this PEM file's certificates (empty: the public web's roots).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Speak TLS with the server certified under this name.
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
 }
 
 pub(crate) async fn run(inst: &Instance) -> Verdict {
@@ -95,6 +103,13 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
         .kill_on_drop(true);
     if let Some(source) = inst.source {
         cmd.arg("--source-addr").arg(source.to_string());
+    }
+    if let Some(tls) = &inst.opts().tls {
+        cmd.arg("--tls-server-name")
+            .arg(tls.name_for(&inst.opts().server));
+        if let Some(ca) = &tls.ca_file {
+            cmd.arg("--tls-ca").arg(ca);
+        }
     }
     match inst.token() {
         Some(token) => cmd.env(TOKEN_ENV, token),
@@ -205,7 +220,29 @@ pub fn child_main(args: ChildArgs) -> ExitCode {
 /// `connect-failed KIND ...`, `refused CODE TEXT`, `failed WHY`.
 async fn child(args: ChildArgs) -> ExitCode {
     let stats = Arc::new(Stats::default());
-    let stream = match conn::connect(args.server, args.source_addr, Duration::from_secs(10)).await {
+    let tls = match &args.tls_server_name {
+        Some(name) => {
+            let options = TlsOptions {
+                ca_file: args.tls_ca.clone(),
+                server_name: Some(name.clone()),
+            };
+            match options.client("") {
+                Ok(tls) => Some(tls),
+                Err(error) => {
+                    println!("failed {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    let connected = conn::connect(
+        args.server,
+        args.source_addr,
+        tls.as_ref(),
+        Duration::from_secs(10),
+    );
+    let stream = match connected.await {
         Ok((stream, _)) => stream,
         Err(error) => {
             println!("connect-failed {error}");

@@ -78,6 +78,8 @@ pub(crate) struct Ctx {
     pub run_id: String,
     /// The executable the crash scenario starts as its child.
     pub crash_exe: PathBuf,
+    /// TLS to the game port, when asked for.
+    pub tls: Option<game_client::Tls>,
 }
 
 /// One scenario instance about to run.
@@ -208,22 +210,28 @@ impl Instance {
     /// [`Self::open`].
     pub async fn open_with(&self, core: Core) -> Result<Player, Verdict> {
         let stats = &self.ctx.stats;
-        let stream =
-            match conn::connect(self.ctx.server, self.source, self.opts().connect_timeout).await {
-                Ok((stream, took)) => {
-                    add(&stats.connect_ok, 1);
-                    stats.record_connect(took);
-                    stream
-                }
-                Err(error) => {
-                    add(&stats.connect_failed, 1);
-                    return Err(Verdict {
-                        expects: Vec::new(),
-                        failure: Some(format!("connect: {error}")),
-                        errors: error.kind().into_iter().collect(),
-                    });
-                }
-            };
+        let stream = match conn::connect(
+            self.ctx.server,
+            self.source,
+            self.ctx.tls.as_ref(),
+            self.opts().connect_timeout,
+        )
+        .await
+        {
+            Ok((stream, took)) => {
+                add(&stats.connect_ok, 1);
+                stats.record_connect(took);
+                stream
+            }
+            Err(error) => {
+                add(&stats.connect_failed, 1);
+                return Err(Verdict {
+                    expects: Vec::new(),
+                    failure: Some(format!("connect: {error}")),
+                    errors: error.kind().into_iter().collect(),
+                });
+            }
+        };
         let mut conn = Conn::new(stream, Arc::clone(stats));
         conn.on_drain(Arc::clone(&self.drained));
         Player::handshake(conn, core, WELCOME_LIMIT, Arc::clone(stats))

@@ -1,0 +1,351 @@
+//! TLS on the game port and the WebSocket listener, with rustls.
+//!
+//! The certificate and key come from `tls.cert_file` and `tls.key_file`. The rustls
+//! configuration is built once; its certificate resolver hands out the current pair, so that a
+//! reload (SIGHUP) swaps the pair for new handshakes without touching sessions already open. A
+//! pair that fails to load is reported and the old one kept.
+//!
+//! The handshake runs in the session's own task, within `session.handshake_timeout` from the
+//! accept; one that fails or stalls is a rejection (`tls_handshake`), not a session: nothing of
+//! the protocol was spoken.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+
+use crate::config::TlsConfig;
+use crate::connection::{Peek, Transport};
+
+/// A certificate pair that cannot be used; each names the key whose file is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be read.
+    #[error("{key}: cannot read {path}: {error}")]
+    Read {
+        /// The configuration key.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// A file holds no usable PEM item of the kind the key wants.
+    #[error("{key}: {path}: {problem}")]
+    Content {
+        /// The configuration key.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The server's TLS: the acceptor every handshake uses and the files it reloads from.
+pub struct Tls {
+    acceptor: TlsAcceptor,
+    current: Arc<Current>,
+    provider: Arc<CryptoProvider>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pair new handshakes get.
+#[derive(Debug)]
+struct Current(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Current {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A poisoned lock still holds a whole pair: a writer only ever replaces the Arc.
+        let pair = match self.0.read() {
+            Ok(pair) => pair,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Some(pair.clone())
+    }
+}
+
+impl Tls {
+    /// Loads the pair the configuration names; `None` when TLS is off. Every problem with the
+    /// two files is reported at once.
+    pub fn from_config(config: &TlsConfig) -> Result<Option<Tls>, Vec<TlsError>> {
+        if !config.enabled() {
+            return Ok(None);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cert_file = PathBuf::from(&config.cert_file);
+        let key_file = PathBuf::from(&config.key_file);
+        let pair = load(&provider, &cert_file, &key_file)?;
+        let current = Arc::new(Current(RwLock::new(Arc::new(pair))));
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| {
+                vec![TlsError::Content {
+                    key: "tls.cert_file",
+                    path: cert_file.clone(),
+                    problem: error.to_string(),
+                }]
+            })?
+            .with_no_client_auth()
+            .with_cert_resolver(current.clone());
+        Ok(Some(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            current,
+            provider,
+            cert_file,
+            key_file,
+        }))
+    }
+
+    /// Reads both files again and, if they make a good pair, gives it to new handshakes.
+    pub fn reload(&self) -> Result<(), Vec<TlsError>> {
+        let pair = load(&self.provider, &self.cert_file, &self.key_file)?;
+        let mut current = match self.current.0.write() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = Arc::new(pair);
+        Ok(())
+    }
+
+    /// The server side of a TLS handshake on `stream`, until `deadline`.
+    pub(crate) async fn accept(
+        &self,
+        stream: TcpStream,
+        deadline: Instant,
+    ) -> Result<TlsSocket, HandshakeFailure> {
+        match tokio::time::timeout_at(deadline, self.acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => Ok(TlsSocket(stream)),
+            Ok(Err(error)) => Err(HandshakeFailure::Failed(error)),
+            Err(_) => Err(HandshakeFailure::TimedOut),
+        }
+    }
+}
+
+/// Why a connection never got through its TLS handshake.
+#[derive(Debug)]
+pub(crate) enum HandshakeFailure {
+    /// The client sent something that is not a TLS handshake we accept, or went away.
+    Failed(io::Error),
+    /// Not complete within `session.handshake_timeout`.
+    TimedOut,
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeFailure::Failed(error) => write!(f, "{error}"),
+            HandshakeFailure::TimedOut => {
+                f.write_str("no complete TLS handshake within session.handshake_timeout")
+            }
+        }
+    }
+}
+
+/// Reads a certificate chain and its key and checks that they belong together.
+fn load(
+    provider: &CryptoProvider,
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<CertifiedKey, Vec<TlsError>> {
+    let chain = read_chain(cert_file);
+    let key = read_key(provider, key_file);
+    let (chain, key) = match (chain, key) {
+        (Ok(chain), Ok(key)) => (chain, key),
+        (chain, key) => {
+            return Err([chain.err(), key.err()].into_iter().flatten().collect());
+        }
+    };
+    let pair = CertifiedKey::new(chain, key);
+    pair.keys_match().map_err(|error| {
+        vec![TlsError::Content {
+            key: "tls.key_file",
+            path: key_file.to_owned(),
+            problem: format!("not the key of the certificate in tls.cert_file ({error})"),
+        }]
+    })?;
+    Ok(pair)
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    const KEY: &str = "tls.cert_file";
+    let bytes = std::fs::read(path).map_err(|error| TlsError::Read {
+        key: KEY,
+        path: path.to_owned(),
+        error,
+    })?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsError::Content {
+            key: KEY,
+            path: path.to_owned(),
+            problem: format!("not a PEM certificate chain ({error})"),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::Content {
+            key: KEY,
+            path: path.to_owned(),
+            problem: "no \"BEGIN CERTIFICATE\" block in it".into(),
+        });
+    }
+    Ok(chain)
+}
+
+fn read_key(
+    provider: &CryptoProvider,
+    path: &Path,
+) -> Result<Arc<dyn rustls::sign::SigningKey>, TlsError> {
+    const KEY: &str = "tls.key_file";
+    let bytes = std::fs::read(path).map_err(|error| TlsError::Read {
+        key: KEY,
+        path: path.to_owned(),
+        error,
+    })?;
+    let content = |problem: String| TlsError::Content {
+        key: KEY,
+        path: path.to_owned(),
+        problem,
+    };
+    let der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|error| {
+        content(format!(
+            "no PEM private key (PKCS#8, PKCS#1 or SEC1) in it ({error})"
+        ))
+    })?;
+    provider
+        .key_provider
+        .load_private_key(der)
+        .map_err(|error| content(format!("the key cannot be used: {error}")))
+}
+
+/// Reloads the pair on every SIGHUP until the task is dropped. Without TLS a SIGHUP is only
+/// logged (its default action would end the process).
+pub(crate) async fn reload_on_hangup(tls: Option<Arc<Tls>>, metrics: crate::metrics::Metrics) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP: certificates cannot be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let Some(tls) = tls.as_ref() else {
+            tracing::info!("SIGHUP: nothing to reload (no [tls] configured)");
+            continue;
+        };
+        match tls.reload() {
+            Ok(()) => {
+                metrics.tls_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(
+                    cert_file = %tls.cert_file.display(),
+                    "SIGHUP: TLS certificate reloaded; new handshakes use it"
+                );
+            }
+            Err(problems) => {
+                metrics.tls_reloads.with_label_values(&["error"]).inc();
+                for problem in problems {
+                    tracing::error!(
+                        "SIGHUP: TLS certificate not reloaded, keeping the old one: {problem}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A TLS connection as a session's byte stream.
+///
+/// A TCP end without TLS's `close_notify` reads as the end of the stream, not as an error: at a
+/// frame boundary it is the `peer_eof` of a client that closed its socket, inside a frame a
+/// `truncated_frame`, as over plain TCP. (Nothing the session trusts rides on the difference:
+/// every frame is checked whole, and a truncated one is never taken.)
+#[derive(Debug)]
+pub struct TlsSocket(TlsStream<TcpStream>);
+
+impl TlsSocket {
+    /// The TCP connection underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        self.0.get_ref().0
+    }
+}
+
+impl AsyncRead for TlsSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.get_mut().0).poll_read(cx, buf) {
+            Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for TlsSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    /// `close_notify`, then the TCP FIN.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl Transport for TlsSocket {
+    const NAME: &'static str = "tls";
+
+    type Read<'a> = tokio::io::ReadHalf<&'a mut TlsSocket>;
+    type Write<'a> = tokio::io::WriteHalf<&'a mut TlsSocket>;
+
+    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        tokio::io::split(self)
+    }
+
+    fn abort(&self) {
+        if let Err(error) = self.tcp().set_zero_linger() {
+            tracing::debug!(%error, "cannot set zero linger");
+        }
+    }
+}
+
+impl Peek for tokio::io::ReadHalf<&mut TlsSocket> {
+    /// Records are decrypted whole inside the TLS layer: nothing to look at from outside.
+    fn bytes_waiting(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,327 @@
+//! TLS on the game port and the WebSocket listener, against the real binary: players play over
+//! TLS and wss; a plaintext client and a stalled handshake are refused and counted within the
+//! handshake timeout while a player keeps playing; SIGHUP swaps the certificate for new
+//! handshakes and keeps the sessions open; a pair that fails to load is refused by name.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use protocol::{Bye, ByeCode, ClientMessage, CloseReason, ServerMessage};
+use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
+use system_tests::tls::{self as test_tls, TestCert};
+use system_tests::{RawClient, Scrape, hello_in, relay};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_util::codec::Encoder;
+
+const SESSION: &str = "[session]\nhandshake_timeout = \"1s\"\nheartbeat_interval = \"1s\"\n\
+                       idle_timeout = \"5s\"\n";
+
+type TlsClient = RawClient<TlsStream<TcpStream>>;
+
+async fn start(cert: &TestCert, extra: &str) -> ServerProcess {
+    let config = format!("{SESSION}{}{extra}", cert.config());
+    ServerProcess::start(ServerSpec::loopback(&config)).await
+}
+
+async fn join(addr: std::net::SocketAddr, pem: &str, player: &str) -> TlsClient {
+    let stream = test_tls::connect(addr, pem)
+        .await
+        .expect("a TLS handshake with the server");
+    let mut client = RawClient::over(stream);
+    client.hello(hello_in(player, "tls-room")).await;
+    client
+}
+
+/// Sends input `seq` and waits for its relay back, answering pings on the way.
+async fn play(client: &mut TlsClient, player: &str, seq: u64) {
+    client
+        .send(ClientMessage::Input {
+            seq,
+            payload: bytes::Bytes::from_static(b"move"),
+        })
+        .await;
+    loop {
+        match client.recv().await {
+            Some(Ok(ServerMessage::Ping { nonce })) => {
+                client.send(ClientMessage::Pong { nonce }).await;
+            }
+            Some(Ok(message)) => {
+                if relay(&message) == Some((player.to_owned(), seq)) {
+                    return;
+                }
+            }
+            other => panic!("{player} expected the relay of input {seq}, got {other:?}"),
+        }
+    }
+}
+
+async fn quit(mut client: TlsClient) {
+    client
+        .send(ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")))
+        .await;
+    let (_, bye) = client.until_bye().await;
+    assert_eq!(bye.code, ByeCode::ClientQuit);
+    // close_notify and FIN after the server's; the connection ends cleanly.
+    assert!(client.until_end().await.is_none());
+}
+
+fn rejected_tls(scrape: &Scrape) -> f64 {
+    scrape.get(
+        "gameserver_connections_rejected_total",
+        &[("reason", "tls_handshake")],
+    )
+}
+
+fn accepted(scrape: &Scrape, transport: &str) -> f64 {
+    scrape.get(
+        "gameserver_sessions_accepted_total",
+        &[("transport", transport)],
+    )
+}
+
+/// Reads until the server closes the connection; returns what came and how long it took.
+async fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (seen, started.elapsed()),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the server kept the connection open for 10 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_and_stalled_handshakes_are_refused_while_tls_players_play() {
+    let cert = TestCert::new("tls-refuse");
+    let server = start(&cert, "").await;
+    let before = server.scrape().await;
+
+    let mut alice = join(server.addr, &cert.pem, "alice").await;
+    play(&mut alice, "alice", 1).await;
+
+    // A client speaking the protocol in the clear: its Hello is not a TLS record. Refused at
+    // once (a TLS alert at most), never answered with a Welcome.
+    let mut plain = TcpStream::connect(server.addr).await.expect("connect");
+    let mut hello = bytes::BytesMut::new();
+    protocol::ClientCodec::default()
+        .encode(hello_in("mallory", "tls-room"), &mut hello)
+        .expect("encode");
+    plain
+        .write_all(&hello)
+        .await
+        .expect("send a plaintext Hello");
+    let (answer, took) = read_until_closed(&mut plain).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "a plaintext Hello is refused within the handshake timeout, took {took:?}"
+    );
+    // Whatever came back is a TLS alert record (content type 21), not a protocol frame.
+    assert!(
+        answer.is_empty() || answer[0] == 21,
+        "expected nothing or a TLS alert, got {answer:?}"
+    );
+
+    // A client that connects and says nothing: closed when the handshake timeout (1 s) ends.
+    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+    let (_, took) = read_until_closed(&mut silent).await;
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "a stalled handshake is closed at the handshake timeout (1 s), took {took:?}"
+    );
+
+    // Alice played on through both.
+    play(&mut alice, "alice", 2).await;
+    let during = server.scrape().await;
+    assert_eq!(rejected_tls(&during) - rejected_tls(&before), 2.0);
+    assert_eq!(accepted(&during, "tls") - accepted(&before, "tls"), 1.0);
+    assert_eq!(
+        accepted(&during, "tcp") - accepted(&before, "tcp"),
+        0.0,
+        "no plaintext session on a TLS port"
+    );
+    // Neither refused connection became a session: no close was recorded for them.
+    assert!(
+        during.close_deltas(&before).is_empty(),
+        "{:?}",
+        during.close_deltas(&before)
+    );
+
+    let mark = server.log_mark();
+    quit(alice).await;
+    let (_, close) = server.next_close(mark, Duration::from_secs(10)).await;
+    assert_eq!(close["reason"], "client_quit");
+    assert_eq!(close["transport"], "tls");
+    server
+        .expect_closes(
+            &before,
+            &[(CloseReason::ClientQuit, 1)],
+            Duration::from_secs(10),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_and_keeps_the_sessions_open() {
+    let cert = TestCert::new("tls-reload");
+    let mut server = start(&cert, "").await;
+    let before = server.scrape().await;
+    let first = cert.pem.clone();
+    let mut alice = join(server.addr, &first, "alice").await;
+    play(&mut alice, "alice", 1).await;
+
+    // A new pair in the same files, then SIGHUP.
+    let second = TestCert::write_new(&cert.cert, &cert.key);
+    assert_ne!(first, second);
+    let mark = server.log_mark();
+    server.signal("HUP");
+    server
+        .logs
+        .wait_from(mark, Duration::from_secs(10), "the reload line", |line| {
+            line.contains("TLS certificate reloaded")
+        })
+        .await;
+
+    // New handshakes get the new certificate: a client trusting only the old one fails, one
+    // trusting only the new one plays.
+    let refused = test_tls::connect(server.addr, &first).await;
+    assert!(
+        refused.is_err(),
+        "the old certificate is no longer served to new handshakes"
+    );
+    let mut bob = join(server.addr, &second, "bob").await;
+    play(&mut bob, "bob", 1).await;
+    // Alice's session, opened under the old certificate, goes on.
+    play(&mut alice, "alice", 2).await;
+
+    // A broken pair is refused and the current one kept.
+    std::fs::write(&cert.key, "not a key").expect("write");
+    let mark = server.log_mark();
+    server.signal("HUP");
+    let (_, line) = server
+        .logs
+        .wait_from(mark, Duration::from_secs(10), "the failed reload", |line| {
+            line.contains("not reloaded")
+        })
+        .await;
+    assert!(line.contains("tls.key_file"), "{line}");
+    let mut carol = join(server.addr, &second, "carol").await;
+    play(&mut carol, "carol", 1).await;
+
+    let after = server.scrape().await;
+    let reloads = |result: &str| {
+        after.get("gameserver_tls_reloads_total", &[("result", result)])
+            - before.get("gameserver_tls_reloads_total", &[("result", result)])
+    };
+    assert_eq!(reloads("ok"), 1.0);
+    assert_eq!(reloads("error"), 1.0);
+    // The process is still the same one: SIGHUP did not end it.
+    quit(alice).await;
+    quit(bob).await;
+    quit(carol).await;
+    server
+        .expect_closes(
+            &before,
+            &[(CloseReason::ClientQuit, 3)],
+            Duration::from_secs(10),
+        )
+        .await;
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(10)).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_tls_plays_and_quits() {
+    use tokio_tungstenite::tungstenite::Message;
+    let cert = TestCert::new("tls-wss");
+    let server = start(&cert, "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n").await;
+    let ws_addr = server.websocket.expect("the WebSocket listener's address");
+    let before = server.scrape().await;
+    let stream = test_tls::connect(ws_addr, &cert.pem)
+        .await
+        .expect("a TLS handshake on the WebSocket port");
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("wss://localhost:{}/", ws_addr.port()), stream)
+            .await
+            .expect("the WebSocket upgrade over TLS");
+    let body = |message: ClientMessage| {
+        let mut frame = bytes::BytesMut::new();
+        protocol::ClientCodec::default()
+            .encode(message, &mut frame)
+            .expect("encode");
+        Message::Binary(frame.split_off(4).freeze())
+    };
+    ws.send(body(hello_in("wendy", "wss-room")))
+        .await
+        .expect("send Hello");
+    let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an answer in time");
+    match first {
+        Some(Ok(Message::Binary(bytes))) => assert_eq!(bytes[0], 0x02, "a Welcome"),
+        other => panic!("expected a Welcome, got {other:?}"),
+    }
+    ws.send(body(ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, ""))))
+        .await
+        .expect("send Bye");
+    // Read to the server's close frame, then answer it.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) => break,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected the server's close frame, got {other:?}"),
+        }
+    }
+    let after = server
+        .expect_closes(
+            &before,
+            &[(CloseReason::ClientQuit, 1)],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(accepted(&after, "wss") - accepted(&before, "wss"), 1.0);
+}
+
+#[tokio::test]
+async fn a_missing_or_broken_pair_stops_the_start_naming_each_key() {
+    let dir = system_tests::process::ScratchDir::new("tls-bad");
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "no certificate here").expect("write");
+    let key = dir.path().join("absent-key.pem");
+    let output = tokio::process::Command::new(game_server_binary())
+        .env("GAMESERVER__TLS__CERT_FILE", &cert)
+        .env("GAMESERVER__TLS__KEY_FILE", &key)
+        .env("GAMESERVER__SERVER__LISTEN", "127.0.0.1:0")
+        .env("GAMESERVER__ADMIN__LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .expect("run game-server");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Both problems, each with its key, in one go.
+    assert!(
+        stderr.contains("tls.cert_file") && stderr.contains("BEGIN CERTIFICATE"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tls.key_file") && stderr.contains("absent-key.pem"),
+        "{stderr}"
+    );
+    // Half a pair is a configuration error.
+    let output = tokio::process::Command::new(game_server_binary())
+        .args(["--print-config"])
+        .env("GAMESERVER__TLS__CERT_FILE", &cert)
+        .output()
+        .await
+        .expect("run game-server");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("tls.key_file") && stderr.contains("GAMESERVER__TLS__CERT_FILE"),
+        "{stderr}"
+    );
+}
