@@ -162,7 +162,15 @@ pub(crate) async fn run(
                     let rejections = rejections.clone();
                     sessions.spawn(proxied(shared, stream, peer, permit, rejections));
                 }
-                Err(rejection) => reject(stream, peer, rejection, &shared, &rejections, sessions),
+                Err(rejection) => reject(
+                    stream,
+                    peer,
+                    rejection,
+                    &shared,
+                    kind,
+                    &rejections,
+                    sessions,
+                ),
             }
             continue;
         }
@@ -194,7 +202,15 @@ pub(crate) async fn run(
                     open(shared, stream, peer, held, opening, kind).await;
                 });
             }
-            Err(rejection) => reject(stream, peer, rejection, &shared, &rejections, sessions),
+            Err(rejection) => reject(
+                stream,
+                peer,
+                rejection,
+                &shared,
+                kind,
+                &rejections,
+                sessions,
+            ),
         }
     }
     tracing::info!("stopped accepting");
@@ -259,6 +275,10 @@ async fn proxied(
                 // bounded like the acceptor's.
                 drop(permit);
                 note_rejection(&shared, peer, rejection, rejection.explain());
+                // Over TLS there is no channel to say Bye over yet (see `reject`).
+                if shared.tls.is_some() {
+                    return;
+                }
                 let Ok(slot) = rejections.try_acquire_owned() else {
                     return;
                 };
@@ -408,16 +428,22 @@ fn note_rejection(
 }
 
 /// Turns a connection away in a small task of its own, tracked with the sessions so that a
-/// drain waits for it (and a forced shutdown cuts its lingering close short).
+/// drain waits for it (and a forced shutdown cuts its lingering close short). Only a client that
+/// speaks the protocol's frames from its first byte gets a `Bye`: before a TLS handshake or a
+/// WebSocket upgrade there is no channel to say it over, and the connection is just closed.
 fn reject(
     stream: TcpStream,
     peer: SocketAddr,
     rejection: Rejection,
     shared: &Arc<Shared>,
+    kind: Listener,
     slots: &Arc<Semaphore>,
     tasks: &TaskTracker,
 ) {
     note_rejection(shared, peer, rejection, rejection.explain());
+    if kind != Listener::Tcp || shared.tls.is_some() {
+        return;
+    }
     let Ok(slot) = slots.clone().try_acquire_owned() else {
         // Too many rejections already in flight: close without ceremony.
         return;

@@ -171,3 +171,56 @@ async fn a_drain_during_a_run_is_counted_and_reconciled_not_failed() {
     assert_eq!(shutdown_row.observed, CLIENTS as i64, "{rendered}");
     assert!(rendered.contains("drained: 6 instance(s)"), "{rendered}");
 }
+
+/// The standard mix over TLS: every scenario, each way of ending a connection included (a reset,
+/// a FIN with unread data, a crash of the child process), ends as the server records it when
+/// the bytes travel inside TLS, and the run reconciles exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_reconciles_exactly_over_tls() {
+    let cert = system_tests::tls::TestCert::new("sim-tls");
+    let (cert_file, key_file) = (cert.cert.clone(), cert.key.clone());
+    let server = TestServer::start(move |c| {
+        c.tls.cert_file = cert_file.display().to_string();
+        c.tls.key_file = key_file.display().to_string();
+    })
+    .await;
+    let before = server.scrape().await;
+    let report = client_sim::run(Options {
+        tls: Some(client_sim::TlsOptions {
+            ca_file: Some(cert.cert.clone()),
+            server_name: Some("localhost".to_owned()),
+        }),
+        ..options(&server, 24, Mix::all())
+    })
+    .await
+    .expect("client-sim runs over TLS");
+    let rendered = report.render();
+    eprintln!("{rendered}");
+    assert_eq!(report.failed_instances, 0, "{rendered}");
+    assert!(report.reconciled_ok(), "{rendered}");
+    assert!(report.passed(), "{rendered}");
+    let reconciliation = report.reconciliation.as_ref().expect("reconciled");
+    assert_eq!(reconciliation.expected_total, 28, "{rendered}");
+    assert_eq!(reconciliation.observed_total, 28, "{rendered}");
+    // Every session came over TLS; none in the clear, no failed handshake.
+    let after = server.scrape().await;
+    let accepted = |transport: &str| {
+        after.get(
+            "gameserver_sessions_accepted_total",
+            &[("transport", transport)],
+        ) - before.get(
+            "gameserver_sessions_accepted_total",
+            &[("transport", transport)],
+        )
+    };
+    assert_eq!(accepted("tls"), 28.0, "{rendered}");
+    assert_eq!(accepted("tcp"), 0.0, "{rendered}");
+    assert_eq!(
+        after.get(
+            "gameserver_connections_rejected_total",
+            &[("reason", "tls_handshake")]
+        ),
+        0.0
+    );
+    server.stop().await;
+}

@@ -274,3 +274,50 @@ async fn a_session_broken_over_tcp_resumes_over_websocket() {
         }
     }
 }
+
+/// `server.max_sessions` counts the sessions of every listener together: with one slot held
+/// over TCP, a WebSocket client is turned away (closed before its upgrade, counted as
+/// `server_full`), and the slot serves a WebSocket player once the TCP one quits.
+#[tokio::test]
+async fn the_session_cap_is_shared_by_the_tcp_and_websocket_listeners() {
+    let config = CONFIG.replace("[session]", "max_sessions = 1\n[session]");
+    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let before = server.scrape().await;
+    let (mut tcp, _) = RawClient::join(server.addr, "tina").await;
+    let stream = TcpStream::connect(websocket_addr(&server))
+        .await
+        .expect("connect");
+    let refused =
+        tokio_tungstenite::client_async(format!("ws://{}/", websocket_addr(&server)), stream).await;
+    assert!(refused.is_err(), "no upgrade past max_sessions");
+    let full = server.scrape().await;
+    assert_eq!(
+        full.get(
+            "gameserver_connections_rejected_total",
+            &[("reason", "server_full")]
+        ) - before.get(
+            "gameserver_connections_rejected_total",
+            &[("reason", "server_full")]
+        ),
+        1.0
+    );
+    tcp.send(ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")))
+        .await;
+    tcp.until_bye().await;
+    assert!(tcp.until_end().await.is_none());
+    server
+        .expect_closes(
+            &before,
+            &[(CloseReason::ClientQuit, 1)],
+            Duration::from_secs(10),
+        )
+        .await;
+    let mut ws = connect(websocket_addr(&server)).await;
+    ws.send(message(hello_in("wanda", "cap-room")))
+        .await
+        .expect("send Hello");
+    assert!(
+        matches!(next(&mut ws).await, Ok(ServerMessage::Welcome(_))),
+        "the freed slot serves a WebSocket player"
+    );
+}
