@@ -189,6 +189,10 @@ pub struct Cli {
     /// --tls.
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
+    /// Speak WebSocket: --server is the server's WebSocket listener (server.websocket_listen);
+    /// with --tls, wss.
+    #[arg(long)]
+    pub websocket: bool,
     /// Internal: the crash scenario's child process.
     #[command(subcommand)]
     pub internal: Option<Internal>,
@@ -296,6 +300,7 @@ impl Cli {
                     server_name: self.tls_server_name.clone(),
                 }
             }),
+            websocket: self.websocket,
         }
     }
 

@@ -204,9 +204,18 @@ impl ClientError {
     }
 }
 
-/// Opens a connection, optionally from a chosen local address, makes the TLS handshake when
-/// `tls` is given, and returns it with the time the connect (and handshake) took; each step
-/// within `timeout`.
+/// What goes over the TCP connection before the protocol: TLS, a WebSocket upgrade (to this
+/// URL), both or neither.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    /// TLS, when the server speaks it.
+    pub tls: Option<Tls>,
+    /// The WebSocket URL, when the server's port is its WebSocket listener.
+    pub websocket: Option<String>,
+}
+
+/// Opens a connection, optionally from a chosen local address, adds the `layers`, and returns
+/// it with the time the connect (and the layers' handshakes) took; each step within `timeout`.
 ///
 /// A source address is bound with `IP_BIND_ADDRESS_NO_PORT`, so the kernel picks the port at
 /// connect time and one port can serve several destinations: a source address is then limited by
@@ -214,7 +223,7 @@ impl ClientError {
 pub async fn connect(
     server: SocketAddr,
     source: Option<IpAddr>,
-    tls: Option<&Tls>,
+    layers: &Layers,
     timeout: Duration,
 ) -> Result<(Link, Duration), ClientError> {
     let started = Instant::now();
@@ -248,18 +257,16 @@ pub async fn connect(
             )));
         }
     };
-    let Some(tls) = tls else {
+    if layers.tls.is_none() && layers.websocket.is_none() {
         return Ok((Link::Tcp(stream), started.elapsed()));
-    };
-    match tokio::time::timeout(timeout, tls.handshake(stream)).await {
+    }
+    let opening = game_client::open(stream, layers.tls.as_ref(), layers.websocket.as_deref());
+    match tokio::time::timeout(timeout, opening).await {
         Ok(Ok(link)) => Ok((link, started.elapsed())),
-        Ok(Err(error)) => Err(ClientError::io(io::Error::new(
-            error.kind(),
-            format!("the TLS handshake failed: {error}"),
-        ))),
+        Ok(Err(error)) => Err(ClientError::io(error)),
         Err(_) => Err(ClientError::io(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("the TLS handshake took longer than {timeout:?}"),
+            format!("the TLS handshake or WebSocket upgrade took longer than {timeout:?}"),
         ))),
     }
 }
@@ -514,7 +521,7 @@ mod tests {
             out.extend_from_slice(&[0, 0, 0, 9, 3]); // a frame announcing 9 bytes, cut after 1
             s.write_all(&out).await.unwrap();
         });
-        let (stream, _) = connect(addr, None, None, Duration::from_secs(5))
+        let (stream, _) = connect(addr, None, &Default::default(), Duration::from_secs(5))
             .await
             .unwrap();
         let mut conn = Conn::new(stream, Arc::new(Stats::default()));
@@ -532,7 +539,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let error = connect(addr, None, None, Duration::from_secs(5))
+        let error = connect(addr, None, &Default::default(), Duration::from_secs(5))
             .await
             .unwrap_err();
         assert_eq!(error.kind(), Some(ErrorKind::ConnRefused));

@@ -455,6 +455,18 @@ pub struct Options {
     pub interval: Duration,
     /// TLS to the game port (the server's `[tls]`); `None`: plain TCP.
     pub tls: Option<TlsOptions>,
+    /// Speak WebSocket: `server` is the server's WebSocket listener (`server.websocket_listen`),
+    /// and each connection is upgraded to `ws://SERVER/` (`wss://` with `tls`) first.
+    pub websocket: bool,
+}
+
+impl Options {
+    /// The WebSocket URL connections are upgraded to, with `websocket`.
+    pub fn websocket_url(&self) -> Option<String> {
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        self.websocket
+            .then(|| format!("{scheme}://{}/", self.server))
+    }
 }
 
 /// TLS to the game port.
@@ -562,6 +574,7 @@ impl Default for Options {
             thresholds: Vec::new(),
             interval: Duration::from_secs(1),
             tls: None,
+            websocket: false,
         }
     }
 }

@@ -562,9 +562,10 @@ mod tests {
             while socket.read(&mut rest).await.is_ok_and(|n| n > 0) {}
         });
         let stats = Arc::new(Stats::default());
-        let (stream, _) = crate::conn::connect(addr, None, None, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let (stream, _) =
+            crate::conn::connect(addr, None, &Default::default(), Duration::from_secs(5))
+                .await
+                .unwrap();
         let conn = Conn::new(stream, Arc::clone(&stats));
         let player = Player::handshake(conn, core, Duration::from_secs(5), stats)
             .await

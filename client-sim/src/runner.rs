@@ -122,29 +122,28 @@ struct ServerTiming {
 async fn probe(
     opts: &Options,
     server: SocketAddr,
-    tls: Option<&game_client::Tls>,
+    layers: &conn::Layers,
     id: String,
     stats: &Arc<Stats>,
 ) -> Result<ServerTiming, ProbeError> {
     let name = opts.server.clone();
     let source = opts.source_addrs.first().copied();
     let timeout = PROBE_TIMEOUT.min(opts.connect_timeout);
-    let (stream, _) =
-        conn::connect(server, source, tls, timeout)
-            .await
-            .map_err(|error| match error.kind() {
-                Some(ErrorKind::ConnRefused) => ProbeError::NotListening {
-                    server: name.clone(),
-                },
-                Some(ErrorKind::TimedOut) => ProbeError::ConnectTimeout {
-                    server: name.clone(),
-                    timeout,
-                },
-                _ => ProbeError::Connect {
-                    server: name.clone(),
-                    error,
-                },
-            })?;
+    let (stream, _) = conn::connect(server, source, layers, timeout)
+        .await
+        .map_err(|error| match error.kind() {
+            Some(ErrorKind::ConnRefused) => ProbeError::NotListening {
+                server: name.clone(),
+            },
+            Some(ErrorKind::TimedOut) => ProbeError::ConnectTimeout {
+                server: name.clone(),
+                timeout,
+            },
+            _ => ProbeError::Connect {
+                server: name.clone(),
+                error,
+            },
+        })?;
     let conn = Conn::new(stream, Arc::clone(stats));
     let token = opts
         .auth_secret
@@ -365,12 +364,15 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
         );
     }
     let server = resolve(&opts.server).await?;
-    let tls = opts
-        .tls
-        .as_ref()
-        .map(|tls| tls.client(&opts.server))
-        .transpose()
-        .context("cannot set up TLS (--tls, --tls-ca, --tls-server-name)")?;
+    let layers = conn::Layers {
+        tls: opts
+            .tls
+            .as_ref()
+            .map(|tls| tls.client(&opts.server))
+            .transpose()
+            .context("cannot set up TLS (--tls, --tls-ca, --tls-server-name)")?,
+        websocket: opts.websocket_url(),
+    };
     let admin = opts
         .metrics_url
         .as_deref()
@@ -392,7 +394,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
     let timing = probe(
         &opts,
         server,
-        tls.as_ref(),
+        &layers,
         format!("{}-{run_id}-probe", opts.player_prefix),
         &stats,
     )
@@ -411,7 +413,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
         admin: admin.clone(),
         run_id,
         crash_exe,
-        tls,
+        layers,
     });
     let expected = Arc::new(Mutex::new(expected));
     let started = Instant::now();
@@ -685,7 +687,7 @@ mod tests {
         probe(
             &opts,
             addr,
-            None,
+            &Default::default(),
             "probe".into(),
             &Arc::new(Stats::default()),
         )

@@ -43,6 +43,10 @@ pub struct ClientConfig {
     pub linger: Duration,
     /// TLS over the TCP connection (the server's `[tls]`); `None`: plain TCP.
     pub tls: Option<Tls>,
+    /// Speak WebSocket (the server's `server.websocket_listen`): the URL of the opening
+    /// handshake, `ws://host:port/` (`wss://` with `tls`). `server` is still where the TCP
+    /// connection goes.
+    pub websocket: Option<String>,
 }
 
 impl ClientConfig {
@@ -60,6 +64,7 @@ impl ClientConfig {
             fresh_after_loss: false,
             linger: Duration::from_secs(5),
             tls: None,
+            websocket: None,
         }
     }
 }
@@ -405,16 +410,12 @@ async fn connect(config: &ClientConfig) -> Result<Link, End> {
         }
     };
     let _ = stream.set_nodelay(true);
-    let Some(tls) = &config.tls else {
-        return Ok(Link::Tcp(stream));
-    };
-    match tokio::time::timeout(config.handshake_timeout, tls.handshake(stream)).await {
+    let opening = crate::link::open(stream, config.tls.as_ref(), config.websocket.as_deref());
+    match tokio::time::timeout(config.handshake_timeout, opening).await {
         Ok(Ok(link)) => Ok(link),
-        Ok(Err(error)) => Err(End::Transport(Transport::Io(format!(
-            "the TLS handshake failed: {error}"
-        )))),
+        Ok(Err(error)) => Err(End::Transport(Transport::of_io(&error))),
         Err(_) => Err(End::Transport(Transport::TimedOut(format!(
-            "no TLS handshake within {:?}",
+            "no TLS handshake or WebSocket upgrade within {:?}",
             config.handshake_timeout
         )))),
     }

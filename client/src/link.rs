@@ -1,6 +1,7 @@
-//! The connection a session runs over: plain TCP, or TLS over TCP (rustls).
+//! The connection a session runs over: plain TCP, TLS over TCP (rustls), and WebSocket over
+//! either (one frame per binary message, crate `game-websocket`).
 //!
-//! [`Link`] is one byte stream either way, with the TCP connection underneath within reach for
+//! [`Link`] is one byte stream every way, with the TCP connection underneath within reach for
 //! what only a socket can do (a reset with `SO_LINGER {on, 0}`, a look at unread bytes). A TLS
 //! link ends like a TCP one: the server's `close_notify` and FIN, or a FIN alone, read as the end
 //! of the stream; a reset as a reset.
@@ -11,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use game_websocket::WsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -26,6 +28,8 @@ pub enum Link {
     Tcp(TcpStream),
     /// TLS over TCP.
     Tls(Box<TlsStream<TcpStream>>),
+    /// WebSocket over a plain or a TLS link.
+    WebSocket(Box<WsStream<Link>>),
 }
 
 impl Link {
@@ -34,13 +38,49 @@ impl Link {
         match self {
             Link::Tcp(stream) => stream,
             Link::Tls(stream) => stream.get_ref().0,
+            Link::WebSocket(stream) => stream.get_ref().tcp(),
         }
+    }
+
+    /// The WebSocket opening handshake to `url` (`ws://host:port/path`, or `wss://` over TLS)
+    /// over this link.
+    pub async fn upgrade(self, url: &str) -> io::Result<Link> {
+        let config = game_websocket::config(protocol::DEFAULT_MAX_FRAME_BYTES);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, self, Some(config))
+            .await
+            .map_err(|error| match error {
+                tokio_tungstenite::tungstenite::Error::Io(error) => error,
+                other => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the WebSocket upgrade failed: {other}"),
+                ),
+            })?;
+        Ok(Link::WebSocket(Box::new(WsStream::new(ws))))
     }
 
     /// Makes the next close a reset (`SO_LINGER {on, 0}`): the kernel sends RST and drops
     /// whatever is unsent.
     pub fn set_abortive(&self) -> io::Result<()> {
         socket2::SockRef::from(self.tcp()).set_linger(Some(std::time::Duration::ZERO))
+    }
+}
+
+/// Makes a link of a connected socket: the TLS handshake with `tls`, then the WebSocket
+/// upgrade to `websocket` (a URL), each when given.
+pub async fn open(
+    stream: TcpStream,
+    tls: Option<&Tls>,
+    websocket: Option<&str>,
+) -> io::Result<Link> {
+    let link = match tls {
+        Some(tls) => tls.handshake(stream).await.map_err(|error| {
+            io::Error::new(error.kind(), format!("the TLS handshake failed: {error}"))
+        })?,
+        None => Link::Tcp(stream),
+    };
+    match websocket {
+        Some(url) => link.upgrade(url).await,
+        None => Ok(link),
     }
 }
 
@@ -60,6 +100,7 @@ impl AsyncRead for Link {
                 }
                 other => other,
             },
+            Link::WebSocket(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -73,6 +114,7 @@ impl AsyncWrite for Link {
         match self.get_mut() {
             Link::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
             Link::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+            Link::WebSocket(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -80,6 +122,7 @@ impl AsyncWrite for Link {
         match self.get_mut() {
             Link::Tcp(stream) => Pin::new(stream).poll_flush(cx),
             Link::Tls(stream) => Pin::new(stream).poll_flush(cx),
+            Link::WebSocket(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
         }
     }
 
@@ -88,6 +131,7 @@ impl AsyncWrite for Link {
         match self.get_mut() {
             Link::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
             Link::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+            Link::WebSocket(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
 }

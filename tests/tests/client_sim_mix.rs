@@ -224,3 +224,55 @@ async fn every_scenario_reconciles_exactly_over_tls() {
     );
     server.stop().await;
 }
+
+/// The same mix over WebSocket with TLS (wss), against the server binary's WebSocket listener:
+/// a close frame, a reset and a crash under WebSocket and TLS end as the server records them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_reconciles_exactly_over_websocket_with_tls() {
+    use system_tests::process::{ServerProcess, ServerSpec};
+    let cert = system_tests::tls::TestCert::new("sim-wss");
+    let config = format!(
+        "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n\
+         [session]\nhandshake_timeout = \"2s\"\nheartbeat_interval = \"500ms\"\n\
+         idle_timeout = \"2s\"\nwrite_timeout = \"1s\"\nlinger_timeout = \"2s\"\n{}",
+        cert.config()
+    );
+    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let ws = server.websocket.expect("the WebSocket listener");
+    let before = server.scrape().await;
+    let report = client_sim::run(Options {
+        server: ws.to_string(),
+        websocket: true,
+        tls: Some(client_sim::TlsOptions {
+            ca_file: Some(cert.cert.clone()),
+            server_name: Some("localhost".to_owned()),
+        }),
+        clients: 24,
+        mix: Mix::all(),
+        metrics_url: Some(format!("http://{}/metrics", server.admin)),
+        admin_token: Some(system_tests::TEST_ADMIN_TOKEN.to_owned()),
+        progress: ProgressMode::Off,
+        crash_exe: Some(env!("CARGO_BIN_EXE_crash-child").into()),
+        ..Options::default()
+    })
+    .await
+    .expect("client-sim runs over wss");
+    let rendered = report.render();
+    eprintln!("{rendered}");
+    assert_eq!(report.failed_instances, 0, "{rendered}");
+    assert!(report.reconciled_ok(), "{rendered}");
+    assert!(report.passed(), "{rendered}");
+    let reconciliation = report.reconciliation.as_ref().expect("reconciled");
+    assert_eq!(reconciliation.observed_total, 28, "{rendered}");
+    let after = server.scrape().await;
+    let accepted = |transport: &str| {
+        after.get(
+            "gameserver_sessions_accepted_total",
+            &[("transport", transport)],
+        ) - before.get(
+            "gameserver_sessions_accepted_total",
+            &[("transport", transport)],
+        )
+    };
+    assert_eq!(accepted("wss"), 28.0, "{rendered}");
+}

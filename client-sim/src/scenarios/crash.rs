@@ -21,6 +21,10 @@
 //! Which of these happens depends on buffers and timing, so the scenario expects any of them:
 //! reconciliation treats the crash instances as one group over
 //! `{peer_reset, truncated_frame, broken_pipe}`.
+//!
+//! Over WebSocket a frame travels in one message, whole or not at all: the child's stream
+//! stops between messages, and the FIN without a close frame is a `peer_eof` (a killed browser
+//! ends the same way), so the group there is `{peer_reset, peer_eof, broken_pipe}`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -47,6 +51,10 @@ pub const CRASH_REASONS: &[Reason] = &[
     Reason::TruncatedFrame,
     Reason::BrokenPipe,
 ];
+
+/// The reasons a killed client may produce over WebSocket, where no frame is ever cut short.
+pub const WEBSOCKET_CRASH_REASONS: &[Reason] =
+    &[Reason::PeerReset, Reason::PeerEof, Reason::BrokenPipe];
 
 /// The hidden subcommand that runs the child.
 pub const CHILD_SUBCOMMAND: &str = "__crash-child";
@@ -80,6 +88,9 @@ pub struct ChildArgs {
     /// Speak TLS with the server certified under this name.
     #[arg(long)]
     pub tls_server_name: Option<String>,
+    /// Speak WebSocket, upgrading to this URL.
+    #[arg(long)]
+    pub websocket: Option<String>,
 }
 
 pub(crate) async fn run(inst: &Instance) -> Verdict {
@@ -110,6 +121,9 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
         if let Some(ca) = &tls.ca_file {
             cmd.arg("--tls-ca").arg(ca);
         }
+    }
+    if let Some(url) = inst.opts().websocket_url() {
+        cmd.arg("--websocket").arg(url);
     }
     match inst.token() {
         Some(token) => cmd.env(TOKEN_ENV, token),
@@ -194,8 +208,12 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
         .await
         .err()
         .map(|e| format!("killing the crash child: {e}"));
+    let reasons = match inst.opts().websocket {
+        true => WEBSOCKET_CRASH_REASONS,
+        false => CRASH_REASONS,
+    };
     Verdict {
-        expects: vec![Expect::OneOf(CRASH_REASONS)],
+        expects: vec![Expect::OneOf(reasons)],
         failure,
         errors: Vec::new(),
     }
@@ -236,10 +254,14 @@ async fn child(args: ChildArgs) -> ExitCode {
         }
         None => None,
     };
+    let layers = conn::Layers {
+        tls,
+        websocket: args.websocket.clone(),
+    };
     let connected = conn::connect(
         args.server,
         args.source_addr,
-        tls.as_ref(),
+        &layers,
         Duration::from_secs(10),
     );
     let stream = match connected.await {

@@ -7,6 +7,8 @@
 //!   server's `Bye{kicked}` and EOF, then keeps sending. Its first send must succeed (the server
 //!   is still lingering, or its kernel answers the bytes with RST), and a later one must fail with
 //!   EPIPE or ECONNRESET. Rust ignores SIGPIPE, so this is an error value, not a dead process.
+//!   Over WebSocket the first send already fails (EPIPE): the server's close frame came with its
+//!   `Bye`, and a WebSocket does not send on a closed connection.
 //! - `kicked-then-recv` (client case 2, "the server sent data then closed, and the client sent one
 //!   packet then read: the client read everything, then a normal EOF"): right after the kick the
 //!   client sends one input, then reads. Because the server closes with a lingering close
@@ -72,7 +74,7 @@ pub(crate) async fn run(inst: &Instance, after: After) -> Verdict {
         return inst.verdict(Expect::Exact(Reason::ClientQuit), &errors_of(&p), result);
     }
     let result = match after {
-        After::Send => send_after_kick(&mut p).await,
+        After::Send => send_after_kick(&mut p, inst.opts().websocket).await,
         After::Recv => recv_after_kick(&mut p).await,
     };
     inst.verdict(Expect::Exact(Reason::Kicked), &errors_of(&p), result)
@@ -101,7 +103,9 @@ async fn recv_after_kick(p: &mut Player) -> Result<(), Failure> {
     }
 }
 
-async fn send_after_kick(p: &mut Player) -> Result<(), Failure> {
+/// Over WebSocket (`websocket`) the first send may fail at once: the client read the server's
+/// close frame with its `Bye`, and the WebSocket layer refuses to send on a closed connection.
+async fn send_after_kick(p: &mut Player, websocket: bool) -> Result<(), Failure> {
     p.drain(p.idle + GRACE, "the server's Bye and EOF after the kick")
         .await
         .end
@@ -123,6 +127,10 @@ async fn send_after_kick(p: &mut Player) -> Result<(), Failure> {
                 kind: ErrorKind::BrokenPipe | ErrorKind::ConnReset,
                 ..
             }) if ok_sends > 0 => return Ok(()),
+            Err(ClientError::Io {
+                kind: ErrorKind::BrokenPipe,
+                ..
+            }) if websocket => return Ok(()),
             Err(error) if ok_sends == 0 => {
                 return Err(Failure::Check(format!(
                     "the first send after the server closed failed ({error}); it must succeed"

@@ -78,8 +78,8 @@ pub(crate) struct Ctx {
     pub run_id: String,
     /// The executable the crash scenario starts as its child.
     pub crash_exe: PathBuf,
-    /// TLS to the game port, when asked for.
-    pub tls: Option<game_client::Tls>,
+    /// TLS and WebSocket, when asked for.
+    pub layers: conn::Layers,
 }
 
 /// One scenario instance about to run.
@@ -213,7 +213,7 @@ impl Instance {
         let stream = match conn::connect(
             self.ctx.server,
             self.source,
-            self.ctx.tls.as_ref(),
+            &self.ctx.layers,
             self.opts().connect_timeout,
         )
         .await
