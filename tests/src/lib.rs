@@ -3,6 +3,7 @@
 //!
 //! Every test file uses this one module; nothing here is copied per file.
 
+pub mod browser;
 pub mod good;
 pub mod netns;
 pub mod process;
@@ -188,25 +189,7 @@ impl TestServer {
         allowed: &[CloseReason],
         within: Duration,
     ) -> CloseReason {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let deltas = self.scrape().await.close_deltas(before);
-            let total: u64 = deltas.values().sum();
-            if total == 1 {
-                let label = deltas.keys().next().copied().unwrap_or_default();
-                let reason = CloseReason::from_label(label).expect("a known reason");
-                assert!(
-                    allowed.contains(&reason),
-                    "closed as {reason}, expected one of {allowed:?}"
-                );
-                return reason;
-            }
-            assert!(
-                total == 0 && tokio::time::Instant::now() < deadline,
-                "close counters moved by {deltas:?}, expected exactly one close"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_one_close(|| self.scrape(), before, allowed, within).await
     }
 
     /// Drains the server and waits for it to stop.
@@ -251,6 +234,62 @@ where
             panic!("close counters moved by {deltas:?}, expected exactly {want:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `scrape` until exactly one session closed since `before`, for any reason, and checks
+/// that the reason is one of `allowed`; returns it. Panics as soon as more than one close
+/// appears, or if none does within `within`. Shared by the in-process server and the server
+/// process.
+pub async fn wait_for_one_close<F, Fut>(
+    mut scrape: F,
+    before: &Scrape,
+    allowed: &[CloseReason],
+    within: Duration,
+) -> CloseReason
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Scrape>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let deltas = scrape().await.close_deltas(before);
+        let total: u64 = deltas.values().sum();
+        if total == 1 {
+            let label = deltas.keys().next().copied().unwrap_or_default();
+            let reason = CloseReason::from_label(label).expect("a known reason");
+            assert!(
+                allowed.contains(&reason),
+                "closed as {reason}, expected one of {allowed:?}"
+            );
+            return reason;
+        }
+        assert!(
+            total == 0 && tokio::time::Instant::now() < deadline,
+            "close counters moved by {deltas:?}, expected exactly one close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Calls `probe` every 100 ms until it returns `Ok`, and returns that; panics naming `what` and
+/// the last `Err` (what the probe saw instead) if none comes within `within`. For waits no more
+/// specific helper covers, such as a page's state in a browser.
+pub async fn poll_until<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let seen = match probe().await {
+            Ok(done) => return done,
+            Err(seen) => seen,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            panic!("no {what} within {within:?}; last seen: {seen}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

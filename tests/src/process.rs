@@ -33,6 +33,13 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory (`target/` unless configured otherwise): where a test leaves
+/// artefacts worth looking at after the run, such as screenshots.
+pub fn target_dir() -> PathBuf {
+    let dir = bin_dir();
+    dir.parent().map_or(dir.clone(), Path::to_path_buf)
+}
+
 /// The `netclient` binary of this package (cargo builds a package's binaries before its
 /// integration tests).
 pub fn netclient_binary() -> PathBuf {
@@ -402,6 +409,46 @@ impl ServerProcess {
         within: Duration,
     ) -> Scrape {
         crate::wait_for_closes(|| self.scrape(), before, expected, within).await
+    }
+
+    /// Waits until exactly one session closed since `before`, for any reason, and checks that the
+    /// reason is one of `allowed`. Returns it.
+    pub async fn expect_one_close(
+        &self,
+        before: &Scrape,
+        allowed: &[CloseReason],
+        within: Duration,
+    ) -> CloseReason {
+        crate::wait_for_one_close(|| self.scrape(), before, allowed, within).await
+    }
+
+    /// How the recent sessions of players whose id starts with `prefix` ended, from the
+    /// admin's `/closes`: the count for each close reason.
+    pub async fn closes(&self, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+        let (status, body) = self
+            .http("GET", &format!("/closes?player_prefix={prefix}"))
+            .await;
+        assert_eq!(status, 200, "/closes answered {status}: {body}");
+        let closes: Value = serde_json::from_str(&body).expect("/closes JSON");
+        closes["reasons"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(reason, n)| (reason.clone(), n.as_u64().unwrap_or(0)))
+            .collect()
+    }
+
+    /// The live session of `player` in `/sessions`, if there is one.
+    pub async fn session_of(&self, player: &str) -> Option<Value> {
+        let (status, body) = self.http("GET", "/sessions?limit=1000").await;
+        assert_eq!(status, 200, "/sessions answered {status}: {body}");
+        let page: Value = serde_json::from_str(&body).expect("/sessions JSON");
+        page["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["player"] == player)
+            .cloned()
     }
 
     /// Waits for the next `session closed` log line after line `from` and returns its index and
