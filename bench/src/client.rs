@@ -19,7 +19,8 @@ use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind, PROTOCOL_VERSION};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use game_client::Link as Stream;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -36,7 +37,34 @@ const MAX_FRAME: usize = 64 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A framed connection.
-pub type Link = Framed<TcpStream, LengthDelimitedCodec>;
+pub type Link = Framed<Stream, LengthDelimitedCodec>;
+
+/// What a server's port speaks besides plain TCP: TLS, WebSocket (to this URL), both.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    /// TLS, trusting the server's certificate.
+    pub tls: Option<game_client::Tls>,
+    /// The WebSocket URL.
+    pub websocket: Option<String>,
+}
+
+/// The servers whose ports speak more than plain TCP. A workload that starts such a server
+/// registers its port here; every client of the bench then connects to it accordingly.
+static LAYERS: std::sync::Mutex<Vec<(SocketAddr, Layers)>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers what the port at `server` speaks.
+pub fn speak(server: SocketAddr, layers: Layers) {
+    let mut all = LAYERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    all.retain(|(addr, _)| *addr != server);
+    all.push((server, layers));
+}
+
+fn layers_of(server: SocketAddr) -> Option<Layers> {
+    let all = LAYERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    all.iter()
+        .find(|(addr, _)| *addr == server)
+        .map(|(_, layers)| layers.clone())
+}
 
 /// Opens a TCP connection for client number `i` from source address 127.0.0.(2 + i % 8).
 pub async fn dial(server: SocketAddr, i: usize) -> std::io::Result<TcpStream> {
@@ -74,6 +102,12 @@ pub async fn connect_with(
     recv_buffer: Option<u32>,
 ) -> std::io::Result<Link> {
     let stream = dial_with(server, i, recv_buffer).await?;
+    let stream = match layers_of(server) {
+        Some(layers) => {
+            game_client::open(stream, layers.tls.as_ref(), layers.websocket.as_deref()).await?
+        }
+        None => Stream::Tcp(stream),
+    };
     let codec = LengthDelimitedCodec::builder()
         .big_endian()
         .length_field_length(4)
@@ -86,20 +120,20 @@ pub async fn connect_with(
 
 /// Drops a connection with a reset, so that the bench leaves no TIME_WAIT behind.
 pub fn abort(link: Link) {
-    let _ = link.get_ref().set_zero_linger();
+    let _ = link.get_ref().set_abortive();
 }
 
 /// The reading half of a [`split`] link.
-pub type Reader = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
+pub type Reader = FramedRead<ReadHalf<Stream>, LengthDelimitedCodec>;
 /// The writing half of a [`split`] link.
-pub type Writer = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
+pub type Writer = FramedWrite<WriteHalf<Stream>, LengthDelimitedCodec>;
 
 /// Splits a joined link, for clients whose reading must never wait on their writing (a client
 /// blocked in a write while the server is blocked writing to it would stall both). Frames
 /// already read stay with the reader.
 pub fn split(link: Link) -> (Reader, Writer) {
     let parts = link.into_parts();
-    let (read, write) = parts.io.into_split();
+    let (read, write) = tokio::io::split(parts.io);
     let mut reader = FramedRead::with_capacity(read, parts.codec.clone(), 1024);
     reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
     let mut writer = FramedWrite::new(write, parts.codec);
@@ -110,9 +144,8 @@ pub fn split(link: Link) -> (Reader, Writer) {
 /// Drops a split connection with a reset (and no FIN before it, which dropping the writing half
 /// alone would send).
 pub fn abort_split(reader: Reader, writer: Writer) {
-    if let Ok(stream) = reader.into_inner().reunite(writer.into_inner()) {
-        let _ = stream.set_zero_linger();
-    }
+    let stream = reader.into_inner().unsplit(writer.into_inner());
+    let _ = stream.set_abortive();
 }
 
 /// The body (no length prefix) of a client message.

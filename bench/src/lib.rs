@@ -23,8 +23,8 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
     Ok(hard)
 }
 
-/// Runs the named workloads, each `runs` times (`long_runs` for the minute-long hold and
-/// cycles), and returns every figure of every run. A workload that fails is reported on stderr
+/// Runs the named workloads, each `runs` times (`long_runs` for the minute-long hold, cycles
+/// and transports), and returns every figure of every run. A workload that fails is reported on stderr
 /// and leaves its figures out; the error list says which.
 pub async fn run_all(
     names: &[String],
@@ -36,7 +36,7 @@ pub async fn run_all(
     let mut measures = Vec::new();
     let mut errors = Vec::new();
     for name in names {
-        let n = if matches!(name.as_str(), "hold" | "cycles") {
+        let n = if matches!(name.as_str(), "hold" | "cycles" | "transports") {
             long_runs
         } else {
             runs

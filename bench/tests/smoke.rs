@@ -37,6 +37,7 @@ fn every_workload_produces_its_figures() {
         "7 rooms",
         "8 fanout",
         "9 burst",
+        "10 transports",
     ] {
         assert!(
             rows.iter().any(|r| r.first.workload == workload),

@@ -19,7 +19,7 @@ struct Cli {
     /// Runs of each short workload; each figure is the median.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Runs of the minute-long workloads (hold, cycles).
+    /// Runs of the minute-long workloads (hold, cycles, transports).
     #[arg(long, default_value_t = 3)]
     long_runs: usize,
     /// The file whose results section is replaced (between the bench:results markers).
