@@ -408,3 +408,71 @@ async fn after_a_pulled_cable_the_library_resumes_and_nothing_is_lost_or_repeate
     let resumes = lines.iter().filter(|l| l.ends_with(" resumed")).count();
     assert_eq!(resumes, 1, "{lines:#?}");
 }
+
+/// The library over WebSocket with TLS (wss): it plays, takes its session back after the
+/// server froze (its own watchdog notices), and quits with a lingering close, the server
+/// counting every session as `wss`.
+#[tokio::test]
+async fn over_wss_the_library_plays_resumes_after_a_freeze_and_quits() {
+    let cert = system_tests::tls::TestCert::new("library-wss");
+    let config = format!(
+        "{QUICK}[server]\nwebsocket_listen = \"127.0.0.1:0\"\n{}",
+        cert.config()
+    );
+    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let ws = server.websocket.expect("the WebSocket listener");
+    let before = server.scrape().await;
+    let mut config = ClientConfig::new(ws.to_string(), Config::new("wes", "library-wss"));
+    config.tls = Some(cert.client());
+    config.websocket = Some(format!("wss://localhost:{}/", ws.port()));
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(500);
+    config.max_attempts = None;
+    let mut wes = Client::start(config);
+    let (session, _) = welcomed(&mut wes).await;
+    wes.input(vec![1]).expect("input");
+    until(&mut wes, PATIENCE, "the relay", |n| {
+        matches!(n, Notice::Event { .. })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    server.signal("STOP");
+    let (end, _) = until(&mut wes, Duration::from_secs(10), "Disconnected", |n| {
+        matches!(n, Notice::Disconnected(_))
+    })
+    .await;
+    server.signal("CONT");
+    assert_eq!(
+        end,
+        Notice::Disconnected(End::ServerSilent(Duration::from_secs(2)))
+    );
+    let (again, resumed) = welcomed(&mut wes).await;
+    assert!(
+        resumed,
+        "the same session, taken back over a new wss connection"
+    );
+    assert_eq!(again, session);
+    wes.input(vec![2]).expect("input");
+    wes.quit();
+    let (closed, _) = until(&mut wes, PATIENCE, "Closed", |n| {
+        matches!(n, Notice::Closed { .. })
+    })
+    .await;
+    assert_eq!(closed, Notice::Closed { acked_input: 2 });
+    // The frozen connection's close (whatever the server made of it) and the quit, which the
+    // server counts when its lingering close ends.
+    let after = system_tests::poll_until("the quit counted", PATIENCE, || async {
+        let after = server.scrape().await;
+        let quits = after.closed(CloseReason::ClientQuit) - before.closed(CloseReason::ClientQuit);
+        match quits {
+            1 => Ok(after),
+            n => Err(format!("{n} client_quit closes")),
+        }
+    })
+    .await;
+    assert_eq!(
+        after.get("gameserver_sessions_accepted_total", &[("transport", "wss")])
+            - before.get("gameserver_sessions_accepted_total", &[("transport", "wss")]),
+        2.0
+    );
+}
