@@ -119,7 +119,7 @@ async fn the_demo_page_plays_in_chromium_resumes_after_a_blip_and_every_close_ha
         seen["sessionId"].as_str().unwrap_or_default(),
         "the page shows the session the server holds: {listed}"
     );
-    // Its inputs come back relayed, and the server acknowledges them.
+    // The server applies its inputs and says so (its Ack), and every event decodes.
     let seen = page_until(&browser, &tab, "an acknowledged input", |s| {
         number(s, "inputsApplied") >= 1
     })
