@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind, PROTOCOL_VERSION};
 use game_client::Link as Stream;
+use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind, PROTOCOL_VERSION};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -54,13 +54,17 @@ static LAYERS: std::sync::Mutex<Vec<(SocketAddr, Layers)>> = std::sync::Mutex::n
 
 /// Registers what the port at `server` speaks.
 pub fn speak(server: SocketAddr, layers: Layers) {
-    let mut all = LAYERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut all = LAYERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     all.retain(|(addr, _)| *addr != server);
     all.push((server, layers));
 }
 
 fn layers_of(server: SocketAddr) -> Option<Layers> {
-    let all = LAYERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let all = LAYERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     all.iter()
         .find(|(addr, _)| *addr == server)
         .map(|(_, layers)| layers.clone())

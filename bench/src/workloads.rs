@@ -1764,12 +1764,21 @@ async fn transports(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Resul
         let mut env = unthrottled();
         env.push(heartbeat_env(server_heartbeat(scale.hold_heartbeat)));
         if over_tls {
-            env.push(("GAMESERVER__TLS__CERT_FILE".into(), cert.display().to_string()));
-            env.push(("GAMESERVER__TLS__KEY_FILE".into(), key.display().to_string()));
+            env.push((
+                "GAMESERVER__TLS__CERT_FILE".into(),
+                cert.display().to_string(),
+            ));
+            env.push((
+                "GAMESERVER__TLS__KEY_FILE".into(),
+                key.display().to_string(),
+            ));
         }
         let ws = crate::procs::free_port()?;
         if websocket {
-            env.push(("GAMESERVER__SERVER__WEBSOCKET_LISTEN".into(), ws.to_string()));
+            env.push((
+                "GAMESERVER__SERVER__WEBSOCKET_LISTEN".into(),
+                ws.to_string(),
+            ));
         }
         let settings = Settings {
             idle_timeout: Some(Duration::from_secs(15)),

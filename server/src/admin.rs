@@ -95,14 +95,26 @@ pub(crate) struct Pages {
 
 impl Pages {
     /// `pages` as (path, HTML), each [`crate::app::WEBSOCKET_PORT_PLACEHOLDER`] in the HTML
-    /// replaced by the port of `websocket`, the WebSocket listener's bound address.
-    pub(crate) fn new(pages: &[(String, &'static str)], websocket: Option<SocketAddr>) -> Pages {
-        let placeholder = crate::app::WEBSOCKET_PORT_PLACEHOLDER;
+    /// replaced by the port of `websocket`, the WebSocket listener's bound address, and each
+    /// [`crate::app::WEBSOCKET_SCHEME_PLACEHOLDER`] by `wss` (`tls`) or `ws`.
+    pub(crate) fn new(
+        pages: &[(String, &'static str)],
+        websocket: Option<SocketAddr>,
+        tls: bool,
+    ) -> Pages {
+        let scheme = if tls { "wss" } else { "ws" };
         let by_path = pages
             .iter()
             .map(|(path, html)| {
-                let rendered = websocket
-                    .map(|addr| Bytes::from(html.replace(placeholder, &addr.port().to_string())));
+                let rendered = websocket.map(|addr| {
+                    Bytes::from(
+                        html.replace(
+                            crate::app::WEBSOCKET_PORT_PLACEHOLDER,
+                            &addr.port().to_string(),
+                        )
+                        .replace(crate::app::WEBSOCKET_SCHEME_PLACEHOLDER, scheme),
+                    )
+                });
                 (path.clone(), rendered)
             })
             .collect();
@@ -512,20 +524,34 @@ mod tests {
         (status, kind, String::from_utf8_lossy(&body).into_owned())
     }
 
-    const PAGE: &str = "<meta name=\"websocket-port\" content=\"{{websocket_port}}\">";
+    const PAGE: &str = "<meta name=\"websocket-port\" content=\"{{websocket_port}}\">\
+                        <meta name=\"websocket-scheme\" content=\"{{websocket_scheme}}\">";
 
     #[tokio::test]
     async fn a_page_is_public_and_names_the_websocket_port_while_the_rest_stays_guarded() {
         let pages = Pages::new(
             &[("/play".to_owned(), PAGE)],
             Some("127.0.0.1:4321".parse().expect("addr")),
+            false,
         );
         let app = admin(pages);
         let far = "203.0.113.9:5000";
         let (status, kind, body) = call(&app, Method::GET, "/play", far, "evil.example").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(kind, "text/html; charset=utf-8");
-        assert_eq!(body, "<meta name=\"websocket-port\" content=\"4321\">");
+        assert_eq!(
+            body,
+            "<meta name=\"websocket-port\" content=\"4321\">\
+             <meta name=\"websocket-scheme\" content=\"ws\">"
+        );
+        // Over TLS the page is told wss.
+        let tls = admin(Pages::new(
+            &[("/play".to_owned(), PAGE)],
+            Some("127.0.0.1:4321".parse().expect("addr")),
+            true,
+        ));
+        let (_, _, body) = call(&tls, Method::GET, "/play", far, "evil.example").await;
+        assert!(body.ends_with("content=\"wss\">"), "{body}");
         // The admin routes keep their guard for the same request.
         let (status, ..) = call(&app, Method::GET, "/metrics", far, "evil.example").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -546,7 +572,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_websocket_listener_a_page_says_what_is_missing() {
-        let app = admin(Pages::new(&[("/play".to_owned(), PAGE)], None));
+        let app = admin(Pages::new(&[("/play".to_owned(), PAGE)], None, false));
         let (status, _, body) =
             call(&app, Method::GET, "/play", "127.0.0.1:5000", "localhost").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -558,6 +584,7 @@ mod tests {
         let pages = Pages::new(
             &[("/metrics".to_owned(), "a page")],
             Some("127.0.0.1:4321".parse().expect("addr")),
+            false,
         );
         let app = admin(pages);
         let far = "203.0.113.9:5000";

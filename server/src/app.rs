@@ -41,6 +41,10 @@ pub const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// start (port 0).
 pub const WEBSOCKET_PORT_PLACEHOLDER: &str = "{{websocket_port}}";
 
+/// In a page served with [`App::page`], replaced by the scheme of the WebSocket listener:
+/// `wss` when the server speaks TLS (`[tls]`), `ws` otherwise.
+pub const WEBSOCKET_SCHEME_PLACEHOLDER: &str = "{{websocket_scheme}}";
+
 /// A disconnect-aware game server. With no arguments it serves on its embedded defaults
 /// (game port 0.0.0.0:7777, admin on 127.0.0.1:9100).
 #[derive(Debug, Parser)]
@@ -121,7 +125,8 @@ impl<G: Game> App<G> {
 
     /// Serves `html` at `path` (such as `/play`) on the admin port, to anyone: a browser client
     /// for the game, static and public (no admin token, no `Host` check). Every
-    /// [`WEBSOCKET_PORT_PLACEHOLDER`] in it becomes the WebSocket listener's port; without a
+    /// [`WEBSOCKET_PORT_PLACEHOLDER`] in it becomes the WebSocket listener's port, and every
+    /// [`WEBSOCKET_SCHEME_PLACEHOLDER`] its scheme (`ws` or `wss`); without a
     /// listener (`server.websocket_listen` empty) the page answers 404 saying so. A path an admin
     /// route serves (`/metrics`, `/sessions`, ...) stays the admin route's.
     pub fn page(mut self, path: &str, html: &'static str) -> App<G> {
@@ -265,8 +270,11 @@ async fn serve<G: Game>(
              `--features agones` (cargo build -p game-server --features agones; needs protoc)"
         );
     }
-    let pages =
-        crate::admin::Pages::new(pages, websocket.as_ref().and_then(|l| l.local_addr().ok()));
+    let pages = crate::admin::Pages::new(
+        pages,
+        websocket.as_ref().and_then(|l| l.local_addr().ok()),
+        config.tls.enabled(),
+    );
     let server =
         crate::Server::start_with(admin, config.clone(), game, shutdown.clone(), pages).await?;
     let hangups = server.reload_on_hangup();

@@ -89,6 +89,12 @@ impl Browser {
     /// Starts Chromium and connects to its DevTools port. As root (CI) it needs
     /// `--no-sandbox`.
     pub async fn launch() -> Browser {
+        Browser::launch_with(&[]).await
+    }
+
+    /// [`Browser::launch`] with more command-line switches (such as
+    /// `--ignore-certificate-errors`, for a server with a self-signed certificate).
+    pub async fn launch_with(switches: &[&str]) -> Browser {
         let profile = ScratchDir::new("chromium");
         let data_dir = profile.path().join("profile");
         let log_path = profile.path().join("chromium.log");
@@ -112,6 +118,7 @@ impl Browser {
                 "--disable-renderer-backgrounding",
                 &format!("--window-size={},{}", WINDOW.0, WINDOW.1),
             ])
+            .args(switches)
             .arg(format!("--user-data-dir={}", data_dir.display()))
             .arg("about:blank")
             .stdin(Stdio::null())

@@ -241,3 +241,45 @@ async fn the_demo_page_plays_in_chromium_resumes_after_a_blip_and_every_close_ha
     let closes = closes_of(&server, &victim, 1).await;
     assert_eq!(closes.get(reason.as_str()), Some(&1), "{closes:?}");
 }
+
+/// With `[tls]` set the page is told `wss` and plays over WebSocket with TLS (the browser told
+/// to accept the test's self-signed certificate), and leaves with `client_quit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_demo_page_plays_over_wss() {
+    if !require(
+        has_tool(Browser::PROGRAM),
+        "chromium (apt-get install chromium)",
+    ) {
+        return;
+    }
+    let cert = system_tests::tls::TestCert::new("browser-wss");
+    let server =
+        ServerProcess::start(ServerSpec::loopback(&format!("{CONFIG}{}", cert.config()))).await;
+    let browser = Browser::launch_with(&["--ignore-certificate-errors"]).await;
+    let player = format!("web-wss-{}", std::process::id());
+    let before = server.scrape().await;
+    let tab = browser.open(&page_url(&server, &player)).await;
+    let seen = playing(&browser, &tab, 3).await;
+    assert_eq!(seen["player"], player.as_str(), "{seen}");
+    let accepted = |scrape: &system_tests::Scrape, transport: &str| {
+        scrape.get(
+            "gameserver_sessions_accepted_total",
+            &[("transport", transport)],
+        )
+    };
+    let during = server.scrape().await;
+    assert_eq!(accepted(&during, "wss") - accepted(&before, "wss"), 1.0);
+    assert_eq!(
+        accepted(&during, "websocket") - accepted(&before, "websocket"),
+        0.0
+    );
+    let reason = browser
+        .evaluate(&tab, "window.game.leave()")
+        .await
+        .expect("leave()");
+    assert_eq!(reason, "client_quit");
+    browser.close(&tab).await;
+    server
+        .expect_closes(&before, &[(CloseReason::ClientQuit, 1)], PAGE_PATIENCE)
+        .await;
+}
