@@ -177,20 +177,33 @@ async fn a_silent_websocket_player_is_dropped_at_the_idle_timeout() {
 }
 
 #[tokio::test]
-async fn a_text_message_is_a_protocol_error_and_an_upgrade_that_never_comes_times_out() {
+async fn a_text_or_oversized_message_is_a_protocol_error_and_an_upgrade_that_never_comes_times_out()
+{
     let server = start().await;
     let before = server.scrape().await;
-    let mut ws = connect(websocket_addr(&server)).await;
-    ws.send(Message::Text("{\"hello\": true}".into()))
-        .await
-        .expect("send text");
-    let mut bye = None;
-    while let Ok(received) = next(&mut ws).await {
-        if let ServerMessage::Bye(b) = received {
-            bye = Some(b.code);
+    // A text message, then a binary one over the 65,536-byte limit: each a protocol error,
+    // said with a Bye and with the close frame's code (1003, 1009).
+    let refusals = [
+        (Message::Text("{\"hello\": true}".into()), 1003u16),
+        (Message::Binary(vec![5u8; 70_000].into()), 1009),
+    ];
+    for (refused, code) in refusals {
+        let mut ws = connect(websocket_addr(&server)).await;
+        ws.send(refused).await.expect("send");
+        let mut bye = None;
+        let close = loop {
+            match next(&mut ws).await {
+                Ok(ServerMessage::Bye(b)) => bye = Some(b.code),
+                Ok(_) => {}
+                Err(close) => break close,
+            }
+        };
+        assert_eq!(bye, Some(ByeCode::ProtocolError));
+        match close {
+            Some(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), code),
+            other => panic!("expected a close frame with code {code}, got {other:?}"),
         }
     }
-    assert_eq!(bye, Some(ByeCode::ProtocolError));
     // A TCP connection to the WebSocket port that never upgrades.
     let _idle = TcpStream::connect(websocket_addr(&server))
         .await
@@ -199,7 +212,7 @@ async fn a_text_message_is_a_protocol_error_and_an_upgrade_that_never_comes_time
         .expect_closes(
             &before,
             &[
-                (CloseReason::ProtocolError, 1),
+                (CloseReason::ProtocolError, 2),
                 (CloseReason::HandshakeTimeout, 1),
             ],
             Duration::from_secs(10),
