@@ -191,16 +191,7 @@ pub(crate) async fn run(
                     _source: source,
                     _permit: permit,
                 };
-                let shared = shared.clone();
-                sessions.spawn(async move {
-                    let opening =
-                        if kind == Listener::Tcp && shared.config.net.proxy_protocol.enabled() {
-                            untrusted_header(&shared, &stream, peer).await
-                        } else {
-                            Opening::now()
-                        };
-                    open(shared, stream, peer, held, opening, kind).await;
-                });
+                sessions.spawn(session(shared.clone(), stream, peer, held, kind));
             }
             Err(rejection) => reject(
                 stream,
@@ -293,22 +284,85 @@ async fn proxied(
         _source: source,
         _permit: permit,
     };
-    open(
-        shared,
-        stream,
-        peer,
-        held,
-        Opening { accepted, failed },
-        Listener::Tcp,
-    )
-    .await;
+    let opening = Opening { accepted, failed };
+    if in_the_clear(&shared, Listener::Tcp, &opening) {
+        let admitted = held.admit(&shared, Listener::Tcp.as_str());
+        connection::serve_opened(shared, stream, peer, opening).await;
+        drop(admitted);
+    } else {
+        Box::pin(open_layered(
+            shared,
+            stream,
+            peer,
+            held,
+            opening,
+            Listener::Tcp,
+        ))
+        .await;
+    }
 }
 
-/// Takes an admitted connection through its TLS handshake (when the server has TLS) and serves
-/// its session over what the listener speaks. A TLS handshake that fails or does not complete
-/// within the handshake timeout (counted from the accept) is a rejection, not a session: the
-/// client never spoke the protocol, and there is no channel to say `Bye` over.
-async fn open(
+/// The task of an admitted connection: its session over what its listener speaks. A plain TCP
+/// session, the common one, runs inline: what its task holds is most of what a held player
+/// costs. TLS and WebSocket carry larger state of their own (a TLS connection, an upgrade) and
+/// run boxed ([`open_layered`]), so that a plain session's task does not reserve room for it.
+// Not an `async fn`: one keeps its arguments twice in its state, and this task's size is what
+// every held player costs (80 bytes more, past an allocator size class; see
+// `a_session_task_stays_small`).
+#[allow(clippy::manual_async_fn)]
+fn session(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    held: Held,
+    kind: Listener,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let opening = if kind == Listener::Tcp && shared.config.net.proxy_protocol.enabled() {
+            untrusted_header(&shared, &stream, peer).await
+        } else {
+            Opening::now()
+        };
+        if in_the_clear(&shared, kind, &opening) {
+            let admitted = held.admit(&shared, kind.as_str());
+            connection::serve_opened(shared, stream, peer, opening).await;
+            drop(admitted);
+        } else {
+            Box::pin(open_layered(shared, stream, peer, held, opening, kind)).await;
+        }
+    }
+}
+
+/// Whether the session runs over the TCP connection as it is: the game port without TLS, or a
+/// connection that already failed (a PROXY header refused), which is told so in the clear.
+fn in_the_clear(shared: &Shared, kind: Listener, opening: &Opening) -> bool {
+    kind == Listener::Tcp && (shared.tls.is_none() || opening.failed.is_some())
+}
+
+/// What the acceptor spawns for an admitted plain TCP connection, for the test that keeps a
+/// held session's task small.
+#[cfg(test)]
+pub(crate) fn plain_session(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> {
+    let held = Held {
+        _source: SourceSlot::none(),
+        _permit: shared
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .expect("a free session slot"),
+    };
+    session(shared, stream, peer, held, Listener::Tcp)
+}
+
+/// [`session`] for a WebSocket or a TLS connection: the TLS handshake (when the server has TLS),
+/// then the session. A TLS handshake that fails or does not complete within the handshake
+/// timeout (counted from the accept) is a rejection, not a session: the client never spoke the
+/// protocol, and there is no channel to say `Bye` over.
+async fn open_layered(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
@@ -317,16 +371,11 @@ async fn open(
     kind: Listener,
 ) {
     let tls = match &shared.tls {
-        // A connection that already failed (a PROXY header refused) is told so in the clear.
         Some(tls) if opening.failed.is_none() => tls.clone(),
+        // Only the WebSocket listener gets here without TLS (see `in_the_clear`).
         _ => {
             let admitted = held.admit(&shared, kind.as_str());
-            match kind {
-                Listener::Tcp => connection::serve_opened(shared, stream, peer, opening).await,
-                Listener::WebSocket => {
-                    websocket_session(shared, stream, peer, opening.accepted).await;
-                }
-            }
+            websocket_session(shared, stream, peer, opening.accepted).await;
             drop(admitted);
             return;
         }
