@@ -46,6 +46,10 @@ const SETTLE_WAIT: Duration = Duration::from_secs(1);
 pub trait Transport: Send + 'static {
     /// The transport's name in metrics and log lines (`tcp`, `websocket`).
     const NAME: &'static str;
+    /// What the transport itself holds per connection beyond a plain TCP socket (a TLS
+    /// connection, a WebSocket's buffers), counted in the session's footprint for the memory
+    /// budget. Measured in BENCHMARKS.md ("10 transports").
+    const OVERHEAD: usize = 0;
 
     /// The reading half.
     type Read<'a>: AsyncRead + Unpin + Send + Peek
@@ -220,7 +224,7 @@ async fn run<T: Transport>(
             let mut hello_codec = ServerCodec::new(shared.config.server.max_frame_bytes);
             hello_codec.set_max_frame(MAX_HELLO_BODY.min(out.max_frame()));
             let mut reader = FrameReader::new(read, hello_codec);
-            select_loop(shared, &mut session, &mut reader, &mut write, &mut out).await
+            select_loop::<T, _, _>(shared, &mut session, &mut reader, &mut write, &mut out).await
         }
     };
     let parked = session.park(&ending);
@@ -240,7 +244,8 @@ async fn run<T: Transport>(
 
 type CloseRequest = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
 
-async fn select_loop<R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
+/// `T` is the transport underneath `reader` and `writer`, for its [`Transport::OVERHEAD`].
+async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
     shared: &Shared,
     session: &mut Session<'_>,
     reader: &mut FrameReader<R>,
@@ -345,7 +350,7 @@ async fn select_loop<R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
                 sleep.as_mut().reset(deadline);
             }
         }
-        session.publish_footprint(reader.read_buffer().capacity(), out);
+        session.publish_footprint(reader.read_buffer().capacity() + T::OVERHEAD, out);
     }
 }
 

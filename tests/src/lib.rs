@@ -414,6 +414,20 @@ impl Scrape {
             .unwrap_or(0.0)
     }
 
+    /// How much a sample grew since `before`.
+    pub fn since(&self, before: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels) - before.get(name, labels)
+    }
+
+    /// Sessions accepted over `transport` (`tcp`, `tls`, `websocket`, `wss`) since `before`.
+    pub fn accepted_since(&self, before: &Scrape, transport: &str) -> f64 {
+        self.since(
+            before,
+            "gameserver_sessions_accepted_total",
+            &[("transport", transport)],
+        )
+    }
+
     /// `gameserver_sessions_closed_total{reason}`.
     pub fn closed(&self, reason: CloseReason) -> u64 {
         self.get(

@@ -261,18 +261,9 @@ async fn over_tls_the_demo_page_plays_over_wss() {
     let tab = browser.open(&page_url(&server, &player)).await;
     let seen = playing(&browser, &tab, 3).await;
     assert_eq!(seen["player"], player.as_str(), "{seen}");
-    let accepted = |scrape: &system_tests::Scrape, transport: &str| {
-        scrape.get(
-            "gameserver_sessions_accepted_total",
-            &[("transport", transport)],
-        )
-    };
     let during = server.scrape().await;
-    assert_eq!(accepted(&during, "wss") - accepted(&before, "wss"), 1.0);
-    assert_eq!(
-        accepted(&during, "websocket") - accepted(&before, "websocket"),
-        0.0
-    );
+    assert_eq!(during.accepted_since(&before, "wss"), 1.0);
+    assert_eq!(during.accepted_since(&before, "websocket"), 0.0);
     let reason = browser
         .evaluate(&tab, "window.game.leave()")
         .await

@@ -204,15 +204,7 @@ async fn every_scenario_reconciles_exactly_over_tls() {
     assert_eq!(reconciliation.observed_total, 28, "{rendered}");
     // Every session came over TLS; none in the clear, no failed handshake.
     let after = server.scrape().await;
-    let accepted = |transport: &str| {
-        after.get(
-            "gameserver_sessions_accepted_total",
-            &[("transport", transport)],
-        ) - before.get(
-            "gameserver_sessions_accepted_total",
-            &[("transport", transport)],
-        )
-    };
+    let accepted = |transport: &str| after.accepted_since(&before, transport);
     assert_eq!(accepted("tls"), 28.0, "{rendered}");
     assert_eq!(accepted("tcp"), 0.0, "{rendered}");
     assert_eq!(
@@ -265,14 +257,6 @@ async fn every_scenario_reconciles_exactly_over_websocket_with_tls() {
     let reconciliation = report.reconciliation.as_ref().expect("reconciled");
     assert_eq!(reconciliation.observed_total, 28, "{rendered}");
     let after = server.scrape().await;
-    let accepted = |transport: &str| {
-        after.get(
-            "gameserver_sessions_accepted_total",
-            &[("transport", transport)],
-        ) - before.get(
-            "gameserver_sessions_accepted_total",
-            &[("transport", transport)],
-        )
-    };
+    let accepted = |transport: &str| after.accepted_since(&before, transport);
     assert_eq!(accepted("wss"), 28.0, "{rendered}");
 }

@@ -74,13 +74,6 @@ fn rejected_tls(scrape: &Scrape) -> f64 {
     )
 }
 
-fn accepted(scrape: &Scrape, transport: &str) -> f64 {
-    scrape.get(
-        "gameserver_sessions_accepted_total",
-        &[("transport", transport)],
-    )
-}
-
 /// Reads until the server closes the connection; returns what came and how long it took.
 async fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, Duration) {
     let started = Instant::now();
@@ -138,9 +131,9 @@ async fn plaintext_and_stalled_handshakes_are_refused_while_tls_players_play() {
     play(&mut alice, "alice", 2).await;
     let during = server.scrape().await;
     assert_eq!(rejected_tls(&during) - rejected_tls(&before), 2.0);
-    assert_eq!(accepted(&during, "tls") - accepted(&before, "tls"), 1.0);
+    assert_eq!(during.accepted_since(&before, "tls"), 1.0);
     assert_eq!(
-        accepted(&during, "tcp") - accepted(&before, "tcp"),
+        during.accepted_since(&before, "tcp"),
         0.0,
         "no plaintext session on a TLS port"
     );
@@ -283,7 +276,7 @@ async fn websocket_over_tls_plays_and_quits() {
             Duration::from_secs(10),
         )
         .await;
-    assert_eq!(accepted(&after, "wss") - accepted(&before, "wss"), 1.0);
+    assert_eq!(after.accepted_since(&before, "wss"), 1.0);
 }
 
 #[tokio::test]

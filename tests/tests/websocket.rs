@@ -135,17 +135,8 @@ async fn a_player_over_websocket_plays_and_its_lingering_close_delivers_everythi
         )
         .await;
     // Counted and logged as a WebSocket session.
-    let accepted = |scrape: &system_tests::Scrape, transport| {
-        scrape.get(
-            "gameserver_sessions_accepted_total",
-            &[("transport", transport)],
-        )
-    };
-    assert_eq!(
-        accepted(&after, "websocket") - accepted(&before, "websocket"),
-        1.0
-    );
-    assert_eq!(accepted(&after, "tcp"), accepted(&before, "tcp"));
+    assert_eq!(after.accepted_since(&before, "websocket"), 1.0);
+    assert_eq!(after.accepted_since(&before, "tcp"), 0.0);
     let (_, line) = server.next_close(mark, Duration::from_secs(10)).await;
     assert_eq!(line["transport"], "websocket", "{line}");
     assert_eq!(line["player"], "browser", "{line}");
@@ -332,5 +323,36 @@ async fn the_session_cap_is_shared_by_the_tcp_and_websocket_listeners() {
     assert!(
         matches!(next(&mut ws).await, Ok(ServerMessage::Welcome(_))),
         "the freed slot serves a WebSocket player"
+    );
+}
+
+/// The memory budget counts what the WebSocket layer holds per session (its buffers and state,
+/// about 19 KiB beyond a TCP session: BENCHMARKS.md, "10 transports"), so that a budget set for
+/// TCP players is not overrun by WebSocket ones.
+#[tokio::test]
+async fn the_memory_budget_counts_a_websocket_sessions_own_buffers() {
+    // Idle long enough that the silent session stays live while the estimate is read.
+    let config = CONFIG.replace("idle_timeout = \"2s\"", "idle_timeout = \"60s\"");
+    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    // The estimate is recounted every second while far below the budget.
+    let settled = || async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        server
+            .scrape()
+            .await
+            .get("gameserver_memory_used_bytes", &[])
+    };
+    let before = settled().await;
+    let mut ws = connect(websocket_addr(&server)).await;
+    ws.send(message(hello_in("budget-ws", "budget-room")))
+        .await
+        .expect("send Hello");
+    assert!(matches!(next(&mut ws).await, Ok(ServerMessage::Welcome(_))));
+    let costs = settled().await - before;
+    // A TCP session is estimated at 12 KiB plus its buffers (budget::CONNECTION_ESTIMATE); a
+    // WebSocket one at 19 KiB more.
+    assert!(
+        (27.0 * 1024.0..=36.0 * 1024.0).contains(&costs),
+        "a WebSocket session counted {costs} bytes"
     );
 }
