@@ -426,7 +426,12 @@ impl Conn {
 
     /// Writes raw bytes, frame-aligned or not (the crash child splits frames on purpose).
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        let result = self.stream.write_all(bytes).await.map_err(ClientError::io);
+        // The flush sends what TLS or WebSocket holds back (nothing to do over plain TCP).
+        let result = match self.stream.write_all(bytes).await {
+            Ok(()) => self.stream.flush().await,
+            Err(error) => Err(error),
+        }
+        .map_err(ClientError::io);
         if result.is_ok() {
             self.last_write = Instant::now();
             add(&self.stats.sent_bytes, bytes.len() as u64);

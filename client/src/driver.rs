@@ -462,7 +462,12 @@ async fn connection(mut stream: Link, config: &ClientConfig, shared: &Shared) ->
             linger_deadline = Some(Instant::now() + config.linger);
         }
         if !wbuf.is_empty() {
-            if let Err(error) = write.write_all_buf(&mut wbuf).await {
+            // The flush sends what TLS or WebSocket holds back (nothing to do over plain TCP).
+            let written = match write.write_all_buf(&mut wbuf).await {
+                Ok(()) => write.flush().await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = written {
                 break Some(End::Transport(Transport::of_io(&error)));
             }
             if quitting {

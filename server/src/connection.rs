@@ -50,6 +50,9 @@ pub trait Transport: Send + 'static {
     /// connection, a WebSocket's buffers), counted in the session's footprint for the memory
     /// budget. Measured in BENCHMARKS.md ("10 transports").
     const OVERHEAD: usize = 0;
+    /// A write may leave bytes inside the transport (a TLS record, a WebSocket message) that
+    /// only a flush sends once the socket takes more: the session flushes after each drain.
+    const BUFFERED: bool = false;
 
     /// The reading half.
     type Read<'a>: AsyncRead + Unpin + Send + Peek
@@ -244,6 +247,21 @@ async fn run<T: Transport>(
 
 type CloseRequest = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
 
+/// Writes what `buf` holds (`Some(bytes written)`), or with `buf` empty flushes what the
+/// transport held back (`None`). Polled in place, not an `async fn`: its state would add to what
+/// every idle session holds. Cancel-safe, as one write and the transports' flushes are.
+fn poll_write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buf: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<Option<usize>>> {
+    if buf.is_empty() {
+        Pin::new(writer).poll_flush(cx).map_ok(|()| None)
+    } else {
+        tokio_util::io::poll_write_buf(Pin::new(writer), cx, buf).map_ok(Some)
+    }
+}
+
 /// `T` is the transport underneath `reader` and `writer`, for its [`Transport::OVERHEAD`].
 async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
     shared: &Shared,
@@ -296,10 +314,22 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                 }
                 sleep.as_mut().reset(session.next_deadline());
             }
-            written = writer.write_buf(&mut out.wbuf), if !out.wbuf.is_empty() => match written {
-                Ok(0) => return Ending::because(CloseReason::IoError, "write returned zero bytes"),
-                Ok(_) if out.wbuf.is_empty() => session.write_drained(out),
-                Ok(_) => session.write_blocked(Instant::now()),
+            written = std::future::poll_fn(|cx| poll_write_or_flush(writer, &mut out.wbuf, cx)), if !out.wbuf.is_empty() || session.unflushed
+            => match written {
+                Ok(Some(0)) => {
+                    return Ending::because(CloseReason::IoError, "write returned zero bytes");
+                }
+                Ok(Some(_)) if out.wbuf.is_empty() && T::BUFFERED => {
+                    // Not drained until the transport sent it: the stall clock runs meanwhile.
+                    session.write_blocked(Instant::now());
+                    session.unflushed = true;
+                }
+                Ok(Some(_)) if out.wbuf.is_empty() => session.write_drained(out),
+                Ok(Some(_)) => session.write_blocked(Instant::now()),
+                Ok(None) => {
+                    session.unflushed = false;
+                    session.write_drained(out);
+                }
                 Err(error) => return Ending::io(&error, Direction::Write),
             },
             frame = reader.next() => {

@@ -128,6 +128,9 @@ pub(crate) struct Session<'a> {
     watchdog: Watchdog,
     /// Set when a deadline may have moved earlier, so the timer must be re-armed.
     pub rearm: bool,
+    /// The write buffer drained into a transport that holds bytes back until flushed
+    /// ([`crate::connection::Transport::BUFFERED`]).
+    pub unflushed: bool,
     rate: RateLimit,
     player: Option<Player>,
     /// The player's room, for its inputs (a copy of the player's own place).
@@ -201,6 +204,7 @@ impl<'a> Session<'a> {
                 now,
             ),
             rearm: false,
+            unflushed: false,
             rate: RateLimit::new(
                 cfg.rate_limit_per_sec,
                 cfg.rate_limit_burst,

@@ -330,6 +330,7 @@ impl Transport for TlsSocket {
     const NAME: &'static str = "tls";
     // 24.1 KiB per held session against 3.4 over TCP.
     const OVERHEAD: usize = 21 * 1024;
+    const BUFFERED: bool = true;
 
     type Read<'a> = tokio::io::ReadHalf<&'a mut TlsSocket>;
     type Write<'a> = tokio::io::WriteHalf<&'a mut TlsSocket>;

@@ -60,6 +60,7 @@ impl Socket for TlsSocket {
 impl<S: Socket> Transport for WsStream<S> {
     const NAME: &'static str = S::WEBSOCKET;
     const OVERHEAD: usize = S::WEBSOCKET_OVERHEAD;
+    const BUFFERED: bool = true;
 
     type Read<'a> = tokio::io::ReadHalf<&'a mut WsStream<S>>;
     type Write<'a> = tokio::io::WriteHalf<&'a mut WsStream<S>>;

@@ -318,3 +318,68 @@ async fn a_missing_or_broken_pair_stops_the_start_naming_each_key() {
         "{stderr}"
     );
 }
+
+/// A burst larger than the socket's buffers reaches a player who reads it late, to the last
+/// byte and at once: what TLS holds back when the socket is full is flushed as soon as the
+/// socket drains, not at the server's next write (the next heartbeat is 30 s away here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_read_late_over_tls_arrives_whole_without_waiting_for_the_next_write() {
+    const INPUTS: u64 = 600;
+    let cert = TestCert::new("tls-burst");
+    let config = format!(
+        "[session]\nheartbeat_interval = \"30s\"\nidle_timeout = \"60s\"\n\
+         write_timeout = \"20s\"\noutbound_queue = 4096\noutbound_queue_bytes = \"64MiB\"\n\
+         rate_limit_per_sec = 100000\nrate_limit_burst = 100000\n{}",
+        cert.config()
+    );
+    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let mut reader = join(server.addr, &cert.pem, "late-reader").await;
+    let mut sender = join(server.addr, &cert.pem, "sender").await;
+    // 600 inputs of 32 KiB: 19 MiB relayed to the reader, who does not read yet: more than the
+    // kernel buffers of both ends hold.
+    let payload = bytes::Bytes::from(vec![7u8; 32 * 1024]);
+    for seq in 1..=INPUTS {
+        sender
+            .send(ClientMessage::Input {
+                seq,
+                payload: payload.clone(),
+            })
+            .await;
+        loop {
+            let message = sender.recv().await;
+            if let Some(Ok(message)) = &message
+                && relay(message) == Some(("sender".to_owned(), seq))
+            {
+                break;
+            }
+            assert!(
+                matches!(message, Some(Ok(_))),
+                "the sender's stream ended: {message:?}"
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut last = 0;
+    while last < INPUTS {
+        // `recv` allows 10 s for each message, a third of the heartbeat.
+        match reader.recv().await {
+            Some(Ok(message)) => {
+                if let Some((from, seq)) = relay(&message)
+                    && from == "sender"
+                {
+                    assert_eq!(seq, last + 1, "relays in order");
+                    last = seq;
+                }
+            }
+            other => panic!("the reader's stream ended after relay {last}: {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the burst took {took:?} to read"
+    );
+    quit(reader).await;
+    quit(sender).await;
+}
