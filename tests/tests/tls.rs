@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_util::codec::Encoder;
 
-const SESSION: &str = "[session]\nhandshake_timeout = \"1s\"\nheartbeat_interval = \"1s\"\n\
+const SESSION: &str = "[session]\nhandshake_timeout = \"3s\"\nheartbeat_interval = \"1s\"\n\
                        idle_timeout = \"5s\"\n";
 
 type TlsClient = RawClient<TlsStream<TcpStream>>;
@@ -110,8 +110,8 @@ async fn plaintext_and_stalled_handshakes_are_refused_while_tls_players_play() {
         .expect("send a plaintext Hello");
     let (answer, took) = read_until_closed(&mut plain).await;
     assert!(
-        took < Duration::from_secs(1),
-        "a plaintext Hello is refused within the handshake timeout, took {took:?}"
+        took < Duration::from_secs(2),
+        "a plaintext Hello is refused at once, well within the 3 s handshake timeout; took {took:?}"
     );
     // Whatever came back is a TLS alert record (content type 21), not a protocol frame.
     assert!(
@@ -119,12 +119,12 @@ async fn plaintext_and_stalled_handshakes_are_refused_while_tls_players_play() {
         "expected nothing or a TLS alert, got {answer:?}"
     );
 
-    // A client that connects and says nothing: closed when the handshake timeout (1 s) ends.
+    // A client that connects and says nothing: closed when the handshake timeout (3 s) ends.
     let mut silent = TcpStream::connect(server.addr).await.expect("connect");
     let (_, took) = read_until_closed(&mut silent).await;
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
-        "a stalled handshake is closed at the handshake timeout (1 s), took {took:?}"
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(8),
+        "a stalled handshake is closed at the handshake timeout (3 s), took {took:?}"
     );
 
     // Alice played on through both.
