@@ -108,7 +108,16 @@ pub async fn connect_with(
     let stream = dial_with(server, i, recv_buffer).await?;
     let stream = match layers_of(server) {
         Some(layers) => {
-            game_client::open(stream, layers.tls.as_ref(), layers.websocket.as_deref()).await?
+            let opening =
+                game_client::open(stream, layers.tls.as_ref(), layers.websocket.as_deref());
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, opening)
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no TLS handshake or WebSocket upgrade in time",
+                    )
+                })??
         }
         None => Stream::Tcp(stream),
     };

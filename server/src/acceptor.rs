@@ -21,7 +21,7 @@ use crate::config::TcpConfig;
 use crate::connection;
 use crate::connection::Opening;
 use crate::logging::ABUSIVE;
-use crate::metrics::Rejection;
+use crate::metrics::{Rejection, transport};
 use crate::proxy;
 use crate::session::Ending;
 use crate::websocket::{self, WsStream};
@@ -93,16 +93,16 @@ impl Listener {
     /// The `transport` label.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Listener::Tcp => "tcp",
-            Listener::WebSocket => "websocket",
+            Listener::Tcp => transport::TCP,
+            Listener::WebSocket => transport::WEBSOCKET,
         }
     }
 
     /// The `transport` label over TLS.
     fn over_tls(self) -> &'static str {
         match self {
-            Listener::Tcp => "tls",
-            Listener::WebSocket => "wss",
+            Listener::Tcp => transport::TLS,
+            Listener::WebSocket => transport::WSS,
         }
     }
 }

@@ -78,7 +78,7 @@ pub trait Peek {
 }
 
 impl Transport for TcpStream {
-    const NAME: &'static str = "tcp";
+    const NAME: &'static str = crate::metrics::transport::TCP;
 
     type Read<'a> = tokio::net::tcp::ReadHalf<'a>;
     type Write<'a> = tokio::net::tcp::WriteHalf<'a>;

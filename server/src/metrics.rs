@@ -11,6 +11,22 @@ use prometheus::{
 
 use crate::close::CloseReason;
 
+/// The `transport` label's values (`gameserver_sessions_accepted_total` and the close line),
+/// one per way a session reaches the server. Each transport's type names itself with one of
+/// these (`Transport::NAME`).
+pub mod transport {
+    /// The protocol's frames over TCP.
+    pub const TCP: &str = "tcp";
+    /// The frames over TLS over TCP.
+    pub const TLS: &str = "tls";
+    /// One frame per binary WebSocket message.
+    pub const WEBSOCKET: &str = "websocket";
+    /// WebSocket over TLS.
+    pub const WSS: &str = "wss";
+    /// Every value a listener produces, for initialising the label.
+    pub const ALL: [&str; 4] = [TCP, TLS, WEBSOCKET, WSS];
+}
+
 /// Why a connection was turned away before it became a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
@@ -392,7 +408,7 @@ impl Metrics {
         for result in ["ok", "error"] {
             metrics.tls_reloads.with_label_values(&[result]);
         }
-        for transport in ["tcp", "tls", "websocket", "wss"] {
+        for transport in transport::ALL {
             metrics.sessions_accepted.with_label_values(&[transport]);
         }
         for kind in ACCEPT_ERROR_KINDS {

@@ -327,7 +327,7 @@ impl AsyncWrite for TlsSocket {
 }
 
 impl Transport for TlsSocket {
-    const NAME: &'static str = "tls";
+    const NAME: &'static str = crate::metrics::transport::TLS;
     // 24.1 KiB per held session against 3.4 over TCP.
     const OVERHEAD: usize = 21 * 1024;
     const BUFFERED: bool = true;

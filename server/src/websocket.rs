@@ -38,7 +38,7 @@ pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 }
 
 impl Socket for TcpStream {
-    const WEBSOCKET: &'static str = "websocket";
+    const WEBSOCKET: &'static str = crate::metrics::transport::WEBSOCKET;
     // 22.3 KiB per held session against 3.4 over TCP.
     const WEBSOCKET_OVERHEAD: usize = 19 * 1024;
 
@@ -48,7 +48,7 @@ impl Socket for TcpStream {
 }
 
 impl Socket for TlsSocket {
-    const WEBSOCKET: &'static str = "wss";
+    const WEBSOCKET: &'static str = crate::metrics::transport::WSS;
     // 28.8 KiB per held session against 3.4 over TCP.
     const WEBSOCKET_OVERHEAD: usize = 25 * 1024;
 
