@@ -165,8 +165,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                 }
                 // Pings are answered by the WebSocket layer itself.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_)))
-                | None
+                Some(Ok(Message::Close(_))) => {
+                    this.ended = true;
+                    // The WebSocket layer queued its answer to the peer's close frame: send it
+                    // now, as far as the socket takes it, so that a peer that closed first sees
+                    // a clean close even if nothing is written here again.
+                    let _ = Pin::new(&mut this.ws).poll_flush(cx);
+                }
+                None
                 | Some(Err(
                     WsError::ConnectionClosed
                     | WsError::AlreadyClosed
@@ -314,6 +320,27 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         stream.shutdown().await.unwrap();
         assert_eq!(close_code(&mut peer).await, CloseCode::Size);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_closes_first_gets_its_close_answered_at_once() {
+        let (mut stream, mut peer) = pair().await;
+        peer.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "".into(),
+        })))
+        .await
+        .unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(stream.read_to_end(&mut rest).await.unwrap(), 0);
+        // Nothing more is written on this side; the answer is already on its way.
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), peer.next())
+            .await
+            .expect("the close is answered without another write");
+        match answer {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+            other => panic!("expected the close answered, got {other:?}"),
+        }
     }
 
     #[tokio::test]

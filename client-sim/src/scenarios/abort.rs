@@ -5,7 +5,6 @@
 //! observe the reset and record `peer_reset`.
 
 use super::{During, Instance, Verdict, errors_of, play_inputs};
-use crate::reconcile::{Expect, Reason};
 
 /// At most this many inputs before the reset.
 const MAX_INPUTS: u32 = 10;
@@ -23,5 +22,5 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
     .await;
     let errors = errors_of(&p);
     let result = played.and_then(|()| p.conn.abort().during("setting SO_LINGER {on, 0}"));
-    inst.verdict(Expect::Exact(Reason::PeerReset), &errors, result)
+    inst.verdict(inst.reset_expect(), &errors, result)
 }

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use super::{During, Failure, Instance, Verdict, errors_of};
-use crate::reconcile::{Expect, Reason};
 
 /// Inputs in the burst: well within the rate limiter's burst of 200.
 const BURST: u32 = 20;
@@ -39,5 +38,5 @@ pub(crate) async fn run(inst: &Instance) -> Verdict {
     let errors = errors_of(&p);
     // Dropping the player closes the socket with the relays unread: RST.
     drop(p);
-    inst.verdict(Expect::Exact(Reason::PeerReset), &errors, result)
+    inst.verdict(inst.reset_expect(), &errors, result)
 }

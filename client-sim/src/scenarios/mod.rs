@@ -173,6 +173,17 @@ fn expect_after_failed_handshake(error: &ClientError) -> Expect {
 }
 
 impl Instance {
+    /// What the server records for a connection this client reset (`SO_LINGER {on, 0}`):
+    /// `peer_reset`; over WebSocket also `broken_pipe`, since the layers above the server's
+    /// socket (the WebSocket's own frames, TLS records) may meet the reset with a write first.
+    pub fn reset_expect(&self) -> Expect {
+        const OVER_WEBSOCKET: &[Reason] = &[Reason::PeerReset, Reason::BrokenPipe];
+        match self.opts().websocket {
+            true => Expect::OneOf(OVER_WEBSOCKET),
+            false => Expect::Exact(Reason::PeerReset),
+        }
+    }
+
     /// The options.
     pub fn opts(&self) -> &Options {
         &self.ctx.opts

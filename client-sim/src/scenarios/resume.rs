@@ -193,6 +193,7 @@ async fn come_back(inst: &Instance, how: Break, broken: Broken) -> Verdict {
             // A roaming client's old connection is taken over only by a resume that works.
             let first = match how {
                 Break::Roam => Expect::Unknown,
+                Break::Reset => inst.reset_expect(),
                 _ => Expect::Exact(how.reason()),
             };
             verdict.expects.insert(0, first);
@@ -202,10 +203,11 @@ async fn come_back(inst: &Instance, how: Break, broken: Broken) -> Verdict {
             return verdict;
         }
     };
-    let expects = vec![
-        Expect::Exact(how.reason()),
-        Expect::Exact(Reason::ClientQuit),
-    ];
+    let broke = match how {
+        Break::Reset => inst.reset_expect(),
+        _ => Expect::Exact(how.reason()),
+    };
+    let expects = vec![broke, Expect::Exact(Reason::ClientQuit)];
     if let Err(failure) = check_welcome(&q, &kept) {
         let _ = q.quit(q.idle + GRACE).await;
         errors.extend(errors_of(&q));
