@@ -18,11 +18,12 @@ use futures_util::{SinkExt, StreamExt};
 use game_engine::config::Sources;
 use game_engine::{CloseReason, Config, Shutdown};
 use protocol::{
-    ClientCodec, ClientMessage, CodecError, Hello, PROTOCOL_VERSION, ServerMessage, Welcome,
+    ClientCodec, ClientMessage, CodecError, HEADER_LEN, Hello, PROTOCOL_VERSION, ServerMessage,
+    Welcome,
 };
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Encoder, Framed};
 
 /// Generous bound for anything a healthy server does "at once" on a loaded 2-core machine.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -498,6 +499,16 @@ pub fn hello_in(player: &str, room: &str) -> ClientMessage {
         auth_token: None,
         resume: None,
     })
+}
+
+/// A message as a WebSocket client sends it: one binary message holding the body of its frame
+/// (the protocol's encoding without the length prefix).
+pub fn ws_message(message: ClientMessage) -> tokio_tungstenite::tungstenite::Message {
+    let mut frame = bytes::BytesMut::new();
+    ClientCodec::default()
+        .encode(message, &mut frame)
+        .expect("encode");
+    tokio_tungstenite::tungstenite::Message::Binary(frame.split_off(HEADER_LEN).freeze())
 }
 
 /// The sender and input sequence number of a demo-game relay event, if `message` is one.

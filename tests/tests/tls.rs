@@ -241,13 +241,7 @@ async fn websocket_over_tls_plays_and_quits() {
         tokio_tungstenite::client_async(format!("wss://localhost:{}/", ws_addr.port()), stream)
             .await
             .expect("the WebSocket upgrade over TLS");
-    let body = |message: ClientMessage| {
-        let mut frame = bytes::BytesMut::new();
-        protocol::ClientCodec::default()
-            .encode(message, &mut frame)
-            .expect("encode");
-        Message::Binary(frame.split_off(4).freeze())
-    };
+    let body = system_tests::ws_message;
     ws.send(body(hello_in("wendy", "wss-room")))
         .await
         .expect("send Hello");
