@@ -110,7 +110,10 @@ impl ErrorKind {
             Transport::PeerReset => ErrorKind::ConnReset,
             Transport::BrokenPipe => ErrorKind::BrokenPipe,
             Transport::TruncatedFrame => ErrorKind::Truncated,
-            Transport::PeerEof | Transport::Io(_) => ErrorKind::Other,
+            // (A socket error alone is never classified as a close during the opening.)
+            Transport::PeerEof | Transport::Io(_) | Transport::ClosedWhileOpening(_) => {
+                ErrorKind::Other
+            }
         }
     }
 }

@@ -381,8 +381,13 @@ impl Core {
             }
             Phase::Disconnected | Phase::Handshaking { resuming: false } | Phase::Live => {}
         }
-        if matches!(end, End::Transport(crate::end::Transport::Refused)) {
-            // Nothing listens (yet, or again): keep trying; the driver bounds the attempts.
+        if let End::Transport(
+            crate::end::Transport::Refused | crate::end::Transport::ClosedWhileOpening(_),
+        ) = end
+        {
+            // Nothing listens (yet, or again), or the server turned the connection away while
+            // it was opening (full, over its budget): keep trying; the driver bounds the
+            // attempts.
             return Next::Reconnect;
         }
         let Some(kept) = &self.kept else {
@@ -650,6 +655,42 @@ mod tests {
         core.receive(welcome(7, 1, false, 0), now).expect("welcome");
         outputs(&mut core);
         (core, now)
+    }
+
+    #[test]
+    fn a_connection_turned_away_while_opening_is_retried_and_an_untrusted_server_is_not() {
+        // Mid-resume, the server closes the next connection in its TLS handshake (it is full):
+        // the session is kept and the client tries again.
+        let (mut core, now) = live();
+        core.input(Bytes::from_static(b"kept")).expect("input");
+        assert_eq!(
+            core.disconnected(End::Transport(Transport::PeerReset)),
+            Next::Reconnect
+        );
+        let turned_away = End::of_opening(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert!(matches!(
+            turned_away,
+            End::Transport(Transport::ClosedWhileOpening(_))
+        ));
+        assert_eq!(core.disconnected(turned_away), Next::Reconnect);
+        core.connected(now);
+        assert!(matches!(
+            drain(&mut core).as_slice(),
+            [ClientMessage::Hello(Hello {
+                resume: Some(_),
+                ..
+            })]
+        ));
+        // Then its certificate is one the client does not trust: trying again cannot help.
+        let untrusted = End::of_opening(&std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        assert_eq!(core.disconnected(untrusted.clone()), Next::Lost);
+        assert_eq!(
+            outputs(&mut core).last(),
+            Some(&Output::Lost(Lost::Ended(untrusted)))
+        );
     }
 
     #[test]

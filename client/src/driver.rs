@@ -413,7 +413,7 @@ async fn connect(config: &ClientConfig) -> Result<Link, End> {
     let opening = crate::link::open(stream, config.tls.as_ref(), config.websocket.as_deref());
     match tokio::time::timeout(config.handshake_timeout, opening).await {
         Ok(Ok(link)) => Ok(link),
-        Ok(Err(error)) => Err(End::Transport(Transport::of_io(&error))),
+        Ok(Err(error)) => Err(End::of_opening(&error)),
         Err(_) => Err(End::Transport(Transport::TimedOut(format!(
             "no TLS handshake or WebSocket upgrade within {:?}",
             config.handshake_timeout

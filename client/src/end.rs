@@ -26,6 +26,12 @@ pub enum End {
     /// The server sent bytes that are not this protocol, or a message out of place.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The TLS handshake or the WebSocket upgrade failed on what the server presented: a
+    /// certificate the client does not trust or made out for another name, a TLS version or
+    /// cipher it does not speak, an HTTP answer other than `101 Switching Protocols`. Trying
+    /// again meets the same answer.
+    #[error("the connection could not be opened: {0}")]
+    Opening(String),
     /// The client closed: its `Bye`, the server's `Ack` and `Bye` were exchanged (or the
     /// connection was dropped on purpose).
     #[error("the client closed the session")]
@@ -44,6 +50,12 @@ pub enum Transport {
     /// The stream ended inside a frame.
     #[error("the stream ended inside a frame")]
     TruncatedFrame,
+    /// The server closed or reset the connection during the TLS handshake or the WebSocket
+    /// upgrade. Over TLS and WebSocket that is how the server refuses a connection it cannot take
+    /// (full, over its memory budget, limiting this address: over plain TCP it would say `Bye`);
+    /// it counts a rejected connection, not a session.
+    #[error("the server closed the connection during the TLS handshake or WebSocket upgrade: {0}")]
+    ClosedWhileOpening(String),
     /// The server's kernel reset the connection (ECONNRESET).
     #[error("connection reset by the server")]
     PeerReset,
@@ -81,6 +93,22 @@ impl Transport {
 }
 
 impl End {
+    /// Classifies a failed TLS handshake or WebSocket upgrade: the server closing the connection
+    /// on it (its refusal), what it presented being refused (untrusted certificate, an HTTP
+    /// error), or a socket error as anywhere else.
+    pub fn of_opening(error: &io::Error) -> End {
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => {
+                End::Transport(Transport::ClosedWhileOpening(error.to_string()))
+            }
+            io::ErrorKind::InvalidData => End::Opening(error.to_string()),
+            _ => End::Transport(Transport::of_io(error)),
+        }
+    }
+
     /// Classifies a decoding failure: a socket error, a stream cut inside a frame, or bytes that
     /// are not the protocol.
     pub fn of_codec(error: CodecError) -> End {
@@ -105,20 +133,26 @@ impl End {
             End::Transport(Transport::Io(_)) => CloseReason::IoError,
             End::ServerSilent(_) => CloseReason::IdleTimeout,
             End::Quit => CloseReason::ClientQuit,
-            End::Transport(Transport::Refused) | End::Protocol(_) => return None,
+            End::Transport(Transport::Refused | Transport::ClosedWhileOpening(_))
+            | End::Protocol(_)
+            | End::Opening(_) => return None,
         })
     }
 
     /// True when the session may still be alive on the server, parked for resume: the
-    /// connection broke without the server ending the session on purpose.
+    /// connection broke without the server ending the session on purpose. (A refused connection,
+    /// or one closed while opening, reached no session: the client tries again all the same.)
     pub fn resumable(&self) -> bool {
         match self {
-            End::Transport(transport) => !matches!(transport, Transport::Refused),
+            End::Transport(transport) => !matches!(
+                transport,
+                Transport::Refused | Transport::ClosedWhileOpening(_)
+            ),
             End::ServerSilent(_) => true,
             // The server parks sessions it closes for silence (and, if so configured, for slow
             // reading): the next connection may take them back.
             End::Bye { code, .. } => matches!(code, ByeCode::IdleTimeout | ByeCode::SlowConsumer),
-            End::Protocol(_) | End::Quit => false,
+            End::Protocol(_) | End::Opening(_) | End::Quit => false,
         }
     }
 }
@@ -184,6 +218,32 @@ mod tests {
             End::of_codec(CodecError::Truncated { buffered: 3 }).reason(),
             Some(CloseReason::TruncatedFrame)
         );
+    }
+
+    #[test]
+    fn a_failed_opening_tells_a_refusal_from_an_untrusted_server() {
+        for kind in [
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::BrokenPipe,
+        ] {
+            let end = End::of_opening(&io::Error::from(kind));
+            assert!(
+                matches!(end, End::Transport(Transport::ClosedWhileOpening(_))),
+                "{kind:?}: {end:?}"
+            );
+            assert_eq!(end.reason(), None, "no session: a rejection");
+        }
+        let untrusted = End::of_opening(&io::Error::new(
+            io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        assert!(matches!(&untrusted, End::Opening(text) if text.contains("UnknownIssuer")));
+        assert!(!untrusted.resumable());
+        assert!(matches!(
+            End::of_opening(&io::Error::from(io::ErrorKind::TimedOut)),
+            End::Transport(Transport::TimedOut(_))
+        ));
     }
 
     #[test]

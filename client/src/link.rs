@@ -50,6 +50,13 @@ impl Link {
             .await
             .map_err(|error| match error {
                 tokio_tungstenite::tungstenite::Error::Io(error) => error,
+                // The server closed the connection before its answer was complete.
+                tokio_tungstenite::tungstenite::Error::Protocol(
+                    tokio_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete,
+                ) => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the connection ended before the server answered the WebSocket upgrade",
+                ),
                 other => io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("the WebSocket upgrade failed: {other}"),

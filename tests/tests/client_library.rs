@@ -472,3 +472,99 @@ async fn over_wss_the_library_plays_resumes_after_a_freeze_and_quits() {
     .await;
     assert_eq!(after.accepted_since(&before, "wss"), 2.0);
 }
+
+/// Over TLS the server turns a connection away by closing it in its handshake (no plaintext
+/// `Bye`): the library tells that apart from a server it must not trust. A client refused for
+/// the session cap is told the connection closed while opening and tries again until a slot
+/// frees; a client that does not trust the certificate is told so at its first attempt and
+/// makes no second one.
+#[tokio::test]
+async fn over_tls_a_full_server_is_retried_and_an_untrusted_one_is_not() {
+    let cert = system_tests::tls::TestCert::new("library-tls-refusals");
+    let config = format!("{QUICK}[server]\nmax_sessions = 1\n{}", cert.config());
+    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let tls_client = |player: &str, tls: game_client::Tls| {
+        let mut config = ClientConfig::new(server.addr.to_string(), Config::new(player, "tls"));
+        config.tls = Some(tls);
+        config.reconnect_min = Duration::from_millis(50);
+        config.reconnect_max = Duration::from_millis(200);
+        config.max_attempts = None;
+        Client::start(config)
+    };
+    let before = server.scrape().await;
+    let rejected = |scrape: &system_tests::Scrape, reason: &str| {
+        scrape.get(
+            "gameserver_connections_rejected_total",
+            &[("reason", reason)],
+        ) - before.get(
+            "gameserver_connections_rejected_total",
+            &[("reason", reason)],
+        )
+    };
+
+    let mut first = tls_client("first", cert.client());
+    welcomed(&mut first).await;
+    let mut second = tls_client("second", cert.client());
+    let (turned_away, _) = until(&mut second, PATIENCE, "a refusal", |n| {
+        matches!(n, Notice::Disconnected(_))
+    })
+    .await;
+    assert!(
+        matches!(
+            &turned_away,
+            Notice::Disconnected(End::Transport(Transport::ClosedWhileOpening(_)))
+        ),
+        "{turned_away:?}"
+    );
+    // It keeps trying (each attempt a rejection) until the first player leaves.
+    until(&mut second, PATIENCE, "a third attempt", |n| {
+        matches!(n, Notice::Connecting { attempt: 3.. })
+    })
+    .await;
+    assert!(rejected(&server.scrape().await, "server_full") >= 2.0);
+    first.quit();
+    until(&mut first, PATIENCE, "Closed", |n| {
+        matches!(n, Notice::Closed { .. })
+    })
+    .await;
+    let (_, resumed) = welcomed(&mut second).await;
+    assert!(!resumed, "a new session once a slot is free");
+    second.quit();
+    until(&mut second, PATIENCE, "Closed", |n| {
+        matches!(n, Notice::Closed { .. })
+    })
+    .await;
+
+    // A client trusting another certificate: one attempt, lost for good, and the server counts
+    // the failed handshake.
+    let stranger = system_tests::tls::TestCert::new("library-tls-stranger");
+    let mut wary = tls_client("wary", stranger.client());
+    let (lost, seen) = until(&mut wary, PATIENCE, "the session lost", |n| {
+        matches!(n, Notice::Lost(_))
+    })
+    .await;
+    match &lost {
+        Notice::Lost(Lost::Ended(End::Opening(text))) => {
+            assert!(text.contains("certificate"), "{text}");
+        }
+        other => panic!("expected an untrusted certificate, got {other:?}"),
+    }
+    let attempts = seen
+        .iter()
+        .filter(|n| matches!(n, Notice::Connecting { .. }))
+        .count();
+    assert_eq!(attempts, 1, "{seen:?}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), wary.next())
+            .await
+            .is_err(),
+        "no second attempt after an untrusted certificate"
+    );
+    system_tests::poll_until("the failed handshake counted", PATIENCE, || async {
+        match rejected(&server.scrape().await, "tls_handshake") {
+            1.0 => Ok(()),
+            n => Err(format!("{n} tls_handshake rejections")),
+        }
+    })
+    .await;
+}
