@@ -16,14 +16,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::Shared;
 use crate::admission::SourceSlot;
+use crate::budget;
 use crate::close::CloseReason;
 use crate::config::TcpConfig;
 use crate::connection;
-use crate::connection::Opening;
+use crate::connection::{Opening, Transport};
 use crate::logging::ABUSIVE;
 use crate::metrics::{Rejection, transport};
 use crate::proxy;
 use crate::session::Ending;
+use crate::tls::TlsSocket;
 use crate::websocket::{self, WsStream};
 
 /// Rejections in flight at once; past this, a rejected connection is closed without a `Bye`.
@@ -105,6 +107,18 @@ impl Listener {
             Listener::WebSocket => transport::WSS,
         }
     }
+
+    /// What a connection to this listener holds beyond a plain TCP one: the
+    /// [`Transport::OVERHEAD`] of the transport it becomes.
+    fn layer(self, tls: bool) -> u64 {
+        let bytes = match (self, tls) {
+            (Listener::Tcp, false) => 0,
+            (Listener::Tcp, true) => TlsSocket::OVERHEAD,
+            (Listener::WebSocket, false) => WsStream::<TcpStream>::OVERHEAD,
+            (Listener::WebSocket, true) => WsStream::<TlsSocket>::OVERHEAD,
+        };
+        bytes as u64
+    }
 }
 
 /// Accepts until the drain starts.
@@ -148,7 +162,8 @@ pub(crate) async fn run(
         if kind == Listener::Tcp && proxy.enabled() && proxy.trusts(peer.ip()) {
             // A balancer: whose connection it is comes with the PROXY header, and the
             // per-source checks wait for it. The global ones apply now.
-            let admission = if !shared.budget.admits_connection() {
+            let layer = kind.layer(shared.tls.is_some());
+            let admission = if !shared.budget.admits_connection(layer) {
                 Err(Rejection::MemoryBudget)
             } else {
                 slots
@@ -177,7 +192,10 @@ pub(crate) async fn run(
         // The per-source checks come first: they cost the least, and a source reconnecting in
         // a loop must not get as far as holding a slot.
         let admission = shared.admission.admit(peer.ip()).and_then(|source| {
-            if !shared.budget.admits_connection() {
+            if !shared
+                .budget
+                .admits_connection(kind.layer(shared.tls.is_some()))
+            {
                 return Err(Rejection::MemoryBudget);
             }
             match slots.clone().try_acquire_owned() {
@@ -375,26 +393,31 @@ async fn open_layered(
         // Only the WebSocket listener gets here without TLS (see `in_the_clear`).
         _ => {
             let admitted = held.admit(&shared, kind.as_str());
+            let charge = shared.budget.charge(kind.layer(false));
             websocket_session(shared, stream, peer, opening.accepted).await;
-            drop(admitted);
+            drop((admitted, charge));
             return;
         }
     };
+    // In its handshake the connection is not yet counted as active: it is charged in full.
+    let layer = kind.layer(true);
+    let mut charge = shared.budget.charge(budget::CONNECTION_ESTIMATE + layer);
     let deadline = opening.accepted + shared.config.session.handshake_timeout;
     let socket = match tls.accept(stream, deadline).await {
         Ok(socket) => socket,
         Err(failure) => {
-            drop(held);
+            drop((held, charge));
             note_rejection(&shared, peer, Rejection::TlsHandshake, failure);
             return;
         }
     };
     let admitted = held.admit(&shared, kind.over_tls());
+    charge.set(layer);
     match kind {
         Listener::Tcp => connection::serve_opened(shared, socket, peer, opening).await,
         Listener::WebSocket => websocket_session(shared, socket, peer, opening.accepted).await,
     }
-    drop(admitted);
+    drop((admitted, charge));
 }
 
 /// A connection to the WebSocket listener: the HTTP upgrade within the handshake timeout, then

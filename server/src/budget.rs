@@ -6,9 +6,10 @@
 //! `server.memory_budget`. The last one is an estimate, kept cheap: every session publishes its
 //! own [`Footprint`] (counters only it and its senders touch), and one task adds them up every
 //! [`SAMPLE_EVERY`] ([`SAMPLE_RELAXED`] while far from the limit) together with a fixed estimate
-//! per connection and per parked session and what the process used before it held any player;
-//! a session whose buffers grow by
-//! [`GROWTH_STEP`] reports it at once. The server acts when the estimate reaches
+//! per connection and per parked session, what each TLS or WebSocket connection's layer holds
+//! from its accept (a [`Charge`]: a connection still in its TLS handshake counts as much as a
+//! live one), and what the process used before it held any player; a session whose buffers grow
+//! by [`GROWTH_STEP`] reports it at once. The server acts when the estimate reaches
 //! [`ACT_AT_PERCENT`] of the budget, keeping the rest as headroom for the allocator:
 //!
 //! 1. new connections are refused (`gameserver_connections_rejected_total{reason="memory_budget"}`);
@@ -144,6 +145,10 @@ pub struct Budget {
     pressure: AtomicBool,
     /// Wakes the sampler early when reported growth crosses the limit.
     crossed: tokio::sync::Notify,
+    /// What open connections hold that the sample cannot see in sessions: a TLS or WebSocket
+    /// layer's own state and buffers, and a connection still in its TLS handshake, not yet
+    /// counted as active ([`Charge`]).
+    layers: AtomicU64,
 }
 
 /// A session reports growth of its own buffers at once, without waiting for the next sample, in
@@ -162,6 +167,7 @@ impl Budget {
             used: AtomicU64::new(baseline),
             pressure: AtomicBool::new(false),
             crossed: tokio::sync::Notify::new(),
+            layers: AtomicU64::new(0),
         })
     }
 
@@ -180,14 +186,26 @@ impl Budget {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// True when one more connection fits; it is then counted at once, so that a burst of
-    /// connections between two samples does not pass the same stale check.
-    pub fn admits_connection(&self) -> bool {
-        if self.used() + CONNECTION_ESTIMATE > self.limit {
+    /// True when one more connection fits, with `layer` bytes of its own beyond a plain TCP one
+    /// (TLS, WebSocket); it is then counted at once, so that a burst of connections between two
+    /// samples does not pass the same stale check.
+    pub fn admits_connection(&self, layer: u64) -> bool {
+        let cost = CONNECTION_ESTIMATE + layer;
+        if self.used() + cost > self.limit {
             return false;
         }
-        self.grew(CONNECTION_ESTIMATE);
+        self.grew(cost);
         true
+    }
+
+    /// Charges `bytes` a connection holds beyond what the sample sees, until the charge is
+    /// dropped (or changed).
+    pub(crate) fn charge(self: &Arc<Self>, bytes: u64) -> Charge {
+        self.layers.fetch_add(bytes, Ordering::Relaxed);
+        Charge {
+            budget: self.clone(),
+            bytes,
+        }
     }
 
     /// True when the estimate is over the limit and no parked session is left to evict: live
@@ -213,6 +231,37 @@ impl Budget {
     /// A flag for the hot path that reads [`Budget::under_pressure`].
     pub(crate) fn pressure_flag(self: &Arc<Self>) -> Pressure {
         Pressure(Some(self.clone()))
+    }
+}
+
+/// Bytes one connection holds beyond what the sample sees in it (its TLS or WebSocket layer; in
+/// its TLS handshake, the connection itself), counted in every estimate from the accept until
+/// dropped at the close.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    budget: Arc<Budget>,
+    bytes: u64,
+}
+
+impl Charge {
+    /// Charges `bytes` instead.
+    pub(crate) fn set(&mut self, bytes: u64) {
+        if bytes >= self.bytes {
+            self.budget
+                .layers
+                .fetch_add(bytes - self.bytes, Ordering::Relaxed);
+        } else {
+            self.budget
+                .layers
+                .fetch_sub(self.bytes - bytes, Ordering::Relaxed);
+        }
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.layers.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -244,6 +293,8 @@ pub struct Sample {
     pub parked: Totals,
     /// Open connections.
     pub connections: u64,
+    /// What connections hold beyond that: TLS and WebSocket layers, TLS handshakes.
+    pub layers: u64,
 }
 
 impl Sample {
@@ -251,6 +302,7 @@ impl Sample {
     pub fn estimate(&self, baseline: u64) -> u64 {
         baseline
             + self.connections * CONNECTION_ESTIMATE
+            + self.layers
             + self.live.bytes()
             + self.parked.bytes()
             + self.parked.count * PARKED_ESTIMATE
@@ -287,6 +339,7 @@ pub(crate) fn enforce(budget: &Budget, registry: &Registry, parking: &Parking, m
         live: registry.footprints(),
         parked: parking.footprints(),
         connections: u64::try_from(metrics.sessions_active.get()).unwrap_or(0),
+        layers: budget.layers.load(Ordering::Relaxed),
     };
     while sample.estimate(budget.baseline) > budget.limit && sample.parked.count > 0 {
         let Some(freed) = parking.evict_oldest(crate::metrics::Eviction::MemoryBudget) else {
@@ -351,11 +404,29 @@ mod tests {
                 buffers: 0,
             },
             connections: 3,
+            layers: 400,
         };
         assert_eq!(
             sample.estimate(1000),
-            1000 + 3 * CONNECTION_ESTIMATE + 200 + 300 + 2 * PARKED_ESTIMATE
+            1000 + 3 * CONNECTION_ESTIMATE + 400 + 200 + 300 + 2 * PARKED_ESTIMATE
         );
+    }
+
+    #[test]
+    fn a_charge_counts_until_it_is_dropped() {
+        let budget = Budget::new(1 << 30, 0);
+        let mut handshaking = budget.charge(CONNECTION_ESTIMATE + 21 * 1024);
+        let other = budget.charge(19 * 1024);
+        assert_eq!(
+            budget.layers.load(Ordering::Relaxed),
+            CONNECTION_ESTIMATE + 40 * 1024
+        );
+        // Past its handshake the connection is counted as active: only its layer stays.
+        handshaking.set(21 * 1024);
+        assert_eq!(budget.layers.load(Ordering::Relaxed), 40 * 1024);
+        drop(other);
+        drop(handshaking);
+        assert_eq!(budget.layers.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -47,8 +47,8 @@ pub trait Transport: Send + 'static {
     /// The transport's name in metrics and log lines (`tcp`, `websocket`).
     const NAME: &'static str;
     /// What the transport itself holds per connection beyond a plain TCP socket (a TLS
-    /// connection, a WebSocket's buffers), counted in the session's footprint for the memory
-    /// budget. Measured in BENCHMARKS.md ("10 transports").
+    /// connection, a WebSocket's buffers), charged to the memory budget from the connection's
+    /// accept to its close (`budget::Charge`). Measured in BENCHMARKS.md ("10 transports").
     const OVERHEAD: usize = 0;
     /// A write may leave bytes inside the transport (a TLS record, a WebSocket message) that
     /// only a flush sends once the socket takes more: the session flushes after each drain.
@@ -262,7 +262,7 @@ fn poll_write_or_flush<W: AsyncWrite + Unpin>(
     }
 }
 
-/// `T` is the transport underneath `reader` and `writer`, for its [`Transport::OVERHEAD`].
+/// `T` is the transport underneath `reader` and `writer` (whether it buffers, [`Transport::BUFFERED`]).
 async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
     shared: &Shared,
     session: &mut Session<'_>,
@@ -380,7 +380,7 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                 sleep.as_mut().reset(deadline);
             }
         }
-        session.publish_footprint(reader.read_buffer().capacity() + T::OVERHEAD, out);
+        session.publish_footprint(reader.read_buffer().capacity(), out);
     }
 }
 
