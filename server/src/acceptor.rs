@@ -159,7 +159,7 @@ pub(crate) async fn run(
         backoff.succeeded();
         configure(&stream, &shared.config.tcp);
         let proxy = &shared.config.net.proxy_protocol;
-        if kind == Listener::Tcp && proxy.enabled() && proxy.trusts(peer.ip()) {
+        if proxy.enabled() && proxy.trusts(peer.ip()) {
             // A balancer: whose connection it is comes with the PROXY header, and the
             // per-source checks wait for it. The global ones apply now.
             let layer = kind.layer(shared.tls.is_some());
@@ -175,7 +175,7 @@ pub(crate) async fn run(
                 Ok(permit) => {
                     let shared = shared.clone();
                     let rejections = rejections.clone();
-                    sessions.spawn(proxied(shared, stream, peer, permit, rejections));
+                    sessions.spawn(proxied(shared, stream, peer, permit, rejections, kind));
                 }
                 Err(rejection) => reject(
                     stream,
@@ -234,6 +234,7 @@ async fn proxied(
     balancer: SocketAddr,
     permit: OwnedSemaphorePermit,
     rejections: Arc<Semaphore>,
+    kind: Listener,
 ) {
     let accepted = Instant::now();
     let limit = shared.config.session.handshake_timeout;
@@ -284,8 +285,8 @@ async fn proxied(
                 // bounded like the acceptor's.
                 drop(permit);
                 note_rejection(&shared, peer, rejection, rejection.explain());
-                // Over TLS there is no channel to say Bye over yet (see `reject`).
-                if shared.tls.is_some() {
+                // Over TLS or WebSocket there is no channel to say Bye over yet (see `reject`).
+                if kind != Listener::Tcp || shared.tls.is_some() {
                     return;
                 }
                 let Ok(slot) = rejections.try_acquire_owned() else {
@@ -303,20 +304,12 @@ async fn proxied(
         _permit: permit,
     };
     let opening = Opening { accepted, failed };
-    if in_the_clear(&shared, Listener::Tcp, &opening) {
-        let admitted = held.admit(&shared, Listener::Tcp.as_str());
+    if in_the_clear(&shared, kind, &opening) {
+        let admitted = held.admit(&shared, kind.as_str());
         connection::serve_opened(shared, stream, peer, opening).await;
         drop(admitted);
     } else {
-        Box::pin(open_layered(
-            shared,
-            stream,
-            peer,
-            held,
-            opening,
-            Listener::Tcp,
-        ))
-        .await;
+        Box::pin(open_layered(shared, stream, peer, held, opening, kind)).await;
     }
 }
 
@@ -336,7 +329,7 @@ fn session(
     kind: Listener,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     async move {
-        let opening = if kind == Listener::Tcp && shared.config.net.proxy_protocol.enabled() {
+        let opening = if shared.config.net.proxy_protocol.enabled() {
             untrusted_header(&shared, &stream, peer).await
         } else {
             Opening::now()
@@ -390,9 +383,22 @@ async fn open_layered(
 ) {
     let tls = match &shared.tls {
         Some(tls) if opening.failed.is_none() => tls.clone(),
-        // Only the WebSocket listener gets here without TLS (see `in_the_clear`).
+        // Only the WebSocket listener gets here without TLS or after a refused PROXY header
+        // (see `in_the_clear`); there is no WebSocket yet to say why over.
         _ => {
             let admitted = held.admit(&shared, kind.as_str());
+            if let Some(failed) = opening.failed {
+                connection::report_unopened(
+                    &shared,
+                    kind.as_str(),
+                    peer,
+                    opening.accepted,
+                    *failed,
+                )
+                .await;
+                drop(admitted);
+                return;
+            }
             let charge = shared.budget.charge(kind.layer(false));
             websocket_session(shared, stream, peer, opening.accepted).await;
             drop((admitted, charge));

@@ -167,3 +167,75 @@ async fn a_balancer_connection_without_a_header_or_with_an_unfinished_one_ends()
     assert_eq!(proxy_count(&scrape, "missing"), 1.0);
     assert_eq!(proxy_count(&scrape, "ok"), 0.0);
 }
+
+/// A balancer in front of the WebSocket listener sends its header before the HTTP upgrade: the
+/// client it names is the session's peer. A balancer connection that upgrades without one ends
+/// as a protocol error before the upgrade (there is no WebSocket yet to say `Bye` over).
+#[tokio::test]
+async fn the_websocket_listener_reads_the_header_before_the_upgrade() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = ServerProcess::start(ServerSpec::loopback(
+        "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n[session]\nhandshake_timeout = \"1s\"\n\
+         [net.proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]\n",
+    ))
+    .await;
+    let ws_addr = server.websocket.expect("the WebSocket listener");
+    let url = format!("ws://{ws_addr}/");
+    let before = server.scrape().await;
+    let client = "203.0.113.9:4343";
+    let mut stream = TcpStream::connect(ws_addr).await.expect("connect");
+    stream
+        .write_all(&header(client, true))
+        .await
+        .expect("write the header");
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .expect("the upgrade after the header");
+    ws.send(system_tests::ws_message(hello("behind-ws")))
+        .await
+        .expect("send Hello");
+    let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an answer in time");
+    assert!(
+        matches!(answer, Some(Ok(Message::Binary(_)))),
+        "a Welcome: {answer:?}"
+    );
+    let (status, sessions) = server.http("GET", "/sessions").await;
+    assert_eq!(status, 200);
+    assert!(
+        sessions.contains(client),
+        "/sessions does not show {client}: {sessions}"
+    );
+    assert!(!sessions.contains("127.0.0.1"), "{sessions}");
+    // Without the header the upgrade request itself is refused.
+    let bare = TcpStream::connect(ws_addr).await.expect("connect");
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async(url.as_str(), bare),
+    )
+    .await
+    .expect("refused in time");
+    assert!(refused.is_err(), "upgraded without a PROXY header");
+    server
+        .expect_closes(
+            &before,
+            &[(protocol::CloseReason::ProtocolError, 1)],
+            Duration::from_secs(10),
+        )
+        .await;
+    let scrape = server.scrape().await;
+    assert_eq!(proxy_count(&scrape, "ok"), 1.0);
+    assert_eq!(proxy_count(&scrape, "missing"), 1.0);
+    assert_eq!(
+        scrape.get(
+            "gameserver_sessions_accepted_total",
+            &[("transport", "websocket")]
+        ) - before.get(
+            "gameserver_sessions_accepted_total",
+            &[("transport", "websocket")]
+        ),
+        2.0
+    );
+}
