@@ -45,9 +45,13 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// HAProxy in front of `servers`: the same client address always to the same live instance
-/// (`balance source`), an instance taken out after one failed `/readyz` check.
-async fn balancer(servers: &[&ServerProcess]) -> Balancer {
+/// HAProxy in front of `servers` (the port `port_of` each names): the same client address always
+/// to the same live instance (`balance source`), an instance taken out after one failed
+/// `/readyz` check.
+async fn balancer(
+    servers: &[&ServerProcess],
+    port_of: impl Fn(&ServerProcess) -> SocketAddr,
+) -> Balancer {
     let dir = ScratchDir::new("haproxy");
     let port = free_port();
     let mut config = format!(
@@ -62,7 +66,7 @@ async fn balancer(servers: &[&ServerProcess]) -> Balancer {
     for (i, server) in servers.iter().enumerate() {
         config.push_str(&format!(
             "    server s{i} {} send-proxy-v2 check port {} inter 200ms fall 1 rise 2\n",
-            server.addr,
+            port_of(server),
             server.admin.port()
         ));
     }
@@ -137,7 +141,7 @@ async fn three_instances_behind_haproxy_see_clients_drain_and_refuse_resumes_of_
     let a = ServerProcess::start(spec()).await;
     let b = ServerProcess::start(spec()).await;
     let c = ServerProcess::start(spec()).await;
-    let lb = balancer(&[&a, &b, &c]).await;
+    let lb = balancer(&[&a, &b, &c], |server| server.addr).await;
 
     // 1. Clients' own addresses: /sessions shows 127.0.0.x, and the cap of 2 sessions per
     // source holds for one client address (the same address always reaches the same instance).
@@ -281,4 +285,115 @@ async fn three_instances_behind_haproxy_see_clients_drain_and_refuse_resumes_of_
     let refused = after.get("gameserver_resume_rejected_total", &[("reason", "unknown")])
         - before.get("gameserver_resume_rejected_total", &[("reason", "unknown")]);
     assert_eq!(refused, victims.len() as f64, "refusals counted as unknown");
+}
+
+/// Browser players behind the same HAProxy: TCP mode, `send-proxy-v2` to the servers' WebSocket
+/// listeners, TLS passed through to the servers (wss). Each server reads the header before the
+/// TLS handshake and the upgrade: it sees every client at its own address, and the per-source
+/// cap holds per client; a third connection from one address is turned away in its TLS
+/// handshake (no `Bye` can travel before it) and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_players_behind_haproxy_are_seen_at_their_own_addresses() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    if !require(has_tool("haproxy"), "haproxy (apt-get install haproxy)") {
+        return;
+    }
+    let cert = system_tests::tls::TestCert::new("haproxy-wss");
+    let config = format!(
+        "{}{}",
+        SERVER_CONFIG.replace(
+            "[server]\n",
+            "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n"
+        ),
+        cert.config()
+    );
+    let a = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let b = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let lb = balancer(&[&a, &b], |server| {
+        server.websocket.expect("the WebSocket listener")
+    })
+    .await;
+    let before = [a.scrape().await, b.scrape().await];
+    // A wss client from `source`: TCP to HAProxy, TLS with the servers' certificate, the
+    // upgrade; `None` when the connection is closed before it is open.
+    let open = |last: u8| {
+        let (pem, lb) = (cert.pem.clone(), lb.addr);
+        async move {
+            let socket = TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::new(source(last), 0))
+                .expect("bind the source address");
+            let stream = socket.connect(lb).await.expect("connect to haproxy");
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")
+                .expect("a server name");
+            let tls = system_tests::tls::connector(&pem)
+                .connect(name, stream)
+                .await
+                .ok()?;
+            let (ws, _) = tokio_tungstenite::client_async("wss://localhost/", tls)
+                .await
+                .ok()?;
+            Some(ws)
+        }
+    };
+    let mut players = Vec::new();
+    for n in 0..2 {
+        let mut ws = open(51).await.expect("a wss connection through haproxy");
+        let id = format!("wss-{n}");
+        ws.send(system_tests::ws_message(hello_in(
+            &id,
+            &format!("room-{id}"),
+        )))
+        .await
+        .expect("send Hello");
+        let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time");
+        assert!(
+            matches!(answer, Some(Ok(Message::Binary(_)))),
+            "a Welcome for {id}: {answer:?}"
+        );
+        players.push(ws);
+    }
+    let servers = [&a, &b];
+    let (at, peer) = holder(&servers, "wss-0")
+        .await
+        .expect("wss-0 is on an instance");
+    assert!(
+        peer.starts_with("127.0.0.51:"),
+        "the instance sees the client's address, not HAProxy's: {peer}"
+    );
+    // The third from the same address reaches the same instance (balance source), which turns
+    // it away before its TLS handshake completes.
+    let third = open(51).await;
+    assert!(
+        third.is_none(),
+        "a third wss session from one client address"
+    );
+    let after = servers[at].scrape().await;
+    let rejected = |scrape: &system_tests::Scrape| {
+        scrape.get(
+            "gameserver_connections_rejected_total",
+            &[("reason", "per_source_limit")],
+        )
+    };
+    assert_eq!(rejected(&after) - rejected(&before[at]), 1.0);
+    assert_eq!(after.accepted_since(&before[at], "wss"), 2.0);
+    // Another client address still gets in.
+    let mut other = open(52).await.expect("another client address");
+    other
+        .send(system_tests::ws_message(hello_in(
+            "wss-other",
+            "room-wss-other",
+        )))
+        .await
+        .expect("send Hello");
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(10), other.next())
+            .await
+            .expect("an answer in time"),
+        Some(Ok(Message::Binary(_)))
+    ));
+    drop(players);
 }
