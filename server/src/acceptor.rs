@@ -437,7 +437,9 @@ async fn websocket_session<S: websocket::Socket>(
 ) {
     let deadline = accepted + shared.config.session.handshake_timeout;
     let config = websocket::config(shared.config.server.max_frame_bytes);
-    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let max_hello = protocol::MAX_HELLO_BODY.min(shared.config.server.max_frame_bytes);
+    let capped = websocket::FirstMessageCap::new(stream, max_hello);
+    let upgrade = tokio_tungstenite::accept_async_with_config(capped, Some(config));
     let ending = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => {
             let opening = Opening {

@@ -11,7 +11,8 @@
 //!   `client_quit`, without it `peer_eof`; a TCP end without a close frame (a killed browser)
 //!   is classified from the socket as over TCP (`peer_reset`, or `peer_eof` for a bare FIN);
 //! - a text message, a malformed frame or a message over `server.max_frame_bytes` is a
-//!   `protocol_error`;
+//!   `protocol_error`; so is a first message announced larger than the largest `Hello`, refused
+//!   at its frame header ([`FirstMessageCap`]), before its payload is read;
 //! - the server's lingering close is its `Bye`, then its close frame, then reading until the
 //!   client's close frame.
 //!
@@ -22,7 +23,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-pub(crate) use game_websocket::{WsStream, config};
+pub(crate) use game_websocket::{FirstMessageCap, WsStream, config};
 
 use crate::connection::{Peek, Transport};
 use crate::tls::TlsSocket;
@@ -54,6 +55,18 @@ impl Socket for TlsSocket {
 
     fn tcp(&self) -> &TcpStream {
         TlsSocket::tcp(self)
+    }
+}
+
+/// The client's first message capped at the largest `Hello` (see [`FirstMessageCap`]): as over
+/// TCP, where the codec caps frames before `Hello`, a client that has not said who it is cannot
+/// make the server hold a message of up to `server.max_frame_bytes`.
+impl<S: Socket> Socket for FirstMessageCap<S> {
+    const WEBSOCKET: &'static str = S::WEBSOCKET;
+    const WEBSOCKET_OVERHEAD: usize = S::WEBSOCKET_OVERHEAD;
+
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().tcp()
     }
 }
 

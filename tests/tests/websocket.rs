@@ -202,6 +202,63 @@ async fn a_text_or_oversized_message_is_a_protocol_error_and_an_upgrade_that_nev
         .await;
 }
 
+/// Before `Hello` a client cannot make the server hold a large message: the first message is
+/// capped at the largest `Hello` and refused at its frame header, before its payload arrives
+/// (a `Bye{protocol_error}` and 1009, not a wait for the payload until the handshake deadline).
+/// After `Welcome` the full limit applies again.
+#[tokio::test]
+async fn the_first_message_is_capped_at_a_hello_and_refused_at_its_header() {
+    use tokio::io::AsyncWriteExt;
+    let server = start().await;
+    let before = server.scrape().await;
+    let mut ws = connect(websocket_addr(&server)).await;
+    // A masked binary frame announcing 60,000 bytes, and only its first 100.
+    let mut raw = vec![0x82, 0x80 | 126];
+    raw.extend(60_000u16.to_be_bytes());
+    raw.extend([1, 2, 3, 4]);
+    raw.extend([0u8; 100]);
+    ws.get_mut().write_all(&raw).await.expect("write");
+    let mut bye = None;
+    let close = loop {
+        match next(&mut ws).await {
+            Ok(ServerMessage::Bye(b)) => bye = Some(b.code),
+            Ok(_) => {}
+            Err(close) => break close,
+        }
+    };
+    assert_eq!(bye, Some(ByeCode::ProtocolError));
+    match close {
+        Some(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1009),
+        other => panic!("expected a close frame with code 1009, got {other:?}"),
+    }
+    // Past Hello, an input of 60,000 bytes is played and relayed back.
+    let mut ws = connect(websocket_addr(&server)).await;
+    ws.send(message(hello_in("large", "room-large")))
+        .await
+        .expect("send Hello");
+    assert!(matches!(next(&mut ws).await, Ok(ServerMessage::Welcome(_))));
+    ws.send(message(ClientMessage::Input {
+        seq: 1,
+        payload: Bytes::from(vec![7u8; 60_000]),
+    }))
+    .await
+    .expect("send a large input");
+    loop {
+        match next(&mut ws).await {
+            Ok(m) if relay(&m) == Some(("large".to_owned(), 1)) => break,
+            Ok(_) => {}
+            Err(close) => panic!("closed instead of relaying the input: {close:?}"),
+        }
+    }
+    server
+        .expect_closes(
+            &before,
+            &[(CloseReason::ProtocolError, 1)],
+            Duration::from_secs(10),
+        )
+        .await;
+}
+
 #[tokio::test]
 async fn a_session_broken_over_tcp_resumes_over_websocket() {
     let server = start().await;

@@ -29,6 +29,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::ProtocolError};
 
+mod cap;
+
+pub use cap::{FirstMessageCap, OverLimit};
+
 /// The length prefix the byte stream carries and the messages do not.
 const PREFIX: usize = 4;
 
@@ -185,6 +189,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                         }
                         WsError::Protocol(_) | WsError::Utf8(_) => {
                             this.close = (CloseCode::Protocol, "invalid WebSocket frame");
+                        }
+                        WsError::Io(error)
+                            if error.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) =>
+                        {
+                            this.close = (CloseCode::Size, "first message over its limit");
                         }
                         _ => {}
                     }
