@@ -28,8 +28,9 @@ pub enum End {
     Protocol(String),
     /// The TLS handshake or the WebSocket upgrade failed on what the server presented: a
     /// certificate the client does not trust or made out for another name, a TLS version or
-    /// cipher it does not speak, an HTTP answer other than `101 Switching Protocols`. Trying
-    /// again meets the same answer.
+    /// cipher it does not speak, an HTTP answer other than `101 Switching Protocols` (but a
+    /// 5xx, a proxy with nowhere to send the upgrade now, which is [`Transport::Refused`]).
+    /// Trying again meets the same answer.
     #[error("the connection could not be opened: {0}")]
     Opening(String),
     /// The client closed: its `Bye`, the server's `Ack` and `Bye` were exchanged (or the

@@ -50,6 +50,16 @@ impl Link {
             .await
             .map_err(|error| match error {
                 tokio_tungstenite::tungstenite::Error::Io(error) => error,
+                // A balancer or proxy in front with nowhere to send the upgrade now (502,
+                // 503, 504): like a refused connect, worth another try.
+                tokio_tungstenite::tungstenite::Error::Http(response)
+                    if response.status().is_server_error() =>
+                {
+                    io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        format!("the WebSocket upgrade was answered {}", response.status()),
+                    )
+                }
                 // The server closed the connection before its answer was complete.
                 tokio_tungstenite::tungstenite::Error::Protocol(
                     tokio_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete,
@@ -231,5 +241,51 @@ impl Tls {
             .connect(self.server_name.clone(), stream)
             .await?;
         Ok(Link::Tls(Box::new(stream)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::end::{End, Transport};
+
+    /// Answers one WebSocket upgrade request with `status`, and tells how the client took it.
+    async fn upgrade_answered(status: &'static str) -> End {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).await.unwrap();
+                request.push(byte[0]);
+            }
+            let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+            stream.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let error = Link::Tcp(stream)
+            .upgrade(&format!("ws://{addr}/"))
+            .await
+            .unwrap_err();
+        server.await.unwrap();
+        End::of_opening(&error)
+    }
+
+    #[tokio::test]
+    async fn a_proxy_with_nowhere_to_send_the_upgrade_is_retried_and_a_refusal_is_not() {
+        assert_eq!(
+            upgrade_answered("503 Service Unavailable").await,
+            End::Transport(Transport::Refused)
+        );
+        assert!(matches!(
+            upgrade_answered("404 Not Found").await,
+            End::Opening(text) if text.contains("404")
+        ));
     }
 }
