@@ -6,8 +6,9 @@
 //! full one after. [`FirstMessageCap`] sits between the socket and the WebSocket layer, reads
 //! the frame headers as they pass (the HTTP upgrade first, then each frame's header), and fails
 //! the read with [`OverLimit`] as soon as a header announces more for the first data message
-//! than the cap allows: before the payload arrives, let alone is buffered. Once the first data
-//! message has passed, bytes flow through unread.
+//! than the cap allows, or a control frame longer than WebSocket permits (125 bytes): before the
+//! payload arrives, let alone is buffered. Once the first data message has passed, bytes flow
+//! through unread. After a failure the stream stays failed.
 
 use std::io;
 use std::pin::Pin;
@@ -15,11 +16,12 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A message announced over a limit, as the error inside the `InvalidData` I/O error a capped
-/// read fails with. [`crate::WsStream`] closes with 1009 (message too big) for it.
+/// A message or control frame announced over its limit, as the error inside the `InvalidData`
+/// I/O error a capped read fails with. [`crate::WsStream`] closes with 1009 (message too big)
+/// for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "a first message of at least {announced} bytes (at most {cap} before it is known who is speaking)"
+    "{announced} bytes announced where at most {cap} may come before it is known who is speaking"
 )]
 pub struct OverLimit {
     /// What the frames so far announced for the message.
@@ -30,12 +32,17 @@ pub struct OverLimit {
 
 /// The longest frame header: 2 bytes, a 64-bit length, the mask key.
 const HEADER_MAX: usize = 14;
+/// The longest control frame (close, ping, pong) WebSocket allows (RFC 6455, 5.5).
+const CONTROL_MAX: u64 = 125;
 
 /// Where in the byte stream the cap is.
 #[derive(Debug)]
 enum State {
-    /// In the HTTP upgrade request: `matched` bytes of the blank line ending it seen.
-    Upgrade { matched: usize },
+    /// In the HTTP upgrade request: `line` bytes of the current line seen (carriage returns
+    /// aside), `started` once the request line began. The request ends at an empty line, CRLF or
+    /// a bare LF, as the HTTP parser underneath reads it; empty lines before the request line
+    /// are skipped, as it skips them.
+    Upgrade { line: usize, started: bool },
     /// In a frame header: `have` of its bytes in `header`.
     Header {
         header: [u8; HEADER_MAX],
@@ -66,7 +73,10 @@ impl<S> FirstMessageCap<S> {
         FirstMessageCap {
             inner,
             cap: cap as u64,
-            state: State::Upgrade { matched: 0 },
+            state: State::Upgrade {
+                line: 0,
+                started: false,
+            },
             announced: 0,
         }
     }
@@ -86,22 +96,22 @@ impl<S> FirstMessageCap<S> {
         while !bytes.is_empty() {
             match &mut self.state {
                 State::Open => return Ok(()),
-                State::Upgrade { matched } => {
-                    const END: &[u8] = b"\r\n\r\n";
+                State::Upgrade { line, started } => {
                     let byte = bytes[0];
                     bytes = &bytes[1..];
-                    *matched = if byte == END[*matched] {
-                        *matched + 1
-                    } else if byte == END[0] {
-                        1
-                    } else {
-                        0
-                    };
-                    if *matched == END.len() {
-                        self.state = State::Header {
-                            header: [0; HEADER_MAX],
-                            have: 0,
-                        };
+                    match byte {
+                        b'\n' if *line == 0 && *started => {
+                            self.state = State::Header {
+                                header: [0; HEADER_MAX],
+                                have: 0,
+                            };
+                        }
+                        b'\n' => *line = 0,
+                        b'\r' => {}
+                        _ => {
+                            *line += 1;
+                            *started = true;
+                        }
                     }
                 }
                 State::Header { header, have } => {
@@ -114,6 +124,12 @@ impl<S> FirstMessageCap<S> {
                     }
                     let (fin, opcode, len) = parse(&header[..*have]);
                     let data = opcode < 0x8;
+                    if !data && len > CONTROL_MAX {
+                        return Err(OverLimit {
+                            announced: len,
+                            cap: CONTROL_MAX,
+                        });
+                    }
                     if data {
                         self.announced = self.announced.saturating_add(len);
                         if self.announced > self.cap {
@@ -319,6 +335,37 @@ mod tests {
             Err(OverLimit {
                 announced: 400,
                 cap: 300
+            })
+        );
+    }
+
+    #[test]
+    fn a_request_ending_in_bare_line_feeds_or_after_empty_lines_is_followed() {
+        for request in [
+            &b"GET / HTTP/1.1\nHost: x\nUpgrade: websocket\n\n"[..],
+            &b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        ] {
+            let mut bytes = request.to_vec();
+            bytes.extend(header(true, 0x2, 60_000));
+            for step in [1, 3, bytes.len()] {
+                assert!(
+                    feed(300, &bytes, step).0.is_err(),
+                    "{:?} step {step}",
+                    String::from_utf8_lossy(request)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_control_frame_longer_than_websocket_allows_fails_at_its_header() {
+        let mut bytes = UPGRADE.to_vec();
+        bytes.extend(header(true, 0x9, 65_536));
+        assert_eq!(
+            feed(300, &bytes, 2).0,
+            Err(OverLimit {
+                announced: 65_536,
+                cap: 125
             })
         );
     }
