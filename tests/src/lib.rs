@@ -501,6 +501,37 @@ pub fn hello_in(player: &str, room: &str) -> ClientMessage {
     })
 }
 
+/// Sends `hello` over a WebSocket and expects `Welcome` (within 10 s, WebSocket pings aside).
+pub async fn ws_hello<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    hello: ClientMessage,
+) -> Welcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_util::codec::Decoder;
+    ws.send(ws_message(hello)).await.expect("send Hello");
+    loop {
+        let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer to Hello in time");
+        match answer {
+            Some(Ok(Message::Binary(body))) => {
+                let mut frame = bytes::BytesMut::new();
+                frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                frame.extend_from_slice(&body);
+                match ClientCodec::default().decode(&mut frame) {
+                    Ok(Some(ServerMessage::Welcome(welcome))) => return welcome,
+                    other => panic!("expected Welcome, got {other:?}"),
+                }
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+}
+
 /// A message as a WebSocket client sends it: one binary message holding the body of its frame
 /// (the protocol's encoding without the length prefix).
 pub fn ws_message(message: ClientMessage) -> tokio_tungstenite::tungstenite::Message {

@@ -400,6 +400,23 @@ impl ServerProcess {
         Scrape::parse(&body)
     }
 
+    /// The memory budget's last estimate (`gameserver_memory_used_bytes`); 0 before the first.
+    pub async fn memory_used(&self) -> f64 {
+        self.scrape().await.get("gameserver_memory_used_bytes", &[])
+    }
+
+    /// The budget's first estimate, once it is made (within a second of the start: the estimate
+    /// is recounted every second while far below the budget, and the gauge shows each recount).
+    pub async fn first_memory_estimate(&self) -> f64 {
+        crate::poll_until("the first memory estimate", PATIENCE, || async {
+            match self.memory_used().await {
+                0.0 => Err("no estimate yet".to_owned()),
+                bytes => Ok(bytes),
+            }
+        })
+        .await
+    }
+
     /// Waits until the close counters grew by exactly `expected` since `before` (and nothing
     /// else moved), polling; panics with the deltas if not within `within`.
     pub async fn expect_closes(

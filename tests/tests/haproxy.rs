@@ -294,8 +294,6 @@ async fn three_instances_behind_haproxy_see_clients_drain_and_refuse_resumes_of_
 /// handshake (no `Bye` can travel before it) and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_players_behind_haproxy_are_seen_at_their_own_addresses() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     if !require(has_tool("haproxy"), "haproxy (apt-get install haproxy)") {
         return;
     }
@@ -341,19 +339,7 @@ async fn wss_players_behind_haproxy_are_seen_at_their_own_addresses() {
     for n in 0..2 {
         let mut ws = open(51).await.expect("a wss connection through haproxy");
         let id = format!("wss-{n}");
-        ws.send(system_tests::ws_message(hello_in(
-            &id,
-            &format!("room-{id}"),
-        )))
-        .await
-        .expect("send Hello");
-        let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an answer in time");
-        assert!(
-            matches!(answer, Some(Ok(Message::Binary(_)))),
-            "a Welcome for {id}: {answer:?}"
-        );
+        system_tests::ws_hello(&mut ws, hello_in(&id, &format!("room-{id}"))).await;
         players.push(ws);
     }
     let servers = [&a, &b];
@@ -382,18 +368,6 @@ async fn wss_players_behind_haproxy_are_seen_at_their_own_addresses() {
     assert_eq!(after.accepted_since(&before[at], "wss"), 2.0);
     // Another client address still gets in.
     let mut other = open(52).await.expect("another client address");
-    other
-        .send(system_tests::ws_message(hello_in(
-            "wss-other",
-            "room-wss-other",
-        )))
-        .await
-        .expect("send Hello");
-    assert!(matches!(
-        tokio::time::timeout(Duration::from_secs(10), other.next())
-            .await
-            .expect("an answer in time"),
-        Some(Ok(Message::Binary(_)))
-    ));
+    system_tests::ws_hello(&mut other, hello_in("wss-other", "room-wss-other")).await;
     drop(players);
 }

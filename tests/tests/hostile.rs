@@ -74,23 +74,7 @@ impl RssPeak {
 /// allocator).
 async fn baseline_mib() -> u64 {
     let probe = ServerProcess::start(ServerSpec::loopback("")).await;
-    // The gauge is first set by the budget's sampler, within a second of the start.
-    let deadline = Instant::now() + PATIENCE;
-    let used = loop {
-        let used = probe
-            .scrape()
-            .await
-            .get("gameserver_memory_used_bytes", &[]);
-        if used > 0.0 {
-            break used as u64;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gameserver_memory_used_bytes was never set"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    used.div_ceil(1 << 20)
+    (probe.first_memory_estimate().await as u64).div_ceil(1 << 20)
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -173,8 +173,6 @@ async fn a_balancer_connection_without_a_header_or_with_an_unfinished_one_ends()
 /// as a protocol error before the upgrade (there is no WebSocket yet to say `Bye` over).
 #[tokio::test]
 async fn the_websocket_listener_reads_the_header_before_the_upgrade() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let server = ServerProcess::start(ServerSpec::loopback(
         "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n[session]\nhandshake_timeout = \"1s\"\n\
          [net.proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]\n",
@@ -192,16 +190,7 @@ async fn the_websocket_listener_reads_the_header_before_the_upgrade() {
     let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
         .await
         .expect("the upgrade after the header");
-    ws.send(system_tests::ws_message(hello("behind-ws")))
-        .await
-        .expect("send Hello");
-    let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("an answer in time");
-    assert!(
-        matches!(answer, Some(Ok(Message::Binary(_)))),
-        "a Welcome: {answer:?}"
-    );
+    system_tests::ws_hello(&mut ws, hello("behind-ws")).await;
     let (status, sessions) = server.http("GET", "/sessions").await;
     assert_eq!(status, 200);
     assert!(

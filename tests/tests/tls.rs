@@ -391,20 +391,7 @@ async fn connections_in_their_tls_handshake_are_charged_to_the_memory_budget() {
         cert.config()
     );
     let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
-    let used = || async {
-        server
-            .scrape()
-            .await
-            .get("gameserver_memory_used_bytes", &[])
-    };
-    // The estimate is recounted every second while far below the budget.
-    let before = system_tests::poll_until("the first memory estimate", PATIENCE, || async {
-        match used().await {
-            0.0 => Err("no estimate yet".to_owned()),
-            bytes => Ok(bytes),
-        }
-    })
-    .await;
+    let before = server.first_memory_estimate().await;
     let mut stalled = Vec::new();
     for _ in 0..STALLED {
         stalled.push(TcpStream::connect(server.addr).await.expect("connect"));
@@ -414,7 +401,7 @@ async fn connections_in_their_tls_handshake_are_charged_to_the_memory_budget() {
         "the stalled handshakes in the estimate",
         PATIENCE,
         || async {
-            let each = per_connection(used().await - before);
+            let each = per_connection(server.memory_used().await - before);
             match (30.0..=40.0).contains(&each) {
                 true => Ok(()),
                 false => Err(format!("{each:.1} KiB counted for each stalled handshake")),
@@ -429,7 +416,7 @@ async fn connections_in_their_tls_handshake_are_charged_to_the_memory_budget() {
     );
     drop(stalled);
     system_tests::poll_until("the charge given back", PATIENCE, || async {
-        let each = per_connection(used().await - before);
+        let each = per_connection(server.memory_used().await - before);
         match each < 1.0 {
             true => Ok(()),
             false => Err(format!("{each:.1} KiB still counted for each")),

@@ -62,6 +62,23 @@ async fn next(ws: &mut Ws) -> Result<ServerMessage, Option<Message>> {
     }
 }
 
+/// Reads to the end of the WebSocket: a `Bye{protocol_error}`, then a close frame with `code`.
+async fn expect_protocol_error(ws: &mut Ws, code: u16) {
+    let mut bye = None;
+    let close = loop {
+        match next(ws).await {
+            Ok(ServerMessage::Bye(b)) => bye = Some(b.code),
+            Ok(_) => {}
+            Err(close) => break close,
+        }
+    };
+    assert_eq!(bye, Some(ByeCode::ProtocolError));
+    match close {
+        Some(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), code),
+        other => panic!("expected a close frame with code {code}, got {other:?}"),
+    }
+}
+
 async fn start() -> ServerProcess {
     ServerProcess::start(ServerSpec::loopback(CONFIG)).await
 }
@@ -172,19 +189,7 @@ async fn a_text_or_oversized_message_is_a_protocol_error_and_an_upgrade_that_nev
     for (refused, code) in refusals {
         let mut ws = connect(websocket_addr(&server)).await;
         ws.send(refused).await.expect("send");
-        let mut bye = None;
-        let close = loop {
-            match next(&mut ws).await {
-                Ok(ServerMessage::Bye(b)) => bye = Some(b.code),
-                Ok(_) => {}
-                Err(close) => break close,
-            }
-        };
-        assert_eq!(bye, Some(ByeCode::ProtocolError));
-        match close {
-            Some(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), code),
-            other => panic!("expected a close frame with code {code}, got {other:?}"),
-        }
+        expect_protocol_error(&mut ws, code).await;
     }
     // A TCP connection to the WebSocket port that never upgrades.
     let _idle = TcpStream::connect(websocket_addr(&server))
@@ -218,19 +223,7 @@ async fn the_first_message_is_capped_at_a_hello_and_refused_at_its_header() {
     raw.extend([1, 2, 3, 4]);
     raw.extend([0u8; 100]);
     ws.get_mut().write_all(&raw).await.expect("write");
-    let mut bye = None;
-    let close = loop {
-        match next(&mut ws).await {
-            Ok(ServerMessage::Bye(b)) => bye = Some(b.code),
-            Ok(_) => {}
-            Err(close) => break close,
-        }
-    };
-    assert_eq!(bye, Some(ByeCode::ProtocolError));
-    match close {
-        Some(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1009),
-        other => panic!("expected a close frame with code 1009, got {other:?}"),
-    }
+    expect_protocol_error(&mut ws, 1009).await;
     // Past Hello, an input of 60,000 bytes is played and relayed back.
     let mut ws = connect(websocket_addr(&server)).await;
     ws.send(message(hello_in("large", "room-large")))
@@ -382,21 +375,7 @@ async fn the_memory_budget_counts_a_websocket_sessions_own_buffers() {
     // Idle long enough that the silent session stays live while the estimate is read.
     let config = CONFIG.replace("idle_timeout = \"2s\"", "idle_timeout = \"60s\"");
     let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
-    // The estimate is recounted every second while far below the budget; the gauge shows each
-    // recount.
-    let used = || async {
-        server
-            .scrape()
-            .await
-            .get("gameserver_memory_used_bytes", &[])
-    };
-    let before = system_tests::poll_until("the first memory estimate", PATIENCE, || async {
-        match used().await {
-            0.0 => Err("no estimate yet".to_owned()),
-            bytes => Ok(bytes),
-        }
-    })
-    .await;
+    let before = server.first_memory_estimate().await;
     let mut ws = connect(websocket_addr(&server)).await;
     ws.send(message(hello_in("budget-ws", "budget-room")))
         .await
@@ -406,7 +385,7 @@ async fn the_memory_budget_counts_a_websocket_sessions_own_buffers() {
     // WebSocket one at 19 KiB more. Without the WebSocket's share the estimate stays near 14 KiB.
     let counted = |costs: f64| (27.0 * 1024.0..=36.0 * 1024.0).contains(&costs);
     system_tests::poll_until("the session in the estimate", PATIENCE, || async {
-        let costs = used().await - before;
+        let costs = server.memory_used().await - before;
         match counted(costs) {
             true => Ok(()),
             false => Err(format!("{costs} bytes counted for it")),
