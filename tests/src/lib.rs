@@ -510,26 +510,33 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_util::codec::Decoder;
     ws.send(ws_message(hello)).await.expect("send Hello");
     loop {
         let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
             .expect("an answer to Hello in time");
         match answer {
-            Some(Ok(Message::Binary(body))) => {
-                let mut frame = bytes::BytesMut::new();
-                frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                frame.extend_from_slice(&body);
-                match ClientCodec::default().decode(&mut frame) {
-                    Ok(Some(ServerMessage::Welcome(welcome))) => return welcome,
-                    other => panic!("expected Welcome, got {other:?}"),
-                }
-            }
+            Some(Ok(Message::Binary(body))) => match ws_decode(&body) {
+                ServerMessage::Welcome(welcome) => return welcome,
+                other => panic!("expected Welcome, got {other:?}"),
+            },
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             other => panic!("expected Welcome, got {other:?}"),
         }
     }
+}
+
+/// The server's message in a binary WebSocket message (a frame's body; the prefix restored
+/// here). Panics on anything that is not one whole valid frame.
+pub fn ws_decode(body: &[u8]) -> ServerMessage {
+    use tokio_util::codec::Decoder;
+    let mut frame = bytes::BytesMut::with_capacity(HEADER_LEN + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(body);
+    ClientCodec::default()
+        .decode(&mut frame)
+        .expect("a valid frame")
+        .expect("a whole frame")
 }
 
 /// A message as a WebSocket client sends it: one binary message holding the body of its frame

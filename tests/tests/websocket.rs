@@ -5,18 +5,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
-    Bye, ByeCode, ClientCodec, ClientMessage, CloseReason, Hello, PROTOCOL_VERSION, Resume,
-    ServerMessage,
+    Bye, ByeCode, ClientMessage, CloseReason, Hello, PROTOCOL_VERSION, Resume, ServerMessage,
 };
 use system_tests::process::{ServerProcess, ServerSpec};
 use system_tests::{PATIENCE, RawClient, hello_in, relay, ws_message as message};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::codec::Decoder;
 
 const CONFIG: &str = "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n\
                       [session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"2s\"\n\
@@ -40,16 +38,7 @@ async fn next(ws: &mut Ws) -> Result<ServerMessage, Option<Message>> {
             .await
             .expect("the server answers in time");
         match received {
-            Some(Ok(Message::Binary(body))) => {
-                let mut frame = BytesMut::new();
-                frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                frame.extend_from_slice(&body);
-                let decoded = ClientCodec::default()
-                    .decode(&mut frame)
-                    .expect("a valid frame")
-                    .expect("a whole frame");
-                return Ok(decoded);
-            }
+            Some(Ok(Message::Binary(body))) => return Ok(system_tests::ws_decode(&body)),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(close @ Message::Close(_))) => return Err(Some(close)),
             Some(Ok(other)) => panic!("unexpected WebSocket message {other:?}"),
