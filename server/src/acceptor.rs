@@ -238,7 +238,14 @@ async fn proxied(
 ) {
     let accepted = Instant::now();
     let limit = shared.config.session.handshake_timeout;
-    let (peer, failed) = match tokio::time::timeout(limit, proxy::read_header(&mut stream)).await {
+    // Not yet active while its header is read: charged in full until then, as a connection in
+    // its TLS handshake is.
+    let reading = shared
+        .budget
+        .charge(budget::CONNECTION_ESTIMATE + kind.layer(shared.tls.is_some()));
+    let header = tokio::time::timeout(limit, proxy::read_header(&mut stream)).await;
+    drop(reading);
+    let (peer, failed) = match header {
         Ok(Ok(source)) => {
             shared
                 .metrics
