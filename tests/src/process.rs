@@ -405,6 +405,54 @@ impl ServerProcess {
         self.scrape().await.get("gameserver_memory_used_bytes", &[])
     }
 
+    /// Opens `count` connections to the game port that send nothing, and checks that while they
+    /// wait (no session yet) the memory estimate charges each between `each_kib` bounds, and that
+    /// the charge is given back once they close.
+    pub async fn expect_silent_connections_charged(
+        &self,
+        count: usize,
+        each_kib: std::ops::RangeInclusive<f64>,
+    ) {
+        let before = self.first_memory_estimate().await;
+        let mut silent = Vec::with_capacity(count);
+        for _ in 0..count {
+            silent.push(
+                tokio::net::TcpStream::connect(self.addr)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let per_connection = |bytes: f64| bytes / count as f64 / 1024.0;
+        crate::poll_until(
+            "the silent connections in the estimate",
+            PATIENCE,
+            || async {
+                let each = per_connection(self.memory_used().await - before);
+                match each_kib.contains(&each) {
+                    true => Ok(()),
+                    false => Err(format!(
+                        "{each:.1} KiB counted for each silent connection, not {each_kib:?}"
+                    )),
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            self.scrape().await.get("gameserver_sessions_active", &[]),
+            0.0,
+            "no session yet"
+        );
+        drop(silent);
+        crate::poll_until("the charge given back", PATIENCE, || async {
+            let each = per_connection(self.memory_used().await - before);
+            match each < 1.0 {
+                true => Ok(()),
+                false => Err(format!("{each:.1} KiB still counted for each")),
+            }
+        })
+        .await;
+    }
+
     /// The budget's first estimate, once it is made (within a second of the start: the estimate
     /// is recounted every second while far below the budget, and the gauge shows each recount).
     pub async fn first_memory_estimate(&self) -> f64 {

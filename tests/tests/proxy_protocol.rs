@@ -9,7 +9,7 @@ use std::time::Duration;
 use protocol::{ByeCode, ClientMessage, ServerMessage};
 use proxy_header::{ProxiedAddress, ProxyHeader};
 use system_tests::process::{ServerProcess, ServerSpec};
-use system_tests::{PATIENCE, RawClient, hello};
+use system_tests::{RawClient, hello};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -233,36 +233,12 @@ async fn the_websocket_listener_reads_the_header_before_the_upgrade() {
 /// charged to the memory budget as one (12 KiB) until the header is read or the wait ends.
 #[tokio::test]
 async fn connections_waiting_for_their_header_are_charged_to_the_memory_budget() {
-    const WAITING: usize = 20;
     let server = ServerProcess::start(ServerSpec::loopback(
         "[session]\nhandshake_timeout = \"60s\"\n[net.proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]\n",
     ))
     .await;
-    let before = server.first_memory_estimate().await;
-    let mut waiting = Vec::new();
-    for _ in 0..WAITING {
-        waiting.push(TcpStream::connect(server.addr).await.expect("connect"));
-    }
-    let per_connection = |bytes: f64| bytes / WAITING as f64 / 1024.0;
-    system_tests::poll_until(
-        "the waiting connections in the estimate",
-        PATIENCE,
-        || async {
-            let each = per_connection(server.memory_used().await - before);
-            match (10.0..=14.0).contains(&each) {
-                true => Ok(()),
-                false => Err(format!("{each:.1} KiB counted for each waiting connection")),
-            }
-        },
-    )
-    .await;
-    drop(waiting);
-    system_tests::poll_until("the charge given back", PATIENCE, || async {
-        let each = per_connection(server.memory_used().await - before);
-        match each < 1.0 {
-            true => Ok(()),
-            false => Err(format!("{each:.1} KiB still counted for each")),
-        }
-    })
-    .await;
+    // 12 KiB each (budget::CONNECTION_ESTIMATE); nothing without the charge.
+    server
+        .expect_silent_connections_charged(20, 10.0..=14.0)
+        .await;
 }

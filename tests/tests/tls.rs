@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::{Bye, ByeCode, ClientMessage, CloseReason, ServerMessage};
 use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
 use system_tests::tls::{self as test_tls, TestCert};
-use system_tests::{PATIENCE, RawClient, Scrape, hello_in, relay};
+use system_tests::{RawClient, Scrape, hello_in, relay};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -383,7 +383,6 @@ async fn a_burst_read_late_over_tls_arrives_whole_without_waiting_for_the_next_w
 /// open and never finish their handshake cannot hold memory the budget does not see.
 #[tokio::test]
 async fn connections_in_their_tls_handshake_are_charged_to_the_memory_budget() {
-    const STALLED: usize = 20;
     let cert = TestCert::new("tls-budget");
     let config = format!(
         "{}{}",
@@ -391,36 +390,8 @@ async fn connections_in_their_tls_handshake_are_charged_to_the_memory_budget() {
         cert.config()
     );
     let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
-    let before = server.first_memory_estimate().await;
-    let mut stalled = Vec::new();
-    for _ in 0..STALLED {
-        stalled.push(TcpStream::connect(server.addr).await.expect("connect"));
-    }
-    let per_connection = |bytes: f64| bytes / STALLED as f64 / 1024.0;
-    system_tests::poll_until(
-        "the stalled handshakes in the estimate",
-        PATIENCE,
-        || async {
-            let each = per_connection(server.memory_used().await - before);
-            match (30.0..=40.0).contains(&each) {
-                true => Ok(()),
-                false => Err(format!("{each:.1} KiB counted for each stalled handshake")),
-            }
-        },
-    )
-    .await;
-    assert_eq!(
-        server.scrape().await.get("gameserver_sessions_active", &[]),
-        0.0,
-        "no session yet"
-    );
-    drop(stalled);
-    system_tests::poll_until("the charge given back", PATIENCE, || async {
-        let each = per_connection(server.memory_used().await - before);
-        match each < 1.0 {
-            true => Ok(()),
-            false => Err(format!("{each:.1} KiB still counted for each")),
-        }
-    })
-    .await;
+    // 12 + 21 KiB each; nothing without the charge.
+    server
+        .expect_silent_connections_charged(20, 30.0..=40.0)
+        .await;
 }
