@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use protocol::{Bye, ByeCode};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -26,7 +28,7 @@ use crate::metrics::{Rejection, transport};
 use crate::proxy;
 use crate::session::Ending;
 use crate::tls::TlsSocket;
-use crate::websocket::{self, WsStream};
+use crate::websocket;
 
 /// Rejections in flight at once; past this, a rejected connection is closed without a `Bye`.
 const MAX_CONCURRENT_REJECTIONS: usize = 256;
@@ -114,8 +116,8 @@ impl Listener {
         let bytes = match (self, tls) {
             (Listener::Tcp, false) => 0,
             (Listener::Tcp, true) => TlsSocket::OVERHEAD,
-            (Listener::WebSocket, false) => WsStream::<TcpStream>::OVERHEAD,
-            (Listener::WebSocket, true) => WsStream::<TlsSocket>::OVERHEAD,
+            (Listener::WebSocket, false) => websocket::OVERHEAD,
+            (Listener::WebSocket, true) => websocket::OVERHEAD + TlsSocket::OVERHEAD,
         };
         bytes as u64
     }
@@ -434,38 +436,49 @@ async fn open_layered(
 }
 
 /// A connection to the WebSocket listener: the HTTP upgrade within the handshake timeout, then
-/// the session over [`WsStream`]. An upgrade that fails or never comes is counted like a failed
-/// handshake (without a WebSocket there is no way to say `Bye`).
-async fn websocket_session<S: websocket::Socket>(
+/// the session over the same connection, in WebSocket's framing. An upgrade that fails or never
+/// comes ends the session as a failed handshake does (`protocol_error`, `handshake_timeout`),
+/// without a `Bye`: there is no WebSocket to say it over; a refused one is answered in HTTP.
+async fn websocket_session<S: Transport + AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    stream: S,
+    mut stream: S,
     peer: SocketAddr,
     accepted: Instant,
 ) {
     let deadline = accepted + shared.config.session.handshake_timeout;
-    let config = websocket::config(shared.config.server.max_frame_bytes);
-    let max_hello = protocol::MAX_HELLO_BODY.min(shared.config.server.max_frame_bytes);
-    let capped = websocket::FirstMessageCap::new(stream, max_hello);
-    let upgrade = tokio_tungstenite::accept_async_with_config(capped, Some(config));
-    let ending = match tokio::time::timeout_at(deadline, upgrade).await {
-        Ok(Ok(ws)) => {
-            let opening = Opening {
-                accepted,
-                failed: None,
-            };
-            connection::serve_opened(shared, WsStream::new(ws), peer, opening).await;
-            return;
-        }
-        Ok(Err(error)) => Ending::because(
-            CloseReason::ProtocolError,
-            format!("the WebSocket upgrade failed: {error}"),
-        ),
-        Err(_) => Ending::because(
-            CloseReason::HandshakeTimeout,
-            "no WebSocket upgrade within session.handshake_timeout",
-        ),
-    };
-    connection::report_unopened(&shared, S::WEBSOCKET, peer, accepted, ending).await;
+    let mut buf = BytesMut::new();
+    let ending =
+        match tokio::time::timeout_at(deadline, websocket::upgrade(&mut stream, &mut buf)).await {
+            Ok(Ok(())) => {
+                connection::serve_upgraded(shared, stream, peer, accepted, buf).await;
+                return;
+            }
+            Ok(Err(error)) => {
+                // The answer saying why is written: FIN, and read what the client still sends for a
+                // moment, so that its unread request does not turn the close into a reset.
+                drop(buf);
+                let linger_until = Instant::now() + shared.config.session.linger_timeout;
+                let (mut read, mut write) = stream.split();
+                let _ = connection::linger(
+                    &mut read,
+                    &mut write,
+                    &mut BytesMut::new(),
+                    Some(linger_until),
+                    &shared.shutdown,
+                    connection::LingerUntil::Eof,
+                )
+                .await;
+                Ending::because(
+                    CloseReason::ProtocolError,
+                    format!("the WebSocket upgrade failed: {error}"),
+                )
+            }
+            Err(_) => Ending::because(
+                CloseReason::HandshakeTimeout,
+                "no WebSocket upgrade within session.handshake_timeout",
+            ),
+        };
+    connection::report_unopened(&shared, S::WEBSOCKET_NAME, peer, accepted, ending).await;
 }
 
 /// With PROXY protocol on, a connection from an address that is not a trusted balancer must not

@@ -61,6 +61,8 @@ pub(crate) struct Settings {
     pub token: Option<String>,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// `admin.loopback_reads`.
+    pub loopback_reads: bool,
     pub pages: Pages,
 }
 
@@ -70,6 +72,7 @@ impl std::fmt::Debug for Settings {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("loopback_reads", &self.loopback_reads)
             .field("pages", &self.pages)
             .finish()
     }
@@ -82,38 +85,67 @@ struct Admin {
     closes: Arc<Closes>,
     shutdown: Shutdown,
     token: Option<Arc<str>>,
+    loopback_reads: bool,
     pages: Pages,
 }
 
 /// The pages a game serves to browser players from the admin port ([`crate::App::page`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Pages {
-    /// Each page's HTML by path, the WebSocket port filled in; `None` for every page while the
-    /// server has no WebSocket listener, the only way a browser can play.
-    by_path: Arc<HashMap<String, Option<Bytes>>>,
+    /// Each page by path; `None` for every page while the server has no WebSocket listener, the
+    /// only way a browser can play.
+    by_path: Arc<HashMap<String, Option<Page>>>,
+}
+
+/// A page as it is served: its HTML with the placeholders filled in, and what its
+/// Content-Security-Policy allows.
+#[derive(Clone, Debug)]
+struct Page {
+    html: Bytes,
+    /// `'sha256-...'` of each inline script, the only scripts the page may run.
+    scripts: String,
+    /// `'sha256-...'` of each inline style element.
+    styles: String,
+    /// The WebSocket listener's scheme and port: the page may connect there on its own host.
+    scheme: &'static str,
+    port: u16,
+    /// Further WebSocket origins the page may connect to (`admin.page_websocket_origins`).
+    origins: Arc<str>,
 }
 
 impl Pages {
     /// `pages` as (path, HTML), each [`crate::app::WEBSOCKET_PORT_PLACEHOLDER`] in the HTML
-    /// replaced by the port of `websocket`, the WebSocket listener's bound address, and each
-    /// [`crate::app::WEBSOCKET_SCHEME_PLACEHOLDER`] by `wss` (`tls`) or `ws`.
+    /// replaced by the port of `websocket`, the WebSocket listener's bound address, each
+    /// [`crate::app::WEBSOCKET_SCHEME_PLACEHOLDER`] by `wss` (`tls`) or `ws`, and each
+    /// [`crate::app::WEBSOCKET_ORIGINS_PLACEHOLDER`] by the further origins a page may connect
+    /// to, separated by spaces.
     pub(crate) fn new(
         pages: &[(String, &'static str)],
         websocket: Option<SocketAddr>,
         tls: bool,
+        origins: &[String],
     ) -> Pages {
         let scheme = if tls { "wss" } else { "ws" };
+        let origins: Arc<str> = Arc::from(origins.join(" "));
         let by_path = pages
             .iter()
             .map(|(path, html)| {
                 let rendered = websocket.map(|addr| {
-                    Bytes::from(
-                        html.replace(
+                    let html = html
+                        .replace(
                             crate::app::WEBSOCKET_PORT_PLACEHOLDER,
                             &addr.port().to_string(),
                         )
-                        .replace(crate::app::WEBSOCKET_SCHEME_PLACEHOLDER, scheme),
-                    )
+                        .replace(crate::app::WEBSOCKET_SCHEME_PLACEHOLDER, scheme)
+                        .replace(crate::app::WEBSOCKET_ORIGINS_PLACEHOLDER, &origins);
+                    Page {
+                        scripts: inline_hashes(&html, "script"),
+                        styles: inline_hashes(&html, "style"),
+                        html: Bytes::from(html),
+                        scheme,
+                        port: addr.port(),
+                        origins: origins.clone(),
+                    }
                 });
                 (path.clone(), rendered)
             })
@@ -122,6 +154,90 @@ impl Pages {
             by_path: Arc::new(by_path),
         }
     }
+}
+
+impl Page {
+    /// The policy for this page as served to `host` (the request's `Host`, the name the browser
+    /// used): scripts and styles only its own inline ones, connections only to its own
+    /// server's WebSocket listener (and the origins the operator allowed), no frames, no forms,
+    /// nothing from elsewhere.
+    fn policy(&self, host: Option<&str>) -> String {
+        let own = match host.map(host_part).filter(|h| plain_host(h)) {
+            Some(host) => format!("{}://{host}:{}", self.scheme, self.port),
+            // An IPv6 literal or no usable Host: any host, this port and scheme only.
+            None => format!("{}://*:{}", self.scheme, self.port),
+        };
+        format!(
+            "default-src 'none'; script-src {}; style-src {}; img-src 'self' data:; \
+             connect-src {own} {}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            none_if_empty(&self.scripts),
+            none_if_empty(&self.styles),
+            self.origins,
+        )
+    }
+}
+
+fn none_if_empty(sources: &str) -> &str {
+    if sources.is_empty() {
+        "'none'"
+    } else {
+        sources
+    }
+}
+
+/// The CSP hash sources of a page's inline `<tag>` elements (those without a `src`).
+fn inline_hashes(html: &str, tag: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let open = format!("<{tag}");
+    let close = format!("</{tag}>");
+    let mut hashes = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end_of_tag) = after.find('>') else {
+            break;
+        };
+        let attributes = &after[..end_of_tag];
+        let body_and_rest = &after[end_of_tag + 1..];
+        let Some(end) = body_and_rest.find(&close) else {
+            break;
+        };
+        if !attributes.contains("src=") {
+            let digest = sha2::Sha256::digest(&body_and_rest.as_bytes()[..end]);
+            hashes.push(format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            ));
+        }
+        rest = &body_and_rest[end + close.len()..];
+    }
+    hashes.join(" ")
+}
+
+/// True for a host name or IPv4 address that can stand in a CSP source as it is.
+fn plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+/// True for a WebSocket origin `admin.page_websocket_origins` may name: `ws://` or `wss://`, a
+/// host name or IPv4 address, an optional port, and nothing after it.
+pub(crate) fn valid_websocket_origin(origin: &str) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("wss://")
+        .or_else(|| origin.strip_prefix("ws://"))
+    else {
+        return false;
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    plain_host(host) && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// The peer of the connection a request came on.
@@ -142,7 +258,39 @@ fn router(admin: Admin) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .fallback(page)
+        .layer(axum::middleware::map_response(protect))
         .with_state(admin)
+}
+
+/// The policy of every admin answer that is not a page: nothing in it may run, load or be
+/// framed.
+const LOCKED_DOWN: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; \
+                           form-action 'none'";
+
+/// Headers on every answer of the admin port: no framing (clickjacking of the kick), no content
+/// sniffing, no referrer (a page's link may carry `?token=`), not readable as a resource by
+/// other sites, and a Content-Security-Policy (a page sets its own, stricter for what it needs).
+async fn protect(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let fixed = [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, header::HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(LOCKED_DOWN),
+        );
+    }
+    response
 }
 
 /// Serves until `stop` is cancelled, then gives open connections [`CLOSE_GRACE`] and drops the
@@ -162,6 +310,7 @@ pub(crate) async fn serve(
         closes,
         shutdown,
         token: settings.token.as_deref().map(Arc::from),
+        loopback_reads: settings.loopback_reads,
         pages: settings.pages,
     });
     let slots = Arc::new(Semaphore::new(settings.max_connections));
@@ -260,6 +409,20 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
                 "from off loopback this endpoint needs Authorization: Bearer <admin.token>",
             );
         }
+        if !admin.loopback_reads {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "admin.loopback_reads is off: this endpoint needs Authorization: Bearer \
+                 <admin.token> from loopback too",
+            );
+        }
+        if forwarded(headers) {
+            // A proxy on this host relayed it: whoever sent it is not on loopback.
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "a forwarded request needs Authorization: Bearer <admin.token>",
+            );
+        }
         if !host_is_local(headers) {
             return refuse(
                 StatusCode::FORBIDDEN,
@@ -311,6 +474,15 @@ fn host_is_local(headers: &HeaderMap) -> bool {
     };
     let host = host_part(host);
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok()
+}
+
+/// True when a proxy says it relayed the request (`Forwarded`, `X-Forwarded-For`,
+/// `X-Real-IP`). Such a header never grants anything; its presence only withholds what a
+/// loopback connection would otherwise be allowed without a token.
+fn forwarded(headers: &HeaderMap) -> bool {
+    ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|name| headers.contains_key(*name))
 }
 
 /// False when the request carries an `Origin` (browsers add it to cross-site posts) that is not
@@ -371,7 +543,12 @@ impl PageQuery {
 }
 
 /// A game's page, or 404: what the admin listener answers for a path no admin route serves.
-async fn page(State(admin): State<Admin>, method: Method, uri: Uri) -> Response {
+async fn page(
+    State(admin): State<Admin>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let Some(page) = admin.pages.by_path.get(uri.path()) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
@@ -384,15 +561,24 @@ async fn page(State(admin): State<Admin>, method: Method, uri: Uri) -> Response 
             .into_response();
     }
     match page {
-        Some(html) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                // The WebSocket port in it changes from one run of the server to the next.
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            html.clone(),
-        )
-            .into_response(),
+        Some(page) => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            let mut response = (
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                    // The WebSocket port in it changes from one run of the server to the next.
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                page.html.clone(),
+            )
+                .into_response();
+            if let Ok(policy) = header::HeaderValue::from_str(&page.policy(host)) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, policy);
+            }
+            response
+        }
         None => (
             StatusCode::NOT_FOUND,
             "this page plays over WebSocket and the server has no WebSocket listener: set \
@@ -415,7 +601,7 @@ struct ClosesQuery {
 }
 
 async fn closes(State(admin): State<Admin>, Query(query): Query<ClosesQuery>) -> Response {
-    axum::Json(admin.closes.count(&query.player_prefix, query.since)).into_response()
+    axum::Json(admin.closes.count(&query.player_prefix, query.since).await).into_response()
 }
 
 async fn kick(State(admin): State<Admin>, Path(id): Path<u64>) -> Response {
@@ -486,6 +672,7 @@ mod tests {
             closes: Closes::new(16),
             shutdown: Shutdown::new(),
             token: Some(Arc::from("s3cret")),
+            loopback_reads: true,
             pages,
         })
     }
@@ -533,6 +720,7 @@ mod tests {
             &[("/play".to_owned(), PAGE)],
             Some("127.0.0.1:4321".parse().expect("addr")),
             false,
+            &[],
         );
         let app = admin(pages);
         let far = "203.0.113.9:5000";
@@ -549,6 +737,7 @@ mod tests {
             &[("/play".to_owned(), PAGE)],
             Some("127.0.0.1:4321".parse().expect("addr")),
             true,
+            &[],
         ));
         let (_, _, body) = call(&tls, Method::GET, "/play", far, "evil.example").await;
         assert!(body.ends_with("content=\"wss\">"), "{body}");
@@ -572,7 +761,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_websocket_listener_a_page_says_what_is_missing() {
-        let app = admin(Pages::new(&[("/play".to_owned(), PAGE)], None, false));
+        let app = admin(Pages::new(&[("/play".to_owned(), PAGE)], None, false, &[]));
         let (status, _, body) =
             call(&app, Method::GET, "/play", "127.0.0.1:5000", "localhost").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -585,6 +774,7 @@ mod tests {
             &[("/metrics".to_owned(), "a page")],
             Some("127.0.0.1:4321".parse().expect("addr")),
             false,
+            &[],
         );
         let app = admin(pages);
         let far = "203.0.113.9:5000";

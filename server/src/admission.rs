@@ -153,6 +153,15 @@ impl Admission {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The source an address counts under, or `None` when it is exempt (or per-source limits
+    /// are off): what the parking lot limits per source.
+    pub fn source_key(&self, ip: IpAddr) -> Option<IpNet> {
+        if self.limits.max_sessions == 0 {
+            return None;
+        }
+        self.key(ip)
+    }
+
     /// The source an address counts under, or `None` when it is exempt. The exemption is
     /// checked against the address itself, before it is widened to its source prefix.
     fn key(&self, ip: IpAddr) -> Option<IpNet> {

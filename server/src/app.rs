@@ -45,6 +45,12 @@ pub const WEBSOCKET_PORT_PLACEHOLDER: &str = "{{websocket_port}}";
 /// `wss` when the server speaks TLS (`[tls]`), `ws` otherwise.
 pub const WEBSOCKET_SCHEME_PLACEHOLDER: &str = "{{websocket_scheme}}";
 
+/// In a page served with [`App::page`], replaced by the WebSocket origins besides the server's
+/// own that the page may connect to (`admin.page_websocket_origins`), separated by spaces: a
+/// page pointed elsewhere (`?ws=`) must refuse any other. The page's Content-Security-Policy
+/// holds the browser to the same list.
+pub const WEBSOCKET_ORIGINS_PLACEHOLDER: &str = "{{websocket_origins}}";
+
 /// A disconnect-aware game server. With no arguments it serves on its embedded defaults
 /// (game port 0.0.0.0:7777, admin on 127.0.0.1:9100).
 #[derive(Debug, Parser)]
@@ -126,9 +132,12 @@ impl<G: Game> App<G> {
     /// Serves `html` at `path` (such as `/play`) on the admin port, to anyone: a browser client
     /// for the game, static and public (no admin token, no `Host` check). Every
     /// [`WEBSOCKET_PORT_PLACEHOLDER`] in it becomes the WebSocket listener's port, and every
-    /// [`WEBSOCKET_SCHEME_PLACEHOLDER`] its scheme (`ws` or `wss`); without a
+    /// [`WEBSOCKET_SCHEME_PLACEHOLDER`] its scheme (`ws` or `wss`), and every
+    /// [`WEBSOCKET_ORIGINS_PLACEHOLDER`] the further origins it may connect to; without a
     /// listener (`server.websocket_listen` empty) the page answers 404 saying so. A path an admin
-    /// route serves (`/metrics`, `/sessions`, ...) stays the admin route's.
+    /// route serves (`/metrics`, `/sessions`, ...) stays the admin route's. The page is served
+    /// with a Content-Security-Policy: its own inline scripts and styles only, WebSocket
+    /// connections to its own server (and the allowed origins) only, no frames.
     pub fn page(mut self, path: &str, html: &'static str) -> App<G> {
         self.pages.push((path.to_owned(), html));
         self
@@ -274,6 +283,7 @@ async fn serve<G: Game>(
         pages,
         websocket.as_ref().and_then(|l| l.local_addr().ok()),
         config.tls.enabled(),
+        &config.admin.page_websocket_origins,
     );
     let server =
         crate::Server::start_with(admin, config.clone(), game, shutdown.clone(), pages).await?;

@@ -79,6 +79,24 @@ pub enum MintError {
     /// An audience outside the allowed spelling.
     #[error("--audience must be 1 to {MAX_AUDIENCE} letters, digits, '-', '_' or ':'")]
     BadAudience,
+    /// A player id the server would refuse in `Hello`.
+    #[error(
+        "the player id must be 1 to {} bytes of UTF-8 without control characters",
+        protocol::MAX_PLAYER_ID_BYTES
+    )]
+    BadPlayer,
+}
+
+/// The longest `auth.max_ttl` the configuration accepts: a token is a bearer credential that
+/// cannot be revoked short of rotating the secret, so none may live longer than this.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// True for a player id a `Hello` may carry: 1 to `MAX_PLAYER_ID_BYTES` bytes, no control
+/// characters.
+pub fn valid_player_id(player: &str) -> bool {
+    !player.is_empty()
+        && player.len() <= protocol::MAX_PLAYER_ID_BYTES
+        && !player.chars().any(char::is_control)
 }
 
 /// Verifies and mints tokens with one secret.
@@ -141,6 +159,9 @@ impl Authenticator {
         }
         if audience.is_some_and(|a| !valid_audience(a)) {
             return Err(MintError::BadAudience);
+        }
+        if !valid_player_id(player) {
+            return Err(MintError::BadPlayer);
         }
         if ttl > self.max_ttl {
             return Err(MintError::TooLong {

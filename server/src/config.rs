@@ -220,6 +220,12 @@ pub struct AdminConfig {
     /// Time allowed for a request's headers, and for the next request on an idle connection.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Whether reads from loopback need no token. Behind a reverse proxy on the same host every
+    /// request arrives from loopback: turn this off there (with a token set).
+    pub loopback_reads: bool,
+    /// WebSocket origins (`wss://host:port`) besides the server's own WebSocket listener that
+    /// the game's pages may be pointed at with `?ws=`; empty: the server's own only.
+    pub page_websocket_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -230,6 +236,8 @@ impl std::fmt::Debug for AdminConfig {
             .field("token_file", &self.token_file)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("loopback_reads", &self.loopback_reads)
+            .field("page_websocket_origins", &self.page_websocket_origins)
             .finish()
     }
 }
@@ -653,6 +661,16 @@ impl Config {
             "admin.header_read_timeout",
             "must be greater than zero".into(),
         );
+        for origin in &a.page_websocket_origins {
+            check(
+                crate::admin::valid_websocket_origin(origin),
+                "admin.page_websocket_origins",
+                format!(
+                    "{origin:?} is not a WebSocket origin such as \"wss://play.example.com\" or \
+                     \"ws://10.0.0.5:7778\" (ws or wss, a host, an optional port, nothing more)"
+                ),
+            );
+        }
         if !a.token_file.is_empty() {
             match std::fs::read_to_string(&a.token_file) {
                 Ok(token) => check(
@@ -740,9 +758,14 @@ impl Config {
                 .into(),
         );
         check(
-            !self.auth.max_ttl.is_zero(),
+            !self.auth.max_ttl.is_zero() && self.auth.max_ttl <= crate::auth::MAX_TOKEN_TTL,
             "auth.max_ttl",
-            "must be greater than zero".into(),
+            format!(
+                "must be greater than zero and at most {} (a token cannot be revoked before it \
+                 expires), got {}",
+                humantime::format_duration(crate::auth::MAX_TOKEN_TTL),
+                humantime::format_duration(self.auth.max_ttl)
+            ),
         );
         // Named by the key that is set, so that the message can say where it was set.
         let (set, unset) = match self.tls.cert_file.is_empty() {
@@ -952,7 +975,9 @@ impl Fields<'_> {
                 token,
                 token_file,
                 max_connections,
-                header_read_timeout
+                header_read_timeout,
+                loopback_reads,
+                page_websocket_origins
             }
         );
         let shutdown = section!(self, "shutdown", ShutdownConfig { drain_timeout });
@@ -1075,6 +1100,23 @@ impl FromRaw for u64 {
             .get::<String>(key)
             .map_err(|e| format!("{} (expected a size such as \"1MiB\")", describe(e)))?;
         byte_size::parse(&text)
+    }
+}
+
+/// A list of strings, written as a TOML array or, from the environment, one comma-separated
+/// string.
+impl FromRaw for Vec<String> {
+    fn from_raw(raw: &config::Config, key: &str) -> Result<Self, String> {
+        match raw.get::<Vec<String>>(key) {
+            Ok(items) => Ok(items),
+            Err(_) => Ok(raw
+                .get::<String>(key)
+                .map_err(|e| format!("{} (expected a list of strings)", describe(e)))?
+                .split(',')
+                .map(|item| item.trim().to_owned())
+                .filter(|item| !item.is_empty())
+                .collect()),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{FutureExt, StreamExt};
-use protocol::{Bye, CodecError, HEADER_LEN, MAX_HELLO_BODY, ServerCodec, ServerMessage};
+use protocol::{Bye, CodecError, MAX_HELLO_BODY, ServerCodec, ServerMessage};
 use tokio::io::{
     AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf,
 };
@@ -30,9 +30,10 @@ use tokio_util::codec::Encoder;
 
 use crate::Shared;
 use crate::close::{CloseReason, Closing, Direction, policy};
-use crate::reader::FrameReader;
+use crate::reader::{FrameReader, Framing, Inbound, ReadError};
 use crate::session::{Ending, Outbox, Session, WRITE_HIGH_WATER, Wait};
 use crate::shutdown::Shutdown;
+use crate::websocket::WsDecoder;
 
 /// Most buffered frames handled in one pass of the loop, so that timers and writes still get
 /// their turn under a flood.
@@ -50,9 +51,12 @@ pub trait Transport: Send + 'static {
     /// connection, a WebSocket's buffers), charged to the memory budget from the connection's
     /// accept to its close (`budget::Charge`). Measured in BENCHMARKS.md ("10 transports").
     const OVERHEAD: usize = 0;
-    /// A write may leave bytes inside the transport (a TLS record, a WebSocket message) that
-    /// only a flush sends once the socket takes more: the session flushes after each drain.
+    /// A write may leave bytes inside the transport (a TLS record) that only a flush sends once
+    /// the socket takes more: the session flushes after each drain.
     const BUFFERED: bool = false;
+    /// The transport's name in metrics and log lines when it carries WebSocket (`websocket`,
+    /// `wss`).
+    const WEBSOCKET_NAME: &'static str = crate::metrics::transport::WEBSOCKET;
 
     /// The reading half.
     type Read<'a>: AsyncRead + Unpin + Send + Peek
@@ -146,7 +150,7 @@ impl Peek for &mut ReadHalf<DuplexStream> {
 /// themselves, and the close line carries everything.
 pub(crate) async fn serve<T: Transport>(shared: Arc<Shared>, transport: T, peer: SocketAddr) {
     let id = shared.next_session_id();
-    let end = run(&shared, transport, id, peer, Instant::now(), None).await;
+    let end = run(&shared, transport, id, peer, Instant::now(), None, None).await;
     shared.report(end).await;
 }
 
@@ -182,7 +186,7 @@ pub(crate) async fn report_unopened(
 ) {
     let id = shared.next_session_id();
     let session = Session::new(shared, id, peer, accepted);
-    let out = Outbox::new(shared.config.server.max_frame_bytes);
+    let out = Outbox::new(shared.config.server.max_frame_bytes, false);
     let end = session.end(ending, false, false, &out, transport);
     shared.report(end).await;
 }
@@ -202,12 +206,37 @@ pub(crate) async fn serve_opened<T: Transport>(
         peer,
         opening.accepted,
         opening.failed,
+        None,
+    )
+    .await;
+    shared.report(end).await;
+}
+
+/// [`serve`] for a connection upgraded to WebSocket at `accepted`: `buffered` is what the client
+/// sent after its upgrade request.
+pub(crate) async fn serve_upgraded<T: Transport>(
+    shared: Arc<Shared>,
+    transport: T,
+    peer: SocketAddr,
+    accepted: Instant,
+    buffered: BytesMut,
+) {
+    let id = shared.next_session_id();
+    let end = run(
+        &shared,
+        transport,
+        id,
+        peer,
+        accepted,
+        None,
+        Some(Box::new(buffered)),
     )
     .await;
     shared.report(end).await;
 }
 
 /// Made inside, not passed in: an async function's arguments are kept twice in its state.
+/// `websocket`: the connection was upgraded to WebSocket, and these bytes followed the request.
 async fn run<T: Transport>(
     shared: &Shared,
     mut transport: T,
@@ -215,19 +244,46 @@ async fn run<T: Transport>(
     peer: SocketAddr,
     accepted: Instant,
     failed: Option<Box<Ending>>,
+    websocket: Option<Box<BytesMut>>,
 ) -> crate::reaper::SessionEnd {
     let mut session = Session::new(shared, id, peer, accepted);
-    let mut out = Outbox::new(shared.config.server.max_frame_bytes);
-    let ending = match failed {
-        Some(ending) => *ending,
+    let name = match websocket {
+        Some(_) => T::WEBSOCKET_NAME,
+        None => T::NAME,
+    };
+    let mut out = Outbox::new(shared.config.server.max_frame_bytes, websocket.is_some());
+    let (ending, rest) = match failed {
+        Some(ending) => (*ending, Unread::default()),
         None => {
             let (read, mut write) = transport.split();
             // Until the handshake, no frame larger than the largest Hello is read: a length
-            // prefix from an unknown peer cannot make the server reserve a full frame.
-            let mut hello_codec = ServerCodec::new(shared.config.server.max_frame_bytes);
-            hello_codec.set_max_frame(MAX_HELLO_BODY.min(out.max_frame()));
-            let mut reader = FrameReader::new(read, hello_codec);
-            select_loop::<T, _, _>(shared, &mut session, &mut reader, &mut write, &mut out).await
+            // prefix (or a WebSocket frame header) from an unknown peer cannot make the server
+            // reserve a full frame.
+            let hello_max = MAX_HELLO_BODY.min(out.max_frame());
+            let (framing, buffered) = match websocket {
+                Some(buffered) => (
+                    Framing::WebSocket(Box::new(WsDecoder::new(hello_max, true))),
+                    *buffered,
+                ),
+                None => {
+                    let mut codec = ServerCodec::new(shared.config.server.max_frame_bytes);
+                    codec.set_max_frame(hello_max);
+                    (Framing::Length(codec), BytesMut::new())
+                }
+            };
+            let mut reader = FrameReader::new(read, framing, buffered);
+            let ending =
+                select_loop::<T, _, _>(shared, &mut session, &mut reader, &mut write, &mut out)
+                    .await;
+            let peer_closed = match reader.framing() {
+                Framing::WebSocket(decoder) => decoder.closed(),
+                Framing::Length(_) => false,
+            };
+            let rest = Unread {
+                bytes: reader.take_buffer(),
+                peer_closed,
+            };
+            (ending, rest)
         }
     };
     let parked = session.park(&ending);
@@ -239,10 +295,19 @@ async fn run<T: Transport>(
         &mut session,
         &ending,
         &mut out,
+        rest,
     ))
     .await;
     session.flush_traffic(&mut out);
-    session.end(ending, forced, parked, &out, T::NAME)
+    session.end(ending, forced, parked, &out, name)
+}
+
+/// What the session had read and not handled when it ended, for the close to read past.
+#[derive(Debug, Default)]
+struct Unread {
+    bytes: BytesMut,
+    /// The client's WebSocket close frame was read: the conversation is over on its side.
+    peer_closed: bool,
 }
 
 type CloseRequest = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
@@ -358,7 +423,7 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                         // this player's close requests, and read full frames from now on.
                         watching = Some(player.session_id());
                         close_requested = Box::pin(player.close_requested());
-                        reader.decoder_mut().set_max_frame(out.max_frame());
+                        reader.framing_mut().set_max_frame(out.max_frame());
                     }
                 }
                 if session.player().is_some() {
@@ -390,7 +455,7 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
 fn handle_frames<R: AsyncRead + Unpin + Peek>(
     session: &mut Session<'_>,
     reader: &mut FrameReader<R>,
-    first: Option<Result<protocol::ClientMessage, CodecError>>,
+    first: Option<Result<Inbound, ReadError>>,
     out: &mut Outbox,
 ) -> Result<Option<Wait>, Ending> {
     let mut frame = first;
@@ -399,11 +464,30 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
     let now = Instant::now();
     loop {
         match frame {
-            Some(Ok(message)) => match session.on_message(message, now, out)? {
-                Wait::Nothing => {}
-                wait => return Ok(Some(wait)),
-            },
-            Some(Err(CodecError::FrameTooLarge { len, .. })) if session.player().is_none() => {
+            Some(Ok(Inbound::Message(message))) => {
+                reader
+                    .check_assembly(now)
+                    .map_err(|error| refused(error, out))?;
+                match session.on_message(message, now, out)? {
+                    Wait::Nothing => {}
+                    wait => return Ok(Some(wait)),
+                }
+            }
+            Some(Ok(Inbound::Closed(code))) => {
+                // The answer repeats the client's code.
+                out.set_close_code(code.unwrap_or(crate::websocket::close_code::NORMAL));
+                return Err(Ending::new(CloseReason::PeerEof));
+            }
+            None => return Err(Ending::new(CloseReason::PeerEof)),
+            Some(Ok(transport_frame)) => {
+                reader
+                    .check_assembly(now)
+                    .map_err(|error| refused(error, out))?;
+                session.on_transport_frame(&transport_frame, now, out)?;
+            }
+            Some(Err(ReadError::Codec(CodecError::FrameTooLarge { len, .. })))
+                if session.player().is_none() =>
+            {
                 return Err(Ending::because(
                     CloseReason::ProtocolError,
                     format!(
@@ -411,8 +495,7 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
                     ),
                 ));
             }
-            Some(Err(error)) => return Err(Ending::codec(error)),
-            None => return Err(Ending::new(CloseReason::PeerEof)),
+            Some(Err(error)) => return Err(refused(error, out)),
         }
         handled += 1;
         if handled >= FRAMES_PER_PASS || reader.read_buffer().is_empty() {
@@ -425,27 +508,32 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
     }
 }
 
+/// The end for a read that failed; a WebSocket refusal also sets the close frame's code.
+fn refused(error: impl Into<ReadError>, out: &mut Outbox) -> Ending {
+    match error.into() {
+        ReadError::Codec(error) => Ending::codec(error),
+        ReadError::WebSocket(error) => {
+            out.set_close_code(error.close_code());
+            Ending::because(CloseReason::ProtocolError, error.to_string())
+        }
+    }
+}
+
 /// True when a whole frame is buffered, or bytes wait in the transport: input the session has
 /// not processed yet through no fault of the peer.
 fn input_waiting<R: AsyncRead + Unpin + Peek>(reader: &FrameReader<R>) -> bool {
-    let buffered = reader.read_buffer();
-    if let Some(prefix) = buffered.get(..HEADER_LEN) {
-        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        if buffered.len() >= HEADER_LEN + len {
-            return true;
-        }
-    }
-    reader.get_ref().bytes_waiting()
+    reader.frame_buffered() || reader.get_ref().bytes_waiting()
 }
 
 /// Closes the connection the way the reason calls for. Returns true when a graceful close was
-/// cut short by a forced shutdown.
+/// cut short by a forced shutdown. `unread`: what the session read and did not handle.
 async fn close<T: Transport>(
     shared: &Shared,
     transport: &mut T,
     session: &mut Session<'_>,
     ending: &Ending,
     out: &mut Outbox,
+    unread: Unread,
 ) -> bool {
     let cfg = &shared.config.session;
     let closing = policy(ending.reason).closing;
@@ -456,6 +544,13 @@ async fn close<T: Transport>(
             // kernel has no reason to reset. A kernel that gave up on the peer is reset.
             if ending.reason == CloseReason::TcpTimeout {
                 transport.abort();
+            } else if unread.peer_closed {
+                // The client's WebSocket close frame is answered, as far as the socket takes it
+                // now: the client sees a clean close.
+                out.close_frame();
+                let (_, mut write) = transport.split();
+                let _ = write.write(&out.wbuf).now_or_never();
+                let _ = write.flush().now_or_never();
             }
             return false;
         }
@@ -471,6 +566,7 @@ async fn close<T: Transport>(
         // Best effort: one non-blocking write of the Bye, then RST. A dead peer never reads,
         // so the socket is freed at once instead of retransmitting in FIN-WAIT-1.
         session.last_word(ending, code, out);
+        out.close_frame();
         {
             let (_, mut write) = transport.split();
             let _ = write.write(&out.wbuf).now_or_never();
@@ -479,16 +575,30 @@ async fn close<T: Transport>(
         return false;
     }
     // Lingering close. Flush what the game queued (unless the client is the one not reading),
-    // acknowledge inputs, say Bye, then FIN and read until the client's FIN.
+    // acknowledge inputs, say Bye, then FIN and read until the client's FIN (over WebSocket,
+    // until its close frame).
     let with_queue = closing != Closing::LingeringWithoutQueue;
     if with_queue {
         // The room may still be working through this player's last inputs.
         session.settle(cfg.linger_timeout.min(SETTLE_WAIT)).await;
     }
     session.farewell(ending, code, with_queue, out);
+    out.close_frame();
     // During a drain the global drain timeout bounds the flush; otherwise linger_timeout.
     let deadline =
         (ending.reason != CloseReason::ServerShutdown).then(|| Instant::now() + cfg.linger_timeout);
+    let until = match (out.is_websocket(), unread.peer_closed) {
+        (false, _) => LingerUntil::Eof,
+        // The client already closed its side of the conversation.
+        (true, true) => LingerUntil::Written,
+        (true, false) => {
+            let mut scan = crate::websocket::CloseScan::default();
+            match scan.feed(&unread.bytes) {
+                true => LingerUntil::Written,
+                false => LingerUntil::CloseFrame(scan),
+            }
+        }
+    };
     let outcome = {
         let (mut read, mut write) = transport.split();
         if cfg.lingering_close {
@@ -498,6 +608,7 @@ async fn close<T: Transport>(
                 &mut out.wbuf,
                 deadline,
                 &shared.shutdown,
+                until,
             )
             .await
         } else {
@@ -523,6 +634,17 @@ async fn close<T: Transport>(
     }
 }
 
+/// What a lingering close reads until, after its FIN.
+#[derive(Debug)]
+pub(crate) enum LingerUntil {
+    /// The client's FIN.
+    Eof,
+    /// The client's WebSocket close frame (or its FIN, whichever comes first).
+    CloseFrame(crate::websocket::CloseScan),
+    /// Nothing: the client already closed (its WebSocket close frame was read).
+    Written,
+}
+
 /// How a lingering close went.
 #[derive(Debug)]
 pub(crate) enum Linger {
@@ -536,21 +658,31 @@ pub(crate) enum Linger {
     Forced,
 }
 
-/// Lingering close: write everything, send FIN, then read and discard until the client's FIN,
-/// so that unread client data never makes the kernel reset the connection and destroy the
-/// server's last messages.
+/// Lingering close: write everything, send FIN, then read and discard until the client's FIN
+/// (or, over WebSocket, its close frame), so that unread client data never makes the kernel
+/// reset the connection and destroy the server's last messages.
 pub(crate) async fn linger<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     read: &mut R,
     write: &mut W,
     wbuf: &mut BytesMut,
     deadline: Option<Instant>,
     shutdown: &Shutdown,
+    until: LingerUntil,
 ) -> Linger {
     let work = async {
         write.write_all_buf(wbuf).await?;
         write.shutdown().await?;
         let mut sink = [0u8; 1024];
-        while read.read(&mut sink).await? != 0 {}
+        match until {
+            LingerUntil::Written => {}
+            LingerUntil::Eof => while read.read(&mut sink).await? != 0 {},
+            LingerUntil::CloseFrame(mut scan) => loop {
+                let n = read.read(&mut sink).await?;
+                if n == 0 || scan.feed(&sink[..n]) {
+                    break;
+                }
+            },
+        }
         Ok::<(), std::io::Error>(())
     };
     let bounded = async {
@@ -601,6 +733,7 @@ pub(crate) async fn reject<T: Transport>(mut transport: T, bye: Bye, shared: Arc
             &mut wbuf,
             Some(deadline),
             &shared.shutdown,
+            LingerUntil::Eof,
         )
         .await
     };

@@ -210,6 +210,7 @@ impl Server {
             resume::ParkingLimits {
                 max_parked: config.session.max_parked,
                 max_bytes: config.session.max_parked_bytes,
+                per_source: config.server.max_sessions_per_source,
             },
             metrics.clone(),
             throttle.clone(),
@@ -224,6 +225,14 @@ impl Server {
             },
             metrics.rooms_active.clone(),
         );
+        // A room held only by parked sessions gives way to a newcomer at rooms.max_rooms: the
+        // parking lot ends its sessions. (Weak: the parked players hold the directory.)
+        let reclaiming = Arc::downgrade(&parking);
+        rooms.set_reclaimer(Box::new(move |name, generation| {
+            if let Some(parking) = reclaiming.upgrade() {
+                parking.evict_room(name, generation);
+            }
+        }));
         let budget = Budget::new(config.server.memory_budget, baseline);
         let budget_task = tokio::spawn(budget::watch(
             budget.clone(),
@@ -250,6 +259,7 @@ impl Server {
                 token: admin_token,
                 max_connections: config.admin.max_connections,
                 header_read_timeout: config.admin.header_read_timeout,
+                loopback_reads: config.admin.loopback_reads,
                 pages,
             },
             stop_admin.clone(),

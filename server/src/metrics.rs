@@ -85,14 +85,21 @@ pub enum Eviction {
     ParkedBytes,
     /// `server.memory_budget` exceeded.
     MemoryBudget,
+    /// The session's source reached its share (`server.max_sessions_per_source`) of parked
+    /// sessions: its own oldest made room.
+    PerSource,
+    /// At `rooms.max_rooms` a newcomer needed a room held only by parked sessions.
+    Rooms,
 }
 
 impl Eviction {
     /// Every eviction cause, for initialising the metric labels.
-    pub const ALL: [Eviction; 3] = [
+    pub const ALL: [Eviction; 5] = [
         Eviction::MaxParked,
         Eviction::ParkedBytes,
         Eviction::MemoryBudget,
+        Eviction::PerSource,
+        Eviction::Rooms,
     ];
 
     /// The metric label.
@@ -101,6 +108,8 @@ impl Eviction {
             Eviction::MaxParked => "max_parked",
             Eviction::ParkedBytes => "parked_bytes",
             Eviction::MemoryBudget => "memory_budget",
+            Eviction::PerSource => "per_source",
+            Eviction::Rooms => "rooms",
         }
     }
 }

@@ -5,37 +5,126 @@
 //! holds nothing, keeps on the heap only what a frame that is not complete yet needs, and lets
 //! the buffer go as soon as every byte in it has been decoded. A client that pipelines keeps a
 //! buffer (its reads end inside frames), and reads go straight into it.
+//!
+//! The bytes are framed as the listener speaks: length-prefixed frames ([`ServerCodec`]), or
+//! WebSocket frames ([`WsDecoder`]), whose pings, pongs and fragments come out as items of their
+//! own so that the session counts every frame a client sends.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use protocol::{ClientMessage, CodecError, ServerCodec};
+use protocol::{ClientMessage, CodecError, HEADER_LEN, ServerCodec};
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Instant;
 use tokio_util::codec::Decoder;
+
+use crate::websocket::{WsDecoder, WsError};
 
 /// Bytes read at once through the stack while no buffer is held.
 const STACK_READ: usize = 4096;
 
-/// A stream of client messages over `R`.
+/// What a session reads from its client.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A protocol frame.
+    Message(ClientMessage),
+    /// A WebSocket ping, to be answered with a pong carrying its payload.
+    Ping(Bytes),
+    /// A WebSocket pong.
+    Pong,
+    /// A fragment of a WebSocket message that is not its last.
+    Fragment,
+    /// The client's WebSocket close frame, with its code: the end of the stream.
+    Closed(Option<u16>),
+}
+
+/// Why reading failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// The length-prefixed framing, or the transport underneath.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The WebSocket framing.
+    #[error(transparent)]
+    WebSocket(#[from] WsError),
+}
+
+/// How the listener frames the protocol.
+#[derive(Debug)]
+pub(crate) enum Framing {
+    /// Frames with a 4-byte length prefix (TCP and TLS).
+    Length(ServerCodec),
+    /// One frame per binary WebSocket message (boxed: a plain TCP session does not carry its
+    /// room).
+    WebSocket(Box<WsDecoder>),
+}
+
+impl Framing {
+    /// Changes the largest frame body accepted from now on (the full limit after `Hello`).
+    pub(crate) fn set_max_frame(&mut self, max: usize) {
+        match self {
+            Framing::Length(codec) => codec.set_max_frame(max),
+            Framing::WebSocket(decoder) => decoder.set_max_message(max),
+        }
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Option<Inbound>, ReadError> {
+        match self {
+            Framing::Length(codec) => {
+                let message = if eof {
+                    codec.decode_eof(buf)?
+                } else {
+                    codec.decode(buf)?
+                };
+                Ok(message.map(Inbound::Message))
+            }
+            Framing::WebSocket(decoder) => {
+                let item = decoder.decode(buf)?;
+                if item.is_none() && eof && !buf.is_empty() {
+                    // The TCP stream ended inside a WebSocket frame.
+                    return Err(CodecError::Truncated {
+                        buffered: buf.len(),
+                    }
+                    .into());
+                }
+                Ok(item)
+            }
+        }
+    }
+
+    /// True when `buf` holds a whole frame.
+    fn frame_buffered(&self, buf: &[u8]) -> bool {
+        match self {
+            Framing::Length(_) => buf.get(..HEADER_LEN).is_some_and(|prefix| {
+                let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+                buf.len() >= HEADER_LEN + len as usize
+            }),
+            Framing::WebSocket(_) => WsDecoder::frame_buffered(buf),
+        }
+    }
+}
+
+/// A stream of what the client sends over `R`.
 #[derive(Debug)]
 pub(crate) struct FrameReader<R> {
     io: R,
-    codec: ServerCodec,
+    framing: Framing,
     buf: BytesMut,
     eof: bool,
     failed: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub(crate) fn new(io: R, codec: ServerCodec) -> FrameReader<R> {
+    /// Reads `framing`'s frames from `io`, starting with the bytes already read in `buf`.
+    pub(crate) fn new(io: R, framing: Framing, buf: BytesMut) -> FrameReader<R> {
         FrameReader {
             io,
-            codec,
-            buf: BytesMut::new(),
+            framing,
+            buf,
             eof: false,
             failed: false,
         }
@@ -46,21 +135,40 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &self.buf
     }
 
-    pub(crate) fn decoder_mut(&mut self) -> &mut ServerCodec {
-        &mut self.codec
+    /// Takes the bytes read and not decoded (for the lingering close, which reads past them).
+    pub(crate) fn take_buffer(&mut self) -> BytesMut {
+        std::mem::take(&mut self.buf)
+    }
+
+    pub(crate) fn framing(&self) -> &Framing {
+        &self.framing
+    }
+
+    pub(crate) fn framing_mut(&mut self) -> &mut Framing {
+        &mut self.framing
     }
 
     pub(crate) fn get_ref(&self) -> &R {
         &self.io
     }
 
-    /// Decodes one message from what is buffered, if a whole one is there.
-    fn decode(&mut self) -> Result<Option<ClientMessage>, CodecError> {
-        let decoded = if self.eof {
-            self.codec.decode_eof(&mut self.buf)
-        } else {
-            self.codec.decode(&mut self.buf)
-        };
+    /// True when a whole frame is buffered.
+    pub(crate) fn frame_buffered(&self) -> bool {
+        self.framing.frame_buffered(&self.buf)
+    }
+
+    /// Refuses a WebSocket message whose fragments take too long (see
+    /// [`WsDecoder::check_assembly`]).
+    pub(crate) fn check_assembly(&mut self, now: Instant) -> Result<(), ReadError> {
+        match &mut self.framing {
+            Framing::WebSocket(decoder) => decoder.check_assembly(now).map_err(Into::into),
+            Framing::Length(_) => Ok(()),
+        }
+    }
+
+    /// Decodes one item from what is buffered, if a whole one is there.
+    fn decode(&mut self) -> Result<Option<Inbound>, ReadError> {
+        let decoded = self.framing.decode(&mut self.buf, self.eof);
         if self.buf.is_empty() {
             // Everything read is decoded: what the buffer still holds is shared with the
             // messages, or spare. Hold none of it.
@@ -86,7 +194,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
-    type Item = Result<ClientMessage, CodecError>;
+    type Item = Result<Inbound, ReadError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -96,7 +204,7 @@ impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
         loop {
             if !this.buf.is_empty() || this.eof {
                 match this.decode() {
-                    Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
+                    Ok(Some(item)) => return Poll::Ready(Some(Ok(item))),
                     Ok(None) if this.eof => return Poll::Ready(None),
                     Ok(None) => {}
                     Err(error) => {
@@ -110,7 +218,7 @@ impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
                 Ok(_) => {}
                 Err(error) => {
                     this.failed = true;
-                    return Poll::Ready(Some(Err(CodecError::Io(error))));
+                    return Poll::Ready(Some(Err(CodecError::Io(error).into())));
                 }
             }
         }
@@ -158,7 +266,11 @@ mod tests {
         let wire = encoded(&messages);
         for chunk in [1, 3, 7, 100, 4096, wire.len()] {
             let (client, server) = tokio::io::duplex(64 * 1024);
-            let mut reader = FrameReader::new(server, ServerCodec::default());
+            let mut reader = FrameReader::new(
+                server,
+                Framing::Length(ServerCodec::default()),
+                BytesMut::new(),
+            );
             let writer = {
                 let wire = wire.clone();
                 tokio::spawn(async move {
@@ -171,6 +283,9 @@ mod tests {
             };
             for expected in &messages {
                 let got = reader.next().await.expect("a message").expect("decodes");
+                let Inbound::Message(got) = got else {
+                    panic!("not a message: {got:?}")
+                };
                 assert_eq!(&got, expected, "chunks of {chunk}");
                 if reader.read_buffer().is_empty() {
                     assert_eq!(
@@ -194,10 +309,14 @@ mod tests {
             .await
             .expect("write");
         drop(client);
-        let mut reader = FrameReader::new(server, ServerCodec::default());
+        let mut reader = FrameReader::new(
+            server,
+            Framing::Length(ServerCodec::default()),
+            BytesMut::new(),
+        );
         assert!(matches!(
             reader.next().await,
-            Some(Err(CodecError::Truncated { .. }))
+            Some(Err(ReadError::Codec(CodecError::Truncated { .. })))
         ));
         assert!(reader.next().await.is_none());
     }

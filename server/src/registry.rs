@@ -242,7 +242,7 @@ impl Player {
     pub(crate) fn entered(&self, room: RoomHandle) {
         let previous = lock(&self.0.room).replace(room);
         if let Some(previous) = previous {
-            previous.leave(self.session_id(), Leave::Moved);
+            previous.leave(self.session_id(), Leave::Moved, false);
         }
     }
 
@@ -255,6 +255,7 @@ impl Player {
             .is_ok()
             && let Some(room) = self.room_handle()
         {
+            room.set_parked(true);
             room.send_now(Command::Disconnected {
                 session: self.session_id(),
                 why,
@@ -270,6 +271,7 @@ impl Player {
             .compare_exchange(PARKED, LIVE, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if back && let Some(room) = self.room_handle() {
+            room.set_parked(false);
             room.send_now(Command::Reconnected {
                 session: self.session_id(),
             });
@@ -281,14 +283,15 @@ impl Player {
     /// reaper for a closed session, the parking lot for a parked one that did not come back).
     /// Returns true for the report that counted.
     pub(crate) fn left(&self, why: CloseReason) -> bool {
-        if self.0.life.swap(LEFT, Ordering::AcqRel) == LEFT {
+        let was = self.0.life.swap(LEFT, Ordering::AcqRel);
+        if was == LEFT {
             return false;
         }
         // Nobody will write what is queued: refuse more, and let go of what is there.
         self.0.queue.close();
         while self.0.queue.try_pop().is_some() {}
         if let Some(room) = lock(&self.0.room).take() {
-            room.leave(self.session_id(), Leave::Closed(why));
+            room.leave(self.session_id(), Leave::Closed(why), was == PARKED);
         }
         true
     }

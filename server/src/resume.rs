@@ -7,7 +7,9 @@
 //! A token that can no longer resume (used, expired, overflowed, ended) leaves a tombstone for a
 //! while, so that the refusal says why.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use ipnet::IpNet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -105,7 +107,8 @@ impl Refusal {
                 "the session's previous connection is still closing; retry the resume"
             }
             Refusal::Evicted => {
-                "the server needed the room and ended your parked session; start a new session"
+                "the server needed the room or the memory and ended your parked session; start a \
+                 new session"
             }
         }
     }
@@ -223,6 +226,8 @@ struct Parked {
     reason: CloseReason,
     /// Position in the parking order: lower parked earlier.
     order: u64,
+    /// The source (see [`crate::admission`]) the session's connection came from, when limited.
+    source: Option<IpNet>,
     _supervisor: oneshot::Sender<()>,
 }
 
@@ -243,6 +248,8 @@ struct Inner {
     /// Parked tokens, oldest first.
     order: BTreeMap<u64, ResumeToken>,
     next_order: u64,
+    /// The parking orders of each limited source's parked sessions.
+    by_source: HashMap<IpNet, BTreeSet<u64>>,
 }
 
 impl Inner {
@@ -259,6 +266,14 @@ impl Inner {
     fn unpark(&mut self, token: &ResumeToken) -> Option<Parked> {
         let parked = self.parked.remove(token)?;
         self.order.remove(&parked.order);
+        if let Some(source) = parked.source
+            && let Some(orders) = self.by_source.get_mut(&source)
+        {
+            orders.remove(&parked.order);
+            if orders.is_empty() {
+                self.by_source.remove(&source);
+            }
+        }
         let player_id = parked.carried.player.player_id();
         if self.parked_by_player.get(player_id) == Some(token) {
             self.parked_by_player.remove(player_id);
@@ -284,6 +299,10 @@ pub(crate) struct ParkingLimits {
     pub max_parked: usize,
     /// `session.max_parked_bytes`.
     pub max_bytes: u64,
+    /// Most sessions one source may have parked (`server.max_sessions_per_source`; 0: no
+    /// limit): as many as it may hold live, so that a source cannot hold rooms (and memory)
+    /// through parked sessions beyond what it may hold through live ones.
+    pub per_source: usize,
 }
 
 impl std::fmt::Debug for Parking {
@@ -363,6 +382,7 @@ impl Parking {
         token: ResumeToken,
         carried: Carried,
         reason: CloseReason,
+        source: Option<IpNet>,
     ) {
         let player = carried.player.clone();
         player.footprint().set_held(carried.replay.bytes(), 0);
@@ -380,7 +400,29 @@ impl Parking {
                 };
                 if let Some(gone) = inner.unpark(&oldest) {
                     inner.bury(oldest, Refusal::Evicted, tombstone_life(self.grace));
-                    evicted.push(gone);
+                    evicted.push((gone, Eviction::MaxParked));
+                }
+            }
+            if let Some(source) = source
+                && self.limits.per_source > 0
+            {
+                // The source's own oldest go first: its share, not everybody's.
+                while inner
+                    .by_source
+                    .get(&source)
+                    .is_some_and(|orders| orders.len() >= self.limits.per_source)
+                {
+                    let oldest = inner
+                        .by_source
+                        .get(&source)
+                        .and_then(|orders| orders.first())
+                        .and_then(|order| inner.order.get(order))
+                        .copied();
+                    let Some(oldest) = oldest else { break };
+                    if let Some(gone) = inner.unpark(&oldest) {
+                        inner.bury(oldest, Refusal::Evicted, tombstone_life(self.grace));
+                        evicted.push((gone, Eviction::PerSource));
+                    }
                 }
             }
             player.control().reset();
@@ -391,21 +433,26 @@ impl Parking {
             let order = inner.next_order;
             inner.next_order += 1;
             inner.order.insert(order, token);
+            let source = source.filter(|_| self.limits.per_source > 0);
+            if let Some(source) = source {
+                inner.by_source.entry(source).or_default().insert(order);
+            }
             inner.parked.insert(
                 token,
                 Parked {
                     carried,
                     reason,
                     order,
+                    source,
                     _supervisor: stop,
                 },
             );
             evicted
         };
-        for gone in evicted {
+        for (gone, cause) in evicted {
             self.metrics
                 .parked_evicted
-                .with_label_values(&[Eviction::MaxParked.as_str()])
+                .with_label_values(&[cause.as_str()])
                 .inc();
             self.ended(gone, Refusal::Evicted);
         }
@@ -479,6 +526,33 @@ impl Parking {
             .inc();
         self.end(token, Refusal::Evicted);
         Some(bytes)
+    }
+
+    /// Ends every session parked in the room `name` of `generation`: the directory gave the
+    /// room up for a newcomer at `rooms.max_rooms` (see [`crate::rooms::Directory::reserve`]).
+    pub(crate) fn evict_room(&self, name: &str, generation: u64) {
+        let tokens: Vec<ResumeToken> = {
+            let inner = self.lock();
+            inner
+                .parked
+                .iter()
+                .filter(|(_, parked)| {
+                    parked
+                        .carried
+                        .player
+                        .room_handle()
+                        .is_some_and(|room| room.key() == (name, generation))
+                })
+                .map(|(token, _)| *token)
+                .collect()
+        };
+        for token in tokens {
+            self.metrics
+                .parked_evicted
+                .with_label_values(&[Eviction::Rooms.as_str()])
+                .inc();
+            self.end(token, Refusal::Evicted);
+        }
     }
 
     /// Every parked session's footprint, added up.

@@ -11,7 +11,7 @@
 //! (join, input, leave, disconnect, reconnect) one at a time, in the order each player sent
 //! them, and ticks at the room's rate.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -101,16 +101,28 @@ impl RoomHandle {
     }
 
     /// Gives this place back; tells the room the player left, and to close when it was the last.
-    pub(crate) fn leave(&self, session: u64, why: Leave) {
-        let last = self.directory.release(self);
+    /// `parked`: the player was parked for resume when it left.
+    pub(crate) fn leave(&self, session: u64, why: Leave, parked: bool) {
+        let last = self.directory.release(self, parked);
         self.send_now(Command::Leave { session, why, last });
     }
 
     /// Gives back a place the room refused.
     pub(crate) fn refused(&self) {
-        if self.directory.release(self) {
+        if self.directory.release(self, false) {
             self.send_now(Command::Dispose);
         }
+    }
+
+    /// The player holding this place was parked for resume (`true`) or came back (`false`).
+    pub(crate) fn set_parked(&self, parked: bool) {
+        self.directory.set_parked(self, parked);
+    }
+
+    /// Which room this is: its name and the generation that tells it from an earlier or later
+    /// room of the same name.
+    pub(crate) fn key(&self) -> (&str, u64) {
+        (&self.name, self.generation)
     }
 }
 
@@ -169,6 +181,10 @@ struct Entry {
     generation: u64,
     commands: mpsc::Sender<Command>,
     places: usize,
+    /// Places held by players parked for resume.
+    parked: usize,
+    /// Since when (an order, not a time) every place is parked.
+    parked_only: Option<u64>,
     auto: Option<u64>,
 }
 
@@ -179,7 +195,18 @@ struct Inner {
     auto_open: BTreeSet<u64>,
     next_auto: u64,
     next_generation: u64,
+    /// Rooms whose every place is parked, oldest first: the first to give up at
+    /// `rooms.max_rooms`.
+    parked_only: BTreeMap<u64, Arc<str>>,
+    next_order: u64,
+    /// Rooms given up for a newcomer, by name and generation, with the places still to leave:
+    /// no longer found by name, disposed of when the last of their parked players has left.
+    reclaimed: HashMap<(Arc<str>, u64), usize>,
 }
+
+/// Ends the parked sessions holding a room the directory gave up (its name and generation):
+/// the parking lot's, set once the server has one.
+pub(crate) type Reclaimer = Box<dyn Fn(&str, u64) + Send + Sync>;
 
 /// Every open room.
 pub struct Directory {
@@ -188,6 +215,7 @@ pub struct Directory {
     inner: Mutex<Inner>,
     tasks: TaskTracker,
     gauge: prometheus::IntGauge,
+    reclaimer: std::sync::OnceLock<Reclaimer>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -212,7 +240,14 @@ impl Directory {
             inner: Mutex::new(Inner::default()),
             tasks: TaskTracker::new(),
             gauge,
+            reclaimer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets what ends the parked sessions of a room given up for a newcomer (see
+    /// [`Directory::reserve`]). Without one, a full directory refuses newcomers.
+    pub(crate) fn set_reclaimer(&self, reclaimer: Reclaimer) {
+        let _ = self.reclaimer.set(reclaimer);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -231,7 +266,27 @@ impl Directory {
 
     /// Takes a place in the room called `requested` (an automatic room when empty), opening it
     /// if needed. The room itself still decides, when asked to join.
+    ///
+    /// At `rooms.max_rooms`, a room held only by parked sessions does not keep a newcomer out:
+    /// the oldest such room is given up (no longer found by name) and its parked sessions are
+    /// ended (their resume is refused as `evicted`), so that players who are here come before
+    /// players who may come back.
     pub fn reserve(self: &Arc<Self>, requested: &str) -> Result<RoomHandle, Refusal> {
+        let mut reclaimed = None;
+        let reserved = self.reserve_locked(requested, &mut reclaimed);
+        if let Some((name, generation)) = reclaimed
+            && let Some(reclaimer) = self.reclaimer.get()
+        {
+            reclaimer(&name, generation);
+        }
+        reserved
+    }
+
+    fn reserve_locked(
+        self: &Arc<Self>,
+        requested: &str,
+        reclaimed: &mut Option<(Arc<str>, u64)>,
+    ) -> Result<RoomHandle, Refusal> {
         let mut inner = self.lock();
         let name: Arc<str> = if requested.is_empty() {
             let n = match inner.auto_open.first() {
@@ -249,10 +304,15 @@ impl Directory {
         };
         if !inner.rooms.contains_key(&name) {
             if inner.rooms.len() >= self.limits.max_rooms {
-                return Err(Refusal::new(format!(
-                    "the server holds as many rooms as it may ({}); join an existing one",
-                    self.limits.max_rooms
-                )));
+                match self.reclaim_oldest_parked(&mut inner) {
+                    Some(gone) => *reclaimed = Some(gone),
+                    None => {
+                        return Err(Refusal::new(format!(
+                            "the server holds as many rooms as it may ({}); join an existing one",
+                            self.limits.max_rooms
+                        )));
+                    }
+                }
             }
             let room = match self.opener.open(&name) {
                 Ok(room) => room,
@@ -272,6 +332,8 @@ impl Directory {
                     generation,
                     commands,
                     places: 0,
+                    parked: 0,
+                    parked_only: None,
                     auto: auto_number(&name).filter(|_| requested.is_empty()),
                 },
             );
@@ -285,12 +347,19 @@ impl Directory {
         }
         let capacity = self.limits.auto_room_capacity;
         let Inner {
-            rooms, auto_open, ..
+            rooms,
+            auto_open,
+            parked_only,
+            ..
         } = &mut *inner;
         let Some(entry) = rooms.get_mut(&name) else {
             return Err(Refusal::new("the room closed"));
         };
         entry.places += 1;
+        if let Some(order) = entry.parked_only.take() {
+            // A newcomer in a room of parked players: it is no longer parked-only.
+            parked_only.remove(&order);
+        }
         if let Some(n) = entry.auto
             && entry.places >= capacity
         {
@@ -304,28 +373,88 @@ impl Directory {
         })
     }
 
+    /// Gives up the oldest room whose every place is parked, if any: it leaves the directory
+    /// (its places are counted in `reclaimed` until they have left) and its name and generation
+    /// are returned, for its parked sessions to be ended.
+    fn reclaim_oldest_parked(&self, inner: &mut Inner) -> Option<(Arc<str>, u64)> {
+        let (_, name) = inner.parked_only.pop_first()?;
+        let entry = inner.rooms.remove(&name)?;
+        if let Some(n) = entry.auto {
+            inner.auto_open.remove(&n);
+        }
+        inner
+            .reclaimed
+            .insert((name.clone(), entry.generation), entry.places);
+        Some((name, entry.generation))
+    }
+
+    /// Counts a place of `handle`'s room as parked or back.
+    fn set_parked(&self, handle: &RoomHandle, parked: bool) {
+        let mut inner = self.lock();
+        let Inner {
+            rooms,
+            parked_only,
+            next_order,
+            ..
+        } = &mut *inner;
+        let Some(entry) = rooms
+            .get_mut(&handle.name)
+            .filter(|e| e.generation == handle.generation)
+        else {
+            return;
+        };
+        if parked {
+            entry.parked += 1;
+        } else {
+            entry.parked = entry.parked.saturating_sub(1);
+        }
+        track_parked_only(entry, &handle.name, parked_only, next_order);
+    }
+
     /// Gives a place back. Returns true when it was the last one: the room is removed from the
     /// directory (a later player opens a new one) and must be disposed of.
-    fn release(&self, handle: &RoomHandle) -> bool {
+    fn release(&self, handle: &RoomHandle, parked: bool) -> bool {
         let mut inner = self.lock();
         let capacity = self.limits.auto_room_capacity;
         let Inner {
-            rooms, auto_open, ..
+            rooms,
+            auto_open,
+            parked_only,
+            next_order,
+            reclaimed,
+            ..
         } = &mut *inner;
-        let Some(entry) = rooms.get_mut(&handle.name) else {
+        let Some(entry) = rooms
+            .get_mut(&handle.name)
+            .filter(|e| e.generation == handle.generation)
+        else {
+            // A room given up for a newcomer: disposed of when its last place is given back.
+            let key = (handle.name.clone(), handle.generation);
+            let Some(places) = reclaimed.get_mut(&key) else {
+                return false;
+            };
+            *places = places.saturating_sub(1);
+            if *places == 0 {
+                reclaimed.remove(&key);
+                return true;
+            }
             return false;
         };
-        if entry.generation != handle.generation {
-            return false;
-        }
         entry.places = entry.places.saturating_sub(1);
+        if parked {
+            entry.parked = entry.parked.saturating_sub(1);
+        }
         if entry.places == 0 {
             if let Some(n) = entry.auto {
                 auto_open.remove(&n);
             }
+            if let Some(order) = entry.parked_only {
+                parked_only.remove(&order);
+            }
             rooms.remove(&handle.name);
             return true;
         }
+        track_parked_only(entry, &handle.name, parked_only, next_order);
         if let Some(n) = entry.auto
             && entry.places < capacity
         {
@@ -338,6 +467,40 @@ impl Directory {
     pub async fn closed(&self, within: Duration) {
         self.tasks.close();
         let _ = tokio::time::timeout(within, self.tasks.wait()).await;
+    }
+}
+
+/// True when `name` reads as an automatic room's name to a person: its prefix, compared after
+/// compatibility normalization (NFKC: a full-width `ａ` is an `a`) and case folding, is
+/// [`AUTO_ROOM_PREFIX`]. Names like that are the directory's to give.
+pub(crate) fn claims_auto_prefix(name: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    let folded = name
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .take(AUTO_ROOM_PREFIX.chars().count());
+    folded.eq(AUTO_ROOM_PREFIX.chars())
+}
+
+/// Keeps `parked_only` in step with `entry`: listed (newest last) while every place is parked.
+fn track_parked_only(
+    entry: &mut Entry,
+    name: &Arc<str>,
+    parked_only: &mut BTreeMap<u64, Arc<str>>,
+    next_order: &mut u64,
+) {
+    let only_parked = entry.places > 0 && entry.parked >= entry.places;
+    match (only_parked, entry.parked_only) {
+        (true, None) => {
+            *next_order += 1;
+            entry.parked_only = Some(*next_order);
+            parked_only.insert(*next_order, name.clone());
+        }
+        (false, Some(order)) => {
+            entry.parked_only = None;
+            parked_only.remove(&order);
+        }
+        _ => {}
     }
 }
 
@@ -469,4 +632,25 @@ async fn run_room<R: Room>(
         }
     }
     room.dispose(&mut RoomContext::new(&name, &members, tick));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claims_auto_prefix;
+
+    #[test]
+    fn the_automatic_prefix_is_recognised_in_any_case_and_any_compatible_spelling() {
+        for claimed in [
+            "auto-0",
+            "AUTO-0",
+            "Auto-x",
+            "\u{FF41}uto-0",
+            "\u{FF21}\u{FF35}\u{FF34}\u{FF2F}\u{FF0D}7",
+        ] {
+            assert!(claims_auto_prefix(claimed), "{claimed:?}");
+        }
+        for free in ["auto", "autumn-1", "lobby", "", "au-to-1", "\u{0430}uto-1"] {
+            assert!(!claims_auto_prefix(free), "{free:?}");
+        }
+    }
 }

@@ -19,6 +19,7 @@ use crate::Shared;
 use crate::budget::GROWTH_STEP;
 use crate::close::{CloseReason, Direction, Park, classify_codec, classify_io, policy};
 use crate::metrics::Traffic;
+use crate::reader::Inbound;
 use crate::reaper::SessionEnd;
 use crate::registry::{Player, QueueLimit};
 use crate::resume::{Carried, Replay};
@@ -78,15 +79,50 @@ pub(crate) struct Outbox {
     pub traffic: Traffic,
     /// What was last added to the shared counters.
     pub flushed: Traffic,
+    /// Over WebSocket: the code the server's close frame will carry (`None`: not WebSocket, or
+    /// the close frame was written).
+    websocket: Option<u16>,
+    is_websocket: bool,
 }
 
 impl Outbox {
-    pub fn new(max_frame: usize) -> Outbox {
+    /// An outbox for frames of at most `max_frame` bytes, in WebSocket messages when
+    /// `websocket`.
+    pub fn new(max_frame: usize, websocket: bool) -> Outbox {
         Outbox {
             codec: ServerCodec::new(max_frame),
             wbuf: BytesMut::new(),
             traffic: Traffic::default(),
             flushed: Traffic::default(),
+            websocket: websocket.then_some(crate::websocket::close_code::NORMAL),
+            is_websocket: websocket,
+        }
+    }
+
+    /// True when the session speaks WebSocket.
+    pub fn is_websocket(&self) -> bool {
+        self.is_websocket
+    }
+
+    /// Over WebSocket, the code the close frame will carry (why the client's frames were
+    /// refused, or the client's own code when answering its close).
+    pub fn set_close_code(&mut self, code: u16) {
+        if self.websocket.is_some() {
+            self.websocket = Some(code);
+        }
+    }
+
+    /// Over WebSocket, the server's close frame, once; nothing over TCP.
+    pub fn close_frame(&mut self) {
+        if let Some(code) = self.websocket.take() {
+            crate::websocket::encode_close(code, &mut self.wbuf);
+        }
+    }
+
+    /// Over WebSocket, the pong answering a ping.
+    pub fn pong(&mut self, payload: &[u8]) {
+        if self.is_websocket {
+            crate::websocket::encode_pong(payload, &mut self.wbuf);
         }
     }
 
@@ -99,7 +135,11 @@ impl Outbox {
             self.wbuf.reserve(WRITE_START);
         }
         let before = self.wbuf.len();
-        match self.codec.encode(message, &mut self.wbuf) {
+        let encoded = match self.is_websocket {
+            true => crate::websocket::encode(message, self.codec.max_frame(), &mut self.wbuf),
+            false => self.codec.encode(message, &mut self.wbuf),
+        };
+        match encoded {
             Ok(()) => {
                 self.traffic.frames_out += 1;
                 self.traffic.bytes_out += (self.wbuf.len() - before) as u64;
@@ -359,19 +399,7 @@ impl<'a> Session<'a> {
         let len = wire_len(&message);
         out.traffic.bytes_in += len;
         self.largest_recent = self.largest_recent.max(len as usize);
-        // The rate limit looks for a stall of the server itself only before refusing.
-        if !self.rate.take(now, self.shared.stalls.recorded())
-            && !self.rate.take(now, self.shared.stalls.observe())
-        {
-            let cfg = &self.shared.config.session;
-            return Err(Ending::because(
-                CloseReason::RateLimited,
-                format!(
-                    "more than {} frames/s (burst {})",
-                    cfg.rate_limit_per_sec, cfg.rate_limit_burst
-                ),
-            ));
-        }
+        self.take_rate(now)?;
         let Some(session_id) = self.player.as_ref().map(Player::session_id) else {
             return match message {
                 ClientMessage::Hello(hello) => Ok(Wait::Handshake(hello)),
@@ -458,6 +486,40 @@ impl<'a> Session<'a> {
             }
         }
         Ok(Wait::Nothing)
+    }
+
+    /// A frame of the transport's own from the client (a WebSocket ping, pong or fragment): it
+    /// counts against the rate limit like a protocol frame, but does not restart the idle timer
+    /// (only a whole protocol frame shows the client is playing). A ping is answered.
+    pub fn on_transport_frame(
+        &mut self,
+        frame: &Inbound,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<(), Ending> {
+        self.take_rate(now)?;
+        if let Inbound::Ping(payload) = frame {
+            out.pong(payload);
+        }
+        Ok(())
+    }
+
+    /// Takes a token from the rate limit, or decides the end. The limit looks for a stall of
+    /// the server itself only before refusing.
+    fn take_rate(&mut self, now: Instant) -> Result<(), Ending> {
+        if !self.rate.take(now, self.shared.stalls.recorded())
+            && !self.rate.take(now, self.shared.stalls.observe())
+        {
+            let cfg = &self.shared.config.session;
+            return Err(Ending::because(
+                CloseReason::RateLimited,
+                format!(
+                    "more than {} frames/s (burst {})",
+                    cfg.rate_limit_per_sec, cfg.rate_limit_burst
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Finishes what [`Session::on_message`] could not do without waiting.
@@ -688,7 +750,12 @@ impl<'a> Session<'a> {
             replay: std::mem::replace(&mut self.replay, Replay::new(0, 0)),
             last_input_seq: self.last_input_seq,
         };
-        parking.park(token, carried, ending.reason);
+        parking.park(
+            token,
+            carried,
+            ending.reason,
+            self.shared.admission.source_key(self.peer.ip()),
+        );
         true
     }
 
@@ -886,7 +953,7 @@ fn check_room(room: &str) -> Result<(), Ending> {
             "the room name contains control characters",
         ));
     }
-    if room.starts_with(AUTO_ROOM_PREFIX) {
+    if rooms::claims_auto_prefix(room) {
         return Err(Ending::because(
             CloseReason::ProtocolError,
             format!(

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -29,6 +30,9 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
 use crate::config::TlsConfig;
 use crate::connection::{Peek, Transport};
+
+/// How long a reload may take to read the certificate and key before the old pair is kept.
+pub const RELOAD_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A certificate pair that cannot be used; each names the key whose file is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,8 @@ pub struct Tls {
     provider: Arc<CryptoProvider>,
     cert_file: PathBuf,
     key_file: PathBuf,
+    /// A reload's blocking read is under way (it may outlive its deadline).
+    reading: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -117,12 +123,61 @@ impl Tls {
             provider,
             cert_file,
             key_file,
+            reading: Arc::default(),
         }))
     }
 
-    /// Reads both files again and, if they make a good pair, gives it to new handshakes.
-    pub fn reload(&self) -> Result<(), Vec<TlsError>> {
-        let pair = load(&self.provider, &self.cert_file, &self.key_file)?;
+    /// Reads both files again, off the runtime and within [`RELOAD_DEADLINE`], and if they make
+    /// a good pair, gives it to new handshakes. Whatever goes wrong keeps the old pair: the
+    /// server goes on serving while the files are read, however slow or strange they are.
+    pub async fn reload(&self) -> Result<(), Vec<TlsError>> {
+        let (provider, cert_file, key_file) = (
+            self.provider.clone(),
+            self.cert_file.clone(),
+            self.key_file.clone(),
+        );
+        if self.reading.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            // An earlier read is still stuck in its file: another thread would only join it.
+            return Err(vec![TlsError::Read {
+                key: "tls.cert_file",
+                path: self.cert_file.clone(),
+                error: io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "an earlier reload is still reading the pair; kept the old one",
+                ),
+            }]);
+        }
+        let reading_flag = self.reading.clone();
+        let reading = tokio::task::spawn_blocking(move || {
+            let loaded = load(&provider, &cert_file, &key_file);
+            reading_flag.store(false, std::sync::atomic::Ordering::Release);
+            loaded
+        });
+        let pair = match tokio::time::timeout(RELOAD_DEADLINE, reading).await {
+            Ok(Ok(loaded)) => loaded?,
+            Ok(Err(error)) => {
+                return Err(vec![TlsError::Read {
+                    key: "tls.cert_file",
+                    path: self.cert_file.clone(),
+                    error: io::Error::other(format!("the reading task failed: {error}")),
+                }]);
+            }
+            Err(_) => {
+                // The blocking read goes on in its thread until the file answers; the server
+                // does not wait for it, and the next SIGHUP starts a fresh read.
+                return Err(vec![TlsError::Read {
+                    key: "tls.cert_file",
+                    path: self.cert_file.clone(),
+                    error: io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the pair (tls.cert_file, tls.key_file) was not read within {}s",
+                            RELOAD_DEADLINE.as_secs()
+                        ),
+                    ),
+                }]);
+            }
+        };
         let mut current = match self.current.0.write() {
             Ok(current) => current,
             Err(poisoned) => poisoned.into_inner(),
@@ -190,13 +245,78 @@ fn load(
     Ok(pair)
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    const KEY: &str = "tls.cert_file";
-    let bytes = std::fs::read(path).map_err(|error| TlsError::Read {
-        key: KEY,
+/// The largest certificate or key file read: a chain of a dozen certificates is a few tens of
+/// KiB; anything near this is not a PEM file someone meant.
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Reads a PEM file without ever blocking on what is not a regular file: it is opened
+/// non-blocking (a FIFO without a writer would otherwise hold the open), must be a regular file
+/// of at most [`MAX_PEM_BYTES`], and is read no further than that.
+fn read_bounded(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |error: io::Error| TlsError::Read {
+        key,
         path: path.to_owned(),
         error,
-    })?;
+    };
+    let content = |problem: String| TlsError::Content {
+        key,
+        path: path.to_owned(),
+        problem,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(failed)?;
+    let metadata = file.metadata().map_err(failed)?;
+    if !metadata.is_file() {
+        return Err(content(format!(
+            "not a regular file ({}); a certificate or key must be a file",
+            file_kind(&metadata)
+        )));
+    }
+    if metadata.len() > MAX_PEM_BYTES {
+        return Err(content(format!(
+            "{} bytes; a PEM file here is at most {MAX_PEM_BYTES}",
+            metadata.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(content(format!(
+            "grew past {MAX_PEM_BYTES} bytes while it was read"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// What a path that is not a regular file is, for the error.
+fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    const KEY: &str = "tls.cert_file";
+    let bytes = read_bounded(KEY, path)?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| TlsError::Content {
@@ -219,11 +339,7 @@ fn read_key(
     path: &Path,
 ) -> Result<Arc<dyn rustls::sign::SigningKey>, TlsError> {
     const KEY: &str = "tls.key_file";
-    let bytes = std::fs::read(path).map_err(|error| TlsError::Read {
-        key: KEY,
-        path: path.to_owned(),
-        error,
-    })?;
+    let bytes = read_bounded(KEY, path)?;
     let content = |problem: String| TlsError::Content {
         key: KEY,
         path: path.to_owned(),
@@ -256,7 +372,7 @@ pub(crate) async fn reload_on_hangup(tls: Option<Arc<Tls>>, metrics: crate::metr
             tracing::info!("SIGHUP: nothing to reload (no [tls] configured)");
             continue;
         };
-        match tls.reload() {
+        match tls.reload().await {
             Ok(()) => {
                 metrics.tls_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(
@@ -331,6 +447,7 @@ impl Transport for TlsSocket {
     // 24.1 KiB per held session against 3.4 over TCP.
     const OVERHEAD: usize = 21 * 1024;
     const BUFFERED: bool = true;
+    const WEBSOCKET_NAME: &'static str = crate::metrics::transport::WSS;
 
     type Read<'a> = tokio::io::ReadHalf<&'a mut TlsSocket>;
     type Write<'a> = tokio::io::WriteHalf<&'a mut TlsSocket>;

@@ -3,8 +3,9 @@
 //! The game protocol's frames travel over WebSocket one per binary message, each message the
 //! frame's body without the 4-byte length prefix (the message has its own length; PROTOCOL.md,
 //! "WebSocket"). [`WsStream`] turns a WebSocket into the byte stream of length-prefixed frames a
-//! codec reads and writes, so that the server's sessions and the clients run unchanged over it.
-//! It is the same on both ends:
+//! codec reads and writes, so that the clients (the client library, client-sim, the bench) run
+//! over it unchanged. (The server frames WebSocket itself, in `game-engine`, so that it sees
+//! every frame a client sends.)
 //!
 //! - reading: each binary message comes out as its frame, prefix restored; a close frame, or
 //!   the end of the connection without one, is the end of the stream; a text message, a
@@ -28,10 +29,6 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::ProtocolError};
-
-mod cap;
-
-pub use cap::{FirstMessageCap, OverLimit};
 
 /// The length prefix the byte stream carries and the messages do not.
 const PREFIX: usize = 4;
@@ -189,11 +186,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                         }
                         WsError::Protocol(_) | WsError::Utf8(_) => {
                             this.close = (CloseCode::Protocol, "invalid WebSocket frame");
-                        }
-                        WsError::Io(error)
-                            if error.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) =>
-                        {
-                            this.close = (CloseCode::Size, "first message over its limit");
                         }
                         _ => {}
                     }
