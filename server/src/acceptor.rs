@@ -12,7 +12,7 @@ use protocol::{Bye, ByeCode};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -27,11 +27,12 @@ use crate::logging::ABUSIVE;
 use crate::metrics::{Rejection, transport};
 use crate::proxy;
 use crate::session::Ending;
+use crate::slots::Slot;
 use crate::tls::TlsSocket;
 use crate::websocket;
 
 /// Rejections in flight at once; past this, a rejected connection is closed without a `Bye`.
-const MAX_CONCURRENT_REJECTIONS: usize = 256;
+pub(crate) const MAX_CONCURRENT_REJECTIONS: usize = 256;
 /// First and largest pause after an accept error that is about resources.
 const BACKOFF_START: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
@@ -94,22 +95,6 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
-    /// The `transport` label.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Listener::Tcp => transport::TCP,
-            Listener::WebSocket => transport::WEBSOCKET,
-        }
-    }
-
-    /// The `transport` label over TLS.
-    fn over_tls(self) -> &'static str {
-        match self {
-            Listener::Tcp => transport::TLS,
-            Listener::WebSocket => transport::WSS,
-        }
-    }
-
     /// What a connection to this listener holds beyond a plain TCP one: the
     /// [`Transport::OVERHEAD`] of the transport it becomes.
     fn layer(self, tls: bool) -> u64 {
@@ -130,8 +115,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     sessions: &TaskTracker,
 ) {
-    let slots = shared.slots.clone();
-    let rejections = Arc::new(Semaphore::new(MAX_CONCURRENT_REJECTIONS));
+    let rejections = shared.rejections.clone();
     let mut backoff = Backoff::default();
     loop {
         let accepted = tokio::select! {
@@ -161,56 +145,31 @@ pub(crate) async fn run(
         backoff.succeeded();
         configure(&stream, &shared.config.tcp);
         let proxy = &shared.config.net.proxy_protocol;
-        if proxy.enabled() && proxy.trusts(peer.ip()) {
-            // A balancer: whose connection it is comes with the PROXY header, and the
-            // per-source checks wait for it. The global ones apply now.
-            let layer = kind.layer(shared.tls.is_some());
-            let admission = if !shared.budget.admits_connection(layer) {
-                Err(Rejection::MemoryBudget)
-            } else {
-                slots
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| Rejection::ServerFull)
-            };
-            match admission {
-                Ok(permit) => {
-                    let shared = shared.clone();
-                    let rejections = rejections.clone();
-                    sessions.spawn(proxied(shared, stream, peer, permit, rejections, kind));
-                }
-                Err(rejection) => reject(
-                    stream,
-                    peer,
-                    rejection,
-                    &shared,
-                    kind,
-                    &rejections,
-                    sessions,
-                ),
-            }
-            continue;
-        }
-        // The per-source checks come first: they cost the least, and a source reconnecting in
-        // a loop must not get as far as holding a slot.
-        let admission = shared.admission.admit(peer.ip()).and_then(|source| {
+        // A balancer's connection says whose it is in its PROXY header: the per-source checks
+        // wait for it. Everyone else's are checked now, first: they cost the least, and a source
+        // reconnecting in a loop must not get as far as holding a slot.
+        let balancer = proxy.enabled() && proxy.trusts(peer.ip());
+        let source = match balancer {
+            true => Ok(SourceSlot::none()),
+            false => shared.admission.admit(peer.ip()),
+        };
+        let admission = source.and_then(|source| {
             if !shared
                 .budget
                 .admits_connection(kind.layer(shared.tls.is_some()))
             {
                 return Err(Rejection::MemoryBudget);
             }
-            match slots.clone().try_acquire_owned() {
-                Ok(permit) => Ok((source, permit)),
-                Err(_) => Err(Rejection::ServerFull),
+            match shared.slots.acquire() {
+                Some(pending) => Ok(Held {
+                    source,
+                    slot: Slot::Pending(pending),
+                }),
+                None => Err(Rejection::ServerFull),
             }
         });
         match admission {
-            Ok((source, permit)) => {
-                let held = Held {
-                    _source: source,
-                    _permit: permit,
-                };
+            Ok(held) => {
                 sessions.spawn(session(shared.clone(), stream, peer, held, kind));
             }
             Err(rejection) => reject(
@@ -227,105 +186,11 @@ pub(crate) async fn run(
     tracing::info!("stopped accepting");
 }
 
-/// A connection from a trusted balancer: reads its PROXY header within the handshake timeout,
-/// then admits the client it names as if it had connected directly. A missing, malformed or
-/// late header ends the session before it starts (`protocol_error`, `handshake_timeout`).
-async fn proxied(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    balancer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-    rejections: Arc<Semaphore>,
-    kind: Listener,
-) {
-    let accepted = Instant::now();
-    let limit = shared.config.session.handshake_timeout;
-    // Not yet active while its header is read: charged in full until then, as a connection in
-    // its TLS handshake is.
-    let reading = shared
-        .budget
-        .charge(budget::CONNECTION_ESTIMATE + kind.layer(shared.tls.is_some()));
-    let header = tokio::time::timeout(limit, proxy::read_header(&mut stream)).await;
-    drop(reading);
-    let (peer, failed) = match header {
-        Ok(Ok(source)) => {
-            shared
-                .metrics
-                .proxy_headers
-                .with_label_values(&["ok"])
-                .inc();
-            (source.unwrap_or(balancer), None)
-        }
-        Ok(Err(error)) => {
-            shared
-                .metrics
-                .proxy_headers
-                .with_label_values(&[error.result()])
-                .inc();
-            let detail = format!("from balancer {balancer}: {error}");
-            (
-                balancer,
-                Some(Box::new(Ending::because(
-                    CloseReason::ProtocolError,
-                    detail,
-                ))),
-            )
-        }
-        Err(_) => {
-            let detail = format!(
-                "no complete PROXY header from balancer {balancer} within session.handshake_timeout"
-            );
-            (
-                balancer,
-                Some(Box::new(Ending::because(
-                    CloseReason::HandshakeTimeout,
-                    detail,
-                ))),
-            )
-        }
-    };
-    let source = match failed {
-        Some(_) => SourceSlot::none(),
-        None => match shared.admission.admit(peer.ip()) {
-            Ok(source) => source,
-            Err(rejection) => {
-                // The session slot goes back at once: a client reconnecting in a loop must not
-                // hold slots through its rejections' lingering closes. The rejection itself is
-                // bounded like the acceptor's.
-                drop(permit);
-                note_rejection(&shared, peer, rejection, rejection.explain());
-                // Over TLS or WebSocket there is no channel to say Bye over yet (see `reject`).
-                if kind != Listener::Tcp || shared.tls.is_some() {
-                    return;
-                }
-                let Ok(slot) = rejections.try_acquire_owned() else {
-                    return;
-                };
-                let bye = Bye::new(ByeCode::ServerFull, rejection.explain());
-                connection::reject(stream, bye, shared).await;
-                drop(slot);
-                return;
-            }
-        },
-    };
-    let held = Held {
-        _source: source,
-        _permit: permit,
-    };
-    let opening = Opening { accepted, failed };
-    if in_the_clear(&shared, kind, &opening) {
-        let admitted = held.admit(&shared, kind.as_str());
-        connection::serve_opened(shared, stream, peer, opening).await;
-        drop(admitted);
-    } else {
-        Box::pin(open_layered(shared, stream, peer, held, opening, kind)).await;
-    }
-}
-
-/// The task of an admitted connection: its session over what its listener speaks. A plain TCP
-/// session, the common one, runs inline: what its task holds is most of what a held player
-/// costs. TLS and WebSocket carry larger state of their own (a TLS connection, an upgrade) and
-/// run boxed ([`open_layered`]), so that a plain session's task does not reserve room for it.
+/// The task of an admitted connection: the layers its listener speaks (a PROXY header, TLS, a
+/// WebSocket upgrade), then its session. A plain TCP session, the common one, runs inline: what
+/// its task holds is most of what a held player costs. The layers and the sessions over them
+/// carry larger state of their own and run boxed, so that a plain session's task does not
+/// reserve room for it.
 // Not an `async fn`: one keeps its arguments twice in its state, and this task's size is what
 // every held player costs (80 bytes more, past an allocator size class; see
 // `a_session_task_stays_small`).
@@ -338,25 +203,296 @@ fn session(
     kind: Listener,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     async move {
-        let opening = if shared.config.net.proxy_protocol.enabled() {
-            untrusted_header(&shared, &stream, peer).await
-        } else {
-            Opening::now()
-        };
-        if in_the_clear(&shared, kind, &opening) {
-            let admitted = held.admit(&shared, kind.as_str());
-            connection::serve_opened(shared, stream, peer, opening).await;
+        let plain = kind == Listener::Tcp
+            && shared.tls.is_none()
+            && !shared.config.net.proxy_protocol.enabled();
+        if plain {
+            let Held { source, slot } = held;
+            let admitted = Admitted::new(&shared, transport::TCP, source);
+            connection::serve_opened(shared, stream, peer, Opening::now(slot)).await;
             drop(admitted);
-        } else {
-            Box::pin(open_layered(shared, stream, peer, held, opening, kind)).await;
+            return;
         }
+        let Some(opened) = Box::pin(open(&shared, stream, peer, held, kind)).await else {
+            return;
+        };
+        let Opened {
+            channel,
+            peer,
+            admitted,
+            charge,
+            opening,
+            websocket,
+        } = opened;
+        // Boxed: a session over a layer runs in a future of its own, so that the plain
+        // session's task above does not reserve room for a TLS connection.
+        let session: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            match (channel, websocket) {
+                (Channel::Tcp(stream), None) => {
+                    Box::pin(connection::serve_opened(shared, stream, peer, opening))
+                }
+                (Channel::Tcp(stream), Some(buffered)) => Box::pin(connection::serve_upgraded(
+                    shared, stream, peer, opening, buffered,
+                )),
+                (Channel::Tls(socket), None) => {
+                    Box::pin(connection::serve_opened(shared, socket, peer, opening))
+                }
+                (Channel::Tls(socket), Some(buffered)) => Box::pin(connection::serve_upgraded(
+                    shared, socket, peer, opening, buffered,
+                )),
+            };
+        session.await;
+        drop((admitted, charge));
     }
 }
 
-/// Whether the session runs over the TCP connection as it is: the game port without TLS, or a
-/// connection that already failed (a PROXY header refused), which is told so in the clear.
-fn in_the_clear(shared: &Shared, kind: Listener, opening: &Opening) -> bool {
-    kind == Listener::Tcp && (shared.tls.is_none() || opening.failed.is_some())
+/// What the connection's session runs over.
+// Lives only inside the boxed `open` and for the moment it takes to box the session over it.
+#[allow(clippy::large_enum_variant)]
+enum Channel {
+    Tcp(TcpStream),
+    Tls(TlsSocket),
+}
+
+/// A connection through its layers, ready for its session.
+struct Opened {
+    channel: Channel,
+    /// The client: the connection's peer, or the one its balancer's PROXY header named.
+    peer: SocketAddr,
+    admitted: Admitted,
+    /// What its layers hold (TLS, WebSocket), charged to the memory budget until it closes.
+    charge: budget::Charge,
+    opening: Opening,
+    /// Upgraded to WebSocket: what the client sent after its upgrade request.
+    websocket: Option<BytesMut>,
+}
+
+/// The layers before the session, each within the handshake deadline (counted from the accept)
+/// and each given up when the connection's slot goes to a newcomer (see [`crate::slots`]):
+///
+/// 1. a trusted balancer's PROXY header, read exactly; the client it names is admitted as if it
+///    had connected directly. From anyone else a header is refused.
+/// 2. the TLS handshake, when the server has TLS.
+/// 3. the WebSocket upgrade, on the WebSocket listener.
+///
+/// A connection becomes a session when the protocol can be spoken over it: after its last
+/// layer. One that fails before is a rejection (`proxy_header`, `tls_handshake`,
+/// `websocket_upgrade`, or the door's own when the client a balancer names is over its limits
+/// or the slot went to a newcomer), told why with a `Bye` only where frames can already be
+/// read: on the plain game port.
+async fn open(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    held: Held,
+    kind: Listener,
+) -> Option<Opened> {
+    let accepted = Instant::now();
+    let deadline = accepted + shared.config.session.handshake_timeout;
+    let Held { mut source, slot } = held;
+    let evicted = slot.evicted();
+    tokio::pin!(evicted);
+    // Not yet a session: charged as one until it is one. In its TLS handshake the connection
+    // holds what the client sent (charged as it arrives, see `Tls::accept`), not yet a TLS
+    // session's buffers.
+    let layer = kind.layer(shared.tls.is_some());
+    let handshaking = match shared.tls {
+        Some(_) => 0,
+        None => layer,
+    };
+    let mut charge = shared
+        .budget
+        .charge(budget::CONNECTION_ESTIMATE + handshaking);
+    let in_the_clear = kind == Listener::Tcp && shared.tls.is_none();
+    // A refusal: counted, logged, and over the plain game port told with a Bye.
+    let refuse = |stream: Option<TcpStream>, peer, rejection: Rejection, detail: &str, bye| {
+        note_rejection(shared, peer, rejection, detail);
+        if let (Some(stream), Some(code), true) = (stream, bye, in_the_clear) {
+            say_bye(stream, Bye::new(code, detail), shared);
+        }
+        None
+    };
+    let proxy = &shared.config.net.proxy_protocol;
+    let mut failed = None;
+    if proxy.enabled() && proxy.trusts(peer.ip()) {
+        let header = tokio::select! {
+            header = tokio::time::timeout_at(deadline, proxy::read_header(&mut stream)) => header,
+            () = &mut evicted => {
+                let why = "the server needed the slot for a newer connection";
+                return refuse(Some(stream), peer, Rejection::ServerFull, why, Some(ByeCode::ServerFull));
+            }
+        };
+        match header {
+            Ok(Ok(named)) => {
+                shared
+                    .metrics
+                    .proxy_headers
+                    .with_label_values(&["ok"])
+                    .inc();
+                peer = named.unwrap_or(peer);
+                match shared.admission.admit(peer.ip()) {
+                    Ok(admitted) => source = admitted,
+                    Err(rejection) => {
+                        // The slot goes back at once: a client reconnecting in a loop must not
+                        // hold slots through its rejections' lingering closes.
+                        drop(slot);
+                        let why = rejection.explain();
+                        return refuse(
+                            Some(stream),
+                            peer,
+                            rejection,
+                            why,
+                            Some(ByeCode::ServerFull),
+                        );
+                    }
+                }
+            }
+            Ok(Err(error)) => {
+                shared
+                    .metrics
+                    .proxy_headers
+                    .with_label_values(&[error.result()])
+                    .inc();
+                let detail = format!("from balancer {peer}: {error}");
+                return refuse(
+                    Some(stream),
+                    peer,
+                    Rejection::ProxyHeader,
+                    &detail,
+                    Some(ByeCode::ProtocolError),
+                );
+            }
+            Err(_) => {
+                let detail = format!(
+                    "no complete PROXY header from balancer {peer} within session.handshake_timeout"
+                );
+                return refuse(
+                    Some(stream),
+                    peer,
+                    Rejection::ProxyHeader,
+                    &detail,
+                    Some(ByeCode::HandshakeTimeout),
+                );
+            }
+        }
+    } else if proxy.enabled() && untrusted_header(&stream, deadline).await {
+        shared
+            .metrics
+            .proxy_headers
+            .with_label_values(&["untrusted"])
+            .inc();
+        let detail = format!(
+            "a PROXY header from {peer}, which is not in net.proxy_protocol.trusted: refused"
+        );
+        if !in_the_clear {
+            return refuse(Some(stream), peer, Rejection::ProxyHeader, &detail, None);
+        }
+        // On the plain game port the protocol is spoken from the first byte: a header where the
+        // Hello belongs is the session's protocol error.
+        failed = Some(Box::new(Ending::because(
+            CloseReason::ProtocolError,
+            detail,
+        )));
+    }
+    let mut channel = match &shared.tls {
+        None => Channel::Tcp(stream),
+        Some(tls) => {
+            let handshake = tokio::select! {
+                handshake = tls.accept(stream, deadline, &shared.budget) => handshake,
+                () = &mut evicted => {
+                    let why = "the server needed the slot for a newer connection";
+                    return refuse(None, peer, Rejection::ServerFull, why, None);
+                }
+            };
+            match handshake {
+                Ok(socket) => {
+                    charge.set(budget::CONNECTION_ESTIMATE + layer);
+                    Channel::Tls(socket)
+                }
+                Err(failure) => {
+                    let detail = failure.to_string();
+                    return refuse(None, peer, Rejection::TlsHandshake, &detail, None);
+                }
+            }
+        }
+    };
+    let websocket = match kind {
+        Listener::Tcp => None,
+        Listener::WebSocket => {
+            let upgrade = tokio::select! {
+                upgrade = upgrade(shared, &mut channel, deadline) => upgrade,
+                () = &mut evicted => Err("the server needed the slot for a newer connection".into()),
+            };
+            match upgrade {
+                Ok(buffered) => Some(buffered),
+                Err(detail) => {
+                    return refuse(None, peer, Rejection::WebSocketUpgrade, &detail, None);
+                }
+            }
+        }
+    };
+    let name = match (&channel, &websocket) {
+        (Channel::Tcp(_), None) => transport::TCP,
+        (Channel::Tls(_), None) => transport::TLS,
+        (Channel::Tcp(_), Some(_)) => transport::WEBSOCKET,
+        (Channel::Tls(_), Some(_)) => transport::WSS,
+    };
+    let admitted = Admitted::new(shared, name, source);
+    // Active now, so counted as a connection: only its layer stays charged.
+    charge.set(layer);
+    Some(Opened {
+        channel,
+        peer,
+        admitted,
+        charge,
+        opening: Opening {
+            accepted,
+            failed,
+            slot,
+        },
+        websocket,
+    })
+}
+
+/// The WebSocket upgrade over `channel`, until `deadline`: what the client sent after its
+/// request, or why there is no WebSocket (the client was answered in HTTP where it could be).
+async fn upgrade(
+    shared: &Shared,
+    channel: &mut Channel,
+    deadline: Instant,
+) -> Result<BytesMut, String> {
+    match channel {
+        Channel::Tcp(stream) => upgrade_over(shared, stream, deadline).await,
+        Channel::Tls(socket) => upgrade_over(shared, socket, deadline).await,
+    }
+}
+
+async fn upgrade_over<S: Transport + AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    stream: &mut S,
+    deadline: Instant,
+) -> Result<BytesMut, String> {
+    let mut buffered = BytesMut::new();
+    match tokio::time::timeout_at(deadline, websocket::upgrade(stream, &mut buffered)).await {
+        Ok(Ok(())) => Ok(buffered),
+        Ok(Err(error)) => {
+            // The answer saying why is written: FIN, and read what the client still sends for a
+            // moment, so that its unread request does not turn the close into a reset.
+            let until = Instant::now() + shared.config.session.linger_timeout;
+            let (mut read, mut write) = stream.split();
+            let _ = connection::linger(
+                &mut read,
+                &mut write,
+                &mut BytesMut::new(),
+                Some(until),
+                &shared.shutdown,
+                connection::LingerUntil::Eof,
+            )
+            .await;
+            Err(format!("the WebSocket upgrade failed: {error}"))
+        }
+        Err(_) => Err("no WebSocket upgrade within session.handshake_timeout".to_owned()),
+    }
 }
 
 /// What the acceptor spawns for an admitted plain TCP connection, for the test that keeps a
@@ -368,145 +504,22 @@ pub(crate) fn plain_session(
     peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
     let held = Held {
-        _source: SourceSlot::none(),
-        _permit: shared
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .expect("a free session slot"),
+        source: SourceSlot::none(),
+        slot: Slot::Pending(shared.slots.acquire().expect("a free session slot")),
     };
     session(shared, stream, peer, held, Listener::Tcp)
 }
 
-/// [`session`] for a WebSocket or a TLS connection: the TLS handshake (when the server has TLS),
-/// then the session. A TLS handshake that fails or does not complete within the handshake
-/// timeout (counted from the accept) is a rejection, not a session: the client never spoke the
-/// protocol, and there is no channel to say `Bye` over.
-async fn open_layered(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    held: Held,
-    opening: Opening,
-    kind: Listener,
-) {
-    let tls = match &shared.tls {
-        Some(tls) if opening.failed.is_none() => tls.clone(),
-        // Only the WebSocket listener gets here without TLS or after a refused PROXY header
-        // (see `in_the_clear`); there is no WebSocket yet to say why over.
-        _ => {
-            let admitted = held.admit(&shared, kind.as_str());
-            if let Some(failed) = opening.failed {
-                connection::report_unopened(
-                    &shared,
-                    kind.as_str(),
-                    peer,
-                    opening.accepted,
-                    *failed,
-                )
-                .await;
-                drop(admitted);
-                return;
-            }
-            let charge = shared.budget.charge(kind.layer(false));
-            websocket_session(shared, stream, peer, opening.accepted).await;
-            drop((admitted, charge));
-            return;
-        }
-    };
-    // In its handshake the connection is not yet counted as active: it is charged in full.
-    let layer = kind.layer(true);
-    let mut charge = shared.budget.charge(budget::CONNECTION_ESTIMATE + layer);
-    let deadline = opening.accepted + shared.config.session.handshake_timeout;
-    let socket = match tls.accept(stream, deadline).await {
-        Ok(socket) => socket,
-        Err(failure) => {
-            drop((held, charge));
-            note_rejection(&shared, peer, Rejection::TlsHandshake, failure);
-            return;
-        }
-    };
-    let admitted = held.admit(&shared, kind.over_tls());
-    charge.set(layer);
-    match kind {
-        Listener::Tcp => connection::serve_opened(shared, socket, peer, opening).await,
-        Listener::WebSocket => websocket_session(shared, socket, peer, opening.accepted).await,
-    }
-    drop((admitted, charge));
-}
-
-/// A connection to the WebSocket listener: the HTTP upgrade within the handshake timeout, then
-/// the session over the same connection, in WebSocket's framing. An upgrade that fails or never
-/// comes ends the session as a failed handshake does (`protocol_error`, `handshake_timeout`),
-/// without a `Bye`: there is no WebSocket to say it over; a refused one is answered in HTTP.
-async fn websocket_session<S: Transport + AsyncRead + AsyncWrite + Unpin>(
-    shared: Arc<Shared>,
-    mut stream: S,
-    peer: SocketAddr,
-    accepted: Instant,
-) {
-    let deadline = accepted + shared.config.session.handshake_timeout;
-    let mut buf = BytesMut::new();
-    let ending =
-        match tokio::time::timeout_at(deadline, websocket::upgrade(&mut stream, &mut buf)).await {
-            Ok(Ok(())) => {
-                connection::serve_upgraded(shared, stream, peer, accepted, buf).await;
-                return;
-            }
-            Ok(Err(error)) => {
-                // The answer saying why is written: FIN, and read what the client still sends for a
-                // moment, so that its unread request does not turn the close into a reset.
-                drop(buf);
-                let linger_until = Instant::now() + shared.config.session.linger_timeout;
-                let (mut read, mut write) = stream.split();
-                let _ = connection::linger(
-                    &mut read,
-                    &mut write,
-                    &mut BytesMut::new(),
-                    Some(linger_until),
-                    &shared.shutdown,
-                    connection::LingerUntil::Eof,
-                )
-                .await;
-                Ending::because(
-                    CloseReason::ProtocolError,
-                    format!("the WebSocket upgrade failed: {error}"),
-                )
-            }
-            Err(_) => Ending::because(
-                CloseReason::HandshakeTimeout,
-                "no WebSocket upgrade within session.handshake_timeout",
-            ),
-        };
-    connection::report_unopened(&shared, S::WEBSOCKET_NAME, peer, accepted, ending).await;
-}
-
 /// With PROXY protocol on, a connection from an address that is not a trusted balancer must not
 /// start with a PROXY header: it would claim another client's address. Looks at the first byte
-/// (without reading it) within the handshake timeout.
-async fn untrusted_header(shared: &Shared, stream: &TcpStream, peer: SocketAddr) -> Opening {
-    let accepted = Instant::now();
-    let limit = shared.config.session.handshake_timeout;
+/// (without reading it) until `deadline`; whatever else comes (or does not) is for the next
+/// layer to judge, within the same deadline.
+async fn untrusted_header(stream: &TcpStream, deadline: Instant) -> bool {
     let mut first = [0u8; 1];
-    let failed = match tokio::time::timeout(limit, stream.peek(&mut first)).await {
-        Ok(Ok(n)) if proxy::looks_like_header(&first[..n]) => {
-            shared
-                .metrics
-                .proxy_headers
-                .with_label_values(&["untrusted"])
-                .inc();
-            Some(Box::new(Ending::because(
-                CloseReason::ProtocolError,
-                format!(
-                    "a PROXY header from {peer}, which is not in net.proxy_protocol.trusted: \
-                     refused"
-                ),
-            )))
-        }
-        // Whatever else comes (or does not) is the session's to judge, within the same deadline.
-        _ => None,
-    };
-    Opening { accepted, failed }
+    matches!(
+        tokio::time::timeout_at(deadline, stream.peek(&mut first)).await,
+        Ok(Ok(n)) if proxy::looks_like_header(&first[..n])
+    )
 }
 
 /// Counts a rejection and logs it (a few lines a second at most: a source can cause them at
@@ -527,24 +540,25 @@ fn note_rejection(
     }
 }
 
-/// Turns a connection away in a small task of its own, tracked with the sessions so that a
-/// drain waits for it (and a forced shutdown cuts its lingering close short). Only a client that
-/// speaks the protocol's frames from its first byte gets a `Bye`: before a TLS handshake or a
-/// WebSocket upgrade there is no channel to say it over, and the connection is just closed.
+/// Turns a connection away at the door, in a small task of its own, tracked with the sessions
+/// so that a drain waits for it (and a forced shutdown cuts its lingering close short). Only a
+/// client that speaks the protocol's frames from its first byte gets a `Bye`: before a TLS
+/// handshake or a WebSocket upgrade there is no channel to say it over, and the connection is
+/// just closed.
 fn reject(
     stream: TcpStream,
     peer: SocketAddr,
     rejection: Rejection,
     shared: &Arc<Shared>,
     kind: Listener,
-    slots: &Arc<Semaphore>,
+    rejections: &Arc<Semaphore>,
     tasks: &TaskTracker,
 ) {
     note_rejection(shared, peer, rejection, rejection.explain());
     if kind != Listener::Tcp || shared.tls.is_some() {
         return;
     }
-    let Ok(slot) = slots.clone().try_acquire_owned() else {
+    let Ok(turn) = rejections.clone().try_acquire_owned() else {
         // Too many rejections already in flight: close without ceremony.
         return;
     };
@@ -552,7 +566,20 @@ fn reject(
     tasks.spawn(async move {
         let bye = Bye::new(ByeCode::ServerFull, rejection.explain());
         connection::reject(stream, bye, shared).await;
-        drop(slot);
+        drop(turn);
+    });
+}
+
+/// Tells a client refused after the door why, with a `Bye` and a lingering close, within the
+/// bound on rejections in flight (past it the connection is just closed).
+fn say_bye(stream: TcpStream, bye: Bye, shared: &Arc<Shared>) {
+    let Ok(turn) = shared.rejections.clone().try_acquire_owned() else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        connection::reject(stream, bye, shared).await;
+        drop(turn);
     });
 }
 
@@ -646,17 +673,25 @@ impl Backoff {
     }
 }
 
-/// What an admitted connection holds before it is a session (through its TLS handshake): its
-/// slot under the global cap and its share of its source's cap.
+/// What an admitted connection holds before it is a session: its share of its source's cap, and
+/// its slot under the global cap (see [`crate::slots`]).
 #[derive(Debug)]
 struct Held {
-    _source: SourceSlot,
-    _permit: OwnedSemaphorePermit,
+    source: SourceSlot,
+    slot: Slot,
 }
 
-impl Held {
+/// What a session holds in its task until its socket is closed: its share of its source's cap,
+/// and its place in the active gauge. (Its slot is the session's own: see [`crate::slots`].)
+#[derive(Debug)]
+struct Admitted {
+    _source: SourceSlot,
+    active: prometheus::IntGauge,
+}
+
+impl Admitted {
     /// The connection is a session over `transport`: counted as accepted and active.
-    fn admit(self, shared: &Shared, transport: &'static str) -> Admitted {
+    fn new(shared: &Shared, transport: &'static str, source: SourceSlot) -> Admitted {
         shared
             .metrics
             .sessions_accepted
@@ -664,18 +699,10 @@ impl Held {
             .inc();
         shared.metrics.sessions_active.inc();
         Admitted {
-            _held: self,
+            _source: source,
             active: shared.metrics.sessions_active.clone(),
         }
     }
-}
-
-/// Everything a session holds until its socket is closed: its slots, and its place in the
-/// active gauge.
-#[derive(Debug)]
-struct Admitted {
-    _held: Held,
-    active: prometheus::IntGauge,
 }
 
 impl Drop for Admitted {

@@ -33,6 +33,7 @@ use crate::close::{CloseReason, Closing, Direction, policy};
 use crate::reader::{FrameReader, Framing, Inbound, ReadError};
 use crate::session::{Ending, Outbox, Session, WRITE_HIGH_WATER, Wait};
 use crate::shutdown::Shutdown;
+use crate::slots::Slot;
 use crate::websocket::WsDecoder;
 
 /// Most buffered frames handled in one pass of the loop, so that timers and writes still get
@@ -150,7 +151,8 @@ impl Peek for &mut ReadHalf<DuplexStream> {
 /// themselves, and the close line carries everything.
 pub(crate) async fn serve<T: Transport>(shared: Arc<Shared>, transport: T, peer: SocketAddr) {
     let id = shared.next_session_id();
-    let end = run(&shared, transport, id, peer, Instant::now(), None, None).await;
+    let opening = Opening::now(Slot::Free);
+    let end = run(&shared, transport, id, peer, opening, None).await;
     shared.report(end).await;
 }
 
@@ -163,32 +165,19 @@ pub(crate) struct Opening {
     /// The end decided before the session started (the session only says `Bye` and closes).
     /// Boxed: rare, and every session task would otherwise hold its room.
     pub failed: Option<Box<Ending>>,
+    /// The connection's session slot: pending until its `Hello` is accepted.
+    pub slot: Slot,
 }
 
 impl Opening {
     /// A connection accepted now, nothing decided.
-    pub fn now() -> Opening {
+    pub fn now(slot: Slot) -> Opening {
         Opening {
             accepted: Instant::now(),
             failed: None,
+            slot,
         }
     }
-}
-
-/// Records the end of a connection that never got a transport to speak over (a failed
-/// WebSocket upgrade): counted and logged like any session that ended in its handshake.
-pub(crate) async fn report_unopened(
-    shared: &Shared,
-    transport: &'static str,
-    peer: SocketAddr,
-    accepted: Instant,
-    ending: Ending,
-) {
-    let id = shared.next_session_id();
-    let session = Session::new(shared, id, peer, accepted);
-    let out = Outbox::new(shared.config.server.max_frame_bytes, false);
-    let end = session.end(ending, false, false, &out, transport);
-    shared.report(end).await;
 }
 
 /// [`serve`] for a connection that got somewhere before its session (see [`Opening`]).
@@ -199,26 +188,17 @@ pub(crate) async fn serve_opened<T: Transport>(
     opening: Opening,
 ) {
     let id = shared.next_session_id();
-    let end = run(
-        &shared,
-        transport,
-        id,
-        peer,
-        opening.accepted,
-        opening.failed,
-        None,
-    )
-    .await;
+    let end = run(&shared, transport, id, peer, opening, None).await;
     shared.report(end).await;
 }
 
-/// [`serve`] for a connection upgraded to WebSocket at `accepted`: `buffered` is what the client
-/// sent after its upgrade request.
+/// [`serve_opened`] for a connection upgraded to WebSocket: `buffered` is what the client sent
+/// after its upgrade request.
 pub(crate) async fn serve_upgraded<T: Transport>(
     shared: Arc<Shared>,
     transport: T,
     peer: SocketAddr,
-    accepted: Instant,
+    opening: Opening,
     buffered: BytesMut,
 ) {
     let id = shared.next_session_id();
@@ -227,8 +207,7 @@ pub(crate) async fn serve_upgraded<T: Transport>(
         transport,
         id,
         peer,
-        accepted,
-        None,
+        opening,
         Some(Box::new(buffered)),
     )
     .await;
@@ -242,11 +221,15 @@ async fn run<T: Transport>(
     mut transport: T,
     id: u64,
     peer: SocketAddr,
-    accepted: Instant,
-    failed: Option<Box<Ending>>,
+    opening: Opening,
     websocket: Option<Box<BytesMut>>,
 ) -> crate::reaper::SessionEnd {
-    let mut session = Session::new(shared, id, peer, accepted);
+    let Opening {
+        accepted,
+        failed,
+        slot,
+    } = opening;
+    let mut session = Session::new(shared, id, peer, accepted, slot);
     let name = match websocket {
         Some(_) => T::WEBSOCKET_NAME,
         None => T::NAME,
@@ -338,8 +321,15 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
     let shutdown = shared.shutdown.clone();
     let draining = shutdown.draining();
     tokio::pin!(draining);
-    // Created once per player: before the handshake nothing can ask this session to close.
-    let mut close_requested: CloseRequest = Box::pin(std::future::pending());
+    // Created once per player. Before the handshake only the slot can end the session: it goes
+    // to a newcomer when every slot is taken (see crate::slots).
+    let mut close_requested: CloseRequest = {
+        let evicted = session.slot_evicted();
+        Box::pin(async move {
+            evicted.await;
+            CloseReason::HandshakeTimeout
+        })
+    };
     let mut watching: Option<u64> = None;
     let sleep = tokio::time::sleep_until(session.next_deadline());
     tokio::pin!(sleep);
@@ -353,6 +343,11 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                     CloseReason::GameEnded => {
                         Ending::because(reason, session.game_reason().unwrap_or_default())
                     }
+                    CloseReason::HandshakeTimeout => Ending::because(
+                        reason,
+                        "no Hello yet, and the server needed the slot for a newer connection \
+                         (server.max_sessions)",
+                    ),
                     _ => Ending::new(reason),
                 };
                 return ending;
@@ -420,9 +415,11 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                         && watching != Some(player.session_id())
                     {
                         // The handshake is done (or a resume adopted another player): watch
-                        // this player's close requests, and read full frames from now on.
+                        // this player's close requests, and read full frames from now on. The
+                        // slot is the session's now.
                         watching = Some(player.session_id());
                         close_requested = Box::pin(player.close_requested());
+                        session.complete_slot();
                         reader.framing_mut().set_max_frame(out.max_frame());
                     }
                 }

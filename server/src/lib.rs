@@ -36,6 +36,7 @@ pub mod resume;
 pub mod rooms;
 mod session;
 pub mod shutdown;
+mod slots;
 pub mod stall;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -87,7 +88,9 @@ pub(crate) struct Shared {
     /// TLS on the game and WebSocket ports, when configured.
     tls: Option<Arc<tls::Tls>>,
     /// Session slots under `server.max_sessions`, shared by every listener.
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<slots::Slots>,
+    /// Turns for connections being told they are refused (a `Bye` and a lingering close).
+    rejections: Arc<tokio::sync::Semaphore>,
 }
 
 /// After a drain, how long the admin listener still answers once the last close is recorded.
@@ -279,11 +282,9 @@ impl Server {
             reaper: reaper_tx,
             next_session_id: AtomicU64::new(1),
             tls,
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                match config.server.max_sessions {
-                    0 => tokio::sync::Semaphore::MAX_PERMITS,
-                    n => n,
-                },
+            slots: slots::Slots::new(config.server.max_sessions),
+            rejections: Arc::new(tokio::sync::Semaphore::new(
+                acceptor::MAX_CONCURRENT_REJECTIONS,
             )),
             config,
         });

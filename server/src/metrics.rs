@@ -38,18 +38,26 @@ pub enum Rejection {
     ConnectRate,
     /// The server is at `server.memory_budget`.
     MemoryBudget,
+    /// A trusted balancer's PROXY header was missing, malformed, too long or late, or an
+    /// untrusted address sent one on a listener with TLS or WebSocket.
+    ProxyHeader,
     /// The TLS handshake failed or did not complete within `session.handshake_timeout`.
     TlsHandshake,
+    /// The WebSocket upgrade request was not one, or did not complete within
+    /// `session.handshake_timeout`.
+    WebSocketUpgrade,
 }
 
 impl Rejection {
     /// Every rejection, for initialising the metric labels.
-    pub const ALL: [Rejection; 5] = [
+    pub const ALL: [Rejection; 7] = [
         Rejection::ServerFull,
         Rejection::PerSourceLimit,
         Rejection::ConnectRate,
         Rejection::MemoryBudget,
+        Rejection::ProxyHeader,
         Rejection::TlsHandshake,
+        Rejection::WebSocketUpgrade,
     ];
 
     /// The metric label.
@@ -59,7 +67,9 @@ impl Rejection {
             Rejection::PerSourceLimit => "per_source_limit",
             Rejection::ConnectRate => "connect_rate",
             Rejection::MemoryBudget => "memory_budget",
+            Rejection::ProxyHeader => "proxy_header",
             Rejection::TlsHandshake => "tls_handshake",
+            Rejection::WebSocketUpgrade => "websocket_upgrade",
         }
     }
 
@@ -70,8 +80,10 @@ impl Rejection {
             Rejection::PerSourceLimit => "too many sessions from your network; retry later",
             Rejection::ConnectRate => "too many connections from your network; retry later",
             Rejection::MemoryBudget => "the server is out of room for new players; retry later",
-            // Never sent: without a TLS session there is nothing to say it over.
+            Rejection::ProxyHeader => "the connection's PROXY header was refused",
+            // Never sent: without a TLS session or a WebSocket there is nothing to say it over.
             Rejection::TlsHandshake => "the TLS handshake failed",
+            Rejection::WebSocketUpgrade => "the WebSocket upgrade failed",
         }
     }
 }

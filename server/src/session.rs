@@ -24,6 +24,7 @@ use crate::reaper::SessionEnd;
 use crate::registry::{Player, QueueLimit};
 use crate::resume::{Carried, Replay};
 use crate::rooms::{self, AUTO_ROOM_PREFIX, Command, RoomHandle};
+use crate::slots::Slot;
 use crate::watchdog::{Expiry, RateLimit, Timeouts, Watchdog};
 
 /// Why a session ended, decided at the first fatal event.
@@ -197,6 +198,8 @@ pub(crate) struct Session<'a> {
     /// When the traffic counts are next added to the shared counters (at least once per
     /// heartbeat, whether or not the timer fires).
     flush_due: Instant,
+    /// The session's slot under `server.max_sessions` (see [`crate::slots`]).
+    slot: Slot,
 }
 
 /// What a client message still needs once [`Session::on_message`] has returned.
@@ -225,8 +228,14 @@ pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 impl<'a> Session<'a> {
     /// A session whose connection was accepted at `accepted` (its handshake deadline counts
-    /// from there: time spent reading a PROXY header is part of it).
-    pub fn new(shared: &'a Shared, id: u64, peer: SocketAddr, accepted: Instant) -> Self {
+    /// from there: time spent reading a PROXY header is part of it), holding `slot`.
+    pub fn new(
+        shared: &'a Shared,
+        id: u64,
+        peer: SocketAddr,
+        accepted: Instant,
+        slot: Slot,
+    ) -> Self {
         let cfg = &shared.config.session;
         let now = accepted;
         Session {
@@ -272,7 +281,18 @@ impl<'a> Session<'a> {
             unreported: 0,
             largest_recent: 0,
             flush_due: now + FLUSH_EVERY,
+            slot,
         }
+    }
+
+    /// Completes when the session's slot, still pending, went to a newcomer.
+    pub fn slot_evicted(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        self.slot.evicted()
+    }
+
+    /// The handshake is done: the slot is the session's for good.
+    pub fn complete_slot(&mut self) {
+        self.slot.complete();
     }
 
     /// The player, once the handshake is done.

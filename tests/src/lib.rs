@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod good;
+pub mod measure;
 pub mod netns;
 pub mod process;
 pub mod tls;
@@ -437,6 +438,19 @@ impl Scrape {
         ) as u64
     }
 
+    /// Non-zero growth of `gameserver_connections_rejected_total` per reason since `before`.
+    pub fn rejection_deltas(&self, before: &Scrape) -> std::collections::BTreeMap<String, u64> {
+        const PREFIX: &str = "gameserver_connections_rejected_total{reason=\"";
+        self.samples
+            .iter()
+            .filter_map(|(key, value)| {
+                let reason = key.strip_prefix(PREFIX)?.strip_suffix("\"}")?;
+                let grown = value - before.samples.get(key).copied().unwrap_or(0.0);
+                (grown > 0.0).then(|| (reason.to_owned(), grown as u64))
+            })
+            .collect()
+    }
+
     /// Non-zero growth of the close counter per reason since `before`.
     pub fn close_deltas(&self, before: &Scrape) -> HashMap<&'static str, u64> {
         CloseReason::ALL
@@ -685,4 +699,18 @@ pub fn has_tool(tool: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// A TCP connection to `addr` from `source` (a loopback address such as 127.0.0.2): another
+/// source as the server's per-source limits see it.
+pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> tokio::net::TcpStream {
+    let socket = match source {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .expect("a socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind the source address");
+    socket.connect(addr).await.expect("connect")
 }

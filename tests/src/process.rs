@@ -476,6 +476,35 @@ impl ServerProcess {
         crate::wait_for_closes(|| self.scrape(), before, expected, within).await
     }
 
+    /// Waits until `gameserver_connections_rejected_total` grew by exactly `expected` (reason
+    /// label, count) since `before`, and nothing else moved, polling; panics with the deltas if
+    /// not within `within`.
+    pub async fn expect_rejections(
+        &self,
+        before: &Scrape,
+        expected: &[(&str, u64)],
+        within: Duration,
+    ) -> Scrape {
+        let want: std::collections::BTreeMap<String, u64> = expected
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| ((*reason).to_owned(), *n))
+            .collect();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let now = self.scrape().await;
+            let deltas = now.rejection_deltas(before);
+            if deltas == want {
+                return now;
+            }
+            let (seen, wanted): (u64, u64) = (deltas.values().sum(), want.values().sum());
+            if seen > wanted || tokio::time::Instant::now() >= deadline {
+                panic!("rejection counters moved by {deltas:?}, expected exactly {want:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until exactly one session closed since `before`, for any reason, and checks that the
     /// reason is one of `allowed`. Returns it.
     pub async fn expect_one_close(

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use game_engine::CloseReason;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, Resume, ServerMessage};
 use system_tests::good::GoodPlayer;
+use system_tests::measure::{RssPeak, rss};
 use system_tests::process::{Reading, ServerProcess, ServerSpec, game_server_binary};
 use system_tests::{PATIENCE, RawClient, Scrape, TestServer, hello, hello_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,46 +27,6 @@ use tokio::time::Instant;
 
 /// The heavy attacks take turns.
 static HEAVY: Mutex<()> = Mutex::const_new(());
-
-/// Resident memory of a process, from /proc.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Samples a process's RSS every 20 ms until stopped; returns the peak.
-struct RssPeak {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RssPeak {
-    fn start(pid: u32) -> RssPeak {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(rss(pid)));
-        let task = tokio::spawn({
-            let (stop, peak) = (stop.clone(), peak.clone());
-            async move {
-                while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss(pid), Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        });
-        RssPeak { stop, peak, task }
-    }
-
-    async fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.peak.load(Ordering::Relaxed)
-    }
-}
 
 /// What the server process holds before any player, as its memory budget counts it (its resident
 /// set at start-up), in whole MiB rounded up. The budgets below are this plus the players'

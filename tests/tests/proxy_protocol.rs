@@ -153,15 +153,13 @@ async fn a_balancer_connection_without_a_header_or_with_an_unfinished_one_ends()
         .expect("write half a header");
     let mut stuck = RawClient::over(stream);
     expect_bye(&mut stuck, ByeCode::HandshakeTimeout).await;
+    // Neither became a session (the protocol was never spoken): two rejections, told why over
+    // the plain game port.
     server
-        .expect_closes(
-            &before,
-            &[
-                (protocol::CloseReason::ProtocolError, 1),
-                (protocol::CloseReason::HandshakeTimeout, 1),
-            ],
-            Duration::from_secs(10),
-        )
+        .expect_rejections(&before, &[("proxy_header", 2)], Duration::from_secs(10))
+        .await;
+    server
+        .expect_closes(&before, &[], Duration::from_secs(1))
         .await;
     let scrape = server.scrape().await;
     assert_eq!(proxy_count(&scrape, "missing"), 1.0);
@@ -169,8 +167,8 @@ async fn a_balancer_connection_without_a_header_or_with_an_unfinished_one_ends()
 }
 
 /// A balancer in front of the WebSocket listener sends its header before the HTTP upgrade: the
-/// client it names is the session's peer. A balancer connection that upgrades without one ends
-/// as a protocol error before the upgrade (there is no WebSocket yet to say `Bye` over).
+/// client it names is the session's peer. A balancer connection that upgrades without one is
+/// refused before the upgrade (`proxy_header`; there is no WebSocket yet to say `Bye` over).
 #[tokio::test]
 async fn the_websocket_listener_reads_the_header_before_the_upgrade() {
     let server = ServerProcess::start(ServerSpec::loopback(
@@ -208,24 +206,15 @@ async fn the_websocket_listener_reads_the_header_before_the_upgrade() {
     .expect("refused in time");
     assert!(refused.is_err(), "upgraded without a PROXY header");
     server
-        .expect_closes(
-            &before,
-            &[(protocol::CloseReason::ProtocolError, 1)],
-            Duration::from_secs(10),
-        )
+        .expect_rejections(&before, &[("proxy_header", 1)], Duration::from_secs(10))
         .await;
     let scrape = server.scrape().await;
     assert_eq!(proxy_count(&scrape, "ok"), 1.0);
     assert_eq!(proxy_count(&scrape, "missing"), 1.0);
     assert_eq!(
-        scrape.get(
-            "gameserver_sessions_accepted_total",
-            &[("transport", "websocket")]
-        ) - before.get(
-            "gameserver_sessions_accepted_total",
-            &[("transport", "websocket")]
-        ),
-        2.0
+        scrape.accepted_since(&before, "websocket"),
+        1.0,
+        "a session is counted once its upgrade is done, not the refused connection"
     );
 }
 

@@ -378,9 +378,10 @@ async fn a_burst_read_late_over_tls_arrives_whole_without_waiting_for_the_next_w
     quit(sender).await;
 }
 
-/// A connection in its TLS handshake is charged to the memory budget as much as a live TLS
-/// session (its slot, its TLS state: 12 + 21 KiB), and given back when it goes: connections that
-/// open and never finish their handshake cannot hold memory the budget does not see.
+/// A connection in its TLS handshake is charged to the memory budget what it holds (a silent one
+/// 12 KiB, measured: 12.1 KiB of RSS each; what its client sends is added as it arrives, see
+/// `hostile_layers.rs`), and given back when it goes: connections that open and never finish
+/// their handshake cannot hold memory the budget does not see.
 #[tokio::test]
 async fn connections_in_their_tls_handshake_are_charged_to_the_memory_budget() {
     let cert = TestCert::new("tls-budget");
@@ -390,8 +391,8 @@ async fn connections_in_their_tls_handshake_are_charged_to_the_memory_budget() {
         cert.config()
     );
     let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
-    // 12 + 21 KiB each; nothing without the charge.
+    // 12 KiB each; nothing without the charge.
     server
-        .expect_silent_connections_charged(20, 30.0..=40.0)
+        .expect_silent_connections_charged(20, 10.0..=14.0)
         .await;
 }

@@ -174,7 +174,7 @@ async fn a_silent_websocket_player_is_dropped_at_the_idle_timeout() {
 }
 
 #[tokio::test]
-async fn a_text_or_oversized_message_is_a_protocol_error_and_an_upgrade_that_never_comes_times_out()
+async fn a_text_or_oversized_message_is_a_protocol_error_and_an_upgrade_that_fails_is_a_rejection()
 {
     let server = start().await;
     let before = server.scrape().await;
@@ -189,17 +189,38 @@ async fn a_text_or_oversized_message_is_a_protocol_error_and_an_upgrade_that_nev
         ws.send(refused).await.expect("send");
         expect_protocol_error(&mut ws, code).await;
     }
-    // A TCP connection to the WebSocket port that never upgrades.
+    // A TCP connection to the WebSocket port that never upgrades, and one that sends a request
+    // that is not an upgrade: no session, refused (the second answered in HTTP).
     let _idle = TcpStream::connect(websocket_addr(&server))
         .await
         .expect("connect");
+    let mut plain_http = TcpStream::connect(websocket_addr(&server))
+        .await
+        .expect("connect");
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        plain_http
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send a plain request");
+        let mut answer = String::new();
+        tokio::time::timeout(PATIENCE, plain_http.read_to_string(&mut answer))
+            .await
+            .expect("answered and closed")
+            .expect("read the answer");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
     server
         .expect_closes(
             &before,
-            &[
-                (CloseReason::ProtocolError, 2),
-                (CloseReason::HandshakeTimeout, 1),
-            ],
+            &[(CloseReason::ProtocolError, 2)],
+            Duration::from_secs(10),
+        )
+        .await;
+    server
+        .expect_rejections(
+            &before,
+            &[("websocket_upgrade", 2)],
             Duration::from_secs(10),
         )
         .await;
