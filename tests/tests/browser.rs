@@ -274,3 +274,58 @@ async fn over_tls_the_demo_page_plays_over_wss() {
         .expect_closes(&before, &[(CloseReason::ClientQuit, 1)], PAGE_PATIENCE)
         .await;
 }
+
+/// A link that points the page at another WebSocket server (`?ws=`) cannot make it send its
+/// `Hello` (and its token) there: by default the page refuses and says why, and the browser
+/// never connects; an origin the operator lists in `admin.page_websocket_origins` is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_connects_only_to_its_own_server_unless_the_operator_allows_another() {
+    if !require(
+        has_tool(Browser::PROGRAM),
+        "chromium (apt-get install chromium)",
+    ) {
+        return;
+    }
+    // Stands for the other server: it must see no connection.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let other = format!(
+        "ws://127.0.0.1:{}",
+        elsewhere.local_addr().expect("addr").port()
+    );
+    let server = ServerProcess::start(ServerSpec::loopback(CONFIG)).await;
+    let browser = Browser::launch().await;
+    let url = format!(
+        "http://{}/play?player=lured-{}&ws={other}/",
+        server.admin,
+        std::process::id()
+    );
+    let tab = browser.open(&url).await;
+    let seen = page_until(&browser, &tab, "the page refusing the link", |s| {
+        s["state"] == "closed"
+    })
+    .await;
+    let reason = seen["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not this server"), "{seen}");
+    let lured = tokio::time::timeout(Duration::from_secs(2), elsewhere.accept()).await;
+    assert!(lured.is_err(), "the page connected to {other}");
+    browser.close(&tab).await;
+
+    // Allowed by the operator: the page (and its Content-Security-Policy) let it through.
+    let allowing = ServerProcess::start(ServerSpec::loopback(&format!(
+        "{CONFIG}[admin]\npage_websocket_origins = [\"{other}\"]\n"
+    )))
+    .await;
+    let url = format!(
+        "http://{}/play?player=sent-{}&ws={other}/",
+        allowing.admin,
+        std::process::id()
+    );
+    let tab = browser.open(&url).await;
+    tokio::time::timeout(PAGE_PATIENCE, elsewhere.accept())
+        .await
+        .expect("the page connects to the allowed origin")
+        .expect("accept");
+    browser.close(&tab).await;
+}

@@ -152,3 +152,24 @@ fn the_container_configuration_loads_and_differs_from_the_defaults_where_it_says
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `token` refuses what a `Hello` would be refused for: a player id with control characters
+/// (it would forge log lines wherever the id is written), and `auth.max_ttl` over its bound is a
+/// configuration error naming the key.
+#[test]
+fn token_refuses_ids_a_hello_could_not_carry_and_the_lifetime_is_bounded() {
+    let secret = [("GAMESERVER__AUTH__SECRET", "0123456789abcdef-cli")];
+    let out = run(&["token", "--player", "bad\nid", "--ttl", "1h"], &secret);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("control characters"), "{stderr}");
+    let out = run(&["token", "--player", "fine", "--ttl", "1h"], &secret);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut long = secret.to_vec();
+    long.push(("GAMESERVER__AUTH__MAX_TTL", "90d"));
+    let out = run(&["token", "--player", "fine", "--ttl", "1h"], &long);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("auth.max_ttl"), "{stderr}");
+    assert!(stderr.contains("GAMESERVER__AUTH__MAX_TTL"), "{stderr}");
+}

@@ -894,6 +894,19 @@ async fn automatic_rooms_cannot_be_entered_by_name() {
     let (_, bye) = squatter.until_bye().await;
     assert_eq!(bye.code, ByeCode::ProtocolError);
     assert!(bye.text.contains("reserved"), "{}", bye.text);
+    // The same prefix in capitals or in full-width letters is the same prefix to a person.
+    let number = welcome.room.trim_start_matches("auto-");
+    for spelling in [
+        format!("AUTO-{number}"),
+        format!("\u{FF41}uto-{number}"),
+        format!("Auto\u{FF0D}{number}"),
+    ] {
+        let mut squatter = RawClient::connect(server.addr).await;
+        squatter.send(hello_in("squatter", &spelling)).await;
+        let (_, bye) = squatter.until_bye().await;
+        assert_eq!(bye.code, ByeCode::ProtocolError, "{spelling}");
+        assert!(bye.text.contains("reserved"), "{spelling}: {}", bye.text);
+    }
     let (mut mover, _) = RawClient::join(server.addr, "mover").await;
     mover
         .send(ClientMessage::Join {

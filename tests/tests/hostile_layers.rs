@@ -751,3 +751,93 @@ async fn admin_answers_carry_a_content_security_policy_and_frame_protection() {
         }
     }
 }
+
+/// 32 readers asking `/closes` as fast as they can, for every player and for a prefix that
+/// matches them all, beside a churn of short sessions and a good player: the readings are
+/// answered from the running counts or walk only their players' closes, two at a time, and the
+/// game goes on (before this round each reading scanned up to 65,536 records under the lock
+/// the reaper needs, and the good player's p99 went to 29 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_readers_in_numbers_do_not_slow_the_game() {
+    let _turn = HEAVY.lock().await;
+    let server = ServerProcess::start(ServerSpec::loopback("")).await;
+    let addr = server.addr;
+    // A record worth reading: 8,000 closes first.
+    let churn = |tag: &'static str, count: usize| async move {
+        for i in 0..count {
+            let (mut client, _) = RawClient::join(addr, &format!("churn-{tag}-{i}")).await;
+            client
+                .send(ClientMessage::Bye(protocol::Bye::new(
+                    ByeCode::ClientQuit,
+                    "",
+                )))
+                .await;
+            let _ = client.until_end().await;
+        }
+    };
+    let fill: Vec<_> = (0..8)
+        .map(|w| tokio::spawn(churn(["a", "b", "c", "d", "e", "f", "g", "h"][w], 1000)))
+        .collect();
+    for task in fill {
+        task.await.expect("fill");
+    }
+    let good = GoodPlayer::start(addr, "steady-closes").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let admin = server.admin;
+    let readers: Vec<_> = (0..32)
+        .map(|n| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let query = if n % 2 == 0 {
+                    ""
+                } else {
+                    "?player_prefix=churn-"
+                };
+                let mut answered = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = http
+                        .get(format!("http://{admin}/closes{query}"))
+                        .send()
+                        .await
+                        .expect("an answer");
+                    assert_eq!(answer.status(), 200);
+                    let _ = answer.bytes().await;
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let more: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(churn(["w", "x", "y", "z"][w], 250)))
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for reader in readers {
+        answered += reader.await.expect("reader");
+    }
+    let elapsed = started.elapsed();
+    for task in more {
+        task.await.expect("churn");
+    }
+    let outcome = good.finish().await;
+    let counted = server.closes("churn-").await.values().sum::<u64>();
+    println!(
+        "measured: 32 /closes readers beside a churn: {:.0} readings/s; good player p50 {:?} p99 \
+         {:?} over {} inputs; {counted} closes recorded for the churn",
+        answered as f64 / elapsed.as_secs_f64(),
+        outcome.percentile(50.0),
+        outcome.percentile(99.0),
+        outcome.sent,
+    );
+    assert_eq!(counted, 9000, "every churn close recorded and counted");
+    outcome.assert_played(50, Duration::from_secs(2));
+    assert!(
+        outcome.percentile(99.0) < Duration::from_millis(250),
+        "the good player's p99 went to {:?}",
+        outcome.percentile(99.0)
+    );
+}
