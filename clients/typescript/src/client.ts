@@ -83,9 +83,10 @@ export interface ClientEvents {
   drop: { readonly end: End; readonly decision: Decision };
   /** Waiting before the next connection attempt. */
   reconnecting: { readonly attempt: number; readonly delayMs: number; readonly end: End };
-  /** The session is over for good. `renewing`: a fresh session is on its way (a `session`
-   * event follows); otherwise the game decides (`newSession`). */
-  end: { readonly lost: Lost; readonly decision: Decision; readonly renewing: boolean };
+  /** The session is over for good. Inputs up to `ackedInput` were applied, later ones may not
+   * have been. `renewing`: a fresh session is on its way (a `session` event follows);
+   * otherwise the game decides (`newSession`). */
+  end: { readonly lost: Lost; readonly decision: Decision; readonly renewing: boolean; readonly ackedInput: number };
   /** The client stopped (after `leave` or `abort`); nothing follows. */
   closed: { readonly ackedInput: number };
 }
@@ -453,7 +454,7 @@ export class Client extends Emitter<ClientEvents> {
         // A resume answered by a fresh session: the new one is already running.
         const alreadyRenewed = this.core.isLive;
         const renewing = alreadyRenewed || (this.renew && decision.action === "new_session");
-        this.emit("end", { lost: output.lost, decision, renewing });
+        this.emit("end", { lost: output.lost, decision, renewing, ackedInput: output.ackedInput });
         if (!renewing) {
           const error = new SessionLost(output.lost, decision);
           for (const { reject } of this.waitingConnect.splice(0)) {

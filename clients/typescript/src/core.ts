@@ -60,9 +60,9 @@ export type Output =
   | { readonly kind: "joined"; readonly room: string }
   /** The room refused the player, who stays where it was. */
   | { readonly kind: "joinRefused"; readonly room: string; readonly text: string }
-  /** The session is over for good; inputs not acknowledged may not have been applied. A new
-   * session starts only with {@link Core.restart}. */
-  | { readonly kind: "lost"; readonly lost: Lost };
+  /** The session is over for good: inputs up to `ackedInput` were applied, later ones may not
+   * have been. A new session starts only with {@link Core.restart}. */
+  | { readonly kind: "lost"; readonly lost: Lost; readonly ackedInput: number };
 
 /** What to do after a connection ended. */
 export type Next =
@@ -228,6 +228,7 @@ export class Core {
       this.output.push({
         kind: "lost",
         lost: { kind: "resume_refused", text: "the server started a new session instead of resuming" },
+        ackedInput: this.ackedInputSeq,
       });
     }
     if (resuming && !continued) {
@@ -333,7 +334,7 @@ export class Core {
     this.phase = { name: "over" };
     this.kept = null;
     this.unacked = [];
-    this.output.push({ kind: "lost", lost });
+    this.output.push({ kind: "lost", lost, ackedInput: this.ackedInputSeq });
     return "lost";
   }
 

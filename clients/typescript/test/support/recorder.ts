@@ -15,7 +15,7 @@ export type Entry =
   | { t: number; type: "ack"; seq: number }
   | { t: number; type: "drop"; end: End; action: string; text: string }
   | { t: number; type: "reconnecting"; attempt: number; delayMs: number; end: End }
-  | { t: number; type: "end"; lost: unknown; action: string; renewing: boolean }
+  | { t: number; type: "end"; lost: unknown; action: string; renewing: boolean; ackedInput: number }
   | { t: number; type: "closed"; ackedInput: number }
   | { t: number; type: "input"; seq: number }
   | { t: number; type: "note"; text: string };
@@ -51,7 +51,9 @@ export class Recorder {
     client.on("reconnecting", ({ attempt, delayMs, end }) =>
       this.add({ t: Date.now(), type: "reconnecting", attempt, delayMs: Math.round(delayMs), end }),
     );
-    client.on("end", ({ lost, decision, renewing }) => this.add({ t: Date.now(), type: "end", lost, action: decision.action, renewing }));
+    client.on("end", ({ lost, decision, renewing, ackedInput }) =>
+      this.add({ t: Date.now(), type: "end", lost, action: decision.action, renewing, ackedInput }),
+    );
     client.on("closed", ({ ackedInput }) => this.add({ t: Date.now(), type: "closed", ackedInput }));
     return this;
   }

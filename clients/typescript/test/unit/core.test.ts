@@ -85,7 +85,7 @@ describe("handshake", () => {
     core.connected(T0);
     assert.deepEqual(core.receive({ kind: "bye", code: "join_refused", text: "full" }, T0), bye("join_refused", "full"));
     assert.equal(core.disconnected(bye("join_refused", "full")), "lost");
-    assert.deepEqual(outputs(core), [{ kind: "lost", lost: { kind: "ended", end: bye("join_refused", "full") } }]);
+    assert.deepEqual(outputs(core), [{ kind: "lost", lost: { kind: "ended", end: bye("join_refused", "full") }, ackedInput: 0 }]);
   });
 
   it("a first connection that breaks before its Welcome is tried again, a refused one too", () => {
@@ -280,7 +280,7 @@ describe("resume", () => {
     const refused = bye("resume_rejected", "unknown resume token; start a new session");
     assert.equal(core.disconnected(refused), "lost");
     assert.deepEqual(outputs(core), [
-      { kind: "lost", lost: { kind: "resume_refused", text: "unknown resume token; start a new session" } },
+      { kind: "lost", lost: { kind: "resume_refused", text: "unknown resume token; start a new session" }, ackedInput: 0 },
     ]);
     assert.throws(() => core.input(new Uint8Array()), (e: unknown) => e instanceof InputError && e.kind === "no_session");
     core.restart();
@@ -305,6 +305,8 @@ describe("resume", () => {
     const core = live();
     core.receive(event(1), T0);
     core.input(Uint8Array.of(1));
+    core.input(Uint8Array.of(2));
+    core.receive({ kind: "ack", seq: 1 }, T0);
     core.disconnected(transportEnd("peer_reset"));
     core.connected(T0);
     drain(core);
@@ -312,7 +314,11 @@ describe("resume", () => {
     core.receive(welcome(8, 3, false, 0), T0);
     assert.deepEqual(drain(core), [], "the old session's inputs were never applied: not sent to the new one");
     const told = outputs(core);
-    assert.equal(told[0]?.kind, "lost");
+    assert.deepEqual(told[0], {
+      kind: "lost",
+      lost: { kind: "resume_refused", text: "the server started a new session instead of resuming" },
+      ackedInput: 1,
+    });
     assert.deepEqual(told[1], { kind: "welcome", sessionId: 8n, room: "lobby", resumed: false, resent: 0 });
     assert.equal(core.lastEvent, 0);
     assert.equal(core.input(Uint8Array.of(2)), 1);
@@ -324,14 +330,14 @@ describe("resume", () => {
     core.receive(welcome(1, 0, false, 0), T0);
     outputs(core);
     assert.equal(core.disconnected(transportEnd("peer_reset")), "lost");
-    assert.deepEqual(outputs(core), [{ kind: "lost", lost: { kind: "not_resumable", end: transportEnd("peer_reset") } }]);
+    assert.deepEqual(outputs(core), [{ kind: "lost", lost: { kind: "not_resumable", end: transportEnd("peer_reset") }, ackedInput: 0 }]);
   });
 
   it("giving up reconnecting loses the session", () => {
     const core = live();
     core.disconnected(transportEnd("peer_reset"));
     core.giveUp(transportEnd("refused"));
-    assert.deepEqual(outputs(core), [{ kind: "lost", lost: { kind: "gave_up", end: transportEnd("refused") } }]);
+    assert.deepEqual(outputs(core), [{ kind: "lost", lost: { kind: "gave_up", end: transportEnd("refused") }, ackedInput: 0 }]);
   });
 });
 
@@ -367,7 +373,7 @@ describe("every Bye code", () => {
       assert.equal(core.disconnected(end), AFTER[code].next);
       const told = outputs(core);
       if (AFTER[code].next === "lost") {
-        assert.deepEqual(told, [{ kind: "lost", lost: { kind: "ended", end } }]);
+        assert.deepEqual(told, [{ kind: "lost", lost: { kind: "ended", end }, ackedInput: 0 }]);
       } else {
         assert.deepEqual(told, []);
         // The session is kept: the next connection resumes it.
