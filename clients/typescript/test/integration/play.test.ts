@@ -78,6 +78,8 @@ describe("a connection killed under the client (ss -K)", { skip: cannotRun({ too
         await a.rec.wait("session", 10_000);
         const b = inProcess({ url, id: `sskill-${transport}-b`, room, inputEveryMs: 100 });
         await b.rec.wait("session", 10_000);
+        a.start();
+        b.start();
         await sleep(1500);
         const local = a.client.connection?.localPort;
         assert.ok(local !== undefined, "the client's port is known");

@@ -2,7 +2,7 @@
  * A player in a process of its own, for faults that hit the whole client (SIGSTOP, a network
  * namespace): it plays with the Node GameClient, sends an input every `inputEveryMs`, and
  * writes every entry of its {@link Recorder} as one JSON line on stdout. Commands on stdin:
- * `stop` stops the inputs (and prints how many were sent), `leave` leaves and exits.
+ * `start` starts the inputs, `stop` stops the inputs (and prints how many were sent), `leave` leaves and exits.
  *
  * Usage: node bot.js '{"url":"ws://127.0.0.1:7778/","playerId":"p","room":"r","inputEveryMs":100}'
  */
@@ -35,14 +35,13 @@ recorder.onEntry((entry) => process.stdout.write(`${JSON.stringify(entry)}\n`));
 
 let sent = 0;
 let ticker: ReturnType<typeof setInterval> | null = null;
-client.once("session", () => {
-  ticker = setInterval(() => {
-    sent = client.input(new TextEncoder().encode(`${config.playerId} ${sent + 1}`));
-    recorder.add({ t: Date.now(), type: "input", seq: sent });
-  }, config.inputEveryMs);
-});
-
 createInterface({ input: process.stdin }).on("line", (line) => {
+  if (line === "start" && ticker === null) {
+    ticker = setInterval(() => {
+      sent = client.input(new TextEncoder().encode(`${config.playerId} ${sent + 1}`));
+      recorder.add({ t: Date.now(), type: "input", seq: sent });
+    }, config.inputEveryMs);
+  }
   if (line === "stop" && ticker !== null) {
     clearInterval(ticker);
     ticker = null;

@@ -18,6 +18,8 @@ import { until } from "./server.js";
 export interface Player {
   readonly id: string;
   readonly rec: Recorder;
+  /** Starts sending an input every `inputEveryMs` (once welcomed). */
+  start(): void;
   /** Inputs sent so far. */
   sent(): number;
   /** Stops sending inputs. */
@@ -49,13 +51,6 @@ export function inProcess(spec: PlayerSpec): Player & { client: GameClient } {
   const rec = new Recorder().attach(client);
   let sent = 0;
   let ticker: ReturnType<typeof setInterval> | null = null;
-  client.once("session", () => {
-    if (spec.inputEveryMs > 0) {
-      ticker = setInterval(() => {
-        sent = client.input(new TextEncoder().encode(`${spec.id} ${sent + 1}`));
-      }, spec.inputEveryMs);
-    }
-  });
   void client.connect().catch(() => undefined);
   const stop = (): void => {
     if (ticker !== null) clearInterval(ticker);
@@ -65,6 +60,12 @@ export function inProcess(spec: PlayerSpec): Player & { client: GameClient } {
     id: spec.id,
     rec,
     client,
+    start: () => {
+      ticker ??= setInterval(() => {
+        sent = client.input(new TextEncoder().encode(`${spec.id} ${sent + 1}`));
+        rec.add({ t: Date.now(), type: "input", seq: sent });
+      }, spec.inputEveryMs);
+    },
     sent: () => sent,
     stop,
     leave: async () => {
@@ -103,6 +104,7 @@ export function childProcess(spec: PlayerSpec & { netns?: string }): Player & { 
     id: spec.id,
     rec,
     child,
+    start: () => child.stdin!.write("start\n"),
     sent: () => rec.of("input").at(-1)?.seq ?? 0,
     stop: () => child.stdin!.write("stop\n"),
     leave: async () => {
