@@ -14,7 +14,7 @@ import { join } from "node:path";
 export function serverBin(): string | null {
   const given = process.env["GAME_SERVER_BIN"];
   if (given !== undefined && given !== "") {
-    return given;
+    return existsSync(given) ? given : null;
   }
   return existsSync("/tmp/ts-game-server") ? "/tmp/ts-game-server" : null;
 }
