@@ -729,6 +729,22 @@ var Core = class {
     }
     return null;
   }
+  /** Handles one message body as it came off the wire (a WebSocket message, or a frame
+   * without its length prefix): bytes that are not the protocol end the connection as a
+   * protocol error. */
+  receiveBody(body, now) {
+    let message;
+    try {
+      message = decodeServerMessage(body);
+    } catch (error) {
+      if (error instanceof CodecError) {
+        this.lastHeard = now;
+        return { kind: "protocol", detail: error.message };
+      }
+      throw error;
+    }
+    return this.receive(message, now);
+  }
   welcome(welcome, now) {
     if (this.phase.name !== "handshaking") {
       return { kind: "protocol", detail: "a second Welcome" };
@@ -970,6 +986,12 @@ var Core = class {
   /** The next message to send. */
   pollTransmit() {
     return this.transmit.shift();
+  }
+  /** The next message to send, encoded as a body (a WebSocket message; behind a length prefix
+   * over TCP and TLS). */
+  pollTransmitBody() {
+    const message = this.transmit.shift();
+    return message === void 0 ? void 0 : encodeClientMessage(message);
   }
   /** The next thing to tell the game. */
   pollOutput() {
@@ -1243,15 +1265,7 @@ var Client = class extends Emitter {
     if (id !== this.linkId || this.link === null) {
       return;
     }
-    let end;
-    try {
-      end = this.core.receive(decodeServerMessage(body), this.clock.now());
-    } catch (error) {
-      if (!(error instanceof CodecError)) {
-        throw error;
-      }
-      end = { kind: "protocol", detail: error.message };
-    }
+    const end = this.core.receiveBody(body, this.clock.now());
     if (this.core.isLive && !this.welcomedOnLink) {
       this.welcomedOnLink = true;
       this.welcomeBy = null;
@@ -1328,9 +1342,9 @@ var Client = class extends Emitter {
   }
   /** Sends what the core has to send. */
   flush() {
-    for (let message = this.core.pollTransmit(); message !== void 0; message = this.core.pollTransmit()) {
+    for (let body = this.core.pollTransmitBody(); body !== void 0; body = this.core.pollTransmitBody()) {
       if (this.link !== null && this.opened) {
-        this.link.send(encodeClientMessage(message));
+        this.link.send(body);
       }
     }
   }

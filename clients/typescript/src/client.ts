@@ -5,7 +5,6 @@
  */
 
 import { Backoff, type BackoffConfig } from "./backoff.js";
-import { CodecError, decodeServerMessage, encodeClientMessage } from "./codec.js";
 import { Core, type Output, type SessionConfig } from "./core.js";
 import { Emitter } from "./emitter.js";
 import { decide, decideLost, type Decision, type End, type Lost, SessionLost, transportEnd } from "./end.js";
@@ -311,15 +310,7 @@ export class Client extends Emitter<ClientEvents> {
     if (id !== this.linkId || this.link === null) {
       return;
     }
-    let end: End | null;
-    try {
-      end = this.core.receive(decodeServerMessage(body), this.clock.now());
-    } catch (error) {
-      if (!(error instanceof CodecError)) {
-        throw error;
-      }
-      end = { kind: "protocol", detail: error.message };
-    }
+    const end = this.core.receiveBody(body, this.clock.now());
     if (this.core.isLive && !this.welcomedOnLink) {
       this.welcomedOnLink = true;
       this.welcomeBy = null;
@@ -400,9 +391,9 @@ export class Client extends Emitter<ClientEvents> {
 
   /** Sends what the core has to send. */
   private flush(): void {
-    for (let message = this.core.pollTransmit(); message !== undefined; message = this.core.pollTransmit()) {
+    for (let body = this.core.pollTransmitBody(); body !== undefined; body = this.core.pollTransmitBody()) {
       if (this.link !== null && this.opened) {
-        this.link.send(encodeClientMessage(message));
+        this.link.send(body);
       }
     }
   }

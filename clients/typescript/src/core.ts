@@ -12,11 +12,18 @@
  * drops any event it already delivered, so the game sees every event once, in order, and every
  * input is applied once.
  *
- * Times are milliseconds on any monotonic clock (`performance.now()`), chosen by the driver.
+ * Bytes in and out: {@link Core.receiveBody} and {@link Core.pollTransmitBody} take and give
+ * message bodies (as a WebSocket message carries them; over TCP, behind a length prefix:
+ * `FrameDecoder` and `frame`); {@link Core.receive} and {@link Core.pollTransmit} the decoded
+ * messages. Times are milliseconds on any monotonic clock (`performance.now()`), chosen by the
+ * driver.
  */
 
 import {
   type ClientMessage,
+  CodecError,
+  decodeServerMessage,
+  encodeClientMessage,
   isNoToken,
   MAX_INPUT_PAYLOAD,
   PROTOCOL_VERSION,
@@ -214,6 +221,23 @@ export class Core {
         break;
     }
     return null;
+  }
+
+  /** Handles one message body as it came off the wire (a WebSocket message, or a frame
+   * without its length prefix): bytes that are not the protocol end the connection as a
+   * protocol error. */
+  receiveBody(body: Uint8Array, now: number): End | null {
+    let message: ServerMessage;
+    try {
+      message = decodeServerMessage(body);
+    } catch (error) {
+      if (error instanceof CodecError) {
+        this.lastHeard = now;
+        return { kind: "protocol", detail: error.message };
+      }
+      throw error;
+    }
+    return this.receive(message, now);
   }
 
   private welcome(welcome: Welcome, now: number): End | null {
@@ -485,6 +509,13 @@ export class Core {
   /** The next message to send. */
   pollTransmit(): ClientMessage | undefined {
     return this.transmit.shift();
+  }
+
+  /** The next message to send, encoded as a body (a WebSocket message; behind a length prefix
+   * over TCP and TLS). */
+  pollTransmitBody(): Uint8Array | undefined {
+    const message = this.transmit.shift();
+    return message === undefined ? undefined : encodeClientMessage(message);
   }
 
   /** The next thing to tell the game. */

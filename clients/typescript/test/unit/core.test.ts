@@ -451,3 +451,20 @@ describe("inputs", () => {
     assert.equal(core.join("x"), false);
   });
 });
+
+describe("bytes in and out", () => {
+  it("takes message bodies and gives bodies to send; bytes that are not the protocol end the connection", async () => {
+    const { decodeClientMessage, encodeServerMessage } = await import("../../src/codec.js");
+    const core = new Core({ playerId: "alice" }, T0);
+    core.connected(T0);
+    const hello = core.pollTransmitBody();
+    assert.ok(hello !== undefined);
+    assert.equal(decodeClientMessage(hello).kind, "hello");
+    assert.equal(core.receiveBody(encodeServerMessage(welcome(1, 1, false, 0)), T0), null);
+    assert.ok(core.isLive);
+    assert.deepEqual(core.receiveBody(Uint8Array.of(0x03, 1, 2), T0), {
+      kind: "protocol",
+      detail: "malformed Ping: nonce runs past the end of the body",
+    });
+  });
+});
