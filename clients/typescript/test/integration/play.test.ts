@@ -65,6 +65,34 @@ describe("playing over every transport", { skip: cannotRun({ tools: ["openssl"] 
   }
 });
 
+describe("a server the client does not trust", { skip: cannotRun({ tools: ["openssl"] }) }, () => {
+  for (const scheme of ["tls", "wss"] as const) {
+    it(`${scheme}: an untrusted certificate ends the session at once, without retries`, async () => {
+      assertRunnable({ tools: ["openssl"] });
+      const pair = makeTlsPair();
+      const server = await ServerProcess.start({ websocket: "127.0.0.1:0", tls: pair });
+      try {
+        const url = scheme === "tls" ? `tls://${server.game}` : `wss://${server.websocket}/`;
+        // No CA given: Node's public roots do not know the self-signed certificate.
+        const player = inProcess({ url, id: `untrusted-${scheme}`, room: "r", inputEveryMs: 0 });
+        const end = await player.rec.wait("end", 10_000);
+        const lost = end.lost as { kind: string; end: { kind: string; detail: string } };
+        assert.equal(lost.kind, "ended");
+        assert.equal(lost.end.kind, "opening", lost.end.detail);
+        assert.match(lost.end.detail, /certificate/i);
+        assert.equal(end.action, "give_up");
+        assert.equal(end.renewing, false);
+        assert.deepEqual(player.rec.of("reconnecting"), [], "trying again cannot help");
+        assert.equal(player.client.state, "lost");
+        player.kill();
+      } finally {
+        await server.stop();
+        pair.remove();
+      }
+    });
+  }
+});
+
 describe("a connection killed under the client (ss -K)", { skip: cannotRun({ tools: ["ss"], root: true }) }, () => {
   for (const transport of ["tcp", "ws"] as const) {
     it(`${transport}: the client notices, resumes, and every event and input goes through once`, async () => {
