@@ -42,8 +42,8 @@ createInterface({ input: process.stdin }).on("line", (line) => {
       recorder.add({ t: Date.now(), type: "input", seq: sent });
     }, config.inputEveryMs);
   }
-  if (line === "stop" && ticker !== null) {
-    clearInterval(ticker);
+  if (line === "stop") {
+    if (ticker !== null) clearInterval(ticker);
     ticker = null;
     recorder.add({ t: Date.now(), type: "note", text: `stopped after ${sent} inputs` });
   }

@@ -22,8 +22,8 @@ export interface Player {
   start(): void;
   /** Inputs sent so far. */
   sent(): number;
-  /** Stops sending inputs. */
-  stop(): void;
+  /** Stops sending inputs; resolves once no more will go. */
+  stop(): Promise<void>;
   /** Leaves; the highest input the server acknowledged. */
   leave(): Promise<number>;
   /** Ends the player at once, whatever state it is in (cleanup). */
@@ -52,9 +52,10 @@ export function inProcess(spec: PlayerSpec): Player & { client: GameClient } {
   let sent = 0;
   let ticker: ReturnType<typeof setInterval> | null = null;
   void client.connect().catch(() => undefined);
-  const stop = (): void => {
+  const stop = (): Promise<void> => {
     if (ticker !== null) clearInterval(ticker);
     ticker = null;
+    return Promise.resolve();
   };
   return {
     id: spec.id,
@@ -69,11 +70,11 @@ export function inProcess(spec: PlayerSpec): Player & { client: GameClient } {
     sent: () => sent,
     stop,
     leave: async () => {
-      stop();
+      await stop();
       return (await client.leave()).ackedInput;
     },
     kill: () => {
-      stop();
+      void stop();
       client.abort();
     },
   };
@@ -106,7 +107,11 @@ export function childProcess(spec: PlayerSpec & { netns?: string }): Player & { 
     child,
     start: () => child.stdin!.write("start\n"),
     sent: () => rec.of("input").at(-1)?.seq ?? 0,
-    stop: () => child.stdin!.write("stop\n"),
+    stop: async () => {
+      const asked = Date.now();
+      child.stdin!.write("stop\n");
+      await rec.wait("note", 10_000, (e) => e.text.startsWith("stopped after"), asked);
+    },
     leave: async () => {
       child.stdin!.write("leave\n");
       const closed = await rec.wait("closed", 15_000);
@@ -133,10 +138,8 @@ export async function checkExactlyOnce(
   other: Player,
   allowed: readonly string[],
 ): Promise<Record<string, number>> {
-  faulted.stop();
-  other.stop();
-  // A stop reaches a child process through its stdin: let the last input go first.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await faulted.stop();
+  await other.stop();
   const a = faulted.sent();
   const b = other.sent();
   assert.ok(a > 0 && b > 0, `both players sent inputs (${a}, ${b})`);
