@@ -164,7 +164,11 @@ fn token_refuses_ids_a_hello_could_not_carry_and_the_lifetime_is_bounded() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("control characters"), "{stderr}");
     let out = run(&["token", "--player", "fine", "--ttl", "1h"], &secret);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut long = secret.to_vec();
     long.push(("GAMESERVER__AUTH__MAX_TTL", "90d"));
     let out = run(&["token", "--player", "fine", "--ttl", "1h"], &long);
