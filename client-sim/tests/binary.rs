@@ -122,31 +122,21 @@ async fn the_crash_child_reports_its_session_and_stops_inside_a_frame_when_kille
 }
 
 /// A game server in this process, on loopback ports of its own.
-async fn start_server() -> (
-    std::net::SocketAddr,
-    String,
-    game_engine::shutdown::Shutdown,
-) {
+async fn start_server() -> (std::net::SocketAddr, String, game_engine::Shutdown) {
     let mut config = game_engine::testkit::test_config();
     config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let listener = game_engine::acceptor::bind(config.server.listen, config.server.listen_backlog)
-        .expect("bind the game port");
-    let admin = tokio::net::TcpListener::bind(config.admin.listen)
+    let listeners = game_engine::Listeners::bind(&config)
         .await
-        .expect("bind the admin port");
-    let addr = listener.local_addr().expect("game address");
+        .expect("bind the test ports");
+    let addr = listeners.game.local_addr().expect("game address");
     let metrics = format!(
         "http://{}/metrics",
-        admin.local_addr().expect("admin address")
+        listeners.admin.local_addr().expect("admin address")
     );
-    let shutdown = game_engine::shutdown::Shutdown::new();
-    tokio::spawn(game_engine::run(
-        listener,
-        admin,
-        config,
-        std::sync::Arc::new(rooms::Rooms::default()),
-        shutdown.clone(),
-    ));
+    let shutdown = game_engine::Shutdown::new();
+    let server =
+        game_engine::Server::new(rooms::Rooms::default(), config).shutdown(shutdown.clone());
+    tokio::spawn(server.run(listeners));
     (addr, metrics, shutdown)
 }
 

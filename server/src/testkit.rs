@@ -38,13 +38,13 @@ use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
-use crate::close::CloseReason;
+use crate::api::game::{Game, GameConfig, Leave, NewRoom, Player, Refusal, Room, RoomContext};
 use crate::config::{Config, Sources};
-use crate::connection::Duplex;
-use crate::game::{Game, GameConfig, Leave, Player, Refusal, Room, RoomContext};
-use crate::registry::QueueLimit;
+use crate::player::registry::QueueLimit;
+use crate::server::{Connector, Server};
+use crate::session::close::CloseReason;
+use crate::session::driver::Duplex;
 use crate::shutdown::Shutdown;
-use crate::{Connector, Server};
 
 /// Events a test player's queue holds; a room that sends more between two reads closes it as a
 /// slow consumer, as the engine would.
@@ -107,9 +107,24 @@ impl<R: Room> RoomHarness<R> {
         }
     }
 
-    /// Opens a room of `game` as the directory would.
+    /// Opens a room of `game` as the directory would for a player naming it.
     pub fn open<G: Game<Room = R>>(game: &G, name: &str) -> Result<RoomHarness<R>, Refusal> {
-        Ok(RoomHarness::new(name, game.open(name)?))
+        Ok(RoomHarness::new(
+            name,
+            game.open(&NewRoom::new(name, false))?,
+        ))
+    }
+
+    /// Opens an automatic room called `name` with `game`, as the directory opens one for
+    /// players who named no room.
+    pub fn open_automatic<G: Game<Room = R>>(
+        game: &G,
+        name: &str,
+    ) -> Result<RoomHarness<R>, Refusal> {
+        Ok(RoomHarness::new(
+            name,
+            game.open(&NewRoom::new(name, true))?,
+        ))
     }
 
     /// A player asks to join; on success it is a member.
@@ -248,7 +263,9 @@ impl TestServer {
             .await
             .unwrap_or_else(|e| panic!("cannot bind the admin listener: {e}"));
         let shutdown = Shutdown::new();
-        let server = Server::start(admin, config.clone(), Arc::new(game), shutdown.clone())
+        let server = Server::new(game, config.clone())
+            .shutdown(shutdown.clone())
+            .start(admin, None)
             .await
             .unwrap_or_else(|e| panic!("cannot start the server: {e:#}"));
         let admin = server.admin_addr();
@@ -410,5 +427,51 @@ impl TestClient {
         self.send(ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")))
             .await;
         self.until_bye().await
+    }
+}
+
+/// Auth tokens signed with a secret, as `game-server token` mints them: for tests of a server
+/// with `auth.mode = "hmac"` (and of tokens that must be refused: expired, another secret,
+/// another instance).
+#[derive(Debug)]
+pub struct Tokens(crate::session::auth::Authenticator);
+
+impl Tokens {
+    /// Tokens signed with `secret`.
+    pub fn new(secret: &str) -> Tokens {
+        Tokens(crate::session::auth::Authenticator::new(
+            secret.as_bytes(),
+            crate::session::auth::MAX_TOKEN_TTL,
+        ))
+    }
+
+    /// A token for `player`, valid for `ttl` from now, on every instance.
+    pub fn mint(&self, player: &str, ttl: std::time::Duration) -> String {
+        self.mint_at(player, ttl, std::time::SystemTime::now())
+    }
+
+    /// A token for `player`, valid for `ttl` from `now` (a past `now` mints an expired one).
+    pub fn mint_at(
+        &self,
+        player: &str,
+        ttl: std::time::Duration,
+        now: std::time::SystemTime,
+    ) -> String {
+        self.0
+            .mint(player, ttl, now)
+            .unwrap_or_else(|error| panic!("cannot mint a token for {player:?}: {error}"))
+    }
+
+    /// A token for `player`, valid for `ttl` from now, bound to the instance `audience` when
+    /// given.
+    pub fn mint_for(
+        &self,
+        player: &str,
+        ttl: std::time::Duration,
+        audience: Option<&str>,
+    ) -> String {
+        self.0
+            .mint_for(player, ttl, audience, std::time::SystemTime::now())
+            .unwrap_or_else(|error| panic!("cannot mint a token for {player:?}: {error}"))
     }
 }

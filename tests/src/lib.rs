@@ -12,7 +12,6 @@ pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -74,7 +73,7 @@ pub struct TestServer {
     pub shutdown: Shutdown,
     /// The configuration it runs with.
     pub config: Config,
-    task: JoinHandle<anyhow::Result<()>>,
+    task: JoinHandle<Result<(), game_engine::ServerError>>,
     http: reqwest::Client,
 }
 
@@ -97,23 +96,14 @@ impl TestServer {
             "test config invalid: {:?}",
             config.validate()
         );
-        let listener =
-            game_engine::acceptor::bind(config.server.listen, config.server.listen_backlog)
-                .expect("bind game port");
-        let admin = tokio::net::TcpListener::bind(config.admin.listen)
+        let listeners = game_engine::Listeners::bind(&config)
             .await
-            .expect("bind admin port");
-        let addr = listener.local_addr().expect("game addr");
-        let admin_addr = admin.local_addr().expect("admin addr");
+            .expect("bind the test ports");
+        let addr = listeners.game.local_addr().expect("game addr");
+        let admin_addr = listeners.admin.local_addr().expect("admin addr");
         let shutdown = Shutdown::new();
-        let game = Arc::new(game);
-        let task = tokio::spawn(game_engine::run(
-            listener,
-            admin,
-            config.clone(),
-            game,
-            shutdown.clone(),
-        ));
+        let server = game_engine::Server::new(game, config.clone()).shutdown(shutdown.clone());
+        let task = tokio::spawn(server.run(listeners));
         TestServer {
             addr,
             admin: admin_addr,

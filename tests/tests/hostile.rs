@@ -433,7 +433,7 @@ async fn sigterm_exits_within_the_drain_timeout_whatever_connections_do() {
     let signalled = Instant::now();
     server.signal("TERM");
     let status = server
-        .wait_exit(Duration::from_secs(2) + game_engine::shutdown::EXIT_MARGIN + PATIENCE)
+        .wait_exit(Duration::from_secs(2) + game_engine::Shutdown::EXIT_MARGIN + PATIENCE)
         .await;
     let took = signalled.elapsed();
     eprintln!(
@@ -441,7 +441,7 @@ async fn sigterm_exits_within_the_drain_timeout_whatever_connections_do() {
     );
     assert!(status.success(), "{status}");
     assert!(
-        took <= Duration::from_secs(2) + game_engine::shutdown::EXIT_MARGIN,
+        took <= Duration::from_secs(2) + game_engine::Shutdown::EXIT_MARGIN,
         "took {took:?}"
     );
     drop(stubborn);
@@ -821,7 +821,7 @@ async fn sources_are_limited_in_sessions_and_failed_logins() {
         c.auth.max_failures_per_source = 3;
     })
     .await;
-    let auth = game_engine::auth::Authenticator::new(secret.as_bytes(), Duration::from_secs(3600));
+    let auth = game_engine::testkit::Tokens::new(secret);
     let with_token = |player: &str, token: String| {
         ClientMessage::Hello(Hello {
             auth_token: Some(token),
@@ -832,13 +832,7 @@ async fn sources_are_limited_in_sessions_and_failed_logins() {
         })
     };
     let signed = |player: &str| {
-        let token = auth
-            .mint(
-                player,
-                Duration::from_secs(60),
-                std::time::SystemTime::now(),
-            )
-            .expect("mint");
+        let token = auth.mint(player, Duration::from_secs(60));
         with_token(player, token)
     };
     let before = server.scrape().await;

@@ -117,7 +117,7 @@ fn the_fleet_matches_what_the_server_does_under_agones() {
         .as_u64()
         .expect("grace");
     let needed =
-        (defaults.shutdown.drain_timeout + game_engine::shutdown::EXIT_MARGIN).as_secs() + 5;
+        (defaults.shutdown.drain_timeout + game_engine::Shutdown::EXIT_MARGIN).as_secs() + 5;
     assert!(
         grace >= needed,
         "terminationGracePeriodSeconds {grace} < {needed}"

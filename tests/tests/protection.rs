@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use game_engine::CloseReason;
-use game_engine::auth::Authenticator;
+use game_engine::testkit::Tokens;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage};
 use system_tests::{PATIENCE, RawClient, TestServer, hello};
 use tokio::io::AsyncWriteExt;
@@ -104,14 +104,10 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
         c.auth.secret = secret.into();
     })
     .await;
-    let day = Duration::from_secs(86_400);
-    let auth = Authenticator::new(secret.as_bytes(), day);
+    let auth = Tokens::new(secret);
     let bystander_hello = |player: &str| {
         ClientMessage::Hello(Hello {
-            auth_token: Some(
-                auth.mint(player, Duration::from_secs(60), SystemTime::now())
-                    .expect("mint"),
-            ),
+            auth_token: Some(auth.mint(player, Duration::from_secs(60))),
             ..hello_struct(player)
         })
     };
@@ -189,19 +185,13 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
     drop(future);
 
     // Tokens: missing, signed with another secret, expired, for another player.
-    let foreign = Authenticator::new(b"not-the-server-secret", day)
-        .mint("mallory", Duration::from_secs(60), SystemTime::now())
-        .expect("mint");
-    let expired = auth
-        .mint(
-            "late",
-            Duration::from_secs(1),
-            SystemTime::now() - Duration::from_secs(10),
-        )
-        .expect("mint");
-    let stolen = auth
-        .mint("alice", Duration::from_secs(60), SystemTime::now())
-        .expect("mint");
+    let foreign = Tokens::new("not-the-server-secret").mint("mallory", Duration::from_secs(60));
+    let expired = auth.mint_at(
+        "late",
+        Duration::from_secs(1),
+        SystemTime::now() - Duration::from_secs(10),
+    );
+    let stolen = auth.mint("alice", Duration::from_secs(60));
     for (player, token, says) in [
         ("nobody", None, "required"),
         ("mallory", Some(foreign), "signature"),

@@ -1,9 +1,9 @@
 //! What several instances need from each one: tokens an issuer binds to one instance are
 //! refused by the others, saying so.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use game_engine::auth::Authenticator;
+use game_engine::testkit::Tokens;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage};
 use system_tests::RawClient;
 use system_tests::process::{ServerProcess, ServerSpec};
@@ -26,16 +26,9 @@ async fn a_token_bound_to_another_instance_is_refused_and_the_close_line_says_so
         "[auth]\nmode = \"hmac\"\nsecret = \"{SECRET}\"\naudience = \"game-b\"\n"
     )))
     .await;
-    let issuer = Authenticator::new(SECRET.as_bytes(), Duration::from_secs(3600));
+    let issuer = Tokens::new(SECRET);
     let mint = |player: &str, audience: Option<&str>| {
-        issuer
-            .mint_for(
-                player,
-                Duration::from_secs(600),
-                audience,
-                SystemTime::now(),
-            )
-            .expect("mint")
+        issuer.mint_for(player, Duration::from_secs(600), audience)
     };
 
     // Bound to this instance, and unbound: both play.

@@ -223,7 +223,7 @@ impl Game for Arena {
     type Config = ArenaConfig;
     type Room = ArenaRoom;
 
-    fn open(&self, _name: &str) -> Result<ArenaRoom, Refusal> {
+    fn open(&self, _room: &game_engine::NewRoom<'_>) -> Result<ArenaRoom, Refusal> {
         Ok(ArenaRoom {
             config: self.config.clone(),
             bodies: HashMap::new(),

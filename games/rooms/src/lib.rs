@@ -9,7 +9,7 @@
 pub mod payload;
 
 use bytes::Bytes;
-use game_engine::{Game, GameConfig, Leave, Player, Refusal, Room, RoomContext};
+use game_engine::{Game, GameConfig, Leave, NewRoom, Player, Refusal, Room, RoomContext};
 use serde::{Deserialize, Serialize};
 
 use crate::payload::DemoEvent;
@@ -61,11 +61,10 @@ impl Game for Rooms {
     type Config = RoomsConfig;
     type Room = DemoRoom;
 
-    fn open(&self, name: &str) -> Result<DemoRoom, Refusal> {
-        let automatic = name.starts_with(game_engine::rooms::AUTO_ROOM_PREFIX);
+    fn open(&self, room: &NewRoom<'_>) -> Result<DemoRoom, Refusal> {
         Ok(DemoRoom {
             config: self.config.clone(),
-            capacity: if automatic {
+            capacity: if room.is_automatic() {
                 0
             } else {
                 self.config.named_room_capacity

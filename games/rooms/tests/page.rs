@@ -61,7 +61,7 @@ fn the_page_names_bye_codes_as_the_protocol_does() {
 
 #[test]
 fn the_page_takes_the_port_from_the_server_and_nothing_from_elsewhere() {
-    assert!(PLAY_PAGE.contains(game_engine::app::WEBSOCKET_PORT_PLACEHOLDER));
+    assert!(PLAY_PAGE.contains(game_engine::page::WEBSOCKET_PORT_PLACEHOLDER));
     for external in ["src=", "href=", "url(", "@import", "http:", "https:"] {
         assert!(
             !PLAY_PAGE.contains(external),

@@ -93,7 +93,7 @@ fn a_full_named_room_refuses_and_an_automatic_one_does_not() {
     let refused = named.join("c").expect_err("third is refused");
     assert!(refused.reason().contains("full"), "{refused}");
     // Automatic rooms are the engine's to fill (rooms.auto_room_capacity).
-    let mut auto = RoomHarness::open(&game, "auto-1").expect("opens");
+    let mut auto = RoomHarness::open_automatic(&game, "auto-1").expect("opens");
     for n in 0..5 {
         auto.join(&format!("p{n}")).expect("joins");
     }

@@ -1,0 +1,237 @@
+//! The game API: what a game implements, and the handles the engine gives it.
+//!
+//! A game is a factory of rooms. Each room is owned by one task: its state is plain fields of
+//! the game's [`Room`] type, no lock is shared between rooms, and two busy rooms run on two
+//! cores. The engine calls the room's hooks in order, one at a time:
+//!
+//! - [`Room::join`] when a player asks to enter (from `Hello` or `Join`); the room may refuse
+//!   with a reason the client receives;
+//! - [`Room::input`] for each input, in sequence order, exactly once (also across a resume);
+//! - [`Room::disconnected`] / [`Room::reconnected`] around a resume: the player is parked, not
+//!   gone;
+//! - [`Room::leave`] exactly once, when the player left for good (its session closed, or it
+//!   moved to another room), with the reason;
+//! - [`Room::tick`] at the room's own rate;
+//! - [`Room::dispose`] when the last player left, before the room's task ends.
+//!
+//! The engine decides everything about connections (queues, slow consumers, heartbeats,
+//! resume); a room never sees a socket. It sends through [`RoomContext`], which puts events in
+//! each player's bounded queue, and it can end a player's session with a reason of its own
+//! ([`RoomContext::end`]).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::Problem;
+pub use crate::player::registry::Player;
+use crate::session::close::CloseReason;
+
+/// A game: it opens rooms.
+pub trait Game: Send + Sync + 'static {
+    /// The game's own configuration: the `[game]` section.
+    type Config: GameConfig;
+    /// One room of this game.
+    type Room: Room;
+
+    /// Opens `room` for the first player who asks for it. Refusing keeps the room closed, and
+    /// the player gets the reason. Runs while the room directory is locked: keep it quick.
+    fn open(&self, room: &NewRoom<'_>) -> Result<Self::Room, Refusal>;
+}
+
+/// A room about to open: its name, and whether the engine named it (an automatic room, for a
+/// player who asked for none) or a player did.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRoom<'a> {
+    name: &'a str,
+    automatic: bool,
+}
+
+impl<'a> NewRoom<'a> {
+    pub(crate) fn new(name: &'a str, automatic: bool) -> NewRoom<'a> {
+        NewRoom { name, automatic }
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// True for a room the engine opened to place players who named none.
+    pub fn is_automatic(&self) -> bool {
+        self.automatic
+    }
+}
+
+/// A game's configuration section. `()` is a game with no settings.
+pub trait GameConfig: DeserializeOwned + Serialize + Clone + Send + Sync + 'static {
+    /// The section's defaults, as commented TOML starting with `[game]`. They are merged into
+    /// the engine's embedded defaults, so that `--print-config` shows them and a key not listed
+    /// here is reported as unknown.
+    const DEFAULT_TOML: &'static str;
+
+    /// Checks the values; each problem names its key as `game.key`.
+    fn validate(&self) -> Vec<Problem> {
+        Vec::new()
+    }
+}
+
+impl GameConfig for () {
+    const DEFAULT_TOML: &'static str = "";
+}
+
+/// Why a room refused a player (or a game refused to open a room). The text reaches the client:
+/// in `Bye{join_refused}` when it came with `Hello`, in `JoinRefused` when it came with `Join`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(String);
+
+impl Refusal {
+    /// A refusal with a reason for people.
+    pub fn new(reason: impl Into<String>) -> Refusal {
+        Refusal(reason.into())
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a player left a room for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// Its session ended, for this reason (a parked session that was never resumed carries the
+    /// reason its connection broke with).
+    Closed(CloseReason),
+    /// It moved to another room with `Join`.
+    Moved,
+}
+
+/// One room of a game, owned by one task. Every hook gets the room's context: its name, its
+/// members, and the ways to reach them.
+pub trait Room: Send + 'static {
+    /// A player asks to enter. Refuse with [`Refusal`] (a full room, a private room); the
+    /// player then stays where it was, or its session ends if it came with `Hello`.
+    fn join(&mut self, _room: &mut RoomContext<'_>, _player: &Player) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    /// An input of a member, in its sequence order, each sequence number once.
+    fn input(&mut self, room: &mut RoomContext<'_>, player: &Player, seq: u64, payload: Bytes);
+
+    /// A member left for good. Called exactly once per join. The player is no longer among
+    /// [`RoomContext::members`].
+    fn leave(&mut self, _room: &mut RoomContext<'_>, _player: &Player, _why: Leave) {}
+
+    /// A member's connection broke and its session is parked for `session.resume_grace`: it is
+    /// still a member, and events sent to it are kept for it.
+    fn disconnected(&mut self, _room: &mut RoomContext<'_>, _player: &Player, _why: CloseReason) {}
+
+    /// A parked member came back on a new connection.
+    fn reconnected(&mut self, _room: &mut RoomContext<'_>, _player: &Player) {}
+
+    /// Called at the room's tick rate with an increasing tick number.
+    fn tick(&mut self, _room: &mut RoomContext<'_>, _tick: u64) {}
+
+    /// The last member left: the room is closing. Nothing can be sent any more.
+    fn dispose(&mut self, _room: &mut RoomContext<'_>) {}
+
+    /// Ticks per second for this room; `None` uses `rooms.tick_rate_hz`, `Some(0)` never ticks.
+    fn tick_rate_hz(&self) -> Option<u32> {
+        None
+    }
+
+    /// Asked after every hook: false lets the room sleep, without ticks, until its next command
+    /// (a join, an input, a leave), after which it ticks again from one period later. A room
+    /// that only reports changes should say whether it has one to report: a server of many quiet
+    /// rooms then spends nothing on them. The tick number counts the ticks that ran.
+    fn wants_tick(&self) -> bool {
+        true
+    }
+}
+
+/// A room's view of itself while a hook runs: its name, its members and the ways to reach them.
+/// Every send goes through the member's bounded queue: a member that cannot keep up is closed as
+/// `slow_consumer` by the engine, never waited for.
+#[derive(Debug)]
+pub struct RoomContext<'a> {
+    name: &'a str,
+    members: &'a HashMap<u64, Player>,
+    tick: u64,
+}
+
+impl<'a> RoomContext<'a> {
+    pub(crate) fn new(name: &'a str, members: &'a HashMap<u64, Player>, tick: u64) -> Self {
+        RoomContext {
+            name,
+            members,
+            tick,
+        }
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    /// The last tick number (0 before the first tick).
+    pub fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// The members, in no particular order.
+    pub fn members(&self) -> impl Iterator<Item = &Player> {
+        self.members.values()
+    }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True when the room has no member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The member with this session id.
+    pub fn member(&self, session_id: u64) -> Option<&Player> {
+        self.members.get(&session_id)
+    }
+
+    /// Sends an event to one player. False when it was not queued (the player's queue is full,
+    /// which closes it as a slow consumer, or its session has ended).
+    pub fn send(&self, player: &Player, payload: Bytes) -> bool {
+        player.send(payload)
+    }
+
+    /// Sends an event to every member. The payload is shared, not copied.
+    pub fn broadcast(&self, payload: Bytes) {
+        for member in self.members.values() {
+            member.send(payload.clone());
+        }
+    }
+
+    /// Sends an event to every member but one.
+    pub fn broadcast_except(&self, except: &Player, payload: Bytes) {
+        for member in self.members.values() {
+            if member.session_id() != except.session_id() {
+                member.send(payload.clone());
+            }
+        }
+    }
+
+    /// Ends a member's session by the game's own rules: after its queued events it gets
+    /// `Bye{game_ended}` with `reason` as the text, and the close is counted as `game_ended`.
+    pub fn end(&self, player: &Player, reason: impl Into<String>) {
+        player.end(reason);
+    }
+}

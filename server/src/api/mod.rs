@@ -1,0 +1,4 @@
+//! The game API: what a game implements, and the handles the engine gives it.
+
+pub(crate) mod game;
+pub mod page;

@@ -1,0 +1,150 @@
+//! The one task that learns how every session ended: it records the close metrics, tells the
+//! game the player left, and then logs one line per close at a level that fits the reason.
+//! Bookkeeping comes first, so that a log that cannot be written never leaves a close uncounted.
+//! Reasons a client can cause at will are logged a few lines per second at most, and the rest
+//! summarised (see [`crate::ops::logging::Throttle`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::ops::close_log::Closes;
+use crate::ops::logging::{ABUSIVE, ORDINARY, Throttle};
+use crate::ops::metrics::{Metrics, Traffic};
+use crate::player::registry::{Player, Registry};
+use crate::session::close::{CloseReason, Level, policy};
+
+/// What a session reports when it ends.
+#[derive(Debug)]
+pub struct SessionEnd {
+    /// Session id.
+    pub session_id: u64,
+    /// The player, if the handshake completed.
+    pub player: Option<Player>,
+    /// The player id of a `Hello` that was refused (no [`SessionEnd::player`] then).
+    pub claimed: Option<Arc<str>>,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// What the session ran over (`tcp`, `websocket`).
+    pub transport: &'static str,
+    /// The first fatal event.
+    pub reason: CloseReason,
+    /// What exactly happened (errno, protocol violation), for the log.
+    pub detail: Option<String>,
+    /// From accept to the close decision.
+    pub lifetime: Duration,
+    /// From the last inbound frame to the close decision.
+    pub detect: Duration,
+    /// Frames and bytes each way.
+    pub traffic: Traffic,
+    /// A graceful close was cut short by a forced shutdown.
+    pub forced: bool,
+    /// The session was parked for resume: the game was told the player disconnected, not left.
+    pub parked: bool,
+}
+
+/// Receives session ends until every sender is gone.
+pub(crate) async fn run(
+    mut ends: mpsc::Receiver<SessionEnd>,
+    metrics: Metrics,
+    registry: Arc<Registry>,
+    closes: Arc<Closes>,
+    throttle: Throttle,
+) {
+    // Each kind's summary is due SUMMARY_EVERY after its first suppressed line; looking every
+    // second keeps it close to that.
+    let mut summaries = tokio::time::interval(Duration::from_secs(1));
+    summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            end = ends.recv() => match end {
+                Some(end) => reap(&end, &metrics, &registry, &closes, &throttle),
+                None => break,
+            },
+            _ = summaries.tick() => throttle.summarize(false),
+        }
+    }
+    throttle.summarize(true);
+}
+
+fn reap(
+    end: &SessionEnd,
+    metrics: &Metrics,
+    registry: &Registry,
+    closes: &Closes,
+    throttle: &Throttle,
+) {
+    let label = end.reason.as_str();
+    metrics.sessions_closed.with_label_values(&[label]).inc();
+    let player = match &end.player {
+        Some(player) => Some(player.player_id_arc()),
+        None => end.claimed.clone(),
+    };
+    closes.record(player, end.reason);
+    metrics
+        .session_duration
+        .with_label_values(&[label])
+        .observe(end.lifetime.as_secs_f64());
+    if policy(end.reason).detect {
+        metrics
+            .close_detect
+            .with_label_values(&[label])
+            .observe(end.detect.as_secs_f64());
+    }
+    if end.forced {
+        metrics.drain_forced.inc();
+    }
+    // A parked session was already taken out of the registry when it parked, and its player has
+    // not left: the parking lot reports the leave if it never comes back.
+    if let Some(player) = &end.player
+        && !end.parked
+    {
+        registry.remove(end.session_id);
+        player.left(end.reason);
+    }
+    let rate = if policy(end.reason).abusive {
+        ABUSIVE
+    } else {
+        ORDINARY
+    };
+    if throttle.admit(end.reason.as_str(), rate) {
+        log(end);
+    }
+}
+
+fn log(end: &SessionEnd) {
+    let player = match (&end.player, &end.claimed) {
+        (Some(player), _) => player.player_id(),
+        (None, Some(claimed)) => claimed,
+        (None, None) => "",
+    };
+    let detail = end.detail.as_deref().unwrap_or("");
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                session = end.session_id,
+                player,
+                peer = %end.peer,
+                transport = end.transport,
+                reason = end.reason.as_str(),
+                detail,
+                lifetime_ms = end.lifetime.as_millis() as u64,
+                detect_ms = end.detect.as_millis() as u64,
+                frames_in = end.traffic.frames_in,
+                frames_out = end.traffic.frames_out,
+                bytes_in = end.traffic.bytes_in,
+                bytes_out = end.traffic.bytes_out,
+                forced = end.forced,
+                parked = end.parked,
+                "session closed"
+            )
+        };
+    }
+    match policy(end.reason).level {
+        Level::Info => line!(info),
+        Level::Warn => line!(warn),
+        Level::Error => line!(error),
+    }
+}

@@ -1,0 +1,646 @@
+//! The room directory and the room tasks.
+//!
+//! The directory knows every open room by name and how many players hold a place in it. It is
+//! touched only when a player enters or leaves a room, never for an input: a session keeps a
+//! [`RoomHandle`] and sends its inputs straight to the room's task. A room opens when its first
+//! player asks for it (`Game::open`), at most `rooms.max_rooms` at once, and is disposed when its
+//! last player leaves. An empty `Hello.room` places the player in an automatic room `auto-N`
+//! with fewer than `rooms.auto_room_capacity` players.
+//!
+//! Each room runs in a task of its own that owns the game's [`Room`] value: it takes commands
+//! (join, input, leave, disconnect, reconnect) one at a time, in the order each player sent
+//! them, and ticks at the room's rate.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::session::close::CloseReason;
+
+/// Room names with this prefix are the directory's automatic rooms: given, never chosen.
+pub const AUTO_ROOM_PREFIX: &str = "auto-";
+
+/// What a room's task is asked to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join {
+        player: Player,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    Input {
+        session: u64,
+        seq: u64,
+        payload: Bytes,
+    },
+    Leave {
+        session: u64,
+        why: Leave,
+        /// The directory removed the room: dispose of it after this.
+        last: bool,
+    },
+    Disconnected {
+        session: u64,
+        why: CloseReason,
+    },
+    Reconnected {
+        session: u64,
+    },
+    /// The directory removed the room after a refused join: dispose of it.
+    Dispose,
+    /// Answers once every command sent before it was handled: a closing session waits for the
+    /// consequences of its last inputs before its final flush.
+    Settle {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A place in one room: how a session reaches the room's task.
+#[derive(Clone, Debug)]
+pub struct RoomHandle {
+    name: Arc<str>,
+    generation: u64,
+    commands: mpsc::Sender<Command>,
+    directory: Arc<Directory>,
+}
+
+impl RoomHandle {
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends a command, waiting while the room's queue is full (backpressure on the sender).
+    pub(crate) async fn send(&self, command: Command) {
+        // A send fails only once the room's task has ended; nothing is left to tell then.
+        let _ = self.commands.send(command).await;
+    }
+
+    /// Sends without waiting; gives the command back when the room's queue is full. A room that
+    /// has ended takes (and drops) it.
+    pub(crate) fn try_send(&self, command: Command) -> Result<(), Command> {
+        match self.commands.try_send(command) {
+            Err(mpsc::error::TrySendError::Full(command)) => Err(command),
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
+    /// Sends a command from code that cannot wait: at once if the queue has room, else from a
+    /// task of its own.
+    pub(crate) fn send_now(&self, command: Command) {
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.commands.try_send(command) {
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                let _ = commands.send(command).await;
+            });
+        }
+    }
+
+    /// Gives this place back; tells the room the player left, and to close when it was the last.
+    /// `parked`: the player was parked for resume when it left.
+    pub(crate) fn leave(&self, session: u64, why: Leave, parked: bool) {
+        let last = self.directory.release(self, parked);
+        self.send_now(Command::Leave { session, why, last });
+    }
+
+    /// Gives back a place the room refused.
+    pub(crate) fn refused(&self) {
+        if self.directory.release(self, false) {
+            self.send_now(Command::Dispose);
+        }
+    }
+
+    /// The player holding this place was parked for resume (`true`) or came back (`false`).
+    pub(crate) fn set_parked(&self, parked: bool) {
+        self.directory.set_parked(self, parked);
+    }
+
+    /// Which room this is: its name and the generation that tells it from an earlier or later
+    /// room of the same name.
+    pub(crate) fn key(&self) -> (&str, u64) {
+        (&self.name, self.generation)
+    }
+}
+
+/// Opens a game's rooms: the one place that knows the game's types.
+trait Opener: Send + Sync {
+    fn open(&self, room: &NewRoom<'_>) -> Result<Box<dyn RoomRunner>, Refusal>;
+}
+
+struct GameOpener<G: Game> {
+    game: Arc<G>,
+}
+
+impl<G: Game> Opener for GameOpener<G> {
+    fn open(&self, room: &NewRoom<'_>) -> Result<Box<dyn RoomRunner>, Refusal> {
+        Ok(Box::new(Runner(self.game.open(room)?)))
+    }
+}
+
+/// A room, type-erased for the task that runs it.
+trait RoomRunner: Send {
+    fn run(
+        self: Box<Self>,
+        name: Arc<str>,
+        commands: mpsc::Receiver<Command>,
+        default_tick_hz: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+struct Runner<R: Room>(R);
+
+impl<R: Room> RoomRunner for Runner<R> {
+    fn run(
+        self: Box<Self>,
+        name: Arc<str>,
+        commands: mpsc::Receiver<Command>,
+        default_tick_hz: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(run_room(self.0, name, commands, default_tick_hz))
+    }
+}
+
+/// The directory's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DirectoryLimits {
+    /// Most rooms open at once (`rooms.max_rooms`).
+    pub max_rooms: usize,
+    /// Players the directory puts in one automatic room (`rooms.auto_room_capacity`).
+    pub auto_room_capacity: usize,
+    /// Ticks per second of a room that does not choose (`rooms.tick_rate_hz`).
+    pub tick_rate_hz: u32,
+    /// Commands a room's queue holds before senders wait (`rooms.queue`).
+    pub queue: usize,
+}
+
+struct Entry {
+    generation: u64,
+    commands: mpsc::Sender<Command>,
+    places: usize,
+    /// Places held by players parked for resume.
+    parked: usize,
+    /// Since when (an order, not a time) every place is parked.
+    parked_only: Option<u64>,
+    auto: Option<u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rooms: HashMap<Arc<str>, Entry>,
+    /// Automatic rooms with space, lowest number first.
+    auto_open: BTreeSet<u64>,
+    next_auto: u64,
+    next_generation: u64,
+    /// Rooms whose every place is parked, oldest first: the first to give up at
+    /// `rooms.max_rooms`.
+    parked_only: BTreeMap<u64, Arc<str>>,
+    next_order: u64,
+    /// Rooms given up for a newcomer, by name and generation, with the places still to leave:
+    /// no longer found by name, disposed of when the last of their parked players has left.
+    reclaimed: HashMap<(Arc<str>, u64), usize>,
+}
+
+/// Ends the parked sessions holding a room the directory gave up (its name and generation):
+/// the parking lot's, set once the server has one.
+pub(crate) type Reclaimer = Box<dyn Fn(&str, u64) + Send + Sync>;
+
+/// Every open room.
+pub struct Directory {
+    opener: Box<dyn Opener>,
+    limits: DirectoryLimits,
+    inner: Mutex<Inner>,
+    tasks: TaskTracker,
+    gauge: prometheus::IntGauge,
+    reclaimer: std::sync::OnceLock<Reclaimer>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("limits", &self.limits)
+            .field("open", &self.lock().rooms.len())
+            .finish()
+    }
+}
+
+impl Directory {
+    /// A directory of `game`'s rooms, counting them in `gauge` (`gameserver_rooms_active`).
+    pub fn new<G: Game>(
+        game: Arc<G>,
+        limits: DirectoryLimits,
+        gauge: prometheus::IntGauge,
+    ) -> Arc<Directory> {
+        Arc::new(Directory {
+            opener: Box::new(GameOpener { game }),
+            limits,
+            inner: Mutex::new(Inner::default()),
+            tasks: TaskTracker::new(),
+            gauge,
+            reclaimer: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Sets what ends the parked sessions of a room given up for a newcomer (see
+    /// [`Directory::reserve`]). Without one, a full directory refuses newcomers.
+    pub(crate) fn set_reclaimer(&self, reclaimer: Reclaimer) {
+        let _ = self.reclaimer.set(reclaimer);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a place in the room called `requested` (an automatic room when empty), opening it
+    /// if needed. The room itself still decides, when asked to join.
+    ///
+    /// At `rooms.max_rooms`, a room held only by parked sessions does not keep a newcomer out:
+    /// the oldest such room is given up (no longer found by name) and its parked sessions are
+    /// ended (their resume is refused as `evicted`), so that players who are here come before
+    /// players who may come back.
+    pub fn reserve(self: &Arc<Self>, requested: &str) -> Result<RoomHandle, Refusal> {
+        let mut reclaimed = None;
+        let reserved = self.reserve_locked(requested, &mut reclaimed);
+        if let Some((name, generation)) = reclaimed
+            && let Some(reclaimer) = self.reclaimer.get()
+        {
+            reclaimer(&name, generation);
+        }
+        reserved
+    }
+
+    fn reserve_locked(
+        self: &Arc<Self>,
+        requested: &str,
+        reclaimed: &mut Option<(Arc<str>, u64)>,
+    ) -> Result<RoomHandle, Refusal> {
+        let mut inner = self.lock();
+        let name: Arc<str> = if requested.is_empty() {
+            let n = match inner.auto_open.first() {
+                Some(n) => *n,
+                None => {
+                    inner.next_auto += 1;
+                    let n = inner.next_auto;
+                    inner.auto_open.insert(n);
+                    n
+                }
+            };
+            Arc::from(format!("{AUTO_ROOM_PREFIX}{n}"))
+        } else {
+            Arc::from(requested)
+        };
+        if !inner.rooms.contains_key(&name) {
+            if inner.rooms.len() >= self.limits.max_rooms {
+                match self.reclaim_oldest_parked(&mut inner) {
+                    Some(gone) => *reclaimed = Some(gone),
+                    None => {
+                        return Err(Refusal::new(format!(
+                            "the server holds as many rooms as it may ({}); join an existing one",
+                            self.limits.max_rooms
+                        )));
+                    }
+                }
+            }
+            let room = match self.opener.open(&NewRoom::new(&name, requested.is_empty())) {
+                Ok(room) => room,
+                Err(refusal) => {
+                    if let Some(n) = auto_number(&name) {
+                        inner.auto_open.remove(&n);
+                    }
+                    return Err(refusal);
+                }
+            };
+            let (commands, receiver) = mpsc::channel(self.limits.queue.max(1));
+            inner.next_generation += 1;
+            let generation = inner.next_generation;
+            inner.rooms.insert(
+                name.clone(),
+                Entry {
+                    generation,
+                    commands,
+                    places: 0,
+                    parked: 0,
+                    parked_only: None,
+                    auto: auto_number(&name).filter(|_| requested.is_empty()),
+                },
+            );
+            self.gauge.inc();
+            let task = room.run(name.clone(), receiver, self.limits.tick_rate_hz);
+            let gauge = self.gauge.clone();
+            self.tasks.spawn(async move {
+                task.await;
+                gauge.dec();
+            });
+        }
+        let capacity = self.limits.auto_room_capacity;
+        let Inner {
+            rooms,
+            auto_open,
+            parked_only,
+            ..
+        } = &mut *inner;
+        let Some(entry) = rooms.get_mut(&name) else {
+            return Err(Refusal::new("the room closed"));
+        };
+        entry.places += 1;
+        if let Some(order) = entry.parked_only.take() {
+            // A newcomer in a room of parked players: it is no longer parked-only.
+            parked_only.remove(&order);
+        }
+        if let Some(n) = entry.auto
+            && entry.places >= capacity
+        {
+            auto_open.remove(&n);
+        }
+        Ok(RoomHandle {
+            name,
+            generation: entry.generation,
+            commands: entry.commands.clone(),
+            directory: self.clone(),
+        })
+    }
+
+    /// Gives up the oldest room whose every place is parked, if any: it leaves the directory
+    /// (its places are counted in `reclaimed` until they have left) and its name and generation
+    /// are returned, for its parked sessions to be ended.
+    fn reclaim_oldest_parked(&self, inner: &mut Inner) -> Option<(Arc<str>, u64)> {
+        let (_, name) = inner.parked_only.pop_first()?;
+        let entry = inner.rooms.remove(&name)?;
+        if let Some(n) = entry.auto {
+            inner.auto_open.remove(&n);
+        }
+        inner
+            .reclaimed
+            .insert((name.clone(), entry.generation), entry.places);
+        Some((name, entry.generation))
+    }
+
+    /// Counts a place of `handle`'s room as parked or back.
+    fn set_parked(&self, handle: &RoomHandle, parked: bool) {
+        let mut inner = self.lock();
+        let Inner {
+            rooms,
+            parked_only,
+            next_order,
+            ..
+        } = &mut *inner;
+        let Some(entry) = rooms
+            .get_mut(&handle.name)
+            .filter(|e| e.generation == handle.generation)
+        else {
+            return;
+        };
+        if parked {
+            entry.parked += 1;
+        } else {
+            entry.parked = entry.parked.saturating_sub(1);
+        }
+        track_parked_only(entry, &handle.name, parked_only, next_order);
+    }
+
+    /// Gives a place back. Returns true when it was the last one: the room is removed from the
+    /// directory (a later player opens a new one) and must be disposed of.
+    fn release(&self, handle: &RoomHandle, parked: bool) -> bool {
+        let mut inner = self.lock();
+        let capacity = self.limits.auto_room_capacity;
+        let Inner {
+            rooms,
+            auto_open,
+            parked_only,
+            next_order,
+            reclaimed,
+            ..
+        } = &mut *inner;
+        let Some(entry) = rooms
+            .get_mut(&handle.name)
+            .filter(|e| e.generation == handle.generation)
+        else {
+            // A room given up for a newcomer: disposed of when its last place is given back.
+            let key = (handle.name.clone(), handle.generation);
+            let Some(places) = reclaimed.get_mut(&key) else {
+                return false;
+            };
+            *places = places.saturating_sub(1);
+            if *places == 0 {
+                reclaimed.remove(&key);
+                return true;
+            }
+            return false;
+        };
+        entry.places = entry.places.saturating_sub(1);
+        if parked {
+            entry.parked = entry.parked.saturating_sub(1);
+        }
+        if entry.places == 0 {
+            if let Some(n) = entry.auto {
+                auto_open.remove(&n);
+            }
+            if let Some(order) = entry.parked_only {
+                parked_only.remove(&order);
+            }
+            rooms.remove(&handle.name);
+            return true;
+        }
+        track_parked_only(entry, &handle.name, parked_only, next_order);
+        if let Some(n) = entry.auto
+            && entry.places < capacity
+        {
+            auto_open.insert(n);
+        }
+        false
+    }
+
+    /// Waits, at most `within`, for every room task to end (after the last players left).
+    pub async fn closed(&self, within: Duration) {
+        self.tasks.close();
+        let _ = tokio::time::timeout(within, self.tasks.wait()).await;
+    }
+}
+
+/// True when `name` reads as an automatic room's name to a person: its prefix, compared after
+/// compatibility normalization (NFKC: a full-width `ａ` is an `a`) and case folding, is
+/// [`AUTO_ROOM_PREFIX`]. Names like that are the directory's to give.
+pub(crate) fn claims_auto_prefix(name: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    let folded = name
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .take(AUTO_ROOM_PREFIX.chars().count());
+    folded.eq(AUTO_ROOM_PREFIX.chars())
+}
+
+/// Keeps `parked_only` in step with `entry`: listed (newest last) while every place is parked.
+fn track_parked_only(
+    entry: &mut Entry,
+    name: &Arc<str>,
+    parked_only: &mut BTreeMap<u64, Arc<str>>,
+    next_order: &mut u64,
+) {
+    let only_parked = entry.places > 0 && entry.parked >= entry.places;
+    match (only_parked, entry.parked_only) {
+        (true, None) => {
+            *next_order += 1;
+            entry.parked_only = Some(*next_order);
+            parked_only.insert(*next_order, name.clone());
+        }
+        (false, Some(order)) => {
+            entry.parked_only = None;
+            parked_only.remove(&order);
+        }
+        _ => {}
+    }
+}
+
+fn auto_number(name: &str) -> Option<u64> {
+    name.strip_prefix(AUTO_ROOM_PREFIX)?.parse().ok()
+}
+
+/// Waits, at most `within`, until the room behind `handle` has handled everything sent to it
+/// before: the events a session's last inputs caused are then in its queue.
+pub(crate) async fn settle(handle: &RoomHandle, within: Duration) {
+    let (reply, answer) = oneshot::channel();
+    let _ = tokio::time::timeout(within, async {
+        handle.send(Command::Settle { reply }).await;
+        let _ = answer.await;
+    })
+    .await;
+}
+
+/// How long a join waits for the room's answer before it counts as refused.
+pub const JOIN_WAIT: Duration = Duration::from_secs(5);
+
+/// Asks the room behind `handle` to take `player`. On refusal (or no answer within
+/// [`JOIN_WAIT`]) the place is given back.
+pub(crate) async fn join(handle: &RoomHandle, player: &Player) -> Result<(), Refusal> {
+    let (reply, answer) = oneshot::channel();
+    handle
+        .send(Command::Join {
+            player: player.clone(),
+            reply,
+        })
+        .await;
+    let refusal = match tokio::time::timeout(JOIN_WAIT, answer).await {
+        Ok(Ok(Ok(()))) => return Ok(()),
+        Ok(Ok(Err(refusal))) => refusal,
+        Ok(Err(_)) => Refusal::new("the room closed"),
+        Err(_) => Refusal::new("the room did not answer"),
+    };
+    handle.refused();
+    Err(refusal)
+}
+
+/// The task that owns one room.
+async fn run_room<R: Room>(
+    mut room: R,
+    name: Arc<str>,
+    mut commands: mpsc::Receiver<Command>,
+    default_tick_hz: u32,
+) {
+    let mut members: HashMap<u64, Player> = HashMap::new();
+    let mut tick = 0u64;
+    let rate = room.tick_rate_hz().unwrap_or(default_tick_hz);
+    let mut ticker = (rate > 0).then(|| {
+        let mut interval = tokio::time::interval(Duration::from_secs(1) / rate);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        interval
+    });
+    let mut asleep = false;
+    loop {
+        let ticking = ticker.is_some() && room.wants_tick();
+        if ticking && asleep {
+            // Woken by a command: the next tick is a period from now, as after any tick.
+            if let Some(ticker) = ticker.as_mut() {
+                ticker.reset();
+            }
+        }
+        asleep = !ticking;
+        let next_tick = async {
+            match ticker.as_mut() {
+                Some(ticker) => ticker.tick().await,
+                None => std::future::pending().await,
+            }
+        };
+        let command = tokio::select! {
+            command = commands.recv() => command,
+            _ = next_tick, if ticking => {
+                tick += 1;
+                room.tick(&mut RoomContext::new(&name, &members, tick), tick);
+                continue;
+            }
+        };
+        let Some(command) = command else {
+            break;
+        };
+        match command {
+            Command::Join { player, reply } => {
+                let answer = room.join(&mut RoomContext::new(&name, &members, tick), &player);
+                if answer.is_ok() {
+                    members.insert(player.session_id(), player);
+                }
+                // A join whose session gave up waiting is still a member: its leave follows.
+                let _ = reply.send(answer);
+            }
+            Command::Input {
+                session,
+                seq,
+                payload,
+            } => {
+                if let Some(player) = members.get(&session) {
+                    room.input(
+                        &mut RoomContext::new(&name, &members, tick),
+                        player,
+                        seq,
+                        payload,
+                    );
+                }
+            }
+            Command::Leave { session, why, last } => {
+                if let Some(player) = members.remove(&session) {
+                    room.leave(&mut RoomContext::new(&name, &members, tick), &player, why);
+                }
+                if last {
+                    break;
+                }
+            }
+            Command::Disconnected { session, why } => {
+                if let Some(player) = members.get(&session) {
+                    room.disconnected(&mut RoomContext::new(&name, &members, tick), player, why);
+                }
+            }
+            Command::Reconnected { session } => {
+                if let Some(player) = members.get(&session) {
+                    room.reconnected(&mut RoomContext::new(&name, &members, tick), player);
+                }
+            }
+            Command::Dispose => break,
+            Command::Settle { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+    room.dispose(&mut RoomContext::new(&name, &members, tick));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claims_auto_prefix;
+
+    #[test]
+    fn the_automatic_prefix_is_recognised_in_any_case_and_any_compatible_spelling() {
+        for claimed in [
+            "auto-0",
+            "AUTO-0",
+            "Auto-x",
+            "\u{FF41}uto-0",
+            "\u{FF21}\u{FF35}\u{FF34}\u{FF2F}\u{FF0D}7",
+        ] {
+            assert!(claims_auto_prefix(claimed), "{claimed:?}");
+        }
+        for free in ["auto", "autumn-1", "lobby", "", "au-to-1", "\u{0430}uto-1"] {
+            assert!(!claims_auto_prefix(free), "{free:?}");
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! The server: its shared state and side tasks (metrics, reaper, budget, stall clock, admin),
+//! the listeners it accepts from, and the drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::api::game::Game;
+use crate::config::{self, Config};
+use crate::memory::budget;
+use crate::ops::{admin, close_log, reaper};
+use crate::resume;
+#[cfg(any(test, feature = "testkit"))]
+use crate::session::driver::{self as connection, Transport};
+use crate::shutdown::Shutdown;
+use crate::transport::{listener as acceptor, slots, tls};
+
+use crate::memory::budget::Budget;
+use crate::ops::logging::Throttle;
+use crate::ops::metrics::{Metrics, TrafficCounters};
+use crate::ops::reaper::SessionEnd;
+use crate::player::registry::Registry;
+use crate::rooms::{Directory, DirectoryLimits};
+use crate::session::auth::Authenticator;
+use crate::session::stall::Stalls;
+use crate::transport::admission::{Admission, SourceLimits};
+
+/// What every session task shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) metrics: Metrics,
+    pub(crate) traffic: TrafficCounters,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) rooms: Arc<Directory>,
+    pub(crate) auth: Option<Authenticator>,
+    pub(crate) parking: Arc<resume::Parking>,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) budget: Arc<Budget>,
+    pub(crate) stalls: Stalls,
+    pub(crate) throttle: Throttle,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) reaper: mpsc::Sender<SessionEnd>,
+    pub(crate) next_session_id: AtomicU64,
+    /// TLS on the game and WebSocket ports, when configured.
+    pub(crate) tls: Option<Arc<tls::Tls>>,
+    /// Session slots under `server.max_sessions`, shared by every listener.
+    pub(crate) slots: Arc<slots::Slots>,
+    /// Turns for connections being told they are refused (a `Bye` and a lingering close).
+    pub(crate) rejections: Arc<tokio::sync::Semaphore>,
+}
+
+/// After a drain, how long the admin listener still answers once the last close is recorded.
+pub(crate) const FINAL_READ_GRACE: Duration = Duration::from_secs(1);
+
+/// Session ends waiting for the reaper; past this, ending sessions wait their turn.
+const REAPER_QUEUE: usize = 4096;
+
+impl Shared {
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) async fn report(&self, end: SessionEnd) {
+        // The reaper outlives every session; a send can only fail if it panicked.
+        if let Err(lost) = self.reaper.send(end).await {
+            tracing::error!(
+                session = lost.0.session_id,
+                "reaper is gone; close not recorded"
+            );
+        }
+    }
+}
+
+/// A server whose shared state and side tasks are running, ready to take connections from its
+/// listeners ([`Engine::serve`]) or one at a time ([`Engine::connector`], for tests over
+/// in-memory transports).
+pub(crate) struct Engine {
+    shared: Arc<Shared>,
+    admin_addr: std::net::SocketAddr,
+    tasks: SideTasks,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("admin", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+struct SideTasks {
+    reaper: tokio::task::JoinHandle<()>,
+    budget: tokio::task::JoinHandle<()>,
+    stall_clock: tokio::task::JoinHandle<()>,
+    stop_admin: tokio_util::sync::CancellationToken,
+    admin: tokio::task::JoinHandle<std::io::Result<()>>,
+    sessions: TaskTracker,
+}
+
+impl Engine {
+    /// Starts everything but the game listeners: metrics, the reaper, the budget, the stall
+    /// clock, the admin listener (serving `pages` too) and the room directory.
+    pub(crate) async fn start<G: Game>(
+        admin: TcpListener,
+        config: Config,
+        game: Arc<G>,
+        shutdown: Shutdown,
+        pages: admin::Pages,
+    ) -> Result<Engine, ServerError> {
+        let metrics = Metrics::new().map_err(|error| ServerError::Metrics(error.to_string()))?;
+        let tls = tls::Tls::from_config(&config.tls)
+            .map_err(|problems| {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                ServerError::Tls(lines.join("\n  "))
+            })?
+            .map(Arc::new);
+        let baseline = budget::resident_bytes();
+        let registry = Arc::new(Registry::default());
+        let (reaper_tx, reaper_rx) = mpsc::channel(REAPER_QUEUE);
+        let auth = match config.auth.mode {
+            config::AuthMode::None => None,
+            config::AuthMode::Hmac => Some(
+                Authenticator::new(config.auth.secret.as_bytes(), config.auth.max_ttl)
+                    .for_instance(&config.auth.audience),
+            ),
+        };
+        let admin_token = config.admin.bearer_token();
+        let admin_addr = admin.local_addr()?;
+        if !admin_addr.ip().is_loopback() {
+            tracing::warn!(
+                admin = %admin_addr,
+                "the admin listener is off loopback: every request but /healthz and /readyz needs \
+                 the bearer token; keep the port off the internet all the same"
+            );
+        }
+        let throttle = Throttle::new(metrics.log_lines_suppressed.clone());
+        let stalls = Stalls::new(Some(metrics.server_stall.clone()));
+        let stall_clock = tokio::spawn(crate::session::stall::watch(stalls.clone()));
+        let parking = resume::Parking::new(
+            config.session.resume_grace,
+            resume::ParkingLimits {
+                max_parked: config.session.max_parked,
+                max_bytes: config.session.max_parked_bytes,
+                per_source: config.server.max_sessions_per_source,
+            },
+            metrics.clone(),
+            throttle.clone(),
+        );
+        let rooms = Directory::new(
+            game,
+            DirectoryLimits {
+                max_rooms: config.rooms.max_rooms,
+                auto_room_capacity: config.rooms.auto_room_capacity,
+                tick_rate_hz: config.rooms.tick_rate_hz,
+                queue: config.rooms.queue,
+            },
+            metrics.rooms_active.clone(),
+        );
+        // A room held only by parked sessions gives way to a newcomer at rooms.max_rooms: the
+        // parking lot ends its sessions. (Weak: the parked players hold the directory.)
+        let reclaiming = Arc::downgrade(&parking);
+        rooms.set_reclaimer(Box::new(move |name, generation| {
+            if let Some(parking) = reclaiming.upgrade() {
+                parking.evict_room(name, generation);
+            }
+        }));
+        let budget = Budget::new(config.server.memory_budget, baseline);
+        let budget_task = tokio::spawn(budget::watch(
+            budget.clone(),
+            registry.clone(),
+            parking.clone(),
+            metrics.clone(),
+        ));
+        let closes = close_log::Closes::new(close_log::CLOSES_KEPT);
+        let reaper = tokio::spawn(reaper::run(
+            reaper_rx,
+            metrics.clone(),
+            registry.clone(),
+            closes.clone(),
+            throttle.clone(),
+        ));
+        let stop_admin = tokio_util::sync::CancellationToken::new();
+        let admin_task = tokio::spawn(admin::serve(
+            admin,
+            metrics.clone(),
+            registry.clone(),
+            closes,
+            shutdown.clone(),
+            admin::Settings {
+                token: admin_token,
+                max_connections: config.admin.max_connections,
+                header_read_timeout: config.admin.header_read_timeout,
+                loopback_reads: config.admin.loopback_reads,
+                pages,
+            },
+            stop_admin.clone(),
+        ));
+        let shared = Arc::new(Shared {
+            parking,
+            traffic: TrafficCounters::new(&metrics),
+            metrics: metrics.clone(),
+            registry,
+            rooms,
+            auth,
+            admission: Admission::new(SourceLimits::from_config(&config)),
+            budget,
+            stalls,
+            throttle,
+            shutdown: shutdown.clone(),
+            reaper: reaper_tx,
+            next_session_id: AtomicU64::new(1),
+            tls,
+            slots: slots::Slots::new(config.server.max_sessions),
+            rejections: Arc::new(tokio::sync::Semaphore::new(
+                acceptor::MAX_CONCURRENT_REJECTIONS,
+            )),
+            config,
+        });
+        metrics.ready.set(1);
+        Ok(Engine {
+            shared,
+            admin_addr,
+            tasks: SideTasks {
+                reaper,
+                budget: budget_task,
+                stall_clock,
+                stop_admin,
+                admin: admin_task,
+                sessions: TaskTracker::new(),
+            },
+        })
+    }
+
+    #[cfg(any(test, feature = "testkit"))]
+    /// The admin listener's address.
+    pub(crate) fn admin_addr(&self) -> std::net::SocketAddr {
+        self.admin_addr
+    }
+
+    #[cfg(feature = "app")]
+    /// Reloads the TLS certificate on every SIGHUP (and otherwise ignores it), for as long as
+    /// the returned task runs.
+    pub(crate) fn reload_on_hangup(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(tls::reload_on_hangup(
+            self.shared.tls.clone(),
+            self.shared.metrics.clone(),
+        ))
+    }
+
+    /// The server's metrics.
+    #[cfg(feature = "agones")]
+    pub(crate) fn metrics(&self) -> Metrics {
+        self.shared.metrics.clone()
+    }
+
+    /// Whether the reaper, which records every close, still runs.
+    #[cfg(feature = "agones")]
+    pub(crate) fn reaper(&self) -> tokio::task::AbortHandle {
+        self.tasks.reaper.abort_handle()
+    }
+
+    #[cfg(any(test, feature = "testkit"))]
+    /// A way to hand this server connections over any transport, as the acceptor does for
+    /// TCP but without the admission checks: for tests over `tokio::io::duplex` with a paused
+    /// clock. Drop every connector before the server drains: each keeps it alive.
+    pub(crate) fn connector(&self) -> Connector {
+        Connector {
+            shared: self.shared.clone(),
+            sessions: self.tasks.sessions.clone(),
+        }
+    }
+
+    #[cfg(any(test, feature = "testkit"))]
+    /// Waits for the drain without a listener (the sessions came through [`Engine::connector`]),
+    /// then drains and stops like [`Engine::serve`].
+    pub(crate) async fn until_drained(self) {
+        let shutdown = self.shared.shutdown.clone();
+        shutdown.draining().await;
+        let Engine { shared, tasks, .. } = self;
+        let metrics = shared.metrics.clone();
+        let parking = shared.parking.clone();
+        let rooms = shared.rooms.clone();
+        let drain_timeout = shared.config.shutdown.drain_timeout;
+        drop(shared);
+        tasks
+            .finish(metrics, shutdown, parking, rooms, drain_timeout)
+            .await;
+    }
+
+    /// Accepts until the drain starts, then drains the sessions (at most
+    /// `shutdown.drain_timeout`, then they are closed by force) and stops everything.
+    pub(crate) async fn serve(self, listener: TcpListener, websocket: Option<TcpListener>) {
+        let Engine {
+            shared,
+            admin_addr: _,
+            tasks,
+        } = self;
+        let metrics = shared.metrics.clone();
+        let shutdown = shared.shutdown.clone();
+        let parking = shared.parking.clone();
+        let rooms = shared.rooms.clone();
+        let drain_timeout = shared.config.shutdown.drain_timeout;
+        let tcp = acceptor::run(
+            listener,
+            acceptor::Listener::Tcp,
+            shared.clone(),
+            &tasks.sessions,
+        );
+        match websocket {
+            Some(websocket) => {
+                let ws = acceptor::run(
+                    websocket,
+                    acceptor::Listener::WebSocket,
+                    shared.clone(),
+                    &tasks.sessions,
+                );
+                tokio::join!(tcp, ws);
+            }
+            None => tcp.await,
+        }
+        metrics.ready.set(0);
+        drop(shared);
+        tasks
+            .finish(metrics, shutdown, parking, rooms, drain_timeout)
+            .await;
+    }
+}
+
+#[cfg(any(test, feature = "testkit"))]
+/// Hands an [`Engine`] connections over any transport (see [`Engine::connector`]).
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub(crate) shared: Arc<Shared>,
+    sessions: TaskTracker,
+}
+
+#[cfg(any(test, feature = "testkit"))]
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").finish_non_exhaustive()
+    }
+}
+
+#[cfg(any(test, feature = "testkit"))]
+impl Connector {
+    /// Serves one connection from `peer` until it ends.
+    pub(crate) fn connect<T: Transport>(&self, transport: T, peer: std::net::SocketAddr) {
+        let shared = self.shared.clone();
+        let active = self.shared.metrics.sessions_active.clone();
+        active.inc();
+        self.sessions.spawn(async move {
+            connection::serve(shared, transport, peer).await;
+            active.dec();
+        });
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// An address could not be bound; `key` is the configuration key that names it.
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        /// The configuration key (`server.listen`, `admin.listen`, `server.websocket_listen`).
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate pair cannot be used; each line names its key.
+    #[error("cannot use the TLS certificate:\n  {0}")]
+    Tls(String),
+    /// The metrics could not be registered (a programming error).
+    #[error("cannot register the metrics: {0}")]
+    Metrics(String),
+    /// Another I/O failure at start.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The listeners a server serves: the game port, the admin port, and the WebSocket port when
+/// the configuration opens one. Bind them with [`Listeners::bind`], or bind your own (tests bind
+/// `127.0.0.1:0` and read the ports back).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The game port (`server.listen`).
+    pub game: TcpListener,
+    /// The admin port (`admin.listen`).
+    pub admin: TcpListener,
+    /// The WebSocket port (`server.websocket_listen`), when there is one.
+    pub websocket: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses the configuration names, the game ports with
+    /// `server.listen_backlog`.
+    pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
+        let bind =
+            |key, addr| {
+                acceptor::bind(addr, config.server.listen_backlog)
+                    .map_err(|source| ServerError::Bind { key, addr, source })
+            };
+        let game = bind("server.listen", config.server.listen)?;
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                key: "admin.listen",
+                addr: config.admin.listen,
+                source,
+            })?;
+        // Empty (validated with the rest of the configuration): no WebSocket listener.
+        let websocket = match config.server.websocket_listen.parse::<SocketAddr>() {
+            Ok(addr) => Some(bind("server.websocket_listen", addr)?),
+            Err(_) => None,
+        };
+        Ok(Listeners {
+            game,
+            admin,
+            websocket,
+        })
+    }
+}
+
+/// A game served by the engine, embedded in a program of one's own (the shipped binaries use
+/// [`crate::App`], which adds the command line, logging and signals):
+///
+/// ```no_run
+/// # async fn example<G: game_engine::Game>(game: G) -> Result<(), game_engine::ServerError> {
+/// let config = game_engine::Config::default();
+/// let listeners = game_engine::Listeners::bind(&config).await?;
+/// let shutdown = game_engine::Shutdown::new();
+/// // shutdown.drain() from anywhere (a signal, an orchestrator) drains and stops it.
+/// game_engine::Server::new(game, config)
+///     .shutdown(shutdown.clone())
+///     .run(listeners)
+///     .await
+/// # }
+/// ```
+pub struct Server<G: Game> {
+    game: Arc<G>,
+    config: Config,
+    shutdown: Shutdown,
+    pages: Vec<(String, &'static str)>,
+}
+
+impl<G: Game> std::fmt::Debug for Server<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+impl<G: Game> Server<G> {
+    /// `game` served with `config`.
+    pub fn new(game: G, config: Config) -> Server<G> {
+        Server {
+            game: Arc::new(game),
+            config,
+            shutdown: Shutdown::new(),
+            pages: Vec::new(),
+        }
+    }
+
+    /// The handle that drains and stops the server (keep a clone).
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Server<G> {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Serves a page to browser players on the admin port (see [`crate::App::page`]).
+    pub fn page(mut self, path: &str, html: &'static str) -> Server<G> {
+        self.pages.push((path.to_owned(), html));
+        self
+    }
+
+    /// Serves until the shutdown handle drains the server and every session has closed (or the
+    /// drain timeout forced the rest). An error only for a failure at start.
+    pub async fn run(self, listeners: Listeners) -> Result<(), ServerError> {
+        let engine = self
+            .start(listeners.admin, listeners.websocket.as_ref())
+            .await?;
+        engine.announce(&listeners.game, listeners.websocket.as_ref())?;
+        engine.serve(listeners.game, listeners.websocket).await;
+        Ok(())
+    }
+
+    /// Starts the engine with its admin listener; the game listeners come to
+    /// [`Engine::serve`].
+    pub(crate) async fn start(
+        self,
+        admin: TcpListener,
+        websocket: Option<&TcpListener>,
+    ) -> Result<Engine, ServerError> {
+        let pages = admin::Pages::new(
+            &self.pages,
+            websocket.and_then(|l| l.local_addr().ok()),
+            self.config.tls.enabled(),
+            &self.config.admin.page_websocket_origins,
+        );
+        Engine::start(admin, self.config, self.game, self.shutdown, pages).await
+    }
+}
+
+impl Engine {
+    /// The `serving` log line, with every address the server listens on.
+    pub(crate) fn announce(
+        &self,
+        game: &TcpListener,
+        websocket: Option<&TcpListener>,
+    ) -> Result<(), ServerError> {
+        let websocket = websocket
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(String::new, |a| a.to_string());
+        tracing::info!(
+            game = %game.local_addr()?,
+            admin = %self.admin_addr,
+            websocket,
+            tls = self.shared.tls.is_some(),
+            "serving"
+        );
+        Ok(())
+    }
+}
+
+impl SideTasks {
+    async fn finish(
+        self,
+        metrics: Metrics,
+        shutdown: Shutdown,
+        parking: Arc<resume::Parking>,
+        rooms: Arc<Directory>,
+        drain_timeout: Duration,
+    ) {
+        let sessions = self.sessions;
+        sessions.close();
+        let active = metrics.sessions_active.get();
+        tracing::info!(active, drain_timeout = %humantime::format_duration(drain_timeout), "draining sessions");
+        tokio::select! {
+            () = sessions.wait() => {}
+            () = tokio::time::sleep(drain_timeout) => {
+                shutdown.abort();
+                tracing::warn!(remaining = metrics.sessions_active.get(), "drain timeout: closing the remaining sessions");
+            }
+            () = shutdown.aborted() => {}
+        }
+        sessions.wait().await;
+        parking.clear();
+        // Every sender is gone once the sessions are: the reaper records the last closes and ends.
+        if let Err(error) = self.reaper.await {
+            tracing::error!(%error, "reaper failed");
+        }
+        // Every player has left its room: the rooms dispose of themselves.
+        rooms.closed(Duration::from_millis(250)).await;
+        self.budget.abort();
+        self.stall_clock.abort();
+        if !shutdown.is_aborted() {
+            // The final counts stay readable a moment: a client watching the drain through
+            // /closes or /metrics reads the last closes before the listener goes.
+            tokio::time::sleep(FINAL_READ_GRACE).await;
+        }
+        self.stop_admin.cancel();
+        let admin = self.admin;
+        if shutdown.is_aborted() {
+            // A forced shutdown does not give admin connections their grace.
+            admin.abort();
+        }
+        match admin.await {
+            Err(error) if error.is_cancelled() => {}
+            Ok(Err(error)) => tracing::error!(%error, "admin listener failed"),
+            Err(error) => tracing::error!(%error, "admin listener panicked"),
+            Ok(Ok(())) => {}
+        }
+        tracing::info!("stopped");
+    }
+}

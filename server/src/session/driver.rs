@@ -1,0 +1,1070 @@
+//! One task per connection: framed reading, the write buffer, the timer and the select loop,
+//! over any [`Transport`]. The protocol itself is [`crate::session::core`]'s.
+//!
+//! The task runs one `select!` over the next inbound frame, the write buffer, the outbound
+//! queue, the session's single timer, a close request and the drain. Every branch is
+//! cancel-safe: `FrameReader::next`, `write_buf` and the queue's `pop` lose nothing when another
+//! branch wins. The futures that live as long as the session (the drain, the close request) are
+//! created once. The first fatal event decides the [`CloseReason`]; the close that follows
+//! (lingering, abortive or none) is the one [`crate::session::close::policy`] gives that reason.
+//!
+//! TCP-specific calls (peeking at unread bytes, the zero-linger reset) are behind
+//! [`Transport`], so that the same loop serves another transport, and tests run it over
+//! `tokio::io::duplex` on a paused clock.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::{FutureExt, StreamExt};
+use protocol::{Bye, CodecError, MAX_HELLO_BODY, ServerCodec, ServerMessage};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+#[cfg(any(test, feature = "testkit"))]
+use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::codec::Encoder;
+
+use crate::server::Shared;
+use crate::session::close::{CloseReason, Closing, Direction, policy};
+use crate::session::core::{Ending, Outbox, Session, WRITE_HIGH_WATER, Wait};
+use crate::session::reader::{FrameReader, Framing, Inbound, ReadError};
+use crate::shutdown::Shutdown;
+use crate::transport::slots::Slot;
+use crate::transport::websocket::WsDecoder;
+
+/// Most buffered frames handled in one pass of the loop, so that timers and writes still get
+/// their turn under a flood.
+const FRAMES_PER_PASS: usize = 64;
+/// How long a silence deadline waits for a frame that is already waiting to be read.
+const SILENCE_GRACE: Duration = Duration::from_millis(5);
+/// Longest a graceful close waits for the room to handle the player's last inputs.
+const SETTLE_WAIT: Duration = Duration::from_secs(1);
+
+/// A byte stream a session runs over.
+pub trait Transport: Send + 'static {
+    /// The transport's name in metrics and log lines (`tcp`, `websocket`).
+    const NAME: &'static str;
+    /// What the transport itself holds per connection beyond a plain TCP socket (a TLS
+    /// connection, a WebSocket's buffers), charged to the memory budget from the connection's
+    /// accept to its close (`budget::Charge`). Measured in BENCHMARKS.md ("10 transports").
+    const OVERHEAD: usize = 0;
+    /// A write may leave bytes inside the transport (a TLS record) that only a flush sends once
+    /// the socket takes more: the session flushes after each drain.
+    const BUFFERED: bool = false;
+    /// The transport's name in metrics and log lines when it carries WebSocket (`websocket`,
+    /// `wss`).
+    const WEBSOCKET_NAME: &'static str = crate::ops::metrics::transport::WEBSOCKET;
+
+    /// The reading half.
+    type Read<'a>: AsyncRead + Unpin + Send + Peek
+    where
+        Self: 'a;
+    /// The writing half.
+    type Write<'a>: AsyncWrite + Unpin + Send
+    where
+        Self: 'a;
+
+    /// Both halves, usable at once.
+    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>);
+
+    /// Makes the next close abortive (TCP: zero linger, so the close sends RST and frees the
+    /// socket at once). Never blocks.
+    fn abort(&self);
+}
+
+/// Looks for bytes that arrived but have not been read.
+pub trait Peek {
+    /// True when bytes wait in the transport that the runtime has not read yet.
+    fn bytes_waiting(&self) -> bool;
+}
+
+impl Transport for TcpStream {
+    const NAME: &'static str = crate::ops::metrics::transport::TCP;
+
+    type Read<'a> = tokio::net::tcp::ReadHalf<'a>;
+    type Write<'a> = tokio::net::tcp::WriteHalf<'a>;
+
+    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        TcpStream::split(self)
+    }
+
+    fn abort(&self) {
+        if let Err(error) = self.set_zero_linger() {
+            tracing::debug!(%error, "cannot set zero linger");
+        }
+    }
+}
+
+impl Peek for tokio::net::tcp::ReadHalf<'_> {
+    /// Peeks with a plain non-blocking syscall: the runtime's readiness cache may not have seen
+    /// the bytes yet when the runtime is busy.
+    fn bytes_waiting(&self) -> bool {
+        let socket = socket2::SockRef::from(self.as_ref());
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(socket.peek(&mut byte), Ok(n) if n > 0)
+    }
+}
+
+/// An in-memory transport over `tokio::io::duplex`, for tests. It cannot reset: an abortive
+/// close is a plain close.
+#[cfg(any(test, feature = "testkit"))]
+#[derive(Debug)]
+pub struct Duplex {
+    read: ReadHalf<DuplexStream>,
+    write: WriteHalf<DuplexStream>,
+}
+
+#[cfg(any(test, feature = "testkit"))]
+impl Duplex {
+    /// Wraps the server's end of a duplex pair.
+    pub fn new(stream: DuplexStream) -> Duplex {
+        let (read, write) = tokio::io::split(stream);
+        Duplex { read, write }
+    }
+}
+
+#[cfg(any(test, feature = "testkit"))]
+impl Transport for Duplex {
+    const NAME: &'static str = "memory";
+
+    type Read<'a> = &'a mut ReadHalf<DuplexStream>;
+    type Write<'a> = &'a mut WriteHalf<DuplexStream>;
+
+    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        (&mut self.read, &mut self.write)
+    }
+
+    fn abort(&self) {}
+}
+
+#[cfg(any(test, feature = "testkit"))]
+impl Peek for &mut ReadHalf<DuplexStream> {
+    fn bytes_waiting(&self) -> bool {
+        false
+    }
+}
+
+/// Runs one connection to its end and reports the end to the reaper.
+///
+/// No tracing span wraps the task: one per session would be kept by the subscriber for the
+/// session's whole life and entered on every poll. The few lines a session logs name it
+/// themselves, and the close line carries everything.
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) async fn serve<T: Transport>(shared: Arc<Shared>, transport: T, peer: SocketAddr) {
+    let id = shared.next_session_id();
+    let opening = Opening::now(Slot::Free);
+    let end = run(&shared, transport, id, peer, opening, None).await;
+    shared.report(end).await;
+}
+
+/// How a connection came to its session: when it was accepted, and whether what happened
+/// before the session (a PROXY header) already decided its end.
+#[derive(Debug)]
+pub(crate) struct Opening {
+    /// When the connection was accepted: the handshake deadline counts from here.
+    pub accepted: Instant,
+    /// The end decided before the session started (the session only says `Bye` and closes).
+    /// Boxed: rare, and every session task would otherwise hold its room.
+    pub failed: Option<Box<Ending>>,
+    /// The connection's session slot: pending until its `Hello` is accepted.
+    pub slot: Slot,
+}
+
+impl Opening {
+    /// A connection accepted now, nothing decided.
+    pub fn now(slot: Slot) -> Opening {
+        Opening {
+            accepted: Instant::now(),
+            failed: None,
+            slot,
+        }
+    }
+}
+
+/// [`serve`] for a connection that got somewhere before its session (see [`Opening`]).
+pub(crate) async fn serve_opened<T: Transport>(
+    shared: Arc<Shared>,
+    transport: T,
+    peer: SocketAddr,
+    opening: Opening,
+) {
+    let id = shared.next_session_id();
+    let end = run(&shared, transport, id, peer, opening, None).await;
+    shared.report(end).await;
+}
+
+/// [`serve_opened`] for a connection upgraded to WebSocket: `buffered` is what the client sent
+/// after its upgrade request.
+pub(crate) async fn serve_upgraded<T: Transport>(
+    shared: Arc<Shared>,
+    transport: T,
+    peer: SocketAddr,
+    opening: Opening,
+    buffered: BytesMut,
+) {
+    let id = shared.next_session_id();
+    let end = run(
+        &shared,
+        transport,
+        id,
+        peer,
+        opening,
+        Some(Box::new(buffered)),
+    )
+    .await;
+    shared.report(end).await;
+}
+
+/// Made inside, not passed in: an async function's arguments are kept twice in its state.
+/// `websocket`: the connection was upgraded to WebSocket, and these bytes followed the request.
+async fn run<T: Transport>(
+    shared: &Shared,
+    mut transport: T,
+    id: u64,
+    peer: SocketAddr,
+    opening: Opening,
+    websocket: Option<Box<BytesMut>>,
+) -> crate::ops::reaper::SessionEnd {
+    let Opening {
+        accepted,
+        failed,
+        slot,
+    } = opening;
+    let mut session = Session::new(shared, id, peer, accepted, slot);
+    let name = match websocket {
+        Some(_) => T::WEBSOCKET_NAME,
+        None => T::NAME,
+    };
+    let mut out = Outbox::new(shared.config.server.max_frame_bytes, websocket.is_some());
+    let (ending, rest) = match failed {
+        Some(ending) => (*ending, Unread::default()),
+        None => {
+            let (read, mut write) = transport.split();
+            // Until the handshake, no frame larger than the largest Hello is read: a length
+            // prefix (or a WebSocket frame header) from an unknown peer cannot make the server
+            // reserve a full frame.
+            let hello_max = MAX_HELLO_BODY.min(out.max_frame());
+            let (framing, buffered) = match websocket {
+                Some(buffered) => (
+                    Framing::WebSocket(Box::new(WsDecoder::new(hello_max, true))),
+                    *buffered,
+                ),
+                None => {
+                    let mut codec = ServerCodec::new(shared.config.server.max_frame_bytes);
+                    codec.set_max_frame(hello_max);
+                    (Framing::Length(codec), BytesMut::new())
+                }
+            };
+            let mut reader = FrameReader::new(read, framing, buffered);
+            let ending =
+                select_loop::<T, _, _>(shared, &mut session, &mut reader, &mut write, &mut out)
+                    .await;
+            let peer_closed = match reader.framing() {
+                Framing::WebSocket(decoder) => decoder.closed(),
+                Framing::Length(_) => false,
+            };
+            let rest = Unread {
+                bytes: reader.take_buffer(),
+                peer_closed,
+            };
+            (ending, rest)
+        }
+    };
+    let parked = session.park(&ending);
+    // Boxed: the close (settle, flush, linger) runs once, at the end, and its state would
+    // otherwise be held inline by every idle session.
+    let forced = Box::pin(close(
+        shared,
+        &mut transport,
+        &mut session,
+        &ending,
+        &mut out,
+        rest,
+    ))
+    .await;
+    session.flush_traffic(&mut out);
+    session.end(ending, forced, parked, &out, name)
+}
+
+/// What the session had read and not handled when it ended, for the close to read past.
+#[derive(Debug, Default)]
+struct Unread {
+    bytes: BytesMut,
+    /// The client's WebSocket close frame was read: the conversation is over on its side.
+    peer_closed: bool,
+}
+
+type CloseRequest = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
+
+/// Writes what `buf` holds (`Some(bytes written)`), or with `buf` empty flushes what the
+/// transport held back (`None`). Polled in place, not an `async fn`: its state would add to what
+/// every idle session holds. Cancel-safe, as one write and the transports' flushes are.
+fn poll_write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buf: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<Option<usize>>> {
+    if buf.is_empty() {
+        Pin::new(writer).poll_flush(cx).map_ok(|()| None)
+    } else {
+        tokio_util::io::poll_write_buf(Pin::new(writer), cx, buf).map_ok(Some)
+    }
+}
+
+/// `T` is the transport underneath `reader` and `writer` (whether it buffers, [`Transport::BUFFERED`]).
+async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    session: &mut Session<'_>,
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+    out: &mut Outbox,
+) -> Ending {
+    let shutdown = shared.shutdown.clone();
+    let draining = shutdown.draining();
+    tokio::pin!(draining);
+    // Created once per player. Before the handshake only the slot can end the session: it goes
+    // to a newcomer when every slot is taken (see crate::transport::slots).
+    let mut close_requested: CloseRequest = {
+        let evicted = session.slot_evicted();
+        Box::pin(async move {
+            evicted.await;
+            CloseReason::HandshakeTimeout
+        })
+    };
+    let mut watching: Option<u64> = None;
+    let sleep = tokio::time::sleep_until(session.next_deadline());
+    tokio::pin!(sleep);
+    // The reader already got its one chance before the current silence deadline.
+    let mut silence_grace_used = false;
+    loop {
+        let take_events = session.player().is_some() && out.wbuf.len() < WRITE_HIGH_WATER;
+        tokio::select! {
+            reason = &mut close_requested => {
+                let ending = match reason {
+                    CloseReason::GameEnded => {
+                        Ending::because(reason, session.game_reason().unwrap_or_default())
+                    }
+                    CloseReason::HandshakeTimeout => Ending::because(
+                        reason,
+                        "no Hello yet, and the server needed the slot for a newer connection \
+                         (server.max_sessions)",
+                    ),
+                    _ => Ending::new(reason),
+                };
+                return ending;
+            }
+            () = &mut draining => {
+                return Ending::new(CloseReason::ServerShutdown);
+            }
+            () = &mut sleep => {
+                let now = Instant::now();
+                session.forgive_stalls();
+                if session.silence_due(now)
+                    && !silence_grace_used
+                    && input_waiting(reader)
+                {
+                    // A frame arrived in time but a busy runtime has not read it yet: read it
+                    // before judging the peer silent. Once per deadline, so that a peer
+                    // dribbling bytes cannot stretch it.
+                    silence_grace_used = true;
+                    sleep.as_mut().reset(now + SILENCE_GRACE);
+                    continue;
+                }
+                if let Err(ending) = session.on_timer(now, out) {
+                    return ending;
+                }
+                sleep.as_mut().reset(session.next_deadline());
+            }
+            written = std::future::poll_fn(|cx| poll_write_or_flush(writer, &mut out.wbuf, cx)), if !out.wbuf.is_empty() || session.unflushed
+            => match written {
+                Ok(Some(0)) => {
+                    return Ending::because(CloseReason::IoError, "write returned zero bytes");
+                }
+                Ok(Some(_)) if out.wbuf.is_empty() && T::BUFFERED => {
+                    // Not drained until the transport sent it: the stall clock runs meanwhile.
+                    session.write_blocked(Instant::now());
+                    session.unflushed = true;
+                }
+                Ok(Some(_)) if out.wbuf.is_empty() => session.write_drained(out),
+                Ok(Some(_)) => session.write_blocked(Instant::now()),
+                Ok(None) => {
+                    session.unflushed = false;
+                    session.write_drained(out);
+                }
+                Err(error) => return Ending::io(&error, Direction::Write),
+            },
+            frame = reader.next() => {
+                // Handle every frame already buffered before the next write, so that a
+                // pipelining client's answers go out in few large writes, not one per frame. A
+                // message that has to wait ends the batch; the rest is read on the next pass.
+                let wait = match handle_frames(session, reader, frame, out) {
+                    Ok(wait) => wait,
+                    Err(ending) => return ending,
+                };
+                silence_grace_used = false;
+                // Boxed: rare, and large. (A frame is handled by a plain function, so no message
+                // is kept across this await either.)
+                let waited = match wait {
+                    Some(wait) => Some(Box::pin(session.wait(wait, out)).await),
+                    None => None,
+                };
+                if let Some(result) = waited {
+                    if let Err(ending) = result {
+                        return ending;
+                    }
+                    if let Some(player) = session.player()
+                        && watching != Some(player.session_id())
+                    {
+                        // The handshake is done (or a resume adopted another player): watch
+                        // this player's close requests, and read full frames from now on. The
+                        // slot is the session's now.
+                        watching = Some(player.session_id());
+                        close_requested = Box::pin(player.close_requested());
+                        session.complete_slot();
+                        reader.framing_mut().set_max_frame(out.max_frame());
+                    }
+                }
+                if session.player().is_some() {
+                    session.take_queued_events(out);
+                }
+            }
+            payload = session.next_event(), if take_events => {
+                if let Some(payload) = payload {
+                    session.push_event(payload, out);
+                    session.take_queued_events(out);
+                }
+            }
+        }
+        if std::mem::take(&mut session.rearm) {
+            // Later (a frame arrived) or earlier (a write started to stall). Moving a timer later
+            // costs the runtime almost nothing, and spares a wake-up for nothing due.
+            let deadline = session.next_deadline();
+            if deadline != sleep.deadline() {
+                sleep.as_mut().reset(deadline);
+            }
+        }
+        session.publish_footprint(reader.read_buffer().capacity(), out);
+    }
+}
+
+/// Handles `first` and every further frame already buffered (up to [`FRAMES_PER_PASS`]), so that
+/// a pipelining client's answers go out in few large writes, not one per frame. A message that
+/// has to wait ends the batch and is returned; the rest is read on the next pass.
+fn handle_frames<R: AsyncRead + Unpin + Peek>(
+    session: &mut Session<'_>,
+    reader: &mut FrameReader<R>,
+    first: Option<Result<Inbound, ReadError>>,
+    out: &mut Outbox,
+) -> Result<Option<Wait>, Ending> {
+    let mut frame = first;
+    let mut handled = 0;
+    // One clock reading per batch: the frames of a batch arrived together.
+    let now = Instant::now();
+    loop {
+        match frame {
+            Some(Ok(Inbound::Message(message))) => {
+                reader
+                    .check_assembly(now)
+                    .map_err(|error| refused(error, out))?;
+                match session.on_message(message, now, out)? {
+                    Wait::Nothing => {}
+                    wait => return Ok(Some(wait)),
+                }
+            }
+            Some(Ok(Inbound::Closed(code))) => {
+                // The answer repeats the client's code.
+                out.set_close_code(code.unwrap_or(crate::transport::websocket::close_code::NORMAL));
+                return Err(Ending::new(CloseReason::PeerEof));
+            }
+            None => return Err(Ending::new(CloseReason::PeerEof)),
+            Some(Ok(transport_frame)) => {
+                reader
+                    .check_assembly(now)
+                    .map_err(|error| refused(error, out))?;
+                session.on_transport_frame(&transport_frame, now, out)?;
+            }
+            Some(Err(ReadError::Codec(CodecError::FrameTooLarge { len, .. })))
+                if session.player().is_none() =>
+            {
+                return Err(Ending::because(
+                    CloseReason::ProtocolError,
+                    format!(
+                        "a frame of {len} bytes before Hello (a Hello is at most {MAX_HELLO_BODY})"
+                    ),
+                ));
+            }
+            Some(Err(error)) => return Err(refused(error, out)),
+        }
+        handled += 1;
+        if handled >= FRAMES_PER_PASS || reader.read_buffer().is_empty() {
+            return Ok(None);
+        }
+        match reader.next().now_or_never() {
+            Some(next) => frame = next,
+            None => return Ok(None),
+        }
+    }
+}
+
+/// The end for a read that failed; a WebSocket refusal also sets the close frame's code.
+fn refused(error: impl Into<ReadError>, out: &mut Outbox) -> Ending {
+    match error.into() {
+        ReadError::Codec(error) => Ending::codec(error),
+        ReadError::WebSocket(error) => {
+            out.set_close_code(error.close_code());
+            Ending::because(CloseReason::ProtocolError, error.to_string())
+        }
+    }
+}
+
+/// True when a whole frame is buffered, or bytes wait in the transport: input the session has
+/// not processed yet through no fault of the peer.
+fn input_waiting<R: AsyncRead + Unpin + Peek>(reader: &FrameReader<R>) -> bool {
+    reader.frame_buffered() || reader.get_ref().bytes_waiting()
+}
+
+/// Closes the connection the way the reason calls for. Returns true when a graceful close was
+/// cut short by a forced shutdown. `unread`: what the session read and did not handle.
+async fn close<T: Transport>(
+    shared: &Shared,
+    transport: &mut T,
+    session: &mut Session<'_>,
+    ending: &Ending,
+    out: &mut Outbox,
+    unread: Unread,
+) -> bool {
+    let cfg = &shared.config.session;
+    let closing = policy(ending.reason).closing;
+    let abortive = match closing {
+        Closing::Drop => {
+            // The peer closed or the connection is dead: nothing can be said. A FIN follows on
+            // drop; the receive buffer is empty (we read to EOF or the socket failed), so the
+            // kernel has no reason to reset. A kernel that gave up on the peer is reset.
+            if ending.reason == CloseReason::TcpTimeout {
+                transport.abort();
+            } else if unread.peer_closed {
+                // The client's WebSocket close frame is answered, as far as the socket takes it
+                // now: the client sees a clean close.
+                out.close_frame();
+                let (_, mut write) = transport.split();
+                let _ = write.write(&out.wbuf).now_or_never();
+                let _ = write.flush().now_or_never();
+            }
+            return false;
+        }
+        Closing::Abortive => true,
+        Closing::LingeringUnlessConfigured => cfg.abort_on_protocol_error,
+        Closing::Lingering | Closing::LingeringWithoutQueue => false,
+    };
+    let Some(code) = ending.bye else {
+        transport.abort();
+        return false;
+    };
+    if abortive {
+        // Best effort: one non-blocking write of the Bye, then RST. A dead peer never reads,
+        // so the socket is freed at once instead of retransmitting in FIN-WAIT-1.
+        session.last_word(ending, code, out);
+        out.close_frame();
+        {
+            let (_, mut write) = transport.split();
+            let _ = write.write(&out.wbuf).now_or_never();
+        }
+        transport.abort();
+        return false;
+    }
+    // Lingering close. Flush what the game queued (unless the client is the one not reading),
+    // acknowledge inputs, say Bye, then FIN and read until the client's FIN (over WebSocket,
+    // until its close frame).
+    let with_queue = closing != Closing::LingeringWithoutQueue;
+    if with_queue {
+        // The room may still be working through this player's last inputs.
+        session.settle(cfg.linger_timeout.min(SETTLE_WAIT)).await;
+    }
+    session.farewell(ending, code, with_queue, out);
+    out.close_frame();
+    // During a drain the global drain timeout bounds the flush; otherwise linger_timeout.
+    let deadline =
+        (ending.reason != CloseReason::ServerShutdown).then(|| Instant::now() + cfg.linger_timeout);
+    let until = match (out.is_websocket(), unread.peer_closed) {
+        (false, _) => LingerUntil::Eof,
+        // The client already closed its side of the conversation.
+        (true, true) => LingerUntil::Written,
+        (true, false) => {
+            let mut scan = crate::transport::websocket::CloseScan::default();
+            match scan.feed(&unread.bytes) {
+                true => LingerUntil::Written,
+                false => LingerUntil::CloseFrame(scan),
+            }
+        }
+    };
+    let outcome = {
+        let (mut read, mut write) = transport.split();
+        if cfg.lingering_close {
+            linger(
+                &mut read,
+                &mut write,
+                &mut out.wbuf,
+                deadline,
+                &shared.shutdown,
+                until,
+            )
+            .await
+        } else {
+            naive_close(&mut write, &mut out.wbuf, deadline).await
+        }
+    };
+    match outcome {
+        Linger::Clean => false,
+        Linger::Failed(error) => {
+            tracing::debug!(session = session.id, %error, "lingering close failed; resetting");
+            transport.abort();
+            false
+        }
+        Linger::TimedOut => {
+            tracing::debug!(session = session.id, "lingering close timed out; resetting");
+            transport.abort();
+            false
+        }
+        Linger::Forced => {
+            transport.abort();
+            true
+        }
+    }
+}
+
+/// What a lingering close reads until, after its FIN.
+#[derive(Debug)]
+pub(crate) enum LingerUntil {
+    /// The client's FIN.
+    Eof,
+    /// The client's WebSocket close frame (or its FIN, whichever comes first).
+    CloseFrame(crate::transport::websocket::CloseScan),
+    /// Nothing: the client already closed (its WebSocket close frame was read).
+    Written,
+}
+
+/// How a lingering close went.
+#[derive(Debug)]
+pub(crate) enum Linger {
+    /// Everything was written and the client closed its side.
+    Clean,
+    /// The write or the read failed (the client reset).
+    Failed(std::io::Error),
+    /// The linger deadline passed first.
+    TimedOut,
+    /// A forced shutdown cut it short.
+    Forced,
+}
+
+/// Lingering close: write everything, send FIN, then read and discard until the client's FIN
+/// (or, over WebSocket, its close frame), so that unread client data never makes the kernel
+/// reset the connection and destroy the server's last messages.
+pub(crate) async fn linger<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    read: &mut R,
+    write: &mut W,
+    wbuf: &mut BytesMut,
+    deadline: Option<Instant>,
+    shutdown: &Shutdown,
+    until: LingerUntil,
+) -> Linger {
+    let work = async {
+        write.write_all_buf(wbuf).await?;
+        write.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        match until {
+            LingerUntil::Written => {}
+            LingerUntil::Eof => while read.read(&mut sink).await? != 0 {},
+            LingerUntil::CloseFrame(mut scan) => loop {
+                let n = read.read(&mut sink).await?;
+                if n == 0 || scan.feed(&sink[..n]) {
+                    break;
+                }
+            },
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let bounded = async {
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, work).await,
+            None => Ok(work.await),
+        }
+    };
+    tokio::select! {
+        result = bounded => match result {
+            Ok(Ok(())) => Linger::Clean,
+            Ok(Err(error)) => Linger::Failed(error),
+            Err(_) => Linger::TimedOut,
+        },
+        () = shutdown.aborted() => Linger::Forced,
+    }
+}
+
+/// The close that lingering close exists to avoid: write, then close at once. If the client's
+/// data is still unread, the kernel answers with RST and the client may lose what was written.
+/// Only reachable with `session.lingering_close = false`, for demonstrations and tests.
+async fn naive_close<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    wbuf: &mut BytesMut,
+    deadline: Option<Instant>,
+) -> Linger {
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+    match tokio::time::timeout_at(deadline, write.write_all_buf(wbuf)).await {
+        Ok(Ok(())) => Linger::Clean,
+        Ok(Err(error)) => Linger::Failed(error),
+        Err(_) => Linger::TimedOut,
+    }
+}
+
+/// Turns away a connection before it becomes a session, with a `Bye` and a lingering close.
+pub(crate) async fn reject<T: Transport>(mut transport: T, bye: Bye, shared: Arc<Shared>) {
+    let mut wbuf = BytesMut::new();
+    let mut codec = ServerCodec::new(shared.config.server.max_frame_bytes);
+    if codec.encode(ServerMessage::Bye(bye), &mut wbuf).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + shared.config.session.linger_timeout;
+    let outcome = {
+        let (mut read, mut write) = transport.split();
+        linger(
+            &mut read,
+            &mut write,
+            &mut wbuf,
+            Some(deadline),
+            &shared.shutdown,
+            LingerUntil::Eof,
+        )
+        .await
+    };
+    if !matches!(outcome, Linger::Clean) {
+        transport.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection loop over `tokio::io::duplex` on a paused clock: every deadline is exact.
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use protocol::{ByeCode, ClientMessage, ServerMessage};
+    use tokio::time::Instant;
+
+    use crate::api::game::{Game, Player, Refusal, Room, RoomContext};
+    use crate::testkit::TestServer;
+
+    /// Relays every input to the whole room.
+    struct Echo;
+    struct EchoRoom;
+
+    impl Room for EchoRoom {
+        fn input(&mut self, room: &mut RoomContext<'_>, _: &Player, _: u64, payload: Bytes) {
+            room.broadcast(payload);
+        }
+    }
+
+    impl Game for Echo {
+        type Config = ();
+        type Room = EchoRoom;
+        fn open(&self, _: &crate::api::game::NewRoom<'_>) -> Result<EchoRoom, Refusal> {
+            Ok(EchoRoom)
+        }
+    }
+
+    async fn server() -> TestServer {
+        TestServer::start(Echo, |c| {
+            c.session.handshake_timeout = Duration::from_secs(5);
+            c.session.heartbeat_interval = Duration::from_secs(5);
+            c.session.idle_timeout = Duration::from_secs(15);
+        })
+        .await
+    }
+
+    /// What an idle session's task holds inline is most of what a held player costs: the cold
+    /// paths (handshake, resume, join, close) are boxed, so that an idle session does not carry
+    /// their state. 4,160 bytes before they were; the bound leaves room for compiler changes.
+    #[tokio::test]
+    async fn a_session_task_stays_small() {
+        let server = server().await;
+        let connector = server.connector();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let peer = stream.local_addr().expect("addr");
+        let task = super::serve(connector.shared.clone(), stream, peer);
+        let size = std::mem::size_of_val(&task);
+        eprintln!("session task over TCP: {size} bytes");
+        assert!(size <= 2048, "the session task holds {size} bytes inline");
+        drop(task);
+        // What the acceptor spawns around it: the TLS and WebSocket paths are boxed, so that a
+        // plain session does not reserve their room (inline, they made a held session cost
+        // 15.5 KiB instead of 3.4). Tokio puts the future in a cell with about 130 bytes of its
+        // own, and jemalloc's size class above 2,048 bytes is 2,560: at 1,936 bytes a held
+        // session measured 3.87 KiB, at 1,904 bytes 3.42.
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let spawned =
+            crate::transport::listener::plain_session(connector.shared.clone(), stream, peer);
+        let size = std::mem::size_of_val(&spawned);
+        eprintln!("the acceptor's task for it: {size} bytes");
+        assert!(
+            size <= 1904,
+            "the acceptor's session task holds {size} bytes inline"
+        );
+        drop(spawned);
+        server.stop().await;
+    }
+
+    /// Counts its ticks, and wants one only after an input.
+    struct Sleepy(std::sync::Arc<std::sync::atomic::AtomicU64>);
+    struct SleepyRoom {
+        ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        pending: bool,
+    }
+
+    impl Room for SleepyRoom {
+        fn input(&mut self, _: &mut RoomContext<'_>, _: &Player, _: u64, _: Bytes) {
+            self.pending = true;
+        }
+        fn tick(&mut self, _: &mut RoomContext<'_>, _: u64) {
+            self.pending = false;
+            self.ticks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn wants_tick(&self) -> bool {
+            self.pending
+        }
+    }
+
+    impl Game for Sleepy {
+        type Config = ();
+        type Room = SleepyRoom;
+        fn open(&self, _: &crate::api::game::NewRoom<'_>) -> Result<SleepyRoom, Refusal> {
+            Ok(SleepyRoom {
+                ticks: self.0.clone(),
+                pending: false,
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_room_that_wants_no_tick_gets_none_until_its_next_command() {
+        use std::sync::atomic::Ordering;
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let server = TestServer::start(Sleepy(ticks.clone()), |c| {
+            c.rooms.tick_rate_hz = 20;
+        })
+        .await;
+        let mut client = server.join("sleeper", "quiet").await.expect("welcome");
+        // Reads (answering pings) until `until`.
+        async fn listen(client: &mut crate::testkit::TestClient, for_: Duration) {
+            let until = Instant::now() + for_;
+            while let Ok(Some(_)) = tokio::time::timeout_at(until, client.recv()).await {}
+        }
+        // 10 s: a quiet room at 20 Hz would have ticked 200 times.
+        listen(&mut client, Duration::from_secs(10)).await;
+        assert_eq!(ticks.load(Ordering::Relaxed), 0);
+        client.input(Bytes::from_static(b"move")).await;
+        listen(&mut client, Duration::from_secs(5)).await;
+        assert_eq!(
+            ticks.load(Ordering::Relaxed),
+            1,
+            "one tick for the input, then asleep again"
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_come_every_heartbeat_and_silence_ends_in_idle_timeout() {
+        let server = server().await;
+        let mut client = server.join("quiet", "").await.expect("welcome");
+        let start = Instant::now();
+        let mut pings = Vec::new();
+        // Never answer: read raw frames, so that the test client does not pong.
+        let bye = loop {
+            match futures_util::StreamExt::next(&mut client.framed).await {
+                Some(Ok(ServerMessage::Ping { .. })) => pings.push(start.elapsed()),
+                Some(Ok(ServerMessage::Bye(bye))) => break bye,
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended without a Bye: {other:?}"),
+            }
+        };
+        assert_eq!(bye.code, ByeCode::IdleTimeout);
+        let closed = start.elapsed();
+        assert_eq!(
+            pings,
+            [
+                Duration::ZERO,
+                Duration::from_secs(5),
+                Duration::from_secs(10)
+            ],
+            "one ping with the Welcome, then one per heartbeat"
+        );
+        assert!(
+            closed >= Duration::from_secs(15) && closed < Duration::from_millis(15_010),
+            "closed after {closed:?}"
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answering_pings_keeps_a_session_alive() {
+        let server = server().await;
+        let mut client = server.join("chatty", "").await.expect("welcome");
+        // recv() answers every ping; a minute passes with no other traffic.
+        let alive = tokio::time::timeout(Duration::from_secs(60), client.recv()).await;
+        assert!(alive.is_err(), "the session ended: {alive:?}");
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_hello_ends_at_the_handshake_timeout() {
+        let server = server().await;
+        let start = Instant::now();
+        let mut client = server.connect_raw();
+        let bye = client.until_bye().await.expect("a Bye");
+        assert_eq!(bye.code, ByeCode::HandshakeTimeout);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_close_delivers_every_relay_then_the_ack_then_bye_then_eof() {
+        let server = server().await;
+        let mut client = server.join("leaver", "").await.expect("welcome");
+        for n in 0..50u32 {
+            client.input(Bytes::from(n.to_be_bytes().to_vec())).await;
+        }
+        client
+            .send(ClientMessage::Bye(protocol::Bye::new(
+                ByeCode::ClientQuit,
+                "",
+            )))
+            .await;
+        let mut relays = 0;
+        let mut last_ack = None;
+        let bye = loop {
+            match client.recv().await {
+                Some(ServerMessage::Event { .. }) => relays += 1,
+                Some(ServerMessage::Ack { seq }) => last_ack = Some(seq),
+                Some(ServerMessage::Bye(bye)) => break bye,
+                Some(_) => {}
+                None => panic!("the stream ended before the Bye"),
+            }
+        };
+        assert_eq!(bye.code, ByeCode::ClientQuit);
+        assert_eq!(relays, 50, "every input's relay came before the Bye");
+        assert_eq!(
+            last_ack,
+            Some(50),
+            "the Ack right before the Bye covers every input"
+        );
+        assert!(client.recv().await.is_none(), "then the end of the stream");
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_input_before_welcome_is_a_protocol_error() {
+        let server = server().await;
+        let mut client = server.connect_raw();
+        client
+            .send(ClientMessage::Input {
+                seq: 1,
+                payload: Bytes::from_static(b"early"),
+            })
+            .await;
+        let bye = client.until_bye().await.expect("a Bye");
+        assert_eq!(bye.code, ByeCode::ProtocolError);
+        assert!(bye.text.contains("expected Hello"), "{}", bye.text);
+        server.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unsolicited_pongs_and_backward_acks_change_nothing_an_ack_of_the_future_is_refused() {
+        let server = server().await;
+        let mut client = server.join("acker", "").await.expect("welcome");
+        client.send(ClientMessage::Pong { nonce: 999 }).await;
+        client.input("one").await;
+        client.input("two").await;
+        let mut events = 0;
+        while events < 2 {
+            if let Some(ServerMessage::Event { .. }) = client.recv().await {
+                events += 1;
+            }
+        }
+        client.send(ClientMessage::Ack { seq: 2 }).await;
+        client.send(ClientMessage::Ack { seq: 1 }).await;
+        client.input("three").await;
+        loop {
+            match client.recv().await {
+                Some(ServerMessage::Event { seq: 3, .. }) => break,
+                Some(ServerMessage::Bye(bye)) => panic!("closed: {bye:?}"),
+                Some(_) => {}
+                None => panic!("the session ended"),
+            }
+        }
+        client.send(ClientMessage::Ack { seq: 4 }).await;
+        let bye = client.until_bye().await.expect("a Bye");
+        assert_eq!(bye.code, ByeCode::ProtocolError);
+        assert!(bye.text.contains("never sent"), "{}", bye.text);
+        server.stop().await;
+    }
+
+    /// Sends back each input with a header far larger than the protocol's headroom, then a
+    /// small event: a game bug the engine must contain.
+    struct Inflate;
+    struct InflateRoom;
+
+    impl Room for InflateRoom {
+        fn input(&mut self, room: &mut RoomContext<'_>, from: &Player, _: u64, payload: Bytes) {
+            let mut big = vec![0u8; 1024];
+            big.extend_from_slice(&payload);
+            room.send(from, Bytes::from(big));
+            room.send(from, Bytes::from_static(b"after"));
+        }
+    }
+
+    impl Game for Inflate {
+        type Config = ();
+        type Room = InflateRoom;
+        fn open(&self, _: &crate::api::game::NewRoom<'_>) -> Result<InflateRoom, Refusal> {
+            Ok(InflateRoom)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_too_large_for_a_frame_is_dropped_before_it_gets_a_number() {
+        let server = TestServer::start(Inflate, |_| {}).await;
+        let mut client = server.join("big", "").await.expect("welcome");
+        let largest = protocol::max_input_payload(protocol::DEFAULT_MAX_FRAME_BYTES);
+        client.input(vec![1u8; largest]).await;
+        let mut seqs = Vec::new();
+        loop {
+            match client.recv().await {
+                Some(ServerMessage::Event { seq, payload }) => {
+                    seqs.push(seq);
+                    if &payload[..] == b"after" {
+                        break;
+                    }
+                }
+                Some(ServerMessage::Bye(bye)) => panic!("closed: {bye:?}"),
+                Some(_) => {}
+                None => panic!("the session ended"),
+            }
+        }
+        assert_eq!(
+            seqs,
+            [1],
+            "the small event is number 1: the dropped one used no number"
+        );
+        server.stop().await;
+    }
+}

@@ -1,0 +1,678 @@
+//! The door: binds the game port, admits connections under the session caps and spawns one
+//! session task each. It never waits on a client: handshakes run inside the session, and
+//! rejections run in their own small, bounded tasks.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use protocol::{Bye, ByeCode};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::config::TcpConfig;
+use crate::memory::budget;
+use crate::ops::logging::ABUSIVE;
+use crate::ops::metrics::{Rejection, transport};
+use crate::server::Shared;
+use crate::session::close::CloseReason;
+use crate::session::core::Ending;
+use crate::session::driver as connection;
+use crate::session::driver::{Opening, Transport};
+use crate::transport::admission::SourceSlot;
+use crate::transport::proxy;
+use crate::transport::slots::Slot;
+use crate::transport::tls::TlsSocket;
+use crate::transport::websocket;
+
+/// Rejections in flight at once; past this, a rejected connection is closed without a `Bye`.
+pub(crate) const MAX_CONCURRENT_REJECTIONS: usize = 256;
+/// First and largest pause after an accept error that is about resources.
+const BACKOFF_START: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// Binds a listener with SO_REUSEADDR and the given backlog (Tokio's own `bind` uses 1024, which
+/// overflows under a reconnect storm).
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    TcpListener::from_std(socket.into())
+}
+
+/// What a listener's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The protocol's frames over TCP.
+    Tcp,
+    /// One frame per binary WebSocket message, after an HTTP upgrade.
+    WebSocket,
+}
+
+impl Listener {
+    /// What a connection to this listener holds beyond a plain TCP one: the
+    /// [`Transport::OVERHEAD`] of the transport it becomes.
+    fn layer(self, tls: bool) -> u64 {
+        let bytes = match (self, tls) {
+            (Listener::Tcp, false) => 0,
+            (Listener::Tcp, true) => TlsSocket::OVERHEAD,
+            (Listener::WebSocket, false) => websocket::OVERHEAD,
+            (Listener::WebSocket, true) => websocket::OVERHEAD + TlsSocket::OVERHEAD,
+        };
+        bytes as u64
+    }
+}
+
+/// Accepts until the drain starts.
+pub(crate) async fn run(
+    listener: TcpListener,
+    kind: Listener,
+    shared: Arc<Shared>,
+    sessions: &TaskTracker,
+) {
+    let rejections = shared.rejections.clone();
+    let mut backoff = Backoff::default();
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.draining() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                if died_before_accept(&error) {
+                    tracing::debug!(%error, "connection died before accept");
+                    continue;
+                }
+                let kind = resource_kind(&error);
+                shared
+                    .metrics
+                    .accept_errors
+                    .with_label_values(&[kind])
+                    .inc();
+                let pause = backoff.failed(&error, kind);
+                tokio::select! {
+                    () = shared.shutdown.draining() => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        backoff.succeeded();
+        configure(&stream, &shared.config.tcp);
+        let proxy = &shared.config.net.proxy_protocol;
+        // A balancer's connection says whose it is in its PROXY header: the per-source checks
+        // wait for it. Everyone else's are checked now, first: they cost the least, and a source
+        // reconnecting in a loop must not get as far as holding a slot.
+        let balancer = proxy.enabled() && proxy.trusts(peer.ip());
+        let source = match balancer {
+            true => Ok(SourceSlot::none()),
+            false => shared.admission.admit(peer.ip()),
+        };
+        let admission = source.and_then(|source| {
+            if !shared
+                .budget
+                .admits_connection(kind.layer(shared.tls.is_some()))
+            {
+                return Err(Rejection::MemoryBudget);
+            }
+            match shared.slots.acquire() {
+                Some(pending) => Ok(Held {
+                    source,
+                    slot: Slot::Pending(pending),
+                }),
+                None => Err(Rejection::ServerFull),
+            }
+        });
+        match admission {
+            Ok(held) => {
+                sessions.spawn(session(shared.clone(), stream, peer, held, kind));
+            }
+            Err(rejection) => reject(
+                stream,
+                peer,
+                rejection,
+                &shared,
+                kind,
+                &rejections,
+                sessions,
+            ),
+        }
+    }
+    tracing::info!("stopped accepting");
+}
+
+/// The task of an admitted connection: the layers its listener speaks (a PROXY header, TLS, a
+/// WebSocket upgrade), then its session. A plain TCP session, the common one, runs inline: what
+/// its task holds is most of what a held player costs. The layers and the sessions over them
+/// carry larger state of their own and run boxed, so that a plain session's task does not
+/// reserve room for it.
+// Not an `async fn`: one keeps its arguments twice in its state, and this task's size is what
+// every held player costs (80 bytes more, past an allocator size class; see
+// `a_session_task_stays_small`).
+#[allow(clippy::manual_async_fn)]
+fn session(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    held: Held,
+    kind: Listener,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let plain = kind == Listener::Tcp
+            && shared.tls.is_none()
+            && !shared.config.net.proxy_protocol.enabled();
+        if plain {
+            let Held { source, slot } = held;
+            let admitted = Admitted::new(&shared, transport::TCP, source);
+            connection::serve_opened(shared, stream, peer, Opening::now(slot)).await;
+            drop(admitted);
+            return;
+        }
+        let Some(opened) = Box::pin(open(&shared, stream, peer, held, kind)).await else {
+            return;
+        };
+        let Opened {
+            channel,
+            peer,
+            admitted,
+            charge,
+            opening,
+            websocket,
+        } = opened;
+        // Boxed: a session over a layer runs in a future of its own, so that the plain
+        // session's task above does not reserve room for a TLS connection.
+        let session: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            match (channel, websocket) {
+                (Channel::Tcp(stream), None) => {
+                    Box::pin(connection::serve_opened(shared, stream, peer, opening))
+                }
+                (Channel::Tcp(stream), Some(buffered)) => Box::pin(connection::serve_upgraded(
+                    shared, stream, peer, opening, buffered,
+                )),
+                (Channel::Tls(socket), None) => {
+                    Box::pin(connection::serve_opened(shared, socket, peer, opening))
+                }
+                (Channel::Tls(socket), Some(buffered)) => Box::pin(connection::serve_upgraded(
+                    shared, socket, peer, opening, buffered,
+                )),
+            };
+        session.await;
+        drop((admitted, charge));
+    }
+}
+
+/// What the connection's session runs over.
+// Lives only inside the boxed `open` and for the moment it takes to box the session over it.
+#[allow(clippy::large_enum_variant)]
+enum Channel {
+    Tcp(TcpStream),
+    Tls(TlsSocket),
+}
+
+/// A connection through its layers, ready for its session.
+struct Opened {
+    channel: Channel,
+    /// The client: the connection's peer, or the one its balancer's PROXY header named.
+    peer: SocketAddr,
+    admitted: Admitted,
+    /// What its layers hold (TLS, WebSocket), charged to the memory budget until it closes.
+    charge: budget::Charge,
+    opening: Opening,
+    /// Upgraded to WebSocket: what the client sent after its upgrade request.
+    websocket: Option<BytesMut>,
+}
+
+/// The layers before the session, each within the handshake deadline (counted from the accept)
+/// and each given up when the connection's slot goes to a newcomer (see [`crate::transport::slots`]):
+///
+/// 1. a trusted balancer's PROXY header, read exactly; the client it names is admitted as if it
+///    had connected directly. From anyone else a header is refused.
+/// 2. the TLS handshake, when the server has TLS.
+/// 3. the WebSocket upgrade, on the WebSocket listener.
+///
+/// A connection becomes a session when the protocol can be spoken over it: after its last
+/// layer. One that fails before is a rejection (`proxy_header`, `tls_handshake`,
+/// `websocket_upgrade`, or the door's own when the client a balancer names is over its limits
+/// or the slot went to a newcomer), told why with a `Bye` only where frames can already be
+/// read: on the plain game port.
+async fn open(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    held: Held,
+    kind: Listener,
+) -> Option<Opened> {
+    let accepted = Instant::now();
+    let deadline = accepted + shared.config.session.handshake_timeout;
+    let Held { mut source, slot } = held;
+    let evicted = slot.evicted();
+    tokio::pin!(evicted);
+    // Not yet a session: charged as one until it is one. In its TLS handshake the connection
+    // holds what the client sent (charged as it arrives, see `Tls::accept`), not yet a TLS
+    // session's buffers.
+    let layer = kind.layer(shared.tls.is_some());
+    let handshaking = match shared.tls {
+        Some(_) => 0,
+        None => layer,
+    };
+    let mut charge = shared
+        .budget
+        .charge(budget::CONNECTION_ESTIMATE + handshaking);
+    let in_the_clear = kind == Listener::Tcp && shared.tls.is_none();
+    // A refusal: counted, logged, and over the plain game port told with a Bye.
+    let refuse = |stream: Option<TcpStream>, peer, rejection: Rejection, detail: &str, bye| {
+        note_rejection(shared, peer, rejection, detail);
+        if let (Some(stream), Some(code), true) = (stream, bye, in_the_clear) {
+            say_bye(stream, Bye::new(code, detail), shared);
+        }
+        None
+    };
+    let proxy = &shared.config.net.proxy_protocol;
+    let mut failed = None;
+    if proxy.enabled() && proxy.trusts(peer.ip()) {
+        let header = tokio::select! {
+            header = tokio::time::timeout_at(deadline, proxy::read_header(&mut stream)) => header,
+            () = &mut evicted => {
+                let why = "the server needed the slot for a newer connection";
+                return refuse(Some(stream), peer, Rejection::ServerFull, why, Some(ByeCode::ServerFull));
+            }
+        };
+        match header {
+            Ok(Ok(named)) => {
+                shared
+                    .metrics
+                    .proxy_headers
+                    .with_label_values(&["ok"])
+                    .inc();
+                peer = named.unwrap_or(peer);
+                match shared.admission.admit(peer.ip()) {
+                    Ok(admitted) => source = admitted,
+                    Err(rejection) => {
+                        // The slot goes back at once: a client reconnecting in a loop must not
+                        // hold slots through its rejections' lingering closes.
+                        drop(slot);
+                        let why = rejection.explain();
+                        return refuse(
+                            Some(stream),
+                            peer,
+                            rejection,
+                            why,
+                            Some(ByeCode::ServerFull),
+                        );
+                    }
+                }
+            }
+            Ok(Err(error)) => {
+                shared
+                    .metrics
+                    .proxy_headers
+                    .with_label_values(&[error.result()])
+                    .inc();
+                let detail = format!("from balancer {peer}: {error}");
+                return refuse(
+                    Some(stream),
+                    peer,
+                    Rejection::ProxyHeader,
+                    &detail,
+                    Some(ByeCode::ProtocolError),
+                );
+            }
+            Err(_) => {
+                let detail = format!(
+                    "no complete PROXY header from balancer {peer} within session.handshake_timeout"
+                );
+                return refuse(
+                    Some(stream),
+                    peer,
+                    Rejection::ProxyHeader,
+                    &detail,
+                    Some(ByeCode::HandshakeTimeout),
+                );
+            }
+        }
+    } else if proxy.enabled() && untrusted_header(&stream, deadline).await {
+        shared
+            .metrics
+            .proxy_headers
+            .with_label_values(&["untrusted"])
+            .inc();
+        let detail = format!(
+            "a PROXY header from {peer}, which is not in net.proxy_protocol.trusted: refused"
+        );
+        if !in_the_clear {
+            return refuse(Some(stream), peer, Rejection::ProxyHeader, &detail, None);
+        }
+        // On the plain game port the protocol is spoken from the first byte: a header where the
+        // Hello belongs is the session's protocol error.
+        failed = Some(Box::new(Ending::because(
+            CloseReason::ProtocolError,
+            detail,
+        )));
+    }
+    let mut channel = match &shared.tls {
+        None => Channel::Tcp(stream),
+        Some(tls) => {
+            let handshake = tokio::select! {
+                handshake = tls.accept(stream, deadline, &shared.budget) => handshake,
+                () = &mut evicted => {
+                    let why = "the server needed the slot for a newer connection";
+                    return refuse(None, peer, Rejection::ServerFull, why, None);
+                }
+            };
+            match handshake {
+                Ok(socket) => {
+                    charge.set(budget::CONNECTION_ESTIMATE + layer);
+                    Channel::Tls(socket)
+                }
+                Err(failure) => {
+                    let detail = failure.to_string();
+                    return refuse(None, peer, Rejection::TlsHandshake, &detail, None);
+                }
+            }
+        }
+    };
+    let websocket = match kind {
+        Listener::Tcp => None,
+        Listener::WebSocket => {
+            let upgrade = tokio::select! {
+                upgrade = upgrade(shared, &mut channel, deadline) => upgrade,
+                () = &mut evicted => Err("the server needed the slot for a newer connection".into()),
+            };
+            match upgrade {
+                Ok(buffered) => Some(buffered),
+                Err(detail) => {
+                    return refuse(None, peer, Rejection::WebSocketUpgrade, &detail, None);
+                }
+            }
+        }
+    };
+    let name = match (&channel, &websocket) {
+        (Channel::Tcp(_), None) => transport::TCP,
+        (Channel::Tls(_), None) => transport::TLS,
+        (Channel::Tcp(_), Some(_)) => transport::WEBSOCKET,
+        (Channel::Tls(_), Some(_)) => transport::WSS,
+    };
+    let admitted = Admitted::new(shared, name, source);
+    // Active now, so counted as a connection: only its layer stays charged.
+    charge.set(layer);
+    Some(Opened {
+        channel,
+        peer,
+        admitted,
+        charge,
+        opening: Opening {
+            accepted,
+            failed,
+            slot,
+        },
+        websocket,
+    })
+}
+
+/// The WebSocket upgrade over `channel`, until `deadline`: what the client sent after its
+/// request, or why there is no WebSocket (the client was answered in HTTP where it could be).
+async fn upgrade(
+    shared: &Shared,
+    channel: &mut Channel,
+    deadline: Instant,
+) -> Result<BytesMut, String> {
+    match channel {
+        Channel::Tcp(stream) => upgrade_over(shared, stream, deadline).await,
+        Channel::Tls(socket) => upgrade_over(shared, socket, deadline).await,
+    }
+}
+
+async fn upgrade_over<S: Transport + AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    stream: &mut S,
+    deadline: Instant,
+) -> Result<BytesMut, String> {
+    let mut buffered = BytesMut::new();
+    match tokio::time::timeout_at(deadline, websocket::upgrade(stream, &mut buffered)).await {
+        Ok(Ok(())) => Ok(buffered),
+        Ok(Err(error)) => {
+            // The answer saying why is written: FIN, and read what the client still sends for a
+            // moment, so that its unread request does not turn the close into a reset.
+            let until = Instant::now() + shared.config.session.linger_timeout;
+            let (mut read, mut write) = stream.split();
+            let _ = connection::linger(
+                &mut read,
+                &mut write,
+                &mut BytesMut::new(),
+                Some(until),
+                &shared.shutdown,
+                connection::LingerUntil::Eof,
+            )
+            .await;
+            Err(format!("the WebSocket upgrade failed: {error}"))
+        }
+        Err(_) => Err("no WebSocket upgrade within session.handshake_timeout".to_owned()),
+    }
+}
+
+/// What the acceptor spawns for an admitted plain TCP connection, for the test that keeps a
+/// held session's task small.
+#[cfg(test)]
+pub(crate) fn plain_session(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> {
+    let held = Held {
+        source: SourceSlot::none(),
+        slot: Slot::Pending(shared.slots.acquire().expect("a free session slot")),
+    };
+    session(shared, stream, peer, held, Listener::Tcp)
+}
+
+/// With PROXY protocol on, a connection from an address that is not a trusted balancer must not
+/// start with a PROXY header: it would claim another client's address. Looks at the first byte
+/// (without reading it) until `deadline`; whatever else comes (or does not) is for the next
+/// layer to judge, within the same deadline.
+async fn untrusted_header(stream: &TcpStream, deadline: Instant) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout_at(deadline, stream.peek(&mut first)).await,
+        Ok(Ok(n)) if proxy::looks_like_header(&first[..n])
+    )
+}
+
+/// Counts a rejection and logs it (a few lines a second at most: a source can cause them at
+/// will).
+fn note_rejection(
+    shared: &Shared,
+    peer: SocketAddr,
+    rejection: Rejection,
+    detail: impl std::fmt::Display,
+) {
+    shared
+        .metrics
+        .connections_rejected
+        .with_label_values(&[rejection.as_str()])
+        .inc();
+    if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
+        tracing::info!(%peer, reason = rejection.as_str(), %detail, "connection rejected");
+    }
+}
+
+/// Turns a connection away at the door, in a small task of its own, tracked with the sessions
+/// so that a drain waits for it (and a forced shutdown cuts its lingering close short). Only a
+/// client that speaks the protocol's frames from its first byte gets a `Bye`: before a TLS
+/// handshake or a WebSocket upgrade there is no channel to say it over, and the connection is
+/// just closed.
+fn reject(
+    stream: TcpStream,
+    peer: SocketAddr,
+    rejection: Rejection,
+    shared: &Arc<Shared>,
+    kind: Listener,
+    rejections: &Arc<Semaphore>,
+    tasks: &TaskTracker,
+) {
+    note_rejection(shared, peer, rejection, rejection.explain());
+    if kind != Listener::Tcp || shared.tls.is_some() {
+        return;
+    }
+    let Ok(turn) = rejections.clone().try_acquire_owned() else {
+        // Too many rejections already in flight: close without ceremony.
+        return;
+    };
+    let shared = shared.clone();
+    tasks.spawn(async move {
+        let bye = Bye::new(ByeCode::ServerFull, rejection.explain());
+        connection::reject(stream, bye, shared).await;
+        drop(turn);
+    });
+}
+
+/// Tells a client refused after the door why, with a `Bye` and a lingering close, within the
+/// bound on rejections in flight (past it the connection is just closed).
+fn say_bye(stream: TcpStream, bye: Bye, shared: &Arc<Shared>) {
+    let Ok(turn) = shared.rejections.clone().try_acquire_owned() else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        connection::reject(stream, bye, shared).await;
+        drop(turn);
+    });
+}
+
+/// Applies the per-connection socket options. A failure is logged, never fatal.
+fn configure(stream: &TcpStream, tcp: &TcpConfig) {
+    let socket = SockRef::from(stream);
+    let keepalive = TcpKeepalive::new()
+        .with_time(tcp.keepalive_idle)
+        .with_interval(tcp.keepalive_interval)
+        .with_retries(tcp.keepalive_count);
+    let results = [
+        ("TCP_NODELAY", socket.set_tcp_nodelay(tcp.nodelay)),
+        ("SO_KEEPALIVE", socket.set_tcp_keepalive(&keepalive)),
+        (
+            "TCP_USER_TIMEOUT",
+            socket.set_tcp_user_timeout((!tcp.user_timeout.is_zero()).then_some(tcp.user_timeout)),
+        ),
+    ];
+    for (option, result) in results {
+        if let Err(error) = result {
+            tracing::debug!(option, %error, "cannot set socket option");
+        }
+    }
+}
+
+/// Errors that belong to one connection that was already gone: skip it and accept the next.
+/// Linux passes pending network errors of the new socket through accept(2).
+fn died_before_accept(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || matches!(
+        error.raw_os_error(),
+        // EPERM (firewall), EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP,
+        // ENETUNREACH, ENETDOWN
+        Some(1 | 71 | 92 | 112 | 64 | 113 | 95 | 101 | 100)
+    )
+}
+
+/// The `kind` label of an accept error that is not about one connection.
+fn resource_kind(error: &io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(24) => "emfile",
+        Some(23) => "enfile",
+        Some(105) => "enobufs",
+        Some(12) => "enomem",
+        _ => "other",
+    }
+}
+
+/// Capped exponential backoff that logs once per burst of errors. A burst lasts until accepts
+/// have gone [`QUIET`] without failing, so that a server flapping at its descriptor ceiling logs
+/// one warning and one recovery, not a pair per freed descriptor.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u64,
+    pause: Duration,
+    last_failure: Option<tokio::time::Instant>,
+    recovery_logged: bool,
+}
+
+/// How long accepts must go without failing before the next failure starts a new burst.
+const QUIET: Duration = Duration::from_secs(10);
+
+impl Backoff {
+    fn failed(&mut self, error: &io::Error, kind: &str) -> Duration {
+        let now = tokio::time::Instant::now();
+        let new_burst = self
+            .last_failure
+            .is_none_or(|last| now.saturating_duration_since(last) > QUIET);
+        if new_burst {
+            tracing::warn!(%error, kind, "accept failing; backing off (logged once per burst)");
+            self.failures = 0;
+            self.recovery_logged = false;
+            self.pause = BACKOFF_START;
+        } else {
+            self.pause = (self.pause * 2).clamp(BACKOFF_START, BACKOFF_MAX);
+        }
+        self.failures += 1;
+        self.last_failure = Some(now);
+        self.pause
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 && !self.recovery_logged {
+            tracing::info!(failures = self.failures, "accepting again");
+            self.recovery_logged = true;
+        }
+    }
+}
+
+/// What an admitted connection holds before it is a session: its share of its source's cap, and
+/// its slot under the global cap (see [`crate::transport::slots`]).
+#[derive(Debug)]
+struct Held {
+    source: SourceSlot,
+    slot: Slot,
+}
+
+/// What a session holds in its task until its socket is closed: its share of its source's cap,
+/// and its place in the active gauge. (Its slot is the session's own: see [`crate::transport::slots`].)
+#[derive(Debug)]
+struct Admitted {
+    _source: SourceSlot,
+    active: prometheus::IntGauge,
+}
+
+impl Admitted {
+    /// The connection is a session over `transport`: counted as accepted and active.
+    fn new(shared: &Shared, transport: &'static str, source: SourceSlot) -> Admitted {
+        shared
+            .metrics
+            .sessions_accepted
+            .with_label_values(&[transport])
+            .inc();
+        shared.metrics.sessions_active.inc();
+        Admitted {
+            _source: source,
+            active: shared.metrics.sessions_active.clone(),
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.active.dec();
+    }
+}
