@@ -1305,7 +1305,7 @@ var Client = class extends Emitter {
     const renewAfter = this.deliver();
     switch (next) {
       case "closed":
-        this.close();
+        this.close(end);
         return;
       case "reconnect": {
         const delayMs = this.backoff.next();
@@ -1328,7 +1328,7 @@ var Client = class extends Emitter {
     }
     this.arm();
   }
-  close() {
+  close(end) {
     this.stateNow = "closed";
     this.clearDeadlines();
     const ackedInput = this.core.ackedInput;
@@ -1338,7 +1338,7 @@ var Client = class extends Emitter {
     for (const resolve of this.waitingLeave.splice(0)) {
       resolve({ ackedInput });
     }
-    this.emit("closed", { ackedInput });
+    this.emit("closed", { ackedInput, end });
   }
   /** Sends what the core has to send. */
   flush() {
