@@ -628,6 +628,9 @@ var InputError = class extends Error {
   }
   kind;
 };
+function helloRoom(kept, asked) {
+  return kept !== null && !kept.toLowerCase().startsWith("auto-") ? kept : asked;
+}
 var PINGS_PER_IDLE = 3;
 var Core = class {
   config;
@@ -671,7 +674,7 @@ var Core = class {
       kind: "hello",
       version: PROTOCOL_VERSION,
       playerId: this.config.playerId,
-      room: kept?.room ?? this.config.room,
+      room: helloRoom(kept?.room ?? null, this.config.room),
       authToken: this.config.authToken,
       resume
     });
