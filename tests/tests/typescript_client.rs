@@ -1,5 +1,6 @@
 //! The TypeScript client library (`clients/typescript`) checked with the rest of the suite:
-//! strict types, the browser bundle against a fresh build of its source, and its own tests (the
+//! strict types, the browser bundle and the demo page (games/rooms/static/play.html, which
+//! inlines the package) against fresh builds of their sources, and its own tests (the
 //! codec against PROTOCOL.md's vectors, the core on a fake clock, and plays and faults against
 //! this build of the server binary), with Node 20 and npm.
 
@@ -52,5 +53,6 @@ fn the_typescript_client_typechecks_bundles_reproducibly_and_passes_its_tests() 
     }
     npm(&["run", "typecheck"]);
     npm(&["run", "check-bundle"]);
+    npm(&["run", "check-page"]);
     npm(&["test"]);
 }

@@ -628,6 +628,9 @@ var InputError = class extends Error {
   }
   kind;
 };
+function helloRoom(kept, asked) {
+  return kept !== null && !kept.toLowerCase().startsWith("auto-") ? kept : asked;
+}
 var PINGS_PER_IDLE = 3;
 var Core = class {
   config;
@@ -671,7 +674,7 @@ var Core = class {
       kind: "hello",
       version: PROTOCOL_VERSION,
       playerId: this.config.playerId,
-      room: kept?.room ?? this.config.room,
+      room: helloRoom(kept?.room ?? null, this.config.room),
       authToken: this.config.authToken,
       resume
     });
@@ -1305,7 +1308,7 @@ var Client = class extends Emitter {
     const renewAfter = this.deliver();
     switch (next) {
       case "closed":
-        this.close();
+        this.close(end);
         return;
       case "reconnect": {
         const delayMs = this.backoff.next();
@@ -1328,7 +1331,7 @@ var Client = class extends Emitter {
     }
     this.arm();
   }
-  close() {
+  close(end) {
     this.stateNow = "closed";
     this.clearDeadlines();
     const ackedInput = this.core.ackedInput;
@@ -1338,7 +1341,7 @@ var Client = class extends Emitter {
     for (const resolve of this.waitingLeave.splice(0)) {
       resolve({ ackedInput });
     }
-    this.emit("closed", { ackedInput });
+    this.emit("closed", { ackedInput, end });
   }
   /** Sends what the core has to send. */
   flush() {

@@ -86,8 +86,10 @@ export interface ClientEvents {
    * have been. `renewing`: a fresh session is on its way (a `session` event follows);
    * otherwise the game decides (`newSession`). */
   end: { readonly lost: Lost; readonly decision: Decision; readonly renewing: boolean; readonly ackedInput: number };
-  /** The client stopped (after `leave` or `abort`); nothing follows. */
-  closed: { readonly ackedInput: number };
+  /** The client stopped (after `leave` or `abort`); nothing follows. `end`: how its last
+   * connection ended: the server's `Bye{client_quit}` when it answered a `leave`, `quit` when
+   * there was no answer (no connection, or none within `lingerMs`). */
+  closed: { readonly ackedInput: number; readonly end: End };
 }
 
 /** Where the client is. */
@@ -352,7 +354,7 @@ export class Client extends Emitter<ClientEvents> {
     const renewAfter = this.deliver();
     switch (next) {
       case "closed":
-        this.close();
+        this.close(end);
         return;
       case "reconnect": {
         const delayMs = this.backoff.next();
@@ -376,7 +378,7 @@ export class Client extends Emitter<ClientEvents> {
     this.arm();
   }
 
-  private close(): void {
+  private close(end: End): void {
     this.stateNow = "closed";
     this.clearDeadlines();
     const ackedInput = this.core.ackedInput;
@@ -386,7 +388,7 @@ export class Client extends Emitter<ClientEvents> {
     for (const resolve of this.waitingLeave.splice(0)) {
       resolve({ ackedInput });
     }
-    this.emit("closed", { ackedInput });
+    this.emit("closed", { ackedInput, end });
   }
 
   /** Sends what the core has to send. */

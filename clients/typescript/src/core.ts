@@ -113,6 +113,17 @@ interface Kept {
   readonly idleMs: number;
 }
 
+/**
+ * The room a `Hello` names: the room the session is in, so that a fresh session after a refused
+ * resume comes back to the room the player moved to, except a room the server chose (`auto-N`):
+ * those names are the server's to give, and a `Hello` naming one is a protocol error, resume or
+ * not (PROTOCOL.md, "Rooms"). Then the room first asked for (empty: let the server choose); a
+ * resumed session stays in its room whatever the `Hello` names.
+ */
+function helloRoom(kept: string | null, asked: string): string {
+  return kept !== null && !kept.toLowerCase().startsWith("auto-") ? kept : asked;
+}
+
 /** Without a heartbeat from the server, the client pings this often within the idle timeout. */
 const PINGS_PER_IDLE = 3;
 
@@ -162,7 +173,7 @@ export class Core {
       kind: "hello",
       version: PROTOCOL_VERSION,
       playerId: this.config.playerId,
-      room: kept?.room ?? this.config.room,
+      room: helloRoom(kept?.room ?? null, this.config.room),
       authToken: this.config.authToken,
       resume,
     });

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::payload::DemoEvent;
 
 /// The browser client `game-server` serves at `/play` on its admin port (with
-/// `server.websocket_listen` set): one HTML file, plain JavaScript, no build step. It plays the
+/// `server.websocket_listen` set): one HTML file whose inline script is the TypeScript client
+/// package and the page's own code (`clients/typescript/page/play.ts`), bundled by `npm run page`
+/// from `static/play.src.html`; nothing is built at run time. It plays the
 /// demo over WebSocket, shows its connection, resumes after a network blip, and exposes
 /// `window.game` (`state`, `sessionId`, `leave()`, `snapshot()`) for tests. `?player=`, `?room=`,
 /// `?token=` and `?ws=` override its defaults.

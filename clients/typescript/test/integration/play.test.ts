@@ -129,4 +129,26 @@ describe("a connection killed under the client (ss -K)", { skip: cannotRun({ too
       }
     });
   }
+
+  it("ws, a player the server placed (an auto- room): the resume names no room, and the session stays in its own", async () => {
+    assertRunnable({ tools: ["ss"], root: true });
+    const server = await ServerProcess.start({ websocket: "127.0.0.1:0" });
+    try {
+      const player = inProcess({ url: `ws://${server.websocket}/`, id: "sskill-placed", room: "", inputEveryMs: 100 });
+      const session = await player.rec.wait("session", 10_000);
+      assert.match(session.room, /^auto-/);
+      player.start();
+      await sleep(500);
+      const port = server.websocket.split(":").pop()!;
+      execFileSync("ss", ["-K", "dst", "127.0.0.1", "dport", "=", `:${port}`], { stdio: "ignore" });
+      await player.rec.wait("drop", 5000);
+      const resume = await player.rec.wait("resume", 5000);
+      assert.equal(resume.sessionId, session.sessionId, "the same session");
+      assert.equal(player.client.room, session.room, "in the room the server placed it in");
+      assert.equal(player.rec.of("end").length, 0, "nothing lost: no protocol_error for naming an auto- room");
+      assert.ok((await player.leave()) >= 1);
+    } finally {
+      await server.stop();
+    }
+  });
 });

@@ -198,17 +198,18 @@ describe("the driver", () => {
     link.serve({ kind: "ack", seq: 2 });
     link.serve({ kind: "bye", code: "client_quit", text: "" });
     assert.deepEqual(await left, { ackedInput: 2 });
-    assert.equal(names(seen).at(-1), "closed");
+    assert.deepEqual(seen.at(-1), ["closed", { ackedInput: 2, end: { kind: "bye", code: "client_quit", text: "" } }]);
     assert.equal(client.state, "closed");
   });
 
   it("leave gives up waiting for the server after the linger time", async () => {
-    const { clock, fake, client } = start({ lingerMs: 1000 });
+    const { clock, fake, client, seen } = start({ lingerMs: 1000 });
     fake.last().open();
     fake.last().serve(welcome(7, 1, false));
     const left = client.leave();
     clock.advance(1000);
     assert.deepEqual(await left, { ackedInput: 0 });
+    assert.deepEqual(seen.at(-1), ["closed", { ackedInput: 0, end: { kind: "quit" } }], "no answer: the client quit");
   });
 
   it("leave while reconnecting closes at once", async () => {

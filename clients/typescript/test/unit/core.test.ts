@@ -270,6 +270,21 @@ describe("resume", () => {
     assert.equal(hello?.kind === "hello" ? hello.room : null, "arena-2");
   });
 
+  it("placed by the server (an auto- room), resumes with the room it asked for: auto- names are the server's", () => {
+    const core = new Core({ playerId: "alice" }, T0);
+    core.connected(T0);
+    assert.deepEqual(drain(core).map((m) => (m.kind === "hello" ? m.room : m.kind)), [""]);
+    core.receive({ ...welcome(7, 1, false, 0), room: "auto-3" } as ServerMessage, T0);
+    assert.equal(core.room, "auto-3");
+    core.disconnected(transportEnd("peer_reset"));
+    core.connected(T0 + 100);
+    const [hello] = drain(core);
+    assert.ok(hello?.kind === "hello" && hello.resume !== null, "a resume");
+    assert.equal(hello.room, "", "not auto-3, which the server refuses in a Hello");
+    core.receive({ ...welcome(7, 2, true, 0), room: "auto-3" } as ServerMessage, T0 + 150);
+    assert.equal(core.room, "auto-3", "the session stays in its room");
+  });
+
   it("a refused resume loses the session, and a restart begins afresh", () => {
     const core = live();
     core.input(Uint8Array.of(1));
