@@ -224,10 +224,9 @@ impl Core {
         self.transmit.push_back(ClientMessage::Hello(Hello {
             version: PROTOCOL_VERSION,
             player_id: self.config.player_id.clone(),
-            room: self
-                .kept
-                .as_ref()
-                .map_or_else(|| self.config.room.clone(), |kept| kept.room.clone()),
+            // The room asked for: on a resume the server keeps the session's room whatever the
+            // Hello names (and an automatic room is not a client's to name).
+            room: self.config.room.clone(),
             auth_token: self.config.auth_token.clone(),
             resume,
         }));
@@ -380,6 +379,16 @@ impl Core {
                 }
             }
             Phase::Disconnected | Phase::Handshaking { resuming: false } | Phase::Live => {}
+        }
+        if matches!(phase, Phase::Handshaking { .. })
+            && let End::Bye {
+                code: ByeCode::ServerFull | ByeCode::HandshakeTimeout,
+                ..
+            } = &end
+        {
+            // Turned away before the Hello was read (full, or its slot given to a newer
+            // connection): no session was touched, a parked one included. Try again.
+            return Next::Reconnect;
         }
         if let End::Transport(
             crate::end::Transport::Refused | crate::end::Transport::ClosedWhileOpening(_),
@@ -691,6 +700,50 @@ mod tests {
             outputs(&mut core).last(),
             Some(&Output::Lost(Lost::Ended(untrusted)))
         );
+    }
+
+    /// A server turns a connection away before reading its `Hello` (full, or its slot given to
+    /// a newer connection): the session it had parked is untouched, and the client tries again
+    /// with its resume. The room of the resume is the one asked for, never the automatic room
+    /// the server named.
+    #[test]
+    fn turned_away_before_its_hello_the_client_tries_again_with_its_session() {
+        let now = Instant::now();
+        let mut core = Core::new(Config::new("alice", ""), now);
+        core.connected(now);
+        drain(&mut core);
+        core.receive(
+            ServerMessage::Welcome(Welcome {
+                room: "auto-3".to_owned(),
+                ..match welcome(7, 1, false, 0) {
+                    ServerMessage::Welcome(w) => w,
+                    _ => unreachable!(),
+                }
+            }),
+            now,
+        )
+        .expect("welcome");
+        outputs(&mut core);
+        assert_eq!(
+            core.disconnected(End::Transport(Transport::PeerReset)),
+            Next::Reconnect
+        );
+        for code in [ByeCode::ServerFull, ByeCode::HandshakeTimeout] {
+            core.connected(now);
+            let hello = drain(&mut core);
+            assert!(
+                matches!(
+                    hello.as_slice(),
+                    [ClientMessage::Hello(Hello { resume: Some(_), room, .. })] if room.is_empty()
+                ),
+                "{hello:?}"
+            );
+            let turned_away = End::Bye {
+                code,
+                text: "try again".to_owned(),
+            };
+            assert_eq!(core.disconnected(turned_away), Next::Reconnect, "{code:?}");
+        }
     }
 
     #[test]

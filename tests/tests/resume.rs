@@ -271,3 +271,32 @@ async fn with_resume_off_a_broken_session_ends_at_once() {
     assert_eq!(after.get("gameserver_sessions_parked", &[]), 0.0);
     server.stop().await;
 }
+
+/// A player the server placed in an automatic room comes back naming that room (as a client
+/// that keeps the `Welcome`'s room does): the resume is taken, in the same room. The server
+/// ignores the room of a resuming `Hello`; only a fresh `Hello` may not name `auto-N`.
+#[tokio::test]
+async fn a_player_placed_in_an_automatic_room_resumes_naming_it() {
+    let server = TestServer::start(|_| {}).await;
+    let (a, welcome) = RawClient::join(server.addr, "placed").await;
+    assert!(welcome.room.starts_with("auto-"), "{}", welcome.room);
+    let player = Player::new("placed", &welcome);
+    abort(a);
+    wait_for(&server, "parked", |s| {
+        s.get("gameserver_sessions_parked", &[]) == 1.0
+    })
+    .await;
+    let mut back = RawClient::connect(server.addr).await;
+    let resumed = back
+        .hello(ClientMessage::Hello(Hello {
+            room: welcome.room.clone(),
+            ..match player.resume_hello() {
+                ClientMessage::Hello(h) => h,
+                _ => unreachable!(),
+            }
+        }))
+        .await;
+    assert!(resumed.resumed, "the resume was taken");
+    assert_eq!(resumed.room, welcome.room);
+    server.stop().await;
+}

@@ -626,7 +626,12 @@ impl<'a> Session<'a> {
                 "the player id contains control characters",
             ));
         }
-        check_room(&hello.room)?;
+        // A resume keeps the session's room whatever the Hello names: an automatic room's name
+        // (from the Welcome) is no attempt to steer placement there.
+        match hello.resume {
+            Some(_) => check_room_chars(&hello.room)?,
+            None => check_room(&hello.room)?,
+        }
         if let Some(auth) = &self.shared.auth {
             let source = self.peer.ip();
             if self.shared.admission.auth_throttled(source).is_err() {
@@ -969,18 +974,24 @@ impl<'a> Session<'a> {
 /// Refuses room names that are not for clients to choose: names with control characters, and
 /// the automatic rooms' namespace (a client naming `auto-3` must not steer automatic placement).
 fn check_room(room: &str) -> Result<(), Ending> {
-    if room.chars().any(char::is_control) {
-        return Err(Ending::because(
-            CloseReason::ProtocolError,
-            "the room name contains control characters",
-        ));
-    }
+    check_room_chars(room)?;
     if rooms::claims_auto_prefix(room) {
         return Err(Ending::because(
             CloseReason::ProtocolError,
             format!(
                 "room names starting with {AUTO_ROOM_PREFIX:?} are reserved for automatic placement"
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses room names with control characters (they would forge lines in logs).
+fn check_room_chars(room: &str) -> Result<(), Ending> {
+    if room.chars().any(char::is_control) {
+        return Err(Ending::because(
+            CloseReason::ProtocolError,
+            "the room name contains control characters",
         ));
     }
     Ok(())
