@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -22,37 +21,14 @@ use crate::transport::{listener as acceptor, slots, tls};
 
 use crate::memory::budget::Budget;
 use crate::ops::logging::Throttle;
-use crate::ops::metrics::{Metrics, TrafficCounters};
-use crate::ops::reaper::SessionEnd;
+use crate::ops::metrics::Metrics;
 use crate::player::registry::Registry;
 use crate::rooms::{Directory, DirectoryLimits};
+use crate::session::Sessions;
 use crate::session::auth::Authenticator;
 use crate::session::stall::Stalls;
 use crate::transport::admission::{Admission, SourceLimits};
-
-/// What every session task shares.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) metrics: Metrics,
-    pub(crate) traffic: TrafficCounters,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) rooms: Arc<Directory>,
-    pub(crate) auth: Option<Authenticator>,
-    pub(crate) parking: Arc<resume::Parking>,
-    pub(crate) admission: Arc<Admission>,
-    pub(crate) budget: Arc<Budget>,
-    pub(crate) stalls: Stalls,
-    pub(crate) throttle: Throttle,
-    pub(crate) shutdown: Shutdown,
-    pub(crate) reaper: mpsc::Sender<SessionEnd>,
-    pub(crate) next_session_id: AtomicU64,
-    /// TLS on the game and WebSocket ports, when configured.
-    pub(crate) tls: Option<Arc<tls::Tls>>,
-    /// Session slots under `server.max_sessions`, shared by every listener.
-    pub(crate) slots: Arc<slots::Slots>,
-    /// Turns for connections being told they are refused (a `Bye` and a lingering close).
-    pub(crate) rejections: Arc<tokio::sync::Semaphore>,
-}
+use crate::transport::listener::Door;
 
 /// After a drain, how long the admin listener still answers once the last close is recorded.
 pub(crate) const FINAL_READ_GRACE: Duration = Duration::from_secs(1);
@@ -60,27 +36,12 @@ pub(crate) const FINAL_READ_GRACE: Duration = Duration::from_secs(1);
 /// Session ends waiting for the reaper; past this, ending sessions wait their turn.
 const REAPER_QUEUE: usize = 4096;
 
-impl Shared {
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.next_session_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) async fn report(&self, end: SessionEnd) {
-        // The reaper outlives every session; a send can only fail if it panicked.
-        if let Err(lost) = self.reaper.send(end).await {
-            tracing::error!(
-                session = lost.0.session_id,
-                "reaper is gone; close not recorded"
-            );
-        }
-    }
-}
-
 /// A server whose shared state and side tasks are running, ready to take connections from its
 /// listeners ([`Engine::serve`]) or one at a time ([`Engine::connector`], for tests over
 /// in-memory transports).
 pub(crate) struct Engine {
-    shared: Arc<Shared>,
+    door: Arc<Door>,
+    drain_timeout: Duration,
     admin_addr: std::net::SocketAddr,
     tasks: SideTasks,
 }
@@ -200,30 +161,43 @@ impl Engine {
             },
             stop_admin.clone(),
         ));
-        let shared = Arc::new(Shared {
-            parking,
-            traffic: TrafficCounters::new(&metrics),
-            metrics: metrics.clone(),
-            registry,
-            rooms,
+        let admission = Admission::new(SourceLimits::from_config(&config));
+        let sessions = Arc::new(Sessions::new(
+            config.session.clone(),
+            config.server.max_frame_bytes,
             auth,
-            admission: Admission::new(SourceLimits::from_config(&config)),
-            budget,
+            admission.clone(),
+            parking,
+            rooms,
+            registry,
+            budget.clone(),
             stalls,
-            throttle,
-            shutdown: shutdown.clone(),
-            reaper: reaper_tx,
-            next_session_id: AtomicU64::new(1),
-            tls,
+            metrics.clone(),
+            throttle.clone(),
+            shutdown.clone(),
+            reaper_tx,
+        ));
+        let door = Arc::new(Door {
+            tcp: config.tcp.clone(),
+            proxy: config.net.proxy_protocol.clone(),
+            handshake_timeout: config.session.handshake_timeout,
+            linger_timeout: config.session.linger_timeout,
+            admission,
             slots: slots::Slots::new(config.server.max_sessions),
+            budget,
+            tls,
+            metrics: metrics.clone(),
+            throttle,
             rejections: Arc::new(tokio::sync::Semaphore::new(
                 acceptor::MAX_CONCURRENT_REJECTIONS,
             )),
-            config,
+            shutdown: shutdown.clone(),
+            sessions,
         });
         metrics.ready.set(1);
         Ok(Engine {
-            shared,
+            door,
+            drain_timeout: config.shutdown.drain_timeout,
             admin_addr,
             tasks: SideTasks {
                 reaper,
@@ -247,15 +221,15 @@ impl Engine {
     /// the returned task runs.
     pub(crate) fn reload_on_hangup(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(tls::reload_on_hangup(
-            self.shared.tls.clone(),
-            self.shared.metrics.clone(),
+            self.door.tls.clone(),
+            self.door.metrics.clone(),
         ))
     }
 
     /// The server's metrics.
     #[cfg(feature = "agones")]
     pub(crate) fn metrics(&self) -> Metrics {
-        self.shared.metrics.clone()
+        self.door.metrics.clone()
     }
 
     /// Whether the reaper, which records every close, still runs.
@@ -270,8 +244,8 @@ impl Engine {
     /// clock. Drop every connector before the server drains: each keeps it alive.
     pub(crate) fn connector(&self) -> Connector {
         Connector {
-            shared: self.shared.clone(),
-            sessions: self.tasks.sessions.clone(),
+            sessions: self.door.sessions.clone(),
+            tasks: self.tasks.sessions.clone(),
         }
     }
 
@@ -279,14 +253,25 @@ impl Engine {
     /// Waits for the drain without a listener (the sessions came through [`Engine::connector`]),
     /// then drains and stops like [`Engine::serve`].
     pub(crate) async fn until_drained(self) {
-        let shutdown = self.shared.shutdown.clone();
-        shutdown.draining().await;
-        let Engine { shared, tasks, .. } = self;
-        let metrics = shared.metrics.clone();
-        let parking = shared.parking.clone();
-        let rooms = shared.rooms.clone();
-        let drain_timeout = shared.config.shutdown.drain_timeout;
-        drop(shared);
+        self.door.shutdown.draining().await;
+        self.finish().await;
+    }
+
+    /// Drains the sessions (at most `shutdown.drain_timeout`, then they are closed by force) and
+    /// stops everything.
+    async fn finish(self) {
+        let Engine {
+            door,
+            drain_timeout,
+            tasks,
+            ..
+        } = self;
+        let parking = door.sessions.parking.clone();
+        let rooms = door.sessions.rooms.clone();
+        let metrics = door.metrics.clone();
+        let shutdown = door.shutdown.clone();
+        // The last handle on the sessions' reaper sender goes with the last session task.
+        drop(door);
         tasks
             .finish(metrics, shutdown, parking, rooms, drain_timeout)
             .await;
@@ -295,39 +280,26 @@ impl Engine {
     /// Accepts until the drain starts, then drains the sessions (at most
     /// `shutdown.drain_timeout`, then they are closed by force) and stops everything.
     pub(crate) async fn serve(self, listener: TcpListener, websocket: Option<TcpListener>) {
-        let Engine {
-            shared,
-            admin_addr: _,
-            tasks,
-        } = self;
-        let metrics = shared.metrics.clone();
-        let shutdown = shared.shutdown.clone();
-        let parking = shared.parking.clone();
-        let rooms = shared.rooms.clone();
-        let drain_timeout = shared.config.shutdown.drain_timeout;
         let tcp = acceptor::run(
             listener,
             acceptor::Listener::Tcp,
-            shared.clone(),
-            &tasks.sessions,
+            self.door.clone(),
+            &self.tasks.sessions,
         );
         match websocket {
             Some(websocket) => {
                 let ws = acceptor::run(
                     websocket,
                     acceptor::Listener::WebSocket,
-                    shared.clone(),
-                    &tasks.sessions,
+                    self.door.clone(),
+                    &self.tasks.sessions,
                 );
                 tokio::join!(tcp, ws);
             }
             None => tcp.await,
         }
-        metrics.ready.set(0);
-        drop(shared);
-        tasks
-            .finish(metrics, shutdown, parking, rooms, drain_timeout)
-            .await;
+        self.door.metrics.ready.set(0);
+        self.finish().await;
     }
 }
 
@@ -335,8 +307,8 @@ impl Engine {
 /// Hands an [`Engine`] connections over any transport (see [`Engine::connector`]).
 #[derive(Clone)]
 pub(crate) struct Connector {
-    pub(crate) shared: Arc<Shared>,
-    sessions: TaskTracker,
+    pub(crate) sessions: Arc<Sessions>,
+    tasks: TaskTracker,
 }
 
 #[cfg(any(test, feature = "testkit"))]
@@ -350,11 +322,11 @@ impl std::fmt::Debug for Connector {
 impl Connector {
     /// Serves one connection from `peer` until it ends.
     pub(crate) fn connect<T: Transport>(&self, transport: T, peer: std::net::SocketAddr) {
-        let shared = self.shared.clone();
-        let active = self.shared.metrics.sessions_active.clone();
+        let sessions = self.sessions.clone();
+        let active = self.sessions.metrics.sessions_active.clone();
         active.inc();
-        self.sessions.spawn(async move {
-            connection::serve(shared, transport, peer).await;
+        self.tasks.spawn(async move {
+            connection::serve(sessions, transport, peer).await;
             active.dec();
         });
     }
@@ -520,7 +492,7 @@ impl Engine {
             game = %game.local_addr()?,
             admin = %self.admin_addr,
             websocket,
-            tls = self.shared.tls.is_some(),
+            tls = self.door.tls.is_some(),
             "serving"
         );
         Ok(())

@@ -10,6 +10,7 @@ use prometheus::{
 };
 
 use crate::session::close::CloseReason;
+use crate::session::outbox::Traffic;
 
 /// The `transport` label's values (`gameserver_sessions_accepted_total` and the close line),
 /// one per way a session reaches the server. Each transport's type names itself with one of
@@ -463,20 +464,6 @@ impl Metrics {
     }
 }
 
-/// Per-session traffic counts, kept locally and added to the shared counters in batches so that
-/// no frame pays for an atomic on a shared cache line.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Traffic {
-    /// Frames received.
-    pub frames_in: u64,
-    /// Frames sent.
-    pub frames_out: u64,
-    /// Bytes received.
-    pub bytes_in: u64,
-    /// Bytes sent.
-    pub bytes_out: u64,
-}
-
 /// Cached handles to the four traffic counters.
 #[derive(Debug, Clone)]
 pub struct TrafficCounters {
@@ -497,12 +484,12 @@ impl TrafficCounters {
         }
     }
 
-    /// Adds the counts accumulated since `flushed` and remembers the new mark.
-    pub fn flush(&self, now: &Traffic, flushed: &mut Traffic) {
-        self.frames_in.inc_by(now.frames_in - flushed.frames_in);
-        self.frames_out.inc_by(now.frames_out - flushed.frames_out);
-        self.bytes_in.inc_by(now.bytes_in - flushed.bytes_in);
-        self.bytes_out.inc_by(now.bytes_out - flushed.bytes_out);
-        *flushed = *now;
+    /// Adds a session's traffic since its last flush (kept locally and added in batches, so
+    /// that no frame pays for an atomic on a shared cache line).
+    pub fn add(&self, delta: &Traffic) {
+        self.frames_in.inc_by(delta.frames_in);
+        self.frames_out.inc_by(delta.frames_out);
+        self.bytes_in.inc_by(delta.bytes_in);
+        self.bytes_out.inc_by(delta.bytes_out);
     }
 }

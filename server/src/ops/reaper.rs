@@ -12,9 +12,10 @@ use tokio::sync::mpsc;
 
 use crate::ops::close_log::Closes;
 use crate::ops::logging::{ABUSIVE, ORDINARY, Throttle};
-use crate::ops::metrics::{Metrics, Traffic};
+use crate::ops::metrics::Metrics;
 use crate::player::registry::{Player, Registry};
 use crate::session::close::{CloseReason, Level, policy};
+use crate::session::outbox::Traffic;
 
 /// What a session reports when it ends.
 #[derive(Debug)]

@@ -143,7 +143,7 @@ impl Authenticator {
     }
 
     /// A token for `player` valid for `ttl` from `now`, on every instance.
-    #[cfg(any(feature = "app", feature = "testkit", test))]
+    #[cfg(any(feature = "testkit", test))]
     pub fn mint(&self, player: &str, ttl: Duration, now: SystemTime) -> Result<String, MintError> {
         self.mint_for(player, ttl, None, now)
     }

@@ -8,10 +8,56 @@
 //! it and nothing else decides those.
 
 use std::io;
+use std::sync::Arc;
 
 use protocol::{ByeCode, CodecError};
+use tokio::time::Instant;
 
 pub use protocol::CloseReason;
+
+/// Why a session ended, decided at the first fatal event.
+#[derive(Debug)]
+pub(crate) struct Ending {
+    pub reason: CloseReason,
+    /// The `Bye` code when it differs from the reason's own (a version mismatch is a
+    /// `protocol_error` that says `version_mismatch`).
+    pub bye: Option<ByeCode>,
+    pub detail: Option<String>,
+    pub decided: Instant,
+    /// The player id of a refused `Hello`, for the close record and the log.
+    pub claimed: Option<Arc<str>>,
+}
+
+impl Ending {
+    pub fn new(reason: CloseReason) -> Ending {
+        Ending {
+            reason,
+            bye: policy(reason).bye,
+            detail: None,
+            decided: Instant::now(),
+            claimed: None,
+        }
+    }
+
+    pub fn because(reason: CloseReason, detail: impl Into<String>) -> Ending {
+        Ending {
+            detail: Some(detail.into()),
+            ..Ending::new(reason)
+        }
+    }
+
+    pub fn io(error: &std::io::Error, direction: Direction) -> Ending {
+        // An OS error's text already ends with "(os error N)": the errno is in the log line.
+        Ending::because(classify_io(error), format!("{direction:?} failed: {error}"))
+    }
+
+    pub fn codec(error: CodecError) -> Ending {
+        match error {
+            CodecError::Io(io) => Ending::io(&io, Direction::Read),
+            other => Ending::because(classify_codec(&other), other.to_string()),
+        }
+    }
+}
 
 /// Whether a session that ended for a reason is parked for resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,185 +1,113 @@
-//! A session's protocol state, without sockets: the handshake (with auth and resume), the
-//! dispatch of every client message, input and event numbering, acknowledgements and replay,
-//! the heartbeat and the deadlines. [`crate::session::driver`] owns the transport and drives it; the
-//! session writes what it says into an [`Outbox`].
+//! A session's protocol state machine, without sockets, tasks or shared state (sans-IO): it takes
+//! what the client sent, the time and the answers to its requests, and gives the bytes to write,
+//! the next deadline, the requests it needs answered (a `Hello` admitted, a room joined, an input
+//! delivered) and, once, the end.
+//!
+//! The [`crate::session::driver`] does the I/O and the waiting: it reads, feeds [`Core::on_read`]
+//! and [`Core::on_timer`], writes what [`Core::outbox`] holds, runs each [`Request`] against the
+//! server (the handshake's authentication, resume and room; a `Join`; an input to the room) and
+//! hands back the answer ([`Core::welcome`], [`Core::joined`]). The core decides; the driver does.
+//! Every path of the protocol is therefore a plain function call, tested without a runtime
+//! (below), hook by hook.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use protocol::{
-    Bye, ByeCode, ClientMessage, CodecError, HEADER_LEN, Hello, PROTOCOL_VERSION, ResumeToken,
-    ServerCodec, ServerMessage, Welcome, WireMessage, max_input_payload,
+    Bye, ByeCode, ClientMessage, HEADER_LEN, Hello, PROTOCOL_VERSION, ResumeToken, ServerMessage,
+    Welcome, WireMessage, max_input_payload,
 };
 use tokio::time::Instant;
-use tokio_util::codec::Encoder;
 
+use crate::config::SessionConfig;
 use crate::memory::budget::GROWTH_STEP;
-use crate::ops::metrics::Traffic;
-use crate::ops::reaper::SessionEnd;
-use crate::player::registry::{Player, QueueLimit};
-use crate::resume::{Carried, Replay};
-use crate::rooms::{self, AUTO_ROOM_PREFIX, Command, RoomHandle};
-use crate::server::Shared;
-use crate::session::close::{CloseReason, Direction, Park, classify_codec, classify_io, policy};
+use crate::resume::Replay;
+use crate::rooms::claims_auto_prefix;
+use crate::session::close::{CloseReason, Ending};
+use crate::session::outbox::{Outbox, Traffic};
 use crate::session::reader::Inbound;
 use crate::session::watchdog::{Expiry, RateLimit, Timeouts, Watchdog};
-use crate::transport::slots::Slot;
 
-/// Why a session ended, decided at the first fatal event.
+/// The server's own stall clock, as the core reads it (see [`crate::session::stall`]).
+pub(crate) trait StallClock {
+    /// Total stall time recorded so far (cheap).
+    fn recorded(&self) -> Duration;
+    /// Total stall time, after recording one that just ended.
+    fn observe(&self) -> Duration;
+}
+
+impl StallClock for crate::session::stall::Stalls {
+    fn recorded(&self) -> Duration {
+        crate::session::stall::Stalls::recorded(self)
+    }
+
+    fn observe(&self) -> Duration {
+        crate::session::stall::Stalls::observe(self)
+    }
+}
+
+/// What the core needs the server to do for it.
 #[derive(Debug)]
-pub(crate) struct Ending {
-    pub reason: CloseReason,
-    /// The `Bye` code when it differs from the reason's own (a version mismatch is a
-    /// `protocol_error` that says `version_mismatch`).
-    pub bye: Option<ByeCode>,
-    pub detail: Option<String>,
-    pub decided: Instant,
-    /// The player id of a refused `Hello`, for the close record and the log.
-    pub claimed: Option<Arc<str>>,
+pub(crate) enum Request {
+    /// A `Hello` that passed the core's own checks: authenticate it, resume or start the
+    /// session, and answer with [`Core::welcome`] or the end.
+    Hello(Hello),
+    /// A `Join`: move the player, and answer with [`Core::joined`].
+    Join(String),
+    /// A new input, in sequence: deliver it to the player's room.
+    Input {
+        /// Its sequence number.
+        seq: u64,
+        /// What the client sent.
+        payload: Bytes,
+    },
 }
 
-impl Ending {
-    pub fn new(reason: CloseReason) -> Ending {
-        Ending {
-            reason,
-            bye: policy(reason).bye,
-            detail: None,
-            decided: Instant::now(),
-            claimed: None,
-        }
-    }
-
-    pub fn because(reason: CloseReason, detail: impl Into<String>) -> Ending {
-        Ending {
-            detail: Some(detail.into()),
-            ..Ending::new(reason)
-        }
-    }
-
-    pub fn io(error: &std::io::Error, direction: Direction) -> Ending {
-        // An OS error's text already ends with "(os error N)": the errno is in the log line.
-        Ending::because(classify_io(error), format!("{direction:?} failed: {error}"))
-    }
-
-    pub fn codec(error: CodecError) -> Ending {
-        match error {
-            CodecError::Io(io) => Ending::io(&io, Direction::Read),
-            other => Ending::because(classify_codec(&other), other.to_string()),
-        }
-    }
-}
-
-/// Where a session writes what it says: the encoder, the write buffer the connection drains,
-/// and the traffic counts.
+/// The answer to [`Request::Hello`]: the session the connection now carries.
 #[derive(Debug)]
-pub(crate) struct Outbox {
-    codec: ServerCodec,
-    pub wbuf: BytesMut,
-    pub traffic: Traffic,
-    /// What was last added to the shared counters.
-    pub flushed: Traffic,
-    /// Over WebSocket: the code the server's close frame will carry (`None`: not WebSocket, or
-    /// the close frame was written).
-    websocket: Option<u16>,
-    is_websocket: bool,
+pub(crate) struct Welcomed {
+    /// The session's id (a resumed session's own).
+    pub session_id: u64,
+    /// The room the player is in.
+    pub room: String,
+    /// The session's resume token (`None`: resume is off).
+    pub token: Option<ResumeToken>,
+    /// The session taken over, when the `Hello` resumed one.
+    pub resumed: Option<Resumed>,
 }
 
-impl Outbox {
-    /// An outbox for frames of at most `max_frame` bytes, in WebSocket messages when
-    /// `websocket`.
-    pub fn new(max_frame: usize, websocket: bool) -> Outbox {
-        Outbox {
-            codec: ServerCodec::new(max_frame),
-            wbuf: BytesMut::new(),
-            traffic: Traffic::default(),
-            flushed: Traffic::default(),
-            websocket: websocket.then_some(crate::transport::websocket::close_code::NORMAL),
-            is_websocket: websocket,
-        }
-    }
-
-    /// True when the session speaks WebSocket.
-    pub fn is_websocket(&self) -> bool {
-        self.is_websocket
-    }
-
-    /// Over WebSocket, the code the close frame will carry (why the client's frames were
-    /// refused, or the client's own code when answering its close).
-    pub fn set_close_code(&mut self, code: u16) {
-        if self.websocket.is_some() {
-            self.websocket = Some(code);
-        }
-    }
-
-    /// Over WebSocket, the server's close frame, once; nothing over TCP.
-    pub fn close_frame(&mut self) {
-        if let Some(code) = self.websocket.take() {
-            crate::transport::websocket::encode_close(code, &mut self.wbuf);
-        }
-    }
-
-    /// Over WebSocket, the pong answering a ping.
-    pub fn pong(&mut self, payload: &[u8]) {
-        if self.is_websocket {
-            crate::transport::websocket::encode_pong(payload, &mut self.wbuf);
-        }
-    }
-
-    /// Encodes a message into the write buffer. False when it does not fit in a frame (then
-    /// nothing was written).
-    pub fn queue(&mut self, message: &ServerMessage) -> bool {
-        if self.wbuf.capacity() == 0 {
-            // The buffer is given back whenever it drains; start the next one at a size that
-            // holds a batch of small messages without regrowing.
-            self.wbuf.reserve(WRITE_START);
-        }
-        let before = self.wbuf.len();
-        let encoded = match self.is_websocket {
-            true => {
-                crate::transport::websocket::encode(message, self.codec.max_frame(), &mut self.wbuf)
-            }
-            false => self.codec.encode(message, &mut self.wbuf),
-        };
-        match encoded {
-            Ok(()) => {
-                self.traffic.frames_out += 1;
-                self.traffic.bytes_out += (self.wbuf.len() - before) as u64;
-                true
-            }
-            Err(error) => {
-                tracing::error!(%error, kind = ?message.kind(), "message dropped: it does not fit in a frame");
-                false
-            }
-        }
-    }
-
-    /// The largest frame body the codec produces.
-    pub fn max_frame(&self) -> usize {
-        self.codec.max_frame()
-    }
+/// What a resumed session carries over to its new connection.
+#[derive(Debug)]
+pub(crate) struct Resumed {
+    /// The events sent and not acknowledged.
+    pub replay: Replay,
+    /// The highest input applied.
+    pub last_input_seq: u64,
+    /// The last event the client says it received: the replay starts after it.
+    pub last_event_seq: u64,
 }
+
+/// Where the session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the `Hello`.
+    Hello,
+    /// The `Hello` is being admitted.
+    Admitting,
+    /// Past the handshake.
+    Live,
+}
+
+/// Longest a session's traffic counts wait before they reach `/sessions` and the metrics.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// The protocol state of one session.
-pub(crate) struct Session<'a> {
-    shared: &'a Shared,
-    /// The session id (the parked session's own after a resume).
-    pub id: u64,
-    pub peer: SocketAddr,
-    accepted: Instant,
+#[derive(Debug)]
+pub(crate) struct Core {
     watchdog: Watchdog,
-    /// Set when a deadline may have moved earlier, so the timer must be re-armed.
-    pub rearm: bool,
-    /// The write buffer drained into a transport that holds bytes back until flushed
-    /// ([`crate::session::driver::Transport::BUFFERED`]).
-    pub unflushed: bool,
     rate: RateLimit,
-    player: Option<Player>,
-    /// The player's room, for its inputs (a copy of the player's own place).
-    room: Option<RoomHandle>,
-    /// The session was parked for resume: its queue and replay buffer went with it.
-    parked: bool,
+    out: Outbox,
+    phase: Phase,
     /// Numbers outgoing events and keeps the unacknowledged ones for replay after a resume.
     replay: Replay,
     /// This session's resume token, once the handshake issued one.
@@ -188,8 +116,14 @@ pub(crate) struct Session<'a> {
     acked_input_seq: u64,
     ping: Option<(u64, Instant)>,
     next_nonce: u64,
+    /// A round trip measured since the driver last took it.
+    rtt: Option<Duration>,
     /// The server's stall clock as this session last accounted for it.
     stall_seen: Duration,
+    /// A deadline may have moved earlier: the driver re-arms its timer.
+    rearm: bool,
+    /// The write buffer drained into a transport that holds bytes back until flushed.
+    unflushed: bool,
     /// What the footprint last published: replay bytes and buffer bytes.
     published: (u64, u64),
     /// Growth since the last report to the budget.
@@ -197,240 +131,277 @@ pub(crate) struct Session<'a> {
     /// The largest frame read or event queued since the last timer: buffers in flight that the
     /// buffers' current capacities no longer show (the allocator keeps them all the same).
     largest_recent: usize,
-    /// When the traffic counts are next added to the shared counters (at least once per
-    /// heartbeat, whether or not the timer fires).
+    /// When the traffic counts are next flushed (at least once per [`FLUSH_EVERY`] of
+    /// activity, whether or not the timer fires).
     flush_due: Instant,
-    /// The session's slot under `server.max_sessions` (see [`crate::transport::slots`]).
-    slot: Slot,
 }
 
-/// What a client message still needs once [`Session::on_message`] has returned.
-#[derive(Debug)]
-pub(crate) enum Wait {
-    /// Handled.
-    Nothing,
-    /// A `Hello`: authentication, the room, a resume.
-    Handshake(Hello),
-    /// A `Join`: the room's answer.
-    Join(String),
-    /// An input for a room whose command queue is full: the session waits for room in it.
-    RoomQueue(Command),
+/// What the session holds, for the memory budget, when it changed: bytes kept for replay, bytes
+/// of buffers, and growth worth reporting to the budget at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub replay: u64,
+    pub buffers: u64,
+    pub grew: Option<u64>,
 }
 
-/// The write buffer's first allocation after it was given back.
-const WRITE_START: usize = 1024;
-
-/// Longest a session's traffic counts wait before they reach `/sessions` and the metrics.
-const FLUSH_EVERY: Duration = Duration::from_secs(5);
-
-/// Stop taking events from the queue while this much is waiting to be written: the queue then
-/// fills, and a client that cannot keep up is closed as `slow_consumer` instead of growing the
-/// buffer without bound.
-pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
-
-impl<'a> Session<'a> {
-    /// A session whose connection was accepted at `accepted` (its handshake deadline counts
-    /// from there: time spent reading a PROXY header is part of it), holding `slot`.
-    pub fn new(
-        shared: &'a Shared,
-        id: u64,
-        peer: SocketAddr,
+impl Core {
+    /// A session whose connection was accepted at `accepted` (its handshake deadline counts from
+    /// there), with `config`'s limits, frames of at most `max_frame` bytes (in WebSocket
+    /// messages when `websocket`), keeping events for replay when `resume`.
+    pub(crate) fn new(
+        config: &SessionConfig,
+        max_frame: usize,
+        websocket: bool,
+        resume: bool,
         accepted: Instant,
-        slot: Slot,
-    ) -> Self {
-        let cfg = &shared.config.session;
-        let now = accepted;
-        Session {
-            shared,
-            id,
-            peer,
-            accepted: now,
+        stalled: Duration,
+    ) -> Core {
+        Core {
             watchdog: Watchdog::new(
                 Timeouts {
-                    handshake: cfg.handshake_timeout,
-                    heartbeat: cfg.heartbeat_interval,
-                    idle: cfg.idle_timeout,
-                    write: cfg.write_timeout,
+                    handshake: config.handshake_timeout,
+                    heartbeat: config.heartbeat_interval,
+                    idle: config.idle_timeout,
+                    write: config.write_timeout,
                 },
-                now,
+                accepted,
             ),
-            rearm: false,
-            unflushed: false,
             rate: RateLimit::new(
-                cfg.rate_limit_per_sec,
-                cfg.rate_limit_burst,
-                now,
-                shared.stalls.recorded(),
+                config.rate_limit_per_sec,
+                config.rate_limit_burst,
+                accepted,
+                stalled,
             ),
-            player: None,
-            room: None,
-            parked: false,
+            out: Outbox::new(max_frame, websocket),
+            phase: Phase::Hello,
             replay: Replay::new(
-                if shared.parking.enabled() {
-                    cfg.resume_buffer
-                } else {
-                    0
-                },
-                cfg.resume_buffer_bytes,
+                if resume { config.resume_buffer } else { 0 },
+                config.resume_buffer_bytes,
             ),
             token: None,
             last_input_seq: 0,
             acked_input_seq: 0,
             ping: None,
             next_nonce: 1,
-            stall_seen: shared.stalls.recorded(),
+            rtt: None,
+            stall_seen: stalled,
+            rearm: false,
+            unflushed: false,
             published: (0, 0),
             unreported: 0,
             largest_recent: 0,
-            flush_due: now + FLUSH_EVERY,
-            slot,
+            flush_due: accepted + FLUSH_EVERY,
         }
     }
 
-    /// Completes when the session's slot, still pending, went to a newcomer.
-    pub fn slot_evicted(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        self.slot.evicted()
+    /// What to write, and how the connection writes it.
+    pub(crate) fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
     }
 
-    /// The handshake is done: the slot is the session's for good.
-    pub fn complete_slot(&mut self) {
-        self.slot.complete();
-    }
-
-    /// The player, once the handshake is done.
-    pub fn player(&self) -> Option<&Player> {
-        self.player.as_ref()
-    }
-
-    /// The next event the game queued for the player; never completes before the handshake.
-    /// Cancel-safe.
-    pub async fn next_event(&self) -> Option<Bytes> {
-        match &self.player {
-            Some(player) => player.queue().pop().await,
-            None => std::future::pending().await,
-        }
+    /// True once the handshake is done.
+    pub(crate) fn is_live(&self) -> bool {
+        self.phase == Phase::Live
     }
 
     /// When the timer must fire next.
-    pub fn next_deadline(&self) -> Instant {
+    pub(crate) fn next_deadline(&self) -> Instant {
         self.watchdog.next_deadline()
     }
 
     /// True when the handshake or idle deadline has passed.
-    pub fn silence_due(&self, now: Instant) -> bool {
+    pub(crate) fn silence_due(&self, now: Instant) -> bool {
         self.watchdog.silence_due(now)
     }
 
+    /// When the last frame arrived (or the connection was accepted).
+    pub(crate) fn last_inbound(&self) -> Instant {
+        self.watchdog.last_inbound()
+    }
+
+    /// True (once) when a deadline may have moved since the timer was armed.
+    pub(crate) fn take_rearm(&mut self) -> bool {
+        std::mem::take(&mut self.rearm)
+    }
+
+    /// A round trip measured since the last call, if any.
+    pub(crate) fn take_rtt(&mut self) -> Option<Duration> {
+        self.rtt.take()
+    }
+
+    /// True when the transport holds bytes back until it is flushed.
+    pub(crate) fn unflushed(&self) -> bool {
+        self.unflushed
+    }
+
     /// A write left bytes unsent: the stall clock runs.
-    pub fn write_blocked(&mut self, now: Instant) {
+    pub(crate) fn write_blocked(&mut self, now: Instant) {
         self.watchdog.write_blocked(now);
         self.rearm = true;
     }
 
-    /// The write buffer drained: the stall clock stops, and the buffer is given back, so that a
-    /// session between messages holds none.
-    pub fn write_drained(&mut self, out: &mut Outbox) {
+    /// The write buffer drained into a transport that holds bytes back until flushed: the stall
+    /// clock runs until the flush.
+    pub(crate) fn written_unflushed(&mut self, now: Instant) {
+        self.write_blocked(now);
+        self.unflushed = true;
+    }
+
+    /// Everything written is out (drained, and flushed where the transport buffers): the stall
+    /// clock stops, and the buffer is given back, so that a session between messages holds none.
+    pub(crate) fn write_drained(&mut self) {
+        self.unflushed = false;
         self.watchdog.write_drained();
-        out.wbuf = BytesMut::new();
+        self.out.wbuf = bytes::BytesMut::new();
     }
 
     /// Moves this session's deadlines later by the server's own stalls since it last looked:
     /// the client could not be heard while the server stood still.
-    pub fn forgive_stalls(&mut self) {
-        let total = self.shared.stalls.observe();
+    pub(crate) fn forgive_stalls(&mut self, stalls: &impl StallClock) {
+        self.account_stalls(stalls.observe());
+    }
+
+    fn account_stalls(&mut self, total: Duration) {
         if total > self.stall_seen {
             self.watchdog.forgive(total - self.stall_seen);
             self.stall_seen = total;
         }
     }
 
-    /// The timer fired: sends the pings that are due, or decides the end.
-    pub fn on_timer(&mut self, now: Instant, out: &mut Outbox) -> Result<(), Ending> {
+    /// The timer fired: sends the pings and acknowledgements that are due, or decides the end.
+    /// Under memory `pressure` a quiet session gives back what it holds for replay, not only a
+    /// busy one.
+    pub(crate) fn on_timer(&mut self, now: Instant, pressure: bool) -> Result<(), Ending> {
         self.largest_recent = 0;
-        self.flush_traffic(out);
-        if self.shared.budget.under_pressure() {
-            // A quiet session gives back what it holds for replay, not only a busy one.
+        if pressure {
             self.replay.trim(crate::resume::PRESSURE_REPLAY_BYTES);
         }
-        if let Some(player) = &self.player {
-            player.queue().shrink();
-        }
+        let timeouts = self.watchdog.timeouts();
         while let Some(expiry) = self.watchdog.expired(now) {
-            let cfg = &self.shared.config.session;
-            return Err(match expiry {
+            let detail = match expiry {
                 Expiry::Ping => {
-                    self.send_ping(now, out);
+                    self.send_ping(now);
                     continue;
                 }
                 Expiry::Ack => {
-                    self.send_ack(out);
+                    self.send_ack();
                     continue;
                 }
-                Expiry::Handshake => Ending::because(
+                Expiry::Handshake => (
                     CloseReason::HandshakeTimeout,
                     format!(
                         "no Hello within {}",
-                        humantime::format_duration(cfg.handshake_timeout)
+                        humantime::format_duration(timeouts.handshake)
                     ),
                 ),
-                Expiry::Idle => Ending::because(
+                Expiry::Idle => (
                     CloseReason::IdleTimeout,
                     format!(
                         "nothing received for {}",
-                        humantime::format_duration(cfg.idle_timeout)
+                        humantime::format_duration(timeouts.idle)
                     ),
                 ),
-                Expiry::WriteStall => Ending::because(
+                Expiry::WriteStall => (
                     CloseReason::SlowConsumer,
                     format!(
                         "socket backed up for {} with {} bytes unsent",
-                        humantime::format_duration(cfg.write_timeout),
-                        out.wbuf.len()
+                        humantime::format_duration(timeouts.write),
+                        self.out.wbuf.len()
                     ),
                 ),
-            });
+            };
+            return Err(Ending::because(detail.0, detail.1));
         }
         Ok(())
     }
 
-    /// Handles one message from the client. What has to wait (the handshake, a room change, an
-    /// input for a room whose queue is full) is returned as [`Wait`] for [`Session::wait`], so
-    /// that the common messages are handled without a future.
-    /// `now` is when the batch the message came in was read.
-    pub fn on_message(
+    /// One item the client sent, read at `now` (a batch of them shares one reading of the
+    /// clock). What needs the server (a `Hello`, a `Join`, a new input) comes back as a
+    /// [`Request`]; the common messages are answered here.
+    pub(crate) fn on_read(
+        &mut self,
+        item: Inbound,
+        now: Instant,
+        stalls: &impl StallClock,
+    ) -> Result<Option<Request>, Ending> {
+        match item {
+            Inbound::Message(message) => self.on_message(message, now, stalls),
+            // A frame of the transport's own (a WebSocket ping, pong or fragment) counts against
+            // the rate limit like a protocol frame, but does not restart the idle timer: only a
+            // whole protocol frame shows the client is playing. A ping is answered.
+            Inbound::Ping(payload) => {
+                self.take_rate(now, stalls)?;
+                self.out.pong(&payload);
+                Ok(None)
+            }
+            Inbound::Pong | Inbound::Fragment => {
+                self.take_rate(now, stalls)?;
+                Ok(None)
+            }
+            Inbound::Closed(code) => {
+                // The answer repeats the client's code.
+                self.out.set_close_code(
+                    code.unwrap_or(crate::transport::websocket::close_code::NORMAL),
+                );
+                Err(Ending::new(CloseReason::PeerEof))
+            }
+        }
+    }
+
+    /// Takes a token from the rate limit, or decides the end. The limit looks for a stall of the
+    /// server itself only before refusing.
+    fn take_rate(&mut self, now: Instant, stalls: &impl StallClock) -> Result<(), Ending> {
+        if self.rate.take(now, stalls.recorded()) || self.rate.take(now, stalls.observe()) {
+            return Ok(());
+        }
+        let (rate, burst) = self.rate.limits();
+        Err(Ending::because(
+            CloseReason::RateLimited,
+            format!("more than {rate} frames/s (burst {burst})"),
+        ))
+    }
+
+    fn on_message(
         &mut self,
         message: ClientMessage,
         now: Instant,
-        out: &mut Outbox,
-    ) -> Result<Wait, Ending> {
+        stalls: &impl StallClock,
+    ) -> Result<Option<Request>, Ending> {
         // A stall that ended before this frame moves the other deadlines (handshake, write
         // stall) too; the frame itself restarts the idle one.
-        let recorded = self.shared.stalls.recorded();
-        if recorded > self.stall_seen {
-            self.watchdog.forgive(recorded - self.stall_seen);
-            self.stall_seen = recorded;
-        }
+        self.account_stalls(stalls.recorded());
         self.watchdog.inbound(now);
         // The deadlines moved later: the timer follows them.
         self.rearm = true;
-        if now >= self.flush_due {
-            // A client that keeps the session busy may never let the timer fire.
-            self.flush_traffic(out);
-        }
-        out.traffic.frames_in += 1;
-        let len = wire_len(&message);
-        out.traffic.bytes_in += len;
+        let len = (HEADER_LEN + 1 + message.fields_len()) as u64;
+        self.out.traffic.frames_in += 1;
+        self.out.traffic.bytes_in += len;
         self.largest_recent = self.largest_recent.max(len as usize);
-        self.take_rate(now)?;
-        let Some(session_id) = self.player.as_ref().map(Player::session_id) else {
-            return match message {
-                ClientMessage::Hello(hello) => Ok(Wait::Handshake(hello)),
-                other => Err(Ending::because(
+        self.take_rate(now, stalls)?;
+        match self.phase {
+            Phase::Hello => {
+                return match message {
+                    ClientMessage::Hello(hello) => {
+                        self.check_hello(&hello)?;
+                        self.phase = Phase::Admitting;
+                        Ok(Some(Request::Hello(hello)))
+                    }
+                    other => Err(Ending::because(
+                        CloseReason::ProtocolError,
+                        format!("expected Hello, got {:?}", other.kind()),
+                    )),
+                };
+            }
+            Phase::Admitting => {
+                // The driver answers the Hello before it reads on.
+                return Err(Ending::because(
                     CloseReason::ProtocolError,
-                    format!("expected Hello, got {:?}", other.kind()),
-                )),
-            };
-        };
+                    "a frame before the Hello was answered",
+                ));
+            }
+            Phase::Live => {}
+        }
         match message {
             ClientMessage::Hello(_) => {
                 return Err(Ending::because(
@@ -441,9 +412,9 @@ impl<'a> Session<'a> {
             ClientMessage::Ping { nonce } => {
                 // A client that sends its own heartbeat gets its acknowledgements with the answer.
                 if self.last_input_seq != self.acked_input_seq {
-                    self.send_ack(out);
+                    self.send_ack();
                 }
-                out.queue(&ServerMessage::Pong { nonce });
+                self.out.queue(&ServerMessage::Pong { nonce });
             }
             ClientMessage::Pong { nonce } => {
                 // A Pong that answers no outstanding Ping is ignored.
@@ -451,14 +422,11 @@ impl<'a> Session<'a> {
                     && sent_nonce == nonce
                 {
                     self.ping = None;
-                    self.shared
-                        .metrics
-                        .heartbeat_rtt
-                        .observe(now.saturating_duration_since(sent_at).as_secs_f64());
+                    self.rtt = Some(now.saturating_duration_since(sent_at));
                 }
             }
             ClientMessage::Input { seq, payload } => {
-                let max = max_input_payload(out.max_frame());
+                let max = max_input_payload(self.out.max_frame());
                 if payload.len() > max {
                     return Err(Ending::because(
                         CloseReason::ProtocolError,
@@ -477,16 +445,10 @@ impl<'a> Session<'a> {
                     }
                     self.last_input_seq = seq;
                     self.watchdog.input_applied(now);
-                    if let Some(room) = &self.room
-                        && let Err(command) = room.try_send(Command::Input {
-                            session: session_id,
-                            seq,
-                            payload,
-                        })
-                    {
-                        return Ok(Wait::RoomQueue(command));
-                    }
+                    return Ok(Some(Request::Input { seq, payload }));
                 }
+                // An input at or below the last one applied is a resend after a resume: it was
+                // applied once already.
             }
             ClientMessage::Ack { seq } => {
                 if seq > self.replay.last_seq() {
@@ -504,110 +466,16 @@ impl<'a> Session<'a> {
             ClientMessage::Bye(_) => return Err(Ending::new(CloseReason::ClientQuit)),
             ClientMessage::Join { room } => {
                 check_room(&room)?;
-                return Ok(Wait::Join(room));
+                return Ok(Some(Request::Join(room)));
             }
         }
-        Ok(Wait::Nothing)
+        Ok(None)
     }
 
-    /// A frame of the transport's own from the client (a WebSocket ping, pong or fragment): it
-    /// counts against the rate limit like a protocol frame, but does not restart the idle timer
-    /// (only a whole protocol frame shows the client is playing). A ping is answered.
-    pub fn on_transport_frame(
-        &mut self,
-        frame: &Inbound,
-        now: Instant,
-        out: &mut Outbox,
-    ) -> Result<(), Ending> {
-        self.take_rate(now)?;
-        if let Inbound::Ping(payload) = frame {
-            out.pong(payload);
-        }
-        Ok(())
-    }
-
-    /// Takes a token from the rate limit, or decides the end. The limit looks for a stall of
-    /// the server itself only before refusing.
-    fn take_rate(&mut self, now: Instant) -> Result<(), Ending> {
-        if !self.rate.take(now, self.shared.stalls.recorded())
-            && !self.rate.take(now, self.shared.stalls.observe())
-        {
-            let cfg = &self.shared.config.session;
-            return Err(Ending::because(
-                CloseReason::RateLimited,
-                format!(
-                    "more than {} frames/s (burst {})",
-                    cfg.rate_limit_per_sec, cfg.rate_limit_burst
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Finishes what [`Session::on_message`] could not do without waiting.
-    pub async fn wait(&mut self, wait: Wait, out: &mut Outbox) -> Result<(), Ending> {
-        match wait {
-            Wait::Nothing => {}
-            Wait::Handshake(hello) => {
-                // The one copy of the id: the player's if the handshake succeeds, the close
-                // record's if it does not.
-                let claimed: Arc<str> = Arc::from(hello.player_id.as_str());
-                self.handshake(hello, Arc::clone(&claimed), out)
-                    .await
-                    .map_err(|ending| Ending {
-                        claimed: Some(claimed),
-                        ..ending
-                    })?;
-            }
-            Wait::Join(room) => {
-                if let Some(player) = self.player.clone() {
-                    self.join(&player, &room, out).await;
-                }
-            }
-            Wait::RoomQueue(command) => {
-                if let Some(room) = &self.room {
-                    room.send(command).await;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Moves the player to another room, or tells it the room refused.
-    async fn join(&mut self, player: &Player, name: &str, out: &mut Outbox) {
-        if self.room.as_ref().is_some_and(|room| room.name() == name) {
-            // Already there: nothing changes.
-            out.queue(&ServerMessage::Joined {
-                room: name.to_owned(),
-            });
-            return;
-        }
-        let refusal = match self.shared.rooms.reserve(name) {
-            Ok(handle) => match rooms::join(&handle, player).await {
-                Ok(()) => {
-                    player.entered(handle.clone());
-                    self.room = Some(handle);
-                    out.queue(&ServerMessage::Joined {
-                        room: name.to_owned(),
-                    });
-                    return;
-                }
-                Err(refusal) => refusal,
-            },
-            Err(refusal) => refusal,
-        };
-        out.queue(&ServerMessage::JoinRefused {
-            room: name.to_owned(),
-            text: refusal.reason().to_owned(),
-        });
-    }
-
-    async fn handshake(
-        &mut self,
-        hello: Hello,
-        player_id: Arc<str>,
-        out: &mut Outbox,
-    ) -> Result<(), Ending> {
+    /// What the core can judge of a `Hello` by itself: the version, control characters, and the
+    /// automatic rooms' reserved names (a resume keeps the session's room whatever the `Hello`
+    /// names, so an automatic room's name from the `Welcome` is no attempt to steer placement).
+    fn check_hello(&self, hello: &Hello) -> Result<(), Ending> {
         if hello.version != PROTOCOL_VERSION {
             return Err(Ending {
                 bye: Some(ByeCode::VersionMismatch),
@@ -626,348 +494,170 @@ impl<'a> Session<'a> {
                 "the player id contains control characters",
             ));
         }
-        // A resume keeps the session's room whatever the Hello names: an automatic room's name
-        // (from the Welcome) is no attempt to steer placement there.
         match hello.resume {
-            Some(_) => check_room_chars(&hello.room)?,
-            None => check_room(&hello.room)?,
+            Some(_) => check_room_chars(&hello.room),
+            None => check_room(&hello.room),
         }
-        if let Some(auth) = &self.shared.auth {
-            let source = self.peer.ip();
-            if self.shared.admission.auth_throttled(source).is_err() {
-                self.shared.metrics.auth_throttled.inc();
-                return Err(Ending::because(
-                    CloseReason::AuthFailed,
-                    "too many failed authentications from your network; retry later",
-                ));
-            }
-            if let Err(error) = auth.verify(
-                hello.auth_token.as_deref(),
-                &hello.player_id,
-                SystemTime::now(),
-            ) {
-                self.shared.admission.auth_failed(source);
-                return Err(Ending::because(CloseReason::AuthFailed, error.to_string()));
-            }
-        }
-        let parking = &self.shared.parking;
-        let resume = hello.resume.filter(|_| parking.enabled());
-        let (player, replay_after) = match resume {
-            Some(resume) => match parking
-                .resume(resume.token, &hello.player_id, resume.last_event_seq)
-                .await
-            {
-                Ok(carried) => (self.adopt(carried), Some(resume.last_event_seq)),
-                Err(refusal) => {
-                    return Err(Ending::because(
-                        CloseReason::ResumeRejected,
-                        refusal.explain(),
-                    ));
-                }
-            },
-            None => (self.start(hello, player_id).await?, None),
-        };
-        self.token = parking.enabled().then(|| parking.issue(&player));
-        self.watchdog.handshake_done(Instant::now());
+    }
+
+    /// The server admitted the `Hello`: the session is live. Sends the `Welcome`, the events a
+    /// resumed client missed, and a first ping (so that a session shorter than a heartbeat
+    /// yields a round trip too).
+    pub(crate) fn welcome(&mut self, welcomed: Welcomed, now: Instant) {
+        let replay_after = welcomed.resumed.map(|resumed| {
+            self.replay = resumed.replay;
+            self.last_input_seq = resumed.last_input_seq;
+            self.acked_input_seq = resumed.last_input_seq;
+            resumed.last_event_seq
+        });
+        self.token = welcomed.token;
+        self.phase = Phase::Live;
+        self.watchdog.handshake_done(now);
         self.rearm = true;
-        let cfg = &self.shared.config.session;
-        out.queue(&ServerMessage::Welcome(Welcome {
-            session_id: player.session_id(),
-            heartbeat_interval_ms: millis(cfg.heartbeat_interval),
-            idle_timeout_ms: millis(cfg.idle_timeout),
+        let timeouts = self.watchdog.timeouts();
+        self.out.queue(&ServerMessage::Welcome(Welcome {
+            session_id: welcomed.session_id,
+            heartbeat_interval_ms: millis(timeouts.heartbeat),
+            idle_timeout_ms: millis(timeouts.idle),
             resume_token: self.token.unwrap_or(ResumeToken::NONE),
             resumed: replay_after.is_some(),
             last_input_seq: self.last_input_seq,
-            room: player.room(),
+            room: welcomed.room,
         }));
         if let Some(last) = replay_after {
             // Checked by the parking lot before it handed the session over.
             for (seq, payload) in self.replay.after(last).unwrap_or_default() {
-                out.queue(&ServerMessage::Event { seq, payload });
+                self.out.queue(&ServerMessage::Event { seq, payload });
             }
         }
-        self.player = Some(player);
-        if !cfg.heartbeat_interval.is_zero() {
-            // One round trip measured at once: a session shorter than a heartbeat yields a
-            // sample too.
-            self.send_ping(Instant::now(), out);
+        if !timeouts.heartbeat.is_zero() {
+            self.send_ping(now);
         }
-        Ok(())
     }
 
-    /// A fresh session: the player enters the room it asked for, then replaces any older
-    /// session of the same player id.
-    async fn start(&mut self, hello: Hello, player_id: Arc<str>) -> Result<Player, Ending> {
-        let parking = &self.shared.parking;
-        if parking.enabled() {
-            parking.discard_player(&hello.player_id);
-        }
-        let limit = QueueLimit {
-            max_bytes: self.shared.config.session.outbound_queue_bytes,
-            pressure: self.shared.budget.pressure_flag(),
+    /// The answer to a `Join`.
+    pub(crate) fn joined(&mut self, room: String, refusal: Option<&str>) {
+        match refusal {
+            None => self.out.queue(&ServerMessage::Joined { room }),
+            Some(text) => self.out.queue(&ServerMessage::JoinRefused {
+                room,
+                text: text.to_owned(),
+            }),
         };
-        let player = Player::new(
-            self.id,
-            player_id,
-            self.peer,
-            self.shared.config.session.outbound_queue,
-            limit,
-        );
-        let joined = match self.shared.rooms.reserve(&hello.room) {
-            Ok(handle) => rooms::join(&handle, &player).await.map(|()| handle),
-            Err(refusal) => Err(refusal),
-        };
-        let handle = joined.map_err(|refusal| {
-            Ending::because(CloseReason::JoinRefused, refusal.reason().to_owned())
-        })?;
-        player.entered(handle.clone());
-        self.room = Some(handle);
-        if let Some(old) = self.shared.registry.register(player.clone())
-            && self
-                .shared
-                .throttle
-                .admit("replaced", crate::ops::logging::ORDINARY)
-        {
-            tracing::info!(
-                session = player.session_id(),
-                old_session = old.session_id(),
-                "player connected again; the older session is replaced"
-            );
-        }
-        Ok(player)
     }
 
-    /// Takes over a parked session: its player, its queued events, its replay buffer and its
-    /// input position. The connection inherits the session's id.
-    fn adopt(&mut self, carried: Carried) -> Player {
-        let player = carried.player;
-        player.set_peer(self.peer);
-        self.id = player.session_id();
-        self.replay = carried.replay;
-        self.last_input_seq = carried.last_input_seq;
-        self.acked_input_seq = carried.last_input_seq;
-        self.room = player.room_handle();
-        self.shared.registry.register(player.clone());
-        player.resumed();
-        tracing::debug!(session = player.session_id(), "session resumed");
-        player
-    }
-
-    /// After an abnormal end, parks the session for resume instead of letting the player leave.
-    /// Returns true when it parked.
-    pub fn park(&mut self, ending: &Ending) -> bool {
-        let (Some(token), Some(player)) = (self.token, &self.player) else {
-            return false;
-        };
-        let parking = &self.shared.parking;
-        let parkable = match policy(ending.reason).park {
-            Park::Yes => true,
-            Park::IfSlowConsumersResume => self.shared.config.session.resume_after_slow_consumer,
-            // A resuming connection claimed this session while it still looked alive.
-            Park::No => parking.is_claimed(&token),
-        };
-        if !parkable {
-            parking.retire(token);
-            return false;
-        }
-        self.shared.registry.remove(player.session_id());
-        self.parked = true;
-        let carried = Carried {
-            player: player.clone(),
-            replay: std::mem::replace(&mut self.replay, Replay::new(0, 0)),
-            last_input_seq: self.last_input_seq,
-        };
-        parking.park(
-            token,
-            carried,
-            ending.reason,
-            self.shared.admission.source_key(self.peer.ip()),
-        );
-        true
-    }
-
-    fn send_ping(&mut self, now: Instant, out: &mut Outbox) {
-        if self.player.is_none() {
+    fn send_ping(&mut self, now: Instant) {
+        if self.phase != Phase::Live {
             return;
         }
-        self.send_ack(out);
+        self.send_ack();
         let nonce = self.next_nonce;
         self.next_nonce += 1;
         self.ping = Some((nonce, now));
-        out.queue(&ServerMessage::Ping { nonce });
+        self.out.queue(&ServerMessage::Ping { nonce });
     }
 
     /// Acknowledges inputs applied since the last acknowledgement.
-    fn send_ack(&mut self, out: &mut Outbox) {
+    fn send_ack(&mut self) {
         self.watchdog.acked();
         if self.last_input_seq != self.acked_input_seq {
             self.acked_input_seq = self.last_input_seq;
-            out.queue(&ServerMessage::Ack {
+            self.out.queue(&ServerMessage::Ack {
                 seq: self.last_input_seq,
             });
         }
     }
 
-    /// Feeds everything already queued (up to the high-water mark), so that it is written at once.
-    pub fn take_queued_events(&mut self, out: &mut Outbox) {
-        let Some(player) = self.player.clone() else {
-            return;
-        };
-        if self.parked {
-            return;
-        }
-        // A few at a time, so that the queue's lock is taken once per batch, not per event.
-        let mut batch: [Option<Bytes>; 16] = Default::default();
-        while out.wbuf.len() < WRITE_HIGH_WATER {
-            let taken = player.queue().pop_many(&mut batch);
-            for payload in batch[..taken].iter_mut().filter_map(Option::take) {
-                self.push_event(payload, out);
-            }
-            if taken < batch.len() {
-                break;
-            }
-        }
-    }
-
-    /// Numbers an event from the queue and writes it. An event too large for a frame is a game
-    /// bug: it is dropped before it gets a number, so the client never sees a gap.
-    pub fn push_event(&mut self, payload: Bytes, out: &mut Outbox) {
-        if let Some(player) = &self.player {
-            player.footprint().dequeue(payload.len() as u64);
-        }
-        if 1 + 8 + payload.len() > out.max_frame() {
-            self.shared.metrics.events_oversized.inc();
-            if self
-                .shared
-                .throttle
-                .admit("event_oversized", crate::ops::logging::ABUSIVE)
-            {
-                tracing::error!(
-                    bytes = payload.len(),
-                    "the game sent an event too large for a frame; dropped before it was numbered"
-                );
-            }
-            return;
+    /// Numbers an event the game queued for the player and writes it. An event too large for a
+    /// frame is a game bug: it is dropped before it gets a number, so the client never sees a
+    /// gap; false then. Under memory `pressure` less is kept for replay.
+    pub(crate) fn push_event(&mut self, payload: Bytes, pressure: bool) -> bool {
+        if 1 + 8 + payload.len() > self.out.max_frame() {
+            return false;
         }
         self.largest_recent = self.largest_recent.max(payload.len());
-        let seq = self
-            .replay
-            .push(&payload, self.shared.budget.under_pressure());
-        out.queue(&ServerMessage::Event { seq, payload });
+        let seq = self.replay.push(&payload, pressure);
+        self.out.queue(&ServerMessage::Event { seq, payload });
+        true
     }
 
-    /// Publishes what this session holds for the memory budget, when it changed.
-    pub fn publish_footprint(&mut self, read_buffer: usize, out: &Outbox) {
-        let Some(player) = &self.player else {
-            return;
-        };
-        // A large frame in flight costs about three copies: the read buffer it arrived in,
-        // the event it produced, and that event encoded in the write buffer.
+    /// What the session holds, when it changed since last asked: replay bytes, and its buffers
+    /// (the read buffer's capacity, the write buffer's, and about three copies of the largest
+    /// frame in flight: the read buffer it arrived in, the event it produced, and that event
+    /// encoded). Growth in small steps adds up until it is worth reporting to the budget.
+    pub(crate) fn held(&mut self, read_buffer: usize) -> Option<Held> {
         let held = (
             self.replay.bytes(),
-            (read_buffer + out.wbuf.capacity() + 3 * self.largest_recent) as u64,
+            (read_buffer + self.out.wbuf.capacity() + 3 * self.largest_recent) as u64,
         );
-        if held != self.published {
-            let before = self.published.0 + self.published.1;
-            let now = held.0 + held.1;
-            // Growth in small steps adds up until it is worth reporting.
-            self.unreported = if now >= before {
-                self.unreported + (now - before)
-            } else {
-                self.unreported.saturating_sub(before - now)
-            };
-            if self.unreported >= GROWTH_STEP {
-                self.shared
-                    .budget
-                    .grew(std::mem::take(&mut self.unreported));
-            }
-            self.published = held;
-            player.footprint().set_held(held.0, held.1);
+        if held == self.published {
+            return None;
         }
+        let before = self.published.0 + self.published.1;
+        let now = held.0 + held.1;
+        self.unreported = if now >= before {
+            self.unreported + (now - before)
+        } else {
+            self.unreported.saturating_sub(before - now)
+        };
+        let grew = (self.unreported >= GROWTH_STEP).then(|| std::mem::take(&mut self.unreported));
+        self.published = held;
+        Some(Held {
+            replay: held.0,
+            buffers: held.1,
+            grew,
+        })
     }
 
-    /// Waits (at most `within`) until the player's room has handled its last inputs, so that the
-    /// events they caused are queued before the final flush.
-    pub async fn settle(&self, within: Duration) {
-        if let Some(room) = &self.room {
-            rooms::settle(room, within).await;
-        }
+    /// True when the traffic counts are due to be flushed (a busy session may never let the
+    /// timer fire).
+    pub(crate) fn flush_due(&self, now: Instant) -> bool {
+        now >= self.flush_due
     }
 
-    /// Writes the end of the conversation for a graceful close: the queued events (unless the
-    /// client is the one not reading them), the acknowledgement of every applied input, and
-    /// the `Bye`.
-    pub fn farewell(&mut self, ending: &Ending, code: ByeCode, with_queue: bool, out: &mut Outbox) {
-        if with_queue
-            && !self.parked
-            && let Some(player) = self.player.clone()
-        {
-            player.queue().close();
-            while let Some(payload) = player.queue().try_pop() {
-                self.push_event(payload, out);
-            }
-        }
-        // Always acknowledge before the Bye, even if unchanged: the client then knows exactly
-        // which of its inputs were applied.
-        if self.player.is_some() {
+    /// The traffic since the last flush, to add to the shared counters.
+    pub(crate) fn flush_traffic(&mut self, now: Instant) -> Traffic {
+        self.flush_due = now + FLUSH_EVERY;
+        self.out.take_unflushed()
+    }
+
+    /// All the session's traffic.
+    pub(crate) fn traffic(&self) -> Traffic {
+        self.out.traffic
+    }
+
+    /// Writes the end of the conversation for a graceful close: the acknowledgement of every
+    /// applied input (always, even if unchanged: the client then knows exactly which of its
+    /// inputs were applied) and the `Bye`. The driver queued the game's last events first.
+    pub(crate) fn farewell(&mut self, code: ByeCode, text: String) {
+        if self.phase == Phase::Live {
             self.acked_input_seq = self.last_input_seq;
-            out.queue(&ServerMessage::Ack {
+            self.out.queue(&ServerMessage::Ack {
                 seq: self.last_input_seq,
             });
         }
-        out.queue(&ServerMessage::Bye(Bye::new(code, self.bye_text(ending))));
+        self.out.queue(&ServerMessage::Bye(Bye::new(code, text)));
+        self.out.close_frame();
     }
 
     /// The `Bye` alone, for an abortive close.
-    pub fn last_word(&mut self, ending: &Ending, code: ByeCode, out: &mut Outbox) {
-        out.queue(&ServerMessage::Bye(Bye::new(code, self.bye_text(ending))));
+    pub(crate) fn last_word(&mut self, code: ByeCode, text: String) {
+        self.out.queue(&ServerMessage::Bye(Bye::new(code, text)));
+        self.out.close_frame();
     }
 
-    fn bye_text(&self, ending: &Ending) -> String {
-        ending.detail.clone().unwrap_or_default()
+    /// The session's resume token, once the handshake issued one.
+    pub(crate) fn token(&self) -> Option<ResumeToken> {
+        self.token
     }
 
-    /// The game's words, when it ended the session.
-    pub fn game_reason(&self) -> Option<String> {
-        self.player.as_ref().and_then(|p| p.control().text())
-    }
-
-    /// Adds this session's traffic to the shared counters and to its player.
-    pub fn flush_traffic(&mut self, out: &mut Outbox) {
-        self.flush_due = Instant::now() + FLUSH_EVERY;
-        let delta_in = out.traffic.bytes_in - out.flushed.bytes_in;
-        let delta_out = out.traffic.bytes_out - out.flushed.bytes_out;
-        if let Some(player) = &self.player {
-            player.add_traffic(delta_in, delta_out);
-        }
-        self.shared.traffic.flush(&out.traffic, &mut out.flushed);
-    }
-
-    /// What the reaper records.
-    pub fn end(
-        self,
-        ending: Ending,
-        forced: bool,
-        parked: bool,
-        out: &Outbox,
-        transport: &'static str,
-    ) -> SessionEnd {
-        SessionEnd {
-            transport,
-            session_id: self.player.as_ref().map_or(self.id, Player::session_id),
-            player: self.player,
-            claimed: ending.claimed,
-            peer: self.peer,
-            reason: ending.reason,
-            detail: ending.detail,
-            lifetime: ending.decided.saturating_duration_since(self.accepted),
-            detect: ending
-                .decided
-                .saturating_duration_since(self.watchdog.last_inbound()),
-            traffic: out.traffic,
-            forced,
-            parked,
-        }
+    /// What a parked session carries to the connection that resumes it: the events kept for
+    /// replay and the highest input applied. The core keeps none.
+    pub(crate) fn take_for_parking(&mut self) -> (Replay, u64) {
+        (
+            std::mem::replace(&mut self.replay, Replay::new(0, 0)),
+            self.last_input_seq,
+        )
     }
 }
 
@@ -975,11 +665,12 @@ impl<'a> Session<'a> {
 /// the automatic rooms' namespace (a client naming `auto-3` must not steer automatic placement).
 fn check_room(room: &str) -> Result<(), Ending> {
     check_room_chars(room)?;
-    if rooms::claims_auto_prefix(room) {
+    if claims_auto_prefix(room) {
         return Err(Ending::because(
             CloseReason::ProtocolError,
             format!(
-                "room names starting with {AUTO_ROOM_PREFIX:?} are reserved for automatic placement"
+                "room names starting with {:?} are reserved for automatic placement",
+                crate::rooms::AUTO_ROOM_PREFIX
             ),
         ));
     }
@@ -995,10 +686,6 @@ fn check_room_chars(room: &str) -> Result<(), Ending> {
         ));
     }
     Ok(())
-}
-
-fn wire_len(message: &ClientMessage) -> u64 {
-    (HEADER_LEN + 1 + message.fields_len()) as u64
 }
 
 fn millis(duration: Duration) -> u32 {

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use protocol::{Bye, CodecError, MAX_HELLO_BODY, ServerCodec, ServerMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,9 +28,14 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Encoder;
 
-use crate::server::Shared;
-use crate::session::close::{CloseReason, Closing, Direction, policy};
-use crate::session::core::{Ending, Outbox, Session, WRITE_HIGH_WATER, Wait};
+use crate::ops::reaper::SessionEnd;
+use crate::resume::Carried;
+use crate::rooms::{self, Command};
+use crate::session::Sessions;
+use crate::session::close::{CloseReason, Closing, Direction, Ending, Park, policy};
+use crate::session::core::{Core, Request};
+use crate::session::handshake::{self, Live};
+use crate::session::outbox::Outbox;
 use crate::session::reader::{FrameReader, Framing, Inbound, ReadError};
 use crate::shutdown::Shutdown;
 use crate::transport::slots::Slot;
@@ -43,6 +48,10 @@ const FRAMES_PER_PASS: usize = 64;
 const SILENCE_GRACE: Duration = Duration::from_millis(5);
 /// Longest a graceful close waits for the room to handle the player's last inputs.
 const SETTLE_WAIT: Duration = Duration::from_secs(1);
+/// Stop taking events from the queue while this much is waiting to be written: the queue then
+/// fills, and a client that cannot keep up is closed as `slow_consumer` instead of growing the
+/// buffer without bound.
+pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 /// A byte stream a session runs over.
 pub trait Transport: Send + 'static {
@@ -154,11 +163,11 @@ impl Peek for &mut ReadHalf<DuplexStream> {
 /// session's whole life and entered on every poll. The few lines a session logs name it
 /// themselves, and the close line carries everything.
 #[cfg(any(test, feature = "testkit"))]
-pub(crate) async fn serve<T: Transport>(shared: Arc<Shared>, transport: T, peer: SocketAddr) {
-    let id = shared.next_session_id();
+pub(crate) async fn serve<T: Transport>(sessions: Arc<Sessions>, transport: T, peer: SocketAddr) {
+    let id = sessions.next_id();
     let opening = Opening::now(Slot::Free);
-    let end = run(&shared, transport, id, peer, opening, None).await;
-    shared.report(end).await;
+    let end = run(&sessions, transport, id, peer, opening, None).await;
+    sessions.report(end).await;
 }
 
 /// How a connection came to its session: when it was accepted, and whether what happened
@@ -187,28 +196,28 @@ impl Opening {
 
 /// [`serve`] for a connection that got somewhere before its session (see [`Opening`]).
 pub(crate) async fn serve_opened<T: Transport>(
-    shared: Arc<Shared>,
+    sessions: Arc<Sessions>,
     transport: T,
     peer: SocketAddr,
     opening: Opening,
 ) {
-    let id = shared.next_session_id();
-    let end = run(&shared, transport, id, peer, opening, None).await;
-    shared.report(end).await;
+    let id = sessions.next_id();
+    let end = run(&sessions, transport, id, peer, opening, None).await;
+    sessions.report(end).await;
 }
 
 /// [`serve_opened`] for a connection upgraded to WebSocket: `buffered` is what the client sent
 /// after its upgrade request.
 pub(crate) async fn serve_upgraded<T: Transport>(
-    shared: Arc<Shared>,
+    sessions: Arc<Sessions>,
     transport: T,
     peer: SocketAddr,
     opening: Opening,
     buffered: BytesMut,
 ) {
-    let id = shared.next_session_id();
+    let id = sessions.next_id();
     let end = run(
-        &shared,
+        &sessions,
         transport,
         id,
         peer,
@@ -216,30 +225,61 @@ pub(crate) async fn serve_upgraded<T: Transport>(
         Some(Box::new(buffered)),
     )
     .await;
-    shared.report(end).await;
+    sessions.report(end).await;
+}
+
+/// The session as the driver holds it: the sans-IO core, and, once the handshake is done, the
+/// player and its room.
+struct Driven {
+    core: Core,
+    live: Option<Live>,
+    /// The connection's id, until a resume makes it the parked session's.
+    id: u64,
+    peer: SocketAddr,
+    slot: Slot,
+}
+
+impl Driven {
+    fn session_id(&self) -> u64 {
+        self.live
+            .as_ref()
+            .map_or(self.id, |live| live.player.session_id())
+    }
 }
 
 /// Made inside, not passed in: an async function's arguments are kept twice in its state.
 /// `websocket`: the connection was upgraded to WebSocket, and these bytes followed the request.
 async fn run<T: Transport>(
-    shared: &Shared,
+    sessions: &Sessions,
     mut transport: T,
     id: u64,
     peer: SocketAddr,
     opening: Opening,
     websocket: Option<Box<BytesMut>>,
-) -> crate::ops::reaper::SessionEnd {
+) -> SessionEnd {
     let Opening {
         accepted,
         failed,
         slot,
     } = opening;
-    let mut session = Session::new(shared, id, peer, accepted, slot);
     let name = match websocket {
         Some(_) => T::WEBSOCKET_NAME,
         None => T::NAME,
     };
-    let mut out = Outbox::new(shared.config.server.max_frame_bytes, websocket.is_some());
+    let mut session = Driven {
+        core: Core::new(
+            &sessions.config,
+            sessions.max_frame,
+            websocket.is_some(),
+            sessions.parking.enabled(),
+            accepted,
+            sessions.stalls.recorded(),
+        ),
+        live: None,
+        id,
+        peer,
+        slot,
+    };
     let (ending, rest) = match failed {
         Some(ending) => (*ending, Unread::default()),
         None => {
@@ -247,22 +287,21 @@ async fn run<T: Transport>(
             // Until the handshake, no frame larger than the largest Hello is read: a length
             // prefix (or a WebSocket frame header) from an unknown peer cannot make the server
             // reserve a full frame.
-            let hello_max = MAX_HELLO_BODY.min(out.max_frame());
+            let hello_max = MAX_HELLO_BODY.min(sessions.max_frame);
             let (framing, buffered) = match websocket {
                 Some(buffered) => (
                     Framing::WebSocket(Box::new(WsDecoder::new(hello_max, true))),
                     *buffered,
                 ),
                 None => {
-                    let mut codec = ServerCodec::new(shared.config.server.max_frame_bytes);
+                    let mut codec = ServerCodec::new(sessions.max_frame);
                     codec.set_max_frame(hello_max);
                     (Framing::Length(codec), BytesMut::new())
                 }
             };
             let mut reader = FrameReader::new(read, framing, buffered);
             let ending =
-                select_loop::<T, _, _>(shared, &mut session, &mut reader, &mut write, &mut out)
-                    .await;
+                select_loop::<T, _, _>(sessions, &mut session, &mut reader, &mut write).await;
             let peer_closed = match reader.framing() {
                 Framing::WebSocket(decoder) => decoder.closed(),
                 Framing::Length(_) => false,
@@ -274,20 +313,77 @@ async fn run<T: Transport>(
             (ending, rest)
         }
     };
-    let parked = session.park(&ending);
+    let parked = park(sessions, &mut session, &ending);
     // Boxed: the close (settle, flush, linger) runs once, at the end, and its state would
     // otherwise be held inline by every idle session.
     let forced = Box::pin(close(
-        shared,
+        sessions,
         &mut transport,
         &mut session,
         &ending,
-        &mut out,
         rest,
+        parked,
     ))
     .await;
-    session.flush_traffic(&mut out);
-    session.end(ending, forced, parked, &out, name)
+    flush_traffic(sessions, &mut session, Instant::now());
+    SessionEnd {
+        transport: name,
+        session_id: session.session_id(),
+        player: session.live.map(|live| live.player),
+        claimed: ending.claimed,
+        peer,
+        reason: ending.reason,
+        detail: ending.detail,
+        lifetime: ending.decided.saturating_duration_since(accepted),
+        detect: ending
+            .decided
+            .saturating_duration_since(session.core.last_inbound()),
+        traffic: session.core.traffic(),
+        forced,
+        parked,
+    }
+}
+
+/// After an abnormal end, parks the session for resume instead of letting the player leave.
+/// Returns true when it parked.
+fn park(sessions: &Sessions, session: &mut Driven, ending: &Ending) -> bool {
+    let (Some(token), Some(live)) = (session.core.token(), &session.live) else {
+        return false;
+    };
+    let parking = &sessions.parking;
+    let parkable = match policy(ending.reason).park {
+        Park::Yes => true,
+        Park::IfSlowConsumersResume => sessions.config.resume_after_slow_consumer,
+        // A resuming connection claimed this session while it still looked alive.
+        Park::No => parking.is_claimed(&token),
+    };
+    if !parkable {
+        parking.retire(token);
+        return false;
+    }
+    sessions.registry.remove(live.player.session_id());
+    let (replay, last_input_seq) = session.core.take_for_parking();
+    let carried = Carried {
+        player: live.player.clone(),
+        replay,
+        last_input_seq,
+    };
+    parking.park(
+        token,
+        carried,
+        ending.reason,
+        sessions.admission.source_key(session.peer.ip()),
+    );
+    true
+}
+
+/// Adds the traffic since the last flush to the shared counters and to the player.
+fn flush_traffic(sessions: &Sessions, session: &mut Driven, now: Instant) {
+    let delta = session.core.flush_traffic(now);
+    if let Some(live) = &session.live {
+        live.player.add_traffic(delta.bytes_in, delta.bytes_out);
+    }
+    sessions.traffic.add(&delta);
 }
 
 /// What the session had read and not handled when it ended, for the close to read past.
@@ -315,38 +411,48 @@ fn poll_write_or_flush<W: AsyncWrite + Unpin>(
     }
 }
 
+/// The next event the game queued for the player; never completes before the handshake.
+/// Cancel-safe.
+async fn next_event(live: Option<&Live>) -> Option<Bytes> {
+    match live {
+        Some(live) => live.player.queue().pop().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// `T` is the transport underneath `reader` and `writer` (whether it buffers, [`Transport::BUFFERED`]).
 async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
-    shared: &Shared,
-    session: &mut Session<'_>,
+    sessions: &Sessions,
+    session: &mut Driven,
     reader: &mut FrameReader<R>,
     writer: &mut W,
-    out: &mut Outbox,
 ) -> Ending {
-    let shutdown = shared.shutdown.clone();
-    let draining = shutdown.draining();
+    let draining = sessions.shutdown.draining();
     tokio::pin!(draining);
     // Created once per player. Before the handshake only the slot can end the session: it goes
     // to a newcomer when every slot is taken (see crate::transport::slots).
     let mut close_requested: CloseRequest = {
-        let evicted = session.slot_evicted();
+        let evicted = session.slot.evicted();
         Box::pin(async move {
             evicted.await;
             CloseReason::HandshakeTimeout
         })
     };
     let mut watching: Option<u64> = None;
-    let sleep = tokio::time::sleep_until(session.next_deadline());
+    let sleep = tokio::time::sleep_until(session.core.next_deadline());
     tokio::pin!(sleep);
     // The reader already got its one chance before the current silence deadline.
     let mut silence_grace_used = false;
     loop {
-        let take_events = session.player().is_some() && out.wbuf.len() < WRITE_HIGH_WATER;
+        let take_events =
+            session.live.is_some() && session.core.outbox().wbuf.len() < WRITE_HIGH_WATER;
+        let unflushed = session.core.unflushed();
         tokio::select! {
             reason = &mut close_requested => {
                 let ending = match reason {
                     CloseReason::GameEnded => {
-                        Ending::because(reason, session.game_reason().unwrap_or_default())
+                        let text = session.live.as_ref().and_then(|l| l.player.control().text());
+                        Ending::because(reason, text.unwrap_or_default())
                     }
                     CloseReason::HandshakeTimeout => Ending::because(
                         reason,
@@ -362,8 +468,8 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
             }
             () = &mut sleep => {
                 let now = Instant::now();
-                session.forgive_stalls();
-                if session.silence_due(now)
+                session.core.forgive_stalls(&sessions.stalls);
+                if session.core.silence_due(now)
                     && !silence_grace_used
                     && input_waiting(reader)
                 {
@@ -374,121 +480,191 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                     sleep.as_mut().reset(now + SILENCE_GRACE);
                     continue;
                 }
-                if let Err(ending) = session.on_timer(now, out) {
+                flush_traffic(sessions, session, now);
+                if let Some(live) = &session.live {
+                    live.player.queue().shrink();
+                }
+                if let Err(ending) = session.core.on_timer(now, sessions.budget.under_pressure()) {
                     return ending;
                 }
-                sleep.as_mut().reset(session.next_deadline());
+                sleep.as_mut().reset(session.core.next_deadline());
             }
-            written = std::future::poll_fn(|cx| poll_write_or_flush(writer, &mut out.wbuf, cx)), if !out.wbuf.is_empty() || session.unflushed
+            written = std::future::poll_fn(|cx| poll_write_or_flush(writer, &mut session.core.outbox().wbuf, cx)), if !session.core.outbox().wbuf.is_empty() || unflushed
             => match written {
                 Ok(Some(0)) => {
                     return Ending::because(CloseReason::IoError, "write returned zero bytes");
                 }
-                Ok(Some(_)) if out.wbuf.is_empty() && T::BUFFERED => {
+                Ok(Some(_)) if session.core.outbox().wbuf.is_empty() && T::BUFFERED => {
                     // Not drained until the transport sent it: the stall clock runs meanwhile.
-                    session.write_blocked(Instant::now());
-                    session.unflushed = true;
+                    session.core.written_unflushed(Instant::now());
                 }
-                Ok(Some(_)) if out.wbuf.is_empty() => session.write_drained(out),
-                Ok(Some(_)) => session.write_blocked(Instant::now()),
-                Ok(None) => {
-                    session.unflushed = false;
-                    session.write_drained(out);
-                }
+                Ok(Some(_)) if session.core.outbox().wbuf.is_empty() => session.core.write_drained(),
+                Ok(Some(_)) => session.core.write_blocked(Instant::now()),
+                Ok(None) => session.core.write_drained(),
                 Err(error) => return Ending::io(&error, Direction::Write),
             },
             frame = reader.next() => {
                 // Handle every frame already buffered before the next write, so that a
                 // pipelining client's answers go out in few large writes, not one per frame. A
-                // message that has to wait ends the batch; the rest is read on the next pass.
-                let wait = match handle_frames(session, reader, frame, out) {
-                    Ok(wait) => wait,
+                // request (a Hello, a Join, an input for a busy room) ends the batch; the rest
+                // is read on the next pass.
+                let request = match handle_frames(sessions, session, reader, frame) {
+                    Ok(request) => request,
                     Err(ending) => return ending,
                 };
                 silence_grace_used = false;
-                // Boxed: rare, and large. (A frame is handled by a plain function, so no message
-                // is kept across this await either.)
-                let waited = match wait {
-                    Some(wait) => Some(Box::pin(session.wait(wait, out)).await),
-                    None => None,
-                };
-                if let Some(result) = waited {
-                    if let Err(ending) = result {
+                if let Some(request) = request {
+                    // Boxed: rare, and large. (A frame is handled by a plain function, so no
+                    // message is kept across this await either.)
+                    if let Err(ending) = Box::pin(answer(sessions, session, request)).await {
                         return ending;
                     }
-                    if let Some(player) = session.player()
-                        && watching != Some(player.session_id())
+                    if let Some(live) = &session.live
+                        && watching != Some(live.player.session_id())
                     {
                         // The handshake is done (or a resume adopted another player): watch
                         // this player's close requests, and read full frames from now on. The
                         // slot is the session's now.
-                        watching = Some(player.session_id());
-                        close_requested = Box::pin(player.close_requested());
-                        session.complete_slot();
-                        reader.framing_mut().set_max_frame(out.max_frame());
+                        watching = Some(live.player.session_id());
+                        close_requested = Box::pin(live.player.close_requested());
+                        session.slot.complete();
+                        reader.framing_mut().set_max_frame(sessions.max_frame);
                     }
                 }
-                if session.player().is_some() {
-                    session.take_queued_events(out);
-                }
+                take_queued_events(sessions, session);
             }
-            payload = session.next_event(), if take_events => {
+            payload = next_event(session.live.as_ref()), if take_events => {
                 if let Some(payload) = payload {
-                    session.push_event(payload, out);
-                    session.take_queued_events(out);
+                    push_event(sessions, session, payload);
+                    take_queued_events(sessions, session);
                 }
             }
         }
-        if std::mem::take(&mut session.rearm) {
+        if session.core.take_rearm() {
             // Later (a frame arrived) or earlier (a write started to stall). Moving a timer later
             // costs the runtime almost nothing, and spares a wake-up for nothing due.
-            let deadline = session.next_deadline();
+            let deadline = session.core.next_deadline();
             if deadline != sleep.deadline() {
                 sleep.as_mut().reset(deadline);
             }
         }
-        session.publish_footprint(reader.read_buffer().capacity(), out);
+        if let Some(rtt) = session.core.take_rtt() {
+            sessions.metrics.heartbeat_rtt.observe(rtt.as_secs_f64());
+        }
+        publish_footprint(sessions, session, reader.read_buffer().capacity());
+    }
+}
+
+/// Does what a request of the core needs and hands the core the answer.
+async fn answer(sessions: &Sessions, session: &mut Driven, request: Request) -> Result<(), Ending> {
+    match request {
+        Request::Hello(hello) => {
+            let (live, welcomed) =
+                handshake::admit(sessions, hello, session.peer, session.id).await?;
+            session.live = Some(live);
+            session.core.welcome(welcomed, Instant::now());
+        }
+        Request::Join(room) => {
+            if let Some(live) = &mut session.live {
+                let refusal = handshake::join(sessions, live, &room).await;
+                session.core.joined(room, refusal.as_deref());
+            }
+        }
+        Request::Input { seq, payload } => {
+            if let Some(live) = &session.live
+                && let Some(room) = &live.room
+            {
+                let input = Command::Input {
+                    session: live.player.session_id(),
+                    seq,
+                    payload,
+                };
+                // A room whose command queue is full makes its players wait: backpressure.
+                if let Err(input) = room.try_send(input) {
+                    room.send(input).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Feeds everything the game already queued for the player (up to the high-water mark), so that
+/// it is written at once. A few at a time, so that the queue's lock is taken once per batch.
+fn take_queued_events(sessions: &Sessions, session: &mut Driven) {
+    let Some(player) = session.live.as_ref().map(|live| live.player.clone()) else {
+        return;
+    };
+    let mut batch: [Option<Bytes>; 16] = Default::default();
+    while session.core.outbox().wbuf.len() < WRITE_HIGH_WATER {
+        let taken = player.queue().pop_many(&mut batch);
+        for payload in batch[..taken].iter_mut().filter_map(Option::take) {
+            push_event(sessions, session, payload);
+        }
+        if taken < batch.len() {
+            break;
+        }
+    }
+}
+
+/// One event from the player's queue into the core.
+fn push_event(sessions: &Sessions, session: &mut Driven, payload: Bytes) {
+    if let Some(live) = &session.live {
+        live.player.footprint().dequeue(payload.len() as u64);
+    }
+    let bytes = payload.len();
+    if !session
+        .core
+        .push_event(payload, sessions.budget.under_pressure())
+    {
+        sessions.metrics.events_oversized.inc();
+        if sessions
+            .throttle
+            .admit("event_oversized", crate::ops::logging::ABUSIVE)
+        {
+            tracing::error!(
+                bytes,
+                "the game sent an event too large for a frame; dropped before it was numbered"
+            );
+        }
+    }
+}
+
+/// Publishes what the session holds for the memory budget, when it changed.
+fn publish_footprint(sessions: &Sessions, session: &mut Driven, read_buffer: usize) {
+    let Some(live) = &session.live else {
+        return;
+    };
+    if let Some(held) = session.core.held(read_buffer) {
+        if let Some(grew) = held.grew {
+            sessions.budget.grew(grew);
+        }
+        live.player.footprint().set_held(held.replay, held.buffers);
     }
 }
 
 /// Handles `first` and every further frame already buffered (up to [`FRAMES_PER_PASS`]), so that
-/// a pipelining client's answers go out in few large writes, not one per frame. A message that
-/// has to wait ends the batch and is returned; the rest is read on the next pass.
+/// a pipelining client's answers go out in few large writes, not one per frame. A request ends
+/// the batch and is returned; the rest is read on the next pass.
 fn handle_frames<R: AsyncRead + Unpin + Peek>(
-    session: &mut Session<'_>,
+    sessions: &Sessions,
+    session: &mut Driven,
     reader: &mut FrameReader<R>,
     first: Option<Result<Inbound, ReadError>>,
-    out: &mut Outbox,
-) -> Result<Option<Wait>, Ending> {
+) -> Result<Option<Request>, Ending> {
     let mut frame = first;
     let mut handled = 0;
     // One clock reading per batch: the frames of a batch arrived together.
     let now = Instant::now();
+    if session.core.flush_due(now) {
+        // A client that keeps the session busy may never let the timer fire.
+        flush_traffic(sessions, session, now);
+    }
     loop {
-        match frame {
-            Some(Ok(Inbound::Message(message))) => {
-                reader
-                    .check_assembly(now)
-                    .map_err(|error| refused(error, out))?;
-                match session.on_message(message, now, out)? {
-                    Wait::Nothing => {}
-                    wait => return Ok(Some(wait)),
-                }
-            }
-            Some(Ok(Inbound::Closed(code))) => {
-                // The answer repeats the client's code.
-                out.set_close_code(code.unwrap_or(crate::transport::websocket::close_code::NORMAL));
-                return Err(Ending::new(CloseReason::PeerEof));
-            }
-            None => return Err(Ending::new(CloseReason::PeerEof)),
-            Some(Ok(transport_frame)) => {
-                reader
-                    .check_assembly(now)
-                    .map_err(|error| refused(error, out))?;
-                session.on_transport_frame(&transport_frame, now, out)?;
-            }
+        let item = match frame {
+            Some(Ok(item)) => item,
             Some(Err(ReadError::Codec(CodecError::FrameTooLarge { len, .. })))
-                if session.player().is_none() =>
+                if !session.core.is_live() =>
             {
                 return Err(Ending::because(
                     CloseReason::ProtocolError,
@@ -497,7 +673,14 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
                     ),
                 ));
             }
-            Some(Err(error)) => return Err(refused(error, out)),
+            Some(Err(error)) => return Err(refused(error, session.core.outbox())),
+            None => return Err(Ending::new(CloseReason::PeerEof)),
+        };
+        reader
+            .check_assembly(now)
+            .map_err(|error| refused(error, session.core.outbox()))?;
+        if let Some(request) = session.core.on_read(item, now, &sessions.stalls)? {
+            return Ok(Some(request));
         }
         handled += 1;
         if handled >= FRAMES_PER_PASS || reader.read_buffer().is_empty() {
@@ -528,16 +711,17 @@ fn input_waiting<R: AsyncRead + Unpin + Peek>(reader: &FrameReader<R>) -> bool {
 }
 
 /// Closes the connection the way the reason calls for. Returns true when a graceful close was
-/// cut short by a forced shutdown. `unread`: what the session read and did not handle.
+/// cut short by a forced shutdown. `unread`: what the session read and did not handle; `parked`:
+/// the session was parked (its queued events went with it).
 async fn close<T: Transport>(
-    shared: &Shared,
+    sessions: &Sessions,
     transport: &mut T,
-    session: &mut Session<'_>,
+    session: &mut Driven,
     ending: &Ending,
-    out: &mut Outbox,
     unread: Unread,
+    parked: bool,
 ) -> bool {
-    let cfg = &shared.config.session;
+    let cfg = &sessions.config;
     let closing = policy(ending.reason).closing;
     let abortive = match closing {
         Closing::Drop => {
@@ -549,6 +733,7 @@ async fn close<T: Transport>(
             } else if unread.peer_closed {
                 // The client's WebSocket close frame is answered, as far as the socket takes it
                 // now: the client sees a clean close.
+                let out = session.core.outbox();
                 out.close_frame();
                 let (_, mut write) = transport.split();
                 let _ = write.write(&out.wbuf).now_or_never();
@@ -564,14 +749,14 @@ async fn close<T: Transport>(
         transport.abort();
         return false;
     };
+    let text = ending.detail.clone().unwrap_or_default();
     if abortive {
         // Best effort: one non-blocking write of the Bye, then RST. A dead peer never reads,
         // so the socket is freed at once instead of retransmitting in FIN-WAIT-1.
-        session.last_word(ending, code, out);
-        out.close_frame();
+        session.core.last_word(code, text);
         {
             let (_, mut write) = transport.split();
-            let _ = write.write(&out.wbuf).now_or_never();
+            let _ = write.write(&session.core.outbox().wbuf).now_or_never();
         }
         transport.abort();
         return false;
@@ -580,15 +765,24 @@ async fn close<T: Transport>(
     // acknowledge inputs, say Bye, then FIN and read until the client's FIN (over WebSocket,
     // until its close frame).
     let with_queue = closing != Closing::LingeringWithoutQueue;
-    if with_queue {
+    if with_queue && let Some(room) = session.live.as_ref().and_then(|live| live.room.clone()) {
         // The room may still be working through this player's last inputs.
-        session.settle(cfg.linger_timeout.min(SETTLE_WAIT)).await;
+        rooms::settle(&room, cfg.linger_timeout.min(SETTLE_WAIT)).await;
     }
-    session.farewell(ending, code, with_queue, out);
-    out.close_frame();
+    if with_queue
+        && !parked
+        && let Some(player) = session.live.as_ref().map(|live| live.player.clone())
+    {
+        player.queue().close();
+        while let Some(payload) = player.queue().try_pop() {
+            push_event(sessions, session, payload);
+        }
+    }
+    session.core.farewell(code, text);
     // During a drain the global drain timeout bounds the flush; otherwise linger_timeout.
     let deadline =
         (ending.reason != CloseReason::ServerShutdown).then(|| Instant::now() + cfg.linger_timeout);
+    let out = session.core.outbox();
     let until = match (out.is_websocket(), unread.peer_closed) {
         (false, _) => LingerUntil::Eof,
         // The client already closed its side of the conversation.
@@ -609,7 +803,7 @@ async fn close<T: Transport>(
                 &mut write,
                 &mut out.wbuf,
                 deadline,
-                &shared.shutdown,
+                &sessions.shutdown,
                 until,
             )
             .await
@@ -617,15 +811,16 @@ async fn close<T: Transport>(
             naive_close(&mut write, &mut out.wbuf, deadline).await
         }
     };
+    let id = session.session_id();
     match outcome {
         Linger::Clean => false,
         Linger::Failed(error) => {
-            tracing::debug!(session = session.id, %error, "lingering close failed; resetting");
+            tracing::debug!(session = id, %error, "lingering close failed; resetting");
             transport.abort();
             false
         }
         Linger::TimedOut => {
-            tracing::debug!(session = session.id, "lingering close timed out; resetting");
+            tracing::debug!(session = id, "lingering close timed out; resetting");
             transport.abort();
             false
         }
@@ -720,13 +915,18 @@ async fn naive_close<W: AsyncWrite + Unpin>(
 }
 
 /// Turns away a connection before it becomes a session, with a `Bye` and a lingering close.
-pub(crate) async fn reject<T: Transport>(mut transport: T, bye: Bye, shared: Arc<Shared>) {
+pub(crate) async fn reject<T: Transport>(
+    mut transport: T,
+    bye: Bye,
+    linger_timeout: Duration,
+    shutdown: &Shutdown,
+) {
     let mut wbuf = BytesMut::new();
-    let mut codec = ServerCodec::new(shared.config.server.max_frame_bytes);
+    let mut codec = ServerCodec::default();
     if codec.encode(ServerMessage::Bye(bye), &mut wbuf).is_err() {
         return;
     }
-    let deadline = Instant::now() + shared.config.session.linger_timeout;
+    let deadline = Instant::now() + linger_timeout;
     let outcome = {
         let (mut read, mut write) = transport.split();
         linger(
@@ -734,7 +934,7 @@ pub(crate) async fn reject<T: Transport>(mut transport: T, bye: Bye, shared: Arc
             &mut write,
             &mut wbuf,
             Some(deadline),
-            &shared.shutdown,
+            shutdown,
             LingerUntil::Eof,
         )
         .await
@@ -798,7 +998,7 @@ mod tests {
             .await
             .expect("connect");
         let peer = stream.local_addr().expect("addr");
-        let task = super::serve(connector.shared.clone(), stream, peer);
+        let task = super::serve(connector.sessions.clone(), stream, peer);
         let size = std::mem::size_of_val(&task);
         eprintln!("session task over TCP: {size} bytes");
         assert!(size <= 2048, "the session task holds {size} bytes inline");
@@ -812,7 +1012,7 @@ mod tests {
             .await
             .expect("connect");
         let spawned =
-            crate::transport::listener::plain_session(connector.shared.clone(), stream, peer);
+            crate::transport::listener::plain_session(connector.sessions.clone(), stream, peer);
         let size = std::mem::size_of_val(&spawned);
         eprintln!("the acceptor's task for it: {size} bytes");
         assert!(

@@ -1,10 +1,110 @@
-//! One player's session: its protocol state, its deadlines, how it reads and writes, and how it
-//! ends.
+//! One player's session: its protocol state ([`core`], sans-IO), the task that drives it over a
+//! connection ([`driver`]), the admission of its `Hello` ([`handshake`]), its framing
+//! ([`reader`], [`outbox`]), its deadlines ([`watchdog`], [`stall`]) and how it ends
+//! ([`close`]).
 
 pub(crate) mod auth;
 pub(crate) mod close;
 pub(crate) mod core;
 pub(crate) mod driver;
+pub(crate) mod handshake;
+pub(crate) mod outbox;
 pub(crate) mod reader;
 pub(crate) mod stall;
 pub(crate) mod watchdog;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use crate::config::SessionConfig;
+use crate::memory::budget::Budget;
+use crate::ops::logging::Throttle;
+use crate::ops::metrics::{Metrics, TrafficCounters};
+use crate::ops::reaper::SessionEnd;
+use crate::player::registry::Registry;
+use crate::resume::Parking;
+use crate::rooms::Directory;
+use crate::shutdown::Shutdown;
+use crate::transport::admission::Admission;
+
+/// What the sessions of a server use, and nothing else: their limits, the parts of the server a
+/// `Hello` is admitted against (authentication, the parking lot, the rooms, the registry of
+/// live players), the memory budget, the stall clock, where their ends are reported, and their
+/// metrics. One per server, shared by every session task.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    /// `[session]`.
+    pub(crate) config: SessionConfig,
+    /// `server.max_frame_bytes`.
+    pub(crate) max_frame: usize,
+    pub(crate) auth: Option<auth::Authenticator>,
+    /// Per-source state: failed logins, and the source a parked session counts against.
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) parking: Arc<Parking>,
+    pub(crate) rooms: Arc<Directory>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) budget: Arc<Budget>,
+    pub(crate) stalls: stall::Stalls,
+    pub(crate) metrics: Metrics,
+    pub(crate) traffic: TrafficCounters,
+    pub(crate) throttle: Throttle,
+    pub(crate) shutdown: Shutdown,
+    reaper: mpsc::Sender<SessionEnd>,
+    next_id: AtomicU64,
+}
+
+impl Sessions {
+    /// The sessions' handles; their ends go to `reaper`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: SessionConfig,
+        max_frame: usize,
+        auth: Option<auth::Authenticator>,
+        admission: Arc<Admission>,
+        parking: Arc<Parking>,
+        rooms: Arc<Directory>,
+        registry: Arc<Registry>,
+        budget: Arc<Budget>,
+        stalls: stall::Stalls,
+        metrics: Metrics,
+        throttle: Throttle,
+        shutdown: Shutdown,
+        reaper: mpsc::Sender<SessionEnd>,
+    ) -> Sessions {
+        Sessions {
+            traffic: TrafficCounters::new(&metrics),
+            config,
+            max_frame,
+            auth,
+            admission,
+            parking,
+            rooms,
+            registry,
+            budget,
+            stalls,
+            metrics,
+            throttle,
+            shutdown,
+            reaper,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A new session's id.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hands a session's end to the reaper, which records it.
+    pub(crate) async fn report(&self, end: SessionEnd) {
+        // The reaper outlives every session; a send can only fail if it panicked.
+        if let Err(lost) = self.reaper.send(end).await {
+            tracing::error!(
+                session = lost.0.session_id,
+                "reaper is gone; close not recorded"
+            );
+        }
+    }
+}

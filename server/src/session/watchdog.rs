@@ -112,6 +112,11 @@ impl Watchdog {
         }
     }
 
+    /// The timeouts it keeps.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
     /// When the last frame arrived (or the connection was accepted).
     pub fn last_inbound(&self) -> Instant {
         self.last_inbound
@@ -216,6 +221,11 @@ impl RateLimit {
             credit_until: now,
             stall_seen: stall_total,
         }
+    }
+
+    /// The rate and burst, as configured.
+    pub fn limits(&self) -> (u32, u32) {
+        (self.rate as u32, self.burst as u32)
     }
 
     /// Takes one token; false when the bucket is empty. `stall_total` is the server's stall

@@ -20,9 +20,8 @@ use crate::config::TcpConfig;
 use crate::memory::budget;
 use crate::ops::logging::ABUSIVE;
 use crate::ops::metrics::{Rejection, transport};
-use crate::server::Shared;
-use crate::session::close::CloseReason;
-use crate::session::core::Ending;
+use crate::session::Sessions;
+use crate::session::close::{CloseReason, Ending};
 use crate::session::driver as connection;
 use crate::session::driver::{Opening, Transport};
 use crate::transport::admission::SourceSlot;
@@ -49,6 +48,28 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     TcpListener::from_std(socket.into())
+}
+
+/// What the door uses, and nothing else: the socket options, the PROXY protocol's trusted
+/// balancers, the handshake and linger timeouts, admission per source, the session slots, the
+/// memory budget, TLS, its metrics and log throttle, its bound on rejections in flight, the
+/// drain, and the sessions it hands connections to. One per server, shared by its listeners.
+#[derive(Debug)]
+pub(crate) struct Door {
+    pub(crate) tcp: TcpConfig,
+    pub(crate) proxy: crate::config::ProxyProtocolConfig,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) linger_timeout: Duration,
+    pub(crate) admission: Arc<crate::transport::admission::Admission>,
+    pub(crate) slots: Arc<crate::transport::slots::Slots>,
+    pub(crate) budget: Arc<crate::memory::budget::Budget>,
+    pub(crate) tls: Option<Arc<crate::transport::tls::Tls>>,
+    pub(crate) metrics: crate::ops::metrics::Metrics,
+    pub(crate) throttle: crate::ops::logging::Throttle,
+    /// Turns for connections being told they are refused (a `Bye` and a lingering close).
+    pub(crate) rejections: Arc<Semaphore>,
+    pub(crate) shutdown: crate::shutdown::Shutdown,
+    pub(crate) sessions: Arc<Sessions>,
 }
 
 /// What a listener's connections speak.
@@ -78,14 +99,14 @@ impl Listener {
 pub(crate) async fn run(
     listener: TcpListener,
     kind: Listener,
-    shared: Arc<Shared>,
+    door: Arc<Door>,
     sessions: &TaskTracker,
 ) {
-    let rejections = shared.rejections.clone();
+    let rejections = door.rejections.clone();
     let mut backoff = Backoff::default();
     loop {
         let accepted = tokio::select! {
-            () = shared.shutdown.draining() => break,
+            () = door.shutdown.draining() => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -96,37 +117,33 @@ pub(crate) async fn run(
                     continue;
                 }
                 let kind = resource_kind(&error);
-                shared
-                    .metrics
-                    .accept_errors
-                    .with_label_values(&[kind])
-                    .inc();
+                door.metrics.accept_errors.with_label_values(&[kind]).inc();
                 let pause = backoff.failed(&error, kind);
                 tokio::select! {
-                    () = shared.shutdown.draining() => break,
+                    () = door.shutdown.draining() => break,
                     () = tokio::time::sleep(pause) => continue,
                 }
             }
         };
         backoff.succeeded();
-        configure(&stream, &shared.config.tcp);
-        let proxy = &shared.config.net.proxy_protocol;
+        configure(&stream, &door.tcp);
+        let proxy = &door.proxy;
         // A balancer's connection says whose it is in its PROXY header: the per-source checks
         // wait for it. Everyone else's are checked now, first: they cost the least, and a source
         // reconnecting in a loop must not get as far as holding a slot.
         let balancer = proxy.enabled() && proxy.trusts(peer.ip());
         let source = match balancer {
             true => Ok(SourceSlot::none()),
-            false => shared.admission.admit(peer.ip()),
+            false => door.admission.admit(peer.ip()),
         };
         let admission = source.and_then(|source| {
-            if !shared
+            if !door
                 .budget
-                .admits_connection(kind.layer(shared.tls.is_some()))
+                .admits_connection(kind.layer(door.tls.is_some()))
             {
                 return Err(Rejection::MemoryBudget);
             }
-            match shared.slots.acquire() {
+            match door.slots.acquire() {
                 Some(pending) => Ok(Held {
                     source,
                     slot: Slot::Pending(pending),
@@ -136,17 +153,9 @@ pub(crate) async fn run(
         });
         match admission {
             Ok(held) => {
-                sessions.spawn(session(shared.clone(), stream, peer, held, kind));
+                sessions.spawn(session(door.clone(), stream, peer, held, kind));
             }
-            Err(rejection) => reject(
-                stream,
-                peer,
-                rejection,
-                &shared,
-                kind,
-                &rejections,
-                sessions,
-            ),
+            Err(rejection) => reject(stream, peer, rejection, &door, kind, &rejections, sessions),
         }
     }
     tracing::info!("stopped accepting");
@@ -162,26 +171,28 @@ pub(crate) async fn run(
 // `a_session_task_stays_small`).
 #[allow(clippy::manual_async_fn)]
 fn session(
-    shared: Arc<Shared>,
+    door: Arc<Door>,
     stream: TcpStream,
     peer: SocketAddr,
     held: Held,
     kind: Listener,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     async move {
-        let plain = kind == Listener::Tcp
-            && shared.tls.is_none()
-            && !shared.config.net.proxy_protocol.enabled();
+        let plain = kind == Listener::Tcp && door.tls.is_none() && !door.proxy.enabled();
         if plain {
             let Held { source, slot } = held;
-            let admitted = Admitted::new(&shared, transport::TCP, source);
-            connection::serve_opened(shared, stream, peer, Opening::now(slot)).await;
+            let admitted = Admitted::new(&door, transport::TCP, source);
+            let sessions = door.sessions.clone();
+            drop(door);
+            connection::serve_opened(sessions, stream, peer, Opening::now(slot)).await;
             drop(admitted);
             return;
         }
-        let Some(opened) = Box::pin(open(&shared, stream, peer, held, kind)).await else {
+        let Some(opened) = Box::pin(open(&door, stream, peer, held, kind)).await else {
             return;
         };
+        let sessions = door.sessions.clone();
+        drop(door);
         let Opened {
             channel,
             peer,
@@ -195,16 +206,16 @@ fn session(
         let session: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
             match (channel, websocket) {
                 (Channel::Tcp(stream), None) => {
-                    Box::pin(connection::serve_opened(shared, stream, peer, opening))
+                    Box::pin(connection::serve_opened(sessions, stream, peer, opening))
                 }
                 (Channel::Tcp(stream), Some(buffered)) => Box::pin(connection::serve_upgraded(
-                    shared, stream, peer, opening, buffered,
+                    sessions, stream, peer, opening, buffered,
                 )),
                 (Channel::Tls(socket), None) => {
-                    Box::pin(connection::serve_opened(shared, socket, peer, opening))
+                    Box::pin(connection::serve_opened(sessions, socket, peer, opening))
                 }
                 (Channel::Tls(socket), Some(buffered)) => Box::pin(connection::serve_upgraded(
-                    shared, socket, peer, opening, buffered,
+                    sessions, socket, peer, opening, buffered,
                 )),
             };
         session.await;
@@ -247,38 +258,38 @@ struct Opened {
 /// or the slot went to a newcomer), told why with a `Bye` only where frames can already be
 /// read: on the plain game port.
 async fn open(
-    shared: &Arc<Shared>,
+    door: &Arc<Door>,
     mut stream: TcpStream,
     mut peer: SocketAddr,
     held: Held,
     kind: Listener,
 ) -> Option<Opened> {
     let accepted = Instant::now();
-    let deadline = accepted + shared.config.session.handshake_timeout;
+    let deadline = accepted + door.handshake_timeout;
     let Held { mut source, slot } = held;
     let evicted = slot.evicted();
     tokio::pin!(evicted);
     // Not yet a session: charged as one until it is one. In its TLS handshake the connection
     // holds what the client sent (charged as it arrives, see `Tls::accept`), not yet a TLS
     // session's buffers.
-    let layer = kind.layer(shared.tls.is_some());
-    let handshaking = match shared.tls {
+    let layer = kind.layer(door.tls.is_some());
+    let handshaking = match door.tls {
         Some(_) => 0,
         None => layer,
     };
-    let mut charge = shared
+    let mut charge = door
         .budget
         .charge(budget::CONNECTION_ESTIMATE + handshaking);
-    let in_the_clear = kind == Listener::Tcp && shared.tls.is_none();
+    let in_the_clear = kind == Listener::Tcp && door.tls.is_none();
     // A refusal: counted, logged, and over the plain game port told with a Bye.
     let refuse = |stream: Option<TcpStream>, peer, rejection: Rejection, detail: &str, bye| {
-        note_rejection(shared, peer, rejection, detail);
+        note_rejection(door, peer, rejection, detail);
         if let (Some(stream), Some(code), true) = (stream, bye, in_the_clear) {
-            say_bye(stream, Bye::new(code, detail), shared);
+            say_bye(stream, Bye::new(code, detail), door);
         }
         None
     };
-    let proxy = &shared.config.net.proxy_protocol;
+    let proxy = &door.proxy;
     let mut failed = None;
     if proxy.enabled() && proxy.trusts(peer.ip()) {
         let header = tokio::select! {
@@ -290,13 +301,9 @@ async fn open(
         };
         match header {
             Ok(Ok(named)) => {
-                shared
-                    .metrics
-                    .proxy_headers
-                    .with_label_values(&["ok"])
-                    .inc();
+                door.metrics.proxy_headers.with_label_values(&["ok"]).inc();
                 peer = named.unwrap_or(peer);
-                match shared.admission.admit(peer.ip()) {
+                match door.admission.admit(peer.ip()) {
                     Ok(admitted) => source = admitted,
                     Err(rejection) => {
                         // The slot goes back at once: a client reconnecting in a loop must not
@@ -314,8 +321,7 @@ async fn open(
                 }
             }
             Ok(Err(error)) => {
-                shared
-                    .metrics
+                door.metrics
                     .proxy_headers
                     .with_label_values(&[error.result()])
                     .inc();
@@ -342,8 +348,7 @@ async fn open(
             }
         }
     } else if proxy.enabled() && untrusted_header(&stream, deadline).await {
-        shared
-            .metrics
+        door.metrics
             .proxy_headers
             .with_label_values(&["untrusted"])
             .inc();
@@ -360,11 +365,11 @@ async fn open(
             detail,
         )));
     }
-    let mut channel = match &shared.tls {
+    let mut channel = match &door.tls {
         None => Channel::Tcp(stream),
         Some(tls) => {
             let handshake = tokio::select! {
-                handshake = tls.accept(stream, deadline, &shared.budget) => handshake,
+                handshake = tls.accept(stream, deadline, &door.budget) => handshake,
                 () = &mut evicted => {
                     let why = "the server needed the slot for a newer connection";
                     return refuse(None, peer, Rejection::ServerFull, why, None);
@@ -386,7 +391,7 @@ async fn open(
         Listener::Tcp => None,
         Listener::WebSocket => {
             let upgrade = tokio::select! {
-                upgrade = upgrade(shared, &mut channel, deadline) => upgrade,
+                upgrade = upgrade(door, &mut channel, deadline) => upgrade,
                 () = &mut evicted => Err("the server needed the slot for a newer connection".into()),
             };
             match upgrade {
@@ -403,7 +408,7 @@ async fn open(
         (Channel::Tcp(_), Some(_)) => transport::WEBSOCKET,
         (Channel::Tls(_), Some(_)) => transport::WSS,
     };
-    let admitted = Admitted::new(shared, name, source);
+    let admitted = Admitted::new(door, name, source);
     // Active now, so counted as a connection: only its layer stays charged.
     charge.set(layer);
     Some(Opened {
@@ -423,18 +428,18 @@ async fn open(
 /// The WebSocket upgrade over `channel`, until `deadline`: what the client sent after its
 /// request, or why there is no WebSocket (the client was answered in HTTP where it could be).
 async fn upgrade(
-    shared: &Shared,
+    door: &Door,
     channel: &mut Channel,
     deadline: Instant,
 ) -> Result<BytesMut, String> {
     match channel {
-        Channel::Tcp(stream) => upgrade_over(shared, stream, deadline).await,
-        Channel::Tls(socket) => upgrade_over(shared, socket, deadline).await,
+        Channel::Tcp(stream) => upgrade_over(door, stream, deadline).await,
+        Channel::Tls(socket) => upgrade_over(door, socket, deadline).await,
     }
 }
 
 async fn upgrade_over<S: Transport + AsyncRead + AsyncWrite + Unpin>(
-    shared: &Shared,
+    door: &Door,
     stream: &mut S,
     deadline: Instant,
 ) -> Result<BytesMut, String> {
@@ -444,14 +449,14 @@ async fn upgrade_over<S: Transport + AsyncRead + AsyncWrite + Unpin>(
         Ok(Err(error)) => {
             // The answer saying why is written: FIN, and read what the client still sends for a
             // moment, so that its unread request does not turn the close into a reset.
-            let until = Instant::now() + shared.config.session.linger_timeout;
+            let until = Instant::now() + door.linger_timeout;
             let (mut read, mut write) = stream.split();
             let _ = connection::linger(
                 &mut read,
                 &mut write,
                 &mut BytesMut::new(),
                 Some(until),
-                &shared.shutdown,
+                &door.shutdown,
                 connection::LingerUntil::Eof,
             )
             .await;
@@ -461,19 +466,35 @@ async fn upgrade_over<S: Transport + AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// What the acceptor spawns for an admitted plain TCP connection, for the test that keeps a
-/// held session's task small.
+/// What the acceptor spawns for an admitted plain TCP connection (a door on the defaults in
+/// front of `sessions`), for the test that keeps a held session's task small.
 #[cfg(test)]
 pub(crate) fn plain_session(
-    shared: Arc<Shared>,
+    sessions: Arc<Sessions>,
     stream: TcpStream,
     peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
+    let config = crate::config::Config::default();
+    let door = Arc::new(Door {
+        tcp: config.tcp.clone(),
+        proxy: config.net.proxy_protocol.clone(),
+        handshake_timeout: config.session.handshake_timeout,
+        linger_timeout: config.session.linger_timeout,
+        admission: sessions.admission.clone(),
+        slots: crate::transport::slots::Slots::new(1),
+        budget: sessions.budget.clone(),
+        tls: None,
+        metrics: sessions.metrics.clone(),
+        throttle: sessions.throttle.clone(),
+        rejections: Arc::new(Semaphore::new(1)),
+        shutdown: sessions.shutdown.clone(),
+        sessions,
+    });
     let held = Held {
         source: SourceSlot::none(),
-        slot: Slot::Pending(shared.slots.acquire().expect("a free session slot")),
+        slot: Slot::Pending(door.slots.acquire().expect("a free session slot")),
     };
-    session(shared, stream, peer, held, Listener::Tcp)
+    session(door, stream, peer, held, Listener::Tcp)
 }
 
 /// With PROXY protocol on, a connection from an address that is not a trusted balancer must not
@@ -491,17 +512,16 @@ async fn untrusted_header(stream: &TcpStream, deadline: Instant) -> bool {
 /// Counts a rejection and logs it (a few lines a second at most: a source can cause them at
 /// will).
 fn note_rejection(
-    shared: &Shared,
+    door: &Door,
     peer: SocketAddr,
     rejection: Rejection,
     detail: impl std::fmt::Display,
 ) {
-    shared
-        .metrics
+    door.metrics
         .connections_rejected
         .with_label_values(&[rejection.as_str()])
         .inc();
-    if shared.throttle.admit(rejection.as_str(), ABUSIVE) {
+    if door.throttle.admit(rejection.as_str(), ABUSIVE) {
         tracing::info!(%peer, reason = rejection.as_str(), %detail, "connection rejected");
     }
 }
@@ -515,36 +535,36 @@ fn reject(
     stream: TcpStream,
     peer: SocketAddr,
     rejection: Rejection,
-    shared: &Arc<Shared>,
+    door: &Arc<Door>,
     kind: Listener,
     rejections: &Arc<Semaphore>,
     tasks: &TaskTracker,
 ) {
-    note_rejection(shared, peer, rejection, rejection.explain());
-    if kind != Listener::Tcp || shared.tls.is_some() {
+    note_rejection(door, peer, rejection, rejection.explain());
+    if kind != Listener::Tcp || door.tls.is_some() {
         return;
     }
     let Ok(turn) = rejections.clone().try_acquire_owned() else {
         // Too many rejections already in flight: close without ceremony.
         return;
     };
-    let shared = shared.clone();
+    let door = door.clone();
     tasks.spawn(async move {
         let bye = Bye::new(ByeCode::ServerFull, rejection.explain());
-        connection::reject(stream, bye, shared).await;
+        connection::reject(stream, bye, door.linger_timeout, &door.shutdown).await;
         drop(turn);
     });
 }
 
 /// Tells a client refused after the door why, with a `Bye` and a lingering close, within the
 /// bound on rejections in flight (past it the connection is just closed).
-fn say_bye(stream: TcpStream, bye: Bye, shared: &Arc<Shared>) {
-    let Ok(turn) = shared.rejections.clone().try_acquire_owned() else {
+fn say_bye(stream: TcpStream, bye: Bye, door: &Arc<Door>) {
+    let Ok(turn) = door.rejections.clone().try_acquire_owned() else {
         return;
     };
-    let shared = shared.clone();
+    let door = door.clone();
     tokio::spawn(async move {
-        connection::reject(stream, bye, shared).await;
+        connection::reject(stream, bye, door.linger_timeout, &door.shutdown).await;
         drop(turn);
     });
 }
@@ -657,16 +677,15 @@ struct Admitted {
 
 impl Admitted {
     /// The connection is a session over `transport`: counted as accepted and active.
-    fn new(shared: &Shared, transport: &'static str, source: SourceSlot) -> Admitted {
-        shared
-            .metrics
+    fn new(door: &Door, transport: &'static str, source: SourceSlot) -> Admitted {
+        door.metrics
             .sessions_accepted
             .with_label_values(&[transport])
             .inc();
-        shared.metrics.sessions_active.inc();
+        door.metrics.sessions_active.inc();
         Admitted {
             _source: source,
-            active: shared.metrics.sessions_active.clone(),
+            active: door.metrics.sessions_active.clone(),
         }
     }
 }
