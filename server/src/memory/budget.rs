@@ -332,7 +332,7 @@ pub(crate) fn enforce(budget: &Budget, registry: &Registry, parking: &Parking, m
         layers: budget.layers.load(Ordering::Relaxed),
     };
     while sample.estimate(budget.baseline) > budget.limit && sample.parked.count > 0 {
-        let Some(freed) = parking.evict_oldest(crate::ops::metrics::Eviction::MemoryBudget) else {
+        let Some(freed) = parking.evict_oldest(crate::resume::Eviction::MemoryBudget) else {
             break;
         };
         // Close enough for the loop; the next sample recounts exactly.

@@ -9,126 +9,12 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use std::time::Duration;
+
+use crate::resume::refusal::{Eviction, Refusal};
 use crate::session::close::CloseReason;
 use crate::session::outbox::Traffic;
-
-/// The `transport` label's values (`gameserver_sessions_accepted_total` and the close line),
-/// one per way a session reaches the server. Each transport's type names itself with one of
-/// these (`Transport::NAME`).
-pub mod transport {
-    /// The protocol's frames over TCP.
-    pub const TCP: &str = "tcp";
-    /// The frames over TLS over TCP.
-    pub const TLS: &str = "tls";
-    /// One frame per binary WebSocket message.
-    pub const WEBSOCKET: &str = "websocket";
-    /// WebSocket over TLS.
-    pub const WSS: &str = "wss";
-    /// Every value a listener produces, for initialising the label.
-    pub const ALL: [&str; 4] = [TCP, TLS, WEBSOCKET, WSS];
-}
-
-/// Why a connection was turned away before it became a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// `server.max_sessions` reached.
-    ServerFull,
-    /// `server.max_sessions_per_source` reached for the source.
-    PerSourceLimit,
-    /// The source opened connections faster than `server.connect_rate_per_source`.
-    ConnectRate,
-    /// The server is at `server.memory_budget`.
-    MemoryBudget,
-    /// A trusted balancer's PROXY header was missing, malformed, too long or late, or an
-    /// untrusted address sent one on a listener with TLS or WebSocket.
-    ProxyHeader,
-    /// The TLS handshake failed or did not complete within `session.handshake_timeout`.
-    TlsHandshake,
-    /// The WebSocket upgrade request was not one, or did not complete within
-    /// `session.handshake_timeout`.
-    WebSocketUpgrade,
-}
-
-impl Rejection {
-    /// Every rejection, for initialising the metric labels.
-    pub const ALL: [Rejection; 7] = [
-        Rejection::ServerFull,
-        Rejection::PerSourceLimit,
-        Rejection::ConnectRate,
-        Rejection::MemoryBudget,
-        Rejection::ProxyHeader,
-        Rejection::TlsHandshake,
-        Rejection::WebSocketUpgrade,
-    ];
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rejection::ServerFull => "server_full",
-            Rejection::PerSourceLimit => "per_source_limit",
-            Rejection::ConnectRate => "connect_rate",
-            Rejection::MemoryBudget => "memory_budget",
-            Rejection::ProxyHeader => "proxy_header",
-            Rejection::TlsHandshake => "tls_handshake",
-            Rejection::WebSocketUpgrade => "websocket_upgrade",
-        }
-    }
-
-    /// The `Bye{server_full}` text the client gets.
-    pub fn explain(self) -> &'static str {
-        match self {
-            Rejection::ServerFull => "the server is full; retry later",
-            Rejection::PerSourceLimit => "too many sessions from your network; retry later",
-            Rejection::ConnectRate => "too many connections from your network; retry later",
-            Rejection::MemoryBudget => "the server is out of room for new players; retry later",
-            Rejection::ProxyHeader => "the connection's PROXY header was refused",
-            // Never sent: without a TLS session or a WebSocket there is nothing to say it over.
-            Rejection::TlsHandshake => "the TLS handshake failed",
-            Rejection::WebSocketUpgrade => "the WebSocket upgrade failed",
-        }
-    }
-}
-
-/// Why parked sessions were evicted before their grace window ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eviction {
-    /// `session.max_parked` reached: the oldest made room for a newer one.
-    MaxParked,
-    /// `session.max_parked_bytes` exceeded.
-    ParkedBytes,
-    /// `server.memory_budget` exceeded.
-    MemoryBudget,
-    /// The session's source reached its share (`server.max_sessions_per_source`) of parked
-    /// sessions: its own oldest made room.
-    PerSource,
-    /// At `rooms.max_rooms` a newcomer needed a room held only by parked sessions.
-    Rooms,
-}
-
-impl Eviction {
-    /// Every eviction cause, for initialising the metric labels.
-    pub const ALL: [Eviction; 5] = [
-        Eviction::MaxParked,
-        Eviction::ParkedBytes,
-        Eviction::MemoryBudget,
-        Eviction::PerSource,
-        Eviction::Rooms,
-    ];
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Eviction::MaxParked => "max_parked",
-            Eviction::ParkedBytes => "parked_bytes",
-            Eviction::MemoryBudget => "memory_budget",
-            Eviction::PerSource => "per_source",
-            Eviction::Rooms => "rooms",
-        }
-    }
-}
-
-/// Kinds of accept error that are counted (connections that died before accept are not errors).
-pub const ACCEPT_ERROR_KINDS: [&str; 5] = ["emfile", "enfile", "enobufs", "enomem", "other"];
+use crate::transport::labels::{AcceptError, ProxyResult, Rejection, ReloadResult, TransportName};
 
 /// Handles to every metric. Cloning is cheap (each handle is an `Arc`).
 #[derive(Clone, Debug)]
@@ -137,27 +23,27 @@ pub struct Metrics {
     /// Sessions admitted and not yet closed.
     pub sessions_active: IntGauge,
     /// Connections admitted as sessions.
-    pub sessions_accepted: IntCounterVec,
+    sessions_accepted: IntCounterVec,
     /// Connections turned away, by reason.
-    pub connections_rejected: IntCounterVec,
+    connections_rejected: IntCounterVec,
     /// accept() failures, by kind.
-    pub accept_errors: IntCounterVec,
+    accept_errors: IntCounterVec,
     /// PROXY protocol headers, by result.
-    pub proxy_headers: IntCounterVec,
+    proxy_headers: IntCounterVec,
     /// Certificate reloads, by result.
-    pub tls_reloads: IntCounterVec,
+    tls_reloads: IntCounterVec,
     /// Closed sessions, by close reason.
-    pub sessions_closed: IntCounterVec,
+    sessions_closed: IntCounterVec,
     /// Session lifetimes, by close reason.
-    pub session_duration: HistogramVec,
+    session_duration: HistogramVec,
     /// Time from the last inbound byte to the close decision, by close reason.
-    pub close_detect: HistogramVec,
+    close_detect: HistogramVec,
     /// Ping to pong round trips measured by the server.
     pub heartbeat_rtt: Histogram,
     /// Frames, by direction.
-    pub frames: IntCounterVec,
+    frames: IntCounterVec,
     /// Bytes on the wire (frames including their length prefix), by direction.
-    pub bytes: IntCounterVec,
+    bytes: IntCounterVec,
     /// 1 while the server accepts players, 0 while it drains.
     pub ready: IntGauge,
     /// Sessions still open when the drain timeout expired and that were closed by force.
@@ -169,11 +55,11 @@ pub struct Metrics {
     /// Parked sessions whose grace window passed.
     pub resume_expired: IntCounter,
     /// Resume attempts refused, by reason.
-    pub resume_rejected: IntCounterVec,
+    resume_rejected: IntCounterVec,
     /// Sessions parked, waiting for their player to come back.
     pub sessions_parked: IntGauge,
     /// Parked sessions ended early to stay within a limit, by cause.
-    pub parked_evicted: IntCounterVec,
+    parked_evicted: IntCounterVec,
     /// `server.memory_budget`.
     pub memory_budget: IntGauge,
     /// The server's estimate of the memory it uses (what the budget is compared with).
@@ -394,7 +280,7 @@ impl Metrics {
                 .parked_evicted
                 .with_label_values(&[eviction.as_str()]);
         }
-        for refusal in crate::resume::Refusal::ALL {
+        for refusal in Refusal::ALL {
             metrics
                 .resume_rejected
                 .with_label_values(&[refusal.as_str()]);
@@ -427,17 +313,19 @@ impl Metrics {
                 .connections_rejected
                 .with_label_values(&[rejection.as_str()]);
         }
-        for result in ["ok", "error"] {
-            metrics.tls_reloads.with_label_values(&[result]);
+        for result in ReloadResult::ALL {
+            metrics.tls_reloads.with_label_values(&[result.as_str()]);
         }
-        for transport in transport::ALL {
-            metrics.sessions_accepted.with_label_values(&[transport]);
+        for transport in TransportName::ALL {
+            metrics
+                .sessions_accepted
+                .with_label_values(&[transport.as_str()]);
         }
-        for kind in ACCEPT_ERROR_KINDS {
-            metrics.accept_errors.with_label_values(&[kind]);
+        for kind in AcceptError::ALL {
+            metrics.accept_errors.with_label_values(&[kind.as_str()]);
         }
-        for result in crate::transport::proxy::RESULTS {
-            metrics.proxy_headers.with_label_values(&[result]);
+        for result in ProxyResult::ALL {
+            metrics.proxy_headers.with_label_values(&[result.as_str()]);
         }
         for direction in ["in", "out"] {
             metrics.frames.with_label_values(&[direction]);
@@ -447,6 +335,66 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         Ok(metrics)
+    }
+
+    /// A connection became a session over `transport`.
+    pub(crate) fn session_accepted(&self, transport: TransportName) {
+        self.sessions_accepted
+            .with_label_values(&[transport.as_str()])
+            .inc();
+    }
+
+    /// A connection was turned away before it became a session.
+    pub(crate) fn rejected(&self, rejection: Rejection) {
+        self.connections_rejected
+            .with_label_values(&[rejection.as_str()])
+            .inc();
+    }
+
+    /// `accept()` failed for a reason that is not one connection's.
+    pub(crate) fn accept_error(&self, kind: AcceptError) {
+        self.accept_errors.with_label_values(&[kind.as_str()]).inc();
+    }
+
+    /// What came of a PROXY header.
+    pub(crate) fn proxy_header(&self, result: ProxyResult) {
+        self.proxy_headers
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    /// What came of a certificate reload.
+    #[cfg_attr(not(feature = "app"), allow(dead_code))]
+    pub(crate) fn tls_reload(&self, result: ReloadResult) {
+        self.tls_reloads.with_label_values(&[result.as_str()]).inc();
+    }
+
+    /// A session closed for `reason` after `lifetime`, `detect` after its peer's last frame.
+    pub(crate) fn session_closed(&self, reason: CloseReason, lifetime: Duration, detect: Duration) {
+        let label = reason.as_str();
+        self.sessions_closed.with_label_values(&[label]).inc();
+        self.session_duration
+            .with_label_values(&[label])
+            .observe(lifetime.as_secs_f64());
+        if crate::session::close::policy(reason).detect {
+            self.close_detect
+                .with_label_values(&[label])
+                .observe(detect.as_secs_f64());
+        }
+    }
+
+    /// A resume was refused.
+    pub(crate) fn resume_rejected(&self, refusal: Refusal) {
+        self.resume_rejected
+            .with_label_values(&[refusal.as_str()])
+            .inc();
+    }
+
+    /// A parked session was ended before its grace window.
+    pub(crate) fn parked_evicted(&self, cause: Eviction) {
+        self.parked_evicted
+            .with_label_values(&[cause.as_str()])
+            .inc();
     }
 
     /// The registry in Prometheus text format.

@@ -16,6 +16,7 @@ use crate::ops::metrics::Metrics;
 use crate::player::registry::{Player, Registry};
 use crate::session::close::{CloseReason, Level, policy};
 use crate::session::outbox::Traffic;
+use crate::transport::labels::TransportName;
 
 /// What a session reports when it ends.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ pub struct SessionEnd {
     /// Peer address.
     pub peer: SocketAddr,
     /// What the session ran over (`tcp`, `websocket`).
-    pub transport: &'static str,
+    pub transport: TransportName,
     /// The first fatal event.
     pub reason: CloseReason,
     /// What exactly happened (errno, protocol violation), for the log.
@@ -77,23 +78,12 @@ fn reap(
     closes: &Closes,
     throttle: &Throttle,
 ) {
-    let label = end.reason.as_str();
-    metrics.sessions_closed.with_label_values(&[label]).inc();
+    metrics.session_closed(end.reason, end.lifetime, end.detect);
     let player = match &end.player {
         Some(player) => Some(player.player_id_arc()),
         None => end.claimed.clone(),
     };
     closes.record(player, end.reason);
-    metrics
-        .session_duration
-        .with_label_values(&[label])
-        .observe(end.lifetime.as_secs_f64());
-    if policy(end.reason).detect {
-        metrics
-            .close_detect
-            .with_label_values(&[label])
-            .observe(end.detect.as_secs_f64());
-    }
     if end.forced {
         metrics.drain_forced.inc();
     }
@@ -128,7 +118,7 @@ fn log(end: &SessionEnd) {
                 session = end.session_id,
                 player,
                 peer = %end.peer,
-                transport = end.transport,
+                transport = end.transport.as_str(),
                 reason = end.reason.as_str(),
                 detail,
                 lifetime_ms = end.lifetime.as_millis() as u64,

@@ -691,3 +691,660 @@ fn check_room_chars(room: &str) -> Result<(), Ending> {
 fn millis(duration: Duration) -> u32 {
     u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The core hook by hook, without a runtime, a socket or a server: every client message,
+    //! every timer, every answer to a request, and what each writes.
+
+    use std::cell::Cell;
+
+    use bytes::BytesMut;
+    use protocol::{ClientCodec, Resume};
+    use tokio_util::codec::Decoder;
+
+    use super::*;
+
+    /// A stall clock the test moves by hand.
+    #[derive(Default)]
+    struct Clock(Cell<Duration>);
+
+    impl StallClock for Clock {
+        fn recorded(&self) -> Duration {
+            self.0.get()
+        }
+        fn observe(&self) -> Duration {
+            self.0.get()
+        }
+    }
+
+    fn config() -> SessionConfig {
+        let mut config = crate::config::Config::default().session;
+        config.handshake_timeout = Duration::from_secs(5);
+        config.heartbeat_interval = Duration::from_secs(5);
+        config.idle_timeout = Duration::from_secs(15);
+        config.write_timeout = Duration::from_secs(5);
+        config.rate_limit_per_sec = 100;
+        config.rate_limit_burst = 200;
+        config
+    }
+
+    fn core_at(start: Instant) -> Core {
+        Core::new(&config(), 65_536, false, true, start, Duration::ZERO)
+    }
+
+    /// What the core wrote since the last call, decoded.
+    fn sent(core: &mut Core) -> Vec<ServerMessage> {
+        let mut codec = ClientCodec::default();
+        let mut buf = BytesMut::from(&core.outbox().wbuf[..]);
+        core.outbox().wbuf.clear();
+        std::iter::from_fn(|| codec.decode(&mut buf).expect("the core writes frames")).collect()
+    }
+
+    fn hello(player: &str, room: &str) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            player_id: player.into(),
+            room: room.into(),
+            auth_token: None,
+            resume: None,
+        }
+    }
+
+    fn read(
+        core: &mut Core,
+        message: ClientMessage,
+        now: Instant,
+    ) -> Result<Option<Request>, Ending> {
+        core.on_read(Inbound::Message(message), now, &Clock::default())
+    }
+
+    fn welcomed(session_id: u64) -> Welcomed {
+        Welcomed {
+            session_id,
+            room: "lobby".into(),
+            token: Some(ResumeToken([7; 16])),
+            resumed: None,
+        }
+    }
+
+    /// A core past its handshake, with what the handshake wrote taken.
+    fn live() -> (Core, Instant) {
+        let start = Instant::now();
+        let mut core = core_at(start);
+        let request = read(
+            &mut core,
+            ClientMessage::Hello(hello("ann", "lobby")),
+            start,
+        );
+        assert!(matches!(request, Ok(Some(Request::Hello(_)))));
+        core.welcome(welcomed(42), start);
+        sent(&mut core);
+        (core, start)
+    }
+
+    fn reason(result: Result<Option<Request>, Ending>) -> CloseReason {
+        match result {
+            Err(ending) => ending.reason,
+            Ok(other) => panic!("no end: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hello_is_handed_on_and_the_welcome_says_what_the_client_needs() {
+        let start = Instant::now();
+        let mut core = core_at(start);
+        assert!(!core.is_live());
+        let request = read(
+            &mut core,
+            ClientMessage::Hello(hello("ann", "lobby")),
+            start,
+        );
+        let Ok(Some(Request::Hello(hello))) = request else {
+            panic!("{request:?}")
+        };
+        assert_eq!(hello.player_id, "ann");
+        assert!(
+            sent(&mut core).is_empty(),
+            "nothing is said before the answer"
+        );
+        core.welcome(welcomed(42), start);
+        assert!(core.is_live());
+        let messages = sent(&mut core);
+        let [
+            ServerMessage::Welcome(welcome),
+            ServerMessage::Ping { nonce: 1 },
+        ] = &messages[..]
+        else {
+            panic!("{messages:?}")
+        };
+        assert_eq!(welcome.session_id, 42);
+        assert_eq!(welcome.heartbeat_interval_ms, 5000);
+        assert_eq!(welcome.idle_timeout_ms, 15_000);
+        assert_eq!(welcome.resume_token, ResumeToken([7; 16]));
+        assert!(!welcome.resumed);
+        assert_eq!(welcome.room, "lobby");
+        assert_eq!(core.token(), Some(ResumeToken([7; 16])));
+    }
+
+    #[test]
+    fn hellos_the_core_refuses_by_itself() {
+        let start = Instant::now();
+        let cases: Vec<(Hello, ByeCode, &str)> = vec![
+            (
+                Hello {
+                    version: 1,
+                    ..hello("old", "")
+                },
+                ByeCode::VersionMismatch,
+                "speaks protocol version 2",
+            ),
+            (hello("bad\nid", ""), ByeCode::ProtocolError, "player id"),
+            (hello("ok", "a\u{7}b"), ByeCode::ProtocolError, "room name"),
+            (hello("ok", "AUTO-1"), ByeCode::ProtocolError, "reserved"),
+        ];
+        for (bad, code, says) in cases {
+            let mut core = core_at(start);
+            let Err(ending) = read(&mut core, ClientMessage::Hello(bad), start) else {
+                panic!("accepted")
+            };
+            assert_eq!(ending.reason, CloseReason::ProtocolError);
+            assert_eq!(ending.bye, Some(code));
+            assert!(
+                ending.detail.as_deref().unwrap_or("").contains(says),
+                "{ending:?}"
+            );
+        }
+        // A resume keeps its room: an automatic room's name is no attempt to steer placement.
+        let mut core = core_at(start);
+        let resuming = Hello {
+            resume: Some(Resume {
+                token: ResumeToken([1; 16]),
+                last_event_seq: 0,
+            }),
+            ..hello("back", "auto-3")
+        };
+        assert!(matches!(
+            read(&mut core, ClientMessage::Hello(resuming), start),
+            Ok(Some(Request::Hello(_)))
+        ));
+        // Anything else first is a protocol error.
+        let mut core = core_at(start);
+        let ending = read(&mut core, ClientMessage::Ping { nonce: 1 }, start);
+        assert_eq!(reason(ending), CloseReason::ProtocolError);
+    }
+
+    #[test]
+    fn a_resumed_welcome_carries_the_input_position_and_replays_what_the_client_missed() {
+        let start = Instant::now();
+        let mut core = core_at(start);
+        read(
+            &mut core,
+            ClientMessage::Hello(hello("ann", "lobby")),
+            start,
+        )
+        .expect("hello");
+        let mut replay = Replay::new(16, u64::MAX);
+        for n in 1..=3u8 {
+            replay.push(&Bytes::from(vec![n]), false);
+        }
+        core.welcome(
+            Welcomed {
+                resumed: Some(Resumed {
+                    replay,
+                    last_input_seq: 9,
+                    last_event_seq: 1,
+                }),
+                ..welcomed(7)
+            },
+            start,
+        );
+        let messages = sent(&mut core);
+        let ServerMessage::Welcome(welcome) = &messages[0] else {
+            panic!("{messages:?}")
+        };
+        assert!(welcome.resumed);
+        assert_eq!(welcome.last_input_seq, 9);
+        let replayed: Vec<u64> = messages
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Event { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            replayed,
+            [2, 3],
+            "the events after the client's last, in order"
+        );
+        // An input resent from before the break is not applied twice.
+        assert!(matches!(
+            read(
+                &mut core,
+                ClientMessage::Input {
+                    seq: 9,
+                    payload: Bytes::new()
+                },
+                start
+            ),
+            Ok(None)
+        ));
+        assert!(matches!(
+            read(
+                &mut core,
+                ClientMessage::Input {
+                    seq: 10,
+                    payload: Bytes::new()
+                },
+                start
+            ),
+            Ok(Some(Request::Input { seq: 10, .. }))
+        ));
+    }
+
+    #[test]
+    fn inputs_are_handed_on_once_in_order_and_acknowledged_within_a_heartbeat() {
+        let (mut core, start) = live();
+        let input = |seq| ClientMessage::Input {
+            seq,
+            payload: Bytes::from_static(b"move"),
+        };
+        assert!(matches!(
+            read(&mut core, input(1), start),
+            Ok(Some(Request::Input { seq: 1, .. }))
+        ));
+        assert!(
+            matches!(read(&mut core, input(1), start), Ok(None)),
+            "a duplicate"
+        );
+        assert_eq!(
+            reason(read(&mut core, input(3), start)),
+            CloseReason::ProtocolError
+        );
+        // The acknowledgement goes out a heartbeat after the input, with nothing else due.
+        let later = start + Duration::from_secs(5);
+        core.on_timer(later, false).expect("timer");
+        assert!(sent(&mut core).contains(&ServerMessage::Ack { seq: 1 }));
+        // An input larger than any relay of it could carry is refused.
+        let (mut core, start) = live();
+        let huge = ClientMessage::Input {
+            seq: 1,
+            payload: Bytes::from(vec![0; 65_536]),
+        };
+        assert_eq!(
+            reason(read(&mut core, huge, start)),
+            CloseReason::ProtocolError
+        );
+    }
+
+    #[test]
+    fn a_client_with_its_own_heartbeat_is_never_pinged_and_gets_its_acks_on_time() {
+        let (mut core, start) = live();
+        let at = |s: u64| start + Duration::from_secs(s);
+        read(
+            &mut core,
+            ClientMessage::Input {
+                seq: 1,
+                payload: Bytes::new(),
+            },
+            at(1),
+        )
+        .expect("input");
+        read(&mut core, ClientMessage::Pong { nonce: 1 }, at(4)).expect("pong");
+        // The client was heard at 4 s: no ping before 9 s; the input's Ack is due at 6 s.
+        assert_eq!(core.next_deadline(), at(6));
+        core.on_timer(at(6), false).expect("timer");
+        assert_eq!(sent(&mut core), [ServerMessage::Ack { seq: 1 }]);
+        assert_eq!(core.next_deadline(), at(9));
+        assert_eq!(core.last_inbound(), at(4));
+        assert_eq!(core.traffic().frames_in, 3);
+    }
+
+    #[test]
+    fn nothing_is_read_while_a_hello_is_being_admitted() {
+        let start = Instant::now();
+        let mut core = core_at(start);
+        read(&mut core, ClientMessage::Hello(hello("ann", "")), start).expect("hello");
+        let early = read(&mut core, ClientMessage::Ping { nonce: 1 }, start);
+        assert_eq!(reason(early), CloseReason::ProtocolError);
+    }
+
+    #[test]
+    fn a_client_ping_is_answered_with_its_pong_and_pending_acknowledgements() {
+        let (mut core, start) = live();
+        read(
+            &mut core,
+            ClientMessage::Input {
+                seq: 1,
+                payload: Bytes::new(),
+            },
+            start,
+        )
+        .expect("input");
+        read(&mut core, ClientMessage::Ping { nonce: 99 }, start).expect("ping");
+        assert_eq!(
+            sent(&mut core),
+            [
+                ServerMessage::Ack { seq: 1 },
+                ServerMessage::Pong { nonce: 99 }
+            ]
+        );
+        // Nothing pending: the pong alone.
+        read(&mut core, ClientMessage::Ping { nonce: 100 }, start).expect("ping");
+        assert_eq!(sent(&mut core), [ServerMessage::Pong { nonce: 100 }]);
+    }
+
+    #[test]
+    fn a_pong_answering_the_servers_ping_measures_the_round_trip_and_others_are_ignored() {
+        let (mut core, start) = live();
+        // The welcome's ping is nonce 1.
+        read(&mut core, ClientMessage::Pong { nonce: 5 }, start).expect("pong");
+        assert_eq!(core.take_rtt(), None, "an unsolicited pong");
+        let back = start + Duration::from_millis(30);
+        read(&mut core, ClientMessage::Pong { nonce: 1 }, back).expect("pong");
+        assert_eq!(core.take_rtt(), Some(Duration::from_millis(30)));
+        assert_eq!(core.take_rtt(), None, "taken once");
+    }
+
+    #[test]
+    fn acks_release_replay_and_an_ack_of_the_future_is_refused() {
+        let (mut core, start) = live();
+        for n in 0..3u8 {
+            assert!(core.push_event(Bytes::from(vec![n; 10]), false));
+        }
+        assert_eq!(core.held(0).map(|h| h.replay), Some(30));
+        read(&mut core, ClientMessage::Ack { seq: 2 }, start).expect("ack");
+        read(&mut core, ClientMessage::Ack { seq: 1 }, start)
+            .expect("a backward ack changes nothing");
+        assert_eq!(core.held(0).map(|h| h.replay), Some(10));
+        assert_eq!(
+            reason(read(&mut core, ClientMessage::Ack { seq: 4 }, start)),
+            CloseReason::ProtocolError
+        );
+    }
+
+    #[test]
+    fn bye_join_and_a_second_hello() {
+        let (mut core, start) = live();
+        assert_eq!(
+            reason(read(
+                &mut core,
+                ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")),
+                start
+            )),
+            CloseReason::ClientQuit
+        );
+        let (mut core, start) = live();
+        assert!(matches!(
+            read(&mut core, ClientMessage::Join { room: "arena".into() }, start),
+            Ok(Some(Request::Join(room))) if room == "arena"
+        ));
+        core.joined("arena".into(), None);
+        core.joined("vault".into(), Some("locked"));
+        assert_eq!(
+            sent(&mut core),
+            [
+                ServerMessage::Joined {
+                    room: "arena".into()
+                },
+                ServerMessage::JoinRefused {
+                    room: "vault".into(),
+                    text: "locked".into()
+                }
+            ]
+        );
+        assert_eq!(
+            reason(read(
+                &mut core,
+                ClientMessage::Join {
+                    room: "auto-1".into()
+                },
+                start
+            )),
+            CloseReason::ProtocolError
+        );
+        let (mut core, start) = live();
+        assert_eq!(
+            reason(read(
+                &mut core,
+                ClientMessage::Hello(hello("ann", "")),
+                start
+            )),
+            CloseReason::ProtocolError
+        );
+    }
+
+    #[test]
+    fn every_frame_counts_against_the_rate_limit_and_a_stall_of_the_server_is_forgiven() {
+        let (mut core, start) = live();
+        let clock = Clock::default();
+        // The Hello took the first of the burst's 200 tokens.
+        for n in 0..199 {
+            let result = core.on_read(
+                Inbound::Message(ClientMessage::Ping { nonce: n }),
+                start,
+                &clock,
+            );
+            assert!(result.is_ok(), "frame {n} within the burst");
+        }
+        let over = core.on_read(Inbound::Pong, start, &clock);
+        assert_eq!(reason(over), CloseReason::RateLimited);
+        // The same flood after the server stood still for 3 s: the frames that piled up are
+        // credited.
+        let (mut core, start) = live();
+        let clock = Clock::default();
+        for n in 0..199 {
+            core.on_read(
+                Inbound::Message(ClientMessage::Ping { nonce: n }),
+                start,
+                &clock,
+            )
+            .expect("within the burst");
+        }
+        clock.0.set(Duration::from_secs(3));
+        for _ in 0..250 {
+            core.on_read(Inbound::Fragment, start, &clock)
+                .expect("credited by the stall");
+        }
+    }
+
+    #[test]
+    fn websocket_pings_are_answered_and_only_protocol_frames_keep_the_session_alive() {
+        let start = Instant::now();
+        let mut core = Core::new(&config(), 65_536, true, true, start, Duration::ZERO);
+        let clock = Clock::default();
+        core.on_read(
+            Inbound::Message(ClientMessage::Hello(hello("ws", ""))),
+            start,
+            &clock,
+        )
+        .expect("hello");
+        core.welcome(welcomed(1), start);
+        core.outbox().wbuf.clear();
+        core.on_read(Inbound::Ping(Bytes::from_static(b"hi")), start, &clock)
+            .expect("ping");
+        assert_eq!(
+            &core.outbox().wbuf[..],
+            &[0x8A, 2, b'h', b'i'],
+            "a pong with the payload"
+        );
+        // Pings and fragments for the whole idle timeout do not keep the session alive.
+        for second in 1..15 {
+            let at = start + Duration::from_secs(second);
+            core.on_read(Inbound::Fragment, at, &clock)
+                .expect("fragment");
+            core.on_read(Inbound::Pong, at, &clock).expect("pong");
+        }
+        let idle = core.on_timer(start + Duration::from_secs(15), false);
+        assert_eq!(idle.map_err(|e| e.reason), Err(CloseReason::IdleTimeout));
+        // The client's close frame ends the session as a FIN would; the answer repeats its code.
+        let result = core.on_read(Inbound::Closed(Some(1001)), start, &clock);
+        assert_eq!(reason(result), CloseReason::PeerEof);
+        core.outbox().wbuf.clear();
+        core.outbox().close_frame();
+        assert_eq!(&core.outbox().wbuf[..], &[0x88, 2, 0x03, 0xE9]);
+    }
+
+    #[test]
+    fn the_timer_pings_a_silent_client_then_ends_it_and_ends_a_missing_hello() {
+        let (mut core, start) = live();
+        assert_eq!(core.next_deadline(), start + Duration::from_secs(5));
+        core.on_timer(start + Duration::from_secs(5), false)
+            .expect("ping");
+        assert_eq!(sent(&mut core), [ServerMessage::Ping { nonce: 2 }]);
+        assert!(!core.silence_due(start + Duration::from_secs(14)));
+        let ending = core.on_timer(start + Duration::from_secs(15), false);
+        assert_eq!(ending.map_err(|e| e.reason), Err(CloseReason::IdleTimeout));
+        // A frame moves the idle deadline.
+        let (mut core, start) = live();
+        let at = start + Duration::from_secs(10);
+        read(&mut core, ClientMessage::Pong { nonce: 1 }, at).expect("pong");
+        assert!(core.take_rearm());
+        assert!(
+            core.on_timer(start + Duration::from_secs(15), false)
+                .is_ok()
+        );
+        // No Hello in time.
+        let start = Instant::now();
+        let mut core = core_at(start);
+        let ending = core.on_timer(start + Duration::from_secs(5), false);
+        assert_eq!(
+            ending.map_err(|e| e.reason),
+            Err(CloseReason::HandshakeTimeout)
+        );
+    }
+
+    #[test]
+    fn a_stall_of_the_server_moves_the_deadlines_later() {
+        let start = Instant::now();
+        let mut core = core_at(start);
+        let clock = Clock::default();
+        clock.0.set(Duration::from_secs(2));
+        core.forgive_stalls(&clock);
+        assert!(core.on_timer(start + Duration::from_secs(6), false).is_ok());
+        assert!(
+            core.on_timer(start + Duration::from_secs(7), false)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_write_blocked_past_the_write_timeout_is_a_slow_consumer() {
+        let (mut core, start) = live();
+        core.write_blocked(start);
+        assert!(core.take_rearm());
+        let ending = core.on_timer(start + Duration::from_secs(5), false);
+        assert_eq!(ending.map_err(|e| e.reason), Err(CloseReason::SlowConsumer));
+        // Drained in time: nothing.
+        let (mut core, start) = live();
+        core.write_blocked(start);
+        core.write_drained();
+        assert_eq!(core.outbox().wbuf.capacity(), 0, "the buffer is given back");
+        assert!(core.on_timer(start + Duration::from_secs(5), false).is_ok());
+        // A transport that holds bytes back is not drained until flushed.
+        let (mut core, start) = live();
+        core.written_unflushed(start);
+        assert!(core.unflushed());
+        core.write_drained();
+        assert!(!core.unflushed());
+    }
+
+    #[test]
+    fn events_are_numbered_an_oversized_one_is_dropped_unnumbered_and_pressure_trims_replay() {
+        let (mut core, start) = live();
+        assert!(core.push_event(Bytes::from_static(b"one"), false));
+        assert!(!core.push_event(Bytes::from(vec![0; 65_536]), false));
+        assert!(core.push_event(Bytes::from_static(b"two"), false));
+        let seqs: Vec<u64> = sent(&mut core)
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Event { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2], "the dropped event used no number");
+        for _ in 0..40 {
+            core.push_event(Bytes::from(vec![0; 4096]), false);
+        }
+        assert!(core.held(0).expect("held").replay > crate::resume::PRESSURE_REPLAY_BYTES);
+        core.on_timer(start + Duration::from_millis(1), true)
+            .expect("timer");
+        assert!(core.held(0).expect("held").replay <= crate::resume::PRESSURE_REPLAY_BYTES);
+    }
+
+    #[test]
+    fn what_the_session_holds_is_reported_when_it_changes_and_growth_in_steps() {
+        let (mut core, _) = live();
+        assert!(core.held(0).is_some(), "the first report");
+        assert!(core.held(0).is_none(), "nothing changed");
+        let held = core.held(GROWTH_STEP as usize).expect("grew");
+        assert!(held.buffers >= GROWTH_STEP, "{held:?}");
+        assert!(
+            held.grew.is_some(),
+            "a growth worth telling the budget at once"
+        );
+        assert!(
+            core.held(GROWTH_STEP as usize + 10)
+                .expect("grew")
+                .grew
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_farewell_acknowledges_every_input_then_says_bye() {
+        let (mut core, start) = live();
+        read(
+            &mut core,
+            ClientMessage::Input {
+                seq: 1,
+                payload: Bytes::new(),
+            },
+            start,
+        )
+        .expect("input");
+        core.farewell(ByeCode::ServerShutdown, "draining".into());
+        let messages = sent(&mut core);
+        assert_eq!(messages[0], ServerMessage::Ack { seq: 1 });
+        assert!(
+            matches!(&messages[1], ServerMessage::Bye(bye) if bye.code == ByeCode::ServerShutdown && bye.text == "draining")
+        );
+        // Before the handshake, the Bye alone.
+        let mut core = core_at(start);
+        core.last_word(ByeCode::HandshakeTimeout, String::new());
+        assert!(matches!(&sent(&mut core)[..], [ServerMessage::Bye(_)]));
+    }
+
+    #[test]
+    fn traffic_is_counted_and_flushed_in_deltas_and_parking_takes_the_replay() {
+        let (mut core, start) = live();
+        read(&mut core, ClientMessage::Ping { nonce: 1 }, start).expect("ping");
+        assert!(!core.flush_due(start + Duration::from_secs(4)));
+        assert!(core.flush_due(start + FLUSH_EVERY));
+        let delta = core.flush_traffic(start);
+        assert_eq!(delta.frames_in, 2, "the Hello and the Ping");
+        assert_eq!(
+            delta.frames_out, 3,
+            "the Welcome, the first Ping and the Pong"
+        );
+        assert_eq!(core.flush_traffic(start).frames_in, 0, "counted once");
+        core.push_event(Bytes::from_static(b"kept"), false);
+        read(
+            &mut core,
+            ClientMessage::Input {
+                seq: 1,
+                payload: Bytes::new(),
+            },
+            start,
+        )
+        .expect("input");
+        let (replay, last_input) = core.take_for_parking();
+        assert_eq!(replay.bytes(), 4);
+        assert_eq!(last_input, 1);
+        assert_eq!(
+            core.held(0).map(|h| h.replay),
+            Some(0),
+            "the core keeps none"
+        );
+    }
+}

@@ -38,6 +38,7 @@ use crate::session::handshake::{self, Live};
 use crate::session::outbox::Outbox;
 use crate::session::reader::{FrameReader, Framing, Inbound, ReadError};
 use crate::shutdown::Shutdown;
+use crate::transport::labels::TransportName;
 use crate::transport::slots::Slot;
 use crate::transport::websocket::WsDecoder;
 
@@ -56,7 +57,7 @@ pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// A byte stream a session runs over.
 pub trait Transport: Send + 'static {
     /// The transport's name in metrics and log lines (`tcp`, `websocket`).
-    const NAME: &'static str;
+    const NAME: TransportName;
     /// What the transport itself holds per connection beyond a plain TCP socket (a TLS
     /// connection, a WebSocket's buffers), charged to the memory budget from the connection's
     /// accept to its close (`budget::Charge`). Measured in BENCHMARKS.md ("10 transports").
@@ -66,7 +67,7 @@ pub trait Transport: Send + 'static {
     const BUFFERED: bool = false;
     /// The transport's name in metrics and log lines when it carries WebSocket (`websocket`,
     /// `wss`).
-    const WEBSOCKET_NAME: &'static str = crate::ops::metrics::transport::WEBSOCKET;
+    const WEBSOCKET_NAME: TransportName = TransportName::WebSocket;
 
     /// The reading half.
     type Read<'a>: AsyncRead + Unpin + Send + Peek
@@ -92,7 +93,7 @@ pub trait Peek {
 }
 
 impl Transport for TcpStream {
-    const NAME: &'static str = crate::ops::metrics::transport::TCP;
+    const NAME: TransportName = TransportName::Tcp;
 
     type Read<'a> = tokio::net::tcp::ReadHalf<'a>;
     type Write<'a> = tokio::net::tcp::WriteHalf<'a>;
@@ -138,7 +139,7 @@ impl Duplex {
 
 #[cfg(any(test, feature = "testkit"))]
 impl Transport for Duplex {
-    const NAME: &'static str = "memory";
+    const NAME: TransportName = TransportName::Memory;
 
     type Read<'a> = &'a mut ReadHalf<DuplexStream>;
     type Write<'a> = &'a mut WriteHalf<DuplexStream>;

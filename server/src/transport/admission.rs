@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::ops::metrics::Rejection;
+use crate::transport::labels::Rejection;
 
 /// Most sources tracked at once (about 100 bytes each).
 pub const MAX_SOURCES: usize = 100_000;

@@ -19,12 +19,12 @@ use tokio_util::task::TaskTracker;
 use crate::config::TcpConfig;
 use crate::memory::budget;
 use crate::ops::logging::ABUSIVE;
-use crate::ops::metrics::{Rejection, transport};
 use crate::session::Sessions;
 use crate::session::close::{CloseReason, Ending};
 use crate::session::driver as connection;
 use crate::session::driver::{Opening, Transport};
 use crate::transport::admission::SourceSlot;
+use crate::transport::labels::{AcceptError, ProxyResult, Rejection, TransportName};
 use crate::transport::proxy;
 use crate::transport::slots::Slot;
 use crate::transport::tls::TlsSocket;
@@ -116,9 +116,9 @@ pub(crate) async fn run(
                     tracing::debug!(%error, "connection died before accept");
                     continue;
                 }
-                let kind = resource_kind(&error);
-                door.metrics.accept_errors.with_label_values(&[kind]).inc();
-                let pause = backoff.failed(&error, kind);
+                let kind = AcceptError::of(&error);
+                door.metrics.accept_error(kind);
+                let pause = backoff.failed(&error, kind.as_str());
                 tokio::select! {
                     () = door.shutdown.draining() => break,
                     () = tokio::time::sleep(pause) => continue,
@@ -181,7 +181,7 @@ fn session(
         let plain = kind == Listener::Tcp && door.tls.is_none() && !door.proxy.enabled();
         if plain {
             let Held { source, slot } = held;
-            let admitted = Admitted::new(&door, transport::TCP, source);
+            let admitted = Admitted::new(&door, TransportName::Tcp, source);
             let sessions = door.sessions.clone();
             drop(door);
             connection::serve_opened(sessions, stream, peer, Opening::now(slot)).await;
@@ -301,7 +301,7 @@ async fn open(
         };
         match header {
             Ok(Ok(named)) => {
-                door.metrics.proxy_headers.with_label_values(&["ok"]).inc();
+                door.metrics.proxy_header(ProxyResult::Ok);
                 peer = named.unwrap_or(peer);
                 match door.admission.admit(peer.ip()) {
                     Ok(admitted) => source = admitted,
@@ -321,10 +321,7 @@ async fn open(
                 }
             }
             Ok(Err(error)) => {
-                door.metrics
-                    .proxy_headers
-                    .with_label_values(&[error.result()])
-                    .inc();
+                door.metrics.proxy_header(error.result());
                 let detail = format!("from balancer {peer}: {error}");
                 return refuse(
                     Some(stream),
@@ -348,10 +345,7 @@ async fn open(
             }
         }
     } else if proxy.enabled() && untrusted_header(&stream, deadline).await {
-        door.metrics
-            .proxy_headers
-            .with_label_values(&["untrusted"])
-            .inc();
+        door.metrics.proxy_header(ProxyResult::Untrusted);
         let detail = format!(
             "a PROXY header from {peer}, which is not in net.proxy_protocol.trusted: refused"
         );
@@ -403,10 +397,10 @@ async fn open(
         }
     };
     let name = match (&channel, &websocket) {
-        (Channel::Tcp(_), None) => transport::TCP,
-        (Channel::Tls(_), None) => transport::TLS,
-        (Channel::Tcp(_), Some(_)) => transport::WEBSOCKET,
-        (Channel::Tls(_), Some(_)) => transport::WSS,
+        (Channel::Tcp(_), None) => TransportName::Tcp,
+        (Channel::Tls(_), None) => TransportName::Tls,
+        (Channel::Tcp(_), Some(_)) => TransportName::WebSocket,
+        (Channel::Tls(_), Some(_)) => TransportName::Wss,
     };
     let admitted = Admitted::new(door, name, source);
     // Active now, so counted as a connection: only its layer stays charged.
@@ -517,10 +511,7 @@ fn note_rejection(
     rejection: Rejection,
     detail: impl std::fmt::Display,
 ) {
-    door.metrics
-        .connections_rejected
-        .with_label_values(&[rejection.as_str()])
-        .inc();
+    door.metrics.rejected(rejection);
     if door.throttle.admit(rejection.as_str(), ABUSIVE) {
         tracing::info!(%peer, reason = rejection.as_str(), %detail, "connection rejected");
     }
@@ -607,17 +598,6 @@ fn died_before_accept(error: &io::Error) -> bool {
     )
 }
 
-/// The `kind` label of an accept error that is not about one connection.
-fn resource_kind(error: &io::Error) -> &'static str {
-    match error.raw_os_error() {
-        Some(24) => "emfile",
-        Some(23) => "enfile",
-        Some(105) => "enobufs",
-        Some(12) => "enomem",
-        _ => "other",
-    }
-}
-
 /// Capped exponential backoff that logs once per burst of errors. A burst lasts until accepts
 /// have gone [`QUIET`] without failing, so that a server flapping at its descriptor ceiling logs
 /// one warning and one recovery, not a pair per freed descriptor.
@@ -677,11 +657,8 @@ struct Admitted {
 
 impl Admitted {
     /// The connection is a session over `transport`: counted as accepted and active.
-    fn new(door: &Door, transport: &'static str, source: SourceSlot) -> Admitted {
-        door.metrics
-            .sessions_accepted
-            .with_label_values(&[transport])
-            .inc();
+    fn new(door: &Door, transport: TransportName, source: SourceSlot) -> Admitted {
+        door.metrics.session_accepted(transport);
         door.metrics.sessions_active.inc();
         Admitted {
             _source: source,

@@ -3,6 +3,7 @@
 //! header, TLS, WebSocket).
 
 pub(crate) mod admission;
+pub(crate) mod labels;
 pub(crate) mod listener;
 pub(crate) mod proxy;
 pub(crate) mod slots;

@@ -12,8 +12,7 @@ use std::net::SocketAddr;
 use proxy_header::{ParseConfig, ProxyHeader};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The `result` labels of `gameserver_proxy_headers_total`.
-pub const RESULTS: [&str; 4] = ["ok", "missing", "invalid", "untrusted"];
+use crate::transport::labels::ProxyResult;
 
 /// The longest header read: a version 2 header with the usual TLVs fits (the specification asks
 /// receivers to accept 536 bytes); a version 1 header is at most 107.
@@ -34,11 +33,11 @@ pub enum HeaderError {
 }
 
 impl HeaderError {
-    /// The metric label.
-    pub fn result(&self) -> &'static str {
+    /// What it counts as.
+    pub fn result(&self) -> ProxyResult {
         match self {
-            HeaderError::Missing => "missing",
-            HeaderError::Invalid(_) | HeaderError::Io(_) => "invalid",
+            HeaderError::Missing => ProxyResult::Missing,
+            HeaderError::Invalid(_) | HeaderError::Io(_) => ProxyResult::Invalid,
         }
     }
 }

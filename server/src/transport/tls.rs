@@ -32,6 +32,9 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use crate::config::TlsConfig;
 use crate::memory::budget::{Budget, Charge};
 use crate::session::driver::{Peek, Transport};
+#[cfg(feature = "app")]
+use crate::transport::labels::ReloadResult;
+use crate::transport::labels::TransportName;
 
 /// How long a reload may take to read the certificate and key before the old pair is kept.
 #[cfg(feature = "app")]
@@ -469,14 +472,14 @@ pub(crate) async fn reload_on_hangup(tls: Option<Arc<Tls>>, metrics: crate::ops:
         };
         match tls.reload().await {
             Ok(()) => {
-                metrics.tls_reloads.with_label_values(&["ok"]).inc();
+                metrics.tls_reload(ReloadResult::Ok);
                 tracing::info!(
                     cert_file = %tls.cert_file.display(),
                     "SIGHUP: TLS certificate reloaded; new handshakes use it"
                 );
             }
             Err(problems) => {
-                metrics.tls_reloads.with_label_values(&["error"]).inc();
+                metrics.tls_reload(ReloadResult::Error);
                 for problem in problems {
                     tracing::error!(
                         "SIGHUP: TLS certificate not reloaded, keeping the old one: {problem}"
@@ -538,11 +541,11 @@ impl AsyncWrite for TlsSocket {
 }
 
 impl Transport for TlsSocket {
-    const NAME: &'static str = crate::ops::metrics::transport::TLS;
+    const NAME: TransportName = TransportName::Tls;
     // 24.1 KiB per held session against 3.4 over TCP.
     const OVERHEAD: usize = 21 * 1024;
     const BUFFERED: bool = true;
-    const WEBSOCKET_NAME: &'static str = crate::ops::metrics::transport::WSS;
+    const WEBSOCKET_NAME: TransportName = TransportName::Wss;
 
     type Read<'a> = tokio::io::ReadHalf<&'a mut TlsSocket>;
     type Write<'a> = tokio::io::WriteHalf<&'a mut TlsSocket>;
