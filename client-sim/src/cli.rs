@@ -223,7 +223,7 @@ fn parse_threshold(s: &str) -> Result<Threshold, ThresholdError> {
 pub struct SourceAddrs(pub Vec<IpAddr>);
 
 fn parse_scenario(s: &str) -> Result<Scenario, OptionsError> {
-    s.parse()
+    Ok(s.parse::<Scenario>()?)
 }
 
 fn parse_mix(s: &str) -> Result<Mix, OptionsError> {

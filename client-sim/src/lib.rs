@@ -63,6 +63,7 @@
 
 pub mod cli;
 pub mod conn;
+mod error_kind;
 mod ledger;
 pub mod limits;
 pub mod metrics;
@@ -72,6 +73,7 @@ mod progress;
 pub mod reconcile;
 pub mod report;
 mod runner;
+mod scenario;
 mod scenarios;
 mod series;
 mod stats;

@@ -8,7 +8,6 @@ use crate::limits::FdLimit;
 use crate::reconcile::Reconciliation;
 use crate::series::Sample;
 use crate::stats::{Percentiles, ScenarioCounts};
-use crate::threshold::ThresholdResult;
 
 /// The version of the JSON report's layout; it changes when a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -365,5 +364,32 @@ impl Report {
             ),
         );
         out
+    }
+}
+
+/// How one threshold fared, for the summary and the JSON report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ThresholdResult {
+    /// The threshold as given.
+    pub threshold: String,
+    /// The figure's value (milliseconds for a latency), or `None` without samples.
+    pub value: Option<f64>,
+    /// True when it held.
+    pub passed: bool,
+}
+
+impl std::fmt::Display for ThresholdResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = match self.value {
+            Some(v) => format!("{v:.3}"),
+            None => "- (no samples)".to_owned(),
+        };
+        write!(
+            f,
+            "{:<32} {:>16}  {}",
+            self.threshold,
+            value,
+            if self.passed { "ok" } else { "FAILED" }
+        )
     }
 }

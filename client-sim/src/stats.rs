@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::conn::ErrorKind;
-use crate::options::Scenario;
+use crate::error_kind::ErrorKind;
+use crate::scenario::Scenario;
 
 /// Largest latency a histogram records, in microseconds (one hour); longer values are clamped.
 const MAX_MICROS: u64 = 3_600_000_000;

@@ -14,9 +14,8 @@
 //! A threshold whose figure has no samples (`detection.p99` in a run without a vanishing client)
 //! fails: it cannot be shown to hold.
 
-use std::fmt;
-
 use crate::report::Report;
+pub use crate::report::ThresholdResult;
 use crate::stats::Percentiles;
 
 /// Why a threshold does not parse.
@@ -80,33 +79,6 @@ impl Op {
             Op::Gt => value > bound,
             Op::Ge => value >= bound,
         }
-    }
-}
-
-/// How one threshold fared, for the summary and the JSON report.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ThresholdResult {
-    /// The threshold as given.
-    pub threshold: String,
-    /// The figure's value (milliseconds for a latency), or `None` without samples.
-    pub value: Option<f64>,
-    /// True when it held.
-    pub passed: bool,
-}
-
-impl fmt::Display for ThresholdResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = match self.value {
-            Some(v) => format!("{v:.3}"),
-            None => "- (no samples)".to_owned(),
-        };
-        write!(
-            f,
-            "{:<32} {:>16}  {}",
-            self.threshold,
-            value,
-            if self.passed { "ok" } else { "FAILED" }
-        )
     }
 }
 

@@ -1,28 +1,17 @@
 use std::marker::PhantomData;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::CodecError;
-use crate::message::{ClientMessage, Kind, ServerMessage};
+use crate::kind::Kind;
+use crate::message::{ClientMessage, ServerMessage};
+use crate::wire::WireMessage;
 
 /// Bytes in the length prefix that starts every frame.
 pub const HEADER_LEN: usize = 4;
 /// The default largest frame body, in bytes (64 KiB).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
-
-/// A message that knows its own body layout. Implemented by [`ClientMessage`] and
-/// [`ServerMessage`]; the codec supplies the length prefix and the kind byte.
-pub trait WireMessage: Sized {
-    /// The kind byte that starts this message's body.
-    fn kind(&self) -> Kind;
-    /// Length of the fields after the kind byte.
-    fn fields_len(&self) -> usize;
-    /// Writes the fields after the kind byte, refusing values the decoder would reject.
-    fn put_fields(&self, dst: &mut BytesMut) -> Result<(), CodecError>;
-    /// Parses the fields after the kind byte.
-    fn parse(kind: Kind, fields: Bytes) -> Result<Self, CodecError>;
-}
 
 /// A length-prefixed frame codec that decodes `In` and encodes `Out`.
 ///

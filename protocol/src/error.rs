@@ -1,6 +1,6 @@
 use std::io;
 
-use crate::message::Kind;
+use crate::kind::Kind;
 
 /// Why a byte stream could not be turned into messages, or a message into bytes.
 ///

@@ -14,17 +14,18 @@ mod bye;
 mod close;
 mod codec;
 mod error;
+mod kind;
 mod message;
 mod wire;
 
 pub use bye::ByeCode;
 pub use close::CloseReason;
-pub use codec::{
-    ClientCodec, Codec, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN, ServerCodec, WireMessage,
-};
+pub use codec::{ClientCodec, Codec, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN, ServerCodec};
 pub use error::CodecError;
+pub use kind::Kind;
 pub use message::{
-    Bye, ClientMessage, Hello, INPUT_HEADROOM, Kind, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY,
+    Bye, ClientMessage, Hello, INPUT_HEADROOM, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY,
     MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken,
     ServerMessage, Welcome, max_input_payload,
 };
+pub use wire::WireMessage;

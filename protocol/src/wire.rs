@@ -4,7 +4,20 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::CodecError;
-use crate::message::Kind;
+use crate::kind::Kind;
+
+/// A message that knows its own body layout. Implemented by [`ClientMessage`](crate::ClientMessage) and
+/// [`ServerMessage`](crate::ServerMessage); the codec supplies the length prefix and the kind byte.
+pub trait WireMessage: Sized {
+    /// The kind byte that starts this message's body.
+    fn kind(&self) -> Kind;
+    /// Length of the fields after the kind byte.
+    fn fields_len(&self) -> usize;
+    /// Writes the fields after the kind byte, refusing values the decoder would reject.
+    fn put_fields(&self, dst: &mut BytesMut) -> Result<(), CodecError>;
+    /// Parses the fields after the kind byte.
+    fn parse(kind: Kind, fields: Bytes) -> Result<Self, CodecError>;
+}
 
 /// Reads the fields of one frame body, turning every shortfall into a `Malformed` error.
 pub(crate) struct Reader {

@@ -33,11 +33,12 @@ mod shutdown;
 pub mod testkit;
 mod transport;
 
-pub use crate::api::game::{Game, GameConfig, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+pub use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
 pub use crate::api::page;
 #[cfg(feature = "app")]
 pub use crate::app::App;
 pub use crate::config::Config;
+pub use crate::config::GameConfig;
 pub use crate::server::{Listeners, Server, ServerError};
 pub use crate::session::close::CloseReason;
 pub use crate::shutdown::Shutdown;

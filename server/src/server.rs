@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::game::Game;
 use crate::config::{self, Config};
-use crate::memory::budget;
+use crate::memory::{budget, sampler};
 use crate::ops::{admin, close_log, reaper};
 use crate::resume;
 #[cfg(any(test, feature = "testkit"))]
@@ -131,7 +131,7 @@ impl Engine {
             }
         }));
         let budget = Budget::new(config.server.memory_budget, baseline);
-        let budget_task = tokio::spawn(budget::watch(
+        let budget_task = tokio::spawn(sampler::watch(
             budget.clone(),
             registry.clone(),
             parking.clone(),

@@ -38,7 +38,8 @@ use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
-use crate::api::game::{Game, GameConfig, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::config::GameConfig;
 use crate::config::{Config, Sources};
 use crate::player::registry::QueueLimit;
 use crate::server::{Connector, Server};

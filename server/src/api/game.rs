@@ -22,10 +22,9 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::config::Problem;
+pub use crate::api::leave::Leave;
+use crate::config::GameConfig;
 pub use crate::player::registry::Player;
 use crate::session::close::CloseReason;
 
@@ -65,23 +64,6 @@ impl<'a> NewRoom<'a> {
     }
 }
 
-/// A game's configuration section. `()` is a game with no settings.
-pub trait GameConfig: DeserializeOwned + Serialize + Clone + Send + Sync + 'static {
-    /// The section's defaults, as commented TOML starting with `[game]`. They are merged into
-    /// the engine's embedded defaults, so that `--print-config` shows them and a key not listed
-    /// here is reported as unknown.
-    const DEFAULT_TOML: &'static str;
-
-    /// Checks the values; each problem names its key as `game.key`.
-    fn validate(&self) -> Vec<Problem> {
-        Vec::new()
-    }
-}
-
-impl GameConfig for () {
-    const DEFAULT_TOML: &'static str = "";
-}
-
 /// Why a room refused a player (or a game refused to open a room). The text reaches the client:
 /// in `Bye{join_refused}` when it came with `Hello`, in `JoinRefused` when it came with `Join`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,16 +85,6 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Why a player left a room for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leave {
-    /// Its session ended, for this reason (a parked session that was never resumed carries the
-    /// reason its connection broke with).
-    Closed(CloseReason),
-    /// It moved to another room with `Join`.
-    Moved,
 }
 
 /// One room of a game, owned by one task. Every hook gets the room's context: its name, its

@@ -20,7 +20,7 @@ static WRITE_FAILURES: AtomicU64 = AtomicU64::new(0);
 static QUEUE_DROPS: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// Log lines lost so far: dropped from a full queue or failed to write.
-pub(crate) fn dropped_lines() -> u64 {
+fn dropped_lines() -> u64 {
     let queue = QUEUE_DROPS.get().map_or(0, |c| c.dropped_lines() as u64);
     queue + WRITE_FAILURES.load(Ordering::Relaxed)
 }
@@ -92,6 +92,7 @@ pub(crate) fn init(config: &LogConfig) -> LogGuard {
         .thread_name("game-server-log")
         .finish(Stderr);
     let _ = QUEUE_DROPS.set(writer.error_counter());
+    crate::ops::logging::count_lost_lines_with(dropped_lines);
     let (filter, from_env) = filter(config);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -31,7 +31,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::api::game::{Game, GameConfig};
+use crate::api::game::Game;
+use crate::config::GameConfig;
 use crate::config::{Config, ConfigError, Sources};
 use crate::server::{Listeners, Server};
 use crate::session::auth::Authenticator;

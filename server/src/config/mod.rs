@@ -1,6 +1,10 @@
 //! Configuration: the embedded defaults, a file, the environment and flags, merged in that order,
 //! then checked as a whole so that every problem is reported at once, each naming its key.
 
+mod game;
+mod origin;
+mod problem;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +13,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::api::game::GameConfig;
+pub use self::game::GameConfig;
+pub(crate) use self::origin::{plain_host, valid_websocket_origin};
+pub use self::problem::Problem;
 
 /// The commented default configuration, compiled into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -399,21 +405,6 @@ pub struct Sources {
     pub overrides: Vec<(String, String)>,
 }
 
-/// One thing wrong with the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The key, as `section.key`.
-    pub key: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -663,7 +654,7 @@ impl Config {
         );
         for origin in &a.page_websocket_origins {
             check(
-                crate::ops::admin::valid_websocket_origin(origin),
+                valid_websocket_origin(origin),
                 "admin.page_websocket_origins",
                 format!(
                     "{origin:?} is not a WebSocket origin such as \"wss://play.example.com\" or \

@@ -1,3 +1,4 @@
 //! What the server holds for its players, in bytes: each session's footprint and the budget.
 
 pub(crate) mod budget;
+pub(crate) mod sampler;

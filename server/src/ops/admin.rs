@@ -162,7 +162,7 @@ impl Page {
     /// server's WebSocket listener (and the origins the operator allowed), no frames, no forms,
     /// nothing from elsewhere.
     fn policy(&self, host: Option<&str>) -> String {
-        let own = match host.map(host_part).filter(|h| plain_host(h)) {
+        let own = match host.map(host_part).filter(|h| crate::config::plain_host(h)) {
             Some(host) => format!("{}://{host}:{}", self.scheme, self.port),
             // An IPv6 literal or no usable Host: any host, this port and scheme only.
             None => format!("{}://*:{}", self.scheme, self.port),
@@ -213,31 +213,6 @@ fn inline_hashes(html: &str, tag: &str) -> String {
         rest = &body_and_rest[end + close.len()..];
     }
     hashes.join(" ")
-}
-
-/// True for a host name or IPv4 address that can stand in a CSP source as it is.
-fn plain_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-}
-
-/// True for a WebSocket origin `admin.page_websocket_origins` may name: `ws://` or `wss://`, a
-/// host name or IPv4 address, an optional port, and nothing after it.
-pub(crate) fn valid_websocket_origin(origin: &str) -> bool {
-    let Some(authority) = origin
-        .strip_prefix("wss://")
-        .or_else(|| origin.strip_prefix("ws://"))
-    else {
-        return false;
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    };
-    plain_host(host) && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// The peer of the connection a request came on.

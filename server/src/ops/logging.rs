@@ -6,7 +6,7 @@
 //! line per kind every [`SUMMARY_EVERY`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,13 +14,19 @@ use tokio::time::Instant;
 /// How often suppressed lines are summarised.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
-/// Log lines lost so far (dropped from a full queue, or failed to write), as the app's writer
-/// counts them; 0 without it.
+/// Where lost log lines are counted, once a writer that can lose them is installed.
+static LOST_LINES: OnceLock<fn() -> u64> = OnceLock::new();
+
+/// Log lines lost so far (dropped from a full queue, or failed to write), as the installed
+/// writer counts them; 0 without one.
 pub fn dropped_lines() -> u64 {
-    #[cfg(feature = "app")]
-    return crate::app::logging::dropped_lines();
-    #[cfg(not(feature = "app"))]
-    0
+    LOST_LINES.get().map_or(0, |count| count())
+}
+
+/// Names the counter of lost lines; the app's writer calls it when it is installed.
+#[cfg_attr(not(feature = "app"), allow(dead_code))]
+pub(crate) fn count_lost_lines_with(count: fn() -> u64) {
+    let _ = LOST_LINES.set(count);
 }
 
 /// Lines per second a kind of event may log, and the burst above that.

@@ -2,4 +2,5 @@
 //! outbound queue, its close requests, and the registry of live players.
 
 pub(crate) mod outbound;
+pub(crate) mod place;
 pub(crate) mod registry;

@@ -16,10 +16,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::api::game::Leave;
+use crate::api::leave::Leave;
 use crate::memory::budget::{Footprint, PRESSURE_QUEUE_BYTES, Pressure, Totals};
 use crate::player::outbound::{Outbound, Refused};
-use crate::rooms::{Command, RoomHandle};
+use crate::player::place::Place;
 use crate::session::close::CloseReason;
 
 /// The game's handle on one connected player. Cheap to clone.
@@ -36,7 +36,7 @@ struct PlayerInner {
     queue: Outbound,
     control: Control,
     /// The player's place in its room; `None` before it joined one and after it left.
-    room: Mutex<Option<RoomHandle>>,
+    room: Mutex<Option<Arc<dyn Place>>>,
     /// [`LIVE`], [`PARKED`] or [`LEFT`].
     life: AtomicU8,
     bytes_in: AtomicU64,
@@ -233,14 +233,9 @@ impl Player {
         self.0.life.load(Ordering::Acquire) == LEFT
     }
 
-    /// The player's place in its room.
-    pub(crate) fn room_handle(&self) -> Option<RoomHandle> {
-        lock(&self.0.room).clone()
-    }
-
-    /// The player now holds a place in `room`; the room it was in hears it moved.
-    pub(crate) fn entered(&self, room: RoomHandle) {
-        let previous = lock(&self.0.room).replace(room);
+    /// The player now holds a place in a room; the room it was in hears it moved.
+    pub(crate) fn entered(&self, place: Arc<dyn Place>) {
+        let previous = lock(&self.0.room).replace(place);
         if let Some(previous) = previous {
             previous.leave(self.session_id(), Leave::Moved, false);
         }
@@ -253,13 +248,9 @@ impl Player {
             .life
             .compare_exchange(LIVE, PARKED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
-            && let Some(room) = self.room_handle()
+            && let Some(place) = lock(&self.0.room).clone()
         {
-            room.set_parked(true);
-            room.send_now(Command::Disconnected {
-                session: self.session_id(),
-                why,
-            });
+            place.disconnected(self.session_id(), why);
         }
     }
 
@@ -270,11 +261,8 @@ impl Player {
             .life
             .compare_exchange(PARKED, LIVE, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
-        if back && let Some(room) = self.room_handle() {
-            room.set_parked(false);
-            room.send_now(Command::Reconnected {
-                session: self.session_id(),
-            });
+        if back && let Some(place) = lock(&self.0.room).clone() {
+            place.reconnected(self.session_id());
         }
         back
     }

@@ -15,6 +15,7 @@ use crate::ops::metrics::Metrics;
 use crate::player::registry::Player;
 use crate::resume::refusal::{Eviction, Refusal};
 use crate::resume::replay::Replay;
+use crate::rooms::RoomHandle;
 use crate::session::close::CloseReason;
 
 /// What a parked session carries over to the connection that resumes it.
@@ -22,6 +23,8 @@ use crate::session::close::CloseReason;
 pub(crate) struct Carried {
     /// The player, as the game knows it.
     pub player: Player,
+    /// The room it holds a place in.
+    pub room: Option<RoomHandle>,
     /// Events sent and not yet acknowledged.
     pub replay: Replay,
     /// The highest input applied.
@@ -341,8 +344,8 @@ impl Parking {
                 .filter(|(_, parked)| {
                     parked
                         .carried
-                        .player
-                        .room_handle()
+                        .room
+                        .as_ref()
                         .is_some_and(|room| room.key() == (name, generation))
                 })
                 .map(|(token, _)| *token)

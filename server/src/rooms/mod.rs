@@ -12,7 +12,7 @@
 //! them, and ticks at the room's rate.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::player::place::Place;
 use crate::session::close::CloseReason;
 
 /// Room names with this prefix are the directory's automatic rooms: given, never chosen.
@@ -59,39 +60,64 @@ pub(crate) enum Command {
     },
 }
 
-/// A place in one room: how a session reaches the room's task.
-#[derive(Clone, Debug)]
-pub struct RoomHandle {
+/// One open room as its players reach it: its name, the generation that tells it from an
+/// earlier or later room of the same name, and its task's queue. Every place in the room shares
+/// it.
+#[derive(Debug)]
+struct Address {
     name: Arc<str>,
     generation: u64,
     commands: mpsc::Sender<Command>,
-    directory: Arc<Directory>,
+    directory: Weak<Directory>,
 }
+
+/// A place in one room: how a session reaches the room's task.
+#[derive(Clone, Debug)]
+pub struct RoomHandle(Arc<Address>);
 
 impl RoomHandle {
     /// The room's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// Sends a command, waiting while the room's queue is full (backpressure on the sender).
     pub(crate) async fn send(&self, command: Command) {
         // A send fails only once the room's task has ended; nothing is left to tell then.
-        let _ = self.commands.send(command).await;
+        let _ = self.0.commands.send(command).await;
     }
 
     /// Sends without waiting; gives the command back when the room's queue is full. A room that
     /// has ended takes (and drops) it.
     pub(crate) fn try_send(&self, command: Command) -> Result<(), Command> {
-        match self.commands.try_send(command) {
+        match self.0.commands.try_send(command) {
             Err(mpsc::error::TrySendError::Full(command)) => Err(command),
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
         }
     }
 
+    /// Gives back a place the room refused.
+    pub(crate) fn refused(&self) {
+        if self.0.release(false) {
+            self.0.send_now(Command::Dispose);
+        }
+    }
+
+    /// The place as the player holds it.
+    pub(crate) fn place(&self) -> Arc<dyn Place> {
+        self.0.clone()
+    }
+
+    /// Which room this is: its name and generation.
+    pub(crate) fn key(&self) -> (&str, u64) {
+        (&self.0.name, self.0.generation)
+    }
+}
+
+impl Address {
     /// Sends a command from code that cannot wait: at once if the queue has room, else from a
     /// task of its own.
-    pub(crate) fn send_now(&self, command: Command) {
+    fn send_now(&self, command: Command) {
         if let Err(mpsc::error::TrySendError::Full(command)) = self.commands.try_send(command) {
             let commands = self.commands.clone();
             tokio::spawn(async move {
@@ -100,29 +126,38 @@ impl RoomHandle {
         }
     }
 
-    /// Gives this place back; tells the room the player left, and to close when it was the last.
-    /// `parked`: the player was parked for resume when it left.
-    pub(crate) fn leave(&self, session: u64, why: Leave, parked: bool) {
-        let last = self.directory.release(self, parked);
+    /// Gives a place back to the directory; true when it was the room's last (or the directory
+    /// is gone): the room is to be disposed of.
+    fn release(&self, parked: bool) -> bool {
+        self.directory
+            .upgrade()
+            .is_none_or(|directory| directory.release(self, parked))
+    }
+}
+
+impl Place for Address {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Tells the room the player left, and to close when it was the last.
+    fn leave(&self, session: u64, why: Leave, parked: bool) {
+        let last = self.release(parked);
         self.send_now(Command::Leave { session, why, last });
     }
 
-    /// Gives back a place the room refused.
-    pub(crate) fn refused(&self) {
-        if self.directory.release(self, false) {
-            self.send_now(Command::Dispose);
+    fn disconnected(&self, session: u64, why: CloseReason) {
+        if let Some(directory) = self.directory.upgrade() {
+            directory.set_parked(self, true);
         }
+        self.send_now(Command::Disconnected { session, why });
     }
 
-    /// The player holding this place was parked for resume (`true`) or came back (`false`).
-    pub(crate) fn set_parked(&self, parked: bool) {
-        self.directory.set_parked(self, parked);
-    }
-
-    /// Which room this is: its name and the generation that tells it from an earlier or later
-    /// room of the same name.
-    pub(crate) fn key(&self) -> (&str, u64) {
-        (&self.name, self.generation)
+    fn reconnected(&self, session: u64) {
+        if let Some(directory) = self.directory.upgrade() {
+            directory.set_parked(self, false);
+        }
+        self.send_now(Command::Reconnected { session });
     }
 }
 
@@ -178,8 +213,7 @@ pub struct DirectoryLimits {
 }
 
 struct Entry {
-    generation: u64,
-    commands: mpsc::Sender<Command>,
+    address: Arc<Address>,
     places: usize,
     /// Places held by players parked for resume.
     parked: usize,
@@ -316,11 +350,16 @@ impl Directory {
             let (commands, receiver) = mpsc::channel(self.limits.queue.max(1));
             inner.next_generation += 1;
             let generation = inner.next_generation;
+            let address = Arc::new(Address {
+                name: name.clone(),
+                generation,
+                commands,
+                directory: Arc::downgrade(self),
+            });
             inner.rooms.insert(
                 name.clone(),
                 Entry {
-                    generation,
-                    commands,
+                    address,
                     places: 0,
                     parked: 0,
                     parked_only: None,
@@ -355,12 +394,7 @@ impl Directory {
         {
             auto_open.remove(&n);
         }
-        Ok(RoomHandle {
-            name,
-            generation: entry.generation,
-            commands: entry.commands.clone(),
-            directory: self.clone(),
-        })
+        Ok(RoomHandle(entry.address.clone()))
     }
 
     /// Gives up the oldest room whose every place is parked, if any: it leaves the directory
@@ -374,12 +408,12 @@ impl Directory {
         }
         inner
             .reclaimed
-            .insert((name.clone(), entry.generation), entry.places);
-        Some((name, entry.generation))
+            .insert((name.clone(), entry.address.generation), entry.places);
+        Some((name, entry.address.generation))
     }
 
     /// Counts a place of `handle`'s room as parked or back.
-    fn set_parked(&self, handle: &RoomHandle, parked: bool) {
+    fn set_parked(&self, handle: &Address, parked: bool) {
         let mut inner = self.lock();
         let Inner {
             rooms,
@@ -389,7 +423,7 @@ impl Directory {
         } = &mut *inner;
         let Some(entry) = rooms
             .get_mut(&handle.name)
-            .filter(|e| e.generation == handle.generation)
+            .filter(|e| e.address.generation == handle.generation)
         else {
             return;
         };
@@ -403,7 +437,7 @@ impl Directory {
 
     /// Gives a place back. Returns true when it was the last one: the room is removed from the
     /// directory (a later player opens a new one) and must be disposed of.
-    fn release(&self, handle: &RoomHandle, parked: bool) -> bool {
+    fn release(&self, handle: &Address, parked: bool) -> bool {
         let mut inner = self.lock();
         let capacity = self.limits.auto_room_capacity;
         let Inner {
@@ -416,7 +450,7 @@ impl Directory {
         } = &mut *inner;
         let Some(entry) = rooms
             .get_mut(&handle.name)
-            .filter(|e| e.generation == handle.generation)
+            .filter(|e| e.address.generation == handle.generation)
         else {
             // A room given up for a newcomer: disposed of when its last place is given back.
             let key = (handle.name.clone(), handle.generation);

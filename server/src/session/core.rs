@@ -25,8 +25,8 @@ use crate::resume::Replay;
 use crate::rooms::claims_auto_prefix;
 use crate::session::close::{CloseReason, Ending};
 use crate::session::outbox::{Outbox, Traffic};
-use crate::session::reader::Inbound;
 use crate::session::watchdog::{Expiry, RateLimit, Timeouts, Watchdog};
+use crate::transport::inbound::Inbound;
 
 /// The server's own stall clock, as the core reads it (see [`crate::session::stall`]).
 pub(crate) trait StallClock {

@@ -36,8 +36,9 @@ use crate::session::close::{CloseReason, Closing, Direction, Ending, Park, polic
 use crate::session::core::{Core, Request};
 use crate::session::handshake::{self, Live};
 use crate::session::outbox::Outbox;
-use crate::session::reader::{FrameReader, Framing, Inbound, ReadError};
+use crate::session::reader::{FrameReader, Framing, ReadError};
 use crate::shutdown::Shutdown;
+use crate::transport::inbound::Inbound;
 use crate::transport::labels::TransportName;
 use crate::transport::slots::Slot;
 use crate::transport::websocket::WsDecoder;
@@ -366,6 +367,7 @@ fn park(sessions: &Sessions, session: &mut Driven, ending: &Ending) -> bool {
     let (replay, last_input_seq) = session.core.take_for_parking();
     let carried = Carried {
         player: live.player.clone(),
+        room: live.room.clone(),
         replay,
         last_input_seq,
     };

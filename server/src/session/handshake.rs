@@ -127,7 +127,7 @@ async fn start(
     let handle = joined.map_err(|refusal| {
         Ending::because(CloseReason::JoinRefused, refusal.reason().to_owned())
     })?;
-    player.entered(handle.clone());
+    player.entered(handle.place());
     if let Some(old) = sessions.registry.register(player.clone())
         && sessions
             .throttle
@@ -152,17 +152,17 @@ fn adopt(
     carried: Carried,
     peer: SocketAddr,
 ) -> (Live, crate::resume::Replay, u64) {
-    let player = carried.player;
+    let Carried {
+        player,
+        room,
+        replay,
+        last_input_seq,
+    } = carried;
     player.set_peer(peer);
-    let room = player.room_handle();
     sessions.registry.register(player.clone());
     player.resumed();
     tracing::debug!(session = player.session_id(), "session resumed");
-    (
-        Live { player, room },
-        carried.replay,
-        carried.last_input_seq,
-    )
+    (Live { player, room }, replay, last_input_seq)
 }
 
 /// Moves the player to the room `name`; `None` when it is there, or the room's refusal.
@@ -174,7 +174,7 @@ pub(crate) async fn join(sessions: &Sessions, live: &mut Live, name: &str) -> Op
     let refusal = match sessions.rooms.reserve(name) {
         Ok(handle) => match rooms::join(&handle, &live.player).await {
             Ok(()) => {
-                live.player.entered(handle.clone());
+                live.player.entered(handle.place());
                 live.room = Some(handle);
                 return None;
             }

@@ -15,32 +15,18 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::Stream;
-use protocol::{ClientMessage, CodecError, HEADER_LEN, ServerCodec};
+use protocol::{CodecError, HEADER_LEN, ServerCodec};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
+use crate::transport::inbound::Inbound;
 use crate::transport::websocket::{WsDecoder, WsError};
 
 /// Bytes read at once through the stack while no buffer is held.
 const STACK_READ: usize = 4096;
-
-/// What a session reads from its client.
-#[derive(Debug)]
-pub(crate) enum Inbound {
-    /// A protocol frame.
-    Message(ClientMessage),
-    /// A WebSocket ping, to be answered with a pong carrying its payload.
-    Ping(Bytes),
-    /// A WebSocket pong.
-    Pong,
-    /// A fragment of a WebSocket message that is not its last.
-    Fragment,
-    /// The client's WebSocket close frame, with its code: the end of the stream.
-    Closed(Option<u16>),
-}
 
 /// Why reading failed.
 #[derive(Debug, thiserror::Error)]
@@ -229,7 +215,7 @@ impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
-    use protocol::{ClientCodec, Hello, PROTOCOL_VERSION};
+    use protocol::{ClientCodec, ClientMessage, Hello, PROTOCOL_VERSION};
     use tokio::io::AsyncWriteExt;
     use tokio_util::codec::Encoder;
 

@@ -3,6 +3,7 @@
 //! header, TLS, WebSocket).
 
 pub(crate) mod admission;
+pub(crate) mod inbound;
 pub(crate) mod labels;
 pub(crate) mod listener;
 pub(crate) mod proxy;

@@ -38,7 +38,7 @@ use protocol::{ClientMessage, CodecError, Kind, ServerMessage, WireMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::session::reader::Inbound;
+use crate::transport::inbound::Inbound;
 
 /// The longest opening handshake request read (request line and headers): a browser's, with
 /// the cookies of the site it came from, fits; a larger one is refused with 431.

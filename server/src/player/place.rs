@@ -1,0 +1,20 @@
+//! Where a player is: the room it holds a place in, as the player sees it. The player tells its
+//! place when its connection breaks, when it comes back and when it leaves for good; the room
+//! directory gives the place (see `crate::rooms`).
+
+use std::fmt::Debug;
+
+use crate::api::leave::Leave;
+use crate::session::close::CloseReason;
+
+/// A place in a room, shared by every player in that room.
+pub(crate) trait Place: Debug + Send + Sync {
+    /// The room's name.
+    fn name(&self) -> &str;
+    /// The session `session` gave its place up for `why`; `parked`: it was parked for resume.
+    fn leave(&self, session: u64, why: Leave, parked: bool);
+    /// The session's connection broke and it is parked for resume.
+    fn disconnected(&self, session: u64, why: CloseReason);
+    /// The parked session came back.
+    fn reconnected(&self, session: u64);
+}
