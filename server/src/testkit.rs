@@ -39,13 +39,13 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
 use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::close::CloseReason;
 use crate::config::GameConfig;
 use crate::config::{Config, Sources};
 use crate::player::registry::QueueLimit;
 use crate::server::{Connector, Server};
-use crate::session::close::CloseReason;
-use crate::session::driver::Duplex;
 use crate::shutdown::Shutdown;
+use crate::transport::stream::Duplex;
 
 /// Events a test player's queue holds; a room that sends more between two reads closes it as a
 /// slow consumer, as the engine would.
@@ -442,7 +442,7 @@ impl Tokens {
     pub fn new(secret: &str) -> Tokens {
         Tokens(crate::session::auth::Authenticator::new(
             secret.as_bytes(),
-            crate::session::auth::MAX_TOKEN_TTL,
+            crate::config::MAX_TOKEN_TTL,
         ))
     }
 

@@ -24,9 +24,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 pub use crate::api::leave::Leave;
+use crate::close::CloseReason;
 use crate::config::GameConfig;
 pub use crate::player::registry::Player;
-use crate::session::close::CloseReason;
 
 /// A game: it opens rooms.
 pub trait Game: Send + Sync + 'static {

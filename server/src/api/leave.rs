@@ -1,6 +1,6 @@
 //! Why a player left a room.
 
-use crate::session::close::CloseReason;
+use crate::close::CloseReason;
 
 /// Why a player left a room for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -92,7 +92,7 @@ pub(crate) fn init(config: &LogConfig) -> LogGuard {
         .thread_name("game-server-log")
         .finish(Stderr);
     let _ = QUEUE_DROPS.set(writer.error_counter());
-    crate::ops::logging::count_lost_lines_with(dropped_lines);
+    crate::logging::count_lost_lines_with(dropped_lines);
     let (filter, from_env) = filter(config);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,8 +1,8 @@
 //! Configuration: the embedded defaults, a file, the environment and flags, merged in that order,
 //! then checked as a whole so that every problem is reported at once, each naming its key.
 
+mod checks;
 mod game;
-mod origin;
 mod problem;
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,8 +13,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use self::checks::{
+    MAX_AUDIENCE, MAX_TOKEN_TTL, plain_host, valid_audience, valid_websocket_origin,
+};
 pub use self::game::GameConfig;
-pub(crate) use self::origin::{plain_host, valid_websocket_origin};
 pub use self::problem::Problem;
 
 /// The commented default configuration, compiled into the binary.
@@ -749,13 +751,12 @@ impl Config {
                 .into(),
         );
         check(
-            !self.auth.max_ttl.is_zero()
-                && self.auth.max_ttl <= crate::session::auth::MAX_TOKEN_TTL,
+            !self.auth.max_ttl.is_zero() && self.auth.max_ttl <= MAX_TOKEN_TTL,
             "auth.max_ttl",
             format!(
                 "must be greater than zero and at most {} (a token cannot be revoked before it \
                  expires), got {}",
-                humantime::format_duration(crate::session::auth::MAX_TOKEN_TTL),
+                humantime::format_duration(MAX_TOKEN_TTL),
                 humantime::format_duration(self.auth.max_ttl)
             ),
         );
@@ -775,12 +776,11 @@ impl Config {
             "must be greater than zero".into(),
         );
         check(
-            self.auth.audience.is_empty()
-                || crate::session::auth::valid_audience(&self.auth.audience),
+            self.auth.audience.is_empty() || valid_audience(&self.auth.audience),
             "auth.audience",
             format!(
                 "must be empty or 1 to {} letters, digits, '-', '_' or ':'",
-                crate::session::auth::MAX_AUDIENCE
+                MAX_AUDIENCE
             ),
         );
         check(

@@ -131,20 +131,20 @@ pub const ACT_AT_PERCENT: u64 = 80;
 #[derive(Debug)]
 pub struct Budget {
     /// `server.memory_budget`.
-    pub(super) budget: u64,
+    budget: u64,
     /// What the estimate may reach: [`ACT_AT_PERCENT`] of the budget.
-    pub(super) limit: u64,
-    pub(super) baseline: u64,
+    limit: u64,
+    baseline: u64,
     /// The last sample plus the growth sessions reported since (see [`Budget::grew`]).
-    pub(super) used: AtomicU64,
+    used: AtomicU64,
     /// The last sample was over the limit with no parked session left to evict.
-    pub(super) pressure: AtomicBool,
+    pressure: AtomicBool,
     /// Wakes the sampler early when reported growth crosses the limit.
-    pub(super) crossed: tokio::sync::Notify,
+    crossed: tokio::sync::Notify,
     /// What open connections hold that the sample cannot see in sessions: a TLS or WebSocket
     /// layer's own state and buffers, and a connection still in its TLS handshake, not yet
     /// counted as active ([`Charge`]).
-    pub(super) layers: AtomicU64,
+    layers: AtomicU64,
 }
 
 /// A session reports growth of its own buffers at once, without waiting for the next sample, in
@@ -170,6 +170,42 @@ impl Budget {
     /// The last estimate.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// `server.memory_budget`.
+    pub(crate) fn configured(&self) -> u64 {
+        self.budget
+    }
+
+    /// True while the last estimate is below half the limit: the sampler may take its time.
+    pub(crate) fn relaxed(&self) -> bool {
+        self.used() < self.limit / 2
+    }
+
+    /// Waits until reported growth crosses the limit.
+    pub(crate) async fn crossed(&self) {
+        self.crossed.notified().await;
+    }
+
+    /// What open connections hold beyond their sessions (see [`Charge`]).
+    pub(crate) fn layers(&self) -> u64 {
+        self.layers.load(Ordering::Relaxed)
+    }
+
+    /// True when `sample` is over the limit.
+    pub(crate) fn exceeded_by(&self, sample: &Sample) -> bool {
+        sample.estimate(self.baseline) > self.limit
+    }
+
+    /// Takes a sample as the new estimate. Returns the estimate, and `Some(pressure)` when the
+    /// server went under pressure (`true`: over the limit with no parked session left to
+    /// evict) or came back from it.
+    pub(crate) fn settle(&self, sample: &Sample) -> (u64, Option<bool>) {
+        let estimate = sample.estimate(self.baseline);
+        let pressure = estimate > self.limit;
+        let changed = pressure != self.pressure.swap(pressure, Ordering::Relaxed);
+        self.used.store(estimate, Ordering::Relaxed);
+        (estimate, changed.then_some(pressure))
     }
 
     /// True when one more connection fits, with `layer` bytes of its own beyond a plain TCP one

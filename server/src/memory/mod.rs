@@ -1,4 +1,3 @@
 //! What the server holds for its players, in bytes: each session's footprint and the budget.
 
 pub(crate) mod budget;
-pub(crate) mod sampler;

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
-use crate::session::close::CloseReason;
+use crate::close::CloseReason;
 
 /// Closes kept, at most: about 32 bytes each in the record and 40 in the index by player, plus
 /// the player id (which a live session's record shares with the session).

@@ -1,10 +1,10 @@
 //! Operations: metrics, the reaper that records every close, the close log, the admin port,
-//! logging, and Agones.
+//! the memory sampler, and Agones.
 
 pub(crate) mod admin;
 #[cfg(feature = "agones")]
 pub(crate) mod agones;
 pub(crate) mod close_log;
-pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod reaper;
+pub(crate) mod sampler;

@@ -2,50 +2,19 @@
 //! game the player left, and then logs one line per close at a level that fits the reason.
 //! Bookkeeping comes first, so that a log that cannot be written never leaves a close uncounted.
 //! Reasons a client can cause at will are logged a few lines per second at most, and the rest
-//! summarised (see [`crate::ops::logging::Throttle`]).
+//! summarised (see [`crate::logging::Throttle`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::close::{Level, policy};
+use crate::logging::{ABUSIVE, ORDINARY, Throttle};
 use crate::ops::close_log::Closes;
-use crate::ops::logging::{ABUSIVE, ORDINARY, Throttle};
 use crate::ops::metrics::Metrics;
-use crate::player::registry::{Player, Registry};
-use crate::session::close::{CloseReason, Level, policy};
-use crate::session::outbox::Traffic;
-use crate::transport::labels::TransportName;
-
-/// What a session reports when it ends.
-#[derive(Debug)]
-pub struct SessionEnd {
-    /// Session id.
-    pub session_id: u64,
-    /// The player, if the handshake completed.
-    pub player: Option<Player>,
-    /// The player id of a `Hello` that was refused (no [`SessionEnd::player`] then).
-    pub claimed: Option<Arc<str>>,
-    /// Peer address.
-    pub peer: SocketAddr,
-    /// What the session ran over (`tcp`, `websocket`).
-    pub transport: TransportName,
-    /// The first fatal event.
-    pub reason: CloseReason,
-    /// What exactly happened (errno, protocol violation), for the log.
-    pub detail: Option<String>,
-    /// From accept to the close decision.
-    pub lifetime: Duration,
-    /// From the last inbound frame to the close decision.
-    pub detect: Duration,
-    /// Frames and bytes each way.
-    pub traffic: Traffic,
-    /// A graceful close was cut short by a forced shutdown.
-    pub forced: bool,
-    /// The session was parked for resume: the game was told the player disconnected, not left.
-    pub parked: bool,
-}
+use crate::player::registry::Registry;
+use crate::session::end::SessionEnd;
 
 /// Receives session ends until every sender is gone.
 pub(crate) async fn run(

@@ -16,11 +16,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::api::leave::Leave;
+use crate::close::CloseReason;
 use crate::memory::budget::{Footprint, PRESSURE_QUEUE_BYTES, Pressure, Totals};
 use crate::player::outbound::{Outbound, Refused};
 use crate::player::place::Place;
-use crate::session::close::CloseReason;
 
 /// The game's handle on one connected player. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -237,7 +236,7 @@ impl Player {
     pub(crate) fn entered(&self, place: Arc<dyn Place>) {
         let previous = lock(&self.0.room).replace(place);
         if let Some(previous) = previous {
-            previous.leave(self.session_id(), Leave::Moved, false);
+            previous.moved(self.session_id());
         }
     }
 
@@ -279,7 +278,7 @@ impl Player {
         self.0.queue.close();
         while self.0.queue.try_pop().is_some() {}
         if let Some(room) = lock(&self.0.room).take() {
-            room.leave(self.session_id(), Leave::Closed(why), was == PARKED);
+            room.left(self.session_id(), why, was == PARKED);
         }
         true
     }

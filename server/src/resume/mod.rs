@@ -7,10 +7,12 @@
 //! A token that can no longer resume (used, expired, overflowed, ended) leaves a tombstone for a
 //! while, so that the refusal says why.
 
+pub(crate) mod metrics;
 pub(crate) mod parking;
 pub(crate) mod refusal;
 pub(crate) mod replay;
 
+pub(crate) use metrics::ResumeMetrics;
 pub(crate) use parking::{Carried, Parking, ParkingLimits};
 pub(crate) use refusal::Eviction;
 pub(crate) use replay::{PRESSURE_REPLAY_BYTES, Replay};

@@ -10,13 +10,13 @@ use protocol::ResumeToken;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use crate::close::CloseReason;
 use crate::memory::budget::Totals;
-use crate::ops::metrics::Metrics;
 use crate::player::registry::Player;
+use crate::resume::metrics::ResumeMetrics;
 use crate::resume::refusal::{Eviction, Refusal};
 use crate::resume::replay::Replay;
 use crate::rooms::RoomHandle;
-use crate::session::close::CloseReason;
 
 /// What a parked session carries over to the connection that resumes it.
 #[derive(Debug)]
@@ -99,8 +99,8 @@ pub(crate) struct Parking {
     parked_signal: Notify,
     grace: Duration,
     limits: ParkingLimits,
-    metrics: Metrics,
-    throttle: crate::ops::logging::Throttle,
+    metrics: ResumeMetrics,
+    throttle: crate::logging::Throttle,
 }
 
 /// How many sessions, and how many bytes, the parking lot holds at most.
@@ -137,8 +137,8 @@ impl Parking {
     pub(crate) fn new(
         grace: Duration,
         limits: ParkingLimits,
-        metrics: Metrics,
-        throttle: crate::ops::logging::Throttle,
+        metrics: ResumeMetrics,
+        throttle: crate::logging::Throttle,
     ) -> Arc<Parking> {
         Arc::new(Parking {
             inner: Mutex::new(Inner::default()),
@@ -304,7 +304,7 @@ impl Parking {
         parked.carried.player.left(parked.reason);
         if self
             .throttle
-            .admit("parked_ended", crate::ops::logging::ORDINARY)
+            .admit("parked_ended", crate::logging::ORDINARY)
         {
             tracing::info!(
                 session = parked.carried.player.session_id(),

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::close::CloseReason;
 use crate::player::place::Place;
-use crate::session::close::CloseReason;
 
 /// Room names with this prefix are the directory's automatic rooms: given, never chosen.
 pub const AUTO_ROOM_PREFIX: &str = "auto-";
@@ -115,6 +115,12 @@ impl RoomHandle {
 }
 
 impl Address {
+    /// Tells the room the player left, and to close when it was the last.
+    fn leave(&self, session: u64, why: Leave, parked: bool) {
+        let last = self.release(parked);
+        self.send_now(Command::Leave { session, why, last });
+    }
+
     /// Sends a command from code that cannot wait: at once if the queue has room, else from a
     /// task of its own.
     fn send_now(&self, command: Command) {
@@ -140,10 +146,12 @@ impl Place for Address {
         &self.name
     }
 
-    /// Tells the room the player left, and to close when it was the last.
-    fn leave(&self, session: u64, why: Leave, parked: bool) {
-        let last = self.release(parked);
-        self.send_now(Command::Leave { session, why, last });
+    fn moved(&self, session: u64) {
+        self.leave(session, Leave::Moved, false);
+    }
+
+    fn left(&self, session: u64, why: CloseReason, parked: bool) {
+        self.leave(session, Leave::Closed(why), parked);
     }
 
     fn disconnected(&self, session: u64, why: CloseReason) {

@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::config::valid_audience;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Why a token was refused. The text goes into `Bye{auth_failed}` and the log.
@@ -49,19 +51,6 @@ pub enum AuthError {
     },
 }
 
-/// The longest audience.
-pub const MAX_AUDIENCE: usize = 64;
-
-/// True for an audience in its allowed spelling: 1 to [`MAX_AUDIENCE`] ASCII letters, digits,
-/// `-`, `_` or `:` (no dot and no `@`, so that a token splits one way only).
-pub fn valid_audience(audience: &str) -> bool {
-    !audience.is_empty()
-        && audience.len() <= MAX_AUDIENCE
-        && audience
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
-}
-
 /// Why a token could not be minted.
 #[cfg(any(feature = "app", feature = "testkit", test))]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,7 +67,10 @@ pub enum MintError {
     #[error("--ttl must be greater than zero")]
     Zero,
     /// An audience outside the allowed spelling.
-    #[error("--audience must be 1 to {MAX_AUDIENCE} letters, digits, '-', '_' or ':'")]
+    #[error(
+        "--audience must be 1 to {} letters, digits, '-', '_' or ':'",
+        crate::config::MAX_AUDIENCE
+    )]
     BadAudience,
     /// A player id the server would refuse in `Hello`.
     #[error(
@@ -87,10 +79,6 @@ pub enum MintError {
     )]
     BadPlayer,
 }
-
-/// The longest `auth.max_ttl` the configuration accepts: a token is a bearer credential that
-/// cannot be revoked short of rotating the secret, so none may live longer than this.
-pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// True for a player id a `Hello` may carry: 1 to `MAX_PLAYER_ID_BYTES` bytes, no control
 /// characters.

@@ -19,11 +19,11 @@ use protocol::{
 };
 use tokio::time::Instant;
 
+use crate::close::{CloseReason, Ending};
 use crate::config::SessionConfig;
 use crate::memory::budget::GROWTH_STEP;
 use crate::resume::Replay;
 use crate::rooms::claims_auto_prefix;
-use crate::session::close::{CloseReason, Ending};
 use crate::session::outbox::{Outbox, Traffic};
 use crate::session::watchdog::{Expiry, RateLimit, Timeouts, Watchdog};
 use crate::transport::inbound::Inbound;

@@ -6,7 +6,7 @@
 //! cancel-safe: `FrameReader::next`, `write_buf` and the queue's `pop` lose nothing when another
 //! branch wins. The futures that live as long as the session (the drain, the close request) are
 //! created once. The first fatal event decides the [`CloseReason`]; the close that follows
-//! (lingering, abortive or none) is the one [`crate::session::close::policy`] gives that reason.
+//! (lingering, abortive or none) is the one [`crate::close::policy`] gives that reason.
 //!
 //! TCP-specific calls (peeking at unread bytes, the zero-linger reset) are behind
 //! [`Transport`], so that the same loop serves another transport, and tests run it over
@@ -22,25 +22,22 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use protocol::{Bye, CodecError, MAX_HELLO_BODY, ServerCodec, ServerMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-#[cfg(any(test, feature = "testkit"))]
-use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Encoder;
 
-use crate::ops::reaper::SessionEnd;
+use crate::close::{CloseReason, Closing, Direction, Ending, Park, policy};
 use crate::resume::Carried;
 use crate::rooms::{self, Command};
 use crate::session::Sessions;
-use crate::session::close::{CloseReason, Closing, Direction, Ending, Park, policy};
 use crate::session::core::{Core, Request};
+use crate::session::end::SessionEnd;
 use crate::session::handshake::{self, Live};
 use crate::session::outbox::Outbox;
 use crate::session::reader::{FrameReader, Framing, ReadError};
 use crate::shutdown::Shutdown;
 use crate::transport::inbound::Inbound;
-use crate::transport::labels::TransportName;
 use crate::transport::slots::Slot;
+use crate::transport::stream::{Peek, Transport};
 use crate::transport::websocket::WsDecoder;
 
 /// Most buffered frames handled in one pass of the loop, so that timers and writes still get
@@ -54,110 +51,6 @@ const SETTLE_WAIT: Duration = Duration::from_secs(1);
 /// fills, and a client that cannot keep up is closed as `slow_consumer` instead of growing the
 /// buffer without bound.
 pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
-
-/// A byte stream a session runs over.
-pub trait Transport: Send + 'static {
-    /// The transport's name in metrics and log lines (`tcp`, `websocket`).
-    const NAME: TransportName;
-    /// What the transport itself holds per connection beyond a plain TCP socket (a TLS
-    /// connection, a WebSocket's buffers), charged to the memory budget from the connection's
-    /// accept to its close (`budget::Charge`). Measured in BENCHMARKS.md ("10 transports").
-    const OVERHEAD: usize = 0;
-    /// A write may leave bytes inside the transport (a TLS record) that only a flush sends once
-    /// the socket takes more: the session flushes after each drain.
-    const BUFFERED: bool = false;
-    /// The transport's name in metrics and log lines when it carries WebSocket (`websocket`,
-    /// `wss`).
-    const WEBSOCKET_NAME: TransportName = TransportName::WebSocket;
-
-    /// The reading half.
-    type Read<'a>: AsyncRead + Unpin + Send + Peek
-    where
-        Self: 'a;
-    /// The writing half.
-    type Write<'a>: AsyncWrite + Unpin + Send
-    where
-        Self: 'a;
-
-    /// Both halves, usable at once.
-    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>);
-
-    /// Makes the next close abortive (TCP: zero linger, so the close sends RST and frees the
-    /// socket at once). Never blocks.
-    fn abort(&self);
-}
-
-/// Looks for bytes that arrived but have not been read.
-pub trait Peek {
-    /// True when bytes wait in the transport that the runtime has not read yet.
-    fn bytes_waiting(&self) -> bool;
-}
-
-impl Transport for TcpStream {
-    const NAME: TransportName = TransportName::Tcp;
-
-    type Read<'a> = tokio::net::tcp::ReadHalf<'a>;
-    type Write<'a> = tokio::net::tcp::WriteHalf<'a>;
-
-    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
-        TcpStream::split(self)
-    }
-
-    fn abort(&self) {
-        if let Err(error) = self.set_zero_linger() {
-            tracing::debug!(%error, "cannot set zero linger");
-        }
-    }
-}
-
-impl Peek for tokio::net::tcp::ReadHalf<'_> {
-    /// Peeks with a plain non-blocking syscall: the runtime's readiness cache may not have seen
-    /// the bytes yet when the runtime is busy.
-    fn bytes_waiting(&self) -> bool {
-        let socket = socket2::SockRef::from(self.as_ref());
-        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        matches!(socket.peek(&mut byte), Ok(n) if n > 0)
-    }
-}
-
-/// An in-memory transport over `tokio::io::duplex`, for tests. It cannot reset: an abortive
-/// close is a plain close.
-#[cfg(any(test, feature = "testkit"))]
-#[derive(Debug)]
-pub struct Duplex {
-    read: ReadHalf<DuplexStream>,
-    write: WriteHalf<DuplexStream>,
-}
-
-#[cfg(any(test, feature = "testkit"))]
-impl Duplex {
-    /// Wraps the server's end of a duplex pair.
-    pub fn new(stream: DuplexStream) -> Duplex {
-        let (read, write) = tokio::io::split(stream);
-        Duplex { read, write }
-    }
-}
-
-#[cfg(any(test, feature = "testkit"))]
-impl Transport for Duplex {
-    const NAME: TransportName = TransportName::Memory;
-
-    type Read<'a> = &'a mut ReadHalf<DuplexStream>;
-    type Write<'a> = &'a mut WriteHalf<DuplexStream>;
-
-    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
-        (&mut self.read, &mut self.write)
-    }
-
-    fn abort(&self) {}
-}
-
-#[cfg(any(test, feature = "testkit"))]
-impl Peek for &mut ReadHalf<DuplexStream> {
-    fn bytes_waiting(&self) -> bool {
-        false
-    }
-}
 
 /// Runs one connection to its end and reports the end to the reaper.
 ///
@@ -386,7 +279,7 @@ fn flush_traffic(sessions: &Sessions, session: &mut Driven, now: Instant) {
     if let Some(live) = &session.live {
         live.player.add_traffic(delta.bytes_in, delta.bytes_out);
     }
-    sessions.traffic.add(&delta);
+    sessions.metrics.traffic.add(&delta);
 }
 
 /// What the session had read and not handled when it ended, for the close to read past.
@@ -623,7 +516,7 @@ fn push_event(sessions: &Sessions, session: &mut Driven, payload: Bytes) {
         sessions.metrics.events_oversized.inc();
         if sessions
             .throttle
-            .admit("event_oversized", crate::ops::logging::ABUSIVE)
+            .admit("event_oversized", crate::logging::ABUSIVE)
         {
             tracing::error!(
                 bytes,
@@ -1015,7 +908,7 @@ mod tests {
             .await
             .expect("connect");
         let spawned =
-            crate::transport::listener::plain_session(connector.sessions.clone(), stream, peer);
+            crate::server::listener::plain_session(connector.sessions.clone(), stream, peer);
         let size = std::mem::size_of_val(&spawned);
         eprintln!("the acceptor's task for it: {size} bytes");
         assert!(

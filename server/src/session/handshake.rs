@@ -9,11 +9,11 @@ use std::time::SystemTime;
 
 use protocol::{Hello, ResumeToken};
 
+use crate::close::{CloseReason, Ending};
 use crate::player::registry::{Player, QueueLimit};
 use crate::resume::Carried;
 use crate::rooms::{self, RoomHandle};
 use crate::session::Sessions;
-use crate::session::close::{CloseReason, Ending};
 use crate::session::core::{Resumed, Welcomed};
 
 /// A session past its handshake, as the driver holds it: the player the game knows, and its
@@ -131,7 +131,7 @@ async fn start(
     if let Some(old) = sessions.registry.register(player.clone())
         && sessions
             .throttle
-            .admit("replaced", crate::ops::logging::ORDINARY)
+            .admit("replaced", crate::logging::ORDINARY)
     {
         tracing::info!(
             session = player.session_id(),

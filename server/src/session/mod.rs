@@ -1,13 +1,14 @@
 //! One player's session: its protocol state ([`core`], sans-IO), the task that drives it over a
 //! connection ([`driver`]), the admission of its `Hello` ([`handshake`]), its framing
-//! ([`reader`], [`outbox`]), its deadlines ([`watchdog`], [`stall`]) and how it ends
-//! ([`close`]).
+//! ([`reader`], [`outbox`]) and its deadlines ([`watchdog`], [`stall`]). How it ends is
+//! [`crate::close`]'s.
 
 pub(crate) mod auth;
-pub(crate) mod close;
 pub(crate) mod core;
 pub(crate) mod driver;
+pub(crate) mod end;
 pub(crate) mod handshake;
+pub(crate) mod metrics;
 pub(crate) mod outbox;
 pub(crate) mod reader;
 pub(crate) mod stall;
@@ -19,13 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use crate::config::SessionConfig;
+use crate::logging::Throttle;
 use crate::memory::budget::Budget;
-use crate::ops::logging::Throttle;
-use crate::ops::metrics::{Metrics, TrafficCounters};
-use crate::ops::reaper::SessionEnd;
 use crate::player::registry::Registry;
 use crate::resume::Parking;
 use crate::rooms::Directory;
+use crate::session::end::SessionEnd;
+use crate::session::metrics::SessionMetrics;
 use crate::shutdown::Shutdown;
 use crate::transport::admission::Admission;
 
@@ -47,8 +48,7 @@ pub(crate) struct Sessions {
     pub(crate) registry: Arc<Registry>,
     pub(crate) budget: Arc<Budget>,
     pub(crate) stalls: stall::Stalls,
-    pub(crate) metrics: Metrics,
-    pub(crate) traffic: TrafficCounters,
+    pub(crate) metrics: SessionMetrics,
     pub(crate) throttle: Throttle,
     pub(crate) shutdown: Shutdown,
     reaper: mpsc::Sender<SessionEnd>,
@@ -68,13 +68,12 @@ impl Sessions {
         registry: Arc<Registry>,
         budget: Arc<Budget>,
         stalls: stall::Stalls,
-        metrics: Metrics,
+        metrics: SessionMetrics,
         throttle: Throttle,
         shutdown: Shutdown,
         reaper: mpsc::Sender<SessionEnd>,
     ) -> Sessions {
         Sessions {
-            traffic: TrafficCounters::new(&metrics),
             config,
             max_frame,
             auth,

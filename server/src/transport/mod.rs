@@ -1,12 +1,13 @@
-//! How a connection reaches a session: the listener and its door (admission per source, session
-//! slots), and the layers a connection passes through before it speaks the protocol (PROXY
-//! header, TLS, WebSocket).
+//! How a connection reaches a session: admission per source, session slots, the layers a
+//! connection passes through before it speaks the protocol (PROXY header, TLS, WebSocket), and
+//! the streams a session runs over. The listener that runs them is [`crate::server::listener`].
 
 pub(crate) mod admission;
 pub(crate) mod inbound;
 pub(crate) mod labels;
-pub(crate) mod listener;
+pub(crate) mod metrics;
 pub(crate) mod proxy;
 pub(crate) mod slots;
+pub(crate) mod stream;
 pub(crate) mod tls;
 pub(crate) mod websocket;

@@ -31,10 +31,10 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
 use crate::config::TlsConfig;
 use crate::memory::budget::{Budget, Charge};
-use crate::session::driver::{Peek, Transport};
 #[cfg(feature = "app")]
 use crate::transport::labels::ReloadResult;
 use crate::transport::labels::TransportName;
+use crate::transport::stream::{Peek, Transport};
 
 /// How long a reload may take to read the certificate and key before the old pair is kept.
 #[cfg(feature = "app")]
@@ -456,7 +456,10 @@ fn read_key(
 /// Reloads the pair on every SIGHUP until the task is dropped. Without TLS a SIGHUP is only
 /// logged (its default action would end the process).
 #[cfg(feature = "app")]
-pub(crate) async fn reload_on_hangup(tls: Option<Arc<Tls>>, metrics: crate::ops::metrics::Metrics) {
+pub(crate) async fn reload_on_hangup(
+    tls: Option<Arc<Tls>>,
+    metrics: crate::transport::metrics::TransportMetrics,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,

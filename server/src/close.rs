@@ -109,7 +109,7 @@ pub struct Policy {
     /// The close line's level.
     pub level: Level,
     /// A client can cause it at will, as often as it can connect: its close lines are
-    /// throttled hard (see [`crate::ops::logging::ABUSIVE`]).
+    /// throttled hard (see [`crate::logging::ABUSIVE`]).
     pub abusive: bool,
     /// The time from the peer's last frame to the close says something: how long a gone peer
     /// lingered (`gameserver_close_detect_seconds` has this reason). For the others the close is

@@ -16,17 +16,18 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::close::{CloseReason, Ending};
 use crate::config::TcpConfig;
+use crate::logging::ABUSIVE;
 use crate::memory::budget;
-use crate::ops::logging::ABUSIVE;
 use crate::session::Sessions;
-use crate::session::close::{CloseReason, Ending};
 use crate::session::driver as connection;
-use crate::session::driver::{Opening, Transport};
+use crate::session::driver::Opening;
 use crate::transport::admission::SourceSlot;
 use crate::transport::labels::{AcceptError, ProxyResult, Rejection, TransportName};
 use crate::transport::proxy;
 use crate::transport::slots::Slot;
+use crate::transport::stream::Transport;
 use crate::transport::tls::TlsSocket;
 use crate::transport::websocket;
 
@@ -65,7 +66,7 @@ pub(crate) struct Door {
     pub(crate) budget: Arc<crate::memory::budget::Budget>,
     pub(crate) tls: Option<Arc<crate::transport::tls::Tls>>,
     pub(crate) metrics: crate::ops::metrics::Metrics,
-    pub(crate) throttle: crate::ops::logging::Throttle,
+    pub(crate) throttle: crate::logging::Throttle,
     /// Turns for connections being told they are refused (a `Bye` and a lingering close).
     pub(crate) rejections: Arc<Semaphore>,
     pub(crate) shutdown: crate::shutdown::Shutdown,
@@ -117,7 +118,7 @@ pub(crate) async fn run(
                     continue;
                 }
                 let kind = AcceptError::of(&error);
-                door.metrics.accept_error(kind);
+                door.metrics.transport.accept_error(kind);
                 let pause = backoff.failed(&error, kind.as_str());
                 tokio::select! {
                     () = door.shutdown.draining() => break,
@@ -301,7 +302,7 @@ async fn open(
         };
         match header {
             Ok(Ok(named)) => {
-                door.metrics.proxy_header(ProxyResult::Ok);
+                door.metrics.transport.proxy_header(ProxyResult::Ok);
                 peer = named.unwrap_or(peer);
                 match door.admission.admit(peer.ip()) {
                     Ok(admitted) => source = admitted,
@@ -321,7 +322,7 @@ async fn open(
                 }
             }
             Ok(Err(error)) => {
-                door.metrics.proxy_header(error.result());
+                door.metrics.transport.proxy_header(error.result());
                 let detail = format!("from balancer {peer}: {error}");
                 return refuse(
                     Some(stream),
@@ -345,7 +346,7 @@ async fn open(
             }
         }
     } else if proxy.enabled() && untrusted_header(&stream, deadline).await {
-        door.metrics.proxy_header(ProxyResult::Untrusted);
+        door.metrics.transport.proxy_header(ProxyResult::Untrusted);
         let detail = format!(
             "a PROXY header from {peer}, which is not in net.proxy_protocol.trusted: refused"
         );
@@ -478,7 +479,7 @@ pub(crate) fn plain_session(
         slots: crate::transport::slots::Slots::new(1),
         budget: sessions.budget.clone(),
         tls: None,
-        metrics: sessions.metrics.clone(),
+        metrics: crate::ops::metrics::Metrics::new().expect("metrics"),
         throttle: sessions.throttle.clone(),
         rejections: Arc::new(Semaphore::new(1)),
         shutdown: sessions.shutdown.clone(),
@@ -511,7 +512,7 @@ fn note_rejection(
     rejection: Rejection,
     detail: impl std::fmt::Display,
 ) {
-    door.metrics.rejected(rejection);
+    door.metrics.transport.rejected(rejection);
     if door.throttle.admit(rejection.as_str(), ABUSIVE) {
         tracing::info!(%peer, reason = rejection.as_str(), %detail, "connection rejected");
     }
@@ -658,7 +659,7 @@ struct Admitted {
 impl Admitted {
     /// The connection is a session over `transport`: counted as accepted and active.
     fn new(door: &Door, transport: TransportName, source: SourceSlot) -> Admitted {
-        door.metrics.session_accepted(transport);
+        door.metrics.transport.session_accepted(transport);
         door.metrics.sessions_active.inc();
         Admitted {
             _source: source,

@@ -2,7 +2,6 @@
 //! while the estimate is over the limit, and publishes the figures.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::memory::budget::{Budget, SAMPLE_EVERY, SAMPLE_RELAXED, Sample};
 use crate::ops::metrics::Metrics;
@@ -17,16 +16,16 @@ pub(crate) async fn watch(
     parking: Arc<Parking>,
     metrics: Metrics,
 ) {
-    metrics.memory_budget.set(gauge(budget.budget));
+    metrics.memory_budget.set(gauge(budget.configured()));
     loop {
-        let every = if budget.used() < budget.limit / 2 {
+        let every = if budget.relaxed() {
             SAMPLE_RELAXED
         } else {
             SAMPLE_EVERY
         };
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            () = budget.crossed.notified() => {}
+            () = budget.crossed() => {}
         }
         enforce(&budget, &registry, &parking, &metrics);
     }
@@ -39,9 +38,9 @@ pub(crate) fn enforce(budget: &Budget, registry: &Registry, parking: &Parking, m
         live: registry.footprints(),
         parked: parking.footprints(),
         connections: u64::try_from(metrics.sessions_active.get()).unwrap_or(0),
-        layers: budget.layers.load(Ordering::Relaxed),
+        layers: budget.layers(),
     };
-    while sample.estimate(budget.baseline) > budget.limit && sample.parked.count > 0 {
+    while budget.exceeded_by(&sample) && sample.parked.count > 0 {
         let Some(freed) = parking.evict_oldest(crate::resume::Eviction::MemoryBudget) else {
             break;
         };
@@ -51,25 +50,23 @@ pub(crate) fn enforce(budget: &Budget, registry: &Registry, parking: &Parking, m
         sample.parked.queued -= from_queued;
         sample.parked.replay = sample.parked.replay.saturating_sub(freed - from_queued);
     }
-    let estimate = sample.estimate(budget.baseline);
-    let pressure = estimate > budget.limit;
-    if pressure != budget.pressure.swap(pressure, Ordering::Relaxed) {
+    let (estimate, changed) = budget.settle(&sample);
+    if let Some(pressure) = changed {
         if pressure {
             tracing::warn!(
                 used = estimate,
-                budget = budget.budget,
+                budget = budget.configured(),
                 "over server.memory_budget with no parked session left to evict: refusing new \
                  players and closing sessions with a backlog as slow consumers"
             );
         } else {
             tracing::info!(
                 used = estimate,
-                budget = budget.budget,
+                budget = budget.configured(),
                 "back under server.memory_budget"
             );
         }
     }
-    budget.used.store(estimate, Ordering::Relaxed);
     metrics.memory_used.set(gauge(estimate));
     metrics
         .queued_bytes

@@ -1,5 +1,8 @@
-//! The server: its shared state and side tasks (metrics, reaper, budget, stall clock, admin),
-//! the listeners it accepts from, and the drain.
+//! The server: it builds the parts (metrics, sessions, rooms, parking lot, budget), runs the side
+//! tasks (reaper, memory sampler, stall clock, admin), accepts from its listeners
+//! ([`listener`]), and drains.
+
+pub(crate) mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,16 +14,20 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::game::Game;
 use crate::config::{self, Config};
-use crate::memory::{budget, sampler};
-use crate::ops::{admin, close_log, reaper};
+use crate::memory::budget;
+use crate::ops::{admin, close_log, reaper, sampler};
 use crate::resume;
 #[cfg(any(test, feature = "testkit"))]
-use crate::session::driver::{self as connection, Transport};
+use crate::session::driver as connection;
 use crate::shutdown::Shutdown;
-use crate::transport::{listener as acceptor, slots, tls};
+#[cfg(any(test, feature = "testkit"))]
+use crate::transport::stream::Transport;
+use crate::transport::{slots, tls};
 
+use self::listener as acceptor;
+use self::listener::Door;
+use crate::logging::Throttle;
 use crate::memory::budget::Budget;
-use crate::ops::logging::Throttle;
 use crate::ops::metrics::Metrics;
 use crate::player::registry::Registry;
 use crate::rooms::{Directory, DirectoryLimits};
@@ -28,7 +35,6 @@ use crate::session::Sessions;
 use crate::session::auth::Authenticator;
 use crate::session::stall::Stalls;
 use crate::transport::admission::{Admission, SourceLimits};
-use crate::transport::listener::Door;
 
 /// After a drain, how long the admin listener still answers once the last close is recorded.
 pub(crate) const FINAL_READ_GRACE: Duration = Duration::from_secs(1);
@@ -109,7 +115,7 @@ impl Engine {
                 max_bytes: config.session.max_parked_bytes,
                 per_source: config.server.max_sessions_per_source,
             },
-            metrics.clone(),
+            metrics.resume.clone(),
             throttle.clone(),
         );
         let rooms = Directory::new(
@@ -172,7 +178,7 @@ impl Engine {
             registry,
             budget.clone(),
             stalls,
-            metrics.clone(),
+            metrics.session.clone(),
             throttle.clone(),
             shutdown.clone(),
             reaper_tx,
@@ -222,7 +228,7 @@ impl Engine {
     pub(crate) fn reload_on_hangup(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(tls::reload_on_hangup(
             self.door.tls.clone(),
-            self.door.metrics.clone(),
+            self.door.metrics.transport.clone(),
         ))
     }
 
@@ -245,6 +251,7 @@ impl Engine {
     pub(crate) fn connector(&self) -> Connector {
         Connector {
             sessions: self.door.sessions.clone(),
+            active: self.door.metrics.sessions_active.clone(),
             tasks: self.tasks.sessions.clone(),
         }
     }
@@ -308,6 +315,8 @@ impl Engine {
 #[derive(Clone)]
 pub(crate) struct Connector {
     pub(crate) sessions: Arc<Sessions>,
+    /// `gameserver_sessions_active`.
+    active: prometheus::IntGauge,
     tasks: TaskTracker,
 }
 
@@ -323,7 +332,7 @@ impl Connector {
     /// Serves one connection from `peer` until it ends.
     pub(crate) fn connect<T: Transport>(&self, transport: T, peer: std::net::SocketAddr) {
         let sessions = self.sessions.clone();
-        let active = self.sessions.metrics.sessions_active.clone();
+        let active = self.active.clone();
         active.inc();
         self.tasks.spawn(async move {
             connection::serve(sessions, transport, peer).await;
