@@ -6,7 +6,9 @@
 //!   clock sees Tokio's, so `#[tokio::test(start_paused = true)]` controls it too.
 //! - [`TestServer`] runs a game in-process behind the real engine (sessions, heartbeat, rooms,
 //!   resume, close policy), with [`TestClient`]s connected over `tokio::io::duplex` instead of
-//!   TCP, so a test can use a paused clock.
+//!   TCP, so a test can use a paused clock. [`TestServer::listen`] also listens on real
+//!   loopback ports, for clients over real sockets (the workspace's system tests are built on
+//!   it).
 //!
 //! ```
 //! # use game_engine::{Game, Room, RoomContext, Player, Refusal};
@@ -43,7 +45,7 @@ use crate::close::CloseReason;
 use crate::config::GameConfig;
 use crate::config::{Config, Sources};
 use crate::player::registry::QueueLimit;
-use crate::server::{Connector, Server};
+use crate::server::{Connector, Listeners, Server};
 use crate::shutdown::Shutdown;
 use crate::transport::stream::Duplex;
 
@@ -210,12 +212,15 @@ impl<R: Room> RoomHarness<R> {
     }
 }
 
-/// A game running in this process behind the real engine, reached over in-memory connections.
+/// A game running in this process behind the real engine, reached over in-memory connections
+/// and, when it listens, over its real ports.
 pub struct TestServer {
     connector: Option<Connector>,
     shutdown: Shutdown,
     task: JoinHandle<()>,
     admin: SocketAddr,
+    game: Option<SocketAddr>,
+    websocket: Option<SocketAddr>,
     next_peer: AtomicU64,
     /// The configuration it runs with.
     pub config: Config,
@@ -250,33 +255,80 @@ pub fn default_game_config<C: GameConfig>() -> Result<C, crate::config::ConfigEr
     .map(|(_, game)| game)
 }
 
+/// [`test_config`] changed by `configure`, checked.
+fn configured(configure: impl FnOnce(&mut Config)) -> Config {
+    let mut config = test_config();
+    configure(&mut config);
+    let problems = config.validate();
+    assert!(
+        problems.is_empty(),
+        "test configuration invalid: {problems:?}"
+    );
+    config
+}
+
 impl TestServer {
-    /// Starts `game` with [`test_config`] changed by `configure`.
+    /// Starts `game` with [`test_config`] changed by `configure`, reached over in-memory
+    /// connections ([`TestServer::connect_raw`]) and its admin port.
     pub async fn start<G: Game>(game: G, configure: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = test_config();
-        configure(&mut config);
-        let problems = config.validate();
-        assert!(
-            problems.is_empty(),
-            "test configuration invalid: {problems:?}"
-        );
+        let config = configured(configure);
         let admin = tokio::net::TcpListener::bind(config.admin.listen)
             .await
             .unwrap_or_else(|e| panic!("cannot bind the admin listener: {e}"));
         let shutdown = Shutdown::new();
-        let server = Server::new(game, config.clone())
+        let engine = Server::new(game, config.clone())
             .shutdown(shutdown.clone())
             .start(admin, None)
             .await
             .unwrap_or_else(|e| panic!("cannot start the server: {e:#}"));
-        let admin = server.admin_addr();
-        let connector = server.connector();
-        let task = tokio::spawn(server.until_drained());
+        let admin = engine.admin_addr();
+        let connector = engine.connector();
+        let task = tokio::spawn(engine.until_drained());
         TestServer {
             connector: Some(connector),
             shutdown,
             task,
             admin,
+            game: None,
+            websocket: None,
+            next_peer: AtomicU64::new(1),
+            config,
+        }
+    }
+
+    /// Starts `game` with [`test_config`] changed by `configure`, listening on the ports the
+    /// configuration names (the game port on `127.0.0.1:0` unless `configure` says otherwise;
+    /// read them back with [`TestServer::game_addr`] and [`TestServer::websocket_addr`]), as
+    /// `Server::run` does, and reached over in-memory connections too.
+    pub async fn listen<G: Game>(game: G, configure: impl FnOnce(&mut Config)) -> TestServer {
+        let config = configured(|config| {
+            config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            configure(config);
+        });
+        let listeners = Listeners::bind(&config)
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the test ports: {e}"));
+        let game_addr = listeners.game.local_addr().ok();
+        let websocket = listeners
+            .websocket
+            .as_ref()
+            .and_then(|l| l.local_addr().ok());
+        let shutdown = Shutdown::new();
+        let engine = Server::new(game, config.clone())
+            .shutdown(shutdown.clone())
+            .start(listeners.admin, listeners.websocket.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the server: {e:#}"));
+        let admin = engine.admin_addr();
+        let connector = engine.connector();
+        let task = tokio::spawn(engine.serve(listeners.game, listeners.websocket));
+        TestServer {
+            connector: Some(connector),
+            shutdown,
+            task,
+            admin,
+            game: game_addr,
+            websocket,
             next_peer: AtomicU64::new(1),
             config,
         }
@@ -291,6 +343,21 @@ impl TestServer {
     /// The admin listener (a real socket on loopback).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin
+    }
+
+    /// The game port, when the server listens ([`TestServer::listen`]).
+    pub fn game_addr(&self) -> Option<SocketAddr> {
+        self.game
+    }
+
+    /// The WebSocket port, when the server listens on one.
+    pub fn websocket_addr(&self) -> Option<SocketAddr> {
+        self.websocket
+    }
+
+    /// The handle that drains or aborts the server.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
     }
 
     /// A new in-memory connection that has said nothing yet.
@@ -336,7 +403,9 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.connector.take();
         self.shutdown.drain();
-        let _ = self.task.await;
+        if let Err(error) = self.task.await {
+            panic!("the server's task failed: {error}");
+        }
     }
 }
 

@@ -15,14 +15,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use game_engine::config::Sources;
 use game_engine::{CloseReason, Config, Shutdown};
 use protocol::{
     ClientCodec, ClientMessage, CodecError, HEADER_LEN, Hello, PROTOCOL_VERSION, ServerMessage,
     Welcome,
 };
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_util::codec::{Encoder, Framed};
 
 /// Generous bound for anything a healthy server does "at once" on a loaded 2-core machine.
@@ -42,16 +40,11 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// The embedded defaults with loopback listeners on port 0 and short timers, so that tests are
-/// quick but every mechanism is the production one.
+/// The test kit's defaults with loopback listeners on port 0 and short timers, so that tests
+/// are quick but every mechanism is the production one.
 pub fn test_config() -> Config {
-    let mut config = Config::load(&Sources {
-        env: Some(HashMap::new()),
-        ..Sources::default()
-    })
-    .expect("embedded defaults load");
+    let mut config = game_engine::testkit::test_config();
     config.server.listen = "127.0.0.1:0".parse().expect("addr");
-    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
     config.session.handshake_timeout = Duration::from_secs(2);
     config.session.heartbeat_interval = Duration::from_millis(500);
     config.session.idle_timeout = Duration::from_secs(2);
@@ -62,7 +55,8 @@ pub fn test_config() -> Config {
     config
 }
 
-/// A server running in this process on loopback.
+/// A server running in this process on loopback: the test kit's server
+/// ([`game_engine::testkit::TestServer::listen`]) with an admin client.
 #[derive(Debug)]
 pub struct TestServer {
     /// The game port.
@@ -73,7 +67,7 @@ pub struct TestServer {
     pub shutdown: Shutdown,
     /// The configuration it runs with.
     pub config: Config,
-    task: JoinHandle<Result<(), game_engine::ServerError>>,
+    server: game_engine::testkit::TestServer,
     http: reqwest::Client,
 }
 
@@ -89,27 +83,18 @@ impl TestServer {
         configure: impl FnOnce(&mut Config),
     ) -> TestServer {
         init_logging();
-        let mut config = test_config();
-        configure(&mut config);
-        assert!(
-            config.validate().is_empty(),
-            "test config invalid: {:?}",
-            config.validate()
-        );
-        let listeners = game_engine::Listeners::bind(&config)
-            .await
-            .expect("bind the test ports");
-        let addr = listeners.game.local_addr().expect("game addr");
-        let admin_addr = listeners.admin.local_addr().expect("admin addr");
-        let shutdown = Shutdown::new();
-        let server = game_engine::Server::new(game, config.clone()).shutdown(shutdown.clone());
-        let task = tokio::spawn(server.run(listeners));
+        let defaults = test_config();
+        let server = game_engine::testkit::TestServer::listen(game, |config| {
+            *config = defaults;
+            configure(config);
+        })
+        .await;
         TestServer {
-            addr,
-            admin: admin_addr,
-            shutdown,
-            config,
-            task,
+            addr: server.game_addr().expect("the game port"),
+            admin: server.admin_addr(),
+            shutdown: server.shutdown().clone(),
+            config: server.config.clone(),
+            server,
             http: reqwest::Client::new(),
         }
     }
@@ -186,12 +171,9 @@ impl TestServer {
 
     /// Drains the server and waits for it to stop.
     pub async fn stop(self) {
-        self.shutdown.drain();
-        tokio::time::timeout(PATIENCE, self.task)
+        tokio::time::timeout(PATIENCE, self.server.stop())
             .await
-            .expect("server stops within the patience bound")
-            .expect("server task")
-            .expect("server ran cleanly");
+            .expect("server stops within the patience bound");
     }
 }
 
@@ -661,16 +643,12 @@ pub fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
 }
 
-/// Returns false (and says why) when a prerequisite is missing outside CI; panics in CI.
-pub fn require(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if in_ci() {
-        panic!("{what}: required in CI");
-    }
-    eprintln!("SKIPPED: {what}");
-    false
+/// Panics unless `ok`: a prerequisite of a test that was built to run is missing. Tests that
+/// need root or a system tool are ignored where the build did not find it (`tests/build.rs`
+/// sets a `cfg` for each), so that they are reported as not run; in CI, where `.ci/run`
+/// installs every tool, a missing one is a failure.
+pub fn need(ok: bool, what: &str) {
+    assert!(ok, "{what}: missing (see tests/build.rs)");
 }
 
 /// True when running as root.

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use game_engine::CloseReason;
-use system_tests::{RawClient, TestServer, has_tool, require};
+use system_tests::{RawClient, TestServer, has_tool, need};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -21,13 +21,15 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool (apt-get install prometheus)"
+)]
 async fn promtool_accepts_the_live_metrics() {
-    if !require(
+    need(
         has_tool("promtool"),
         "promtool is not installed (apt-get install prometheus)",
-    ) {
-        return;
-    }
+    );
     let server = TestServer::start(|_| {}).await;
     let (_client, _) = RawClient::join(server.addr, "someone").await;
     let text = server.scrape().await.text;
@@ -56,14 +58,16 @@ async fn promtool_accepts_the_live_metrics() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(all(has_docker_compose, has_promtool, has_python3)),
+    ignore = "needs docker-compose, promtool and python3"
+)]
 async fn deployment_files_pass_their_checks() {
     let tools = ["docker-compose", "promtool", "python3"];
-    if !require(
+    need(
         tools.iter().all(|t| has_tool(t)),
         "docker-compose, promtool or python3 missing (apt-get install docker-compose prometheus)",
-    ) {
-        return;
-    }
+    );
     let output = Command::new("bash")
         .arg(repo().join("deploy/check.sh"))
         .output()
@@ -90,13 +94,15 @@ fn resolved_compose(env: &[(&str, &str)]) -> std::process::Output {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_docker_compose),
+    ignore = "needs docker-compose (apt-get install docker-compose)"
+)]
 fn every_compose_service_is_limited_rotated_and_unprivileged() {
-    if !require(
+    need(
         has_tool("docker-compose"),
         "docker-compose is not installed (apt-get install docker-compose)",
-    ) {
-        return;
-    }
+    );
     let output = resolved_compose(&[("GRAFANA_ADMIN_PASSWORD", "a-password")]);
     assert!(
         output.status.success(),
@@ -142,13 +148,15 @@ fn every_compose_service_is_limited_rotated_and_unprivileged() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_docker_compose),
+    ignore = "needs docker-compose (apt-get install docker-compose)"
+)]
 fn grafana_has_no_default_admin_password() {
-    if !require(
+    need(
         has_tool("docker-compose"),
         "docker-compose is not installed (apt-get install docker-compose)",
-    ) {
-        return;
-    }
+    );
     let output = resolved_compose(&[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -332,13 +340,15 @@ async fn every_query_names_metrics_the_server_exports() {
 /// A real Prometheus scrapes a real server while client-sim plays a known mix; its HTTP API
 /// must report exactly the closes the run produced, by reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_prometheus),
+    ignore = "needs prometheus (apt-get install prometheus)"
+)]
 async fn a_real_prometheus_sees_exactly_the_closes_that_happened() {
-    if !require(
+    need(
         has_tool("prometheus"),
         "prometheus is not installed (apt-get install prometheus)",
-    ) {
-        return;
-    }
+    );
     let server = TestServer::start(|_| {}).await;
     let dir = temp_dir("prometheus");
     let port = free_port();

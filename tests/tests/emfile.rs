@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use system_tests::process::{AdminConnection, ServerProcess, ServerSpec, message};
-use system_tests::{PATIENCE, RawClient, Scrape, has_tool, require};
+use system_tests::{PATIENCE, RawClient, Scrape, has_tool, need};
 
 const LIMIT: u64 = 64;
 
@@ -16,13 +16,12 @@ fn emfile_errors(scrape: &Scrape) -> f64 {
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_prlimit), ignore = "needs prlimit (util-linux)")]
 async fn out_of_descriptors_the_acceptor_backs_off_counts_emfile_and_accepts_again() {
-    if !require(
+    need(
         has_tool("prlimit"),
         "the EMFILE test needs prlimit (util-linux)",
-    ) {
-        return;
-    }
+    );
     let limit = format!("--nofile={LIMIT}:{LIMIT}");
     let server = ServerProcess::start(
         // Connections that never say Hello stay open for the whole test.

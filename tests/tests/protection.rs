@@ -365,13 +365,12 @@ async fn operators_list_and_kick_sessions() {
 /// An idle-timeout close is abortive: the server's socket is gone at once, not left in
 /// FIN-WAIT-1 retransmitting to a peer that will never answer (or FIN-WAIT-2 waiting for one).
 #[tokio::test]
+#[cfg_attr(not(has_ss), ignore = "needs ss (iproute2)")]
 async fn an_idle_timeout_close_leaves_no_socket_behind() {
-    if !system_tests::require(
+    system_tests::need(
         system_tests::has_tool("ss"),
         "ss (iproute2) is not installed",
-    ) {
-        return;
-    }
+    );
     let server = TestServer::start(|_| {}).await;
     let before = server.scrape().await;
     let (client, _) = RawClient::join(server.addr, "ghost").await;

@@ -3,15 +3,16 @@
 //! cable (link down, or an nftables drop that leaves the link up). Loopback cannot show any of
 //! this: a stopped peer's kernel on loopback still acknowledges everything.
 //!
-//! Needs root; skipped with a message otherwise (a failure in CI). Each test has its own
-//! namespaces, removed when the test ends, pass or fail.
+//! Needs root, `ip`, `ss` and `nft`: ignored (reported as not run) where the build did not find
+//! them, a failure in CI. Each test has its own namespaces, removed when the test ends, pass or
+//! fail.
 
 use std::time::{Duration, Instant};
 
 use game_engine::CloseReason;
 use system_tests::netns::Pair;
 use system_tests::process::{NetClient, ServerProcess, ServerSpec};
-use system_tests::{PATIENCE, has_tool, is_root, require};
+use system_tests::{PATIENCE, has_tool, is_root, need};
 
 /// Slack for a loaded 2-core machine on top of a configured timeout.
 const MARGIN: Duration = Duration::from_secs(2);
@@ -26,20 +27,17 @@ enum Cable {
     Firewall,
 }
 
-/// The namespaces, or `None` (after saying why) when this machine cannot make them.
-fn namespaces(tag: &str, cable: Cable) -> Option<Pair> {
-    if !require(is_root(), "pulling a cable needs root (network namespaces)")
-        || !require(
-            has_tool("ip") && has_tool("ss"),
-            "pulling a cable needs `ip` and `ss` (iproute2)",
-        )
-    {
-        return None;
+/// The namespaces.
+fn namespaces(tag: &str, cable: Cable) -> Pair {
+    need(is_root(), "pulling a cable needs root (network namespaces)");
+    need(
+        has_tool("ip") && has_tool("ss"),
+        "pulling a cable needs `ip` and `ss` (iproute2)",
+    );
+    if matches!(cable, Cable::Firewall) {
+        need(has_tool("nft"), "dropping packets needs `nft` (nftables)");
     }
-    if matches!(cable, Cable::Firewall) && !require(has_tool("nft"), "needs `nft` (nftables)") {
-        return None;
-    }
-    Some(Pair::new(tag))
+    Pair::new(tag)
 }
 
 fn pull(pair: &Pair, cable: Cable) -> Instant {
@@ -115,10 +113,12 @@ fn errno_of(close: &serde_json::Value) -> String {
 /// idle connection, then the client dies. Nothing reaches the server; the heartbeat watchdog
 /// ends the session as `idle_timeout` about `session.idle_timeout` after the last pong.
 #[tokio::test]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_ss, has_nft)),
+    ignore = "needs root, ip, ss and nft: real pulled cables in network namespaces"
+)]
 async fn cable_pulled_then_client_dies_idle_heartbeat_reports_idle_timeout() {
-    let Some(pair) = namespaces("idle-hb", Cable::Firewall) else {
-        return;
-    };
+    let pair = namespaces("idle-hb", Cable::Firewall);
     let heartbeat = Duration::from_millis(500);
     let idle = Duration::from_secs(3);
     // Keepalive and the user timeout are far away, so only the watchdog can notice.
@@ -169,9 +169,7 @@ async fn cable_pulled_then_client_dies_idle_heartbeat_reports_idle_timeout() {
 /// `tcp.user_timeout` is 0 here: when set, Linux ends keepalive probing by the user timeout and
 /// ignores the probe count.
 async fn keepalive_detects_a_pulled_cable(cable: Cable, tag: &str) {
-    let Some(pair) = namespaces(tag, cable) else {
-        return;
-    };
+    let pair = namespaces(tag, cable);
     let (idle, interval, count) = (1u64, 1u64, 3u64);
     let server = start_server(
         &pair,
@@ -226,11 +224,19 @@ async fn keepalive_detects_a_pulled_cable(cable: Cable, tag: &str) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_ss, has_nft)),
+    ignore = "needs root, ip, ss and nft: real pulled cables in network namespaces"
+)]
 async fn cable_pulled_then_client_dies_idle_keepalive_reports_tcp_timeout_link_down() {
     keepalive_detects_a_pulled_cable(Cable::LinkDown, "ka-link").await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_ss, has_nft)),
+    ignore = "needs root, ip, ss and nft: real pulled cables in network namespaces"
+)]
 async fn cable_pulled_then_client_dies_idle_keepalive_reports_tcp_timeout_firewall() {
     keepalive_detects_a_pulled_cable(Cable::Firewall, "ka-nft").await;
 }
@@ -241,10 +247,12 @@ async fn cable_pulled_then_client_dies_idle_keepalive_reports_tcp_timeout_firewa
 /// timeout, not after `keepalive_count` (3) probes: about 30 s, where the count alone would give
 /// 10 + 3 × 5 = 25 s.
 #[tokio::test]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_ss, has_nft)),
+    ignore = "needs root, ip, ss and nft: real pulled cables in network namespaces"
+)]
 async fn with_the_default_tcp_settings_the_user_timeout_decides_keepalive_detection() {
-    let Some(pair) = namespaces("ka-default", Cable::Firewall) else {
-        return;
-    };
+    let pair = namespaces("ka-default", Cable::Firewall);
     let tcp = game_engine::Config::default().tcp;
     let server = start_server(
         &pair,
@@ -305,9 +313,7 @@ async fn with_the_default_tcp_settings_the_user_timeout_decides_keepalive_detect
 /// TCP_USER_TIMEOUT (3 s) ends the connection as `tcp_timeout` (ETIMEDOUT, or EHOSTUNREACH after
 /// a link down). The heartbeat is off and the idle timeout far away, so nothing else can.
 async fn user_timeout_detects_a_pulled_cable_while_writing(cable: Cable, tag: &str) {
-    let Some(pair) = namespaces(tag, cable) else {
-        return;
-    };
+    let pair = namespaces(tag, cable);
     let user_timeout = Duration::from_secs(3);
     let server = start_server(
         &pair,
@@ -362,11 +368,19 @@ async fn user_timeout_detects_a_pulled_cable_while_writing(cable: Cable, tag: &s
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_ss, has_nft)),
+    ignore = "needs root, ip, ss and nft: real pulled cables in network namespaces"
+)]
 async fn cable_pulled_while_the_server_writes_user_timeout_reports_tcp_timeout_link_down() {
     user_timeout_detects_a_pulled_cable_while_writing(Cable::LinkDown, "ut-link").await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_ss, has_nft)),
+    ignore = "needs root, ip, ss and nft: real pulled cables in network namespaces"
+)]
 async fn cable_pulled_while_the_server_writes_user_timeout_reports_tcp_timeout_firewall() {
     user_timeout_detects_a_pulled_cable_while_writing(Cable::Firewall, "ut-nft").await;
 }
@@ -375,10 +389,12 @@ async fn cable_pulled_while_the_server_writes_user_timeout_reports_tcp_timeout_f
 /// The session survives: same session id, an input sent during the outage arrives once the link
 /// is back, play continues, and no close is counted.
 #[tokio::test]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_ss, has_nft)),
+    ignore = "needs root, ip, ss and nft: real pulled cables in network namespaces"
+)]
 async fn cable_pulled_and_plugged_back_before_any_timeout_the_session_survives() {
-    let Some(pair) = namespaces("replug", Cable::LinkDown) else {
-        return;
-    };
+    let pair = namespaces("replug", Cable::LinkDown);
     let server = start_server(
         &pair,
         "[session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"6s\"\n",

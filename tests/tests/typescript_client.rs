@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use system_tests::process::game_server_binary;
-use system_tests::{has_tool, in_ci, require};
+use system_tests::{has_tool, in_ci, need};
 
 fn package() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -43,10 +43,9 @@ fn npm(args: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(not(all(has_node, has_npm)), ignore = "needs Node 20 and npm")]
 fn the_typescript_client_typechecks_bundles_reproducibly_and_passes_its_tests() {
-    if !require(has_tool("node") && has_tool("npm"), "Node 20 and npm") {
-        return;
-    }
+    need(has_tool("node") && has_tool("npm"), "Node 20 and npm");
     if !package().join("node_modules").exists() {
         // .ci/run installs them first; a fresh checkout installs them here, from the lockfile.
         npm(&["ci", "--no-audit", "--no-fund"]);
