@@ -1,7 +1,9 @@
 //! The servers under test, as child processes killed on drop, and what `/proc` says about them.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+
+use client_sim::metrics::Admin;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -176,7 +178,7 @@ pub struct Settings {
 
 impl Server {
     /// Starts `target` on loopback and waits until it serves.
-    pub fn start(
+    pub async fn start(
         bins: &Binaries,
         target: Target,
         settings: &Settings,
@@ -218,7 +220,7 @@ impl Server {
                     addr,
                     admin: Some(admin),
                 };
-                server.wait_ready(&log_path)?;
+                server.wait_ready(&log_path).await?;
                 Ok(server)
             }
             Target::Baseline => {
@@ -265,7 +267,10 @@ impl Server {
         self.child.id()
     }
 
-    fn wait_ready(&mut self, log: &Path) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self, log: &Path) -> anyhow::Result<()> {
+        let admin = self
+            .admin_client()
+            .context("this server has no admin port")?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
@@ -274,19 +279,28 @@ impl Server {
                     log.display()
                 );
             }
-            if self.get("/healthz").is_ok() {
+            if admin.get_ok("/healthz").await.is_ok() {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!("game-server not ready within 20 s; see {}", log.display())
     }
 
-    /// A blocking HTTP/1.0 GET on the admin port: the body, and the time from connect to the
-    /// last byte.
-    pub fn get(&self, path: &str) -> anyhow::Result<(String, Duration)> {
-        let admin = self.admin.context("this server has no admin port")?;
-        http_get(admin, path)
+    /// A client of the admin port (none for the baseline), opening a fresh connection for each
+    /// request, as a scraper that comes every few seconds does.
+    pub fn admin_client(&self) -> Option<Admin> {
+        Some(Admin::at(self.admin?, None).without_keepalive())
+    }
+
+    /// `GET path` on the admin port: the body, and the time from connect to the last byte.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(String, Duration)> {
+        let admin = self
+            .admin_client()
+            .context("this server has no admin port")?;
+        let started = Instant::now();
+        let body = admin.get_ok(path).await?;
+        Ok((body, started.elapsed()))
     }
 
     /// Resident set size, KiB (VmRSS).
@@ -299,14 +313,13 @@ impl Server {
         cpu_time(self.pid())
     }
 
-    /// The game server's `gameserver_sessions_active` gauge.
-    pub fn sessions_active(&self) -> anyhow::Result<u64> {
-        let (body, _) = self.get("/metrics")?;
+    /// A gauge or counter of the game server's `/metrics` without labels.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let (body, _) = self.get("/metrics").await?;
         body.lines()
-            .find_map(|l| l.strip_prefix("gameserver_sessions_active "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|v| v as u64)
-            .context("no gameserver_sessions_active in /metrics")
+            .with_context(|| format!("no {name} in /metrics"))
     }
 }
 
@@ -317,27 +330,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A blocking HTTP/1.0 GET: the body and the time from connect to the last byte.
-pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, Duration)> {
-    let started = Instant::now();
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let took = started.elapsed();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        bail!(
-            "GET {path}: {}",
-            head.lines().next().unwrap_or("no status line")
-        );
-    }
-    Ok((body.to_owned(), took))
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -206,12 +206,6 @@ fn mosquitto_note(command: &str, clients: &str) -> String {
     )
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f).await?
-}
-
 fn kib(bytes_kib: u64) -> f64 {
     bytes_kib as f64
 }
@@ -239,7 +233,7 @@ async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
             env: vec![heartbeat_env(server_heartbeat(scale.hold_heartbeat))],
             broadcast: false,
         };
-        let server = Server::start(bins, target, &settings, "hold")?;
+        let server = Server::start(bins, target, &settings, "hold").await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle_rss = server.rss_kib()?;
         let plan = Plan {
@@ -263,8 +257,7 @@ async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
         cpu[t] = Some(cpu_used.as_secs_f64() / scale.hold.as_secs_f64() * 100.0);
         if target == Target::Ours {
             for _ in 0..10 {
-                let admin = server.admin.context("admin port")?;
-                let (_, took) = blocking(move || crate::procs::http_get(admin, "/metrics")).await?;
+                let (_, took) = server.get("/metrics").await?;
                 scrape.push(took.as_secs_f64() * 1000.0);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -389,7 +382,7 @@ async fn detect(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> 
             env: vec![heartbeat_env(server_heartbeat(scale.detect_heartbeat))],
             broadcast: false,
         };
-        let server = Server::start(bins, target, &settings, "detect")?;
+        let server = Server::start(bins, target, &settings, "detect").await?;
         for (round, n) in [scale.vanish_small, scale.sessions].into_iter().enumerate() {
             let plan = Plan {
                 n,
@@ -597,7 +590,7 @@ async fn storm(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
             env: vec![heartbeat_env(server_heartbeat(period))],
             ..Settings::default()
         };
-        let server = Server::start(bins, target, &settings, "storm")?;
+        let server = Server::start(bins, target, &settings, "storm").await?;
         let (o0, d0) = listen_counters()?;
         let plan = Plan {
             n: scale.sessions,
@@ -775,7 +768,7 @@ async fn throughput(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Resul
         broadcast: false,
     };
     for (t, target) in TARGETS.into_iter().enumerate() {
-        let server = Server::start(bins, target, &settings, "throughput")?;
+        let server = Server::start(bins, target, &settings, "throughput").await?;
         let pumps = Pumps::start(
             target,
             server.addr,
@@ -891,8 +884,8 @@ async fn metrics_cost(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Res
         env: unthrottled(),
         broadcast: false,
     };
-    let server = Server::start(bins, Target::Ours, &settings, "metrics")?;
-    let admin = server.admin.context("admin port")?;
+    let server = Server::start(bins, Target::Ours, &settings, "metrics").await?;
+    let admin = server.admin_client().context("admin port")?;
     let pumps = Pumps::start(
         Target::Ours,
         server.addr,
@@ -909,7 +902,7 @@ async fn metrics_cost(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Res
     for pair in 0..scale.metric_phases {
         for scrape in [pair % 2 == 1, pair % 2 == 0] {
             if scrape {
-                scraped.push(scraped_rate(&pumps, admin, scale.measure).await?);
+                scraped.push(scraped_rate(&pumps, admin.clone(), scale.measure).await?);
             } else {
                 quiet.push(pumps.rate(scale.measure).await);
             }
@@ -936,7 +929,7 @@ async fn metrics_cost(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Res
 /// The pumps' rate while `/metrics` is fetched every second.
 async fn scraped_rate(
     pumps: &Pumps,
-    admin: std::net::SocketAddr,
+    admin: client_sim::metrics::Admin,
     period: Duration,
 ) -> anyhow::Result<f64> {
     let stop = CancellationToken::new();
@@ -948,7 +941,7 @@ async fn scraped_rate(
                 tokio::select! {
                     () = stop.cancelled() => return Ok::<(), anyhow::Error>(()),
                     _ = every.tick() => {
-                        blocking(move || crate::procs::http_get(admin, "/metrics")).await?;
+                        admin.get_ok("/metrics").await?;
                     }
                 }
             }
@@ -962,7 +955,7 @@ async fn scraped_rate(
 
 /// 6: sessions connect and quit, over and over; does the server's RSS come back?
 async fn cycles(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> {
-    let server = Server::start(bins, Target::Ours, &Settings::default(), "cycles")?;
+    let server = Server::start(bins, Target::Ours, &Settings::default(), "cycles").await?;
     let mut peaks = Vec::new();
     let mut after = 0;
     for cycle in 0..scale.cycles {
@@ -979,18 +972,10 @@ async fn cycles(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> 
         crowd.disperse().await;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let active = {
-                let admin = server.admin.context("admin port")?;
-                blocking(move || {
-                    let (body, _) = crate::procs::http_get(admin, "/metrics")?;
-                    Ok(body
-                        .lines()
-                        .find_map(|l| l.strip_prefix("gameserver_sessions_active "))
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .unwrap_or(f64::NAN))
-                })
-                .await?
-            };
+            let active = server
+                .metric("gameserver_sessions_active")
+                .await
+                .unwrap_or(f64::NAN);
             if active == 0.0 || Instant::now() > deadline {
                 break;
             }
@@ -1018,7 +1003,7 @@ async fn cycles(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<Measure>> 
 
 /// 7: rooms of players relaying inputs at the server's tick rate; relay latency.
 async fn rooms(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec<Measure>> {
-    let server = Server::start(bins, Target::Ours, &Settings::default(), "rooms")?;
+    let server = Server::start(bins, Target::Ours, &Settings::default(), "rooms").await?;
     let n = scale.rooms * scale.room_size;
     let start = Arc::new(tokio::sync::Barrier::new(n + 1));
     let epoch = Instant::now();
@@ -1137,7 +1122,7 @@ async fn fanout(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Ve
             if rooms == 0 {
                 continue;
             }
-            let server = Server::start(bins, target, &settings, "fanout")?;
+            let server = Server::start(bins, target, &settings, "fanout").await?;
             let (r, h) = fan(target, &server, scale, rooms, run).await?;
             eprintln!(
                 "bench: fanout {} ({rooms} rooms): {r:.0} deliveries/s; relay latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms ({} relays)",
@@ -1423,9 +1408,9 @@ async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
         env,
         broadcast: false,
     };
-    let server = Server::start(bins, Target::Ours, &settings, "burst")?;
+    let server = Server::start(bins, Target::Ours, &settings, "burst").await?;
     let addr = server.addr;
-    let admin = server.admin.context("admin port")?;
+    let admin = server.admin_client().context("admin port")?;
     let stall = CancellationToken::new();
     let drain = CancellationToken::new();
     let stop = CancellationToken::new();
@@ -1491,8 +1476,8 @@ async fn burst(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Result<Vec
     // Every feeder sends a chunk of inputs and waits for them to come back (by then they are
     // queued for every member), until the server holds about 1 MiB for each slow reader: the
     // kernel's send buffers take a varying share first.
-    let queued_bytes = || async move {
-        let (body, _) = blocking(move || crate::procs::http_get(admin, "/metrics")).await?;
+    let queued_bytes = || async {
+        let body = admin.get_ok("/metrics").await?;
         body.lines()
             .find_map(|l| l.strip_prefix("gameserver_queued_bytes "))
             .and_then(|v| v.trim().parse::<f64>().ok())
@@ -1785,7 +1770,8 @@ async fn transports(bins: &Binaries, scale: &Scale, run: usize) -> anyhow::Resul
             env,
             broadcast: false,
         };
-        let server = Server::start(bins, Target::Ours, &settings, &format!("transport-{name}"))?;
+        let server =
+            Server::start(bins, Target::Ours, &settings, &format!("transport-{name}")).await?;
         let addr = if websocket { ws } else { server.addr };
         let scheme = if over_tls { "wss" } else { "ws" };
         client::speak(

@@ -98,6 +98,72 @@ impl Admin {
         })
     }
 
+    /// An admin client for the server whose admin port is `addr`.
+    pub fn at(addr: std::net::SocketAddr, token: Option<String>) -> Admin {
+        Admin::new(&format!("http://{addr}/metrics"), token)
+            .unwrap_or_else(|error| unreachable!("an address makes a valid URL: {error}"))
+    }
+
+    /// The same client opening a fresh connection for every request, so that a measurement of
+    /// a request includes its connect.
+    pub fn without_keepalive(self) -> Admin {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap_or(self.http);
+        Admin { http, ..self }
+    }
+
+    /// `GET path` on the admin port: the status and the body.
+    pub async fn get(&self, path: &str) -> Result<(u16, String), AdminError> {
+        let url = self.url(path);
+        let failed = |error: reqwest::Error| AdminError::Unreachable {
+            url: url.to_string(),
+            cause: root_cause(&error),
+        };
+        let response = self
+            .authorized(self.http.get(url.clone()))
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.map_err(failed)?))
+    }
+
+    /// `GET path`, which must answer 200: the body.
+    pub async fn get_ok(&self, path: &str) -> Result<String, AdminError> {
+        match self.get(path).await? {
+            (200, body) => Ok(body),
+            (status, _) => Err(AdminError::Status {
+                url: self.url(path).to_string(),
+                status,
+            }),
+        }
+    }
+
+    /// `POST path` on the admin port: the status.
+    pub async fn post(&self, path: &str) -> Result<u16, AdminError> {
+        let url = self.url(path);
+        let response = self
+            .authorized(self.http.post(url.clone()))
+            .send()
+            .await
+            .map_err(|error| AdminError::Unreachable {
+                url: url.to_string(),
+                cause: root_cause(&error),
+            })?;
+        Ok(response.status().as_u16())
+    }
+
+    /// `path` (with its query) on the metrics URL's origin.
+    fn url(&self, path: &str) -> Url {
+        self.metrics
+            .join(path)
+            .unwrap_or_else(|_| self.metrics.clone())
+    }
+
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(token) => request.bearer_auth(token),

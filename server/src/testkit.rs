@@ -142,7 +142,7 @@ impl<R: Room> RoomHarness<R> {
             TEST_QUEUE,
             QueueLimit::default(),
         );
-        let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+        let mut context = RoomContext::joining(&self.name, &self.members, self.tick, &player);
         self.room.join(&mut context, &player)?;
         self.members.insert(session, player.clone());
         Ok(TestPlayer {

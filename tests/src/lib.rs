@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use client_sim::metrics::Admin;
 use futures_util::{SinkExt, StreamExt};
 use game_engine::{CloseReason, Config, Shutdown};
 use protocol::{
@@ -68,7 +69,10 @@ pub struct TestServer {
     /// The configuration it runs with.
     pub config: Config,
     server: game_engine::testkit::TestServer,
-    http: reqwest::Client,
+    /// The admin client without the admin token, as a reader on loopback.
+    reader: Admin,
+    /// The admin client with the token, as an operator.
+    operator: Admin,
 }
 
 impl TestServer {
@@ -94,8 +98,9 @@ impl TestServer {
             admin: server.admin_addr(),
             shutdown: server.shutdown().clone(),
             config: server.config.clone(),
+            reader: Admin::at(server.admin_addr(), None),
+            operator: Admin::at(server.admin_addr(), Some(TEST_ADMIN_TOKEN.to_owned())),
             server,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -111,31 +116,18 @@ impl TestServer {
 
     /// One scrape of /metrics.
     pub async fn scrape(&self) -> Scrape {
-        scrape(&self.http, &self.metrics_url()).await
+        let body = self.reader.get_ok("/metrics").await.expect("GET /metrics");
+        Scrape::parse(&body)
     }
 
-    /// GETs an admin path, returning the status and body.
+    /// GETs an admin path (without the admin token), returning the status and body.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.admin_url()))
-            .send()
-            .await
-            .expect("admin GET");
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("admin body"))
+        self.reader.get(path).await.expect("admin GET")
     }
 
-    /// POSTs to an admin path, returning the status.
+    /// POSTs to an admin path with the admin token, returning the status.
     pub async fn post(&self, path: &str) -> u16 {
-        self.http
-            .post(format!("{}{path}", self.admin_url()))
-            .bearer_auth(TEST_ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("admin POST")
-            .status()
-            .as_u16()
+        self.operator.post(path).await.expect("admin POST")
     }
 
     /// Kicks a session through the admin listener.
@@ -324,19 +316,6 @@ impl RelayLog {
             "{sender}'s inputs, each relayed once"
         );
     }
-}
-
-/// Scrapes a /metrics URL.
-pub async fn scrape(http: &reqwest::Client, url: &str) -> Scrape {
-    let text = http
-        .get(url)
-        .send()
-        .await
-        .expect("scrape /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    Scrape::parse(&text)
 }
 
 /// One scrape: every sample keyed by `name{label="value",...}` with labels sorted.

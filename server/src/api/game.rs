@@ -138,6 +138,9 @@ pub struct RoomContext<'a> {
     name: &'a str,
     members: &'a HashMap<u64, Player>,
     tick: u64,
+    /// In [`Room::join`], the player asking to enter: not a member yet, but the room may send
+    /// to it (what it needs to know on arrival) or end it.
+    joining: Option<u64>,
 }
 
 impl<'a> RoomContext<'a> {
@@ -146,7 +149,29 @@ impl<'a> RoomContext<'a> {
             name,
             members,
             tick,
+            joining: None,
         }
+    }
+
+    /// The context of [`Room::join`] for `player`.
+    pub(crate) fn joining(
+        name: &'a str,
+        members: &'a HashMap<u64, Player>,
+        tick: u64,
+        player: &Player,
+    ) -> Self {
+        RoomContext {
+            joining: Some(player.session_id()),
+            ..RoomContext::new(name, members, tick)
+        }
+    }
+
+    /// `player` as this room holds it: a member, or the player asking to join.
+    fn reach<'p>(&'p self, player: &'p Player) -> Option<&'p Player> {
+        let id = player.session_id();
+        self.members
+            .get(&id)
+            .or((self.joining == Some(id)).then_some(player))
     }
 
     /// The room's name.
@@ -179,10 +204,12 @@ impl<'a> RoomContext<'a> {
         self.members.get(&session_id)
     }
 
-    /// Sends an event to one player. False when it was not queued (the player's queue is full,
-    /// which closes it as a slow consumer, or its session has ended).
+    /// Sends an event to one member (or, in [`Room::join`], to the player joining). False when
+    /// it was not queued: the player is not in this room (it moved, or left), its queue is full
+    /// (which closes it as a slow consumer), or its session has ended.
     pub fn send(&self, player: &Player, payload: Bytes) -> bool {
-        player.send(payload)
+        self.reach(player)
+            .is_some_and(|member| member.send(payload))
     }
 
     /// Sends an event to every member. The payload is shared, not copied.
@@ -203,7 +230,10 @@ impl<'a> RoomContext<'a> {
 
     /// Ends a member's session by the game's own rules: after its queued events it gets
     /// `Bye{game_ended}` with `reason` as the text, and the close is counted as `game_ended`.
+    /// Does nothing for a player that is not in this room.
     pub fn end(&self, player: &Player, reason: impl Into<String>) {
-        player.end(reason);
+        if let Some(member) = self.reach(player) {
+            member.end(reason);
+        }
     }
 }

@@ -180,8 +180,9 @@ impl Player {
 
     /// Queues an event payload for the player without ever waiting. When the player's queue is
     /// full the session ends as `slow_consumer` and the event is dropped; returns false then, or
-    /// when the session has already ended.
-    pub fn send(&self, payload: Bytes) -> bool {
+    /// when the session has already ended. (A room sends through [`crate::RoomContext`], which
+    /// sends only to its members.)
+    pub(crate) fn send(&self, payload: Bytes) -> bool {
         let len = payload.len() as u64;
         let queued = self.0.footprint.enqueue(len);
         if queued > self.0.limit.max_bytes
@@ -216,20 +217,15 @@ impl Player {
     }
 
     /// Ends the session with `Bye{kicked}` after its queued events (an operator's kick).
-    pub fn kick(&self) {
+    pub(crate) fn kick(&self) {
         self.close(CloseReason::Kicked);
     }
 
     /// Ends the session by the game's own rules: `Bye{game_ended}` with `reason` as its text,
     /// after the queued events; counted as `game_ended`.
-    pub fn end(&self, reason: impl Into<String>) {
+    pub(crate) fn end(&self, reason: impl Into<String>) {
         *lock(&self.0.control.text) = Some(reason.into());
         self.close(CloseReason::GameEnded);
-    }
-
-    /// True once the player left the game for good.
-    pub fn has_left(&self) -> bool {
-        self.0.life.load(Ordering::Acquire) == LEFT
     }
 
     /// The player now holds a place in a room; the room it was in hears it moved.

@@ -618,7 +618,10 @@ async fn run_room<R: Room>(
         };
         match command {
             Command::Join { player, reply } => {
-                let answer = room.join(&mut RoomContext::new(&name, &members, tick), &player);
+                let answer = room.join(
+                    &mut RoomContext::joining(&name, &members, tick, &player),
+                    &player,
+                );
                 if answer.is_ok() {
                     members.insert(player.session_id(), player);
                 }

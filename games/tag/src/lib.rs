@@ -1,0 +1,279 @@
+//! "tag": a game of tag on the engine, written only against its documented API.
+//!
+//! One player in each room is "it". It tags another player by session id; the tagged player
+//! becomes it, and the tagger scores. A player whose connection broke is away (the engine parks
+//! its session for resume): it cannot be tagged, and if it was it, another player becomes it
+//! until it is back. With `round_seconds` set, a round ends on time, the most tags win, and the
+//! scores start over.
+//!
+//! Payloads are UTF-8 text, one command or event per message:
+//! - input: `tag SESSION`;
+//! - events: `it SESSION` (who is it now; also the first event a newcomer gets), `joined SESSION
+//!   PLAYER`, `tagged BY SESSION`, `away SESSION`, `back SESSION`, `left SESSION`, `round N won
+//!   SESSION TAGS` (or `round N won nobody 0`), and to the sender alone `refused WHY`.
+//!
+//! A malformed input ends the sender's session with the game's reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use game_engine::config::Problem;
+use game_engine::{
+    CloseReason, Game, GameConfig, Leave, NewRoom, Player, Refusal, Room, RoomContext,
+};
+use serde::{Deserialize, Serialize};
+
+/// The `[game]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagConfig {
+    /// Most players in one room.
+    pub players_per_room: usize,
+    /// Length of a round in seconds; 0 = endless.
+    pub round_seconds: u32,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        TagConfig {
+            players_per_room: 16,
+            round_seconds: 120,
+        }
+    }
+}
+
+impl GameConfig for TagConfig {
+    const DEFAULT_TOML: &'static str = r#"
+[game]
+# Tag. Most players in one room; the next is refused ("the room is full").
+players_per_room = 16
+# A round lasts this long; then the most tags win and the scores start over. 0 = endless.
+round_seconds = 120
+"#;
+
+    fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.players_per_room < 2 {
+            problems.push(Problem {
+                key: "game.players_per_room".to_owned(),
+                message: "must be at least 2: tag needs someone to tag".to_owned(),
+            });
+        }
+        if self.round_seconds > 86_400 {
+            problems.push(Problem {
+                key: "game.round_seconds".to_owned(),
+                message: "must be at most 86400 (a day)".to_owned(),
+            });
+        }
+        problems
+    }
+}
+
+/// A player's command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Tag the player with this session id.
+    Tag(u64),
+}
+
+impl Command {
+    /// Parses an input payload.
+    pub fn parse(payload: &[u8]) -> Result<Command, String> {
+        let text = std::str::from_utf8(payload).map_err(|_| "an input is UTF-8 text")?;
+        match text.split_once(' ') {
+            Some(("tag", target)) => target
+                .parse()
+                .map(Command::Tag)
+                .map_err(|_| format!("not a session id: {target:?}")),
+            _ => Err(format!("unknown command {text:?}; expected `tag SESSION`")),
+        }
+    }
+
+    /// The input payload.
+    pub fn to_bytes(self) -> Bytes {
+        match self {
+            Command::Tag(target) => Bytes::from(format!("tag {target}")),
+        }
+    }
+}
+
+/// Ticks per second: the round clock needs no more.
+const TICK_RATE_HZ: u32 = 1;
+
+/// The game of tag.
+#[derive(Debug, Clone, Default)]
+pub struct Tag {
+    config: TagConfig,
+}
+
+impl Tag {
+    /// The game with its configuration.
+    pub fn new(config: TagConfig) -> Tag {
+        Tag { config }
+    }
+}
+
+impl Game for Tag {
+    type Config = TagConfig;
+    type Room = TagRoom;
+
+    fn open(&self, _room: &NewRoom<'_>) -> Result<TagRoom, Refusal> {
+        Ok(TagRoom {
+            config: self.config.clone(),
+            it: None,
+            away: BTreeSet::new(),
+            scores: BTreeMap::new(),
+            round: 1,
+            round_started: 0,
+        })
+    }
+}
+
+/// One room of tag.
+#[derive(Debug)]
+pub struct TagRoom {
+    config: TagConfig,
+    /// Who is it.
+    it: Option<u64>,
+    /// Members whose connection broke: parked, not gone.
+    away: BTreeSet<u64>,
+    /// Tags this round, by member.
+    scores: BTreeMap<u64, u32>,
+    round: u64,
+    /// The tick the round started at.
+    round_started: u64,
+}
+
+impl TagRoom {
+    /// Who is it now.
+    pub fn it(&self) -> Option<u64> {
+        self.it
+    }
+
+    /// A member's tags this round.
+    pub fn score(&self, session: u64) -> u32 {
+        self.scores.get(&session).copied().unwrap_or(0)
+    }
+
+    /// Makes the first member who is here (lowest session id) it, or nobody.
+    fn pass_it(&mut self, room: &mut RoomContext<'_>, except: u64) {
+        let next = self
+            .scores
+            .keys()
+            .copied()
+            .find(|session| *session != except && !self.away.contains(session));
+        self.it = next;
+        if let Some(it) = next {
+            room.broadcast(text(format!("it {it}")));
+        }
+    }
+
+    fn tag(&mut self, room: &mut RoomContext<'_>, player: &Player, target: u64) {
+        let refuse = |why: &str| {
+            room.send(player, text(format!("refused {why}")));
+        };
+        if self.it != Some(player.session_id()) {
+            return refuse("only it can tag");
+        }
+        if target == player.session_id() {
+            return refuse("it cannot tag itself");
+        }
+        if room.member(target).is_none() {
+            return refuse("no such player in this room");
+        }
+        if self.away.contains(&target) {
+            return refuse("that player is away");
+        }
+        *self.scores.entry(player.session_id()).or_default() += 1;
+        self.it = Some(target);
+        room.broadcast(text(format!("tagged {} {target}", player.session_id())));
+        room.broadcast(text(format!("it {target}")));
+    }
+}
+
+fn text(line: String) -> Bytes {
+    Bytes::from(line)
+}
+
+impl Room for TagRoom {
+    fn join(&mut self, room: &mut RoomContext<'_>, player: &Player) -> Result<(), Refusal> {
+        if room.len() >= self.config.players_per_room {
+            return Err(Refusal::new(format!(
+                "the room is full ({} players)",
+                self.config.players_per_room
+            )));
+        }
+        let session = player.session_id();
+        self.scores.insert(session, 0);
+        room.broadcast(text(format!("joined {session} {}", player.player_id())));
+        let it = *self.it.get_or_insert(session);
+        room.send(player, text(format!("it {it}")));
+        Ok(())
+    }
+
+    fn input(&mut self, room: &mut RoomContext<'_>, player: &Player, _seq: u64, payload: Bytes) {
+        match Command::parse(&payload) {
+            Ok(Command::Tag(target)) => self.tag(room, player, target),
+            Err(why) => room.end(player, format!("invalid input: {why}")),
+        }
+    }
+
+    fn leave(&mut self, room: &mut RoomContext<'_>, player: &Player, _why: Leave) {
+        let session = player.session_id();
+        self.scores.remove(&session);
+        self.away.remove(&session);
+        room.broadcast(text(format!("left {session}")));
+        if self.it == Some(session) {
+            self.pass_it(room, session);
+        }
+    }
+
+    fn disconnected(&mut self, room: &mut RoomContext<'_>, player: &Player, _why: CloseReason) {
+        let session = player.session_id();
+        self.away.insert(session);
+        room.broadcast_except(player, text(format!("away {session}")));
+        if self.it == Some(session) {
+            self.pass_it(room, session);
+        }
+    }
+
+    fn reconnected(&mut self, room: &mut RoomContext<'_>, player: &Player) {
+        let session = player.session_id();
+        self.away.remove(&session);
+        room.broadcast(text(format!("back {session}")));
+        if self.it.is_none() {
+            self.it = Some(session);
+        }
+        if let Some(it) = self.it {
+            room.send(player, text(format!("it {it}")));
+        }
+    }
+
+    fn tick(&mut self, room: &mut RoomContext<'_>, tick: u64) {
+        let length = u64::from(self.config.round_seconds) * u64::from(TICK_RATE_HZ);
+        if length == 0 || tick < self.round_started + length {
+            return;
+        }
+        let best = self
+            .scores
+            .iter()
+            .max_by_key(|(session, tags)| (**tags, std::cmp::Reverse(**session)))
+            .filter(|(_, tags)| **tags > 0);
+        let line = match best {
+            Some((session, tags)) => format!("round {} won {session} {tags}", self.round),
+            None => format!("round {} won nobody 0", self.round),
+        };
+        room.broadcast(text(line));
+        self.scores.values_mut().for_each(|tags| *tags = 0);
+        self.round += 1;
+        self.round_started = tick;
+    }
+
+    fn tick_rate_hz(&self) -> Option<u32> {
+        Some(TICK_RATE_HZ)
+    }
+
+    fn wants_tick(&self) -> bool {
+        self.config.round_seconds > 0 && !self.scores.is_empty()
+    }
+}

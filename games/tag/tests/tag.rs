@@ -1,0 +1,296 @@
+//! The game of tag, tested as a game author would: rooms driven directly with the test kit's
+//! `RoomHarness`, and the whole game behind the real engine with its `TestServer`.
+
+use bytes::Bytes;
+use game_engine::testkit::{RoomHarness, TestPlayer, TestServer, default_game_config};
+use game_engine::{CloseReason, Leave};
+use tag::{Command, Tag, TagConfig, TagRoom};
+
+fn lines(player: &mut TestPlayer) -> Vec<String> {
+    player
+        .events()
+        .into_iter()
+        .map(|event| String::from_utf8(event.to_vec()).expect("text events"))
+        .collect()
+}
+
+fn tag(target: &TestPlayer) -> Bytes {
+    Command::Tag(target.session_id()).to_bytes()
+}
+
+fn room(config: TagConfig) -> RoomHarness<TagRoom> {
+    RoomHarness::open(&Tag::new(config), "yard").expect("tag opens every room")
+}
+
+#[test]
+fn the_first_player_is_it_and_a_newcomer_learns_who_is() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann joins");
+    assert_eq!(yard.room().it(), Some(ann.session_id()));
+    assert_eq!(lines(&mut ann), [format!("it {}", ann.session_id())]);
+    let mut bob = yard.join("bob").expect("bob joins");
+    assert_eq!(
+        lines(&mut ann),
+        [format!("joined {} bob", bob.session_id())],
+        "the members hear of the newcomer"
+    );
+    assert_eq!(lines(&mut bob), [format!("it {}", ann.session_id())]);
+    assert_eq!(yard.room().it(), Some(ann.session_id()), "still ann");
+}
+
+#[test]
+fn it_tags_another_player_who_becomes_it_and_the_tagger_scores() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann");
+    let mut bob = yard.join("bob").expect("bob");
+    lines(&mut ann);
+    lines(&mut bob);
+    yard.input(&mut ann, tag(&bob));
+    assert_eq!(yard.room().it(), Some(bob.session_id()));
+    assert_eq!(yard.room().score(ann.session_id()), 1);
+    let told = [
+        format!("tagged {} {}", ann.session_id(), bob.session_id()),
+        format!("it {}", bob.session_id()),
+    ];
+    assert_eq!(lines(&mut ann), told);
+    assert_eq!(lines(&mut bob), told);
+}
+
+#[test]
+fn only_it_tags_and_never_itself_or_a_stranger() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann");
+    let mut bob = yard.join("bob").expect("bob");
+    lines(&mut ann);
+    lines(&mut bob);
+    yard.input(&mut bob, tag(&ann));
+    assert_eq!(lines(&mut bob), ["refused only it can tag"]);
+    let own = tag(&ann);
+    yard.input(&mut ann, own);
+    assert_eq!(lines(&mut ann), ["refused it cannot tag itself"]);
+    yard.input(&mut ann, Command::Tag(999).to_bytes());
+    assert_eq!(lines(&mut ann), ["refused no such player in this room"]);
+    assert!(
+        lines(&mut bob).is_empty(),
+        "refusals go to the sender alone"
+    );
+    assert_eq!(yard.room().it(), Some(ann.session_id()));
+    assert_eq!(yard.room().score(ann.session_id()), 0);
+}
+
+#[test]
+fn a_player_whose_connection_broke_cannot_be_tagged_and_does_not_stay_it() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann");
+    let mut bob = yard.join("bob").expect("bob");
+    let mut cat = yard.join("cat").expect("cat");
+    lines(&mut ann);
+    lines(&mut bob);
+    lines(&mut cat);
+    // Bob's connection breaks: he is away, not gone.
+    yard.disconnect(&bob, CloseReason::PeerReset);
+    assert_eq!(lines(&mut ann), [format!("away {}", bob.session_id())]);
+    yard.input(&mut ann, tag(&bob));
+    assert_eq!(lines(&mut ann), ["refused that player is away"]);
+    // Ann is it and her connection breaks: the first player here becomes it.
+    yard.disconnect(&ann, CloseReason::IdleTimeout);
+    assert_eq!(yard.room().it(), Some(cat.session_id()));
+    assert!(
+        lines(&mut cat).contains(&format!("it {}", cat.session_id())),
+        "cat hears she is it"
+    );
+    // Events keep queueing for Bob while he is away (the engine replays them on resume).
+    assert_eq!(
+        lines(&mut bob),
+        [
+            format!("away {}", ann.session_id()),
+            format!("it {}", cat.session_id())
+        ]
+    );
+    // Bob comes back: he hears who is it, and can be tagged again.
+    yard.reconnect(&bob);
+    assert_eq!(
+        lines(&mut bob),
+        [
+            format!("back {}", bob.session_id()),
+            format!("it {}", cat.session_id())
+        ]
+    );
+    yard.input(&mut cat, tag(&bob));
+    assert_eq!(yard.room().it(), Some(bob.session_id()));
+}
+
+#[test]
+fn when_it_leaves_another_player_becomes_it() {
+    let mut yard = room(TagConfig::default());
+    let ann = yard.join("ann").expect("ann");
+    let mut bob = yard.join("bob").expect("bob");
+    lines(&mut bob);
+    yard.leave(&ann, Leave::Closed(CloseReason::ClientQuit));
+    assert_eq!(yard.room().it(), Some(bob.session_id()));
+    assert_eq!(
+        lines(&mut bob),
+        [
+            format!("left {}", ann.session_id()),
+            format!("it {}", bob.session_id())
+        ]
+    );
+    yard.leave(&bob, Leave::Moved);
+    assert_eq!(yard.room().it(), None, "nobody is left to be it");
+}
+
+#[test]
+fn a_malformed_input_ends_the_senders_session_with_the_games_reason() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann");
+    let bob = yard.join("bob").expect("bob");
+    yard.input(&mut ann, "tag bob");
+    assert_eq!(
+        ann.ended().as_deref(),
+        Some("invalid input: not a session id: \"bob\"")
+    );
+    assert_eq!(bob.ended(), None);
+    assert_eq!(
+        Command::parse(b"hug 3"),
+        Err("unknown command \"hug 3\"; expected `tag SESSION`".to_owned())
+    );
+}
+
+#[test]
+fn a_full_room_refuses_the_next_player() {
+    let mut yard = room(TagConfig {
+        players_per_room: 2,
+        ..TagConfig::default()
+    });
+    yard.join("ann").expect("ann");
+    yard.join("bob").expect("bob");
+    let refusal = yard.join("cat").expect_err("the room is full");
+    assert_eq!(refusal.reason(), "the room is full (2 players)");
+}
+
+#[test]
+fn a_round_ends_on_time_the_most_tags_win_and_scores_start_over() {
+    let mut yard = room(TagConfig {
+        round_seconds: 3,
+        ..TagConfig::default()
+    });
+    let mut ann = yard.join("ann").expect("ann");
+    let mut bob = yard.join("bob").expect("bob");
+    yard.input(&mut ann, tag(&bob));
+    yard.input(&mut bob, tag(&ann));
+    yard.input(&mut ann, tag(&bob));
+    lines(&mut ann);
+    yard.tick();
+    yard.tick();
+    assert!(lines(&mut ann).is_empty(), "the round is not over yet");
+    yard.tick();
+    assert_eq!(
+        lines(&mut ann),
+        [format!("round 1 won {} 2", ann.session_id())]
+    );
+    assert_eq!(yard.room().score(ann.session_id()), 0, "scores start over");
+    yard.tick();
+    yard.tick();
+    yard.tick();
+    assert_eq!(
+        lines(&mut bob).last().map(String::as_str),
+        Some("round 2 won nobody 0")
+    );
+}
+
+#[test]
+fn the_defaults_load_and_a_room_for_one_is_a_named_error() {
+    let config: TagConfig = default_game_config().expect("the [game] defaults load");
+    assert_eq!(config, TagConfig::default());
+    let problems = game_engine::GameConfig::validate(&TagConfig {
+        players_per_room: 1,
+        round_seconds: 100_000,
+    });
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["game.players_per_room", "game.round_seconds"]);
+}
+
+/// The whole game behind the real engine: two players in one room over in-memory connections,
+/// a tag that reaches both, and a quit the other hears of.
+#[tokio::test]
+async fn two_players_play_tag_through_the_engine() {
+    let server = TestServer::start(Tag::default(), |_| {}).await;
+    let mut ann = server.join("ann", "yard").await.expect("ann is welcome");
+    let ann_id = ann.welcome().expect("welcome").session_id;
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("it {ann_id}")))
+    );
+    let mut bob = server.join("bob", "yard").await.expect("bob is welcome");
+    let bob_id = bob.welcome().expect("welcome").session_id;
+    assert_eq!(
+        bob.next_event().await,
+        Some(Bytes::from(format!("it {ann_id}")))
+    );
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("joined {bob_id} bob")))
+    );
+    ann.input(Command::Tag(bob_id).to_bytes()).await;
+    for client in [&mut ann, &mut bob] {
+        assert_eq!(
+            client.next_event().await,
+            Some(Bytes::from(format!("tagged {ann_id} {bob_id}")))
+        );
+        assert_eq!(
+            client.next_event().await,
+            Some(Bytes::from(format!("it {bob_id}")))
+        );
+    }
+    bob.quit().await;
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("left {bob_id}")))
+    );
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("it {ann_id}")))
+    );
+    ann.quit().await;
+    server.stop().await;
+}
+
+/// The normal dependencies of this crate, as `cargo tree` lists them.
+fn dependencies(features: &[&str]) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["tree", "--locked", "--offline", "-p", "tag", "-e", "normal"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .args(features)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        output.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A game that embeds the engine in a program of its own leaves the app shell out, and with it
+/// the command line parser, the HTTP client and the log subscriber.
+#[test]
+fn without_the_app_feature_the_game_pulls_no_command_line_http_client_or_log_subscriber() {
+    let shell = ["clap ", "reqwest ", "tracing-subscriber "];
+    let embedded = dependencies(&["--no-default-features"]);
+    assert!(embedded.contains("game-engine "), "{embedded}");
+    for crate_name in shell {
+        assert!(
+            !embedded.lines().any(|line| line.starts_with(crate_name)),
+            "{crate_name}in the embedded game's tree:\n{embedded}"
+        );
+    }
+    let program = dependencies(&[]);
+    for crate_name in shell {
+        assert!(
+            program.lines().any(|line| line.starts_with(crate_name)),
+            "{crate_name}missing from the program's tree"
+        );
+    }
+}
