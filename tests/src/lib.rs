@@ -3,6 +3,7 @@
 //!
 //! Every test file uses this one module; nothing here is copied per file.
 
+pub mod attack;
 pub mod browser;
 pub mod good;
 pub mod measure;

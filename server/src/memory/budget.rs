@@ -122,7 +122,7 @@ impl Totals {
 /// The share of `server.memory_budget` the estimate may reach before the server acts. The rest
 /// is headroom for what the estimate cannot see: the allocator's own overhead and the memory it
 /// keeps after a burst, and buffers in flight between two samples. Measured under floods of
-/// maximum-size events (tests/tests/hostile.rs), the resident set ran up to 15% above the
+/// maximum-size events (tests/tests/hostile_memory.rs), the resident set ran up to 15% above the
 /// estimate.
 pub const ACT_AT_PERCENT: u64 = 80;
 

@@ -1,0 +1,158 @@
+//! Transports: the memory and throughput of a session over each transport.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::client::{self, Crowd, Plan};
+use crate::procs::{Binaries, Server, Settings, Target};
+use crate::report::Measure;
+
+use super::throughput::Pumps;
+use super::{Scale, heartbeat_env, kib, server_heartbeat, unthrottled};
+
+/// Sessions each transport holds in [`transports`]: enough for per-session figures to stand
+/// out of the process's own, few enough that 4 x 5,000 TLS handshakes stay quick.
+const TRANSPORT_SESSIONS: usize = 5_000;
+
+/// 10: the game server over TLS, WebSocket and WebSocket over TLS (wss), against itself over
+/// plain TCP: what each holding session costs (user-space RSS, CPU) and pipelined throughput.
+/// The baseline column of these rows is plain TCP on the same server, not the bare baseline.
+pub(super) async fn transports(
+    bins: &Binaries,
+    scale: &Scale,
+    run: usize,
+) -> anyhow::Result<Vec<Measure>> {
+    const KINDS: [(&str, bool, bool); 4] = [
+        ("tcp", false, false),
+        ("tls", true, false),
+        ("websocket", false, true),
+        ("wss", true, true),
+    ];
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .context("generate a certificate")?;
+    let cert = bins.log_dir.join("bench-cert.pem");
+    let key = bins.log_dir.join("bench-key.pem");
+    std::fs::write(&cert, pair.cert.pem()).context("write the certificate")?;
+    std::fs::write(&key, pair.signing_key.serialize_pem()).context("write the key")?;
+    let tls = game_client::Tls::trusting(Some(&cert), "localhost")?;
+    let n = scale.sessions.min(TRANSPORT_SESSIONS);
+    let mut rss = Vec::new();
+    let mut cpu = Vec::new();
+    let mut rate = Vec::new();
+    for (name, over_tls, websocket) in KINDS {
+        let mut env = unthrottled();
+        env.push(heartbeat_env(server_heartbeat(scale.hold_heartbeat)));
+        if over_tls {
+            env.push((
+                "GAMESERVER__TLS__CERT_FILE".into(),
+                cert.display().to_string(),
+            ));
+            env.push((
+                "GAMESERVER__TLS__KEY_FILE".into(),
+                key.display().to_string(),
+            ));
+        }
+        let ws = crate::procs::free_port()?;
+        if websocket {
+            env.push((
+                "GAMESERVER__SERVER__WEBSOCKET_LISTEN".into(),
+                ws.to_string(),
+            ));
+        }
+        let settings = Settings {
+            idle_timeout: Some(Duration::from_secs(15)),
+            env,
+            broadcast: false,
+        };
+        let server =
+            Server::start(bins, Target::Ours, &settings, &format!("transport-{name}")).await?;
+        let addr = if websocket { ws } else { server.addr };
+        let scheme = if over_tls { "wss" } else { "ws" };
+        client::speak(
+            addr,
+            client::Layers {
+                tls: over_tls.then(|| tls.clone()),
+                websocket: websocket.then(|| format!("{scheme}://localhost:{}/", addr.port())),
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle_rss = server.rss_kib()?;
+        let plan = Plan {
+            n,
+            concurrency: scale.concurrency,
+            name: format!("hold-{name}-{run}"),
+            heartbeat: Some(scale.hold_heartbeat),
+            quit_with_bye: false,
+        };
+        let crowd = Crowd::gather(Target::Ours, addr, &plan).await;
+        let joined = crowd.joined();
+        if joined == 0 {
+            bail!("transports: no client joined over {name}");
+        }
+        tokio::time::sleep(scale.hold_heartbeat.min(Duration::from_secs(2))).await;
+        let cpu_start = server.cpu()?;
+        tokio::time::sleep(scale.hold).await;
+        let cpu_used = server.cpu()?.saturating_sub(cpu_start);
+        let held_rss = server.rss_kib()?;
+        let per_session = kib(held_rss.saturating_sub(idle_rss)) / joined as f64;
+        let percent = cpu_used.as_secs_f64() / scale.hold.as_secs_f64() * 100.0;
+        crowd.disperse().await;
+        let pumps = Pumps::start(
+            Target::Ours,
+            addr,
+            scale.pipelined,
+            scale.window,
+            &format!("tp-{name}-{run}"),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1).min(scale.measure)).await;
+        let r = pumps.rate(scale.measure).await;
+        pumps.stop().await?;
+        eprintln!(
+            "bench: transport {name}: {joined} sessions, RSS {idle_rss} -> {held_rss} KiB \
+             ({per_session:.2} KiB each), CPU {percent:.2}% over {:?}; {r:.0} frames/s pipelined",
+            scale.hold
+        );
+        rss.push(per_session);
+        cpu.push(percent);
+        rate.push(r);
+    }
+    let note = "The baseline column of the transport rows is the same game server over plain \
+                TCP in the same run (5,000 held sessions, heartbeat and pipelining as in 1 and \
+                4), not the bare Tokio baseline; TLS is rustls with the ring provider, TLS 1.3, \
+                a self-signed ECDSA P-256 certificate; WebSocket is tokio-tungstenite, one frame \
+                per binary message.";
+    // Row names per transport (TLS, WebSocket, wss) and figure (RSS, CPU, pipelined).
+    const METRICS: [[&str; 3]; 3] = [
+        [
+            "over TLS: user-space RSS per held session",
+            "over TLS: server CPU while holding",
+            "over TLS: pipelined 32-byte inputs, 100 connections",
+        ],
+        [
+            "over WebSocket: user-space RSS per held session",
+            "over WebSocket: server CPU while holding",
+            "over WebSocket: pipelined 32-byte inputs, 100 connections",
+        ],
+        [
+            "over wss: user-space RSS per held session",
+            "over wss: server CPU while holding",
+            "over wss: pipelined 32-byte inputs, 100 connections",
+        ],
+    ];
+    const UNITS: [&str; 3] = ["KiB", "% of a core", "frames/s"];
+    let figures = [&rss, &cpu, &rate];
+    let mut out = Vec::new();
+    for (k, names) in METRICS.iter().enumerate() {
+        for (f, metric) in names.iter().enumerate() {
+            out.push(
+                Measure::ours("10 transports", metric, UNITS[f])
+                    .value(figures[f][k + 1])
+                    .baseline(Some(figures[f][0]))
+                    .note(note),
+            );
+        }
+    }
+    Ok(out)
+}
