@@ -44,6 +44,7 @@ mod shutdown;
 pub mod testkit;
 mod transport;
 
+pub use crate::api::clock::{MAX_TIMERS, TooManyTimers};
 pub use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
 pub use crate::api::page;
 #[cfg(feature = "app")]

@@ -1,6 +1,6 @@
-//! Graceful shutdown in two steps: drain (stop accepting, flush, say Bye) and abort (stop
-//! waiting). The app turns signals into them (see `app::signals`); an embedding program calls
-//! [`Shutdown::drain`] itself.
+//! Graceful shutdown in two steps: drain (stop accepting, let the rooms have their last word,
+//! flush, say Bye) and abort (stop waiting). The app turns signals into them (see
+//! `app::signals`); an embedding program calls [`Shutdown::drain`] itself.
 
 use tokio_util::sync::CancellationToken;
 
@@ -8,6 +8,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     drain: CancellationToken,
+    /// The sessions close: after the rooms' drain hooks, or at once on abort.
+    close: CancellationToken,
     abort: CancellationToken,
 }
 
@@ -25,7 +27,18 @@ impl Shutdown {
     /// Stops waiting: sessions still closing are reset. Implies a drain.
     pub fn abort(&self) {
         self.drain.cancel();
+        self.close.cancel();
         self.abort.cancel();
+    }
+
+    /// The drain reaches the sessions: they flush and say `Bye{server_shutdown}`.
+    pub(crate) fn close_sessions(&self) {
+        self.close.cancel();
+    }
+
+    /// Completes when the sessions are to close.
+    pub(crate) async fn closing(&self) {
+        self.close.cancelled().await;
     }
 
     /// True once the drain started.

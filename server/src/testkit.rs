@@ -1,9 +1,10 @@
 //! A test kit for game authors (feature `testkit`).
 //!
-//! - [`RoomHarness`] drives one room directly: no sockets, no tasks, no clock of its own. Each
-//!   call runs one hook, as the room's task would, and each [`TestPlayer`] holds what the room
-//!   sent it. Time moves only when the test calls [`RoomHarness::tick`]; a room that reads the
-//!   clock sees Tokio's, so `#[tokio::test(start_paused = true)]` controls it too.
+//! - [`RoomHarness`] drives one room directly: no sockets, no tasks. Each call runs one hook,
+//!   as the room's task would, and each [`TestPlayer`] holds what the room sent it. The room's
+//!   ticks come when the test calls [`RoomHarness::tick`]; its time
+//!   ([`RoomContext::elapsed`](crate::RoomContext::elapsed)) moves when the test calls
+//!   [`RoomHarness::advance`], which runs the timers that fall due on the way.
 //! - [`TestServer`] runs a game in-process behind the real engine (sessions, heartbeat, rooms,
 //!   resume, close policy), with [`TestClient`]s connected over `tokio::io::duplex` instead of
 //!   TCP, so a test can use a paused clock. [`TestServer::listen`] also listens on real
@@ -33,17 +34,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use protocol::{
-    Bye, ByeCode, ClientCodec, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage, Welcome,
+/// The protocol's messages, as the test kit's clients send and receive them: a game's tests need
+/// no other crate to name them.
+pub use protocol::{
+    Bye, ByeCode, ClientMessage, Hello, Resume, ResumeToken, ServerMessage, Welcome,
 };
+use protocol::{ClientCodec, PROTOCOL_VERSION};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
+use crate::api::clock::RoomClock;
 use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
 use crate::close::CloseReason;
 use crate::config::GameConfig;
 use crate::config::{Config, Sources};
+use crate::ops::metrics::Metrics;
 use crate::player::registry::QueueLimit;
 use crate::server::{Connector, Listeners, Server};
 use crate::shutdown::Shutdown;
@@ -59,7 +65,8 @@ pub struct RoomHarness<R: Room> {
     room: R,
     name: String,
     members: HashMap<u64, Player>,
-    tick: u64,
+    /// The room's clock: ticks, time (moved by [`RoomHarness::advance`]) and timers.
+    clock: RoomClock,
     next_session: u64,
 }
 
@@ -105,7 +112,7 @@ impl<R: Room> RoomHarness<R> {
             room,
             name: name.to_owned(),
             members: HashMap::new(),
-            tick: 0,
+            clock: RoomClock::default(),
             next_session: 1,
         }
     }
@@ -132,6 +139,18 @@ impl<R: Room> RoomHarness<R> {
 
     /// A player asks to join; on success it is a member.
     pub fn join(&mut self, player_id: &str) -> Result<TestPlayer, Refusal> {
+        self.enter(player_id, None)
+    }
+
+    /// The player of `old` logs in again without resuming, while `old` is still live or parked
+    /// here: a new session asks to join, replacing `old` ([`RoomContext::replaces`]). On success
+    /// `old` is no longer a member.
+    pub fn rejoin(&mut self, old: &TestPlayer) -> Result<TestPlayer, Refusal> {
+        let player_id = old.player.player_id().to_owned();
+        self.enter(&player_id, Some(old.session_id()))
+    }
+
+    fn enter(&mut self, player_id: &str, replaces: Option<u64>) -> Result<TestPlayer, Refusal> {
         let session = self.next_session;
         self.next_session += 1;
         let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + (session % 20_000) as u16));
@@ -142,8 +161,15 @@ impl<R: Room> RoomHarness<R> {
             TEST_QUEUE,
             QueueLimit::default(),
         );
-        let mut context = RoomContext::joining(&self.name, &self.members, self.tick, &player);
-        self.room.join(&mut context, &player)?;
+        let old = replaces.and_then(|session| self.members.remove(&session));
+        let mut context = RoomContext::joining(&self.name, &self.members, &mut self.clock, &player);
+        context.replacing = old.as_ref().map(Player::session_id);
+        if let Err(refusal) = self.room.join(&mut context, &player) {
+            if let Some(old) = old {
+                self.members.insert(old.session_id(), old);
+            }
+            return Err(refusal);
+        }
         self.members.insert(session, player.clone());
         Ok(TestPlayer {
             player,
@@ -156,14 +182,14 @@ impl<R: Room> RoomHarness<R> {
         let seq = player.next_seq;
         player.next_seq += 1;
         let member = player.player.clone();
-        let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+        let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
         self.room.input(&mut context, &member, seq, payload.into());
     }
 
     /// A member leaves for good.
     pub fn leave(&mut self, player: &TestPlayer, why: Leave) {
         if let Some(member) = self.members.remove(&player.session_id()) {
-            let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+            let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
             self.room.leave(&mut context, &member, why);
         }
     }
@@ -171,24 +197,47 @@ impl<R: Room> RoomHarness<R> {
     /// A member's connection broke; it is parked.
     pub fn disconnect(&mut self, player: &TestPlayer, why: CloseReason) {
         let member = player.player.clone();
-        let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+        let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
         self.room.disconnected(&mut context, &member, why);
     }
 
     /// A parked member came back.
     pub fn reconnect(&mut self, player: &TestPlayer) {
         let member = player.player.clone();
-        let mut context = RoomContext::new(&self.name, &self.members, self.tick);
+        let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
         self.room.reconnected(&mut context, &member);
     }
 
-    /// Runs the next tick; returns its number.
+    /// Runs the next tick; returns its number. Ticks do not move the room's time.
     pub fn tick(&mut self) -> u64 {
-        self.tick += 1;
-        let tick = self.tick;
-        let mut context = RoomContext::new(&self.name, &self.members, tick);
+        self.clock.tick += 1;
+        let tick = self.clock.tick;
+        let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
         self.room.tick(&mut context, tick);
         tick
+    }
+
+    /// Moves the room's time (what [`RoomContext::elapsed`] reads) on by `by`, running the
+    /// timers that fall due on the way, each at its own time, in order. Returns how many ran.
+    pub fn advance(&mut self, by: std::time::Duration) -> usize {
+        let until = self.clock.elapsed + by;
+        let mut ran = 0;
+        while let Some(deadline) = self.clock.next_deadline().filter(|d| *d <= until) {
+            self.clock.elapsed = self.clock.elapsed.max(deadline);
+            while let Some(key) = self.clock.pop_due() {
+                let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
+                self.room.timer(&mut context, key);
+                ran += 1;
+            }
+        }
+        self.clock.elapsed = until;
+        ran
+    }
+
+    /// The server starts to drain with `left` before its timeout: runs [`Room::draining`].
+    pub fn drain(&mut self, left: std::time::Duration) {
+        let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
+        self.room.draining(&mut context, left);
     }
 
     /// The room's value, to look at its state.
@@ -221,6 +270,7 @@ pub struct TestServer {
     admin: SocketAddr,
     game: Option<SocketAddr>,
     websocket: Option<SocketAddr>,
+    metrics: Metrics,
     next_peer: AtomicU64,
     /// The configuration it runs with.
     pub config: Config,
@@ -283,6 +333,7 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("cannot start the server: {e:#}"));
         let admin = engine.admin_addr();
         let connector = engine.connector();
+        let metrics = engine.metrics();
         let task = tokio::spawn(engine.until_drained());
         TestServer {
             connector: Some(connector),
@@ -291,6 +342,7 @@ impl TestServer {
             admin,
             game: None,
             websocket: None,
+            metrics,
             next_peer: AtomicU64::new(1),
             config,
         }
@@ -321,6 +373,7 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("cannot start the server: {e:#}"));
         let admin = engine.admin_addr();
         let connector = engine.connector();
+        let metrics = engine.metrics();
         let task = tokio::spawn(engine.serve(listeners.game, listeners.websocket));
         TestServer {
             connector: Some(connector),
@@ -329,6 +382,7 @@ impl TestServer {
             admin,
             game: game_addr,
             websocket,
+            metrics,
             next_peer: AtomicU64::new(1),
             config,
         }
@@ -372,20 +426,51 @@ impl TestServer {
             framed: Framed::new(client, ClientCodec::default()),
             welcome: None,
             next_seq: 1,
+            player_id: String::new(),
+            last_event_seq: 0,
         }
     }
 
     /// Connects and says `Hello` as `player` asking for `room` ("" = an automatic room).
     /// Returns the client after its `Welcome`, or the `Bye` that refused it.
     pub async fn join(&self, player: &str, room: &str) -> Result<TestClient, Bye> {
+        self.hello(player, room, None).await
+    }
+
+    /// Resumes a session whose connection went away: a new connection says `Hello` with the
+    /// session's token and the last event its client received. Returns the client after its
+    /// `Welcome` (the events after that one are replayed to it, and its next input continues
+    /// the session's sequence), or the `Bye` that refused the resume.
+    pub async fn resume(&self, vanished: &Vanished) -> Result<TestClient, Bye> {
+        let mut client = self
+            .hello(
+                &vanished.player_id,
+                "",
+                Some(Resume {
+                    token: vanished.token,
+                    last_event_seq: vanished.last_event_seq,
+                }),
+            )
+            .await?;
+        client.last_event_seq = vanished.last_event_seq;
+        Ok(client)
+    }
+
+    async fn hello(
+        &self,
+        player: &str,
+        room: &str,
+        resume: Option<Resume>,
+    ) -> Result<TestClient, Bye> {
         let mut client = self.connect_raw();
+        client.player_id = player.to_owned();
         client
             .send(ClientMessage::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 player_id: player.to_owned(),
                 room: room.to_owned(),
                 auth_token: None,
-                resume: None,
+                resume,
             }))
             .await;
         match client.recv().await {
@@ -397,6 +482,23 @@ impl TestServer {
             Some(ServerMessage::Bye(bye)) => Err(bye),
             other => panic!("expected Welcome or Bye, got {other:?}"),
         }
+    }
+
+    /// The server's metrics, in the Prometheus text format `/metrics` serves.
+    pub fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    /// Sessions closed so far for `reason` (`gameserver_sessions_closed_total`).
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        let line = format!(
+            "gameserver_sessions_closed_total{{reason=\"{}\"}} ",
+            reason.as_str()
+        );
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(&line)?.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Drains the server and waits for it to stop.
@@ -416,6 +518,22 @@ pub struct TestClient {
     pub framed: Framed<DuplexStream, ClientCodec>,
     welcome: Option<Welcome>,
     next_seq: u64,
+    /// The player id it said `Hello` as.
+    player_id: String,
+    /// The highest event sequence number received.
+    last_event_seq: u64,
+}
+
+/// A session whose connection went away without a word ([`TestClient::vanish`]): what its
+/// client keeps to resume it ([`TestServer::resume`]).
+#[derive(Debug, Clone)]
+pub struct Vanished {
+    /// The player id.
+    pub player_id: String,
+    /// The session's resume token.
+    pub token: ResumeToken,
+    /// The highest event sequence number the client received.
+    pub last_event_seq: u64,
 }
 
 impl TestClient {
@@ -448,7 +566,12 @@ impl TestClient {
                 Some(Ok(ServerMessage::Ping { nonce })) => {
                     self.send(ClientMessage::Pong { nonce }).await;
                 }
-                Some(Ok(message)) => return Some(message),
+                Some(Ok(message)) => {
+                    if let ServerMessage::Event { seq, .. } = &message {
+                        self.last_event_seq = self.last_event_seq.max(*seq);
+                    }
+                    return Some(message);
+                }
                 Some(Err(_)) | None => return None,
             }
         }
@@ -489,6 +612,18 @@ impl TestClient {
                 ServerMessage::Bye(bye) => return Some(bye),
                 _ => continue,
             }
+        }
+    }
+
+    /// The connection goes away without a word, as when a client crashes (the server sees its
+    /// stream end: `peer_eof`, and parks the session for resume). Returns what the client keeps
+    /// to resume it.
+    pub fn vanish(self) -> Vanished {
+        let welcome = self.welcome.expect("a welcomed client");
+        Vanished {
+            player_id: self.player_id,
+            token: welcome.resume_token,
+            last_event_seq: self.last_event_seq,
         }
     }
 

@@ -1,20 +1,23 @@
 //! "tag": a game of tag on the engine, written only against its documented API.
 //!
 //! One player in each room is "it". It tags another player by session id; the tagged player
-//! becomes it, and the tagger scores. A player whose connection broke is away (the engine parks
-//! its session for resume): it cannot be tagged, and if it was it, another player becomes it
-//! until it is back. With `round_seconds` set, a round ends on time, the most tags win, and the
-//! scores start over.
+//! becomes it, and the tagger scores; no tag-backs for `tag_back_immunity_ms`. A player whose
+//! connection broke is away (the engine parks its session for resume): it cannot be tagged, and
+//! if it was it, another player becomes it until it is back. A player who logs in again without
+//! resuming keeps its score. With `round_seconds` set, a round ends on time (a room timer), the
+//! most tags win, and the scores start over; when the server drains, the round ends there.
 //!
 //! Payloads are UTF-8 text, one command or event per message:
 //! - input: `tag SESSION`;
 //! - events: `it SESSION` (who is it now; also the first event a newcomer gets), `joined SESSION
-//!   PLAYER`, `tagged BY SESSION`, `away SESSION`, `back SESSION`, `left SESSION`, `round N won
-//!   SESSION TAGS` (or `round N won nobody 0`), and to the sender alone `refused WHY`.
+//!   PLAYER`, `rejoined OLD NEW` (the same player on a new session), `tagged BY SESSION`, `away
+//!   SESSION`, `back SESSION`, `left SESSION`, `round N won SESSION TAGS` (or `round N won
+//!   nobody 0`), and to the sender alone `refused WHY`.
 //!
 //! A malformed input ends the sender's session with the game's reason.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use bytes::Bytes;
 use game_engine::config::Problem;
@@ -31,6 +34,8 @@ pub struct TagConfig {
     pub players_per_room: usize,
     /// Length of a round in seconds; 0 = endless.
     pub round_seconds: u32,
+    /// How long a tagged player may not tag back the player who tagged it, in milliseconds.
+    pub tag_back_immunity_ms: u32,
 }
 
 impl Default for TagConfig {
@@ -38,6 +43,7 @@ impl Default for TagConfig {
         TagConfig {
             players_per_room: 16,
             round_seconds: 120,
+            tag_back_immunity_ms: 1000,
         }
     }
 }
@@ -49,6 +55,8 @@ impl GameConfig for TagConfig {
 players_per_room = 16
 # A round lasts this long; then the most tags win and the scores start over. 0 = endless.
 round_seconds = 120
+# A tagged player may not tag back the player who tagged it for this long.
+tag_back_immunity_ms = 1000
 "#;
 
     fn validate(&self) -> Vec<Problem> {
@@ -63,6 +71,12 @@ round_seconds = 120
             problems.push(Problem {
                 key: "game.round_seconds".to_owned(),
                 message: "must be at most 86400 (a day)".to_owned(),
+            });
+        }
+        if self.tag_back_immunity_ms > 60_000 {
+            problems.push(Problem {
+                key: "game.tag_back_immunity_ms".to_owned(),
+                message: "must be at most 60000 (a minute)".to_owned(),
             });
         }
         problems
@@ -97,8 +111,9 @@ impl Command {
     }
 }
 
-/// Ticks per second: the round clock needs no more.
-const TICK_RATE_HZ: u32 = 1;
+/// The room's timers, by key.
+const ROUND_OVER: u64 = 1;
+const IMMUNITY_OVER: u64 = 2;
 
 /// The game of tag.
 #[derive(Debug, Clone, Default)]
@@ -121,10 +136,10 @@ impl Game for Tag {
         Ok(TagRoom {
             config: self.config.clone(),
             it: None,
+            immune: None,
             away: BTreeSet::new(),
             scores: BTreeMap::new(),
             round: 1,
-            round_started: 0,
         })
     }
 }
@@ -135,13 +150,13 @@ pub struct TagRoom {
     config: TagConfig,
     /// Who is it.
     it: Option<u64>,
+    /// Who it may not tag back yet.
+    immune: Option<u64>,
     /// Members whose connection broke: parked, not gone.
     away: BTreeSet<u64>,
     /// Tags this round, by member.
     scores: BTreeMap<u64, u32>,
     round: u64,
-    /// The tick the round started at.
-    round_started: u64,
 }
 
 impl TagRoom {
@@ -184,10 +199,49 @@ impl TagRoom {
         if self.away.contains(&target) {
             return refuse("that player is away");
         }
+        if self.immune == Some(target) {
+            return refuse("no tag-backs yet");
+        }
         *self.scores.entry(player.session_id()).or_default() += 1;
         self.it = Some(target);
+        room.cancel(IMMUNITY_OVER);
+        self.immune = None;
+        if self.config.tag_back_immunity_ms > 0 {
+            self.immune = Some(player.session_id());
+            let immunity = Duration::from_millis(u64::from(self.config.tag_back_immunity_ms));
+            // At most two timers are ever pending: the bound cannot be reached.
+            let _ = room.after(immunity, IMMUNITY_OVER);
+        }
         room.broadcast(text(format!("tagged {} {target}", player.session_id())));
         room.broadcast(text(format!("it {target}")));
+    }
+}
+
+impl TagRoom {
+    /// Ends the round: the most tags win (the lowest session id among equals), scores start
+    /// over.
+    fn end_round(&mut self, room: &mut RoomContext<'_>) {
+        let best = self
+            .scores
+            .iter()
+            .max_by_key(|(session, tags)| (**tags, std::cmp::Reverse(**session)))
+            .filter(|(_, tags)| **tags > 0);
+        let line = match best {
+            Some((session, tags)) => format!("round {} won {session} {tags}", self.round),
+            None => format!("round {} won nobody 0", self.round),
+        };
+        room.broadcast(text(line));
+        self.scores.values_mut().for_each(|tags| *tags = 0);
+        self.round += 1;
+    }
+
+    fn start_round_clock(&self, room: &mut RoomContext<'_>) {
+        if self.config.round_seconds > 0 && !room.pending(ROUND_OVER) {
+            let _ = room.after(
+                Duration::from_secs(u64::from(self.config.round_seconds)),
+                ROUND_OVER,
+            );
+        }
     }
 }
 
@@ -204,10 +258,28 @@ impl Room for TagRoom {
             )));
         }
         let session = player.session_id();
-        self.scores.insert(session, 0);
-        room.broadcast(text(format!("joined {session} {}", player.player_id())));
+        match room.replaces() {
+            // The same player on a new session: it keeps its score, and its turn as it.
+            Some(old) => {
+                let score = self.scores.remove(&old).unwrap_or(0);
+                self.scores.insert(session, score);
+                self.away.remove(&old);
+                if self.it == Some(old) {
+                    self.it = Some(session);
+                }
+                if self.immune == Some(old) {
+                    self.immune = Some(session);
+                }
+                room.broadcast(text(format!("rejoined {old} {session}")));
+            }
+            None => {
+                self.scores.insert(session, 0);
+                room.broadcast(text(format!("joined {session} {}", player.player_id())));
+            }
+        }
         let it = *self.it.get_or_insert(session);
         room.send(player, text(format!("it {it}")));
+        self.start_round_clock(room);
         Ok(())
     }
 
@@ -222,6 +294,9 @@ impl Room for TagRoom {
         let session = player.session_id();
         self.scores.remove(&session);
         self.away.remove(&session);
+        if self.immune == Some(session) {
+            self.immune = None;
+        }
         room.broadcast(text(format!("left {session}")));
         if self.it == Some(session) {
             self.pass_it(room, session);
@@ -249,31 +324,26 @@ impl Room for TagRoom {
         }
     }
 
-    fn tick(&mut self, room: &mut RoomContext<'_>, tick: u64) {
-        let length = u64::from(self.config.round_seconds) * u64::from(TICK_RATE_HZ);
-        if length == 0 || tick < self.round_started + length {
-            return;
+    fn timer(&mut self, room: &mut RoomContext<'_>, key: u64) {
+        match key {
+            ROUND_OVER => {
+                self.end_round(room);
+                if !room.is_empty() {
+                    self.start_round_clock(room);
+                }
+            }
+            IMMUNITY_OVER => self.immune = None,
+            _ => {}
         }
-        let best = self
-            .scores
-            .iter()
-            .max_by_key(|(session, tags)| (**tags, std::cmp::Reverse(**session)))
-            .filter(|(_, tags)| **tags > 0);
-        let line = match best {
-            Some((session, tags)) => format!("round {} won {session} {tags}", self.round),
-            None => format!("round {} won nobody 0", self.round),
-        };
-        room.broadcast(text(line));
-        self.scores.values_mut().for_each(|tags| *tags = 0);
-        self.round += 1;
-        self.round_started = tick;
+    }
+
+    fn draining(&mut self, room: &mut RoomContext<'_>, _left: Duration) {
+        // The server is going away: the round ends here, and everybody hears who won.
+        room.cancel(ROUND_OVER);
+        self.end_round(room);
     }
 
     fn tick_rate_hz(&self) -> Option<u32> {
-        Some(TICK_RATE_HZ)
-    }
-
-    fn wants_tick(&self) -> bool {
-        self.config.round_seconds > 0 && !self.scores.is_empty()
+        Some(0)
     }
 }

@@ -1,8 +1,12 @@
 //! The game of tag, tested as a game author would: rooms driven directly with the test kit's
 //! `RoomHarness`, and the whole game behind the real engine with its `TestServer`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use game_engine::testkit::{RoomHarness, TestPlayer, TestServer, default_game_config};
+use game_engine::testkit::{
+    ByeCode, RoomHarness, ServerMessage, TestPlayer, TestServer, default_game_config,
+};
 use game_engine::{CloseReason, Leave};
 use tag::{Command, Tag, TagConfig, TagRoom};
 
@@ -169,9 +173,10 @@ fn a_full_room_refuses_the_next_player() {
 }
 
 #[test]
-fn a_round_ends_on_time_the_most_tags_win_and_scores_start_over() {
+fn a_round_ends_on_its_timer_the_most_tags_win_and_scores_start_over() {
     let mut yard = room(TagConfig {
         round_seconds: 3,
+        tag_back_immunity_ms: 0,
         ..TagConfig::default()
     });
     let mut ann = yard.join("ann").expect("ann");
@@ -180,22 +185,115 @@ fn a_round_ends_on_time_the_most_tags_win_and_scores_start_over() {
     yard.input(&mut bob, tag(&ann));
     yard.input(&mut ann, tag(&bob));
     lines(&mut ann);
-    yard.tick();
-    yard.tick();
+    yard.advance(Duration::from_millis(2_999));
     assert!(lines(&mut ann).is_empty(), "the round is not over yet");
-    yard.tick();
+    yard.advance(Duration::from_millis(1));
     assert_eq!(
         lines(&mut ann),
         [format!("round 1 won {} 2", ann.session_id())]
     );
     assert_eq!(yard.room().score(ann.session_id()), 0, "scores start over");
-    yard.tick();
-    yard.tick();
-    yard.tick();
+    assert_eq!(
+        yard.advance(Duration::from_secs(3)),
+        1,
+        "the next round's timer"
+    );
     assert_eq!(
         lines(&mut bob).last().map(String::as_str),
         Some("round 2 won nobody 0")
     );
+}
+
+#[test]
+fn a_tagged_player_cannot_tag_back_at_once() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann");
+    let mut bob = yard.join("bob").expect("bob");
+    let mut cat = yard.join("cat").expect("cat");
+    yard.input(&mut ann, tag(&bob));
+    lines(&mut bob);
+    yard.input(&mut bob, tag(&ann));
+    assert_eq!(lines(&mut bob), ["refused no tag-backs yet"]);
+    yard.advance(Duration::from_millis(999));
+    yard.input(&mut bob, tag(&ann));
+    assert_eq!(lines(&mut bob), ["refused no tag-backs yet"]);
+    // Anyone else at once, and the immunity moves on to the new tagger.
+    yard.input(&mut bob, tag(&cat));
+    assert_eq!(yard.room().it(), Some(cat.session_id()));
+    lines(&mut cat);
+    yard.input(&mut cat, tag(&bob));
+    assert_eq!(lines(&mut cat), ["refused no tag-backs yet"]);
+    yard.input(&mut cat, tag(&ann));
+    assert_eq!(
+        yard.room().it(),
+        Some(ann.session_id()),
+        "ann is no longer immune"
+    );
+    yard.advance(Duration::from_secs(1));
+    yard.input(&mut ann, tag(&cat));
+    assert_eq!(
+        yard.room().it(),
+        Some(cat.session_id()),
+        "a second later, cat may be tagged back"
+    );
+}
+
+#[test]
+fn a_player_who_logs_in_again_while_parked_keeps_its_score() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann");
+    let mut bob = yard.join("bob").expect("bob");
+    yard.input(&mut ann, tag(&bob));
+    yard.advance(Duration::from_secs(1));
+    yard.input(&mut bob, tag(&ann));
+    lines(&mut ann);
+    // Bob's app restarts and logs in afresh (no resume) while his old session is parked.
+    yard.disconnect(&bob, CloseReason::PeerReset);
+    let mut again = yard.rejoin(&bob).expect("let in");
+    assert_eq!(yard.len(), 2, "the old session is no longer a member");
+    assert_eq!(
+        yard.room().score(again.session_id()),
+        1,
+        "his tag still counts"
+    );
+    assert_eq!(
+        lines(&mut ann),
+        [
+            format!("away {}", bob.session_id()),
+            format!("rejoined {} {}", bob.session_id(), again.session_id()),
+        ]
+    );
+    assert_eq!(lines(&mut again), [format!("it {}", ann.session_id())]);
+}
+
+#[test]
+fn a_player_who_logs_in_again_while_it_stays_it() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann");
+    let bob = yard.join("bob").expect("bob");
+    yard.input(&mut ann, tag(&bob));
+    let mut again = yard.rejoin(&bob).expect("let in");
+    assert_eq!(yard.room().it(), Some(again.session_id()));
+    assert_eq!(lines(&mut again), [format!("it {}", again.session_id())]);
+    // Ann's immunity holds against the new session too.
+    yard.input(&mut again, tag(&ann));
+    assert_eq!(lines(&mut again), ["refused no tag-backs yet"]);
+}
+
+#[test]
+fn when_the_server_drains_the_round_ends_and_everybody_hears_who_won() {
+    let mut yard = room(TagConfig::default());
+    let mut ann = yard.join("ann").expect("ann");
+    let mut bob = yard.join("bob").expect("bob");
+    yard.input(&mut ann, tag(&bob));
+    lines(&mut ann);
+    lines(&mut bob);
+    yard.drain(Duration::from_secs(30));
+    let won = format!("round 1 won {} 1", ann.session_id());
+    assert_eq!(lines(&mut ann), std::slice::from_ref(&won));
+    assert_eq!(lines(&mut bob), [won]);
+    yard.advance(Duration::from_secs(600));
+    assert!(lines(&mut ann).is_empty(), "no round timer left");
 }
 
 #[test]
@@ -205,9 +303,17 @@ fn the_defaults_load_and_a_room_for_one_is_a_named_error() {
     let problems = game_engine::GameConfig::validate(&TagConfig {
         players_per_room: 1,
         round_seconds: 100_000,
+        tag_back_immunity_ms: 60_001,
     });
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(keys, ["game.players_per_room", "game.round_seconds"]);
+    assert_eq!(
+        keys,
+        [
+            "game.players_per_room",
+            "game.round_seconds",
+            "game.tag_back_immunity_ms"
+        ]
+    );
 }
 
 /// The whole game behind the real engine: two players in one room over in-memory connections,
@@ -293,4 +399,145 @@ fn without_the_app_feature_the_game_pulls_no_command_line_http_client_or_log_sub
             "{crate_name}missing from the program's tree"
         );
     }
+}
+
+/// Reads events until the server's `Bye`: the events as text, and the `Bye`.
+async fn until_bye(client: &mut game_engine::testkit::TestClient) -> (Vec<String>, ByeCode) {
+    let mut events = Vec::new();
+    loop {
+        match client.recv().await {
+            Some(ServerMessage::Event { payload, .. }) => {
+                events.push(String::from_utf8(payload.to_vec()).expect("text"));
+            }
+            Some(ServerMessage::Bye(bye)) => return (events, bye.code),
+            Some(_) => {}
+            None => panic!("the stream ended without a Bye after {events:?}"),
+        }
+    }
+}
+
+/// The drain hook runs before the sessions close: every player hears who won the round, then
+/// gets `Bye{server_shutdown}`.
+#[tokio::test]
+async fn when_the_server_drains_every_player_hears_who_won_before_its_bye() {
+    let server = TestServer::start(Tag::default(), |_| {}).await;
+    let mut ann = server.join("ann", "yard").await.expect("ann");
+    let bob = server.join("bob", "yard").await.expect("bob");
+    let ann_id = ann.welcome().expect("welcome").session_id;
+    ann.input(Command::Tag(bob.welcome().expect("welcome").session_id).to_bytes())
+        .await;
+    let stopping = tokio::spawn(server.stop());
+    let won = format!("round 1 won {ann_id} 1");
+    for mut client in [ann, bob] {
+        let (events, bye) = until_bye(&mut client).await;
+        assert_eq!(events.last(), Some(&won), "{events:?}");
+        assert_eq!(bye, ByeCode::ServerShutdown);
+        // Hung up on its Bye, as a client does: the server's lingering close is over.
+    }
+    stopping.await.expect("the server stops");
+}
+
+/// A player whose connection went away resumes with the test kit's client: what it missed is
+/// replayed, and its next input continues the session's sequence (none is dropped as a
+/// duplicate).
+#[tokio::test]
+async fn a_player_whose_connection_went_away_resumes_and_plays_on() {
+    let game = Tag::new(TagConfig {
+        tag_back_immunity_ms: 0,
+        ..TagConfig::default()
+    });
+    let server = TestServer::start(game, |_| {}).await;
+    let mut ann = server.join("ann", "yard").await.expect("ann");
+    let mut bob = server.join("bob", "yard").await.expect("bob");
+    let ann_id = ann.welcome().expect("welcome").session_id;
+    let bob_id = bob.welcome().expect("welcome").session_id;
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("it {ann_id}")))
+    );
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("joined {bob_id} bob")))
+    );
+    ann.input(Command::Tag(bob_id).to_bytes()).await;
+    let gone = ann.vanish();
+    while bob.next_event().await != Some(Bytes::from(format!("away {ann_id}"))) {}
+    bob.input(Command::Tag(ann_id).to_bytes()).await;
+    assert_eq!(
+        bob.next_event().await,
+        Some(Bytes::from("refused that player is away"))
+    );
+    let mut ann = server.resume(&gone).await.expect("resumed");
+    // What Ann missed: her own tag, then her return.
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("tagged {ann_id} {bob_id}")))
+    );
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("it {bob_id}")))
+    );
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("back {ann_id}")))
+    );
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("it {bob_id}")))
+    );
+    bob.input(Command::Tag(ann_id).to_bytes()).await;
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("tagged {bob_id} {ann_id}")))
+    );
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("it {ann_id}")))
+    );
+    // Ann's second input: applied, not taken for a repeat of her first.
+    ann.input(Command::Tag(bob_id).to_bytes()).await;
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("tagged {ann_id} {bob_id}")))
+    );
+    ann.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}
+
+/// A player who logs in again without resuming while its old session is parked is let in, and
+/// the room hears that it is the same player: its score is kept. The old session is over for
+/// good: its resume is refused.
+#[tokio::test]
+async fn a_player_who_logs_in_again_while_parked_is_let_in_as_the_same_player() {
+    let server = TestServer::start(Tag::default(), |_| {}).await;
+    let mut ann = server.join("ann", "yard").await.expect("ann");
+    let mut bob = server.join("bob", "yard").await.expect("bob");
+    let ann_id = ann.welcome().expect("welcome").session_id;
+    let bob_id = bob.welcome().expect("welcome").session_id;
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("it {ann_id}")))
+    );
+    assert_eq!(
+        ann.next_event().await,
+        Some(Bytes::from(format!("joined {bob_id} bob")))
+    );
+    ann.input(Command::Tag(bob_id).to_bytes()).await;
+    let gone = ann.vanish();
+    while bob.next_event().await != Some(Bytes::from(format!("away {ann_id}"))) {}
+    let again = server.join("ann", "yard").await.expect("let in");
+    let again_id = again.welcome().expect("welcome").session_id;
+    assert_eq!(
+        bob.next_event().await,
+        Some(Bytes::from(format!("rejoined {ann_id} {again_id}")))
+    );
+    assert!(
+        matches!(server.resume(&gone).await, Err(bye) if bye.code == ByeCode::ResumeRejected),
+        "the old session's resume is refused"
+    );
+    assert_eq!(server.closed(CloseReason::PeerEof), 1);
+    again.quit().await;
+    bob.quit().await;
+    server.stop().await;
 }

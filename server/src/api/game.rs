@@ -11,7 +11,10 @@
 //!   gone;
 //! - [`Room::leave`] exactly once, when the player left for good (its session closed, or it
 //!   moved to another room), with the reason;
-//! - [`Room::tick`] at the room's own rate;
+//! - [`Room::tick`] at the room's own rate, and [`Room::timer`] when a timer it set with
+//!   [`RoomContext::after`] is due;
+//! - [`Room::draining`] once, when the server starts to drain: the time left to save the match,
+//!   send final events and end players with the game's own reason;
 //! - [`Room::dispose`] when the last player left, before the room's task ends.
 //!
 //! The engine decides everything about connections (queues, slow consumers, heartbeats,
@@ -20,8 +23,11 @@
 //! ([`RoomContext::end`]).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
+
+use crate::api::clock::{RoomClock, TooManyTimers};
 
 pub use crate::api::leave::Leave;
 use crate::close::CloseReason;
@@ -113,6 +119,15 @@ pub trait Room: Send + 'static {
     /// Called at the room's tick rate with an increasing tick number.
     fn tick(&mut self, _room: &mut RoomContext<'_>, _tick: u64) {}
 
+    /// A timer the room set with [`RoomContext::after`] is due; `key` is the one it gave.
+    fn timer(&mut self, _room: &mut RoomContext<'_>, _key: u64) {}
+
+    /// The server started to drain: `left` is the time until the drain timeout. What the room
+    /// sends now reaches its players before their `Bye{server_shutdown}`, and a player it ends
+    /// ([`RoomContext::end`]) gets the game's reason instead. The engine waits for this hook
+    /// (at most half of `left`) before it closes the sessions.
+    fn draining(&mut self, _room: &mut RoomContext<'_>, _left: Duration) {}
+
     /// The last member left: the room is closing. Nothing can be sent any more.
     fn dispose(&mut self, _room: &mut RoomContext<'_>) {}
 
@@ -137,19 +152,27 @@ pub trait Room: Send + 'static {
 pub struct RoomContext<'a> {
     name: &'a str,
     members: &'a HashMap<u64, Player>,
-    tick: u64,
+    clock: &'a mut RoomClock,
     /// In [`Room::join`], the player asking to enter: not a member yet, but the room may send
     /// to it (what it needs to know on arrival) or end it.
     joining: Option<u64>,
+    /// In [`Room::join`], the member session the joining one replaces (see
+    /// [`RoomContext::replaces`]).
+    pub(crate) replacing: Option<u64>,
 }
 
 impl<'a> RoomContext<'a> {
-    pub(crate) fn new(name: &'a str, members: &'a HashMap<u64, Player>, tick: u64) -> Self {
+    pub(crate) fn new(
+        name: &'a str,
+        members: &'a HashMap<u64, Player>,
+        clock: &'a mut RoomClock,
+    ) -> Self {
         RoomContext {
             name,
             members,
-            tick,
+            clock,
             joining: None,
+            replacing: None,
         }
     }
 
@@ -157,12 +180,12 @@ impl<'a> RoomContext<'a> {
     pub(crate) fn joining(
         name: &'a str,
         members: &'a HashMap<u64, Player>,
-        tick: u64,
+        clock: &'a mut RoomClock,
         player: &Player,
     ) -> Self {
         RoomContext {
             joining: Some(player.session_id()),
-            ..RoomContext::new(name, members, tick)
+            ..RoomContext::new(name, members, clock)
         }
     }
 
@@ -179,9 +202,41 @@ impl<'a> RoomContext<'a> {
         self.name
     }
 
+    /// In [`Room::join`]: the session of this room that the joining player's new session
+    /// replaces. The same player id logged in again without resuming while its old session was
+    /// still live or parked here; that session is no longer a member, and its
+    /// [`Room::leave`] will not be called. The room may carry the player's state over to the new
+    /// session id (as after a resume) or start it afresh. If the room refuses the join, the old
+    /// session stays a member.
+    pub fn replaces(&self) -> Option<u64> {
+        self.replacing
+    }
+
     /// The last tick number (0 before the first tick).
     pub fn tick(&self) -> u64 {
-        self.tick
+        self.clock.tick
+    }
+
+    /// Time since the room opened, on the engine's clock (Tokio's: a paused clock in a test
+    /// pauses it; in the test kit's `RoomHarness`, the harness's own).
+    pub fn elapsed(&self) -> Duration {
+        self.clock.elapsed
+    }
+
+    /// Calls [`Room::timer`] with `key` after `delay`. Several timers may share a key; a room
+    /// has at most [`MAX_TIMERS`](crate::MAX_TIMERS) pending. Timers go with the room.
+    pub fn after(&mut self, delay: Duration, key: u64) -> Result<(), TooManyTimers> {
+        self.clock.schedule(delay, key)
+    }
+
+    /// Cancels every pending timer with `key`; returns how many there were.
+    pub fn cancel(&mut self, key: u64) -> usize {
+        self.clock.cancel(key)
+    }
+
+    /// True while a timer with `key` is pending.
+    pub fn pending(&self, key: u64) -> bool {
+        self.clock.pending(key)
     }
 
     /// The members, in no particular order.
@@ -230,7 +285,8 @@ impl<'a> RoomContext<'a> {
 
     /// Ends a member's session by the game's own rules: after its queued events it gets
     /// `Bye{game_ended}` with `reason` as the text, and the close is counted as `game_ended`.
-    /// Does nothing for a player that is not in this room.
+    /// A parked member's session ends for good: its resume is then refused. Does nothing for a
+    /// player that is not in this room.
     pub fn end(&self, player: &Player, reason: impl Into<String>) {
         if let Some(member) = self.reach(player) {
             member.end(reason);

@@ -1,5 +1,6 @@
 //! The game API: what a game implements, and the handles the engine gives it.
 
+pub(crate) mod clock;
 pub(crate) mod game;
 pub(crate) mod leave;
 pub mod page;

@@ -388,6 +388,11 @@ impl Registry {
         previous
     }
 
+    /// The live session of `player_id`, if it has one.
+    pub(crate) fn session_of(&self, player_id: &str) -> Option<u64> {
+        lock(&self.inner).by_player.get(player_id).copied()
+    }
+
     /// Removes a session; the player id mapping goes only if it still points at this session.
     pub(crate) fn remove(&self, session_id: u64) {
         let mut inner = lock(&self.inner);

@@ -378,6 +378,13 @@ impl Parking {
         }
     }
 
+    /// The session `player_id` left parked, if any.
+    pub(crate) fn parked_session_of(&self, player_id: &str) -> Option<u64> {
+        let inner = self.lock();
+        let token = inner.parked_by_player.get(player_id)?;
+        Some(inner.parked.get(token)?.carried.player.session_id())
+    }
+
     /// A player logged in afresh (no resume): any session it left parked ends for good.
     pub(crate) fn discard_player(&self, player_id: &str) {
         let token = self.lock().parked_by_player.get(player_id).copied();

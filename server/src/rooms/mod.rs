@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
+use crate::api::clock::RoomClock;
 use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
 use crate::close::CloseReason;
 use crate::player::place::Place;
@@ -31,6 +32,8 @@ pub const AUTO_ROOM_PREFIX: &str = "auto-";
 pub(crate) enum Command {
     Join {
         player: Player,
+        /// The session of the same player id this one replaces, if it is a member.
+        replaces: Option<u64>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     Input {
@@ -56,6 +59,11 @@ pub(crate) enum Command {
     /// Answers once every command sent before it was handled: a closing session waits for the
     /// consequences of its last inputs before its final flush.
     Settle {
+        reply: oneshot::Sender<()>,
+    },
+    /// The server drains, `left` before its timeout: the room's last word.
+    Drain {
+        left: Duration,
         reply: oneshot::Sender<()>,
     },
 }
@@ -495,6 +503,26 @@ impl Directory {
         false
     }
 
+    /// Tells every open room the server drains, `left` before its timeout, and waits, at most
+    /// `within`, for each to have run its [`Room::draining`] hook.
+    pub(crate) async fn drain(&self, left: Duration, within: Duration) {
+        let addresses: Vec<Arc<Address>> = self
+            .lock()
+            .rooms
+            .values()
+            .map(|entry| entry.address.clone())
+            .collect();
+        let answers: Vec<_> = addresses
+            .iter()
+            .map(|address| {
+                let (reply, answer) = oneshot::channel();
+                address.send_now(Command::Drain { left, reply });
+                answer
+            })
+            .collect();
+        let _ = tokio::time::timeout(within, futures_util::future::join_all(answers)).await;
+    }
+
     /// Waits, at most `within`, for every room task to end (after the last players left).
     pub async fn closed(&self, within: Duration) {
         self.tasks.close();
@@ -554,13 +582,19 @@ pub(crate) async fn settle(handle: &RoomHandle, within: Duration) {
 /// How long a join waits for the room's answer before it counts as refused.
 pub const JOIN_WAIT: Duration = Duration::from_secs(5);
 
-/// Asks the room behind `handle` to take `player`. On refusal (or no answer within
-/// [`JOIN_WAIT`]) the place is given back.
-pub(crate) async fn join(handle: &RoomHandle, player: &Player) -> Result<(), Refusal> {
+/// Asks the room behind `handle` to take `player`, whose session replaces the session
+/// `replaces` of the same player id (see [`RoomContext::replaces`]). On refusal (or no answer
+/// within [`JOIN_WAIT`]) the place is given back.
+pub(crate) async fn join(
+    handle: &RoomHandle,
+    player: &Player,
+    replaces: Option<u64>,
+) -> Result<(), Refusal> {
     let (reply, answer) = oneshot::channel();
     handle
         .send(Command::Join {
             player: player.clone(),
+            replaces,
             reply,
         })
         .await;
@@ -582,7 +616,8 @@ async fn run_room<R: Room>(
     default_tick_hz: u32,
 ) {
     let mut members: HashMap<u64, Player> = HashMap::new();
-    let mut tick = 0u64;
+    let opened = tokio::time::Instant::now();
+    let mut clock = RoomClock::default();
     let rate = room.tick_rate_hz().unwrap_or(default_tick_hz);
     let mut ticker = (rate > 0).then(|| {
         let mut interval = tokio::time::interval(Duration::from_secs(1) / rate);
@@ -605,25 +640,45 @@ async fn run_room<R: Room>(
                 None => std::future::pending().await,
             }
         };
+        let next_timer = clock.next_deadline().map(|deadline| opened + deadline);
         let command = tokio::select! {
             command = commands.recv() => command,
             _ = next_tick, if ticking => {
-                tick += 1;
-                room.tick(&mut RoomContext::new(&name, &members, tick), tick);
+                clock.tick += 1;
+                clock.elapsed = opened.elapsed();
+                let tick = clock.tick;
+                room.tick(&mut RoomContext::new(&name, &members, &mut clock), tick);
+                continue;
+            }
+            () = sleep_until(next_timer), if next_timer.is_some() => {
+                clock.elapsed = opened.elapsed();
+                while let Some(key) = clock.pop_due() {
+                    room.timer(&mut RoomContext::new(&name, &members, &mut clock), key);
+                }
                 continue;
             }
         };
         let Some(command) = command else {
             break;
         };
+        clock.elapsed = opened.elapsed();
+        let context = |clock| RoomContext::new(&name, &members, clock);
         match command {
-            Command::Join { player, reply } => {
-                let answer = room.join(
-                    &mut RoomContext::joining(&name, &members, tick, &player),
-                    &player,
-                );
+            Command::Join {
+                player,
+                replaces,
+                reply,
+            } => {
+                // The same player logging in again: its old session is no longer a member (its
+                // leave, when it comes, is not the room's), unless the room refuses the new one.
+                let old = replaces.and_then(|session| members.remove(&session));
+                let mut context = RoomContext::joining(&name, &members, &mut clock, &player);
+                context.replacing = old.as_ref().map(Player::session_id);
+                let answer = room.join(&mut context, &player);
                 if answer.is_ok() {
                     members.insert(player.session_id(), player);
+                } else if let Some(old) = old {
+                    members.insert(old.session_id(), old);
                 }
                 // A join whose session gave up waiting is still a member: its leave follows.
                 let _ = reply.send(answer);
@@ -634,17 +689,16 @@ async fn run_room<R: Room>(
                 payload,
             } => {
                 if let Some(player) = members.get(&session) {
-                    room.input(
-                        &mut RoomContext::new(&name, &members, tick),
-                        player,
-                        seq,
-                        payload,
-                    );
+                    room.input(&mut context(&mut clock), player, seq, payload);
                 }
             }
             Command::Leave { session, why, last } => {
                 if let Some(player) = members.remove(&session) {
-                    room.leave(&mut RoomContext::new(&name, &members, tick), &player, why);
+                    room.leave(
+                        &mut RoomContext::new(&name, &members, &mut clock),
+                        &player,
+                        why,
+                    );
                 }
                 if last {
                     break;
@@ -652,13 +706,17 @@ async fn run_room<R: Room>(
             }
             Command::Disconnected { session, why } => {
                 if let Some(player) = members.get(&session) {
-                    room.disconnected(&mut RoomContext::new(&name, &members, tick), player, why);
+                    room.disconnected(&mut context(&mut clock), player, why);
                 }
             }
             Command::Reconnected { session } => {
                 if let Some(player) = members.get(&session) {
-                    room.reconnected(&mut RoomContext::new(&name, &members, tick), player);
+                    room.reconnected(&mut context(&mut clock), player);
                 }
+            }
+            Command::Drain { left, reply } => {
+                room.draining(&mut context(&mut clock), left);
+                let _ = reply.send(());
             }
             Command::Dispose => break,
             Command::Settle { reply } => {
@@ -666,7 +724,16 @@ async fn run_room<R: Room>(
             }
         }
     }
-    room.dispose(&mut RoomContext::new(&name, &members, tick));
+    clock.elapsed = opened.elapsed();
+    room.dispose(&mut RoomContext::new(&name, &members, &mut clock));
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

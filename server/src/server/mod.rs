@@ -233,7 +233,7 @@ impl Engine {
     }
 
     /// The server's metrics.
-    #[cfg(feature = "agones")]
+    #[cfg(any(feature = "agones", feature = "testkit", test))]
     pub(crate) fn metrics(&self) -> Metrics {
         self.door.metrics.clone()
     }
@@ -517,13 +517,17 @@ impl SideTasks {
         rooms: Arc<Directory>,
         drain_timeout: Duration,
     ) {
+        // The rooms' last word first: what they send now precedes every Bye{server_shutdown}.
+        let started = tokio::time::Instant::now();
+        rooms.drain(drain_timeout, drain_timeout / 2).await;
+        shutdown.close_sessions();
         let sessions = self.sessions;
         sessions.close();
         let active = metrics.sessions_active.get();
         tracing::info!(active, drain_timeout = %humantime::format_duration(drain_timeout), "draining sessions");
         tokio::select! {
             () = sessions.wait() => {}
-            () = tokio::time::sleep(drain_timeout) => {
+            () = tokio::time::sleep_until(started + drain_timeout) => {
                 shutdown.abort();
                 tracing::warn!(remaining = metrics.sessions_active.get(), "drain timeout: closing the remaining sessions");
             }

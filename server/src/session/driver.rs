@@ -323,7 +323,7 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
     reader: &mut FrameReader<R>,
     writer: &mut W,
 ) -> Ending {
-    let draining = sessions.shutdown.draining();
+    let draining = sessions.shutdown.closing();
     tokio::pin!(draining);
     // Created once per player. Before the handshake only the slot can end the session: it goes
     // to a newcomer when every slot is taken (see crate::transport::slots).

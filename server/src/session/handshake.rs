@@ -103,7 +103,8 @@ async fn admit_claimed(
 }
 
 /// A fresh session: the player enters the room it asked for, then replaces any older session of
-/// the same player id (a session it left parked ends for good).
+/// the same player id (a session it left parked ends for good). The room hears that the new
+/// session replaces the old one, so that it may keep the player's place.
 async fn start(
     sessions: &Sessions,
     hello: &Hello,
@@ -112,22 +113,30 @@ async fn start(
     player_id: Arc<str>,
 ) -> Result<Live, Ending> {
     let parking = &sessions.parking;
-    if parking.enabled() {
-        parking.discard_player(&hello.player_id);
-    }
+    let replaces = sessions.registry.session_of(&hello.player_id).or_else(|| {
+        parking
+            .enabled()
+            .then(|| parking.parked_session_of(&hello.player_id))
+            .flatten()
+    });
     let limit = QueueLimit {
         max_bytes: sessions.config.outbound_queue_bytes,
         pressure: sessions.budget.pressure_flag(),
     };
     let player = Player::new(id, player_id, peer, sessions.config.outbound_queue, limit);
     let joined = match sessions.rooms.reserve(&hello.room) {
-        Ok(handle) => rooms::join(&handle, &player).await.map(|()| handle),
+        Ok(handle) => rooms::join(&handle, &player, replaces)
+            .await
+            .map(|()| handle),
         Err(refusal) => Err(refusal),
     };
     let handle = joined.map_err(|refusal| {
         Ending::because(CloseReason::JoinRefused, refusal.reason().to_owned())
     })?;
     player.entered(handle.place());
+    if parking.enabled() {
+        parking.discard_player(&hello.player_id);
+    }
     if let Some(old) = sessions.registry.register(player.clone())
         && sessions
             .throttle
@@ -172,7 +181,7 @@ pub(crate) async fn join(sessions: &Sessions, live: &mut Live, name: &str) -> Op
         return None;
     }
     let refusal = match sessions.rooms.reserve(name) {
-        Ok(handle) => match rooms::join(&handle, &live.player).await {
+        Ok(handle) => match rooms::join(&handle, &live.player, None).await {
             Ok(()) => {
                 live.player.entered(handle.place());
                 live.room = Some(handle);

@@ -1,0 +1,100 @@
+//! A room's clock and timers: the time since the room opened, on the engine's clock (Tokio's,
+//! so a paused clock in tests pauses it too), and the timers the room schedules, delivered to
+//! [`crate::Room::timer`] and dropped with the room.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Timers one room may have pending at once.
+pub const MAX_TIMERS: usize = 4096;
+
+/// A room already has [`MAX_TIMERS`] pending: no more can be scheduled until some fire or are
+/// cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the room has {MAX_TIMERS} timers pending already")]
+pub struct TooManyTimers;
+
+/// The clock of one room, kept by its task (or the test kit's harness).
+#[derive(Debug, Default)]
+pub(crate) struct RoomClock {
+    /// The last tick number.
+    pub(crate) tick: u64,
+    /// Time since the room opened, as of the hook that runs.
+    pub(crate) elapsed: Duration,
+    /// Pending timers by deadline (time since the room opened) and order of scheduling: the
+    /// game's key for each.
+    timers: BTreeMap<(Duration, u64), u64>,
+    scheduled: u64,
+}
+
+impl RoomClock {
+    /// The earliest pending deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+        self.timers.keys().next().map(|(deadline, _)| *deadline)
+    }
+
+    /// Takes the earliest timer due by [`RoomClock::elapsed`]: its key.
+    pub(crate) fn pop_due(&mut self) -> Option<u64> {
+        let entry = self.timers.first_entry()?;
+        if entry.key().0 > self.elapsed {
+            return None;
+        }
+        Some(entry.remove())
+    }
+
+    pub(crate) fn schedule(&mut self, delay: Duration, key: u64) -> Result<(), TooManyTimers> {
+        if self.timers.len() >= MAX_TIMERS {
+            return Err(TooManyTimers);
+        }
+        self.scheduled += 1;
+        let deadline = self.elapsed.saturating_add(delay);
+        self.timers.insert((deadline, self.scheduled), key);
+        Ok(())
+    }
+
+    pub(crate) fn cancel(&mut self, key: u64) -> usize {
+        let before = self.timers.len();
+        self.timers.retain(|_, pending| *pending != key);
+        before - self.timers.len()
+    }
+
+    pub(crate) fn pending(&self, key: u64) -> bool {
+        self.timers.values().any(|pending| *pending == key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_in_deadline_order_then_scheduling_order_and_cancel_by_key() {
+        let mut clock = RoomClock::default();
+        clock.schedule(Duration::from_secs(2), 20).expect("room");
+        clock.schedule(Duration::from_secs(1), 10).expect("room");
+        clock.schedule(Duration::from_secs(1), 11).expect("room");
+        clock.schedule(Duration::from_secs(3), 30).expect("room");
+        assert_eq!(clock.next_deadline(), Some(Duration::from_secs(1)));
+        assert_eq!(clock.pop_due(), None, "nothing is due at 0 s");
+        clock.elapsed = Duration::from_secs(2);
+        assert_eq!(clock.cancel(20), 1);
+        assert!(!clock.pending(20));
+        assert_eq!(clock.pop_due(), Some(10));
+        assert_eq!(clock.pop_due(), Some(11));
+        assert_eq!(clock.pop_due(), None, "30 is due at 3 s");
+        assert!(clock.pending(30));
+    }
+
+    #[test]
+    fn a_room_cannot_pile_up_timers_without_bound() {
+        let mut clock = RoomClock::default();
+        for key in 0..MAX_TIMERS as u64 {
+            clock
+                .schedule(Duration::from_secs(60), key)
+                .expect("under the bound");
+        }
+        assert_eq!(clock.schedule(Duration::ZERO, 0), Err(TooManyTimers));
+        clock.cancel(0);
+        assert_eq!(clock.schedule(Duration::ZERO, 0), Ok(()));
+    }
+}
