@@ -4,7 +4,9 @@
 //! becomes it, and the tagger scores; no tag-backs for `tag_back_immunity_ms`. A player whose
 //! connection broke is away (the engine parks its session for resume): it cannot be tagged, and
 //! if it was it, another player becomes it until it is back. A player who logs in again without
-//! resuming keeps its score. With `round_seconds` set, a round ends on time (a room timer), the
+//! resuming keeps its score. A player away longer than `reconnect_grace_ms` (0: not at all) is
+//! ended by the room, and its resume is refused with the room's reason; the server's
+//! `session.resume_grace` bounds the wait in any case. With `round_seconds` set, a round ends on time (a room timer), the
 //! most tags win, and the scores start over; when the server drains, the round ends there.
 //!
 //! Payloads are UTF-8 text, one command or event per message:
@@ -36,6 +38,9 @@ pub struct TagConfig {
     pub round_seconds: u32,
     /// How long a tagged player may not tag back the player who tagged it, in milliseconds.
     pub tag_back_immunity_ms: u32,
+    /// How long the room waits for a player whose connection broke, in milliseconds; 0 ends it
+    /// at once. The server's `session.resume_grace` bounds it.
+    pub reconnect_grace_ms: u32,
 }
 
 impl Default for TagConfig {
@@ -44,6 +49,7 @@ impl Default for TagConfig {
             players_per_room: 16,
             round_seconds: 120,
             tag_back_immunity_ms: 1000,
+            reconnect_grace_ms: 60_000,
         }
     }
 }
@@ -57,6 +63,9 @@ players_per_room = 16
 round_seconds = 120
 # A tagged player may not tag back the player who tagged it for this long.
 tag_back_immunity_ms = 1000
+# How long the room waits for a player whose connection broke; 0 ends it at once (its resume is
+# refused with the room's reason). session.resume_grace bounds it.
+reconnect_grace_ms = 60000
 "#;
 
     fn validate(&self) -> Vec<Problem> {
@@ -71,6 +80,12 @@ tag_back_immunity_ms = 1000
             problems.push(Problem {
                 key: "game.round_seconds".to_owned(),
                 message: "must be at most 86400 (a day)".to_owned(),
+            });
+        }
+        if self.reconnect_grace_ms > 3_600_000 {
+            problems.push(Problem {
+                key: "game.reconnect_grace_ms".to_owned(),
+                message: "must be at most 3600000 (an hour)".to_owned(),
             });
         }
         if self.tag_back_immunity_ms > 60_000 {
@@ -111,9 +126,14 @@ impl Command {
     }
 }
 
-/// The room's timers, by key.
+/// The room's timers, by key: the round's, the tag-back immunity's, and one per away player
+/// (this bit and its session id).
 const ROUND_OVER: u64 = 1;
 const IMMUNITY_OVER: u64 = 2;
+const AWAY_TOO_LONG: u64 = 1 << 63;
+
+/// What a player away longer than the room waits is told when it tries to resume.
+pub const AWAY_TOO_LONG_REASON: &str = "you were away longer than this room waits";
 
 /// The game of tag.
 #[derive(Debug, Clone, Default)]
@@ -305,6 +325,17 @@ impl Room for TagRoom {
 
     fn disconnected(&mut self, room: &mut RoomContext<'_>, player: &Player, _why: CloseReason) {
         let session = player.session_id();
+        match self.config.reconnect_grace_ms {
+            0 => room.end(player, AWAY_TOO_LONG_REASON),
+            grace => {
+                // One timer per away player: the room's bound of timers is far above its cap of
+                // players.
+                let _ = room.after(
+                    Duration::from_millis(u64::from(grace)),
+                    AWAY_TOO_LONG | session,
+                );
+            }
+        }
         self.away.insert(session);
         room.broadcast_except(player, text(format!("away {session}")));
         if self.it == Some(session) {
@@ -314,6 +345,7 @@ impl Room for TagRoom {
 
     fn reconnected(&mut self, room: &mut RoomContext<'_>, player: &Player) {
         let session = player.session_id();
+        room.cancel(AWAY_TOO_LONG | session);
         self.away.remove(&session);
         room.broadcast(text(format!("back {session}")));
         if self.it.is_none() {
@@ -333,6 +365,11 @@ impl Room for TagRoom {
                 }
             }
             IMMUNITY_OVER => self.immune = None,
+            away if away & AWAY_TOO_LONG != 0 => {
+                if let Some(player) = room.member(away & !AWAY_TOO_LONG).cloned() {
+                    room.end(&player, AWAY_TOO_LONG_REASON);
+                }
+            }
             _ => {}
         }
     }

@@ -8,7 +8,7 @@ use game_engine::testkit::{
     ByeCode, RoomHarness, ServerMessage, TestPlayer, TestServer, default_game_config,
 };
 use game_engine::{CloseReason, Leave};
-use tag::{Command, Tag, TagConfig, TagRoom};
+use tag::{AWAY_TOO_LONG_REASON, Command, Tag, TagConfig, TagRoom};
 
 fn lines(player: &mut TestPlayer) -> Vec<String> {
     player
@@ -304,6 +304,7 @@ fn the_defaults_load_and_a_room_for_one_is_a_named_error() {
         players_per_room: 1,
         round_seconds: 100_000,
         tag_back_immunity_ms: 60_001,
+        reconnect_grace_ms: 3_600_001,
     });
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(
@@ -311,6 +312,7 @@ fn the_defaults_load_and_a_room_for_one_is_a_named_error() {
         [
             "game.players_per_room",
             "game.round_seconds",
+            "game.reconnect_grace_ms",
             "game.tag_back_immunity_ms"
         ]
     );
@@ -538,6 +540,88 @@ async fn a_player_who_logs_in_again_while_parked_is_let_in_as_the_same_player() 
     );
     assert_eq!(server.closed(CloseReason::PeerEof), 1);
     again.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}
+
+#[test]
+fn a_room_that_does_not_wait_ends_a_player_whose_connection_broke_at_once() {
+    let mut yard = room(TagConfig {
+        reconnect_grace_ms: 0,
+        ..TagConfig::default()
+    });
+    let _ann = yard.join("ann").expect("ann");
+    let bob = yard.join("bob").expect("bob");
+    yard.disconnect(&bob, CloseReason::PeerReset);
+    assert_eq!(bob.ended().as_deref(), Some(AWAY_TOO_LONG_REASON));
+}
+
+#[test]
+fn a_room_waits_its_own_grace_for_a_player_whose_connection_broke() {
+    let mut yard = room(TagConfig {
+        reconnect_grace_ms: 2_000,
+        ..TagConfig::default()
+    });
+    let ann = yard.join("ann").expect("ann");
+    let bob = yard.join("bob").expect("bob");
+    yard.disconnect(&ann, CloseReason::PeerReset);
+    yard.advance(Duration::from_millis(1_000));
+    yard.reconnect(&ann);
+    yard.advance(Duration::from_secs(5));
+    assert_eq!(
+        ann.ended(),
+        None,
+        "back in time: the room's timer was cancelled"
+    );
+    yard.disconnect(&bob, CloseReason::IdleTimeout);
+    yard.advance(Duration::from_millis(1_999));
+    assert_eq!(bob.ended(), None);
+    yard.advance(Duration::from_millis(1));
+    assert_eq!(bob.ended().as_deref(), Some(AWAY_TOO_LONG_REASON));
+}
+
+/// A room that does not wait: the player whose connection broke leaves at once, and its resume
+/// is refused with the room's reason.
+#[tokio::test]
+async fn a_reconnection_the_room_refuses_is_refused_with_the_rooms_reason() {
+    let game = Tag::new(TagConfig {
+        reconnect_grace_ms: 0,
+        ..TagConfig::default()
+    });
+    let server = TestServer::start(game, |_| {}).await;
+    let ann = server.join("ann", "yard").await.expect("ann");
+    let mut bob = server.join("bob", "yard").await.expect("bob");
+    let ann_id = ann.welcome().expect("welcome").session_id;
+    let gone = ann.vanish();
+    while bob.next_event().await != Some(Bytes::from(format!("left {ann_id}"))) {}
+    let bye = server.resume(&gone).await.expect_err("refused");
+    assert_eq!(bye.code, ByeCode::ResumeRejected);
+    assert!(bye.text.contains(AWAY_TOO_LONG_REASON), "{}", bye.text);
+    bob.quit().await;
+    server.stop().await;
+}
+
+/// A room that would wait a minute on a server that keeps parked sessions a second: the
+/// server's grace bounds the room's.
+#[tokio::test]
+async fn the_servers_resume_grace_bounds_the_rooms() {
+    let server = TestServer::start(Tag::default(), |config| {
+        config.session.resume_grace = Duration::from_secs(1);
+    })
+    .await;
+    let ann = server.join("ann", "yard").await.expect("ann");
+    let mut bob = server.join("bob", "yard").await.expect("bob");
+    let ann_id = ann.welcome().expect("welcome").session_id;
+    let gone = ann.vanish();
+    let waited = tokio::time::Instant::now();
+    while bob.next_event().await != Some(Bytes::from(format!("left {ann_id}"))) {}
+    assert!(
+        waited.elapsed() < Duration::from_secs(10),
+        "left after {:?}, not the room's minute",
+        waited.elapsed()
+    );
+    let bye = server.resume(&gone).await.expect_err("expired");
+    assert!(bye.text.contains("expired"), "{}", bye.text);
     bob.quit().await;
     server.stop().await;
 }

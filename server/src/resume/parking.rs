@@ -55,6 +55,8 @@ struct Inner {
     parked_by_player: HashMap<Arc<str>, ResumeToken>,
     claimed: HashSet<ResumeToken>,
     tombstones: HashMap<ResumeToken, (Refusal, Instant)>,
+    /// The game's reason, for the tombstones of parked sessions a room ended.
+    game_reasons: HashMap<ResumeToken, Arc<str>>,
     next_purge: usize,
     /// Parked tokens, oldest first.
     order: BTreeMap<u64, ResumeToken>,
@@ -70,6 +72,9 @@ impl Inner {
             self.tombstones
                 .retain(|_, (_, at)| now.saturating_duration_since(*at) < keep);
             self.next_purge = (2 * self.tombstones.len()).max(1024);
+            let tombstones = &self.tombstones;
+            self.game_reasons
+                .retain(|buried, _| *buried == token || tombstones.contains_key(buried));
         }
         self.tombstones.insert(token, (why, now));
     }
@@ -197,11 +202,11 @@ impl Parking {
     ) {
         let player = carried.player.clone();
         player.footprint().set_held(carried.replay.bytes(), 0);
-        player.parked(reason);
         let (stop, stopped) = oneshot::channel();
         // One critical section: make room, reset the close request (a resume's `Replaced`
         // request is made under this lock too, so it lands before or after, never between),
-        // and park.
+        // park, and tell the room: whatever the room asks in return (ending the player) lands
+        // after the reset, where the supervisor below sees it.
         let evicted = {
             let mut inner = self.lock();
             let mut evicted = Vec::new();
@@ -237,6 +242,7 @@ impl Parking {
                 }
             }
             player.control().reset();
+            player.parked(reason);
             inner.live.remove(&token);
             inner.claimed.remove(&token);
             let player_id: Arc<str> = Arc::from(player.player_id());
@@ -272,6 +278,13 @@ impl Parking {
                 () = tokio::time::sleep(parking.grace) => Refusal::Expired,
                 ended = player.close_requested() => match ended {
                     CloseReason::SlowConsumer => Refusal::BufferOverflow,
+                    CloseReason::GameEnded => {
+                        // The room ended it: a later resume is refused with the room's reason.
+                        if let Some(text) = player.control().text() {
+                            parking.lock().game_reasons.insert(token, Arc::from(text));
+                        }
+                        Refusal::Ended
+                    }
                     _ => Refusal::Ended,
                 },
                 _ = stopped => return,
@@ -375,6 +388,17 @@ impl Parking {
                 Some(freed) => held = held.saturating_sub(freed),
                 None => break,
             }
+        }
+    }
+
+    /// What a client whose resume with `token` was refused for `refusal` is told: the room's
+    /// own reason when a room ended the parked session.
+    pub(crate) fn explain(&self, token: &ResumeToken, refusal: Refusal) -> String {
+        match self.lock().game_reasons.get(token) {
+            Some(text) if refusal == Refusal::Ended => {
+                format!("the game ended your session: {text}; start a new session")
+            }
+            _ => refusal.explain().to_owned(),
         }
     }
 

@@ -86,7 +86,7 @@ async fn admit_claimed(
             Err(refusal) => {
                 return Err(Ending::because(
                     CloseReason::ResumeRejected,
-                    refusal.explain(),
+                    parking.explain(&resume.token, refusal),
                 ));
             }
         },
