@@ -44,9 +44,14 @@ mod shutdown;
 pub mod testkit;
 mod transport;
 
-pub use crate::api::clock::{MAX_TIMERS, TooManyTimers};
 pub use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
 pub use crate::api::page;
+pub use crate::api::rooms::{
+    DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE, MAX_SIGNAL_BYTES, RoomInfo, RoomPage, RoomQuery, Rooms,
+    SIGNAL_WAIT, SignalError,
+};
+pub use crate::api::state::{LabelTooLong, MAX_LABEL_BYTES};
+pub use crate::api::state::{MAX_TIMERS, TooManyTimers};
 #[cfg(feature = "app")]
 pub use crate::app::App;
 pub use crate::close::CloseReason;

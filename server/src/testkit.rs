@@ -44,8 +44,9 @@ use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
-use crate::api::clock::RoomClock;
 use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::api::rooms::Rooms;
+use crate::api::state::RoomState;
 use crate::close::CloseReason;
 use crate::config::GameConfig;
 use crate::config::{Config, Sources};
@@ -66,7 +67,7 @@ pub struct RoomHarness<R: Room> {
     name: String,
     members: HashMap<u64, Player>,
     /// The room's clock: ticks, time (moved by [`RoomHarness::advance`]) and timers.
-    clock: RoomClock,
+    clock: RoomState,
     next_session: u64,
 }
 
@@ -112,7 +113,7 @@ impl<R: Room> RoomHarness<R> {
             room,
             name: name.to_owned(),
             members: HashMap::new(),
-            clock: RoomClock::default(),
+            clock: RoomState::default(),
             next_session: 1,
         }
     }
@@ -234,6 +235,23 @@ impl<R: Room> RoomHarness<R> {
         ran
     }
 
+    /// A message for the room from outside its players: runs [`Room::signal`], returns its
+    /// answer.
+    pub fn signal(&mut self, payload: impl Into<Bytes>) -> Bytes {
+        let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
+        self.room.signal(&mut context, payload.into())
+    }
+
+    /// The label the room publishes in the listing.
+    pub fn label(&self) -> Option<&str> {
+        self.clock.listing.label.as_deref()
+    }
+
+    /// True while the room is locked.
+    pub fn is_locked(&self) -> bool {
+        self.clock.listing.locked
+    }
+
     /// The server starts to drain with `left` before its timeout: runs [`Room::draining`].
     pub fn drain(&mut self, left: std::time::Duration) {
         let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
@@ -271,6 +289,7 @@ pub struct TestServer {
     game: Option<SocketAddr>,
     websocket: Option<SocketAddr>,
     metrics: Metrics,
+    rooms: Rooms,
     next_peer: AtomicU64,
     /// The configuration it runs with.
     pub config: Config,
@@ -334,6 +353,7 @@ impl TestServer {
         let admin = engine.admin_addr();
         let connector = engine.connector();
         let metrics = engine.metrics();
+        let rooms = engine.rooms();
         let task = tokio::spawn(engine.until_drained());
         TestServer {
             connector: Some(connector),
@@ -343,6 +363,7 @@ impl TestServer {
             game: None,
             websocket: None,
             metrics,
+            rooms,
             next_peer: AtomicU64::new(1),
             config,
         }
@@ -374,6 +395,7 @@ impl TestServer {
         let admin = engine.admin_addr();
         let connector = engine.connector();
         let metrics = engine.metrics();
+        let rooms = engine.rooms();
         let task = tokio::spawn(engine.serve(listeners.game, listeners.websocket));
         TestServer {
             connector: Some(connector),
@@ -383,6 +405,7 @@ impl TestServer {
             game: game_addr,
             websocket,
             metrics,
+            rooms,
             next_peer: AtomicU64::new(1),
             config,
         }
@@ -482,6 +505,12 @@ impl TestServer {
             Some(ServerMessage::Bye(bye)) => Err(bye),
             other => panic!("expected Welcome or Bye, got {other:?}"),
         }
+    }
+
+    /// The server's rooms, as the game's own code reaches them ([`crate::Game::started`]):
+    /// the listing and signals.
+    pub fn rooms(&self) -> Rooms {
+        self.rooms.clone()
     }
 
     /// The server's metrics, in the Prometheus text format `/metrics` serves.

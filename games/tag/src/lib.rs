@@ -17,6 +17,10 @@
 //!   nobody 0`), and to the sender alone `refused WHY`.
 //!
 //! A malformed input ends the sender's session with the game's reason.
+//!
+//! Each room publishes the label `tag` in the room listing, and locks itself while it is full.
+//! Signals: `standings` answers `SESSION TAGS` lines, best first; `end-round` ends the round at
+//! once and answers its result line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -240,7 +244,7 @@ impl TagRoom {
 impl TagRoom {
     /// Ends the round: the most tags win (the lowest session id among equals), scores start
     /// over.
-    fn end_round(&mut self, room: &mut RoomContext<'_>) {
+    fn end_round(&mut self, room: &mut RoomContext<'_>) -> String {
         let best = self
             .scores
             .iter()
@@ -250,9 +254,19 @@ impl TagRoom {
             Some((session, tags)) => format!("round {} won {session} {tags}", self.round),
             None => format!("round {} won nobody 0", self.round),
         };
-        room.broadcast(text(line));
+        room.broadcast(text(line.clone()));
         self.scores.values_mut().for_each(|tags| *tags = 0);
         self.round += 1;
+        line
+    }
+
+    /// The listing: the label `tag`, locked while `members` fill the room.
+    fn publish(&self, room: &mut RoomContext<'_>, members: usize) {
+        if room.label().is_none() {
+            // A short constant: within the bound.
+            let _ = room.set_label("tag");
+        }
+        room.set_locked(members >= self.config.players_per_room);
     }
 
     fn start_round_clock(&self, room: &mut RoomContext<'_>) {
@@ -300,6 +314,7 @@ impl Room for TagRoom {
         let it = *self.it.get_or_insert(session);
         room.send(player, text(format!("it {it}")));
         self.start_round_clock(room);
+        self.publish(room, room.len() + 1);
         Ok(())
     }
 
@@ -311,6 +326,7 @@ impl Room for TagRoom {
     }
 
     fn leave(&mut self, room: &mut RoomContext<'_>, player: &Player, _why: Leave) {
+        self.publish(room, room.len());
         let session = player.session_id();
         self.scores.remove(&session);
         self.away.remove(&session);
@@ -359,7 +375,7 @@ impl Room for TagRoom {
     fn timer(&mut self, room: &mut RoomContext<'_>, key: u64) {
         match key {
             ROUND_OVER => {
-                self.end_round(room);
+                let _ = self.end_round(room);
                 if !room.is_empty() {
                     self.start_round_clock(room);
                 }
@@ -374,10 +390,34 @@ impl Room for TagRoom {
         }
     }
 
+    fn signal(&mut self, room: &mut RoomContext<'_>, payload: Bytes) -> Bytes {
+        match &payload[..] {
+            b"standings" => {
+                let mut standings: Vec<(u64, u32)> =
+                    self.scores.iter().map(|(s, t)| (*s, *t)).collect();
+                standings.sort_by_key(|(session, tags)| (std::cmp::Reverse(*tags), *session));
+                let lines: Vec<String> = standings
+                    .iter()
+                    .map(|(session, tags)| format!("{session} {tags}"))
+                    .collect();
+                text(lines.join("\n"))
+            }
+            b"end-round" => {
+                room.cancel(ROUND_OVER);
+                let line = self.end_round(room);
+                if !room.is_empty() {
+                    self.start_round_clock(room);
+                }
+                text(line)
+            }
+            _ => text("unknown signal; known: standings, end-round".to_owned()),
+        }
+    }
+
     fn draining(&mut self, room: &mut RoomContext<'_>, _left: Duration) {
         // The server is going away: the round ends here, and everybody hears who won.
         room.cancel(ROUND_OVER);
-        self.end_round(room);
+        let _ = self.end_round(room);
     }
 
     fn tick_rate_hz(&self) -> Option<u32> {

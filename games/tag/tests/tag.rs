@@ -625,3 +625,86 @@ async fn the_servers_resume_grace_bounds_the_rooms() {
     bob.quit().await;
     server.stop().await;
 }
+
+#[test]
+fn a_room_publishes_its_label_locks_while_full_and_answers_signals() {
+    let mut yard = room(TagConfig {
+        players_per_room: 2,
+        ..TagConfig::default()
+    });
+    let mut ann = yard.join("ann").expect("ann");
+    assert_eq!(yard.label(), Some("tag"));
+    assert!(!yard.is_locked());
+    let bob = yard.join("bob").expect("bob");
+    assert!(yard.is_locked(), "full");
+    yard.input(&mut ann, tag(&bob));
+    assert_eq!(
+        yard.signal("standings"),
+        Bytes::from(format!("{} 1\n{} 0", ann.session_id(), bob.session_id()))
+    );
+    assert_eq!(
+        yard.signal("end-round"),
+        Bytes::from(format!("round 1 won {} 1", ann.session_id()))
+    );
+    assert_eq!(yard.room().score(ann.session_id()), 0);
+    yard.leave(&bob, Leave::Closed(CloseReason::ClientQuit));
+    assert!(!yard.is_locked(), "room again");
+}
+
+/// The game's own code (here the test, through the test kit) lists the rooms by label and
+/// signals one; a locked room is not placed in automatically.
+#[tokio::test]
+async fn rooms_are_listed_by_label_and_signalled_by_name() {
+    let game = Tag::new(TagConfig {
+        players_per_room: 2,
+        ..TagConfig::default()
+    });
+    let server = TestServer::start(game, |_| {}).await;
+    let ann = server.join("ann", "yard").await.expect("ann");
+    let bob = server.join("bob", "yard").await.expect("bob");
+    let cat = server.join("cat", "field").await.expect("cat");
+    let rooms = server.rooms();
+    let page = rooms.list(&game_engine::RoomQuery {
+        label: Some("tag".to_owned()),
+        ..Default::default()
+    });
+    let listed: Vec<(&str, usize, bool)> = page
+        .rooms
+        .iter()
+        .map(|r| (r.name.as_str(), r.players, r.locked))
+        .collect();
+    assert_eq!(listed, [("field", 1, false), ("yard", 2, true)]);
+    let open = rooms.list(&game_engine::RoomQuery {
+        unlocked: true,
+        ..Default::default()
+    });
+    assert_eq!(open.rooms.len(), 1, "{open:?}");
+    let none = rooms.list(&game_engine::RoomQuery {
+        label: Some("chess".to_owned()),
+        ..Default::default()
+    });
+    assert!(none.rooms.is_empty());
+    let paged = rooms.list(&game_engine::RoomQuery {
+        limit: Some(1),
+        ..Default::default()
+    });
+    assert_eq!(paged.next_after.as_deref(), Some("field"));
+    assert_eq!(paged.total, 2);
+    let answer = rooms
+        .signal("yard", Bytes::from("standings"))
+        .await
+        .expect("answered");
+    let ann_id = ann.welcome().expect("welcome").session_id;
+    assert!(
+        answer.starts_with(format!("{ann_id} 0").as_bytes()),
+        "{answer:?}"
+    );
+    assert_eq!(
+        rooms.signal("nowhere", Bytes::from("standings")).await,
+        Err(game_engine::SignalError::NoSuchRoom("nowhere".to_owned()))
+    );
+    for client in [ann, bob, cat] {
+        client.quit().await;
+    }
+    server.stop().await;
+}

@@ -23,13 +23,15 @@
 //! ([`RoomContext::end`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::api::clock::{RoomClock, TooManyTimers};
+use crate::api::state::{LabelTooLong, MAX_LABEL_BYTES, RoomState, TooManyTimers};
 
 pub use crate::api::leave::Leave;
+use crate::api::rooms::Rooms;
 use crate::close::CloseReason;
 use crate::config::GameConfig;
 pub use crate::player::registry::Player;
@@ -44,6 +46,11 @@ pub trait Game: Send + Sync + 'static {
     /// Opens `room` for the first player who asks for it. Refusing keeps the room closed, and
     /// the player gets the reason. Runs while the room directory is locked: keep it quick.
     fn open(&self, room: &NewRoom<'_>) -> Result<Self::Room, Refusal>;
+
+    /// The server started: `rooms` lists the rooms and signals them, for the game's own code
+    /// (a matchmaker, an HTTP hook of its own). Keep it if needed; it does not keep the server
+    /// alive.
+    fn started(&self, _rooms: Rooms) {}
 }
 
 /// A room about to open: its name, and whether the engine named it (an automatic room, for a
@@ -122,6 +129,13 @@ pub trait Room: Send + 'static {
     /// A timer the room set with [`RoomContext::after`] is due; `key` is the one it gave.
     fn timer(&mut self, _room: &mut RoomContext<'_>, _key: u64) {}
 
+    /// A message for the room from outside its players: the game's own code
+    /// ([`Rooms::signal`](crate::Rooms::signal)) or an operator (`POST /rooms/{name}/signal`
+    /// on the admin port). What the hook returns is the answer.
+    fn signal(&mut self, _room: &mut RoomContext<'_>, _payload: Bytes) -> Bytes {
+        Bytes::new()
+    }
+
     /// The server started to drain: `left` is the time until the drain timeout. What the room
     /// sends now reaches its players before their `Bye{server_shutdown}`, and a player it ends
     /// ([`RoomContext::end`]) gets the game's reason instead. The engine waits for this hook
@@ -152,7 +166,7 @@ pub trait Room: Send + 'static {
 pub struct RoomContext<'a> {
     name: &'a str,
     members: &'a HashMap<u64, Player>,
-    clock: &'a mut RoomClock,
+    clock: &'a mut RoomState,
     /// In [`Room::join`], the player asking to enter: not a member yet, but the room may send
     /// to it (what it needs to know on arrival) or end it.
     joining: Option<u64>,
@@ -165,7 +179,7 @@ impl<'a> RoomContext<'a> {
     pub(crate) fn new(
         name: &'a str,
         members: &'a HashMap<u64, Player>,
-        clock: &'a mut RoomClock,
+        clock: &'a mut RoomState,
     ) -> Self {
         RoomContext {
             name,
@@ -180,7 +194,7 @@ impl<'a> RoomContext<'a> {
     pub(crate) fn joining(
         name: &'a str,
         members: &'a HashMap<u64, Player>,
-        clock: &'a mut RoomClock,
+        clock: &'a mut RoomState,
         player: &Player,
     ) -> Self {
         RoomContext {
@@ -237,6 +251,38 @@ impl<'a> RoomContext<'a> {
     /// True while a timer with `key` is pending.
     pub fn pending(&self, key: u64) -> bool {
         self.clock.pending(key)
+    }
+
+    /// Publishes a label for this room in the room listing (`GET /rooms` on the admin port,
+    /// [`Rooms::list`](crate::Rooms::list)): the game mode, the map, whatever a lobby or a
+    /// matchmaker filters rooms by. At most [`MAX_LABEL_BYTES`](crate::MAX_LABEL_BYTES).
+    pub fn set_label(&mut self, label: impl Into<String>) -> Result<(), LabelTooLong> {
+        let label = label.into();
+        if label.len() > MAX_LABEL_BYTES {
+            return Err(LabelTooLong(label.len()));
+        }
+        self.clock.listing.label = Some(Arc::from(label));
+        self.clock.listing_changed = true;
+        Ok(())
+    }
+
+    /// The label this room publishes.
+    pub fn label(&self) -> Option<&str> {
+        self.clock.listing.label.as_deref()
+    }
+
+    /// Locks or unlocks the room: a locked room is listed as such and the engine places no
+    /// player in it automatically; a player naming it still reaches [`Room::join`].
+    pub fn set_locked(&mut self, locked: bool) {
+        if self.clock.listing.locked != locked {
+            self.clock.listing.locked = locked;
+            self.clock.listing_changed = true;
+        }
+    }
+
+    /// True while the room is locked.
+    pub fn is_locked(&self) -> bool {
+        self.clock.listing.locked
     }
 
     /// The members, in no particular order.

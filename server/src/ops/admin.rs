@@ -41,6 +41,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::rooms::{MAX_SIGNAL_BYTES, RoomQuery, Rooms, SignalError};
 use crate::ops::close_log::Closes;
 use crate::ops::metrics::Metrics;
 use crate::player::registry::Registry;
@@ -82,6 +83,7 @@ impl std::fmt::Debug for Settings {
 struct Admin {
     metrics: Metrics,
     registry: Arc<Registry>,
+    rooms: Rooms,
     closes: Arc<Closes>,
     shutdown: Shutdown,
     token: Option<Arc<str>>,
@@ -226,6 +228,11 @@ fn router(admin: Admin) -> Router {
         .route("/sessions", get(sessions))
         .route("/closes", get(closes))
         .route("/sessions/{id}/kick", post(kick))
+        .route("/rooms", get(rooms))
+        .route(
+            "/rooms/{name}/signal",
+            post(signal).layer(axum::extract::DefaultBodyLimit::max(MAX_SIGNAL_BYTES)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             admin.clone(),
             authorize,
@@ -270,10 +277,12 @@ async fn protect(mut response: Response) -> Response {
 
 /// Serves until `stop` is cancelled, then gives open connections [`CLOSE_GRACE`] and drops the
 /// rest.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     registry: Arc<Registry>,
+    rooms: Rooms,
     closes: Arc<Closes>,
     shutdown: Shutdown,
     settings: Settings,
@@ -282,6 +291,7 @@ pub(crate) async fn serve(
     let app = router(Admin {
         metrics: metrics.clone(),
         registry,
+        rooms,
         closes,
         shutdown,
         token: settings.token.as_deref().map(Arc::from),
@@ -365,7 +375,8 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         if admin.token.is_none() {
             return refuse(
                 StatusCode::FORBIDDEN,
-                "kicking is off: set admin.token (GAMESERVER__ADMIN__TOKEN) to enable it",
+                "kicks and room signals are off: set admin.token (GAMESERVER__ADMIN__TOKEN) to \
+                 enable them",
             );
         }
         if !token_ok {
@@ -579,6 +590,27 @@ async fn closes(State(admin): State<Admin>, Query(query): Query<ClosesQuery>) ->
     axum::Json(admin.closes.count(&query.player_prefix, query.since).await).into_response()
 }
 
+async fn rooms(State(admin): State<Admin>, Query(query): Query<RoomQuery>) -> Response {
+    axum::Json(admin.rooms.list(&query)).into_response()
+}
+
+async fn signal(State(admin): State<Admin>, Path(name): Path<String>, body: Bytes) -> Response {
+    match admin.rooms.signal(&name, body).await {
+        Ok(answer) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response()
+        }
+        Err(error) => {
+            let status = match error {
+                SignalError::NoSuchRoom(_) => StatusCode::NOT_FOUND,
+                SignalError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                SignalError::NoAnswer => StatusCode::GATEWAY_TIMEOUT,
+                SignalError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, format!("{error}\n")).into_response()
+        }
+    }
+}
+
 async fn kick(State(admin): State<Admin>, Path(id): Path<u64>) -> Response {
     match admin.registry.get(id) {
         Some(player) => {
@@ -641,9 +673,14 @@ mod tests {
     }
 
     fn admin(pages: Pages) -> Router {
+        with_rooms(pages, Rooms::new(std::sync::Weak::<Lobby>::new()))
+    }
+
+    fn with_rooms(pages: Pages, rooms: Rooms) -> Router {
         router(Admin {
             metrics: Metrics::new().expect("metrics"),
             registry: Arc::new(Registry::default()),
+            rooms,
             closes: Closes::new(16),
             shutdown: Shutdown::new(),
             token: Some(Arc::from("s3cret")),
@@ -684,6 +721,109 @@ mod tests {
             .await
             .expect("body");
         (status, kind, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A directory of one room, `lobby`, that answers a signal with its payload reversed.
+    struct Lobby;
+
+    impl crate::api::rooms::Directory for Lobby {
+        fn list(&self, query: &RoomQuery) -> crate::api::rooms::RoomPage {
+            let lobby = crate::api::rooms::RoomInfo {
+                name: "lobby".to_owned(),
+                label: Some("tag".to_owned()),
+                players: 3,
+                parked: 1,
+                locked: false,
+                automatic: false,
+            };
+            let wanted = query.label.as_deref().is_none_or(|label| label == "tag");
+            crate::api::rooms::RoomPage {
+                total: 1,
+                rooms: if wanted { vec![lobby] } else { Vec::new() },
+                next_after: None,
+            }
+        }
+
+        fn signal(&self, room: &str, payload: Bytes) -> crate::api::rooms::Answer {
+            let room = room.to_owned();
+            Box::pin(async move {
+                if room != "lobby" {
+                    return Err(SignalError::NoSuchRoom(room));
+                }
+                Ok(payload.iter().rev().copied().collect())
+            })
+        }
+    }
+
+    /// A signal request from `peer`, with the bearer `token` if any; the status and the body.
+    async fn post_signal(
+        app: &Router,
+        room: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/rooms/{room}/signal"))
+            .header(header::HOST, "127.0.0.1:9100");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let mut request = request.body(Body::from(body)).expect("request");
+        request
+            .extensions_mut()
+            .insert(Peer("127.0.0.1:5000".parse().expect("peer")));
+        let mut app = app.clone();
+        let response = tower_service::Service::call(&mut app, request)
+            .await
+            .expect("the router answers");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, body.to_vec())
+    }
+
+    #[tokio::test]
+    async fn rooms_are_listed_on_a_read_and_signalled_with_the_token() {
+        let lobby: Arc<Lobby> = Arc::new(Lobby);
+        let weak: std::sync::Weak<Lobby> = Arc::downgrade(&lobby);
+        let app = with_rooms(Pages::new(&[], None, false, &[]), Rooms::new(weak));
+        let local = "127.0.0.1:5000";
+        let (status, kind, body) = call(&app, Method::GET, "/rooms", local, "localhost").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(kind, "application/json");
+        let page: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(page["total"], 1);
+        assert_eq!(page["rooms"][0]["name"], "lobby");
+        assert_eq!(page["rooms"][0]["label"], "tag");
+        assert_eq!(page["rooms"][0]["parked"], 1);
+        assert!(page.get("next_after").is_none(), "{body}");
+        let (_, _, body) = call(&app, Method::GET, "/rooms?label=race", local, "localhost").await;
+        assert!(body.contains("\"rooms\":[]"), "{body}");
+        // A far reader without the token is refused like on every other admin route.
+        let far = "203.0.113.9:5000";
+        let (status, ..) = call(&app, Method::GET, "/rooms", far, "evil.example").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // Signals are writes: the token is required, even on loopback.
+        let (status, _) = post_signal(&app, "lobby", None, b"abc".to_vec()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, answer) = post_signal(&app, "lobby", Some("s3cret"), b"abc".to_vec()).await;
+        assert_eq!((status, answer.as_slice()), (StatusCode::OK, &b"cba"[..]));
+        let (status, answer) = post_signal(&app, "attic", Some("s3cret"), Vec::new()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&answer).contains("attic"));
+        let huge = vec![0; crate::api::rooms::MAX_SIGNAL_BYTES + 1];
+        let (status, _) = post_signal(&app, "lobby", Some("s3cret"), huge).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        // Once the server stopped, the handle lists nothing and signals say so.
+        drop(lobby);
+        let (_, _, body) = call(&app, Method::GET, "/rooms", local, "localhost").await;
+        assert!(body.contains("\"total\":0"), "{body}");
+        let (status, _) = post_signal(&app, "lobby", Some("s3cret"), Vec::new()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     }
 
     const PAGE: &str = "<meta name=\"websocket-port\" content=\"{{websocket_port}}\">\

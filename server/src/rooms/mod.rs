@@ -19,8 +19,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::api::clock::RoomClock;
 use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::api::rooms::{self as listing, Answer, RoomInfo, RoomPage, RoomQuery, SignalError};
+use crate::api::state::{Listing, RoomState};
 use crate::close::CloseReason;
 use crate::player::place::Place;
 
@@ -65,6 +66,11 @@ pub(crate) enum Command {
     Drain {
         left: Duration,
         reply: oneshot::Sender<()>,
+    },
+    /// A message from outside the room's players, answered.
+    Signal {
+        payload: Bytes,
+        reply: oneshot::Sender<Bytes>,
     },
 }
 
@@ -123,6 +129,20 @@ impl RoomHandle {
 }
 
 impl Address {
+    /// Publishes what the room shows in the listing.
+    fn publish(&self, listing: &Listing) {
+        if let Some(directory) = self.directory.upgrade() {
+            let mut inner = directory.lock();
+            if let Some(entry) = inner
+                .rooms
+                .get_mut(&self.name)
+                .filter(|entry| entry.address.generation == self.generation)
+            {
+                entry.listing = listing.clone();
+            }
+        }
+    }
+
     /// Tells the room the player left, and to close when it was the last.
     fn leave(&self, session: u64, why: Leave, parked: bool) {
         let last = self.release(parked);
@@ -196,7 +216,7 @@ impl<G: Game> Opener for GameOpener<G> {
 trait RoomRunner: Send {
     fn run(
         self: Box<Self>,
-        name: Arc<str>,
+        address: Arc<Address>,
         commands: mpsc::Receiver<Command>,
         default_tick_hz: u32,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -207,11 +227,11 @@ struct Runner<R: Room>(R);
 impl<R: Room> RoomRunner for Runner<R> {
     fn run(
         self: Box<Self>,
-        name: Arc<str>,
+        address: Arc<Address>,
         commands: mpsc::Receiver<Command>,
         default_tick_hz: u32,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(run_room(self.0, name, commands, default_tick_hz))
+        Box::pin(run_room(self.0, address, commands, default_tick_hz))
     }
 }
 
@@ -230,6 +250,8 @@ pub struct DirectoryLimits {
 
 struct Entry {
     address: Arc<Address>,
+    /// What the room publishes in the listing.
+    listing: Listing,
     places: usize,
     /// Places held by players parked for resume.
     parked: usize,
@@ -240,7 +262,8 @@ struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    rooms: HashMap<Arc<str>, Entry>,
+    /// Open rooms, in name order (the listing's order).
+    rooms: BTreeMap<Arc<str>, Entry>,
     /// Automatic rooms with space, lowest number first.
     auto_open: BTreeSet<u64>,
     next_auto: u64,
@@ -329,8 +352,15 @@ impl Directory {
     ) -> Result<RoomHandle, Refusal> {
         let mut inner = self.lock();
         let name: Arc<str> = if requested.is_empty() {
-            let n = match inner.auto_open.first() {
-                Some(n) => *n,
+            // The first automatic room with space that is not locked.
+            let open = inner.auto_open.iter().copied().find(|n| {
+                inner
+                    .rooms
+                    .get(format!("{AUTO_ROOM_PREFIX}{n}").as_str())
+                    .is_none_or(|entry| !entry.listing.locked)
+            });
+            let n = match open {
+                Some(n) => n,
                 None => {
                     inner.next_auto += 1;
                     let n = inner.next_auto;
@@ -375,7 +405,8 @@ impl Directory {
             inner.rooms.insert(
                 name.clone(),
                 Entry {
-                    address,
+                    address: address.clone(),
+                    listing: Listing::default(),
                     places: 0,
                     parked: 0,
                     parked_only: None,
@@ -383,7 +414,7 @@ impl Directory {
                 },
             );
             self.gauge.inc();
-            let task = room.run(name.clone(), receiver, self.limits.tick_rate_hz);
+            let task = room.run(address, receiver, self.limits.tick_rate_hz);
             let gauge = self.gauge.clone();
             self.tasks.spawn(async move {
                 task.await;
@@ -530,6 +561,71 @@ impl Directory {
     }
 }
 
+impl listing::Directory for Directory {
+    fn list(&self, query: &RoomQuery) -> RoomPage {
+        let size = query.page_size();
+        let inner = self.lock();
+        let after = query.after.as_deref().unwrap_or("");
+        let mut rooms = Vec::with_capacity(size.min(inner.rooms.len()));
+        let mut next_after = None;
+        let candidates = inner
+            .rooms
+            .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .filter(|(_, entry)| {
+                query
+                    .label
+                    .as_deref()
+                    .is_none_or(|label| entry.listing.label.as_deref() == Some(label))
+                    && !(query.unlocked && entry.listing.locked)
+            });
+        for (name, entry) in candidates {
+            if rooms.len() == size {
+                next_after = rooms.last().map(|room: &RoomInfo| room.name.clone());
+                break;
+            }
+            rooms.push(RoomInfo {
+                name: name.to_string(),
+                label: entry.listing.label.as_deref().map(str::to_owned),
+                players: entry.places,
+                parked: entry.parked,
+                locked: entry.listing.locked,
+                automatic: entry.auto.is_some(),
+            });
+        }
+        RoomPage {
+            total: inner.rooms.len(),
+            rooms,
+            next_after,
+        }
+    }
+
+    fn signal(&self, room: &str, payload: Bytes) -> Answer {
+        let address = self
+            .lock()
+            .rooms
+            .get(room)
+            .map(|entry| entry.address.clone());
+        let room = room.to_owned();
+        Box::pin(async move {
+            let Some(address) = address else {
+                return Err(SignalError::NoSuchRoom(room));
+            };
+            let (reply, answer) = oneshot::channel();
+            let asked = async {
+                let _ = address
+                    .commands
+                    .send(Command::Signal { payload, reply })
+                    .await;
+                answer.await
+            };
+            match tokio::time::timeout(listing::SIGNAL_WAIT, asked).await {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(_)) | Err(_) => Err(SignalError::NoAnswer),
+            }
+        })
+    }
+}
+
 /// True when `name` reads as an automatic room's name to a person: its prefix, compared after
 /// compatibility normalization (NFKC: a full-width `ａ` is an `a`) and case folding, is
 /// [`AUTO_ROOM_PREFIX`]. Names like that are the directory's to give.
@@ -611,13 +707,14 @@ pub(crate) async fn join(
 /// The task that owns one room.
 async fn run_room<R: Room>(
     mut room: R,
-    name: Arc<str>,
+    address: Arc<Address>,
     mut commands: mpsc::Receiver<Command>,
     default_tick_hz: u32,
 ) {
+    let name = address.name.clone();
     let mut members: HashMap<u64, Player> = HashMap::new();
     let opened = tokio::time::Instant::now();
-    let mut clock = RoomClock::default();
+    let mut clock = RoomState::default();
     let rate = room.tick_rate_hz().unwrap_or(default_tick_hz);
     let mut ticker = (rate > 0).then(|| {
         let mut interval = tokio::time::interval(Duration::from_secs(1) / rate);
@@ -626,6 +723,9 @@ async fn run_room<R: Room>(
     });
     let mut asleep = false;
     loop {
+        if std::mem::take(&mut clock.listing_changed) {
+            address.publish(&clock.listing);
+        }
         let ticking = ticker.is_some() && room.wants_tick();
         if ticking && asleep {
             // Woken by a command: the next tick is a period from now, as after any tick.
@@ -717,6 +817,10 @@ async fn run_room<R: Room>(
             Command::Drain { left, reply } => {
                 room.draining(&mut context(&mut clock), left);
                 let _ = reply.send(());
+            }
+            Command::Signal { payload, reply } => {
+                let answer = room.signal(&mut context(&mut clock), payload);
+                let _ = reply.send(answer);
             }
             Command::Dispose => break,
             Command::Settle { reply } => {

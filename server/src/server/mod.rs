@@ -46,6 +46,9 @@ const REAPER_QUEUE: usize = 4096;
 /// listeners ([`Engine::serve`]) or one at a time ([`Engine::connector`], for tests over
 /// in-memory transports).
 pub(crate) struct Engine {
+    /// The rooms, as a game's own code reaches them.
+    #[cfg_attr(not(any(test, feature = "testkit")), allow(dead_code))]
+    rooms: crate::api::rooms::Rooms,
     door: Arc<Door>,
     drain_timeout: Duration,
     admin_addr: std::net::SocketAddr,
@@ -119,7 +122,7 @@ impl Engine {
             throttle.clone(),
         );
         let rooms = Directory::new(
-            game,
+            game.clone(),
             DirectoryLimits {
                 max_rooms: config.rooms.max_rooms,
                 auto_room_capacity: config.rooms.auto_room_capacity,
@@ -152,10 +155,14 @@ impl Engine {
             throttle.clone(),
         ));
         let stop_admin = tokio_util::sync::CancellationToken::new();
+        let weak: std::sync::Weak<Directory> = Arc::downgrade(&rooms);
+        let weak: std::sync::Weak<dyn crate::api::rooms::Directory> = weak;
+        let room_handle = crate::api::rooms::Rooms::new(weak);
         let admin_task = tokio::spawn(admin::serve(
             admin,
             metrics.clone(),
             registry.clone(),
+            room_handle.clone(),
             closes,
             shutdown.clone(),
             admin::Settings {
@@ -201,7 +208,9 @@ impl Engine {
             sessions,
         });
         metrics.ready.set(1);
+        game.started(room_handle.clone());
         Ok(Engine {
+            rooms: room_handle,
             door,
             drain_timeout: config.shutdown.drain_timeout,
             admin_addr,
@@ -230,6 +239,12 @@ impl Engine {
             self.door.tls.clone(),
             self.door.metrics.transport.clone(),
         ))
+    }
+
+    /// The rooms, as a game's own code reaches them.
+    #[cfg(any(feature = "testkit", test))]
+    pub(crate) fn rooms(&self) -> crate::api::rooms::Rooms {
+        self.rooms.clone()
     }
 
     /// The server's metrics.

@@ -1,8 +1,10 @@
-//! A room's clock and timers: the time since the room opened, on the engine's clock (Tokio's,
-//! so a paused clock in tests pauses it too), and the timers the room schedules, delivered to
-//! [`crate::Room::timer`] and dropped with the room.
+//! What the engine keeps for a room beside the game's own state: its clock (the time since the
+//! room opened, on the engine's clock: Tokio's, so a paused clock in tests pauses it too), the
+//! timers the room schedules (delivered to [`crate::Room::timer`] and dropped with the room),
+//! and what it publishes in the room listing (a label, a lock).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Timers one room may have pending at once.
@@ -14,9 +16,27 @@ pub const MAX_TIMERS: usize = 4096;
 #[error("the room has {MAX_TIMERS} timers pending already")]
 pub struct TooManyTimers;
 
-/// The clock of one room, kept by its task (or the test kit's harness).
+/// The longest label a room may publish, in bytes.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// A label longer than [`MAX_LABEL_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a room label is at most {MAX_LABEL_BYTES} bytes, this one is {0}")]
+pub struct LabelTooLong(pub usize);
+
+/// What a room publishes in the listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Listing {
+    pub(crate) label: Option<Arc<str>>,
+    pub(crate) locked: bool,
+}
+
+/// The state of one room the engine keeps, by its task (or the test kit's harness).
 #[derive(Debug, Default)]
-pub(crate) struct RoomClock {
+pub(crate) struct RoomState {
+    /// What the room publishes; `listing_changed` until the task has published it.
+    pub(crate) listing: Listing,
+    pub(crate) listing_changed: bool,
     /// The last tick number.
     pub(crate) tick: u64,
     /// Time since the room opened, as of the hook that runs.
@@ -27,13 +47,13 @@ pub(crate) struct RoomClock {
     scheduled: u64,
 }
 
-impl RoomClock {
+impl RoomState {
     /// The earliest pending deadline.
     pub(crate) fn next_deadline(&self) -> Option<Duration> {
         self.timers.keys().next().map(|(deadline, _)| *deadline)
     }
 
-    /// Takes the earliest timer due by [`RoomClock::elapsed`]: its key.
+    /// Takes the earliest timer due by [`RoomState::elapsed`]: its key.
     pub(crate) fn pop_due(&mut self) -> Option<u64> {
         let entry = self.timers.first_entry()?;
         if entry.key().0 > self.elapsed {
@@ -69,7 +89,7 @@ mod tests {
 
     #[test]
     fn timers_fire_in_deadline_order_then_scheduling_order_and_cancel_by_key() {
-        let mut clock = RoomClock::default();
+        let mut clock = RoomState::default();
         clock.schedule(Duration::from_secs(2), 20).expect("room");
         clock.schedule(Duration::from_secs(1), 10).expect("room");
         clock.schedule(Duration::from_secs(1), 11).expect("room");
@@ -87,7 +107,7 @@ mod tests {
 
     #[test]
     fn a_room_cannot_pile_up_timers_without_bound() {
-        let mut clock = RoomClock::default();
+        let mut clock = RoomState::default();
         for key in 0..MAX_TIMERS as u64 {
             clock
                 .schedule(Duration::from_secs(60), key)
