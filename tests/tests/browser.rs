@@ -11,7 +11,7 @@ use game_engine::CloseReason;
 use serde_json::Value;
 use system_tests::browser::{Browser, Tab, screenshot_path};
 use system_tests::process::{ServerProcess, ServerSpec};
-use system_tests::{has_tool, is_root, need, poll_until};
+use system_tests::{Metrics, has_tool, is_root, need, poll_until};
 
 /// The WebSocket listener on; the server acknowledges inputs within a second.
 const CONFIG: &str = "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n\

@@ -24,7 +24,7 @@ use system_tests::good::GoodPlayer;
 use system_tests::measure::rss;
 use system_tests::process::{ServerProcess, ServerSpec};
 use system_tests::tls::TestCert;
-use system_tests::{PATIENCE, RawClient, Scrape, TestServer, connect_from, hello_in};
+use system_tests::{Metrics, PATIENCE, RawClient, Scrape, TestServer, connect_from, hello_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;

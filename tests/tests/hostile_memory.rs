@@ -14,7 +14,7 @@ use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, Resume, ServerMe
 use system_tests::good::GoodPlayer;
 use system_tests::measure::{RssPeak, rss};
 use system_tests::process::{ServerProcess, ServerSpec};
-use system_tests::{PATIENCE, RawClient, Scrape, hello, hello_in};
+use system_tests::{Metrics, PATIENCE, RawClient, Scrape, hello, hello_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;

@@ -10,7 +10,7 @@ use game_engine::CloseReason;
 use system_tests::attack::{chatty, half_sent_admin_request, short_sessions};
 use system_tests::good::GoodPlayer;
 use system_tests::process::{Reading, ServerProcess, ServerSpec};
-use system_tests::{PATIENCE, RawClient};
+use system_tests::{Metrics, PATIENCE, RawClient};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
