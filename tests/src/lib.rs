@@ -435,6 +435,16 @@ impl Scrape {
             .collect()
     }
 
+    /// Panics, with the closes counted, if any session closed since `before`; `why` says why
+    /// none should have.
+    pub fn assert_no_closes_since(&self, before: &Scrape, why: &str) {
+        let closes = self.close_deltas(before);
+        assert!(
+            closes.is_empty(),
+            "{why}, yet closes were counted: {closes:?}"
+        );
+    }
+
     /// Non-zero growth of the close counter per reason since `before`.
     pub fn close_deltas(&self, before: &Scrape) -> HashMap<&'static str, u64> {
         CloseReason::ALL
