@@ -11,7 +11,7 @@ pub mod netns;
 pub mod process;
 pub mod tls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -169,26 +169,14 @@ pub trait Metrics {
         expected: &[(CloseReason, u64)],
         within: Duration,
     ) -> impl Future<Output = Scrape> {
-        let want: HashMap<&'static str, u64> = expected
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| (r.as_str(), *n))
-            .collect();
+        let expected = expected.iter().map(|(r, n)| (r.as_str(), *n));
+        let want = wanted(expected);
         async move {
-            let deadline = tokio::time::Instant::now() + within;
-            loop {
-                let now = self.scrape().await;
-                let deltas = now.close_deltas(before);
-                if deltas == want {
-                    return now;
-                }
-                let seen: u64 = deltas.values().sum();
-                let wanted: u64 = want.values().sum();
-                if seen > wanted || tokio::time::Instant::now() >= deadline {
-                    panic!("close counters moved by {deltas:?}, expected exactly {want:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            expect_growth(self, "close", &want, within, |now| {
+                let deltas = now.close_deltas(before).into_iter();
+                deltas.map(|(r, n)| (r.to_owned(), n)).collect()
+            })
+            .await
         }
     }
 
@@ -239,26 +227,46 @@ pub trait Metrics {
         expected: &[(&str, u64)],
         within: Duration,
     ) -> impl Future<Output = Scrape> {
-        let want: std::collections::BTreeMap<String, u64> = expected
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(reason, n)| ((*reason).to_owned(), *n))
-            .collect();
+        let want = wanted(expected.iter().copied());
         async move {
-            let deadline = tokio::time::Instant::now() + within;
-            loop {
-                let now = self.scrape().await;
-                let deltas = now.rejection_deltas(before);
-                if deltas == want {
-                    return now;
-                }
-                let (seen, wanted): (u64, u64) = (deltas.values().sum(), want.values().sum());
-                if seen > wanted || tokio::time::Instant::now() >= deadline {
-                    panic!("rejection counters moved by {deltas:?}, expected exactly {want:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            expect_growth(self, "rejection", &want, within, |now| {
+                now.rejection_deltas(before)
+            })
+            .await
         }
+    }
+}
+
+/// The non-zero counts of `expected`, by label.
+fn wanted<'a>(expected: impl Iterator<Item = (&'a str, u64)>) -> BTreeMap<String, u64> {
+    expected
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| (label.to_owned(), n))
+        .collect()
+}
+
+/// Polls `server` until `deltas` of a scrape (a counter's growth by label) are exactly `want`;
+/// returns that scrape. Panics, naming the `counter`, with the deltas seen if they are not within
+/// `within`, or as soon as they add up to more than `want`.
+async fn expect_growth<M: Metrics + ?Sized>(
+    server: &M,
+    counter: &str,
+    want: &BTreeMap<String, u64>,
+    within: Duration,
+    deltas: impl Fn(&Scrape) -> BTreeMap<String, u64>,
+) -> Scrape {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = server.scrape().await;
+        let deltas = deltas(&now);
+        if deltas == *want {
+            return now;
+        }
+        let (seen, wanted): (u64, u64) = (deltas.values().sum(), want.values().sum());
+        if seen > wanted || tokio::time::Instant::now() >= deadline {
+            panic!("{counter} counters moved by {deltas:?}, expected exactly {want:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -290,7 +298,7 @@ pub struct RelayLog {
     /// The highest event seq received.
     pub last_event: u64,
     /// How many times each (sender, input seq) was relayed.
-    pub relays: std::collections::BTreeMap<(String, u64), u32>,
+    pub relays: BTreeMap<(String, u64), u32>,
 }
 
 impl RelayLog {
@@ -423,7 +431,7 @@ impl Scrape {
     }
 
     /// Non-zero growth of `gameserver_connections_rejected_total` per reason since `before`.
-    pub fn rejection_deltas(&self, before: &Scrape) -> std::collections::BTreeMap<String, u64> {
+    pub fn rejection_deltas(&self, before: &Scrape) -> BTreeMap<String, u64> {
         const PREFIX: &str = "gameserver_connections_rejected_total{reason=\"";
         self.samples
             .iter()

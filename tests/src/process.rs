@@ -481,6 +481,13 @@ impl ServerProcess {
         (status, body.to_owned())
     }
 
+    /// GETs an admin path that answers JSON; panics unless it answers 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.http("GET", path).await;
+        assert_eq!(status, 200, "{path} answered {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+    }
+
     /// One scrape of /metrics.
     pub async fn scrape(&self) -> Scrape {
         let (status, body) = self.http("GET", "/metrics").await;
@@ -556,11 +563,9 @@ impl ServerProcess {
     /// How the recent sessions of players whose id starts with `prefix` ended, from the
     /// admin's `/closes`: the count for each close reason.
     pub async fn closes(&self, prefix: &str) -> std::collections::BTreeMap<String, u64> {
-        let (status, body) = self
-            .http("GET", &format!("/closes?player_prefix={prefix}"))
+        let closes = self
+            .get_json(&format!("/closes?player_prefix={prefix}"))
             .await;
-        assert_eq!(status, 200, "/closes answered {status}: {body}");
-        let closes: Value = serde_json::from_str(&body).expect("/closes JSON");
         closes["reasons"]
             .as_object()
             .into_iter()
@@ -571,9 +576,7 @@ impl ServerProcess {
 
     /// The live session of `player` in `/sessions`, if there is one.
     pub async fn session_of(&self, player: &str) -> Option<Value> {
-        let (status, body) = self.http("GET", "/sessions?limit=1000").await;
-        assert_eq!(status, 200, "/sessions answered {status}: {body}");
-        let page: Value = serde_json::from_str(&body).expect("/sessions JSON");
+        let page = self.get_json("/sessions?limit=1000").await;
         page["sessions"]
             .as_array()
             .into_iter()
