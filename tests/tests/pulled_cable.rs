@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use game_engine::CloseReason;
 use serde_json::Value;
 use system_tests::netns::Pair;
-use system_tests::process::{NetClient, ServerProcess, ServerSpec};
-use system_tests::{Metrics, PATIENCE, has_tool, is_root, need};
+use system_tests::process::{NetClient, ServerProcess};
+use system_tests::{Metrics, PATIENCE, need_tools};
 
 /// Declares this file's tests, each running a case below: they need root, `ip`, `ss` and `nft`,
 /// and are ignored (reported as not run) where the build did not find them.
@@ -76,18 +76,13 @@ impl Plugged {
     /// Sets up namespaces tagged `tag` (checking what pulling `cable` needs), the server with
     /// `config`, and the client `player` with `args`; waits for its Welcome.
     async fn new(tag: &str, cable: Cable, config: &str, player: &str, args: &[&str]) -> Plugged {
-        need(is_root(), "pulling a cable needs root (network namespaces)");
-        need(
-            has_tool("ip") && has_tool("ss"),
-            "pulling a cable needs `ip` and `ss` (iproute2)",
-        );
-        if matches!(cable, Cable::Firewall) {
-            need(has_tool("nft"), "dropping packets needs `nft` (nftables)");
-        }
         let pair = Pair::new(tag);
-        let spec = ServerSpec::in_namespace(&pair.server_ns, pair.server_ip, config);
-        let server = ServerProcess::start(spec).await;
-        let mut player = NetClient::player(&prefix(&pair.client_ns), server.addr, player, args);
+        need_tools(&["ss"], "iproute2");
+        if matches!(cable, Cable::Firewall) {
+            need_tools(&["nft"], "nftables: dropping packets");
+        }
+        let server = pair.start_server(config).await;
+        let mut player = NetClient::player(&pair.client_prefix(), server.addr, player, args);
         let session = player.welcome().await;
         Plugged {
             pair,
@@ -159,10 +154,6 @@ impl Plugged {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-fn prefix(ns: &str) -> [&str; 4] {
-    ["ip", "netns", "exec", ns]
 }
 
 /// The error the close's log line reports.
@@ -316,7 +307,7 @@ async fn user_timeout_detects_a_pulled_cable_while_writing(kind: Cable, tag: &st
     let config = "[session]\nheartbeat_interval = \"0s\"\nidle_timeout = \"60s\"\n\
                   write_timeout = \"2s\"\n[tcp]\nkeepalive_idle = \"60s\"\nuser_timeout = \"3s\"\n";
     let mut cable = Plugged::new(tag, kind, config, "unplugged", &["--room", "busy"]).await;
-    let server_side = prefix(&cable.pair.server_ns);
+    let server_side = cable.pair.server_prefix();
     let mut feeder = NetClient::player(
         &server_side,
         cable.server.addr,
