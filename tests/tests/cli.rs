@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
+use system_tests::process::{ServerProcess, game_server_binary};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = std::process::Command::new(game_server_binary());
@@ -43,7 +43,7 @@ fn a_variable_that_looks_like_ours_but_is_not_read_is_reported() {
 
 #[tokio::test]
 async fn the_healthcheck_says_why_it_fails_and_answers_within_its_timeout() {
-    let server = ServerProcess::start(ServerSpec::loopback("")).await;
+    let server = ServerProcess::loopback("").await;
     let live = format!("http://{}/healthz", server.admin);
     let output = run(&["healthcheck", "--url", &live], &[]);
     assert!(

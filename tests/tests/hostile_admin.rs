@@ -5,17 +5,16 @@ use std::time::Duration;
 
 use protocol::{ByeCode, ClientMessage, ServerMessage};
 use system_tests::attack::half_sent_admin_request;
-use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
+use system_tests::process::{ServerProcess, game_server_binary};
 use system_tests::{PATIENCE, RawClient, TestServer};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 #[tokio::test]
 async fn half_sent_admin_requests_are_closed_and_cannot_exhaust_descriptors() {
-    let server = ServerProcess::start(ServerSpec::loopback(
-        "[admin]\nheader_read_timeout = \"1s\"\nmax_connections = 8\n",
-    ))
-    .await;
+    let server =
+        ServerProcess::loopback("[admin]\nheader_read_timeout = \"1s\"\nmax_connections = 8\n")
+            .await;
     let mut slow = half_sent_admin_request(server.admin).await;
     let started = Instant::now();
     let mut sink = [0u8; 256];

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use game_engine::CloseReason;
 use protocol::{ByeCode, ClientMessage, Hello};
-use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
+use system_tests::process::{ServerProcess, game_server_binary};
 use system_tests::{Metrics, PATIENCE, RawClient, TestServer, hello, hello_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -174,7 +174,7 @@ async fn an_absurd_token_lifetime_is_a_clear_error() {
 #[tokio::test]
 async fn a_flood_of_abusive_closes_is_logged_as_summaries() {
     let _turn = HEAVY.lock().await;
-    let server = ServerProcess::start(ServerSpec::loopback("")).await;
+    let server = ServerProcess::loopback("").await;
     let before = server.scrape().await;
     let mark = server.log_mark();
     const N: usize = 400;

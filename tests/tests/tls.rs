@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{Bye, ByeCode, ClientMessage, CloseReason, ServerMessage};
-use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
+use system_tests::process::{ServerProcess, game_server_binary};
 use system_tests::tls::{self as test_tls, TestCert};
 use system_tests::{Metrics, RawClient, Scrape, hello_in, relay};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +22,7 @@ type TlsClient = RawClient<TlsStream<TcpStream>>;
 
 async fn start(cert: &TestCert, extra: &str) -> ServerProcess {
     let config = format!("{SESSION}{}{extra}", cert.config());
-    ServerProcess::start(ServerSpec::loopback(&config)).await
+    ServerProcess::loopback(&config).await
 }
 
 async fn join(addr: std::net::SocketAddr, pem: &str, player: &str) -> TlsClient {
@@ -314,7 +314,7 @@ async fn a_burst_read_late_over_tls_arrives_whole_without_waiting_for_the_next_w
          rate_limit_per_sec = 100000\nrate_limit_burst = 100000\n{}",
         cert.config()
     );
-    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let server = ServerProcess::loopback(&config).await;
     let mut reader = join(server.addr, &cert.pem, "late-reader").await;
     let mut sender = join(server.addr, &cert.pem, "sender").await;
     // 600 inputs of 32 KiB: 19 MiB relayed to the reader, who does not read yet: more than the
@@ -378,7 +378,7 @@ async fn connections_in_their_tls_handshake_are_charged_to_the_memory_budget() {
         SESSION.replace("handshake_timeout = \"3s\"", "handshake_timeout = \"60s\""),
         cert.config()
     );
-    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let server = ServerProcess::loopback(&config).await;
     // 12 KiB each; nothing without the charge.
     server
         .expect_silent_connections_charged(20, 10.0..=14.0)

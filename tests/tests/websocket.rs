@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::{
     Bye, ByeCode, ClientMessage, CloseReason, Hello, PROTOCOL_VERSION, Resume, ServerMessage,
 };
-use system_tests::process::{ServerProcess, ServerSpec};
+use system_tests::process::ServerProcess;
 use system_tests::{Metrics, PATIENCE, RawClient, hello_in, relay, ws_message as message};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -78,7 +78,7 @@ async fn expect_protocol_error(ws: &mut Ws, code: u16) {
 }
 
 async fn start() -> ServerProcess {
-    ServerProcess::start(ServerSpec::loopback(CONFIG)).await
+    ServerProcess::loopback(CONFIG).await
 }
 
 fn websocket_addr(server: &ServerProcess) -> SocketAddr {
@@ -346,7 +346,7 @@ async fn a_session_broken_over_tcp_resumes_over_websocket() {
 #[tokio::test]
 async fn the_session_cap_is_shared_by_the_tcp_and_websocket_listeners() {
     let config = CONFIG.replace("[session]", "max_sessions = 1\n[session]");
-    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let server = ServerProcess::loopback(&config).await;
     let before = server.scrape().await;
     let (mut tcp, _) = RawClient::join(server.addr, "tina").await;
     let stream = TcpStream::connect(websocket_addr(&server))
@@ -389,7 +389,7 @@ async fn the_session_cap_is_shared_by_the_tcp_and_websocket_listeners() {
 async fn the_memory_budget_counts_a_websocket_session_like_a_tcp_one() {
     // Idle long enough that the silent session stays live while the estimate is read.
     let config = CONFIG.replace("idle_timeout = \"2s\"", "idle_timeout = \"60s\"");
-    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let server = ServerProcess::loopback(&config).await;
     let before = server.first_memory_estimate().await;
     let mut ws = connect(websocket_addr(&server)).await;
     ws.send(message(hello_in("budget-ws", "budget-room")))
