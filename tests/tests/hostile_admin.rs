@@ -128,14 +128,8 @@ async fn the_admin_port_refuses_cross_site_and_unauthenticated_kicks() {
 
 #[tokio::test]
 async fn the_server_refuses_to_start_with_a_public_admin_port_and_no_token() {
-    let output = tokio::process::Command::new(game_server_binary())
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"])
-        .env_remove("GAMESERVER__ADMIN__TOKEN")
-        .output()
-        .await
-        .expect("run game-server");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let public = ["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"];
+    let stderr = run_game_server(&public, &[]).expect_exit(2);
     assert!(stderr.contains("admin.token"), "{stderr}");
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }

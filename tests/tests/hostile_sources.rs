@@ -159,14 +159,9 @@ async fn automatic_rooms_cannot_be_entered_by_name() {
 
 #[tokio::test]
 async fn an_absurd_token_lifetime_is_a_clear_error() {
-    let output = tokio::process::Command::new(game_server_binary())
-        .args(["token", "--player", "p", "--ttl", "584542046090y"])
-        .env("GAMESERVER__AUTH__SECRET", "0123456789abcdef-0123")
-        .output()
-        .await
-        .expect("run game-server token");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let absurd = ["token", "--player", "p", "--ttl", "584542046090y"];
+    let secret = ("GAMESERVER__AUTH__SECRET", "0123456789abcdef-0123");
+    let stderr = run_game_server(&absurd, &[secret]).expect_exit(2);
     assert!(stderr.contains("auth.max_ttl"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -267,16 +267,14 @@ async fn a_missing_or_broken_pair_stops_the_start_naming_each_key() {
     let cert = dir.path().join("cert.pem");
     std::fs::write(&cert, "no certificate here").expect("write");
     let key = dir.path().join("absent-key.pem");
-    let output = tokio::process::Command::new(game_server_binary())
-        .env("GAMESERVER__TLS__CERT_FILE", &cert)
-        .env("GAMESERVER__TLS__KEY_FILE", &key)
-        .env("GAMESERVER__SERVER__LISTEN", "127.0.0.1:0")
-        .env("GAMESERVER__ADMIN__LISTEN", "127.0.0.1:0")
-        .output()
-        .await
-        .expect("run game-server");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    let env = [
+        ("GAMESERVER__TLS__CERT_FILE", cert),
+        ("GAMESERVER__TLS__KEY_FILE", key),
+        ("GAMESERVER__SERVER__LISTEN", "127.0.0.1:0"),
+        ("GAMESERVER__ADMIN__LISTEN", "127.0.0.1:0"),
+    ];
+    let stderr = run_game_server(&[], &env).expect_failure();
     // Both problems, each with its key, in one go.
     assert!(
         stderr.contains("tls.cert_file") && stderr.contains("BEGIN CERTIFICATE"),
@@ -287,14 +285,8 @@ async fn a_missing_or_broken_pair_stops_the_start_naming_each_key() {
         "{stderr}"
     );
     // Half a pair is a configuration error.
-    let output = tokio::process::Command::new(game_server_binary())
-        .args(["--print-config"])
-        .env("GAMESERVER__TLS__CERT_FILE", &cert)
-        .output()
-        .await
-        .expect("run game-server");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let half = ("GAMESERVER__TLS__CERT_FILE", cert);
+    let stderr = run_game_server(&["--print-config"], &[half]).expect_failure();
     assert!(
         stderr.contains("tls.key_file") && stderr.contains("GAMESERVER__TLS__CERT_FILE"),
         "{stderr}"
