@@ -11,7 +11,7 @@ pub mod netns;
 pub mod process;
 pub mod tls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -139,29 +139,6 @@ impl TestServer {
         );
     }
 
-    /// Waits until `sessions_closed_total` grew by exactly `expected` for `reason` and by nothing
-    /// for any other reason since `before`, polling; panics with both scrapes if it does not
-    /// within `within`. Returns the final scrape.
-    pub async fn expect_closes(
-        &self,
-        before: &Scrape,
-        expected: &[(CloseReason, u64)],
-        within: Duration,
-    ) -> Scrape {
-        wait_for_closes(|| self.scrape(), before, expected, within).await
-    }
-
-    /// Waits until exactly one session closed since `before`, for any reason, and checks that the
-    /// reason is one of `allowed`. Returns it.
-    pub async fn expect_one_close(
-        &self,
-        before: &Scrape,
-        allowed: &[CloseReason],
-        within: Duration,
-    ) -> CloseReason {
-        wait_for_one_close(|| self.scrape(), before, allowed, within).await
-    }
-
     /// Drains the server and waits for it to stop.
     pub async fn stop(self) {
         tokio::time::timeout(PATIENCE, self.server.stop())
@@ -170,71 +147,125 @@ impl TestServer {
     }
 }
 
-/// Polls `scrape` until `sessions_closed_total` grew by exactly `expected` since `before` and no
-/// other reason moved; panics with the deltas if it does not within `within`, or as soon as more
-/// closes than expected appear. Shared by the in-process server and the server process.
-pub async fn wait_for_closes<F, Fut>(
-    mut scrape: F,
-    before: &Scrape,
-    expected: &[(CloseReason, u64)],
-    within: Duration,
-) -> Scrape
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Scrape>,
-{
-    let want: HashMap<&'static str, u64> = expected
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(r, n)| (r.as_str(), *n))
-        .collect();
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let now = scrape().await;
-        let deltas = now.close_deltas(before);
-        if deltas == want {
-            return now;
-        }
-        let seen: u64 = deltas.values().sum();
-        let wanted: u64 = want.values().sum();
-        if seen > wanted || tokio::time::Instant::now() >= deadline {
-            panic!("close counters moved by {deltas:?}, expected exactly {want:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+impl Metrics for TestServer {
+    fn scrape(&self) -> impl Future<Output = Scrape> {
+        TestServer::scrape(self)
     }
 }
 
-/// Polls `scrape` until exactly one session closed since `before`, for any reason, and checks
-/// that the reason is one of `allowed`; returns it. Panics as soon as more than one close
-/// appears, or if none does within `within`. Shared by the in-process server and the server
-/// process.
-pub async fn wait_for_one_close<F, Fut>(
-    mut scrape: F,
-    before: &Scrape,
-    allowed: &[CloseReason],
+/// A server whose `/metrics` the harness reads: the [`TestServer`] in this process or a
+/// [`process::ServerProcess`]. What a test expects of its counters is checked the same way for
+/// both, by polling: each expectation panics with what the counters did instead.
+pub trait Metrics {
+    /// One scrape of /metrics.
+    fn scrape(&self) -> impl Future<Output = Scrape>;
+
+    /// Waits until `sessions_closed_total` grew by exactly `expected` since `before` and no other
+    /// reason moved; panics with the deltas if it does not within `within`, or as soon as more
+    /// closes than expected appear. Returns the final scrape.
+    fn expect_closes(
+        &self,
+        before: &Scrape,
+        expected: &[(CloseReason, u64)],
+        within: Duration,
+    ) -> impl Future<Output = Scrape> {
+        let expected = expected.iter().map(|(r, n)| (r.as_str(), *n));
+        let want = wanted(expected);
+        async move {
+            expect_growth(self, "close", &want, within, |now| {
+                let deltas = now.close_deltas(before).into_iter();
+                deltas.map(|(r, n)| (r.to_owned(), n)).collect()
+            })
+            .await
+        }
+    }
+
+    /// Waits until exactly one session closed since `before`, as `reason`, and nothing else
+    /// moved ([`Metrics::expect_closes`] within [`PATIENCE`]). Returns the final scrape.
+    fn expect_close(&self, before: &Scrape, reason: CloseReason) -> impl Future<Output = Scrape> {
+        async move { self.expect_closes(before, &[(reason, 1)], PATIENCE).await }
+    }
+
+    /// Waits until exactly one session closed since `before`, for any reason, and checks that the
+    /// reason is one of `allowed`; returns it. Panics as soon as more than one close appears, or
+    /// if none does within `within`.
+    fn expect_one_close(
+        &self,
+        before: &Scrape,
+        allowed: &[CloseReason],
+        within: Duration,
+    ) -> impl Future<Output = CloseReason> {
+        async move {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                let deltas = self.scrape().await.close_deltas(before);
+                let total: u64 = deltas.values().sum();
+                if total == 1 {
+                    let label = deltas.keys().next().copied().unwrap_or_default();
+                    let reason = CloseReason::from_label(label).expect("a known reason");
+                    assert!(
+                        allowed.contains(&reason),
+                        "closed as {reason}, expected one of {allowed:?}"
+                    );
+                    return reason;
+                }
+                assert!(
+                    total == 0 && tokio::time::Instant::now() < deadline,
+                    "close counters moved by {deltas:?}, expected exactly one close"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Waits until `gameserver_connections_rejected_total` grew by exactly `expected` (reason
+    /// label, count) since `before`, and nothing else moved; panics with the deltas if not
+    /// within `within`. Returns the final scrape.
+    fn expect_rejections(
+        &self,
+        before: &Scrape,
+        expected: &[(&str, u64)],
+        within: Duration,
+    ) -> impl Future<Output = Scrape> {
+        let want = wanted(expected.iter().copied());
+        async move {
+            expect_growth(self, "rejection", &want, within, |now| {
+                now.rejection_deltas(before)
+            })
+            .await
+        }
+    }
+}
+
+/// The non-zero counts of `expected`, by label.
+fn wanted<'a>(expected: impl Iterator<Item = (&'a str, u64)>) -> BTreeMap<String, u64> {
+    expected
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| (label.to_owned(), n))
+        .collect()
+}
+
+/// Polls `server` until `deltas` of a scrape (a counter's growth by label) are exactly `want`;
+/// returns that scrape. Panics, naming the `counter`, with the deltas seen if they are not within
+/// `within`, or as soon as they add up to more than `want`.
+async fn expect_growth<M: Metrics + ?Sized>(
+    server: &M,
+    counter: &str,
+    want: &BTreeMap<String, u64>,
     within: Duration,
-) -> CloseReason
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Scrape>,
-{
+    deltas: impl Fn(&Scrape) -> BTreeMap<String, u64>,
+) -> Scrape {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let deltas = scrape().await.close_deltas(before);
-        let total: u64 = deltas.values().sum();
-        if total == 1 {
-            let label = deltas.keys().next().copied().unwrap_or_default();
-            let reason = CloseReason::from_label(label).expect("a known reason");
-            assert!(
-                allowed.contains(&reason),
-                "closed as {reason}, expected one of {allowed:?}"
-            );
-            return reason;
+        let now = server.scrape().await;
+        let deltas = deltas(&now);
+        if deltas == *want {
+            return now;
         }
-        assert!(
-            total == 0 && tokio::time::Instant::now() < deadline,
-            "close counters moved by {deltas:?}, expected exactly one close"
-        );
+        let (seen, wanted): (u64, u64) = (deltas.values().sum(), want.values().sum());
+        if seen > wanted || tokio::time::Instant::now() >= deadline {
+            panic!("{counter} counters moved by {deltas:?}, expected exactly {want:?}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -267,7 +298,7 @@ pub struct RelayLog {
     /// The highest event seq received.
     pub last_event: u64,
     /// How many times each (sender, input seq) was relayed.
-    pub relays: std::collections::BTreeMap<(String, u64), u32>,
+    pub relays: BTreeMap<(String, u64), u32>,
 }
 
 impl RelayLog {
@@ -382,6 +413,15 @@ impl Scrape {
         )
     }
 
+    /// Connections refused for `reason` (`gameserver_connections_rejected_total`) since `before`.
+    pub fn rejected_since(&self, before: &Scrape, reason: &str) -> f64 {
+        self.since(
+            before,
+            "gameserver_connections_rejected_total",
+            &[("reason", reason)],
+        )
+    }
+
     /// `gameserver_sessions_closed_total{reason}`.
     pub fn closed(&self, reason: CloseReason) -> u64 {
         self.get(
@@ -391,7 +431,7 @@ impl Scrape {
     }
 
     /// Non-zero growth of `gameserver_connections_rejected_total` per reason since `before`.
-    pub fn rejection_deltas(&self, before: &Scrape) -> std::collections::BTreeMap<String, u64> {
+    pub fn rejection_deltas(&self, before: &Scrape) -> BTreeMap<String, u64> {
         const PREFIX: &str = "gameserver_connections_rejected_total{reason=\"";
         self.samples
             .iter()
@@ -401,6 +441,16 @@ impl Scrape {
                 (grown > 0.0).then(|| (reason.to_owned(), grown as u64))
             })
             .collect()
+    }
+
+    /// Panics, with the closes counted, if any session closed since `before`; `why` says why
+    /// none should have.
+    pub fn assert_no_closes_since(&self, before: &Scrape, why: &str) {
+        let closes = self.close_deltas(before);
+        assert!(
+            closes.is_empty(),
+            "{why}, yet closes were counted: {closes:?}"
+        );
     }
 
     /// Non-zero growth of the close counter per reason since `before`.
@@ -445,26 +495,60 @@ pub struct RawClient<S = TcpStream> {
     pub framed: Framed<S, ClientCodec>,
 }
 
-/// A plain `Hello` for a player, version 1, automatic room.
-pub fn hello(player: &str) -> ClientMessage {
-    ClientMessage::Hello(Hello {
+/// The fields of a plain `Hello` for a player, version 1, automatic room: for tests that change
+/// some of them.
+pub fn hello_fields(player: &str) -> Hello {
+    Hello {
         version: PROTOCOL_VERSION,
         player_id: player.to_owned(),
         room: String::new(),
         auth_token: None,
         resume: None,
-    })
+    }
+}
+
+/// A plain `Hello` for a player, version 1, automatic room.
+pub fn hello(player: &str) -> ClientMessage {
+    ClientMessage::Hello(hello_fields(player))
 }
 
 /// A `Hello` for a player asking for a named room.
 pub fn hello_in(player: &str, room: &str) -> ClientMessage {
     ClientMessage::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        player_id: player.to_owned(),
         room: room.to_owned(),
-        auth_token: None,
-        resume: None,
+        ..hello_fields(player)
     })
+}
+
+/// A `Hello` that resumes the session `token` belongs to, as `player` naming `room`, having
+/// received its events up to `last_event_seq`.
+pub fn resume_hello(
+    player: &str,
+    room: &str,
+    token: protocol::ResumeToken,
+    last_event_seq: u64,
+) -> ClientMessage {
+    ClientMessage::Hello(Hello {
+        room: room.to_owned(),
+        resume: Some(protocol::Resume {
+            token,
+            last_event_seq,
+        }),
+        ..hello_fields(player)
+    })
+}
+
+/// An `Input` with sequence number `seq` carrying `payload`.
+pub fn input(seq: u64, payload: impl Into<bytes::Bytes>) -> ClientMessage {
+    ClientMessage::Input {
+        seq,
+        payload: payload.into(),
+    }
+}
+
+/// The client's `Bye{client_quit}`: it is leaving.
+pub fn client_quit() -> ClientMessage {
+    ClientMessage::Bye(protocol::Bye::new(protocol::ByeCode::ClientQuit, ""))
 }
 
 /// Sends `hello` over a WebSocket and expects `Welcome` (within 10 s, WebSocket pings aside).
@@ -552,6 +636,13 @@ impl RawClient {
         (client, welcome)
     }
 
+    /// Connects and completes the handshake for `player` in the named `room`.
+    pub async fn join_room(addr: SocketAddr, player: &str, room: &str) -> (RawClient, Welcome) {
+        let mut client = RawClient::connect(addr).await;
+        let welcome = client.hello(hello_in(player, room)).await;
+        (client, welcome)
+    }
+
     /// The underlying socket.
     pub fn stream(&self) -> &TcpStream {
         self.framed.get_ref()
@@ -606,6 +697,62 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
         }
     }
 
+    /// Reads until the server's `Bye` (answering pings) and checks its code; returns it. The
+    /// failure shows the whole `Bye`, its text included.
+    pub async fn expect_bye(&mut self, code: protocol::ByeCode) -> protocol::Bye {
+        let (_, bye) = self.until_bye().await;
+        assert_eq!(bye.code, code, "{bye:?}");
+        bye
+    }
+
+    /// Reads to the end of the stream and checks that it ends cleanly: EOF between frames, not a
+    /// reset or a cut-off frame. `why` says why a clean end is due.
+    pub async fn expect_clean_end(&mut self, why: &str) {
+        if let Some(error) = self.until_end().await {
+            panic!("{why}: expected a clean EOF, the stream ended with {error}");
+        }
+    }
+
+    /// Says `Bye{client_quit}` and checks the server's answer: its own `Bye{client_quit}`, then a
+    /// clean end of the stream.
+    pub async fn quit_cleanly(&mut self) {
+        self.send(client_quit()).await;
+        self.expect_bye(protocol::ByeCode::ClientQuit).await;
+        self.expect_clean_end("after a quit").await;
+    }
+
+    /// Sends a `Ping` and reads until its `Pong`: the session is served. Panics if the session
+    /// ends first.
+    pub async fn ping_pong(&mut self, nonce: u64) {
+        self.send(ClientMessage::Ping { nonce }).await;
+        loop {
+            match self.recv().await {
+                Some(Ok(ServerMessage::Pong { nonce: n })) if n == nonce => return,
+                Some(Ok(_)) => {}
+                other => panic!("the session ended before the pong {nonce}: {other:?}"),
+            }
+        }
+    }
+
+    /// Sends input `seq` as `player` and reads, answering pings, until its relay comes back:
+    /// the game applied it. Panics if the session ends first.
+    pub async fn play(&mut self, player: &str, seq: u64) {
+        self.send(input(seq, "move")).await;
+        loop {
+            match self.recv().await {
+                Some(Ok(ServerMessage::Ping { nonce })) => {
+                    self.send(ClientMessage::Pong { nonce }).await;
+                }
+                Some(Ok(message)) => {
+                    if relay(&message).is_some_and(|(from, s)| from == player && s == seq) {
+                        return;
+                    }
+                }
+                other => panic!("{player} expected the relay of input {seq}, got {other:?}"),
+            }
+        }
+    }
+
     /// Reads to the end of the stream, returning the error that ended it, if any.
     pub async fn until_end(&mut self) -> Option<CodecError> {
         loop {
@@ -629,6 +776,15 @@ pub fn in_ci() -> bool {
 /// installs every tool, a missing one is a failure.
 pub fn need(ok: bool, what: &str) {
     assert!(ok, "{what}: missing (see tests/build.rs)");
+}
+
+/// Panics unless every one of `tools` is on the PATH (see [`need`]); `install` says where
+/// they come from.
+pub fn need_tools(tools: &[&str], install: &str) {
+    need(
+        tools.iter().all(|tool| has_tool(tool)),
+        &format!("{} ({install})", tools.join(", ")),
+    );
 }
 
 /// True when running as root.

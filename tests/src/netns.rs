@@ -5,8 +5,11 @@
 //! between the fixture's two namespaces.
 
 use std::net::Ipv4Addr;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::is_root;
+use crate::process::{ServerProcess, ServerSpec};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -25,22 +28,17 @@ pub struct Pair {
     pub client_ip: Ipv4Addr,
 }
 
-fn run(args: &[&str]) -> Output {
-    let output = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run ip/nft");
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+/// Runs a program with its arguments, `args`; panics with its output unless it succeeds.
+fn run(args: &[&str]) {
+    crate::process::run(Command::new(args[0]).args(&args[1..])).expect_success();
 }
 
 impl Pair {
-    /// Creates the namespaces and the link. `tag` makes the names readable in `ip netns`.
+    /// Creates the namespaces and the link. `tag` makes the names readable in `ip netns`. Needs
+    /// root and `ip` (see [`crate::need`]).
     pub fn new(tag: &str) -> Pair {
+        crate::need(is_root(), "network namespaces need root");
+        crate::need_tools(&["ip"], "iproute2");
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{}", std::process::id() % 100_000, n);
         let server_ns = format!("gs-{tag}-s{id}");
@@ -102,6 +100,16 @@ impl Pair {
         pair
     }
 
+    /// The words that run a program inside the server namespace: `ip netns exec NS`.
+    pub fn server_prefix(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.server_ns]
+    }
+
+    /// The words that run a program inside the client namespace.
+    pub fn client_prefix(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.client_ns]
+    }
+
     /// A command that runs inside the server namespace.
     pub fn in_server(&self, program: &str) -> Command {
         let mut command = Command::new("ip");
@@ -116,18 +124,21 @@ impl Pair {
         command
     }
 
+    /// Starts a game server in the server namespace, listening on the server's address on the
+    /// link, with `config` layered over the defaults.
+    pub async fn start_server(&self, config: &str) -> ServerProcess {
+        ServerProcess::start(ServerSpec::in_namespace(
+            &self.server_ns,
+            self.server_ip,
+            config,
+        ))
+        .await
+    }
+
     /// Sets a sysctl inside the server namespace only.
     pub fn server_sysctl(&self, key_value: &str) {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.server_ns,
-            "sysctl",
-            "-q",
-            "-w",
-            key_value,
-        ]);
+        let words = self.server_prefix();
+        run(&[&words[..], &["sysctl", "-q", "-w", key_value]].concat());
     }
 
     /// Pulls the cable: the client's link goes down.
@@ -176,17 +187,8 @@ impl Pair {
 
     /// Removes the nftables drop.
     pub fn stop_dropping(&self) {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.client_ns,
-            "nft",
-            "delete",
-            "table",
-            "inet",
-            "gs_cable",
-        ]);
+        let words = self.client_prefix();
+        run(&[&words[..], &["nft", "delete", "table", "inet", "gs_cable"]].concat());
     }
 }
 

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use game_engine::CloseReason;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -92,6 +91,89 @@ pub fn game_server_binary() -> PathBuf {
             path
         })
         .clone()
+}
+
+/// What a command that ran to its end left: how it exited and what it wrote, as text.
+#[derive(Debug)]
+pub struct Ran {
+    /// The command, as failure messages name it.
+    pub command: String,
+    /// How it exited.
+    pub status: ExitStatus,
+    /// What it wrote to stdout.
+    pub stdout: String,
+    /// What it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Ran {
+    fn new(command: String, output: std::process::Output) -> Ran {
+        Ran {
+            command,
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics, with the command and all it wrote, unless it exited with success; returns its
+    /// stdout.
+    pub fn expect_success(self) -> String {
+        assert!(self.status.success(), "{} failed: {self}", self.command);
+        self.stdout
+    }
+
+    /// Panics, with the command and all it wrote, unless it exited with `code`; returns its
+    /// stderr.
+    pub fn expect_exit(self, code: i32) -> String {
+        assert_eq!(self.status.code(), Some(code), "{}: {self}", self.command);
+        self.stderr
+    }
+
+    /// Panics, with the command and all it wrote, if it exited with success; returns its stderr.
+    pub fn expect_failure(self) -> String {
+        assert!(!self.status.success(), "{} succeeded: {self}", self.command);
+        self.stderr
+    }
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}{}", self.status, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `command` to its end, stdin closed.
+pub fn run(command: &mut std::process::Command) -> Ran {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    Ran::new(format!("{command:?}"), output)
+}
+
+/// Runs `command` to its end, stdin closed, without blocking the runtime: for a command that
+/// talks to a server in this process.
+pub async fn run_async(command: &mut Command) -> Ran {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|error| panic!("cannot run {:?}: {error}", command.as_std()));
+    Ran::new(format!("{:?}", command.as_std()), output)
+}
+
+/// Runs `game-server` with `args` to its end, configured by `env` alone: the test's own
+/// `GAMESERVER_` variables and `RUST_LOG` are removed.
+pub fn run_game_server(args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut command = std::process::Command::new(game_server_binary());
+    command.args(args).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GAMESERVER_") {
+            command.env_remove(key);
+        }
+    }
+    run(command.envs(env.iter().copied()))
 }
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
@@ -365,6 +447,12 @@ impl ServerProcess {
         }
     }
 
+    /// Starts a server on loopback with `config` layered over the defaults
+    /// ([`ServerSpec::loopback`]) and waits until it serves.
+    pub async fn loopback(config: &str) -> ServerProcess {
+        ServerProcess::start(ServerSpec::loopback(config)).await
+    }
+
     /// One admin request, made with `netclient http` behind the server's prefix (so from inside
     /// its namespace). Returns the status and the body.
     pub async fn http(&self, method: &str, path: &str) -> (u16, String) {
@@ -391,6 +479,13 @@ impl ServerProcess {
             .and_then(|s| s.parse().ok())
             .expect("netclient prints the status first");
         (status, body.to_owned())
+    }
+
+    /// GETs an admin path that answers JSON; panics unless it answers 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.http("GET", path).await;
+        assert_eq!(status, 200, "{path} answered {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
     }
 
     /// One scrape of /metrics.
@@ -465,65 +560,12 @@ impl ServerProcess {
         .await
     }
 
-    /// Waits until the close counters grew by exactly `expected` since `before` (and nothing
-    /// else moved), polling; panics with the deltas if not within `within`.
-    pub async fn expect_closes(
-        &self,
-        before: &Scrape,
-        expected: &[(CloseReason, u64)],
-        within: Duration,
-    ) -> Scrape {
-        crate::wait_for_closes(|| self.scrape(), before, expected, within).await
-    }
-
-    /// Waits until `gameserver_connections_rejected_total` grew by exactly `expected` (reason
-    /// label, count) since `before`, and nothing else moved, polling; panics with the deltas if
-    /// not within `within`.
-    pub async fn expect_rejections(
-        &self,
-        before: &Scrape,
-        expected: &[(&str, u64)],
-        within: Duration,
-    ) -> Scrape {
-        let want: std::collections::BTreeMap<String, u64> = expected
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(reason, n)| ((*reason).to_owned(), *n))
-            .collect();
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let now = self.scrape().await;
-            let deltas = now.rejection_deltas(before);
-            if deltas == want {
-                return now;
-            }
-            let (seen, wanted): (u64, u64) = (deltas.values().sum(), want.values().sum());
-            if seen > wanted || tokio::time::Instant::now() >= deadline {
-                panic!("rejection counters moved by {deltas:?}, expected exactly {want:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until exactly one session closed since `before`, for any reason, and checks that the
-    /// reason is one of `allowed`. Returns it.
-    pub async fn expect_one_close(
-        &self,
-        before: &Scrape,
-        allowed: &[CloseReason],
-        within: Duration,
-    ) -> CloseReason {
-        crate::wait_for_one_close(|| self.scrape(), before, allowed, within).await
-    }
-
     /// How the recent sessions of players whose id starts with `prefix` ended, from the
     /// admin's `/closes`: the count for each close reason.
     pub async fn closes(&self, prefix: &str) -> std::collections::BTreeMap<String, u64> {
-        let (status, body) = self
-            .http("GET", &format!("/closes?player_prefix={prefix}"))
+        let closes = self
+            .get_json(&format!("/closes?player_prefix={prefix}"))
             .await;
-        assert_eq!(status, 200, "/closes answered {status}: {body}");
-        let closes: Value = serde_json::from_str(&body).expect("/closes JSON");
         closes["reasons"]
             .as_object()
             .into_iter()
@@ -534,9 +576,7 @@ impl ServerProcess {
 
     /// The live session of `player` in `/sessions`, if there is one.
     pub async fn session_of(&self, player: &str) -> Option<Value> {
-        let (status, body) = self.http("GET", "/sessions?limit=1000").await;
-        assert_eq!(status, 200, "/sessions answered {status}: {body}");
-        let page: Value = serde_json::from_str(&body).expect("/sessions JSON");
+        let page = self.get_json("/sessions?limit=1000").await;
         page["sessions"]
             .as_array()
             .into_iter()
@@ -594,6 +634,12 @@ impl ServerProcess {
     }
 }
 
+impl crate::Metrics for ServerProcess {
+    fn scrape(&self) -> impl Future<Output = Scrape> {
+        ServerProcess::scrape(self)
+    }
+}
+
 fn clock_ticks() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -631,6 +677,15 @@ impl NetClient {
     /// Starts `netclient play` behind `prefix` (e.g. `ip netns exec NS`) with `args`.
     pub fn spawn(prefix: &[&str], args: &[&str]) -> NetClient {
         NetClient::spawn_with(prefix, "play", args)
+    }
+
+    /// Starts `netclient play` behind `prefix` as `player` of the server at `server`, with more
+    /// `args` (`--room ROOM`, `--no-read`, ...).
+    pub fn player(prefix: &[&str], server: SocketAddr, player: &str, args: &[&str]) -> NetClient {
+        let server = server.to_string();
+        let mut all = vec!["--server", &server, "--player", player];
+        all.extend_from_slice(args);
+        NetClient::spawn(prefix, &all)
     }
 
     /// Starts `netclient MODE` (`play`, or `session`: the client library) behind `prefix`.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use game_engine::CloseReason;
 use serde_json::Value;
 use system_tests::browser::{Browser, Tab, screenshot_path};
-use system_tests::process::{ServerProcess, ServerSpec};
-use system_tests::{has_tool, is_root, need, poll_until};
+use system_tests::process::ServerProcess;
+use system_tests::{Metrics, has_tool, is_root, need, poll_until};
 
 /// The WebSocket listener on; the server acknowledges inputs within a second.
 const CONFIG: &str = "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n\
@@ -93,7 +93,7 @@ async fn the_demo_page_plays_in_chromium_resumes_after_a_blip_and_every_close_ha
         has_tool(Browser::PROGRAM),
         "chromium (apt-get install chromium)",
     );
-    let server = ServerProcess::start(ServerSpec::loopback(CONFIG)).await;
+    let server = ServerProcess::loopback(CONFIG).await;
     let websocket = server
         .websocket
         .expect("the server reports its WebSocket listener");
@@ -251,8 +251,7 @@ async fn over_tls_the_demo_page_plays_over_wss() {
         "chromium (apt-get install chromium)",
     );
     let cert = system_tests::tls::TestCert::new("browser-wss");
-    let server =
-        ServerProcess::start(ServerSpec::loopback(&format!("{CONFIG}{}", cert.config()))).await;
+    let server = ServerProcess::loopback(&format!("{CONFIG}{}", cert.config())).await;
     let browser = Browser::launch_with(&["--ignore-certificate-errors"]).await;
     let player = format!("web-wss-{}", std::process::id());
     let before = server.scrape().await;
@@ -294,7 +293,7 @@ async fn the_page_connects_only_to_its_own_server_unless_the_operator_allows_ano
         "ws://127.0.0.1:{}",
         elsewhere.local_addr().expect("addr").port()
     );
-    let server = ServerProcess::start(ServerSpec::loopback(CONFIG)).await;
+    let server = ServerProcess::loopback(CONFIG).await;
     let browser = Browser::launch().await;
     let url = format!(
         "http://{}/play?player=lured-{}&ws={other}/",
@@ -313,9 +312,9 @@ async fn the_page_connects_only_to_its_own_server_unless_the_operator_allows_ano
     browser.close(&tab).await;
 
     // Allowed by the operator: the page (and its Content-Security-Policy) let it through.
-    let allowing = ServerProcess::start(ServerSpec::loopback(&format!(
+    let allowing = ServerProcess::loopback(&format!(
         "{CONFIG}[admin]\npage_websocket_origins = [\"{other}\"]\n"
-    )))
+    ))
     .await;
     let url = format!(
         "http://{}/play?player=sent-{}&ws={other}/",

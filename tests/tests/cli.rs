@@ -4,37 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut command = std::process::Command::new(game_server_binary());
-    command.args(args).env_remove("RUST_LOG");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("run game-server")
-}
+use system_tests::process::{ServerProcess, game_server_binary, run_game_server};
 
 #[test]
 fn a_misspelt_log_level_is_refused_naming_the_key_and_the_variable() {
-    let output = run(
-        &["--print-config"],
-        &[("GAMESERVER__LOG__LEVEL", "verbose")],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let level = ("GAMESERVER__LOG__LEVEL", "verbose");
+    let stderr = run_game_server(&["--print-config"], &[level]).expect_exit(2);
     assert!(stderr.contains("log.level"), "{stderr}");
     assert!(stderr.contains("GAMESERVER__LOG__LEVEL"), "{stderr}");
 }
 
 #[test]
 fn a_variable_that_looks_like_ours_but_is_not_read_is_reported() {
-    let output = run(
-        &["--print-config"],
-        &[("GAMESERVER_SESSION__IDLE_TIMEOUT", "3s")],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let unread = ("GAMESERVER_SESSION__IDLE_TIMEOUT", "3s");
+    let stderr = run_game_server(&["--print-config"], &[unread]).expect_exit(2);
     assert!(
         stderr.contains("GAMESERVER_SESSION__IDLE_TIMEOUT"),
         "{stderr}"
@@ -43,28 +26,19 @@ fn a_variable_that_looks_like_ours_but_is_not_read_is_reported() {
 
 #[tokio::test]
 async fn the_healthcheck_says_why_it_fails_and_answers_within_its_timeout() {
-    let server = ServerProcess::start(ServerSpec::loopback("")).await;
+    let server = ServerProcess::loopback("").await;
     let live = format!("http://{}/healthz", server.admin);
-    let output = run(&["healthcheck", "--url", &live], &[]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_game_server(&["healthcheck", "--url", &live], &[]).expect_success();
     // A path that is not 200.
     let missing = format!("http://{}/nothing-here", server.admin);
-    let output = run(&["healthcheck", "--url", &missing], &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = run_game_server(&["healthcheck", "--url", &missing], &[]).expect_exit(1);
     assert!(stderr.contains("404"), "{stderr}");
     drop(server);
     // A listener that never answers (the kernel accepts, nobody reads): the timeout.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_url = format!("http://{}/healthz", silent.local_addr().expect("addr"));
     let started = Instant::now();
-    let output = run(&["healthcheck", "--url", &silent_url], &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = run_game_server(&["healthcheck", "--url", &silent_url], &[]).expect_exit(1);
     assert!(stderr.contains("no answer within 3s"), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(6),
@@ -77,9 +51,7 @@ async fn the_healthcheck_says_why_it_fails_and_answers_within_its_timeout() {
     let dead_url = format!("http://{}/healthz", dead.local_addr().expect("addr"));
     drop(dead);
     let started = Instant::now();
-    let output = run(&["healthcheck", "--url", &dead_url], &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = run_game_server(&["healthcheck", "--url", &dead_url], &[]).expect_exit(1);
     assert!(stderr.contains("refused"), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -128,16 +100,9 @@ fn the_container_configuration_loads_and_differs_from_the_defaults_where_it_says
     let token = dir.join("admin-token");
     std::fs::write(&token, "a-container-token-of-some-length\n").expect("token");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/docker.toml");
-    let output = run(
-        &["--config", config, "--print-config"],
-        &[(
-            "GAMESERVER__ADMIN__TOKEN_FILE",
-            token.to_str().expect("utf-8"),
-        )],
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let token_file = ("GAMESERVER__ADMIN__TOKEN_FILE", token.to_str().expect("utf-8"));
+    let stdout =
+        run_game_server(&["--config", config, "--print-config"], &[token_file]).expect_success();
     let effective: toml::Value = toml::from_str(&stdout).expect("--print-config prints TOML");
     assert_eq!(effective["admin"]["listen"].as_str(), Some("0.0.0.0:9100"));
     assert_eq!(effective["log"]["format"].as_str(), Some("json"));
@@ -159,21 +124,14 @@ fn the_container_configuration_loads_and_differs_from_the_defaults_where_it_says
 #[test]
 fn token_refuses_ids_a_hello_could_not_carry_and_the_lifetime_is_bounded() {
     let secret = [("GAMESERVER__AUTH__SECRET", "0123456789abcdef-cli")];
-    let out = run(&["token", "--player", "bad\nid", "--ttl", "1h"], &secret);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = run_game_server(&["token", "--player", "bad\nid", "--ttl", "1h"], &secret)
+        .expect_failure();
     assert!(stderr.contains("control characters"), "{stderr}");
-    let out = run(&["token", "--player", "fine", "--ttl", "1h"], &secret);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let fine = ["token", "--player", "fine", "--ttl", "1h"];
+    run_game_server(&fine, &secret).expect_success();
     let mut long = secret.to_vec();
     long.push(("GAMESERVER__AUTH__MAX_TTL", "90d"));
-    let out = run(&["token", "--player", "fine", "--ttl", "1h"], &long);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = run_game_server(&fine, &long).expect_exit(2);
     assert!(stderr.contains("auth.max_ttl"), "{stderr}");
     assert!(stderr.contains("GAMESERVER__AUTH__MAX_TTL"), "{stderr}");
 }

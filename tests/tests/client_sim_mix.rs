@@ -225,7 +225,7 @@ async fn every_scenario_reconciles_exactly_over_tls() {
 /// a close frame, a reset and a crash under WebSocket and TLS end as the server records them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_reconciles_exactly_over_websocket_with_tls() {
-    use system_tests::process::{ServerProcess, ServerSpec};
+    use system_tests::process::ServerProcess;
     let cert = system_tests::tls::TestCert::new("sim-wss");
     let config = format!(
         "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n\
@@ -233,7 +233,7 @@ async fn every_scenario_reconciles_exactly_over_websocket_with_tls() {
          idle_timeout = \"2s\"\nwrite_timeout = \"1s\"\nlinger_timeout = \"2s\"\n{}",
         cert.config()
     );
-    let server = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let server = ServerProcess::loopback(&config).await;
     let ws = server.websocket.expect("the WebSocket listener");
     let before = server.scrape().await;
     let report = client_sim::run(Options {

@@ -4,10 +4,9 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use game_engine::CloseReason;
-use protocol::{Bye, ByeCode, ClientMessage, ServerMessage};
-use system_tests::{PATIENCE, RawClient, TestServer, hello};
+use protocol::{ByeCode, ClientMessage, ServerMessage};
+use system_tests::{Metrics, PATIENCE, RawClient, TestServer, client_quit, hello, hello_in, input};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
@@ -16,16 +15,9 @@ async fn client_quit_after_bye_acknowledges_every_input() {
     let before = server.scrape().await;
     let (mut client, _) = RawClient::join(server.addr, "quitter").await;
     for seq in 1..=25 {
-        client
-            .send(ClientMessage::Input {
-                seq,
-                payload: Bytes::from_static(b"move"),
-            })
-            .await;
+        client.send(input(seq, "move")).await;
     }
-    client
-        .send(ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")))
-        .await;
+    client.send(client_quit()).await;
     let (messages, bye) = client.until_bye().await;
     assert_eq!(bye.code, ByeCode::ClientQuit);
     assert!(
@@ -40,13 +32,8 @@ async fn client_quit_after_bye_acknowledges_every_input() {
         )
         .count();
     assert_eq!(relays, 25, "every input was applied and relayed back");
-    assert!(
-        client.until_end().await.is_none(),
-        "a clean EOF follows the Bye"
-    );
-    server
-        .expect_closes(&before, &[(CloseReason::ClientQuit, 1)], PATIENCE)
-        .await;
+    client.expect_clean_end("a clean EOF follows the Bye").await;
+    server.expect_close(&before, CloseReason::ClientQuit).await;
     server.stop().await;
 }
 
@@ -61,10 +48,10 @@ async fn peer_eof_when_the_client_closes_without_bye() {
         .shutdown()
         .await
         .expect("half-close");
-    assert!(client.until_end().await.is_none());
-    server
-        .expect_closes(&before, &[(CloseReason::PeerEof, 1)], PATIENCE)
+    client
+        .expect_clean_end("the server's side ends with FIN too")
         .await;
+    server.expect_close(&before, CloseReason::PeerEof).await;
     server.stop().await;
 }
 
@@ -83,7 +70,7 @@ async fn truncated_frame_when_the_stream_ends_inside_a_frame() {
     stream.shutdown().await.expect("half-close");
     client.until_end().await;
     server
-        .expect_closes(&before, &[(CloseReason::TruncatedFrame, 1)], PATIENCE)
+        .expect_close(&before, CloseReason::TruncatedFrame)
         .await;
     server.stop().await;
 }
@@ -96,9 +83,7 @@ async fn peer_reset_when_the_client_aborts() {
     let stream = client.framed.into_inner();
     stream.set_zero_linger().expect("SO_LINGER 0");
     drop(stream);
-    server
-        .expect_closes(&before, &[(CloseReason::PeerReset, 1)], PATIENCE)
-        .await;
+    server.expect_close(&before, CloseReason::PeerReset).await;
     server.stop().await;
 }
 
@@ -125,41 +110,19 @@ async fn broken_pipe_when_the_client_closes_while_the_server_writes() {
         let mut socket = std::net::TcpStream::connect(server.addr).expect("connect");
         socket.write_all(&burst).expect("burst");
         drop(socket);
-        let after = wait_for_one_close(&server, &before).await;
-        let reason = *after.keys().next().expect("one close");
-        assert!(
-            reason == "broken_pipe" || reason == "peer_reset",
-            "a client closing under the server's writes gives broken_pipe or peer_reset, got {reason}"
-        );
+        // A client closing under the server's writes gives broken_pipe or peer_reset.
+        let allowed = [CloseReason::BrokenPipe, CloseReason::PeerReset];
+        let reason = server.expect_one_close(&before, &allowed, PATIENCE).await;
         outcomes.push(reason);
-        if reason == "broken_pipe" {
+        if reason == CloseReason::BrokenPipe {
             break;
         }
     }
     assert!(
-        outcomes.contains(&"broken_pipe"),
+        outcomes.contains(&CloseReason::BrokenPipe),
         "never saw EPIPE in {outcomes:?}"
     );
     server.stop().await;
-}
-
-async fn wait_for_one_close(
-    server: &TestServer,
-    before: &system_tests::Scrape,
-) -> std::collections::HashMap<&'static str, u64> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let deltas = server.scrape().await.close_deltas(before);
-        let total: u64 = deltas.values().sum();
-        if total == 1 {
-            return deltas;
-        }
-        assert!(
-            total == 0 && tokio::time::Instant::now() < deadline,
-            "closes moved by {deltas:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -192,9 +155,7 @@ async fn idle_timeout_when_the_client_goes_silent() {
         pings >= 2,
         "the server pinged every heartbeat interval: {pings} pings"
     );
-    let after = server
-        .expect_closes(&before, &[(CloseReason::IdleTimeout, 1)], PATIENCE)
-        .await;
+    let after = server.expect_close(&before, CloseReason::IdleTimeout).await;
     let detect_sum = after.get(
         "gameserver_close_detect_seconds_sum",
         &[("reason", "idle_timeout")],
@@ -212,20 +173,16 @@ async fn handshake_timeout_when_hello_never_comes() {
     let before = server.scrape().await;
     let started = Instant::now();
     let mut client = RawClient::connect(server.addr).await;
-    let (_, bye) = client.until_bye().await;
-    assert_eq!(bye.code, ByeCode::HandshakeTimeout);
+    client.expect_bye(ByeCode::HandshakeTimeout).await;
     let waited = started.elapsed();
     let limit = server.config.session.handshake_timeout;
     assert!(
         waited >= limit - Duration::from_millis(50) && waited < limit + Duration::from_secs(2),
         "{waited:?}"
     );
-    assert!(
-        client.until_end().await.is_none(),
-        "a clean EOF follows the Bye"
-    );
+    client.expect_clean_end("a clean EOF follows the Bye").await;
     server
-        .expect_closes(&before, &[(CloseReason::HandshakeTimeout, 1)], PATIENCE)
+        .expect_close(&before, CloseReason::HandshakeTimeout)
         .await;
     server.stop().await;
 }
@@ -242,28 +199,20 @@ async fn protocol_error_on_an_unknown_kind_and_other_players_keep_playing() {
         .write_all(&[0, 0, 0, 3, 0x7f, 1, 2])
         .await
         .expect("garbage");
-    let (_, bye) = client.until_bye().await;
-    assert_eq!(bye.code, ByeCode::ProtocolError);
+    let bye = client.expect_bye(ByeCode::ProtocolError).await;
     assert!(
         bye.text.contains("0x7f"),
         "the Bye says what was wrong: {:?}",
         bye.text
     );
-    assert!(client.until_end().await.is_none());
+    client.expect_clean_end("the Bye ends the stream").await;
     // Closing ends the server's lingering close at once.
     drop(client);
     server
-        .expect_closes(&before, &[(CloseReason::ProtocolError, 1)], PATIENCE)
+        .expect_close(&before, CloseReason::ProtocolError)
         .await;
     // The bystander still plays.
-    bystander.send(ClientMessage::Ping { nonce: 42 }).await;
-    loop {
-        match bystander.recv().await {
-            Some(Ok(ServerMessage::Pong { nonce: 42 })) => break,
-            Some(Ok(_)) => continue,
-            other => panic!("bystander lost its session: {other:?}"),
-        }
-    }
+    bystander.ping_pong(42).await;
     server.stop().await;
 }
 
@@ -274,20 +223,12 @@ async fn server_full_rejects_with_bye_and_counts_the_rejection() {
     let (_first, _) = RawClient::join(server.addr, "first").await;
     let mut second = RawClient::connect(server.addr).await;
     second.send(hello("second")).await;
-    let (_, bye) = second.until_bye().await;
-    assert_eq!(bye.code, ByeCode::ServerFull);
-    assert!(
-        second.until_end().await.is_none(),
-        "the rejection is a lingering close: EOF, no reset"
-    );
+    second.expect_bye(ByeCode::ServerFull).await;
+    second
+        .expect_clean_end("the rejection is a lingering close: EOF, no reset")
+        .await;
     let after = server.scrape().await;
-    let rejected = |s: &system_tests::Scrape| {
-        s.get(
-            "gameserver_connections_rejected_total",
-            &[("reason", "server_full")],
-        )
-    };
-    assert_eq!(rejected(&after) - rejected(&before), 1.0);
+    assert_eq!(after.rejected_since(&before, "server_full"), 1.0);
     assert_eq!(after.get("gameserver_sessions_active", &[]), 1.0);
     assert!(
         after.close_deltas(&before).is_empty(),
@@ -305,25 +246,15 @@ async fn join_refused_when_the_room_named_in_hello_is_full() {
         ..rooms::RoomsConfig::default()
     });
     let server = TestServer::start_game(game, |_| {}).await;
-    let mut occupant = RawClient::connect(server.addr).await;
-    occupant
-        .hello(system_tests::hello_in("occupant", "solo"))
-        .await;
+    let (mut occupant, _) = RawClient::join_room(server.addr, "occupant", "solo").await;
     let before = server.scrape().await;
     let mut late = RawClient::connect(server.addr).await;
-    late.send(system_tests::hello_in("late", "solo")).await;
-    let (_, bye) = late.until_bye().await;
-    assert_eq!(bye.code, ByeCode::JoinRefused);
+    late.send(hello_in("late", "solo")).await;
+    let bye = late.expect_bye(ByeCode::JoinRefused).await;
     assert!(bye.text.contains("the room is full"), "{}", bye.text);
-    assert!(late.until_end().await.is_none(), "a lingering close");
+    late.expect_clean_end("a lingering close").await;
     drop(late);
-    server
-        .expect_closes(&before, &[(CloseReason::JoinRefused, 1)], PATIENCE)
-        .await;
-    occupant.send(ClientMessage::Ping { nonce: 1 }).await;
-    while !matches!(
-        occupant.recv().await,
-        Some(Ok(ServerMessage::Pong { nonce: 1 }))
-    ) {}
+    server.expect_close(&before, CloseReason::JoinRefused).await;
+    occupant.ping_pong(1).await;
     server.stop().await;
 }

@@ -9,11 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use game_engine::{CloseReason, Config};
 use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, ServerMessage};
 use system_tests::process::NetClient;
-use system_tests::{PATIENCE, RawClient, TestServer, hello_in, relay};
+use system_tests::{Metrics, PATIENCE, RawClient, TestServer, input, relay};
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Encoder;
 
@@ -29,17 +29,12 @@ fn many_messages(config: &mut Config) {
     config.tcp.user_timeout = Duration::from_secs(60);
 }
 
-fn input(seq: u64) -> ClientMessage {
-    ClientMessage::Input {
-        seq,
-        payload: Bytes::from_static(b"move"),
-    }
-}
-
-async fn join(server: &TestServer, player: &str, room: &str) -> RawClient {
-    let mut client = RawClient::connect(server.addr).await;
-    client.hello(hello_in(player, room)).await;
-    client
+/// A server where a burst of inputs is only ever limited by the sockets, with an observer in
+/// `room`.
+async fn server_with_observer(room: &str) -> (TestServer, RawClient) {
+    let server = TestServer::start(many_messages).await;
+    let (observer, _) = RawClient::join_room(server.addr, "observer", room).await;
+    (server, observer)
 }
 
 /// Reads until `stop` matches a message (or the stream ends, when `stop` is `None`), answering
@@ -77,12 +72,55 @@ async fn relays_from(
 /// comes back, every relay of an input the server applied earlier has been read. Returns the
 /// relays from `from` read on the way.
 async fn barrier(observer: &mut RawClient, name: &str, seq: u64, from: &str) -> Vec<u64> {
-    observer.send(input(seq)).await;
+    observer.send(input(seq, "move")).await;
     relays_from(observer, from, |m| {
         relay(m).is_some_and(|(sender, s)| sender == name && s == seq)
     })
     .await
     .0
+}
+
+/// Reads the observer's relays of `from`'s inputs up to its own barrier and checks that, after
+/// the `first` it read before, they are all of `from`'s inputs in order: whatever reached the
+/// server was applied, in order. Returns them all.
+async fn applied_in_order(observer: &mut RawClient, from: &str, first: Vec<u64>) -> Vec<u64> {
+    let rest = barrier(observer, "observer", 1, from).await;
+    let all: Vec<u64> = first.into_iter().chain(rest).collect();
+    assert_in_order(&all, "observer");
+    all
+}
+
+/// Cases 3 and 4: `player`, a `netclient` process in a room of its own with an observer, sends
+/// inputs and never reads. It obeys `command` (acknowledged with `said`) until the observer has
+/// seen input `seen` applied; then `end` ends the process. Checks that the server counts one
+/// close, for one of the `allowed` reasons, and that it applied whatever reached it in order;
+/// returns the reason, how long after `end` it was counted, and how many inputs were applied.
+async fn a_sender_that_never_reads_ends(
+    player: &str,
+    (command, said): (&str, &str),
+    seen: u64,
+    end: impl AsyncFnOnce(NetClient),
+    allowed: &[CloseReason],
+) -> (CloseReason, Duration, usize) {
+    let room = format!("{player}-room");
+    let (server, mut observer) = server_with_observer(&room).await;
+    let before = server.scrape().await;
+    let mut client = NetClient::player(&[], server.addr, player, &["--room", &room, "--no-read"]);
+    client.send(command).await;
+    client.expect(said, PATIENCE).await;
+    let (first, _) = relays_from(&mut observer, player, |m| {
+        relay(m).is_some_and(|(from, seq)| from == player && seq >= seen)
+    })
+    .await;
+    assert_in_order(&first, "observer, before the end");
+    end(client).await;
+    let ended = Instant::now();
+    let reason = server.expect_one_close(&before, allowed, PATIENCE).await;
+    let detected = ended.elapsed();
+    let applied = applied_in_order(&mut observer, player, first).await.len();
+    drop(observer);
+    server.stop().await;
+    (reason, detected, applied)
 }
 
 fn assert_in_order(seqs: &[u64], what: &str) {
@@ -100,7 +138,7 @@ fn encode_inputs(count: u64, bye: bool) -> BytesMut {
     let mut codec = ClientCodec::default();
     let mut wire = BytesMut::new();
     for seq in 1..=count {
-        codec.encode(input(seq), &mut wire).expect("encode");
+        codec.encode(input(seq, "move"), &mut wire).expect("encode");
     }
     if bye {
         codec
@@ -113,46 +151,59 @@ fn encode_inputs(count: u64, bye: bool) -> BytesMut {
     wire
 }
 
+/// Case 2: `sender` writes `MANY` inputs in one write, followed by its `Bye` when `bye`, then
+/// `close` ends its side and checks what it reads. Checks that the session is counted closed as
+/// `reason`, and that the observer saw the server apply every input, in order.
+async fn many_messages_then(
+    room: &str,
+    bye: bool,
+    close: impl AsyncFnOnce(&mut RawClient),
+    reason: CloseReason,
+) {
+    let (server, mut observer) = server_with_observer(room).await;
+    let (mut sender, _) = RawClient::join_room(server.addr, "sender", room).await;
+    let before = server.scrape().await;
+    sender
+        .framed
+        .get_mut()
+        .write_all(&encode_inputs(MANY, bye))
+        .await
+        .expect("write the burst");
+    close(&mut sender).await;
+    server.expect_close(&before, reason).await;
+    let seen = applied_in_order(&mut observer, "sender", Vec::new()).await;
+    assert_eq!(seen.len() as u64, MANY, "the server applied every input");
+    drop((observer, sender));
+    server.stop().await;
+}
+
 /// Field report, server side, case 2, with a `Bye`: 5000 inputs and the `Bye` in one write. The
 /// server applies every input (the observer gets all 5000 relays), acknowledges the last one
 /// right before its own `Bye`, and the session ends as `client_quit` with a clean EOF.
 #[tokio::test]
 async fn many_messages_then_graceful_close_with_bye_processes_every_message() {
-    let server = TestServer::start(many_messages).await;
-    let mut observer = join(&server, "observer", "graceful-bye").await;
-    let mut sender = join(&server, "sender", "graceful-bye").await;
-    let before = server.scrape().await;
-
-    let wire = encode_inputs(MANY, true);
-    sender
-        .framed
-        .get_mut()
-        .write_all(&wire)
-        .await
-        .expect("write the burst");
-    let (echoed, last) = relays_from(&mut sender, "sender", |m| {
-        matches!(m, ServerMessage::Bye(_) | ServerMessage::Ack { seq: MANY })
-    })
-    .await;
-    assert_eq!(
-        last,
-        ServerMessage::Ack { seq: MANY },
-        "every input acknowledged"
-    );
-    let (_, bye) = sender.until_bye().await;
-    assert_eq!(bye.code, ByeCode::ClientQuit);
-    assert!(sender.until_end().await.is_none(), "a clean EOF follows");
-    assert_in_order(&echoed, "sender's own relays");
-    assert_eq!(echoed.len() as u64, MANY);
-
-    server
-        .expect_closes(&before, &[(CloseReason::ClientQuit, 1)], PATIENCE)
+    let read_to_the_bye = async |sender: &mut RawClient| {
+        let (echoed, last) = relays_from(sender, "sender", |m| {
+            matches!(m, ServerMessage::Bye(_) | ServerMessage::Ack { seq: MANY })
+        })
         .await;
-    let seen = barrier(&mut observer, "observer", 1, "sender").await;
-    assert_in_order(&seen, "observer");
-    assert_eq!(seen.len() as u64, MANY, "the server applied every input");
-    drop((observer, sender));
-    server.stop().await;
+        assert_eq!(
+            last,
+            ServerMessage::Ack { seq: MANY },
+            "every input acknowledged"
+        );
+        sender.expect_bye(ByeCode::ClientQuit).await;
+        sender.expect_clean_end("a clean EOF follows").await;
+        assert_in_order(&echoed, "sender's own relays");
+        assert_eq!(echoed.len() as u64, MANY);
+    };
+    many_messages_then(
+        "graceful-bye",
+        true,
+        read_to_the_bye,
+        CloseReason::ClientQuit,
+    )
+    .await;
 }
 
 /// Field report, server side, case 2, without a `Bye`: 5000 inputs, then the client closes its
@@ -161,30 +212,13 @@ async fn many_messages_then_graceful_close_with_bye_processes_every_message() {
 /// not a reset.
 #[tokio::test]
 async fn many_messages_then_graceful_close_without_bye_is_peer_eof_after_every_message() {
-    let server = TestServer::start(many_messages).await;
-    let mut observer = join(&server, "observer", "graceful-eof").await;
-    let mut sender = join(&server, "sender", "graceful-eof").await;
-    let before = server.scrape().await;
-
-    let stream = sender.framed.get_mut();
-    stream
-        .write_all(&encode_inputs(MANY, false))
-        .await
-        .expect("write the burst");
-    stream.shutdown().await.expect("FIN");
-    assert!(
-        sender.until_end().await.is_none(),
-        "the server's side ends with FIN too"
-    );
-
-    server
-        .expect_closes(&before, &[(CloseReason::PeerEof, 1)], PATIENCE)
-        .await;
-    let seen = barrier(&mut observer, "observer", 1, "sender").await;
-    assert_in_order(&seen, "observer");
-    assert_eq!(seen.len() as u64, MANY, "the server applied every input");
-    drop((observer, sender));
-    server.stop().await;
+    let half_close = async |sender: &mut RawClient| {
+        sender.framed.get_mut().shutdown().await.expect("FIN");
+        sender
+            .expect_clean_end("the server's side ends with FIN too")
+            .await;
+    };
+    many_messages_then("graceful-eof", false, half_close, CloseReason::PeerEof).await;
 }
 
 /// Field report, server side, case 3: a client process sends many messages and exits without
@@ -194,52 +228,19 @@ async fn many_messages_then_graceful_close_without_bye_is_peer_eof_after_every_m
 /// observer saw them before the exit), and some or all of the 2000 sent just before it.
 #[tokio::test]
 async fn many_messages_then_exit_without_closing_with_unread_data_is_peer_reset() {
-    let server = TestServer::start(many_messages).await;
-    let mut observer = join(&server, "observer", "exit-unread").await;
-    let before = server.scrape().await;
-    let addr = server.addr.to_string();
-    let mut client = NetClient::spawn(
-        &[],
-        &[
-            "--server",
-            &addr,
-            "--player",
-            "leaver",
-            "--room",
-            "exit-unread",
-            "--no-read",
-        ],
-    );
-    client.send("inputs 2000").await;
-    client.expect("sent", PATIENCE).await;
-    let (first, _) = relays_from(&mut observer, "leaver", |m| {
-        relay(m).is_some_and(|(from, seq)| from == "leaver" && seq == 2000)
-    })
-    .await;
-    assert_in_order(&first, "observer, before the exit");
-    // The welcome and 2000 relays are unread in the client's receive buffer now.
-    client.send("inputs 2000").await;
-    client.send("exit").await;
-    let status = client.wait_exit(PATIENCE).await;
-    assert!(status.success(), "netclient exited on its own: {status}");
-
-    server
-        .expect_closes(&before, &[(CloseReason::PeerReset, 1)], PATIENCE)
-        .await;
-    let rest = barrier(&mut observer, "observer", 1, "leaver").await;
-    let all: Vec<u64> = first.iter().chain(&rest).copied().collect();
-    assert_in_order(&all, "observer");
-    assert!(
-        (2000..=4000).contains(&all.len()),
-        "{} inputs applied",
-        all.len()
-    );
-    eprintln!(
-        "measured: exit with unread data: {} of 4000 inputs applied before the reset",
-        all.len()
-    );
-    drop(observer);
-    server.stop().await;
+    let exit = async |mut client: NetClient| {
+        // The welcome and 2000 relays are unread in the client's receive buffer now.
+        client.send("inputs 2000").await;
+        client.send("exit").await;
+        let status = client.wait_exit(PATIENCE).await;
+        assert!(status.success(), "netclient exited on its own: {status}");
+    };
+    let inputs = ("inputs 2000", "sent");
+    let allowed = [CloseReason::PeerReset];
+    let (_, _, applied) =
+        a_sender_that_never_reads_ends("leaver", inputs, 2000, exit, &allowed).await;
+    assert!((2000..=4000).contains(&applied), "{applied} inputs applied");
+    eprintln!("measured: exit with unread data: {applied} of 4000 inputs applied before the reset");
 }
 
 /// Field report, server side, case 4: a real client process streaming inputs is killed with
@@ -249,53 +250,20 @@ async fn many_messages_then_exit_without_closing_with_unread_data_is_peer_reset(
 /// clean `peer_eof` would mean the server mistook a crash for a goodbye.
 #[tokio::test]
 async fn client_killed_with_sigkill_while_sending_is_peer_reset_or_truncated_frame() {
-    let server = TestServer::start(many_messages).await;
-    let mut observer = join(&server, "observer", "killed").await;
-    let before = server.scrape().await;
-    let addr = server.addr.to_string();
-    let mut client = NetClient::spawn(
-        &[],
-        &[
-            "--server",
-            &addr,
-            "--player",
-            "victim",
-            "--room",
-            "killed",
-            "--no-read",
-        ],
-    );
+    let kill = async |mut client: NetClient| client.kill().await;
     // 50 inputs every 5 ms: about 10,000 a second, until the kill.
-    client.send("every 5 50").await;
-    client.expect("streaming", PATIENCE).await;
-    let (sent, _) = relays_from(&mut observer, "victim", |m| {
-        relay(m).is_some_and(|(from, seq)| from == "victim" && seq >= 1000)
-    })
-    .await;
-    client.kill().await;
-    let killed = Instant::now();
-
-    let reason = server
-        .expect_one_close(
-            &before,
-            &[CloseReason::PeerReset, CloseReason::TruncatedFrame],
-            PATIENCE,
-        )
-        .await;
-    let detected = killed.elapsed();
-    let rest = barrier(&mut observer, "observer", 1, "victim").await;
-    let all: Vec<u64> = sent.iter().chain(&rest).copied().collect();
-    assert_in_order(&all, "observer");
+    let streaming = ("every 5 50", "streaming");
+    let allowed = [CloseReason::PeerReset, CloseReason::TruncatedFrame];
+    let (reason, detected, applied) =
+        a_sender_that_never_reads_ends("victim", streaming, 1000, kill, &allowed).await;
     eprintln!(
-        "measured: SIGKILL while sending: {reason} counted within {detected:?}, {} inputs applied",
-        all.len()
+        "measured: SIGKILL while sending: {reason} counted within {detected:?}, {applied} inputs \
+         applied"
     );
     assert!(
         detected < Duration::from_secs(2),
         "a killed client is noticed at once, not by a timeout: {detected:?}"
     );
-    drop(observer);
-    server.stop().await;
 }
 
 /// Field report, server side, case 5: the client closes while the server is still sending (a
@@ -311,17 +279,14 @@ async fn client_killed_with_sigkill_while_sending_is_peer_reset_or_truncated_fra
 #[tokio::test]
 async fn client_closes_while_the_server_is_still_sending_is_broken_pipe_reset_or_eof() {
     let server = TestServer::start(many_messages).await;
-    let addr = server.addr.to_string();
-    let mut feeder = NetClient::spawn(
-        &[],
-        &["--server", &addr, "--player", "feeder", "--room", "busy"],
-    );
+    let mut feeder = NetClient::player(&[], server.addr, "feeder", &["--room", "busy"]);
     feeder.welcome().await;
     feeder.send("every 2 1").await;
     let mut outcomes = Vec::new();
     for round in 0..5 {
         let before = server.scrape().await;
-        let mut client = join(&server, &format!("closer-{round}"), "busy").await;
+        let closer = format!("closer-{round}");
+        let (mut client, _) = RawClient::join_room(server.addr, &closer, "busy").await;
         relays_from(&mut client, "feeder", |m| {
             relay(m).is_some_and(|(from, _)| from == "feeder")
         })
@@ -338,17 +303,12 @@ async fn client_closes_while_the_server_is_still_sending_is_broken_pipe_reset_or
         }
         drop(stream);
         let closed = Instant::now();
-        let reason = server
-            .expect_one_close(
-                &before,
-                &[
-                    CloseReason::BrokenPipe,
-                    CloseReason::PeerReset,
-                    CloseReason::PeerEof,
-                ],
-                PATIENCE,
-            )
-            .await;
+        let allowed = [
+            CloseReason::BrokenPipe,
+            CloseReason::PeerReset,
+            CloseReason::PeerEof,
+        ];
+        let reason = server.expect_one_close(&before, &allowed, PATIENCE).await;
         let detected = closed.elapsed();
         assert!(
             detected < Duration::from_secs(2),

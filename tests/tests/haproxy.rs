@@ -304,8 +304,8 @@ async fn wss_players_behind_haproxy_are_seen_at_their_own_addresses() {
         ),
         cert.config()
     );
-    let a = ServerProcess::start(ServerSpec::loopback(&config)).await;
-    let b = ServerProcess::start(ServerSpec::loopback(&config)).await;
+    let a = ServerProcess::loopback(&config).await;
+    let b = ServerProcess::loopback(&config).await;
     let lb = balancer(&[&a, &b], |server| {
         server.websocket.expect("the WebSocket listener")
     })

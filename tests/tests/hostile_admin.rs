@@ -5,17 +5,16 @@ use std::time::Duration;
 
 use protocol::{ByeCode, ClientMessage, ServerMessage};
 use system_tests::attack::half_sent_admin_request;
-use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
+use system_tests::process::{ServerProcess, game_server_binary};
 use system_tests::{PATIENCE, RawClient, TestServer};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 #[tokio::test]
 async fn half_sent_admin_requests_are_closed_and_cannot_exhaust_descriptors() {
-    let server = ServerProcess::start(ServerSpec::loopback(
-        "[admin]\nheader_read_timeout = \"1s\"\nmax_connections = 8\n",
-    ))
-    .await;
+    let server =
+        ServerProcess::loopback("[admin]\nheader_read_timeout = \"1s\"\nmax_connections = 8\n")
+            .await;
     let mut slow = half_sent_admin_request(server.admin).await;
     let started = Instant::now();
     let mut sink = [0u8; 256];
@@ -129,14 +128,8 @@ async fn the_admin_port_refuses_cross_site_and_unauthenticated_kicks() {
 
 #[tokio::test]
 async fn the_server_refuses_to_start_with_a_public_admin_port_and_no_token() {
-    let output = tokio::process::Command::new(game_server_binary())
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"])
-        .env_remove("GAMESERVER__ADMIN__TOKEN")
-        .output()
-        .await
-        .expect("run game-server");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let public = ["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"];
+    let stderr = run_game_server(&public, &[]).expect_exit(2);
     assert!(stderr.contains("admin.token"), "{stderr}");
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }

@@ -22,9 +22,9 @@ use bytes::BytesMut;
 use protocol::{ByeCode, ClientCodec, ClientMessage, CloseReason, ServerMessage};
 use system_tests::good::GoodPlayer;
 use system_tests::measure::rss;
-use system_tests::process::{ServerProcess, ServerSpec};
+use system_tests::process::ServerProcess;
 use system_tests::tls::TestCert;
-use system_tests::{PATIENCE, RawClient, Scrape, TestServer, connect_from, hello_in};
+use system_tests::{Metrics, PATIENCE, RawClient, Scrape, TestServer, connect_from, hello_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -155,10 +155,7 @@ async fn ws_player(addr: SocketAddr, player: &str) -> (TcpStream, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_fragment_and_ping_floods_are_cut_for_their_rate() {
     let _turn = HEAVY.lock().await;
-    let server = ServerProcess::start(ServerSpec::loopback(
-        "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n",
-    ))
-    .await;
+    let server = ServerProcess::loopback("[server]\nwebsocket_listen = \"127.0.0.1:0\"\n").await;
     let ws = server.websocket.expect("the WebSocket listener");
     let before = server.scrape().await;
     let good = GoodPlayer::start(server.addr, "steady-ws").await;
@@ -227,10 +224,7 @@ async fn websocket_fragment_and_ping_floods_are_cut_for_their_rate() {
 /// of 100 (a third of each kind). Before this round the client got a reset in up to 18 of 40.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lingering_websocket_close_after_a_refusal_ends_with_fin_every_time() {
-    let server = ServerProcess::start(ServerSpec::loopback(
-        "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n",
-    ))
-    .await;
+    let server = ServerProcess::loopback("[server]\nwebsocket_listen = \"127.0.0.1:0\"\n").await;
     let ws = server.websocket.expect("the WebSocket listener");
     let mut resets = 0;
     for attempt in 0..100 {
@@ -449,10 +443,10 @@ fn healthz_watch(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_path_that_is_no_file_keeps_the_old_pair_and_the_server_answering() {
     let cert = TestCert::new("reload-hostile");
-    let server = ServerProcess::start(ServerSpec::loopback(&format!(
+    let server = ServerProcess::loopback(&format!(
         "[session]\nheartbeat_interval = \"1s\"\n{}",
         cert.config()
-    )))
+    ))
     .await;
     let stream = system_tests::tls::connect(server.addr, &cert.pem)
         .await
@@ -548,10 +542,10 @@ fn large_client_hello(sent: usize) -> Vec<u8> {
 async fn stalled_tls_handshakes_are_charged_what_they_hold() {
     let _turn = HEAVY.lock().await;
     let cert = TestCert::new("clienthello");
-    let server = ServerProcess::start(ServerSpec::loopback(&format!(
+    let server = ServerProcess::loopback(&format!(
         "[session]\nhandshake_timeout = \"60s\"\n{}",
         cert.config()
-    )))
+    ))
     .await;
     let estimate_before = server.first_memory_estimate().await;
     let rss_before = rss(server.pid) as f64;
@@ -610,10 +604,10 @@ async fn stalled_tls_handshakes_are_charged_what_they_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_proxy_headers_cost_almost_nothing() {
     let _turn = HEAVY.lock().await;
-    let server = ServerProcess::start(ServerSpec::loopback(
+    let server = ServerProcess::loopback(
         "[session]\nhandshake_timeout = \"60s\"\n\
          [net.proxy_protocol]\ntrusted = [\"127.0.0.41/32\"]\n",
-    ))
+    )
     .await;
     let good = GoodPlayer::start(server.addr, "steady-proxy").await;
     let half = {
@@ -657,9 +651,9 @@ async fn half_sent_proxy_headers_cost_almost_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_flood_at_the_session_cap_does_not_keep_players_out() {
     let _turn = HEAVY.lock().await;
-    let server = ServerProcess::start(ServerSpec::loopback(
+    let server = ServerProcess::loopback(
         "[server]\nmax_sessions = 200\n[session]\nhandshake_timeout = \"30s\"\n",
-    ))
+    )
     .await;
     let before = server.scrape().await;
     let addr = server.addr;
@@ -714,10 +708,7 @@ async fn an_idle_flood_at_the_session_cap_does_not_keep_players_out() {
 /// inline script and style and WebSocket connections to its own server only.
 #[tokio::test]
 async fn admin_answers_carry_a_content_security_policy_and_frame_protection() {
-    let server = ServerProcess::start(ServerSpec::loopback(
-        "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n",
-    ))
-    .await;
+    let server = ServerProcess::loopback("[server]\nwebsocket_listen = \"127.0.0.1:0\"\n").await;
     let ws_port = server.websocket.expect("the WebSocket listener").port();
     let http = reqwest::Client::new();
     for path in ["/metrics", "/healthz", "/play", "/nowhere"] {
@@ -760,7 +751,7 @@ async fn admin_answers_carry_a_content_security_policy_and_frame_protection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closes_readers_in_numbers_do_not_slow_the_game() {
     let _turn = HEAVY.lock().await;
-    let server = ServerProcess::start(ServerSpec::loopback("")).await;
+    let server = ServerProcess::loopback("").await;
     let addr = server.addr;
     // A record worth reading: 8,000 closes first.
     let churn = |tag: &'static str, count: usize| async move {

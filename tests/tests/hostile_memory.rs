@@ -13,8 +13,8 @@ use game_engine::CloseReason;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, Resume, ServerMessage};
 use system_tests::good::GoodPlayer;
 use system_tests::measure::{RssPeak, rss};
-use system_tests::process::{ServerProcess, ServerSpec};
-use system_tests::{PATIENCE, RawClient, Scrape, hello, hello_in};
+use system_tests::process::ServerProcess;
+use system_tests::{Metrics, PATIENCE, RawClient, Scrape, hello, hello_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -29,7 +29,7 @@ static HEAVY: Mutex<()> = Mutex::const_new(());
 /// measured against (a debug build holds about 21 MiB with jemalloc, 13 MiB with the system
 /// allocator).
 async fn baseline_mib() -> u64 {
-    let probe = ServerProcess::start(ServerSpec::loopback("")).await;
+    let probe = ServerProcess::loopback("").await;
     (probe.first_memory_estimate().await as u64).div_ceil(1 << 20)
 }
 
@@ -99,11 +99,11 @@ async fn memory_stays_under_the_budget_under_unacked_floods_and_reset_churn() {
     // The budget counts the whole process: its own start-up memory, then what players may use.
     let budget_mib = baseline_mib().await + 53;
     const MAX_PARKED: u64 = 500;
-    let server = ServerProcess::start(ServerSpec::loopback(&format!(
+    let server = ServerProcess::loopback(&format!(
         "[server]\nmemory_budget = \"{budget_mib}MiB\"\n\
          [session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"3s\"\nresume_grace = \"60s\"\n\
          max_parked = {MAX_PARKED}\nmax_parked_bytes = \"1MiB\"\n"
-    )))
+    ))
     .await;
     let budget = budget_mib << 20;
     let before = rss(server.pid);
@@ -220,10 +220,10 @@ async fn at_the_memory_budget_newcomers_wait_and_parked_sessions_go_first() {
     let _turn = HEAVY.lock().await;
     // As above: the process before any player, then room for about ten parked floods.
     let budget_mib = baseline_mib().await + 21;
-    let server = ServerProcess::start(ServerSpec::loopback(&format!(
+    let server = ServerProcess::loopback(&format!(
         "[server]\nmemory_budget = \"{budget_mib}MiB\"\n\
          [session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"3s\"\nresume_grace = \"60s\"\n"
-    )))
+    ))
     .await;
     let good = GoodPlayer::start(server.addr, "steady").await;
     let peak = RssPeak::start(server.pid);
@@ -355,9 +355,9 @@ async fn read_to_end_all(streams: &mut [TcpStream]) {
 #[tokio::test]
 async fn length_prefixes_before_hello_cost_the_server_almost_nothing() {
     let _turn = HEAVY.lock().await;
-    let server = ServerProcess::start(ServerSpec::loopback(
+    let server = ServerProcess::loopback(
         "[session]\nhandshake_timeout = \"60s\"\nlinger_timeout = \"60s\"\n",
-    ))
+    )
     .await;
     let good = GoodPlayer::start(server.addr, "steady").await;
     const N: usize = 5000;

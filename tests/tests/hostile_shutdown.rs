@@ -9,8 +9,8 @@ use std::time::Duration;
 use game_engine::CloseReason;
 use system_tests::attack::{chatty, half_sent_admin_request, short_sessions};
 use system_tests::good::GoodPlayer;
-use system_tests::process::{Reading, ServerProcess, ServerSpec};
-use system_tests::{PATIENCE, RawClient};
+use system_tests::process::{Reading, ServerProcess};
+use system_tests::{Metrics, PATIENCE, RawClient};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -20,9 +20,9 @@ static HEAVY: Mutex<()> = Mutex::const_new(());
 #[tokio::test]
 async fn sigterm_exits_within_the_drain_timeout_whatever_connections_do() {
     let _turn = HEAVY.lock().await;
-    let mut server = ServerProcess::start(ServerSpec::loopback(
+    let mut server = ServerProcess::loopback(
         "[shutdown]\ndrain_timeout = \"2s\"\n[admin]\nheader_read_timeout = \"30s\"\n",
-    ))
+    )
     .await;
     let _admins = [
         half_sent_admin_request(server.admin).await,
@@ -50,9 +50,9 @@ async fn sigterm_exits_within_the_drain_timeout_whatever_connections_do() {
 
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
-    let mut server = ServerProcess::start(ServerSpec::loopback(
+    let mut server = ServerProcess::loopback(
         "[shutdown]\ndrain_timeout = \"60s\"\n[session]\nlinger_timeout = \"60s\"\n",
-    ))
+    )
     .await;
     let _admin = half_sent_admin_request(server.admin).await;
     let (stubborn, _) = RawClient::join(server.addr, "stubborn").await;
@@ -74,9 +74,7 @@ async fn a_second_signal_exits_at_once() {
 #[tokio::test]
 async fn a_closed_or_stuck_log_pipe_neither_stops_the_bookkeeping_nor_the_shutdown() {
     for (reading, name) in [(Reading::Closed, "closed"), (Reading::Paused, "full")] {
-        let mut server =
-            ServerProcess::start(ServerSpec::loopback("[shutdown]\ndrain_timeout = \"3s\"\n"))
-                .await;
+        let mut server = ServerProcess::loopback("[shutdown]\ndrain_timeout = \"3s\"\n").await;
         let good = GoodPlayer::start(server.addr, "steady").await;
         server.logs.set_reading(reading);
         let before = server.scrape().await;
@@ -117,10 +115,9 @@ async fn a_closed_or_stuck_log_pipe_neither_stops_the_bookkeeping_nor_the_shutdo
 #[tokio::test]
 async fn a_stopped_server_charges_its_stall_to_nobody() {
     let _turn = HEAVY.lock().await;
-    let server = ServerProcess::start(ServerSpec::loopback(
-        "[session]\nheartbeat_interval = \"1s\"\nidle_timeout = \"3s\"\n",
-    ))
-    .await;
+    let server =
+        ServerProcess::loopback("[session]\nheartbeat_interval = \"1s\"\nidle_timeout = \"3s\"\n")
+            .await;
     let good = GoodPlayer::start(server.addr, "steady").await;
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..200)

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use game_engine::CloseReason;
 use protocol::{ByeCode, ClientMessage, Hello};
-use system_tests::process::{ServerProcess, ServerSpec, game_server_binary};
-use system_tests::{PATIENCE, RawClient, TestServer, hello, hello_in};
+use system_tests::process::{ServerProcess, game_server_binary};
+use system_tests::{Metrics, PATIENCE, RawClient, TestServer, hello, hello_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -159,14 +159,9 @@ async fn automatic_rooms_cannot_be_entered_by_name() {
 
 #[tokio::test]
 async fn an_absurd_token_lifetime_is_a_clear_error() {
-    let output = tokio::process::Command::new(game_server_binary())
-        .args(["token", "--player", "p", "--ttl", "584542046090y"])
-        .env("GAMESERVER__AUTH__SECRET", "0123456789abcdef-0123")
-        .output()
-        .await
-        .expect("run game-server token");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let absurd = ["token", "--player", "p", "--ttl", "584542046090y"];
+    let secret = ("GAMESERVER__AUTH__SECRET", "0123456789abcdef-0123");
+    let stderr = run_game_server(&absurd, &[secret]).expect_exit(2);
     assert!(stderr.contains("auth.max_ttl"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -174,7 +169,7 @@ async fn an_absurd_token_lifetime_is_a_clear_error() {
 #[tokio::test]
 async fn a_flood_of_abusive_closes_is_logged_as_summaries() {
     let _turn = HEAVY.lock().await;
-    let server = ServerProcess::start(ServerSpec::loopback("")).await;
+    let server = ServerProcess::loopback("").await;
     let before = server.scrape().await;
     let mark = server.log_mark();
     const N: usize = 400;

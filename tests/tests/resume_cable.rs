@@ -11,8 +11,7 @@ use bytes::Bytes;
 use game_engine::CloseReason;
 use protocol::{ClientCodec, ClientMessage, Hello, Resume};
 use system_tests::netns::{Pair, connect_in};
-use system_tests::process::{ServerProcess, ServerSpec};
-use system_tests::{PATIENCE, RawClient, RelayLog, has_tool, hello, is_root, need};
+use system_tests::{PATIENCE, RawClient, RelayLog, hello};
 use tokio_util::codec::Framed;
 
 fn client_in(ns: &str, addr: std::net::SocketAddr) -> RawClient {
@@ -46,15 +45,12 @@ fn input(seq: u64) -> ClientMessage {
     ignore = "needs root and ip: a real pulled cable in network namespaces"
 )]
 async fn a_player_whose_cable_was_out_until_the_session_was_reaped_resumes_and_loses_nothing() {
-    need(is_root(), "pulling a cable needs root (network namespaces)");
-    need(has_tool("ip"), "pulling a cable needs `ip` (iproute2)");
     let pair = Pair::new("resume");
-    let server = ServerProcess::start(ServerSpec::in_namespace(
-        &pair.server_ns,
-        pair.server_ip,
-        "[session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"2s\"\nresume_grace = \"30s\"\n",
-    ))
-    .await;
+    let server = pair
+        .start_server(
+            "[session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"2s\"\nresume_grace = \"30s\"\n",
+        )
+        .await;
     let before = server.scrape().await;
 
     // Alice plays from the client namespace.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use game_engine::testkit::Tokens;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage};
 use system_tests::RawClient;
-use system_tests::process::{ServerProcess, ServerSpec};
+use system_tests::process::ServerProcess;
 
 const SECRET: &str = "0123456789abcdef-scale-out";
 
@@ -22,9 +22,9 @@ fn hello_with(player: &str, token: &str) -> ClientMessage {
 
 #[tokio::test]
 async fn a_token_bound_to_another_instance_is_refused_and_the_close_line_says_so() {
-    let server = ServerProcess::start(ServerSpec::loopback(&format!(
+    let server = ServerProcess::loopback(&format!(
         "[auth]\nmode = \"hmac\"\nsecret = \"{SECRET}\"\naudience = \"game-b\"\n"
-    )))
+    ))
     .await;
     let issuer = Tokens::new(SECRET);
     let mint = |player: &str, audience: Option<&str>| {

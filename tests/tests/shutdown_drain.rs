@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage};
 use rooms::payload::DemoEvent;
-use system_tests::process::{ServerProcess, ServerSpec};
+use system_tests::process::ServerProcess;
 use system_tests::{PATIENCE, RawClient};
 
 const PLAYERS: usize = 40;
@@ -34,11 +34,11 @@ fn join_room(player: &str) -> ClientMessage {
 /// EOF, and the process must exit 0 well within the drain timeout.
 #[tokio::test]
 async fn sigterm_drains_every_queued_event_then_says_bye_and_exits_zero() {
-    let mut server = ServerProcess::start(ServerSpec::loopback(&format!(
+    let mut server = ServerProcess::loopback(&format!(
         "[session]\nrate_limit_per_sec = 100000\nrate_limit_burst = 100000\n\
          write_timeout = \"20s\"\n[shutdown]\ndrain_timeout = \"{}s\"\n",
         DRAIN_TIMEOUT.as_secs()
-    )))
+    ))
     .await;
     let mut players = Vec::new();
     for i in 0..PLAYERS {
