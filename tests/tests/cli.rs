@@ -100,7 +100,10 @@ fn the_container_configuration_loads_and_differs_from_the_defaults_where_it_says
     let token = dir.join("admin-token");
     std::fs::write(&token, "a-container-token-of-some-length\n").expect("token");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/docker.toml");
-    let token_file = ("GAMESERVER__ADMIN__TOKEN_FILE", token.to_str().expect("utf-8"));
+    let token_file = (
+        "GAMESERVER__ADMIN__TOKEN_FILE",
+        token.to_str().expect("utf-8"),
+    );
     let stdout =
         run_game_server(&["--config", config, "--print-config"], &[token_file]).expect_success();
     let effective: toml::Value = toml::from_str(&stdout).expect("--print-config prints TOML");
@@ -124,8 +127,8 @@ fn the_container_configuration_loads_and_differs_from_the_defaults_where_it_says
 #[test]
 fn token_refuses_ids_a_hello_could_not_carry_and_the_lifetime_is_bounded() {
     let secret = [("GAMESERVER__AUTH__SECRET", "0123456789abcdef-cli")];
-    let stderr = run_game_server(&["token", "--player", "bad\nid", "--ttl", "1h"], &secret)
-        .expect_failure();
+    let stderr =
+        run_game_server(&["token", "--player", "bad\nid", "--ttl", "1h"], &secret).expect_failure();
     assert!(stderr.contains("control characters"), "{stderr}");
     let fine = ["token", "--player", "fine", "--ttl", "1h"];
     run_game_server(&fine, &secret).expect_success();
