@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use protocol::{ByeCode, ClientMessage, ServerMessage};
 use system_tests::attack::half_sent_admin_request;
-use system_tests::process::{ServerProcess, game_server_binary};
+use system_tests::process::{ServerProcess, run_game_server};
 use system_tests::{PATIENCE, RawClient, TestServer};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;

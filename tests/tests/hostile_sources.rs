@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use game_engine::CloseReason;
 use protocol::{ByeCode, ClientMessage, Hello};
-use system_tests::process::{ServerProcess, game_server_binary};
+use system_tests::process::{ServerProcess, run_game_server};
 use system_tests::{Metrics, PATIENCE, RawClient, TestServer, hello, hello_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{Bye, ByeCode, ClientMessage, CloseReason, ServerMessage};
-use system_tests::process::{ServerProcess, game_server_binary};
+use system_tests::process::{ServerProcess, run_game_server};
 use system_tests::tls::{self as test_tls, TestCert};
 use system_tests::{Metrics, RawClient, Scrape, hello_in, relay};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
