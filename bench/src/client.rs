@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use game_client::Link as Stream;
-use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind, PROTOCOL_VERSION};
+use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -173,12 +173,14 @@ pub fn body(message: &ClientMessage) -> Bytes {
 
 /// `Hello` for a player, into `room` (empty: the server chooses).
 pub fn hello(player: &str, room: &str) -> Bytes {
+    hello_with(player, room, &[])
+}
+
+/// `Hello` for a player into `room`, with join `options`.
+pub fn hello_with(player: &str, room: &str, options: &[u8]) -> Bytes {
     body(&ClientMessage::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        player_id: player.to_owned(),
-        room: room.to_owned(),
-        auth_token: None,
-        resume: None,
+        options: Bytes::copy_from_slice(options),
+        ..Hello::new(player, room)
     }))
 }
 
@@ -359,10 +361,27 @@ pub async fn join_with(
     room: &str,
     recv_buffer: Option<u32>,
 ) -> anyhow::Result<Link> {
-    let mut link = connect_with(server, i, recv_buffer)
+    let link = connect_with(server, i, recv_buffer)
         .await
         .context("connect")?;
-    link.send(hello(player, room)).await?;
+    welcomed(target, link, hello(player, room)).await
+}
+
+/// [`join`] into the game server with join `options` in the `Hello`.
+pub async fn join_with_options(
+    server: SocketAddr,
+    i: usize,
+    player: &str,
+    room: &str,
+    options: &[u8],
+) -> anyhow::Result<Link> {
+    let link = connect(server, i).await.context("connect")?;
+    welcomed(Target::Ours, link, hello_with(player, room, options)).await
+}
+
+/// Sends `hello` and waits for the `Welcome`.
+async fn welcomed(target: Target, mut link: Link, hello: Bytes) -> anyhow::Result<Link> {
+    link.send(hello).await?;
     let welcomed = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         while let Some(frame) = link.next().await {
             match classify(target, frame?) {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::{
-    Bye, ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, Resume, ResumeToken, ServerMessage,
-    Welcome,
+    Bye, ByeCode, ClientMessage, Hello, MAX_OPTIONS_BYTES, PROTOCOL_VERSION, Resume, ResumeToken,
+    ServerMessage, Welcome,
 };
 
 use crate::end::{End, Lost};
@@ -40,6 +40,8 @@ pub struct Config {
     /// than with the next heartbeat: keeps the server's replay buffer (1,024 events by default)
     /// small for a client that receives many events.
     pub ack_every: u64,
+    /// Join options sent with every `Hello` that starts a session (see [`Config::with_options`]).
+    options: Bytes,
 }
 
 impl Config {
@@ -51,8 +53,45 @@ impl Config {
             auth_token: None,
             max_unacked_inputs: 1024,
             ack_every: 128,
+            options: Bytes::new(),
         }
     }
+
+    /// The same, with join options for the room: opaque bytes the game reads when the player
+    /// joins (a character, a team, a private room's password), at most [`MAX_OPTIONS_BYTES`].
+    /// They go with the `Hello` of every new session; a resume keeps the room as it was.
+    pub fn with_options(mut self, options: impl Into<Bytes>) -> Result<Config, OptionsTooLong> {
+        self.options = checked_options(options.into())?;
+        Ok(self)
+    }
+
+    /// The join options sent with `Hello` (empty when none).
+    pub fn options(&self) -> &Bytes {
+        &self.options
+    }
+}
+
+/// Join options longer than [`MAX_OPTIONS_BYTES`]: the server would refuse the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("join options are at most {MAX_OPTIONS_BYTES} bytes, these are {0}")]
+pub struct OptionsTooLong(pub usize);
+
+/// Why a `Join` was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// Not connected: a `Join` goes only to a live session.
+    #[error("not connected")]
+    NotConnected,
+    /// The options are too long.
+    #[error(transparent)]
+    TooLong(#[from] OptionsTooLong),
+}
+
+fn checked_options(options: Bytes) -> Result<Bytes, OptionsTooLong> {
+    if options.len() > MAX_OPTIONS_BYTES {
+        return Err(OptionsTooLong(options.len()));
+    }
+    Ok(options)
 }
 
 /// What the core tells the game.
@@ -228,6 +267,12 @@ impl Core {
             // Hello names (and an automatic room is not a client's to name).
             room: self.config.room.clone(),
             auth_token: self.config.auth_token.clone(),
+            // Options go with a new session; a resume keeps the room as the server holds it.
+            options: if resume.is_some() {
+                Bytes::new()
+            } else {
+                self.config.options.clone()
+            },
             resume,
         }));
     }
@@ -465,12 +510,25 @@ impl Core {
     /// Asks to move to `room`; answered with [`Output::Joined`] or [`Output::JoinRefused`]. Only
     /// while connected.
     pub fn join(&mut self, room: impl Into<String>) -> bool {
+        self.join_with(room, Bytes::new()).is_ok()
+    }
+
+    /// Asks to move to `room` with join `options` (at most [`MAX_OPTIONS_BYTES`]); answered
+    /// with [`Output::Joined`] or [`Output::JoinRefused`]. Only while connected.
+    pub fn join_with(
+        &mut self,
+        room: impl Into<String>,
+        options: impl Into<Bytes>,
+    ) -> Result<(), JoinError> {
+        let options = checked_options(options.into())?;
         if self.phase != Phase::Live {
-            return false;
+            return Err(JoinError::NotConnected);
         }
-        self.transmit
-            .push_back(ClientMessage::Join { room: room.into() });
-        true
+        self.transmit.push_back(ClientMessage::Join {
+            room: room.into(),
+            options,
+        });
+        Ok(())
     }
 
     /// Starts the lingering close: acknowledges the events received, says `Bye`, and then waits
@@ -664,6 +722,51 @@ mod tests {
         core.receive(welcome(7, 1, false, 0), now).expect("welcome");
         outputs(&mut core);
         (core, now)
+    }
+
+    #[test]
+    fn join_options_go_with_a_new_session_and_a_join_but_not_with_a_resume() {
+        let now = Instant::now();
+        let too_long = vec![0; MAX_OPTIONS_BYTES + 1];
+        assert_eq!(
+            Config::new("alice", "lobby")
+                .with_options(too_long.clone())
+                .err(),
+            Some(OptionsTooLong(MAX_OPTIONS_BYTES + 1))
+        );
+        let config = Config::new("alice", "lobby")
+            .with_options(&b"team=red"[..])
+            .expect("short options");
+        let mut core = Core::new(config, now);
+        assert_eq!(
+            core.join_with("arena", Bytes::new()),
+            Err(JoinError::NotConnected)
+        );
+        core.connected(now);
+        assert!(matches!(
+            drain(&mut core).as_slice(),
+            [ClientMessage::Hello(Hello { options, resume: None, .. })] if options == "team=red"
+        ));
+        core.receive(welcome(7, 1, false, 0), now).expect("welcome");
+        core.join_with("arena", &b"team=blue"[..]).expect("live");
+        assert_eq!(
+            core.join_with("arena", too_long),
+            Err(JoinError::TooLong(OptionsTooLong(MAX_OPTIONS_BYTES + 1)))
+        );
+        assert_eq!(
+            drain(&mut core),
+            [ClientMessage::Join {
+                room: "arena".into(),
+                options: Bytes::from_static(b"team=blue")
+            }]
+        );
+        // The connection breaks: the resume keeps the room as the server holds it.
+        core.disconnected(End::Transport(Transport::PeerReset));
+        core.connected(now);
+        assert!(matches!(
+            drain(&mut core).as_slice(),
+            [ClientMessage::Hello(Hello { options, resume: Some(_), .. })] if options.is_empty()
+        ));
     }
 
     #[test]

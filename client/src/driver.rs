@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::core::{Config, Core, InputError, Instant, Next, Output};
+use crate::core::{Config, Core, InputError, Instant, JoinError, Next, Output};
 use crate::end::{End, Lost, Transport};
 use crate::link::{Link, Tls};
 
@@ -225,9 +225,19 @@ impl Client {
 
     /// Asks to move to `room`; false while not connected.
     pub fn join(&self, room: impl Into<String>) -> bool {
-        let asked = lock(&self.shared.core).join(room);
+        self.join_with(room, Bytes::new()).is_ok()
+    }
+
+    /// Asks to move to `room` with join `options`; refused while not connected or when the
+    /// options are too long.
+    pub fn join_with(
+        &self,
+        room: impl Into<String>,
+        options: impl Into<Bytes>,
+    ) -> Result<(), JoinError> {
+        lock(&self.shared.core).join_with(room, options)?;
         self.shared.task.notify_one();
-        asked
+        Ok(())
     }
 
     /// After [`Notice::Lost`]: starts a new session.

@@ -45,10 +45,13 @@ mod driver;
 mod end;
 mod link;
 
-pub use crate::core::{Config, Core, InputError, Instant, MAX_INPUT_PAYLOAD, Next, Output};
+pub use crate::core::{
+    Config, Core, InputError, Instant, JoinError, MAX_INPUT_PAYLOAD, Next, OptionsTooLong, Output,
+};
 pub use crate::driver::{Client, ClientConfig, Notice};
 pub use crate::end::{End, Lost, Transport};
 pub use crate::link::{Link, Tls, TlsError, open};
+pub use protocol::MAX_OPTIONS_BYTES;
 pub use protocol::{ByeCode, CloseReason};
 /// The TLS library the client speaks through, for a [`Tls`] of one's own configuration.
 pub use tokio_rustls::rustls;

@@ -25,7 +25,8 @@ pub use error::CodecError;
 pub use kind::Kind;
 pub use message::{
     Bye, ClientMessage, Hello, INPUT_HEADROOM, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY,
-    MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken,
-    ServerMessage, Welcome, max_input_payload,
+    MAX_OPTIONS_BYTES, MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES, OLDEST_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken, ServerMessage, Welcome,
+    max_input_payload,
 };
 pub use wire::WireMessage;

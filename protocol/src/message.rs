@@ -6,13 +6,18 @@ use crate::kind::Kind;
 use crate::wire::{Reader, WireMessage, put_string, string_len};
 
 /// The protocol version this crate speaks, sent in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The oldest version a server of this version still accepts: a version-2 client's messages are
+/// version-3 messages without join options, byte for byte.
+pub const OLDEST_PROTOCOL_VERSION: u16 = 2;
 /// Longest player id, in bytes of UTF-8.
 pub const MAX_PLAYER_ID_BYTES: usize = 64;
 /// Longest room name, in bytes of UTF-8.
 pub const MAX_ROOM_BYTES: usize = 64;
 /// Longest auth token, in bytes.
 pub const MAX_AUTH_TOKEN_BYTES: usize = 512;
+/// Longest join options (in `Hello` and `Join`), in bytes.
+pub const MAX_OPTIONS_BYTES: usize = 1024;
 /// Length of a resume token, in bytes (128 random bits).
 pub const RESUME_TOKEN_LEN: usize = 16;
 /// Bytes a game may add around an input's payload when it relays it as an event (a header of
@@ -26,8 +31,9 @@ pub const fn max_input_payload(max_frame: usize) -> usize {
     max_frame.saturating_sub(1 + 8 + INPUT_HEADROOM)
 }
 
-/// The largest `Hello` body, kind byte included: every string at its maximum, an auth token and
-/// the resume fields. A server reads no larger frame before the handshake.
+/// The largest `Hello` body, kind byte included: every string at its maximum, an auth token, the
+/// resume fields and the longest join options. A server reads no larger frame before the
+/// handshake.
 pub const MAX_HELLO_BODY: usize = 1
     + 2
     + (2 + MAX_PLAYER_ID_BYTES)
@@ -36,7 +42,8 @@ pub const MAX_HELLO_BODY: usize = 1
     + (2 + MAX_AUTH_TOKEN_BYTES)
     + 1
     + RESUME_TOKEN_LEN
-    + 8;
+    + 8
+    + MAX_OPTIONS_BYTES;
 
 /// An opaque, single-use secret that lets a player take its parked session back.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +88,24 @@ pub struct Hello {
     pub auth_token: Option<String>,
     /// Present to resume a parked session instead of starting a new one.
     pub resume: Option<Resume>,
+    /// Join options for the room, opaque to the engine and read by the game (a character, a
+    /// team, a password): at most [`MAX_OPTIONS_BYTES`]; empty when there are none. Version 3.
+    pub options: Bytes,
+}
+
+impl Hello {
+    /// A `Hello` of this version for `player_id` into `room` (empty: the server chooses), without
+    /// a token, resume or options.
+    pub fn new(player_id: impl Into<String>, room: impl Into<String>) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            player_id: player_id.into(),
+            room: room.into(),
+            auth_token: None,
+            resume: None,
+            options: Bytes::new(),
+        }
+    }
 }
 
 /// The server's answer to an accepted `Hello`.
@@ -154,6 +179,9 @@ pub enum ClientMessage {
     Join {
         /// The room's name (1 to 64 bytes).
         room: String,
+        /// Join options for the room (at most [`MAX_OPTIONS_BYTES`]; empty when there are
+        /// none). Version 3.
+        options: Bytes,
     },
 }
 
@@ -213,10 +241,28 @@ fn check_len(
     Ok(())
 }
 
+fn check_options(kind: Kind, options: &[u8]) -> Result<(), CodecError> {
+    if options.len() > MAX_OPTIONS_BYTES {
+        return Err(CodecError::Malformed {
+            kind,
+            reason: OPTIONS_RANGE,
+        });
+    }
+    Ok(())
+}
+
+/// The join options: the rest of the body.
+fn options(r: &mut Reader) -> Result<Bytes, CodecError> {
+    let options = r.rest();
+    check_options(r.kind(), &options)?;
+    Ok(options)
+}
+
 const PLAYER_ID_RANGE: &str = "player id must be 1 to 64 bytes";
 const ROOM_RANGE: &str = "room name must be at most 64 bytes";
 const JOIN_ROOM_RANGE: &str = "room name must be 1 to 64 bytes";
 const TOKEN_RANGE: &str = "auth token must be at most 512 bytes";
+const OPTIONS_RANGE: &str = "join options must be at most 1024 bytes";
 const BYE_TEXT: &str = "bye text must be valid UTF-8";
 
 fn parse_bye(r: &mut Reader) -> Result<Bye, CodecError> {
@@ -259,13 +305,14 @@ impl WireMessage for ClientMessage {
                     + h.auth_token.as_deref().map_or(0, string_len)
                     + 1
                     + h.resume.map_or(0, |_| RESUME_TOKEN_LEN + 8)
+                    + h.options.len()
             }
             ClientMessage::Ping { .. } | ClientMessage::Pong { .. } | ClientMessage::Ack { .. } => {
                 8
             }
             ClientMessage::Input { payload, .. } => 8 + payload.len(),
             ClientMessage::Bye(bye) => 1 + bye.text.len(),
-            ClientMessage::Join { room } => string_len(room),
+            ClientMessage::Join { room, options } => string_len(room) + options.len(),
         }
     }
 
@@ -283,6 +330,7 @@ impl WireMessage for ClientMessage {
                 if let Some(token) = &h.auth_token {
                     check_len(Kind::Hello, token, 0, MAX_AUTH_TOKEN_BYTES, TOKEN_RANGE)?;
                 }
+                check_options(Kind::Hello, &h.options)?;
                 dst.put_u16(h.version);
                 put_string(dst, &h.player_id);
                 put_string(dst, &h.room);
@@ -301,6 +349,7 @@ impl WireMessage for ClientMessage {
                     }
                     None => dst.put_u8(0),
                 }
+                dst.put_slice(&h.options);
             }
             ClientMessage::Ping { nonce } | ClientMessage::Pong { nonce } => dst.put_u64(*nonce),
             ClientMessage::Ack { seq } => dst.put_u64(*seq),
@@ -309,9 +358,11 @@ impl WireMessage for ClientMessage {
                 dst.put_slice(payload);
             }
             ClientMessage::Bye(bye) => put_bye(dst, bye),
-            ClientMessage::Join { room } => {
+            ClientMessage::Join { room, options } => {
                 check_len(Kind::Join, room, 1, MAX_ROOM_BYTES, JOIN_ROOM_RANGE)?;
+                check_options(Kind::Join, options)?;
                 put_string(dst, room);
+                dst.put_slice(options);
             }
         }
         Ok(())
@@ -345,13 +396,15 @@ impl WireMessage for ClientMessage {
                 } else {
                     None
                 };
-                ClientMessage::Hello(Hello {
+                let options = options(&mut r)?;
+                return Ok(ClientMessage::Hello(Hello {
                     version,
                     player_id,
                     room,
                     auth_token,
                     resume,
-                })
+                    options,
+                }));
             }
             Kind::Ping => ClientMessage::Ping {
                 nonce: r.u64("ping needs an 8-byte nonce")?,
@@ -378,7 +431,8 @@ impl WireMessage for ClientMessage {
                         reason: JOIN_ROOM_RANGE,
                     });
                 }
-                ClientMessage::Join { room }
+                let options = options(&mut r)?;
+                return Ok(ClientMessage::Join { room, options });
             }
             Kind::Welcome | Kind::Event | Kind::Joined | Kind::JoinRefused => {
                 return Err(CodecError::WrongDirection(kind));

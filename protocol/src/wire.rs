@@ -30,6 +30,11 @@ impl Reader {
         Reader { kind, body }
     }
 
+    /// The kind of the message being read.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
     fn malformed(&self, reason: &'static str) -> CodecError {
         CodecError::Malformed {
             kind: self.kind,

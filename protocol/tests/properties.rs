@@ -8,8 +8,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use protocol::{
     Bye, ByeCode, ClientCodec, ClientMessage, CodecError, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN,
-    Hello, Kind, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY, MAX_PLAYER_ID_BYTES, MAX_ROOM_BYTES,
-    PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken, ServerCodec, ServerMessage, Welcome,
+    Hello, Kind, MAX_AUTH_TOKEN_BYTES, MAX_HELLO_BODY, MAX_OPTIONS_BYTES, MAX_PLAYER_ID_BYTES,
+    MAX_ROOM_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_LEN, Resume, ResumeToken, ServerCodec,
+    ServerMessage, Welcome,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -50,6 +51,14 @@ fn resume() -> impl Strategy<Value = Resume> {
     })
 }
 
+fn options() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        2 => Just(Bytes::new()),
+        2 => vec(any::<u8>(), 0..32).prop_map(Bytes::from),
+        1 => vec(any::<u8>(), 0..=MAX_OPTIONS_BYTES).prop_map(Bytes::from),
+    ]
+}
+
 fn hello() -> impl Strategy<Value = Hello> {
     (
         prop_oneof![3 => Just(PROTOCOL_VERSION), 1 => any::<u16>()],
@@ -57,14 +66,18 @@ fn hello() -> impl Strategy<Value = Hello> {
         text(0, MAX_ROOM_BYTES),
         proptest::option::of(text(0, 512)),
         proptest::option::of(resume()),
+        options(),
     )
-        .prop_map(|(version, player_id, room, auth_token, resume)| Hello {
-            version,
-            player_id,
-            room,
-            auth_token,
-            resume,
-        })
+        .prop_map(
+            |(version, player_id, room, auth_token, resume, options)| Hello {
+                version,
+                player_id,
+                room,
+                auth_token,
+                resume,
+                options,
+            },
+        )
 }
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
@@ -75,7 +88,8 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         (any::<u64>(), payload()).prop_map(|(seq, payload)| ClientMessage::Input { seq, payload }),
         any::<u64>().prop_map(|seq| ClientMessage::Ack { seq }),
         bye().prop_map(ClientMessage::Bye),
-        text(1, MAX_ROOM_BYTES).prop_map(|room| ClientMessage::Join { room }),
+        (text(1, MAX_ROOM_BYTES), options())
+            .prop_map(|(room, options)| ClientMessage::Join { room, options }),
     ]
 }
 
@@ -497,23 +511,28 @@ fn encoder_refuses_frames_above_the_maximum_and_leaves_the_buffer_alone() {
 fn encoder_refuses_what_the_decoder_would_reject() {
     let hello = |player_id: &str, room: &str, token: Option<String>| {
         ClientMessage::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            player_id: player_id.into(),
-            room: room.into(),
             auth_token: token,
-            resume: None,
+            ..Hello::new(player_id, room)
         })
     };
     let long = "x".repeat(65);
+    let too_many_options = Bytes::from(vec![0; MAX_OPTIONS_BYTES + 1]);
+    let join = |room: &str, options: &Bytes| ClientMessage::Join {
+        room: room.into(),
+        options: options.clone(),
+    };
     let refused = [
         hello("", "", None),
         hello(&long, "", None),
         hello("ann", &long, None),
         hello("ann", "", Some("t".repeat(513))),
-        ClientMessage::Join {
-            room: String::new(),
-        },
-        ClientMessage::Join { room: long.clone() },
+        ClientMessage::Hello(Hello {
+            options: too_many_options.clone(),
+            ..Hello::new("ann", "")
+        }),
+        join("", &Bytes::new()),
+        join(&long, &Bytes::new()),
+        join("lobby", &too_many_options),
     ];
     for message in refused {
         let mut dst = BytesMut::from(&b"kept"[..]);
@@ -609,18 +628,19 @@ fn the_largest_hello_is_max_hello_body_long() {
             token: ResumeToken([7; RESUME_TOKEN_LEN]),
             last_event_seq: u64::MAX,
         }),
+        options: Bytes::from(vec![0xff; MAX_OPTIONS_BYTES]),
     });
     let mut frame = BytesMut::new();
     ClientCodec::default()
         .encode(hello.clone(), &mut frame)
         .expect("encode");
     assert_eq!(frame.len(), HEADER_LEN + MAX_HELLO_BODY);
-    assert_eq!(MAX_HELLO_BODY, 675, "PROTOCOL.md states 675");
+    assert_eq!(MAX_HELLO_BODY, 1699, "PROTOCOL.md states 1699");
     let mut codec = ServerCodec::new(MAX_HELLO_BODY);
     assert_eq!(codec.decode(&mut frame).expect("decodes"), Some(hello));
-    let mut longer = BytesMut::from(&[0, 0, 0x02, 0xa4][..]);
+    let mut longer = BytesMut::from(&[0, 0, 0x06, 0xa4][..]);
     assert!(matches!(
         codec.decode(&mut longer),
-        Err(CodecError::FrameTooLarge { len: 676, .. })
+        Err(CodecError::FrameTooLarge { len: 1700, .. })
     ));
 }

@@ -96,6 +96,7 @@ fn hello(
         room: room.into(),
         auth_token: auth_token.map(Into::into),
         resume,
+        options: Default::default(),
     })
 }
 
@@ -117,6 +118,8 @@ fn token(first: u8) -> ResumeToken {
 
 const TOKEN: &str = "ann.1767225600.9c1f";
 const NONCE: u64 = 0x0102_0304_0506_0708;
+/// The join options of the vectors that carry some.
+const TEAM: &[u8] = br#"{"team":"red"}"#;
 
 fn expectations() -> BTreeMap<&'static str, Expect> {
     use Expect::*;
@@ -153,13 +156,24 @@ fn expectations() -> BTreeMap<&'static str, Expect> {
             ToServer(hello("ann", "", Some(TOKEN), Some(resume))),
         ),
         (
-            "hello-version-3",
+            "hello-options",
             ToServer(ClientMessage::Hello(Hello {
-                version: 3,
-                player_id: "ann".into(),
-                room: String::new(),
-                auth_token: None,
-                resume: None,
+                options: Bytes::from_static(TEAM),
+                ..Hello::new("ann", "lobby")
+            })),
+        ),
+        (
+            "hello-version-2",
+            ToServer(ClientMessage::Hello(Hello {
+                version: 2,
+                ..Hello::new("ann", "")
+            })),
+        ),
+        (
+            "hello-version-4",
+            ToServer(ClientMessage::Hello(Hello {
+                version: 4,
+                ..Hello::new("ann", "")
             })),
         ),
         (
@@ -197,6 +211,14 @@ fn expectations() -> BTreeMap<&'static str, Expect> {
             "join",
             ToServer(ClientMessage::Join {
                 room: "arena-2".into(),
+                options: Bytes::new(),
+            }),
+        ),
+        (
+            "join-options",
+            ToServer(ClientMessage::Join {
+                room: "arena-2".into(),
+                options: Bytes::from_static(TEAM),
             }),
         ),
         // Server to client.
@@ -259,7 +281,7 @@ fn expectations() -> BTreeMap<&'static str, Expect> {
             "bye-version-mismatch",
             ToClient(ServerMessage::Bye(bye(
                 ByeCode::VersionMismatch,
-                "this server speaks protocol version 2, the client sent 3",
+                "this server speaks protocol version 3, the client sent 4",
             ))),
         ),
         (
@@ -354,13 +376,6 @@ fn expectations() -> BTreeMap<&'static str, Expect> {
             RejectedByServer(Malformed {
                 kind: Kind::Hello,
                 reason: "player id must be 1 to 64 bytes",
-            }),
-        ),
-        (
-            "neg-hello-trailing-byte",
-            RejectedByServer(Malformed {
-                kind: Kind::Hello,
-                reason: "trailing bytes after the last field",
             }),
         ),
         (

@@ -59,3 +59,5 @@ pub use crate::config::Config;
 pub use crate::config::GameConfig;
 pub use crate::server::{Listeners, Server, ServerError};
 pub use crate::shutdown::Shutdown;
+/// The most bytes of join options a client can send with a join.
+pub use protocol::MAX_OPTIONS_BYTES;

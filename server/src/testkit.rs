@@ -34,12 +34,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use protocol::ClientCodec;
 /// The protocol's messages, as the test kit's clients send and receive them: a game's tests need
 /// no other crate to name them.
 pub use protocol::{
     Bye, ByeCode, ClientMessage, Hello, Resume, ResumeToken, ServerMessage, Welcome,
 };
-use protocol::{ClientCodec, PROTOCOL_VERSION};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
@@ -120,9 +120,19 @@ impl<R: Room> RoomHarness<R> {
 
     /// Opens a room of `game` as the directory would for a player naming it.
     pub fn open<G: Game<Room = R>>(game: &G, name: &str) -> Result<RoomHarness<R>, Refusal> {
+        RoomHarness::open_with(game, name, &[])
+    }
+
+    /// Opens a room of `game` as the directory would for a player naming it with these join
+    /// `options` ([`NewRoom::options`]).
+    pub fn open_with<G: Game<Room = R>>(
+        game: &G,
+        name: &str,
+        options: &[u8],
+    ) -> Result<RoomHarness<R>, Refusal> {
         Ok(RoomHarness::new(
             name,
-            game.open(&NewRoom::new(name, false))?,
+            game.open(&NewRoom::new(name, false, options))?,
         ))
     }
 
@@ -134,13 +144,19 @@ impl<R: Room> RoomHarness<R> {
     ) -> Result<RoomHarness<R>, Refusal> {
         Ok(RoomHarness::new(
             name,
-            game.open(&NewRoom::new(name, true))?,
+            game.open(&NewRoom::new(name, true, &[]))?,
         ))
     }
 
     /// A player asks to join; on success it is a member.
     pub fn join(&mut self, player_id: &str) -> Result<TestPlayer, Refusal> {
-        self.enter(player_id, None)
+        self.enter(player_id, None, &[])
+    }
+
+    /// A player asks to join with these join `options` ([`RoomContext::options`]); on success
+    /// it is a member.
+    pub fn join_with(&mut self, player_id: &str, options: &[u8]) -> Result<TestPlayer, Refusal> {
+        self.enter(player_id, None, options)
     }
 
     /// The player of `old` logs in again without resuming, while `old` is still live or parked
@@ -148,10 +164,15 @@ impl<R: Room> RoomHarness<R> {
     /// `old` is no longer a member.
     pub fn rejoin(&mut self, old: &TestPlayer) -> Result<TestPlayer, Refusal> {
         let player_id = old.player.player_id().to_owned();
-        self.enter(&player_id, Some(old.session_id()))
+        self.enter(&player_id, Some(old.session_id()), &[])
     }
 
-    fn enter(&mut self, player_id: &str, replaces: Option<u64>) -> Result<TestPlayer, Refusal> {
+    fn enter(
+        &mut self,
+        player_id: &str,
+        replaces: Option<u64>,
+        options: &[u8],
+    ) -> Result<TestPlayer, Refusal> {
         let session = self.next_session;
         self.next_session += 1;
         let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + (session % 20_000) as u16));
@@ -165,6 +186,7 @@ impl<R: Room> RoomHarness<R> {
         let old = replaces.and_then(|session| self.members.remove(&session));
         let mut context = RoomContext::joining(&self.name, &self.members, &mut self.clock, &player);
         context.replacing = old.as_ref().map(Player::session_id);
+        context.options = options;
         if let Err(refusal) = self.room.join(&mut context, &player) {
             if let Some(old) = old {
                 self.members.insert(old.session_id(), old);
@@ -457,7 +479,17 @@ impl TestServer {
     /// Connects and says `Hello` as `player` asking for `room` ("" = an automatic room).
     /// Returns the client after its `Welcome`, or the `Bye` that refused it.
     pub async fn join(&self, player: &str, room: &str) -> Result<TestClient, Bye> {
-        self.hello(player, room, None).await
+        self.hello(player, room, None, Bytes::new()).await
+    }
+
+    /// Like [`TestServer::join`], with join `options` in the `Hello`.
+    pub async fn join_with(
+        &self,
+        player: &str,
+        room: &str,
+        options: impl Into<Bytes>,
+    ) -> Result<TestClient, Bye> {
+        self.hello(player, room, None, options.into()).await
     }
 
     /// Resumes a session whose connection went away: a new connection says `Hello` with the
@@ -473,6 +505,7 @@ impl TestServer {
                     token: vanished.token,
                     last_event_seq: vanished.last_event_seq,
                 }),
+                Bytes::new(),
             )
             .await?;
         client.last_event_seq = vanished.last_event_seq;
@@ -484,16 +517,15 @@ impl TestServer {
         player: &str,
         room: &str,
         resume: Option<Resume>,
+        options: Bytes,
     ) -> Result<TestClient, Bye> {
         let mut client = self.connect_raw();
         client.player_id = player.to_owned();
         client
             .send(ClientMessage::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                player_id: player.to_owned(),
-                room: room.to_owned(),
-                auth_token: None,
                 resume,
+                options,
+                ..Hello::new(player, room)
             }))
             .await;
         match client.recv().await {
@@ -620,8 +652,18 @@ impl TestClient {
     /// Asks to move to `room`: `Ok` with the room on `Joined`, `Err` with the reason on
     /// `JoinRefused`.
     pub async fn join(&mut self, room: &str) -> Result<String, String> {
+        self.join_with(room, Bytes::new()).await
+    }
+
+    /// Like [`TestClient::join`], with join `options` in the `Join`.
+    pub async fn join_with(
+        &mut self,
+        room: &str,
+        options: impl Into<Bytes>,
+    ) -> Result<String, String> {
         self.send(ClientMessage::Join {
             room: room.to_owned(),
+            options: options.into(),
         })
         .await;
         loop {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A standard-library-only client for the game server's wire protocol, version 2.
+"""A standard-library-only client for the game server's wire protocol, version 3.
 
 Written from PROTOCOL.md alone, as a test of that document. It plays one full session against a
 server running the demo game "rooms":
@@ -14,6 +14,8 @@ names each failure on stderr and exits 1.
 
 Usage:
   rooms_client.py 127.0.0.1:7777 --player ann --room lobby --join arena-2 --inputs 10
+  rooms_client.py 127.0.0.1:7777 --player ann --room vault --options password=x --join vault-2 \
+      --join-options password=x
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ import time
 
 # --- constants (PROTOCOL.md, "Constants") -------------------------------------------------------
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 HEADER_LEN = 4
 DEFAULT_MAX_FRAME_BYTES = 65536
 MAX_PLAYER_ID_BYTES = 64
 MAX_ROOM_BYTES = 64
 MAX_AUTH_TOKEN_BYTES = 512
 RESUME_TOKEN_LEN = 16
-MAX_HELLO_BODY = 675  # the server reads no longer frame before its Hello
+MAX_OPTIONS_BYTES = 1024  # join options, in Hello and Join
+MAX_HELLO_BODY = 1699  # the server reads no longer frame before its Hello
 AUTO_ROOM_PREFIX = "auto-"  # automatic rooms: the server's to give, never a client's to name
 
 K_HELLO, K_WELCOME, K_PING, K_PONG = 0x01, 0x02, 0x03, 0x04
@@ -169,7 +172,15 @@ def check_name(s: str, field: str) -> None:
         raise ClientError(f"{field} {s!r}: names starting with {AUTO_ROOM_PREFIX!r} are reserved")
 
 
-def enc_hello(player_id: str, room: str, token: str | None, version: int = PROTOCOL_VERSION) -> bytes:
+def check_options(options: bytes) -> bytes:
+    if len(options) > MAX_OPTIONS_BYTES:
+        raise ClientError(f"join options are at most {MAX_OPTIONS_BYTES} bytes, "
+                          f"these are {len(options)}")
+    return options
+
+
+def enc_hello(player_id: str, room: str, token: str | None, version: int = PROTOCOL_VERSION,
+              options: bytes = b"") -> bytes:
     check_name(player_id, "player id")
     check_name(room, "room")
     body = bytes([K_HELLO]) + struct.pack(">H", version)
@@ -180,6 +191,7 @@ def enc_hello(player_id: str, room: str, token: str | None, version: int = PROTO
     else:
         body += b"\x01" + enc_string(token, 0, MAX_AUTH_TOKEN_BYTES, "auth token")
     body += b"\x00"  # has_resume: this client always starts a fresh session
+    body += check_options(options)  # rest: the join options
     assert len(body) <= MAX_HELLO_BODY
     return frame(body)
 
@@ -192,9 +204,10 @@ def enc_input(seq: int, payload: bytes) -> bytes:
     return frame(bytes([K_INPUT]) + struct.pack(">Q", seq) + payload)
 
 
-def enc_join(room: str) -> bytes:
+def enc_join(room: str, options: bytes = b"") -> bytes:
     check_name(room, "join room")
-    return frame(bytes([K_JOIN]) + enc_string(room, 1, MAX_ROOM_BYTES, "join room"))
+    return frame(bytes([K_JOIN]) + enc_string(room, 1, MAX_ROOM_BYTES, "join room")
+                 + check_options(options))
 
 
 def enc_bye(code: int, text: str = "") -> bytes:
@@ -537,8 +550,8 @@ class Session:
         a = self.a
         host, port = parse_address(a.address)
         # Encode what we will send first, so bad arguments never open a connection.
-        self.hello = enc_hello(a.player, a.room, a.token)
-        enc_join(a.join)
+        self.hello = enc_hello(a.player, a.room, a.token, options=a.options.encode())
+        enc_join(a.join, a.join_options.encode())
         try:
             sock = socket.create_connection((host, port), timeout=a.timeout)
         except OSError as e:
@@ -589,7 +602,7 @@ class Session:
             self.fail(f"Pong nonce {self.got_pong_nonces[0]:#x}, expected {nonce:#x}")
 
         # 3. Join -> Joined
-        c.send(enc_join(a.join))
+        c.send(enc_join(a.join, a.join_options.encode()))
         self.wait_for("Joined", lambda: bool(self.joined))
         o["joined_room"] = self.joined[0]
         if self.joined[0] != a.join:
@@ -679,13 +692,17 @@ def parse_address(s: str) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Play one full session against the game server "
-                                 "(protocol version 2, demo game 'rooms').")
+                                 "(protocol version 3, demo game 'rooms').")
     ap.add_argument("address", help="server address, HOST:PORT")
     ap.add_argument("--player", required=True, help="player id (1 to 64 bytes of UTF-8)")
     ap.add_argument("--room", required=True,
                     help="room named in Hello (0 to 64 bytes; empty lets the server choose)")
     ap.add_argument("--join", default=None,
                     help="second room to Join (1 to 64 bytes); default: ROOM-2")
+    ap.add_argument("--options", default="",
+                    help="join options sent with Hello, as UTF-8 text (at most 1024 bytes)")
+    ap.add_argument("--join-options", default="",
+                    help="join options sent with the Join, as UTF-8 text (at most 1024 bytes)")
     ap.add_argument("--refused-join", default=None,
                     help="after the Join, ask to Join this room, which must refuse (JoinRefused)")
     ap.add_argument("-n", "--inputs", type=int, default=10, help="inputs to send (default 10)")

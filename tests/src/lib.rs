@@ -18,10 +18,7 @@ use std::time::Duration;
 use client_sim::metrics::Admin;
 use futures_util::{SinkExt, StreamExt};
 use game_engine::{CloseReason, Config, Shutdown};
-use protocol::{
-    ClientCodec, ClientMessage, CodecError, HEADER_LEN, Hello, PROTOCOL_VERSION, ServerMessage,
-    Welcome,
-};
+use protocol::{ClientCodec, ClientMessage, CodecError, HEADER_LEN, Hello, ServerMessage, Welcome};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Encoder, Framed};
 
@@ -495,19 +492,13 @@ pub struct RawClient<S = TcpStream> {
     pub framed: Framed<S, ClientCodec>,
 }
 
-/// The fields of a plain `Hello` for a player, version 1, automatic room: for tests that change
-/// some of them.
+/// The fields of a plain `Hello` for a player, this version, automatic room: for tests that
+/// change some of them.
 pub fn hello_fields(player: &str) -> Hello {
-    Hello {
-        version: PROTOCOL_VERSION,
-        player_id: player.to_owned(),
-        room: String::new(),
-        auth_token: None,
-        resume: None,
-    }
+    Hello::new(player, "")
 }
 
-/// A plain `Hello` for a player, version 1, automatic room.
+/// A plain `Hello` for a player, this version, automatic room.
 pub fn hello(player: &str) -> ClientMessage {
     ClientMessage::Hello(hello_fields(player))
 }

@@ -271,6 +271,7 @@ async fn three_instances_behind_haproxy_see_clients_drain_and_refuse_resumes_of_
                 token: welcome.resume_token,
                 last_event_seq: 0,
             }),
+            options: Default::default(),
         }))
         .await;
         match back.recv().await {

@@ -230,8 +230,9 @@ async fn the_lingering_websocket_close_after_a_refusal_ends_with_fin_every_time(
     for attempt in 0..100 {
         let (mut stream, mut buf, refused) = match attempt % 3 {
             0 => {
-                let mut refused = header(true, 0x2, 676);
-                refused.extend(vec![0u8; 676]);
+                let longer = protocol::MAX_HELLO_BODY + 1;
+                let mut refused = header(true, 0x2, longer as u64);
+                refused.extend(vec![0u8; longer]);
                 (ws_upgraded(ws).await, Vec::new(), refused)
             }
             1 => {
@@ -387,6 +388,7 @@ async fn parked_sessions_hold_rooms_only_within_their_sources_share() {
                 token: first.resume_token,
                 last_event_seq: 0,
             }),
+            options: Default::default(),
         }))
         .await;
     let (_, bye) = resume.until_bye().await;

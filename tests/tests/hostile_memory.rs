@@ -52,6 +52,7 @@ fn resume_hello(
             token,
             last_event_seq: last,
         }),
+        options: Default::default(),
     })
 }
 

@@ -145,6 +145,7 @@ async fn automatic_rooms_cannot_be_entered_by_name() {
     mover
         .send(ClientMessage::Join {
             room: welcome.room.clone(),
+            options: Default::default(),
         })
         .await;
     let (_, bye) = mover.until_bye().await;

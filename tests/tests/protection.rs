@@ -262,6 +262,7 @@ async fn a_client_that_stops_reading_is_cut_off_as_slow_consumer_without_slowing
     let (mut slow, _) = RawClient::join(server.addr, "slow").await;
     slow.send(ClientMessage::Join {
         room: "slow-room".into(),
+        options: Bytes::new(),
     })
     .await;
     // 16 KiB inputs, each relayed back to the sender, never read.

@@ -1,9 +1,11 @@
 //! A client written in Python from PROTOCOL.md alone (tests/clients/rooms_client.py) plays a
 //! full session against the real server: handshake, pings both ways, a room change, a room that
-//! refuses it, inputs relayed back, acknowledgements, and a proper quit. If the document and the
-//! server disagree, this fails.
+//! refuses it, inputs relayed back, acknowledgements, and a proper quit; its join options open a
+//! private room and get it into another player's. If the document and the server disagree, this
+//! fails.
 
 use game_engine::CloseReason;
+use protocol::{ClientMessage, Hello};
 use rooms::{Rooms, RoomsConfig};
 use system_tests::{Metrics, RawClient, TestServer, has_tool, hello_in, need};
 
@@ -11,14 +13,27 @@ use system_tests::{Metrics, RawClient, TestServer, has_tool, hello_in, need};
 #[cfg_attr(not(has_python3), ignore = "needs python3")]
 async fn a_client_written_from_protocol_md_alone_plays_a_full_session() {
     need(has_tool("python3"), "python3 is not installed");
-    // Named rooms hold one player: "full" is taken, so the client's Join there is refused.
+    // Named rooms hold two players: "full" is taken, so the client's Join there is refused.
     let game = Rooms::new(RoomsConfig {
-        named_room_capacity: 1,
+        named_room_capacity: 2,
         ..RoomsConfig::default()
     });
     let server = TestServer::start_game(game, |_| {}).await;
-    let mut occupant = RawClient::connect(server.addr).await;
-    occupant.hello(hello_in("occupant", "full")).await;
+    let mut occupants = Vec::new();
+    for player in ["occupant", "occupant-2"] {
+        let mut occupant = RawClient::connect(server.addr).await;
+        occupant.hello(hello_in(player, "full")).await;
+        occupants.push(occupant);
+    }
+    // A private room the client can enter only with its password in the Join's options (the
+    // demo refuses anything else).
+    let mut keeper = RawClient::connect(server.addr).await;
+    keeper
+        .hello(ClientMessage::Hello(Hello {
+            options: bytes::Bytes::from_static(b"password=py"),
+            ..Hello::new("keeper", "docs-2")
+        }))
+        .await;
     let before = server.scrape().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/rooms_client.py");
     let output = tokio::process::Command::new("python3")
@@ -33,6 +48,10 @@ async fn a_client_written_from_protocol_md_alone_plays_a_full_session() {
             "25",
             "--server-pings",
             "1",
+            "--options",
+            "password=docs",
+            "--join-options",
+            "password=py",
             "--refused-join",
             "full",
         ])
@@ -55,6 +74,7 @@ async fn a_client_written_from_protocol_md_alone_plays_a_full_session() {
         "{report}"
     );
     server.expect_close(&before, CloseReason::ClientQuit).await;
-    drop(occupant);
+    drop(occupants);
+    drop(keeper);
     server.stop().await;
 }

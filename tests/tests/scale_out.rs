@@ -17,6 +17,7 @@ fn hello_with(player: &str, token: &str) -> ClientMessage {
         room: format!("room-{player}"),
         auth_token: Some(token.to_owned()),
         resume: None,
+        options: Default::default(),
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, ServerMessage};
+use protocol::{ByeCode, ClientMessage, Hello, ServerMessage};
 use rooms::payload::DemoEvent;
 use system_tests::process::ServerProcess;
 use system_tests::{PATIENCE, RawClient};
@@ -19,13 +19,7 @@ const PAYLOAD: usize = 2000;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn join_room(player: &str) -> ClientMessage {
-    ClientMessage::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        player_id: player.to_owned(),
-        room: "drain".to_owned(),
-        auth_token: None,
-        resume: None,
-    })
+    ClientMessage::Hello(Hello::new(player, "drain"))
 }
 
 /// Forty players and a feeder share a room. The feeder sends 300 inputs; the players read

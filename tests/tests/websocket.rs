@@ -309,6 +309,7 @@ async fn a_session_broken_over_tcp_resumes_over_websocket() {
             token: welcome.resume_token,
             last_event_seq: last_event,
         }),
+        options: Default::default(),
     })))
     .await
     .expect("send the resume Hello");

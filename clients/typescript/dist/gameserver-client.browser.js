@@ -31,14 +31,15 @@ var Backoff = class {
 };
 
 // src/codec.ts
-var PROTOCOL_VERSION = 2;
+var PROTOCOL_VERSION = 3;
 var HEADER_LEN = 4;
 var DEFAULT_MAX_FRAME_BYTES = 65536;
 var MAX_PLAYER_ID_BYTES = 64;
 var MAX_ROOM_BYTES = 64;
 var MAX_AUTH_TOKEN_BYTES = 512;
+var MAX_OPTIONS_BYTES = 1024;
 var RESUME_TOKEN_LEN = 16;
-var MAX_HELLO_BODY = 675;
+var MAX_HELLO_BODY = 1699;
 var INPUT_HEADROOM = 128;
 function maxInputPayload(maxFrameBytes) {
   return maxFrameBytes - 9 - INPUT_HEADROOM;
@@ -167,6 +168,14 @@ var Reader = class {
     this.at = this.body.length;
     return value;
   }
+  /** Join options: the rest of the body, at most {@link MAX_OPTIONS_BYTES}. */
+  options() {
+    const value = this.rest();
+    if (value.length > MAX_OPTIONS_BYTES) {
+      throw this.malformed(`join options are ${value.length} bytes, allowed at most ${MAX_OPTIONS_BYTES}`);
+    }
+    return value;
+  }
   end() {
     if (this.at !== this.body.length) {
       throw this.malformed(`${this.body.length - this.at} trailing byte(s) after the last field`);
@@ -292,8 +301,7 @@ function decodeClientMessage(body) {
       const room = r.string("room", 0, MAX_ROOM_BYTES);
       const authToken = r.bool("has_auth") ? r.string("auth_token", 0, MAX_AUTH_TOKEN_BYTES) : null;
       const resume = r.bool("has_resume") ? { token: r.bytes(RESUME_TOKEN_LEN, "resume_token"), lastEventSeq: r.seq("last_event_seq") } : null;
-      message = { kind: "hello", version, playerId, room, authToken, resume };
-      break;
+      return { kind: "hello", version, playerId, room, authToken, resume, options: r.options() };
     }
     case "Ping":
       message = { kind: "ping", nonce: r.u64("nonce") };
@@ -309,8 +317,7 @@ function decodeClientMessage(body) {
     case "Bye":
       return { kind: "bye", code: byeCode(r), text: r.text(r.rest(), "bye text") };
     case "Join":
-      message = { kind: "join", room: r.string("room", 1, MAX_ROOM_BYTES) };
-      break;
+      return { kind: "join", room: r.string("room", 1, MAX_ROOM_BYTES), options: r.options() };
     case "Welcome":
     case "Event":
     case "Joined":
@@ -319,6 +326,12 @@ function decodeClientMessage(body) {
   }
   r.end();
   return message;
+}
+function checkOptions(options) {
+  if (options.length > MAX_OPTIONS_BYTES) {
+    throw new RangeError(`join options are at most ${MAX_OPTIONS_BYTES} bytes, not ${options.length}`);
+  }
+  return options;
 }
 function encodeClientMessage(message) {
   const w = new Writer().u8(Kind[kindNameOf(message)]);
@@ -335,6 +348,7 @@ function encodeClientMessage(message) {
       } else {
         w.u8(1).raw(token(message.resume.token)).u64(message.resume.lastEventSeq);
       }
+      w.raw(checkOptions(message.options));
       break;
     case "ping":
     case "pong":
@@ -353,7 +367,7 @@ function encodeClientMessage(message) {
       w.u8(byeCodeNumber(message.code)).raw(utf8Encoder.encode(message.text));
       break;
     case "join":
-      w.string(message.room, "room", 1, MAX_ROOM_BYTES);
+      w.string(message.room, "room", 1, MAX_ROOM_BYTES).raw(checkOptions(message.options));
       break;
   }
   return w.done();
@@ -656,6 +670,7 @@ var Core = class {
       playerId: config.playerId,
       room: config.room ?? "",
       authToken: config.authToken ?? null,
+      options: checkOptions(config.options ?? new Uint8Array(0)),
       maxUnackedInputs: config.maxUnackedInputs ?? 1024,
       ackEvery: config.ackEvery ?? 128
     };
@@ -676,7 +691,8 @@ var Core = class {
       playerId: this.config.playerId,
       room: helloRoom(kept?.room ?? null, this.config.room),
       authToken: this.config.authToken,
-      resume
+      resume,
+      options: resume === null ? this.config.options : new Uint8Array(0)
     });
   }
   /** Handles one message from the server. A returned `End` ends the connection: the driver
@@ -885,12 +901,14 @@ var Core = class {
     }
     return seq;
   }
-  /** Asks to move to `room`; answered with `joined` or `joinRefused`. Only while welcomed. */
-  join(room) {
+  /** Asks to move to `room` with join `options` (at most 1024 bytes; a `RangeError` beyond);
+   * answered with `joined` or `joinRefused`. Only while welcomed. */
+  join(room, options = new Uint8Array(0)) {
+    checkOptions(options);
     if (this.phase.name !== "live") {
       return false;
     }
-    this.transmit.push({ kind: "join", room });
+    this.transmit.push({ kind: "join", room, options });
     return true;
   }
   /** Starts the lingering close: acknowledges the events received, says `Bye`, then waits for
@@ -1147,11 +1165,11 @@ var Client = class extends Emitter {
     this.flush();
     return seq;
   }
-  /** Asks to move to `room` (answered by a `joined` or `joinRefused` event); false while not
-   * welcomed. */
-  join(room) {
+  /** Asks to move to `room` with join `options` (answered by a `joined` or `joinRefused`
+   * event); false while not welcomed. */
+  join(room, options) {
     checkName(room, "room", 1);
-    const asked = this.core.join(room);
+    const asked = this.core.join(room, options);
     this.flush();
     return asked;
   }
@@ -1701,12 +1719,14 @@ export {
   MAX_AUTH_TOKEN_BYTES,
   MAX_HELLO_BODY,
   MAX_INPUT_PAYLOAD,
+  MAX_OPTIONS_BYTES,
   MAX_PLAYER_ID_BYTES,
   MAX_ROOM_BYTES,
   PROTOCOL_VERSION,
   RESUME_TOKEN_LEN,
   SessionLost,
   byeCodeNumber,
+  checkOptions,
   closeReason,
   decide,
   decideLost,

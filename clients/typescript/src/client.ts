@@ -181,11 +181,11 @@ export class Client extends Emitter<ClientEvents> {
     return seq;
   }
 
-  /** Asks to move to `room` (answered by a `joined` or `joinRefused` event); false while not
-   * welcomed. */
-  join(room: string): boolean {
+  /** Asks to move to `room` with join `options` (answered by a `joined` or `joinRefused`
+   * event); false while not welcomed. */
+  join(room: string, options?: Uint8Array): boolean {
     checkName(room, "room", 1);
-    const asked = this.core.join(room);
+    const asked = this.core.join(room, options);
     this.flush();
     return asked;
   }

@@ -14,7 +14,7 @@
  */
 
 /** The version this client speaks, sent in `Hello`. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** Bytes in the length prefix of a frame over TCP and TLS. */
 export const HEADER_LEN = 4;
 /** The largest body a server accepts and sends unless configured otherwise. */
@@ -22,9 +22,11 @@ export const DEFAULT_MAX_FRAME_BYTES = 65536;
 export const MAX_PLAYER_ID_BYTES = 64;
 export const MAX_ROOM_BYTES = 64;
 export const MAX_AUTH_TOKEN_BYTES = 512;
+/** The longest join options (in `Hello` and `Join`), in bytes. */
+export const MAX_OPTIONS_BYTES = 1024;
 export const RESUME_TOKEN_LEN = 16;
 /** The longest `Hello` body; the server reads no longer frame before its `Hello`. */
-export const MAX_HELLO_BODY = 675;
+export const MAX_HELLO_BODY = 1699;
 /** Bytes a game may add around an input's payload when it relays it as an event. */
 export const INPUT_HEADROOM = 128;
 
@@ -93,6 +95,9 @@ export interface Hello {
   readonly room: string;
   readonly authToken: string | null;
   readonly resume: Resume | null;
+  /** Join options for the room, opaque to the protocol (at most {@link MAX_OPTIONS_BYTES});
+   * empty when there are none. Version 3. */
+  readonly options: Uint8Array;
 }
 
 export interface Welcome {
@@ -137,6 +142,8 @@ export interface Bye {
 export interface Join {
   readonly kind: "join";
   readonly room: string;
+  /** Join options for that room, as in `Hello`. Version 3. */
+  readonly options: Uint8Array;
 }
 export interface Joined {
   readonly kind: "joined";
@@ -271,6 +278,15 @@ class Reader {
   rest(): Uint8Array {
     const value = this.body.slice(this.at);
     this.at = this.body.length;
+    return value;
+  }
+
+  /** Join options: the rest of the body, at most {@link MAX_OPTIONS_BYTES}. */
+  options(): Uint8Array {
+    const value = this.rest();
+    if (value.length > MAX_OPTIONS_BYTES) {
+      throw this.malformed(`join options are ${value.length} bytes, allowed at most ${MAX_OPTIONS_BYTES}`);
+    }
     return value;
   }
 
@@ -418,8 +434,7 @@ export function decodeClientMessage(body: Uint8Array): ClientMessage {
       const resume = r.bool("has_resume")
         ? { token: r.bytes(RESUME_TOKEN_LEN, "resume_token"), lastEventSeq: r.seq("last_event_seq") }
         : null;
-      message = { kind: "hello", version, playerId, room, authToken, resume };
-      break;
+      return { kind: "hello", version, playerId, room, authToken, resume, options: r.options() };
     }
     case "Ping":
       message = { kind: "ping", nonce: r.u64("nonce") };
@@ -435,8 +450,7 @@ export function decodeClientMessage(body: Uint8Array): ClientMessage {
     case "Bye":
       return { kind: "bye", code: byeCode(r), text: r.text(r.rest(), "bye text") };
     case "Join":
-      message = { kind: "join", room: r.string("room", 1, MAX_ROOM_BYTES) };
-      break;
+      return { kind: "join", room: r.string("room", 1, MAX_ROOM_BYTES), options: r.options() };
     case "Welcome":
     case "Event":
     case "Joined":
@@ -445,6 +459,14 @@ export function decodeClientMessage(body: Uint8Array): ClientMessage {
   }
   r.end();
   return message;
+}
+
+/** Join options the protocol can carry, or a `RangeError`. */
+export function checkOptions(options: Uint8Array): Uint8Array {
+  if (options.length > MAX_OPTIONS_BYTES) {
+    throw new RangeError(`join options are at most ${MAX_OPTIONS_BYTES} bytes, not ${options.length}`);
+  }
+  return options;
 }
 
 /** Encodes a client's message as a body (no length prefix). Throws a `RangeError` for fields
@@ -466,6 +488,7 @@ export function encodeClientMessage(message: ClientMessage): Uint8Array {
       } else {
         w.u8(1).raw(token(message.resume.token)).u64(message.resume.lastEventSeq);
       }
+      w.raw(checkOptions(message.options));
       break;
     case "ping":
     case "pong":
@@ -484,7 +507,7 @@ export function encodeClientMessage(message: ClientMessage): Uint8Array {
       w.u8(byeCodeNumber(message.code)).raw(utf8Encoder.encode(message.text));
       break;
     case "join":
-      w.string(message.room, "room", 1, MAX_ROOM_BYTES);
+      w.string(message.room, "room", 1, MAX_ROOM_BYTES).raw(checkOptions(message.options));
       break;
   }
   return w.done();

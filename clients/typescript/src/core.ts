@@ -20,6 +20,7 @@
  */
 
 import {
+  checkOptions,
   type ClientMessage,
   CodecError,
   decodeServerMessage,
@@ -40,6 +41,9 @@ export interface SessionConfig {
   readonly room?: string;
   /** An auth token, when the server requires one (`auth.mode = "hmac"`). */
   readonly authToken?: string | null;
+  /** Join options sent with the `Hello` of every new session (a resume keeps the room as the
+   * server holds it): opaque bytes the game reads, at most 1024. Default none. */
+  readonly options?: Uint8Array;
   /** Most inputs kept unacknowledged (sent, or waiting for a connection); beyond, `input`
    * throws until the server acknowledges some. Default 1024. */
   readonly maxUnackedInputs?: number;
@@ -153,6 +157,7 @@ export class Core {
       playerId: config.playerId,
       room: config.room ?? "",
       authToken: config.authToken ?? null,
+      options: checkOptions(config.options ?? new Uint8Array(0)),
       maxUnackedInputs: config.maxUnackedInputs ?? 1024,
       ackEvery: config.ackEvery ?? 128,
     };
@@ -176,6 +181,7 @@ export class Core {
       room: helloRoom(kept?.room ?? null, this.config.room),
       authToken: this.config.authToken,
       resume,
+      options: resume === null ? this.config.options : new Uint8Array(0),
     });
   }
 
@@ -406,12 +412,14 @@ export class Core {
     return seq;
   }
 
-  /** Asks to move to `room`; answered with `joined` or `joinRefused`. Only while welcomed. */
-  join(room: string): boolean {
+  /** Asks to move to `room` with join `options` (at most 1024 bytes; a `RangeError` beyond);
+   * answered with `joined` or `joinRefused`. Only while welcomed. */
+  join(room: string, options: Uint8Array = new Uint8Array(0)): boolean {
+    checkOptions(options);
     if (this.phase.name !== "live") {
       return false;
     }
-    this.transmit.push({ kind: "join", room });
+    this.transmit.push({ kind: "join", room, options });
     return true;
   }
 

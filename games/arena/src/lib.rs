@@ -5,14 +5,22 @@
 //! keeps it inside the arena, and broadcasts a snapshot of every position. Clients never say
 //! where they are, so they cannot teleport. An arena holds `players_per_arena` players (more are
 //! refused), and with `match_seconds` set the match ends for everyone with the game's own
-//! reason. A malformed input ends the sender's session, also with the game's reason.
+//! reason, on a timer the room sets when its first player arrives. A malformed input ends the
+//! sender's session, also with the game's reason. When the server drains, every player gets a
+//! last snapshot (marked final) before its `Bye`.
+//!
+//! A player's join options choose its side: `team=red` appears in the left half, `team=blue` in
+//! the right; anything else is refused with the reason. Arenas publish the label `arena` and lock
+//! themselves while full or over, so a lobby lists the open ones
+//! (`GET /rooms?label=arena&unlocked=true` on the admin port) and automatic placement skips them.
 //!
 //! Payloads (big-endian, like the protocol):
 //! - input: `i16 dx, i16 dy`, each -1000..=1000, the share of `max_speed` along each axis;
-//! - event: tag `1` snapshot: `u64 tick`, `u16 count`, then per player `u64 session_id,
-//!   f32 x, f32 y`.
+//! - event: tag `1` snapshot (tag `2` for the final one, when the server drains): `u64 tick`,
+//!   `u16 count`, then per player `u64 session_id, f32 x, f32 y`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use game_engine::config::Problem;
@@ -153,6 +161,43 @@ pub struct Position {
     pub y: f32,
 }
 
+/// The label every arena publishes in the room listing.
+pub const LABEL: &str = "arena";
+
+/// The key of the timer that ends the match.
+const MATCH_OVER: u64 = 1;
+
+/// The side a player chose with its join options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Team {
+    /// `team=red`: appears in the left half.
+    Red,
+    /// `team=blue`: appears in the right half.
+    Blue,
+}
+
+impl Team {
+    /// The team join options name: none (empty options) or `team=red` / `team=blue`.
+    pub fn from_options(options: &[u8]) -> Result<Option<Team>, Refusal> {
+        match options {
+            b"" => Ok(None),
+            b"team=red" => Ok(Some(Team::Red)),
+            b"team=blue" => Ok(Some(Team::Blue)),
+            _ => Err(Refusal::new(
+                "join options are team=red, team=blue or nothing",
+            )),
+        }
+    }
+
+    /// The join options that choose this team.
+    pub fn options(self) -> &'static [u8] {
+        match self {
+            Team::Red => b"team=red",
+            Team::Blue => b"team=blue",
+        }
+    }
+}
+
 /// The positions of everybody in the arena after a tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -160,13 +205,15 @@ pub struct Snapshot {
     pub tick: u64,
     /// Everybody, by session id.
     pub positions: Vec<Position>,
+    /// The last snapshot of the match: the server is draining.
+    pub last: bool,
 }
 
 impl Snapshot {
     /// Encodes the event payload.
     pub fn to_bytes(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(11 + 16 * self.positions.len());
-        out.put_u8(1);
+        out.put_u8(if self.last { 2 } else { 1 });
         out.put_u64(self.tick);
         out.put_u16(u16::try_from(self.positions.len()).unwrap_or(u16::MAX));
         for p in self.positions.iter().take(usize::from(u16::MAX)) {
@@ -179,9 +226,14 @@ impl Snapshot {
 
     /// Decodes an event payload; `None` if it is not a snapshot.
     pub fn from_bytes(mut payload: Bytes) -> Option<Snapshot> {
-        if payload.remaining() < 11 || payload.get_u8() != 1 {
+        if payload.remaining() < 11 {
             return None;
         }
+        let last = match payload.get_u8() {
+            1 => false,
+            2 => true,
+            _ => return None,
+        };
         let tick = payload.get_u64();
         let count = usize::from(payload.get_u16());
         if payload.remaining() != 16 * count {
@@ -194,7 +246,11 @@ impl Snapshot {
                 y: payload.get_f32(),
             })
             .collect();
-        Some(Snapshot { tick, positions })
+        Some(Snapshot {
+            tick,
+            positions,
+            last,
+        })
     }
 
     /// The position of one player.
@@ -248,12 +304,42 @@ pub struct ArenaRoom {
 }
 
 impl ArenaRoom {
-    /// Where a newcomer appears: spread over the arena, the same place for the same session.
-    fn spawn_point(&self, session_id: u64) -> (f32, f32) {
+    /// Where a newcomer appears: spread over the arena (over its team's half), the same place
+    /// for the same session.
+    fn spawn_point(&self, session_id: u64, team: Option<Team>) -> (f32, f32) {
         let size = self.config.arena_size;
         let a = (session_id.wrapping_mul(7919) % 1000) as f32 / 1000.0;
         let b = (session_id.wrapping_mul(104_729) % 1000) as f32 / 1000.0;
-        (a * size, b * size)
+        let x = match team {
+            None => a,
+            Some(Team::Red) => a / 2.0,
+            Some(Team::Blue) => 0.5 + a / 2.0,
+        };
+        (x * size, b * size)
+    }
+
+    fn snapshot(&self, tick: u64, last: bool) -> Bytes {
+        let mut positions: Vec<Position> = self
+            .bodies
+            .iter()
+            .map(|(session_id, body)| Position {
+                session_id: *session_id,
+                x: body.x,
+                y: body.y,
+            })
+            .collect();
+        positions.sort_by_key(|p| p.session_id);
+        Snapshot {
+            tick,
+            positions,
+            last,
+        }
+        .to_bytes()
+    }
+
+    /// Full arenas and finished matches take nobody from automatic placement.
+    fn publish(&self, room: &mut RoomContext<'_>) {
+        room.set_locked(self.over || room.len() >= self.config.players_per_arena);
     }
 }
 
@@ -268,7 +354,15 @@ impl Room for ArenaRoom {
                 self.config.players_per_arena
             )));
         }
-        let (x, y) = self.spawn_point(player.session_id());
+        let team = Team::from_options(room.options())?;
+        if room.is_empty() {
+            room.set_label(LABEL).expect("a short label");
+            if self.config.match_seconds > 0 && !room.pending(MATCH_OVER) {
+                let length = Duration::from_secs(u64::from(self.config.match_seconds));
+                room.after(length, MATCH_OVER).expect("one timer");
+            }
+        }
+        let (x, y) = self.spawn_point(player.session_id(), team);
         self.bodies.insert(
             player.session_id(),
             Body {
@@ -277,6 +371,8 @@ impl Room for ArenaRoom {
                 steer: Steer { dx: 0, dy: 0 },
             },
         );
+        // The joining player is not counted by `len` yet.
+        room.set_locked(room.len() + 1 >= self.config.players_per_arena);
         Ok(())
     }
 
@@ -291,8 +387,23 @@ impl Room for ArenaRoom {
         }
     }
 
-    fn leave(&mut self, _room: &mut RoomContext<'_>, player: &Player, _why: Leave) {
+    fn leave(&mut self, room: &mut RoomContext<'_>, player: &Player, _why: Leave) {
         self.bodies.remove(&player.session_id());
+        self.publish(room);
+    }
+
+    fn timer(&mut self, room: &mut RoomContext<'_>, key: u64) {
+        if key == MATCH_OVER {
+            self.over = true;
+            self.publish(room);
+            for member in room.members() {
+                room.end(member, "the match is over");
+            }
+        }
+    }
+
+    fn draining(&mut self, room: &mut RoomContext<'_>, _left: Duration) {
+        room.broadcast(self.snapshot(room.tick(), true));
     }
 
     fn tick(&mut self, room: &mut RoomContext<'_>, tick: u64) {
@@ -306,25 +417,7 @@ impl Room for ArenaRoom {
             body.x = (body.x + f32::from(body.steer.dx) * step).clamp(0.0, size);
             body.y = (body.y + f32::from(body.steer.dy) * step).clamp(0.0, size);
         }
-        let mut positions: Vec<Position> = self
-            .bodies
-            .iter()
-            .map(|(session_id, body)| Position {
-                session_id: *session_id,
-                x: body.x,
-                y: body.y,
-            })
-            .collect();
-        positions.sort_by_key(|p| p.session_id);
-        room.broadcast(Snapshot { tick, positions }.to_bytes());
-        let match_ticks =
-            u64::from(self.config.match_seconds) * u64::from(self.config.tick_rate_hz);
-        if match_ticks > 0 && tick >= match_ticks {
-            self.over = true;
-            for member in room.members() {
-                room.end(member, "the match is over");
-            }
-        }
+        room.broadcast(self.snapshot(tick, false));
     }
 
     fn tick_rate_hz(&self) -> Option<u32> {

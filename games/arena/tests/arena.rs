@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use arena::{Arena, ArenaConfig, Snapshot, Steer};
+use arena::{Arena, ArenaConfig, LABEL, Snapshot, Steer, Team};
 use bytes::Bytes;
 use game_engine::testkit::{RoomHarness, TestServer, default_game_config};
-use protocol::ByeCode;
+use protocol::{ByeCode, ServerMessage};
 
 fn config() -> ArenaConfig {
     ArenaConfig {
@@ -137,4 +137,108 @@ async fn clients_steer_and_see_each_other_in_the_snapshots() {
     let (b0, b1) = (first.of(b_id).expect("b"), later.of(b_id).expect("b"));
     assert!(b1.x < b0.x || b0.x == 0.0, "b moved left: {b0:?} -> {b1:?}");
     server.stop().await;
+}
+
+#[test]
+fn join_options_choose_the_side_a_player_appears_on() {
+    let game = Arena::new(ArenaConfig {
+        players_per_arena: 8,
+        ..config()
+    });
+    let mut room = RoomHarness::open(&game, "pit").expect("opens");
+    let mut reds: Vec<_> = (0..3)
+        .map(|i| {
+            room.join_with(&format!("red{i}"), Team::Red.options())
+                .expect("joins")
+        })
+        .collect();
+    let blues: Vec<_> = (0..3)
+        .map(|i| {
+            room.join_with(&format!("blue{i}"), Team::Blue.options())
+                .expect("joins")
+        })
+        .collect();
+    let refused = room
+        .join_with("green", b"team=green")
+        .expect_err("no such team");
+    assert!(refused.reason().contains("team=red"), "{refused}");
+    room.tick();
+    let snapshot = last_snapshot(reds[0].events());
+    for red in &reds {
+        let at = snapshot.of(red.session_id()).expect("red");
+        assert!(at.x <= 50.0, "red at {at:?}");
+    }
+    for blue in &blues {
+        let at = snapshot.of(blue.session_id()).expect("blue");
+        assert!(at.x >= 50.0, "blue at {at:?}");
+    }
+}
+
+#[test]
+fn an_arena_is_listed_under_its_label_and_locks_while_full_or_over() {
+    let game = Arena::new(ArenaConfig {
+        match_seconds: 60,
+        ..config()
+    });
+    let mut room = RoomHarness::open(&game, "pit").expect("opens");
+    let a = room.join("a").expect("joins");
+    assert_eq!(room.label(), Some(LABEL));
+    assert!(!room.is_locked());
+    let b = room.join("b").expect("joins");
+    assert!(room.is_locked(), "full at 2 players");
+    room.leave(&b, game_engine::Leave::Moved);
+    assert!(!room.is_locked(), "a place is free again");
+    // The match timer, set when the first player came, ends the match and locks the arena.
+    room.advance(Duration::from_secs(59));
+    assert_eq!(a.ended(), None);
+    room.advance(Duration::from_secs(1));
+    assert_eq!(a.ended().as_deref(), Some("the match is over"));
+    assert!(room.is_locked());
+}
+
+#[test]
+fn when_the_server_drains_every_player_gets_a_last_snapshot() {
+    let game = Arena::new(config());
+    let mut room = RoomHarness::open(&game, "pit").expect("opens");
+    let mut a = room.join("a").expect("joins");
+    room.tick();
+    assert!(!last_snapshot(a.events()).last);
+    room.drain(Duration::from_secs(10));
+    let last = last_snapshot(a.events());
+    assert!(last.last, "{last:?}");
+    assert!(last.of(a.session_id()).is_some());
+}
+
+/// Through the engine: the team in the `Hello`'s options places the player, and on a drain the
+/// final snapshot comes before `Bye{server_shutdown}`.
+#[tokio::test(start_paused = true)]
+async fn a_player_picks_its_team_in_its_hello_and_hears_the_final_snapshot_before_its_bye() {
+    let server = TestServer::start(Arena::new(config()), |_| {}).await;
+    let mut blue = server
+        .join_with("b", "duel", Team::Blue.options())
+        .await
+        .expect("welcome");
+    let refused = server
+        .join_with("g", "duel", &b"team=green"[..])
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code, ByeCode::JoinRefused);
+    let id = blue.welcome().expect("welcome").session_id;
+    let first = Snapshot::from_bytes(blue.next_event().await.expect("an event")).expect("snapshot");
+    assert!(first.of(id).expect("placed").x >= 50.0, "{first:?}");
+    let stopping = tokio::spawn(server.stop());
+    let mut last = None;
+    let bye = loop {
+        match blue.recv().await.expect("a Bye before the end") {
+            ServerMessage::Event { payload, .. } => last = Snapshot::from_bytes(payload),
+            ServerMessage::Bye(bye) => break bye,
+            _ => {}
+        }
+    };
+    assert_eq!(bye.code, ByeCode::ServerShutdown);
+    assert!(
+        last.expect("snapshots").last,
+        "the final snapshot came last"
+    );
+    stopping.await.expect("the server stops");
 }

@@ -3,10 +3,19 @@
 //! the tick after anything changed the room broadcasts its state. Small, but it exercises every
 //! path a real game uses: fan-out through bounded queues, a tick loop, joins and leaves.
 //!
+//! A player that opens a named room with the join options `password=...` makes it private:
+//! others get in only with the same options. Rooms publish the label `private` or `public`, so
+//! the admin port's `GET /rooms?label=public` lists the ones anybody may join. With
+//! `game.room_seconds` set, a named room's players are ended after that long (a timer the room
+//! sets when its first player arrives); when the server drains, a room with news sends its last
+//! `State` before the `Bye`.
+//!
 //! It is built only on the engine's public API, like any game. Its payload format is in
 //! [`payload`], shared with client-sim and the test clients.
 
 pub mod payload;
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use game_engine::{Game, GameConfig, Leave, NewRoom, Player, Refusal, Room, RoomContext};
@@ -32,6 +41,9 @@ pub struct RoomsConfig {
     /// Most players in a room a client names itself; 0 = no limit. (Automatic rooms hold
     /// `rooms.auto_room_capacity`.)
     pub named_room_capacity: usize,
+    /// A named room's lifetime in seconds, from its first player: then every member is ended
+    /// with "the room's time is up"; 0 = no limit.
+    pub room_seconds: u64,
 }
 
 impl GameConfig for RoomsConfig {
@@ -43,6 +55,9 @@ announce_presence = false
 # Most players in a room that clients name themselves; a Hello or Join past it is refused
 # ("the room is full"). 0 = no limit.
 named_room_capacity = 0
+# A named room's lifetime in seconds from its first player: then every member gets
+# Bye{game_ended} "the room's time is up". 0 = no limit.
+room_seconds = 0
 "#;
 }
 
@@ -64,24 +79,38 @@ impl Game for Rooms {
     type Room = DemoRoom;
 
     fn open(&self, room: &NewRoom<'_>) -> Result<DemoRoom, Refusal> {
+        let named = !room.is_automatic();
         Ok(DemoRoom {
             config: self.config.clone(),
-            capacity: if room.is_automatic() {
-                0
-            } else {
+            capacity: if named {
                 self.config.named_room_capacity
+            } else {
+                0
             },
+            password: (named && room.options().starts_with(PASSWORD))
+                .then(|| room.options().to_vec()),
+            lifetime: (named && self.config.room_seconds > 0)
+                .then(|| Duration::from_secs(self.config.room_seconds)),
             changed: false,
             inputs_since_tick: 0,
         })
     }
 }
 
+/// Join options that make the named room they open private: `password=...`.
+pub const PASSWORD: &[u8] = b"password=";
+
+/// The key of the timer that ends a room's lifetime.
+const TIME_UP: u64 = 1;
+
 /// One room of the demo.
 #[derive(Debug)]
 pub struct DemoRoom {
     config: RoomsConfig,
     capacity: usize,
+    /// A private room's join options, which every joiner must present.
+    password: Option<Vec<u8>>,
+    lifetime: Option<Duration>,
     /// Something changed since the last State event.
     changed: bool,
     inputs_since_tick: u32,
@@ -109,6 +138,28 @@ impl Room for DemoRoom {
                 self.capacity
             )));
         }
+        if self
+            .password
+            .as_deref()
+            .is_some_and(|password| room.options() != password)
+        {
+            return Err(Refusal::new(
+                "the room is private: its password is missing or wrong",
+            ));
+        }
+        if room.is_empty() {
+            let label = if self.password.is_some() {
+                "private"
+            } else {
+                "public"
+            };
+            room.set_label(label).expect("a short label");
+            if let Some(lifetime) = self.lifetime
+                && !room.pending(TIME_UP)
+            {
+                room.after(lifetime, TIME_UP).expect("one timer");
+            }
+        }
         self.changed = true;
         self.presence(room, player, true);
         Ok(())
@@ -123,6 +174,20 @@ impl Room for DemoRoom {
     fn leave(&mut self, room: &mut RoomContext<'_>, player: &Player, _why: Leave) {
         self.changed = true;
         self.presence(room, player, false);
+    }
+
+    fn timer(&mut self, room: &mut RoomContext<'_>, key: u64) {
+        if key == TIME_UP {
+            for member in room.members() {
+                room.end(member, "the room's time is up");
+            }
+        }
+    }
+
+    fn draining(&mut self, room: &mut RoomContext<'_>, _left: Duration) {
+        // What the next tick would have said, said before the Bye.
+        let tick = room.tick() + 1;
+        self.tick(room, tick);
     }
 
     fn wants_tick(&self) -> bool {

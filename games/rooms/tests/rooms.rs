@@ -1,6 +1,8 @@
 //! The demo game, driven with the engine's test kit: one room directly, then the whole game
 //! behind the engine over in-memory connections.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use game_engine::testkit::{RoomHarness, TestServer, default_game_config};
 use game_engine::{CloseReason, Leave};
@@ -173,5 +175,110 @@ async fn the_largest_input_is_relayed_without_a_gap_and_a_larger_one_is_refused(
         "{}",
         bye.text
     );
+    server.stop().await;
+}
+
+#[test]
+fn a_password_in_the_join_options_makes_a_named_room_private() {
+    let game = Rooms::default();
+    let mut vault = RoomHarness::open_with(&game, "vault", b"password=sesame").expect("opens");
+    vault
+        .join_with("owner", b"password=sesame")
+        .expect("the opener gets in");
+    assert_eq!(vault.label(), Some("private"));
+    for wrong in [&b""[..], b"password=open", b"team=red"] {
+        let refused = vault.join_with("guest", wrong).expect_err("refused");
+        assert!(refused.reason().contains("private"), "{refused}");
+    }
+    vault
+        .join_with("friend", b"password=sesame")
+        .expect("the password opens it");
+    // Other options open a public room; automatic rooms are never private.
+    let mut hall = RoomHarness::open_with(&game, "hall", b"team=red").expect("opens");
+    hall.join("anyone").expect("public");
+    assert_eq!(hall.label(), Some("public"));
+    let mut auto = RoomHarness::open_automatic(&game, "auto-1").expect("opens");
+    auto.join_with("p", b"password=x").expect("joins");
+    auto.join("q").expect("not private");
+}
+
+#[test]
+fn a_named_room_ends_its_players_when_its_time_is_up() {
+    let game = Rooms::new(RoomsConfig {
+        room_seconds: 30,
+        ..RoomsConfig::default()
+    });
+    let mut room = RoomHarness::open(&game, "sprint").expect("opens");
+    let first = room.join("first").expect("joins");
+    room.advance(Duration::from_secs(20));
+    let late = room.join("late").expect("joins");
+    room.advance(Duration::from_secs(9));
+    assert_eq!(first.ended(), None);
+    room.advance(Duration::from_secs(1));
+    assert_eq!(first.ended().as_deref(), Some("the room's time is up"));
+    assert_eq!(late.ended().as_deref(), Some("the room's time is up"));
+    // Automatic rooms have no lifetime.
+    let mut auto = RoomHarness::open_automatic(&game, "auto-1").expect("opens");
+    let stays = auto.join("stays").expect("joins");
+    auto.advance(Duration::from_secs(60));
+    assert_eq!(stays.ended(), None);
+}
+
+#[test]
+fn a_draining_room_sends_the_state_its_next_tick_would_have_sent() {
+    let game = Rooms::default();
+    let mut room = RoomHarness::open(&game, "lobby").expect("opens");
+    let mut a = room.join("a").expect("joins");
+    room.tick();
+    a.events();
+    room.input(&mut a, Bytes::from_static(b"last words"));
+    room.drain(Duration::from_secs(10));
+    let events = decode(a.events());
+    assert!(
+        matches!(
+            events.last(),
+            Some(DemoEvent::State {
+                members: 1,
+                inputs: 1,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    // Nothing new: nothing more to say.
+    room.drain(Duration::from_secs(10));
+    assert!(a.events().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn behind_the_engine_a_private_room_takes_only_its_password_and_is_listed_as_private() {
+    let server = TestServer::start(Rooms::default(), |_| {}).await;
+    let _owner = server
+        .join_with("owner", "vault", &b"password=sesame"[..])
+        .await
+        .expect("welcome");
+    let refused = server
+        .join("guest", "vault")
+        .await
+        .expect_err("no password");
+    assert_eq!(refused.code, ByeCode::JoinRefused);
+    assert!(refused.text.contains("private"), "{}", refused.text);
+    let mut mover = server.join("mover", "hall").await.expect("welcome");
+    let answer = mover.join_with("vault", &b"password=guess"[..]).await;
+    assert!(
+        answer.as_ref().is_err_and(|why| why.contains("private")),
+        "{answer:?}"
+    );
+    assert_eq!(
+        mover.join_with("vault", &b"password=sesame"[..]).await,
+        Ok("vault".to_owned())
+    );
+    let private = server.rooms().list(&game_engine::RoomQuery {
+        label: Some("private".into()),
+        ..Default::default()
+    });
+    let names: Vec<_> = private.rooms.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["vault"]);
+    assert_eq!(private.rooms[0].players, 2);
     server.stop().await;
 }

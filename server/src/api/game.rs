@@ -53,17 +53,31 @@ pub trait Game: Send + Sync + 'static {
     fn started(&self, _rooms: Rooms) {}
 }
 
-/// A room about to open: its name, and whether the engine named it (an automatic room, for a
-/// player who asked for none) or a player did.
+/// A room about to open: its name, whether the engine named it (an automatic room, for a
+/// player who asked for none) or a player did, and the join options of the player whose join
+/// opens it.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRoom<'a> {
     name: &'a str,
     automatic: bool,
+    options: &'a [u8],
 }
 
 impl<'a> NewRoom<'a> {
-    pub(crate) fn new(name: &'a str, automatic: bool) -> NewRoom<'a> {
-        NewRoom { name, automatic }
+    pub(crate) fn new(name: &'a str, automatic: bool, options: &'a [u8]) -> NewRoom<'a> {
+        NewRoom {
+            name,
+            automatic,
+            options,
+        }
+    }
+
+    /// The join options of the player whose join opens the room (from its `Hello` or `Join`,
+    /// at most [`crate::MAX_OPTIONS_BYTES`]; empty when it sent none): a map, a mode, a
+    /// private room's password. The room's [`Room::join`] sees them again for that player
+    /// ([`RoomContext::options`]).
+    pub fn options(&self) -> &'a [u8] {
+        self.options
     }
 
     /// The room's name.
@@ -173,6 +187,8 @@ pub struct RoomContext<'a> {
     /// In [`Room::join`], the member session the joining one replaces (see
     /// [`RoomContext::replaces`]).
     pub(crate) replacing: Option<u64>,
+    /// In [`Room::join`], the joining player's join options.
+    pub(crate) options: &'a [u8],
 }
 
 impl<'a> RoomContext<'a> {
@@ -187,6 +203,7 @@ impl<'a> RoomContext<'a> {
             clock,
             joining: None,
             replacing: None,
+            options: &[],
         }
     }
 
@@ -214,6 +231,13 @@ impl<'a> RoomContext<'a> {
     /// The room's name.
     pub fn name(&self) -> &str {
         self.name
+    }
+
+    /// In [`Room::join`]: the joining player's join options (from its `Hello` or `Join`, at most
+    /// [`crate::MAX_OPTIONS_BYTES`]), opaque to the engine: a character, a team, a
+    /// password. Empty when it sent none, and outside [`Room::join`].
+    pub fn options(&self) -> &[u8] {
+        self.options
     }
 
     /// In [`Room::join`]: the session of this room that the joining player's new session

@@ -35,6 +35,8 @@ pub(crate) enum Command {
         player: Player,
         /// The session of the same player id this one replaces, if it is a member.
         replaces: Option<u64>,
+        /// The player's join options.
+        options: Bytes,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     Input {
@@ -328,15 +330,20 @@ impl Directory {
     }
 
     /// Takes a place in the room called `requested` (an automatic room when empty), opening it
-    /// if needed. The room itself still decides, when asked to join.
+    /// if needed (with the joining player's `options`). The room itself still decides, when
+    /// asked to join.
     ///
     /// At `rooms.max_rooms`, a room held only by parked sessions does not keep a newcomer out:
     /// the oldest such room is given up (no longer found by name) and its parked sessions are
     /// ended (their resume is refused as `evicted`), so that players who are here come before
     /// players who may come back.
-    pub fn reserve(self: &Arc<Self>, requested: &str) -> Result<RoomHandle, Refusal> {
+    pub fn reserve(
+        self: &Arc<Self>,
+        requested: &str,
+        options: &[u8],
+    ) -> Result<RoomHandle, Refusal> {
         let mut reclaimed = None;
-        let reserved = self.reserve_locked(requested, &mut reclaimed);
+        let reserved = self.reserve_locked(requested, options, &mut reclaimed);
         if let Some((name, generation)) = reclaimed
             && let Some(reclaimer) = self.reclaimer.get()
         {
@@ -348,6 +355,7 @@ impl Directory {
     fn reserve_locked(
         self: &Arc<Self>,
         requested: &str,
+        options: &[u8],
         reclaimed: &mut Option<(Arc<str>, u64)>,
     ) -> Result<RoomHandle, Refusal> {
         let mut inner = self.lock();
@@ -384,7 +392,10 @@ impl Directory {
                     }
                 }
             }
-            let room = match self.opener.open(&NewRoom::new(&name, requested.is_empty())) {
+            let room = match self
+                .opener
+                .open(&NewRoom::new(&name, requested.is_empty(), options))
+            {
                 Ok(room) => room,
                 Err(refusal) => {
                     if let Some(n) = auto_number(&name) {
@@ -678,19 +689,21 @@ pub(crate) async fn settle(handle: &RoomHandle, within: Duration) {
 /// How long a join waits for the room's answer before it counts as refused.
 pub const JOIN_WAIT: Duration = Duration::from_secs(5);
 
-/// Asks the room behind `handle` to take `player`, whose session replaces the session
-/// `replaces` of the same player id (see [`RoomContext::replaces`]). On refusal (or no answer
-/// within [`JOIN_WAIT`]) the place is given back.
+/// Asks the room behind `handle` to take `player` with its join `options`, whose session
+/// replaces the session `replaces` of the same player id (see [`RoomContext::replaces`]). On
+/// refusal (or no answer within [`JOIN_WAIT`]) the place is given back.
 pub(crate) async fn join(
     handle: &RoomHandle,
     player: &Player,
     replaces: Option<u64>,
+    options: Bytes,
 ) -> Result<(), Refusal> {
     let (reply, answer) = oneshot::channel();
     handle
         .send(Command::Join {
             player: player.clone(),
             replaces,
+            options,
             reply,
         })
         .await;
@@ -767,6 +780,7 @@ async fn run_room<R: Room>(
             Command::Join {
                 player,
                 replaces,
+                options,
                 reply,
             } => {
                 // The same player logging in again: its old session is no longer a member (its
@@ -774,6 +788,7 @@ async fn run_room<R: Room>(
                 let old = replaces.and_then(|session| members.remove(&session));
                 let mut context = RoomContext::joining(&name, &members, &mut clock, &player);
                 context.replacing = old.as_ref().map(Player::session_id);
+                context.options = &options;
                 let answer = room.join(&mut context, &player);
                 if answer.is_ok() {
                     members.insert(player.session_id(), player);

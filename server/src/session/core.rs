@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::{
-    Bye, ByeCode, ClientMessage, HEADER_LEN, Hello, PROTOCOL_VERSION, ResumeToken, ServerMessage,
-    Welcome, WireMessage, max_input_payload,
+    Bye, ByeCode, ClientMessage, HEADER_LEN, Hello, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ResumeToken, ServerMessage, Welcome, WireMessage, max_input_payload,
 };
 use tokio::time::Instant;
 
@@ -50,10 +50,11 @@ impl StallClock for crate::session::stall::Stalls {
 #[derive(Debug)]
 pub(crate) enum Request {
     /// A `Hello` that passed the core's own checks: authenticate it, resume or start the
-    /// session, and answer with [`Core::welcome`] or the end.
-    Hello(Hello),
+    /// session, and answer with [`Core::welcome`] or the end. Boxed: a session's task holds its
+    /// request across the handshake's awaits, and every byte of it counts in a held session.
+    Hello(Box<Hello>),
     /// A `Join`: move the player, and answer with [`Core::joined`].
-    Join(String),
+    Join { room: String, options: Bytes },
     /// A new input, in sequence: deliver it to the player's room.
     Input {
         /// Its sequence number.
@@ -385,7 +386,7 @@ impl Core {
                     ClientMessage::Hello(hello) => {
                         self.check_hello(&hello)?;
                         self.phase = Phase::Admitting;
-                        Ok(Some(Request::Hello(hello)))
+                        Ok(Some(Request::Hello(Box::new(hello))))
                     }
                     other => Err(Ending::because(
                         CloseReason::ProtocolError,
@@ -464,9 +465,9 @@ impl Core {
                 self.replay.ack(seq);
             }
             ClientMessage::Bye(_) => return Err(Ending::new(CloseReason::ClientQuit)),
-            ClientMessage::Join { room } => {
+            ClientMessage::Join { room, options } => {
                 check_room(&room)?;
-                return Ok(Some(Request::Join(room)));
+                return Ok(Some(Request::Join { room, options }));
             }
         }
         Ok(None)
@@ -476,7 +477,7 @@ impl Core {
     /// automatic rooms' reserved names (a resume keeps the session's room whatever the `Hello`
     /// names, so an automatic room's name from the `Welcome` is no attempt to steer placement).
     fn check_hello(&self, hello: &Hello) -> Result<(), Ending> {
-        if hello.version != PROTOCOL_VERSION {
+        if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) {
             return Err(Ending {
                 bye: Some(ByeCode::VersionMismatch),
                 ..Ending::because(
@@ -742,13 +743,7 @@ mod tests {
     }
 
     fn hello(player: &str, room: &str) -> Hello {
-        Hello {
-            version: PROTOCOL_VERSION,
-            player_id: player.into(),
-            room: room.into(),
-            auth_token: None,
-            resume: None,
-        }
+        Hello::new(player, room)
     }
 
     fn read(
@@ -837,7 +832,15 @@ mod tests {
                     ..hello("old", "")
                 },
                 ByeCode::VersionMismatch,
-                "speaks protocol version 2",
+                "speaks protocol version 3, the client sent 1",
+            ),
+            (
+                Hello {
+                    version: 4,
+                    ..hello("new", "")
+                },
+                ByeCode::VersionMismatch,
+                "speaks protocol version 3, the client sent 4",
             ),
             (hello("bad\nid", ""), ByeCode::ProtocolError, "player id"),
             (hello("ok", "a\u{7}b"), ByeCode::ProtocolError, "room name"),
@@ -866,6 +869,16 @@ mod tests {
         };
         assert!(matches!(
             read(&mut core, ClientMessage::Hello(resuming), start),
+            Ok(Some(Request::Hello(_)))
+        ));
+        // A version-2 client is served: its Hello is a version-3 Hello without options.
+        let mut core = core_at(start);
+        let older = Hello {
+            version: 2,
+            ..hello("older", "")
+        };
+        assert!(matches!(
+            read(&mut core, ClientMessage::Hello(older), start),
             Ok(Some(Request::Hello(_)))
         ));
         // Anything else first is a protocol error.
@@ -1076,8 +1089,15 @@ mod tests {
         );
         let (mut core, start) = live();
         assert!(matches!(
-            read(&mut core, ClientMessage::Join { room: "arena".into() }, start),
-            Ok(Some(Request::Join(room))) if room == "arena"
+            read(
+                &mut core,
+                ClientMessage::Join {
+                    room: "arena".into(),
+                    options: Bytes::from_static(b"team=red")
+                },
+                start
+            ),
+            Ok(Some(Request::Join { room, options })) if room == "arena" && options == "team=red"
         ));
         core.joined("arena".into(), None);
         core.joined("vault".into(), Some("locked"));
@@ -1097,7 +1117,8 @@ mod tests {
             reason(read(
                 &mut core,
                 ClientMessage::Join {
-                    room: "auto-1".into()
+                    room: "auto-1".into(),
+                    options: Bytes::new()
                 },
                 start
             )),

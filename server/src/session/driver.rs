@@ -460,9 +460,9 @@ async fn answer(sessions: &Sessions, session: &mut Driven, request: Request) -> 
             session.live = Some(live);
             session.core.welcome(welcomed, Instant::now());
         }
-        Request::Join(room) => {
+        Request::Join { room, options } => {
             if let Some(live) = &mut session.live {
-                let refusal = handshake::join(sessions, live, &room).await;
+                let refusal = handshake::join(sessions, live, &room, options).await;
                 session.core.joined(room, refusal.as_deref());
             }
         }

@@ -3,6 +3,7 @@
 //! takes a parked session over (resume) or starts one: it enters the room it asked for, and
 //! replaces any older session of the same player id. Moving to another room (`Join`) is here too.
 
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -29,7 +30,7 @@ pub(crate) struct Live {
 /// record).
 pub(crate) async fn admit(
     sessions: &Sessions,
-    hello: Hello,
+    hello: Box<Hello>,
     peer: SocketAddr,
     id: u64,
 ) -> Result<(Live, Welcomed), Ending> {
@@ -45,7 +46,7 @@ pub(crate) async fn admit(
 
 async fn admit_claimed(
     sessions: &Sessions,
-    hello: Hello,
+    hello: Box<Hello>,
     peer: SocketAddr,
     id: u64,
     claimed: Arc<str>,
@@ -124,8 +125,8 @@ async fn start(
         pressure: sessions.budget.pressure_flag(),
     };
     let player = Player::new(id, player_id, peer, sessions.config.outbound_queue, limit);
-    let joined = match sessions.rooms.reserve(&hello.room) {
-        Ok(handle) => rooms::join(&handle, &player, replaces)
+    let joined = match sessions.rooms.reserve(&hello.room, &hello.options) {
+        Ok(handle) => rooms::join(&handle, &player, replaces, hello.options.clone())
             .await
             .map(|()| handle),
         Err(refusal) => Err(refusal),
@@ -174,14 +175,20 @@ fn adopt(
     (Live { player, room }, replay, last_input_seq)
 }
 
-/// Moves the player to the room `name`; `None` when it is there, or the room's refusal.
-pub(crate) async fn join(sessions: &Sessions, live: &mut Live, name: &str) -> Option<String> {
+/// Moves the player to the room `name` with its join `options`; `None` when it is there, or the
+/// room's refusal.
+pub(crate) async fn join(
+    sessions: &Sessions,
+    live: &mut Live,
+    name: &str,
+    options: Bytes,
+) -> Option<String> {
     if live.room.as_ref().is_some_and(|room| room.name() == name) {
         // Already there: nothing changes.
         return None;
     }
-    let refusal = match sessions.rooms.reserve(name) {
-        Ok(handle) => match rooms::join(&handle, &live.player, None).await {
+    let refusal = match sessions.rooms.reserve(name, &options) {
+        Ok(handle) => match rooms::join(&handle, &live.player, None, options).await {
             Ok(()) => {
                 live.player.entered(handle.place());
                 live.room = Some(handle);

@@ -215,7 +215,7 @@ impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
-    use protocol::{ClientCodec, ClientMessage, Hello, PROTOCOL_VERSION};
+    use protocol::{ClientCodec, ClientMessage, Hello};
     use tokio::io::AsyncWriteExt;
     use tokio_util::codec::Encoder;
 
@@ -229,13 +229,7 @@ mod tests {
     }
 
     fn hello() -> ClientMessage {
-        ClientMessage::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            player_id: "p".repeat(60),
-            room: "r".repeat(60),
-            auth_token: None,
-            resume: None,
-        })
+        ClientMessage::Hello(Hello::new("p".repeat(60), "r".repeat(60)))
     }
 
     #[tokio::test]

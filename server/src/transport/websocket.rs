@@ -656,7 +656,7 @@ fn accept_answer(request: &httparse::Request<'_, '_>) -> Result<String, UpgradeE
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use protocol::{Hello, PROTOCOL_VERSION};
+    use protocol::Hello;
 
     /// A client frame: masked, with `fin` and `opcode`.
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -691,13 +691,7 @@ mod tests {
     }
 
     fn hello() -> ClientMessage {
-        ClientMessage::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            player_id: "p".into(),
-            room: "r".into(),
-            auth_token: None,
-            resume: None,
-        })
+        ClientMessage::Hello(Hello::new("p", "r"))
     }
 
     /// Feeds `wire` in pieces of `step` and collects what comes out, up to the first error.

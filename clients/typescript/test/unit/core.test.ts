@@ -59,12 +59,39 @@ const inputSeqs = (messages: ClientMessage[]): number[] =>
   messages.flatMap((m) => (m.kind === "input" ? [m.seq] : []));
 
 describe("handshake", () => {
+  it("sends join options with a new session's Hello and a Join, never with a resume", () => {
+    const team = new TextEncoder().encode("team=red");
+    assert.throws(() => new Core({ playerId: "alice", options: new Uint8Array(1025) }, T0), RangeError);
+    const core = new Core({ playerId: "alice", room: "lobby", options: team }, T0);
+    core.connected(T0);
+    const [hello] = drain(core);
+    assert.deepEqual(hello?.kind === "hello" ? hello.options : null, team);
+    assert.equal(core.receive(welcome(7, 1, false, 0), T0), null);
+    assert.throws(() => core.join("arena", new Uint8Array(1025)), RangeError);
+    const blue = new TextEncoder().encode("team=blue");
+    assert.ok(core.join("arena", blue));
+    assert.deepEqual(drain(core), [{ kind: "join", room: "arena", options: blue }]);
+    core.disconnected(transportEnd("peer_eof"));
+    core.connected(T0);
+    const [resume] = drain(core);
+    assert.ok(resume?.kind === "hello" && resume.resume !== null, "a resume");
+    assert.equal(resume.options.length, 0, "a resume keeps the room as the server holds it");
+  });
+
   it("says a fresh Hello first, then is live at the Welcome and tells the game", () => {
     const core = new Core({ playerId: "alice", room: "lobby", authToken: "t" }, T0);
     assert.equal(core.nextDeadline(), null, "no timer before a session");
     core.connected(T0);
     assert.deepEqual(drain(core), [
-      { kind: "hello", version: 2, playerId: "alice", room: "lobby", authToken: "t", resume: null },
+      {
+        kind: "hello",
+        version: 3,
+        playerId: "alice",
+        room: "lobby",
+        authToken: "t",
+        resume: null,
+        options: new Uint8Array(0),
+      },
     ]);
     assert.equal(core.receive(welcome(7, 1, false, 0), T0), null);
     assert.ok(core.isLive);
@@ -235,11 +262,12 @@ describe("resume", () => {
     assert.deepEqual(drain(core), [
       {
         kind: "hello",
-        version: 2,
+        version: 3,
         playerId: "alice",
         room: "lobby",
         authToken: null,
         resume: { token: new Uint8Array(16).fill(1), lastEventSeq: 3 },
+        options: new Uint8Array(0),
       },
     ]);
     // The server had applied input 2 as well; it replays event 3 (already delivered) and 4.
@@ -262,7 +290,7 @@ describe("resume", () => {
   it("comes back to the room it moved to", () => {
     const core = live();
     core.join("arena-2");
-    assert.deepEqual(drain(core), [{ kind: "join", room: "arena-2" }]);
+    assert.deepEqual(drain(core), [{ kind: "join", room: "arena-2", options: new Uint8Array(0) }]);
     core.receive({ kind: "joined", room: "arena-2" }, T0);
     core.disconnected(transportEnd("peer_eof"));
     core.connected(T0);

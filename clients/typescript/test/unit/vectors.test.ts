@@ -34,13 +34,22 @@ function event(seq: number, demo: DemoEvent): Expected {
   return { to: "client", message: { kind: "event", seq, payload: encodeDemoEvent(demo) }, demo };
 }
 
-const hello = (room: string, authToken: string | null, resume: boolean, version = 2): ClientMessage => ({
+const TEAM = new TextEncoder().encode('{"team":"red"}');
+
+const hello = (
+  room: string,
+  authToken: string | null,
+  resume: boolean,
+  version = 3,
+  options = new Uint8Array(0),
+): ClientMessage => ({
   kind: "hello",
   version,
   playerId: "ann",
   room,
   authToken,
   resume: resume ? { token: token(0xa0), lastEventSeq: 42 } : null,
+  options,
 });
 
 const EXPECTED: Record<string, Expected> = {
@@ -48,7 +57,9 @@ const EXPECTED: Record<string, Expected> = {
   "hello-room-auth": { to: "server", message: hello("lobby", AUTH, false) },
   "hello-resume": { to: "server", message: hello("lobby", null, true) },
   "hello-auth-resume": { to: "server", message: hello("", AUTH, true) },
-  "hello-version-3": { to: "server", message: hello("", null, false, 3) },
+  "hello-options": { to: "server", message: hello("lobby", null, false, 3, TEAM) },
+  "hello-version-2": { to: "server", message: hello("", null, false, 2) },
+  "hello-version-4": { to: "server", message: hello("", null, false, 4) },
   "client-ping": { to: "server", message: { kind: "ping", nonce: NONCE } },
   "client-pong": { to: "server", message: { kind: "pong", nonce: NONCE } },
   input: { to: "server", message: { kind: "input", seq: 1, payload: hex("de ad be ef") } },
@@ -56,7 +67,8 @@ const EXPECTED: Record<string, Expected> = {
   "client-ack": { to: "server", message: { kind: "ack", seq: 7 } },
   "client-bye": { to: "server", message: { kind: "bye", code: "client_quit", text: "" } },
   "client-bye-text": { to: "server", message: { kind: "bye", code: "client_quit", text: "done" } },
-  join: { to: "server", message: { kind: "join", room: "arena-2" } },
+  join: { to: "server", message: { kind: "join", room: "arena-2", options: new Uint8Array(0) } },
+  "join-options": { to: "server", message: { kind: "join", room: "arena-2", options: TEAM } },
   welcome: {
     to: "client",
     message: {
@@ -93,7 +105,7 @@ const EXPECTED: Record<string, Expected> = {
   "server-bye-client-quit": { to: "client", message: { kind: "bye", code: "client_quit", text: "" } },
   "bye-version-mismatch": {
     to: "client",
-    message: { kind: "bye", code: "version_mismatch", text: "this server speaks protocol version 2, the client sent 3" },
+    message: { kind: "bye", code: "version_mismatch", text: "this server speaks protocol version 3, the client sent 4" },
   },
   "bye-server-full": { to: "client", message: { kind: "bye", code: "server_full", text: "" } },
   "bye-kicked-utf8": { to: "client", message: { kind: "bye", code: "kicked", text: "à bientôt" } },
@@ -120,7 +132,6 @@ const REJECTED: Record<string, { readonly sides: readonly Side[]; readonly error
   "neg-hello-bad-presence-flag": { sides: ["server"], error: "Malformed" },
   "neg-hello-invalid-utf8": { sides: ["server"], error: "Malformed" },
   "neg-hello-empty-player-id": { sides: ["server"], error: "Malformed" },
-  "neg-hello-trailing-byte": { sides: ["server"], error: "Malformed" },
   "neg-join-string-overrun": { sides: ["server"], error: "Malformed" },
   "neg-bye-invalid-utf8": { sides: ["server", "client"], error: "Malformed" },
   "neg-bye-unknown-code": { sides: ["server", "client"], error: "Malformed" },

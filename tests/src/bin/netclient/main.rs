@@ -33,9 +33,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use protocol::{
-    Bye, ByeCode, ClientCodec, ClientMessage, CodecError, Hello, PROTOCOL_VERSION, ServerMessage,
-};
+use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, CodecError, Hello, ServerMessage};
 use rooms::payload::DemoEvent;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -209,13 +207,7 @@ async fn play(options: Options) -> ExitCode {
     let mut codec = ClientCodec::default();
     let mut wbuf = BytesMut::new();
     let payload = Bytes::from(vec![b'x'; options.payload]);
-    let hello = ClientMessage::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        player_id: options.player.clone(),
-        room: options.room.clone(),
-        auth_token: None,
-        resume: None,
-    });
+    let hello = ClientMessage::Hello(Hello::new(&options.player, &options.room));
     let mut seq = 0u64;
     let mut stream_every: Option<(tokio::time::Interval, u64)> = None;
     let mut announced = false;
