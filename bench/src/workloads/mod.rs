@@ -6,6 +6,7 @@ mod cycles;
 mod detect;
 mod fanout;
 mod hold;
+mod listing;
 mod metrics_cost;
 mod rooms;
 mod storm;
@@ -71,6 +72,10 @@ pub struct Scale {
     pub burst_inputs: u64,
     /// Payload bytes of each burst input.
     pub burst_input_bytes: usize,
+    /// Rooms open while the listing is read (10,000).
+    pub listing_rooms: usize,
+    /// Readings of each listing page.
+    pub listings: usize,
 }
 
 impl Scale {
@@ -100,6 +105,8 @@ impl Scale {
             burst_readers: 50,
             burst_inputs: 3000,
             burst_input_bytes: 4096,
+            listing_rooms: 10_000,
+            listings: 200,
         }
     }
 
@@ -129,12 +136,14 @@ impl Scale {
             burst_readers: 5,
             burst_inputs: 100,
             burst_input_bytes: 1024,
+            listing_rooms: 30,
+            listings: 5,
         }
     }
 }
 
 /// The workloads, by name, in the order `all` runs them.
-pub const WORKLOADS: [&str; 10] = [
+pub const WORKLOADS: [&str; 11] = [
     "hold",
     "detect",
     "storm",
@@ -145,6 +154,7 @@ pub const WORKLOADS: [&str; 10] = [
     "fanout",
     "burst",
     "transports",
+    "listing",
 ];
 
 /// Runs one workload once.
@@ -165,6 +175,7 @@ pub async fn run(
         "fanout" => fanout::fanout(bins, scale, run).await,
         "burst" => burst::burst(bins, scale, run).await,
         "transports" => transports::transports(bins, scale, run).await,
+        "listing" => listing::listing(bins, scale, run).await,
         other => bail!("unknown workload {other}; known: {}", WORKLOADS.join(", ")),
     }
 }
