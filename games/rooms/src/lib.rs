@@ -5,7 +5,9 @@
 //!
 //! A player that opens a named room with the join options `password=...` makes it private:
 //! others get in only with the same options. Rooms publish the label `private` or `public`, so
-//! the admin port's `GET /rooms?label=public` lists the ones anybody may join. With
+//! the admin port's `GET /rooms?label=public` lists the ones anybody may join. A player who
+//! names no room and sends `lobby=NAME` is placed in an automatic room of that lobby (labelled
+//! `lobby=NAME`), with the players who asked for the same. With
 //! `game.room_seconds` set, a named room's players are ended after that long (a timer the room
 //! sets when its first player arrives); when the server drains, a room with news sends its last
 //! `State` before the `Bye`.
@@ -78,6 +80,12 @@ impl Game for Rooms {
     type Config = RoomsConfig;
     type Room = DemoRoom;
 
+    fn automatic_label(&self, options: &[u8]) -> Option<String> {
+        options
+            .starts_with(LOBBY)
+            .then(|| String::from_utf8_lossy(options).into_owned())
+    }
+
     fn open(&self, room: &NewRoom<'_>) -> Result<DemoRoom, Refusal> {
         let named = !room.is_automatic();
         Ok(DemoRoom {
@@ -99,6 +107,9 @@ impl Game for Rooms {
 
 /// Join options that make the named room they open private: `password=...`.
 pub const PASSWORD: &[u8] = b"password=";
+
+/// Join options that choose the automatic rooms of one lobby: `lobby=...`.
+pub const LOBBY: &[u8] = b"lobby=";
 
 /// The key of the timer that ends a room's lifetime.
 const TIME_UP: u64 = 1;
@@ -148,12 +159,15 @@ impl Room for DemoRoom {
             ));
         }
         if room.is_empty() {
-            let label = if self.password.is_some() {
-                "private"
-            } else {
-                "public"
-            };
-            room.set_label(label).expect("a short label");
+            // An automatic room opened for a lobby keeps the lobby's label.
+            if room.label().is_none() {
+                let label = if self.password.is_some() {
+                    "private"
+                } else {
+                    "public"
+                };
+                room.set_label(label).expect("a short label");
+            }
             if let Some(lifetime) = self.lifetime
                 && !room.pending(TIME_UP)
             {

@@ -282,3 +282,57 @@ async fn behind_the_engine_a_private_room_takes_only_its_password_and_is_listed_
     assert_eq!(private.rooms[0].players, 2);
     server.stop().await;
 }
+
+/// A player who names no room and asks for a lobby in its options is placed with the players
+/// who asked for the same lobby, in automatic rooms labelled with it; other players are not
+/// placed there once it is full.
+#[tokio::test(start_paused = true)]
+async fn players_who_ask_for_a_lobby_are_placed_together_in_its_automatic_rooms() {
+    let server = TestServer::start(Rooms::default(), |config| {
+        config.rooms.auto_room_capacity = 2;
+    })
+    .await;
+    let room_of =
+        |client: &game_engine::testkit::TestClient| client.welcome().expect("welcome").room.clone();
+    let eu1 = server
+        .join_with("eu1", "", &b"lobby=eu"[..])
+        .await
+        .expect("eu1");
+    let us1 = server
+        .join_with("us1", "", &b"lobby=us"[..])
+        .await
+        .expect("us1");
+    let eu2 = server
+        .join_with("eu2", "", &b"lobby=eu"[..])
+        .await
+        .expect("eu2");
+    let eu3 = server
+        .join_with("eu3", "", &b"lobby=eu"[..])
+        .await
+        .expect("eu3");
+    assert_eq!(
+        room_of(&eu1),
+        room_of(&eu2),
+        "the same lobby, the same room"
+    );
+    assert_ne!(room_of(&eu1), room_of(&us1), "another lobby, another room");
+    assert_ne!(room_of(&eu3), room_of(&eu1), "the first eu room is full");
+    assert_ne!(
+        room_of(&eu3),
+        room_of(&us1),
+        "and eu3 is not sent to the us lobby"
+    );
+    let eu = server.rooms().list(&game_engine::RoomQuery {
+        label: Some("lobby=eu".into()),
+        ..Default::default()
+    });
+    let mut names: Vec<_> = eu.rooms.iter().map(|r| r.name.clone()).collect();
+    names.sort();
+    let mut expected = vec![room_of(&eu1), room_of(&eu3)];
+    expected.sort();
+    assert_eq!(names, expected);
+    // A player without a lobby goes to any automatic room with space: the us room.
+    let anyone = server.join("anyone", "").await.expect("anyone");
+    assert_eq!(room_of(&anyone), room_of(&us1));
+    server.stop().await;
+}

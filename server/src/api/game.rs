@@ -51,6 +51,16 @@ pub trait Game: Send + Sync + 'static {
     /// (a matchmaker, an HTTP hook of its own). Keep it if needed; it does not keep the server
     /// alive.
     fn started(&self, _rooms: Rooms) {}
+
+    /// The label of the automatic room for a player who named no room, read from its join
+    /// options (a mode, a region, a skill band): the engine places it in an automatic room that
+    /// publishes this label, is not locked and has space, or opens one that starts with this
+    /// label ([`RoomContext::label`]; the room may change it). `None`, the default: any
+    /// automatic room that is not locked and has space. Runs while the room directory is
+    /// locked: keep it quick.
+    fn automatic_label(&self, _options: &[u8]) -> Option<String> {
+        None
+    }
 }
 
 /// A room about to open: its name, whether the engine named it (an automatic room, for a

@@ -82,6 +82,8 @@ pub(crate) enum Command {
 #[derive(Debug)]
 struct Address {
     name: Arc<str>,
+    /// The label the room starts with (an automatic room opened for a label).
+    label: Option<Arc<str>>,
     generation: u64,
     commands: mpsc::Sender<Command>,
     directory: Weak<Directory>,
@@ -202,6 +204,7 @@ impl Place for Address {
 /// Opens a game's rooms: the one place that knows the game's types.
 trait Opener: Send + Sync {
     fn open(&self, room: &NewRoom<'_>) -> Result<Box<dyn RoomRunner>, Refusal>;
+    fn automatic_label(&self, options: &[u8]) -> Option<String>;
 }
 
 struct GameOpener<G: Game> {
@@ -211,6 +214,10 @@ struct GameOpener<G: Game> {
 impl<G: Game> Opener for GameOpener<G> {
     fn open(&self, room: &NewRoom<'_>) -> Result<Box<dyn RoomRunner>, Refusal> {
         Ok(Box::new(Runner(self.game.open(room)?)))
+    }
+
+    fn automatic_label(&self, options: &[u8]) -> Option<String> {
+        self.game.automatic_label(options)
     }
 }
 
@@ -359,13 +366,23 @@ impl Directory {
         reclaimed: &mut Option<(Arc<str>, u64)>,
     ) -> Result<RoomHandle, Refusal> {
         let mut inner = self.lock();
+        let label: Option<Arc<str>> = requested
+            .is_empty()
+            .then(|| self.opener.automatic_label(options))
+            .flatten()
+            .map(Arc::from);
         let name: Arc<str> = if requested.is_empty() {
-            // The first automatic room with space that is not locked.
+            // The first automatic room with space that is not locked (and has the label).
             let open = inner.auto_open.iter().copied().find(|n| {
                 inner
                     .rooms
                     .get(format!("{AUTO_ROOM_PREFIX}{n}").as_str())
-                    .is_none_or(|entry| !entry.listing.locked)
+                    .is_none_or(|entry| {
+                        !entry.listing.locked
+                            && label
+                                .as_ref()
+                                .is_none_or(|label| entry.listing.label.as_ref() == Some(label))
+                    })
             });
             let n = match open {
                 Some(n) => n,
@@ -409,6 +426,7 @@ impl Directory {
             let generation = inner.next_generation;
             let address = Arc::new(Address {
                 name: name.clone(),
+                label: label.clone(),
                 generation,
                 commands,
                 directory: Arc::downgrade(self),
@@ -417,7 +435,10 @@ impl Directory {
                 name.clone(),
                 Entry {
                     address: address.clone(),
-                    listing: Listing::default(),
+                    listing: Listing {
+                        label,
+                        locked: false,
+                    },
                     places: 0,
                     parked: 0,
                     parked_only: None,
@@ -728,6 +749,7 @@ async fn run_room<R: Room>(
     let mut members: HashMap<u64, Player> = HashMap::new();
     let opened = tokio::time::Instant::now();
     let mut clock = RoomState::default();
+    clock.listing.label = address.label.clone();
     let rate = room.tick_rate_hz().unwrap_or(default_tick_hz);
     let mut ticker = (rate > 0).then(|| {
         let mut interval = tokio::time::interval(Duration::from_secs(1) / rate);
