@@ -19,7 +19,10 @@ use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use game_client::Link as Stream;
-use protocol::{Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind};
+use protocol::{
+    Bye, ByeCode, ClientCodec, ClientMessage, Hello, Kind, OLDEST_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -177,8 +180,18 @@ pub fn hello(player: &str, room: &str) -> Bytes {
 }
 
 /// `Hello` for a player into `room`, with join `options`.
+///
+/// Without options it says version 2, which this server serves as it is (the frames are the
+/// same): the harness then also drives a server built before version 3, for an A/B run with
+/// `BENCH_GAME_SERVER`.
 pub fn hello_with(player: &str, room: &str, options: &[u8]) -> Bytes {
+    let version = if options.is_empty() {
+        OLDEST_PROTOCOL_VERSION
+    } else {
+        PROTOCOL_VERSION
+    };
     body(&ClientMessage::Hello(Hello {
+        version,
         options: Bytes::copy_from_slice(options),
         ..Hello::new(player, room)
     }))
