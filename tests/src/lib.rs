@@ -399,6 +399,15 @@ impl Scrape {
             .unwrap_or(0.0)
     }
 
+    /// An unlabelled sample as the raw text has it (a histogram's `_count` too), or 0 when absent.
+    pub fn raw(&self, name: &str) -> f64 {
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    }
+
     /// How much a sample grew since `before`.
     pub fn since(&self, before: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels) - before.get(name, labels)
