@@ -48,14 +48,11 @@ impl Bystander {
                     })
                     .await;
                 loop {
-                    match client.recv().await {
+                    match client.recv_answering_pings().await {
                         Some(Ok(ServerMessage::Event { payload, .. }))
                             if payload.first() == Some(&1) =>
                         {
                             break;
-                        }
-                        Some(Ok(ServerMessage::Ping { nonce })) => {
-                            client.send(ClientMessage::Pong { nonce }).await
                         }
                         Some(Ok(_)) => {}
                         other => panic!("the bystander lost its session: {other:?}"),
