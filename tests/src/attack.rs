@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use protocol::{ByeCode, ClientMessage, ServerMessage};
+use protocol::{ClientMessage, ServerMessage};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::RawClient;
+use crate::{RawClient, client_quit};
 
 /// Starts an admin request and never finishes its headers.
 pub async fn half_sent_admin_request(admin: SocketAddr) -> TcpStream {
@@ -23,17 +23,13 @@ pub async fn half_sent_admin_request(admin: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Plays `n` short sessions that quit cleanly.
+/// Plays `n` short sessions, players `{tag}-{i}`, that quit and read to the end of the stream.
 pub async fn short_sessions(addr: SocketAddr, n: usize, tag: &str) {
     for i in 0..n {
         let (mut client, _) = RawClient::join(addr, &format!("{tag}-{i}")).await;
-        client
-            .send(ClientMessage::Bye(protocol::Bye::new(
-                ByeCode::ClientQuit,
-                "",
-            )))
-            .await;
+        client.send(client_quit()).await;
         let _ = client.until_bye().await;
+        let _ = client.until_end().await;
     }
 }
 

@@ -316,10 +316,7 @@ impl RelayLog {
     /// Reads until `relays` distinct relays were seen, answering pings.
     pub async fn read_until(&mut self, client: &mut RawClient, relays: usize) {
         while self.relays.len() < relays {
-            match client.recv().await {
-                Some(Ok(ServerMessage::Ping { nonce })) => {
-                    client.send(ClientMessage::Pong { nonce }).await
-                }
+            match client.recv_answering_pings().await {
                 Some(Ok(message)) => self.see(&message),
                 other => panic!("connection ended: {other:?}"),
             }
@@ -393,6 +390,15 @@ impl Scrape {
         self.samples
             .get(&key(name, &labels))
             .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// An unlabelled sample as the raw text has it (a histogram's `_count` too), or 0 when absent.
+    pub fn raw(&self, name: &str) -> f64 {
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     }
 
@@ -669,16 +675,25 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
             .expect("the server answers within the patience bound")
     }
 
+    /// The next message that is not a `Ping`, answering pings on the way; as [`Self::recv`].
+    pub async fn recv_answering_pings(&mut self) -> Option<Result<ServerMessage, CodecError>> {
+        loop {
+            match self.recv().await {
+                Some(Ok(ServerMessage::Ping { nonce })) => {
+                    self.send(ClientMessage::Pong { nonce }).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Reads until the server's `Bye`, answering pings. Returns what came before it and the Bye;
     /// panics if the stream ends or fails first.
     pub async fn until_bye(&mut self) -> (Vec<ServerMessage>, protocol::Bye) {
         let mut before = Vec::new();
         loop {
-            match self.recv().await {
+            match self.recv_answering_pings().await {
                 Some(Ok(ServerMessage::Bye(bye))) => return (before, bye),
-                Some(Ok(ServerMessage::Ping { nonce })) => {
-                    self.send(ClientMessage::Pong { nonce }).await;
-                }
                 Some(Ok(message)) => before.push(message),
                 other => panic!(
                     "expected a Bye, got {other:?} after {} messages",
@@ -730,10 +745,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
     pub async fn play(&mut self, player: &str, seq: u64) {
         self.send(input(seq, "move")).await;
         loop {
-            match self.recv().await {
-                Some(Ok(ServerMessage::Ping { nonce })) => {
-                    self.send(ClientMessage::Pong { nonce }).await;
-                }
+            match self.recv_answering_pings().await {
                 Some(Ok(message)) => {
                     if relay(&message).is_some_and(|(from, s)| from == player && s == seq) {
                         return;

@@ -11,7 +11,7 @@ use game_engine::CloseReason;
 use serde_json::Value;
 use system_tests::browser::{Browser, Tab, screenshot_path};
 use system_tests::process::ServerProcess;
-use system_tests::{Metrics, has_tool, is_root, need, poll_until};
+use system_tests::{Metrics, has_tool, is_root, need, need_tools, poll_until};
 
 /// The WebSocket listener on; the server acknowledges inputs within a second.
 const CONFIG: &str = "[server]\nwebsocket_listen = \"127.0.0.1:0\"\n\
@@ -89,10 +89,7 @@ fn page_url(server: &ServerProcess, player: &str) -> String {
     ignore = "needs chromium, and root and ss to destroy the page's socket"
 )]
 async fn the_demo_page_plays_in_chromium_resumes_after_a_blip_and_every_close_has_its_reason() {
-    need(
-        has_tool(Browser::PROGRAM),
-        "chromium (apt-get install chromium)",
-    );
+    need_tools(&[Browser::PROGRAM], "apt-get install chromium");
     let server = ServerProcess::loopback(CONFIG).await;
     let websocket = server
         .websocket
@@ -246,10 +243,7 @@ async fn the_demo_page_plays_in_chromium_resumes_after_a_blip_and_every_close_ha
     ignore = "needs chromium (apt-get install chromium)"
 )]
 async fn over_tls_the_demo_page_plays_over_wss() {
-    need(
-        has_tool(Browser::PROGRAM),
-        "chromium (apt-get install chromium)",
-    );
+    need_tools(&[Browser::PROGRAM], "apt-get install chromium");
     let cert = system_tests::tls::TestCert::new("browser-wss");
     let server = ServerProcess::loopback(&format!("{CONFIG}{}", cert.config())).await;
     let browser = Browser::launch_with(&["--ignore-certificate-errors"]).await;
@@ -281,10 +275,7 @@ async fn over_tls_the_demo_page_plays_over_wss() {
     ignore = "needs chromium (apt-get install chromium)"
 )]
 async fn the_page_connects_only_to_its_own_server_unless_the_operator_allows_another() {
-    need(
-        has_tool(Browser::PROGRAM),
-        "chromium (apt-get install chromium)",
-    );
+    need_tools(&[Browser::PROGRAM], "apt-get install chromium");
     // Stands for the other server: it must see no connection.
     let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -24,6 +24,14 @@ fn a_variable_that_looks_like_ours_but_is_not_read_is_reported() {
     );
 }
 
+/// Runs the healthcheck against `url` and expects it to fail within `bound`, saying `says`.
+fn expect_healthcheck_failure(url: &str, says: &str, bound: Duration) {
+    let started = Instant::now();
+    let stderr = run_game_server(&["healthcheck", "--url", url], &[]).expect_exit(1);
+    assert!(stderr.contains(says), "{stderr}");
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn the_healthcheck_says_why_it_fails_and_answers_within_its_timeout() {
     let server = ServerProcess::loopback("").await;
@@ -37,27 +45,13 @@ async fn the_healthcheck_says_why_it_fails_and_answers_within_its_timeout() {
     // A listener that never answers (the kernel accepts, nobody reads): the timeout.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_url = format!("http://{}/healthz", silent.local_addr().expect("addr"));
-    let started = Instant::now();
-    let stderr = run_game_server(&["healthcheck", "--url", &silent_url], &[]).expect_exit(1);
-    assert!(stderr.contains("no answer within 3s"), "{stderr}");
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        started.elapsed()
-    );
+    expect_healthcheck_failure(&silent_url, "no answer within 3s", Duration::from_secs(6));
     drop(silent);
     // A port where nothing listens: refused at once.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_url = format!("http://{}/healthz", dead.local_addr().expect("addr"));
     drop(dead);
-    let started = Instant::now();
-    let stderr = run_game_server(&["healthcheck", "--url", &dead_url], &[]).expect_exit(1);
-    assert!(stderr.contains("refused"), "{stderr}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    expect_healthcheck_failure(&dead_url, "refused", Duration::from_secs(4));
 }
 
 #[tokio::test]

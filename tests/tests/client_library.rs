@@ -479,15 +479,8 @@ async fn over_tls_a_full_server_is_retried_and_an_untrusted_one_is_not() {
         Client::start(config)
     };
     let before = server.scrape().await;
-    let rejected = |scrape: &system_tests::Scrape, reason: &str| {
-        scrape.get(
-            "gameserver_connections_rejected_total",
-            &[("reason", reason)],
-        ) - before.get(
-            "gameserver_connections_rejected_total",
-            &[("reason", reason)],
-        )
-    };
+    let rejected =
+        |scrape: &system_tests::Scrape, reason: &str| scrape.rejected_since(&before, reason);
 
     let mut first = tls_client("first", cert.client());
     welcomed(&mut first).await;

@@ -72,20 +72,9 @@ async fn sessions_shorter_than_a_heartbeat_still_measure_a_round_trip() {
     .await
     .expect("client-sim runs");
     assert!(report.passed(), "{}", report.render());
-    let rtts = server
-        .scrape()
-        .await
-        .text
-        .lines()
-        .find_map(|l| l.strip_prefix("gameserver_heartbeat_rtt_seconds_count "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    let before_rtts = before
-        .text
-        .lines()
-        .find_map(|l| l.strip_prefix("gameserver_heartbeat_rtt_seconds_count "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    const RTTS: &str = "gameserver_heartbeat_rtt_seconds_count";
+    let rtts = server.scrape().await.raw(RTTS);
+    let before_rtts = before.raw(RTTS);
     assert!(
         rtts - before_rtts >= 10.0,
         "{} round trips for 10 one-second sessions",
@@ -145,14 +134,7 @@ async fn a_drain_during_a_run_is_counted_and_reconciled_not_failed() {
     // Every player in its game, then the drain.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let active = server
-            .scrape()
-            .await
-            .text
-            .lines()
-            .find_map(|l| l.strip_prefix("gameserver_sessions_active "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let active = server.scrape().await.raw("gameserver_sessions_active");
         if active >= CLIENTS as f64 {
             break;
         }

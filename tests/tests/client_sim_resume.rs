@@ -72,37 +72,41 @@ fn observed(report: &Report, reason: &str) -> i64 {
         .map_or(0, |row| row.observed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_and_return_resumes_every_instance_with_nothing_lost() {
+/// Runs `clients` instances of one resume scenario on a fresh server ([`run_and_check`], one
+/// resume each), then checks the closes reconciled by reason and that none is left parked.
+async fn check_scenario(clients: usize, scenario: &str, closes: &[(&str, i64)]) -> Report {
     let server = TestServer::start(|_| {}).await;
-    let report = run_and_check(&server, 6, "reset-and-return", 6).await;
-    // Two closes per instance (the reset connection, the resumed one's quit) and the probe.
-    assert_eq!(observed(&report, "peer_reset"), 6);
-    assert_eq!(observed(&report, "client_quit"), 7);
+    let report = run_and_check(&server, clients, scenario, clients as u64).await;
+    for &(reason, count) in closes {
+        assert_eq!(observed(&report, reason), count, "{reason} closes");
+    }
     assert_none_parked(&server).await;
     server.stop().await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_and_return_resumes_every_instance_with_nothing_lost() {
+    // Two closes per instance (the reset connection, the resumed one's quit) and the probe.
+    check_scenario(
+        6,
+        "reset-and-return",
+        &[("peer_reset", 6), ("client_quit", 7)],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanish_and_return_comes_back_after_the_idle_timeout_with_nothing_lost() {
-    let server = TestServer::start(|_| {}).await;
-    let report = run_and_check(&server, 4, "vanish-and-return", 4).await;
-    assert_eq!(observed(&report, "idle_timeout"), 4);
-    assert_eq!(observed(&report, "client_quit"), 5);
+    let closes = [("idle_timeout", 4), ("client_quit", 5)];
+    let report = check_scenario(4, "vanish-and-return", &closes).await;
     // The silent connections waited out the server's 2 s idle timeout.
     assert!(report.elapsed_secs >= 2.0, "{}", report.render());
-    assert_none_parked(&server).await;
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roam_takes_over_a_connection_the_server_still_thinks_alive() {
-    let server = TestServer::start(|_| {}).await;
-    let report = run_and_check(&server, 4, "roam", 4).await;
-    assert_eq!(observed(&report, "replaced"), 4);
-    assert_eq!(observed(&report, "client_quit"), 5);
-    assert_none_parked(&server).await;
-    server.stop().await;
+    check_scenario(4, "roam", &[("replaced", 4), ("client_quit", 5)]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

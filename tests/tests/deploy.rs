@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use game_engine::CloseReason;
-use system_tests::{RawClient, TestServer, has_tool, need};
+use system_tests::process::{Ran, run};
+use system_tests::{RawClient, TestServer, need_tools};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -26,10 +27,7 @@ fn temp_dir(tag: &str) -> PathBuf {
     ignore = "needs promtool (apt-get install prometheus)"
 )]
 async fn promtool_accepts_the_live_metrics() {
-    need(
-        has_tool("promtool"),
-        "promtool is not installed (apt-get install prometheus)",
-    );
+    need_tools(&["promtool"], "apt-get install prometheus");
     let server = TestServer::start(|_| {}).await;
     let (_client, _) = RawClient::join(server.addr, "someone").await;
     let text = server.scrape().await.text;
@@ -64,24 +62,12 @@ async fn promtool_accepts_the_live_metrics() {
 )]
 async fn deployment_files_pass_their_checks() {
     let tools = ["docker-compose", "promtool", "python3"];
-    need(
-        tools.iter().all(|t| has_tool(t)),
-        "docker-compose, promtool or python3 missing (apt-get install docker-compose prometheus)",
-    );
-    let output = Command::new("bash")
-        .arg(repo().join("deploy/check.sh"))
-        .output()
-        .expect("run deploy/check.sh");
-    assert!(
-        output.status.success(),
-        "deploy/check.sh failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    need_tools(&tools, "apt-get install docker-compose prometheus");
+    run(Command::new("bash").arg(repo().join("deploy/check.sh"))).expect_success();
 }
 
 /// The compose file as docker-compose resolves it (anchors merged, variables substituted).
-fn resolved_compose(env: &[(&str, &str)]) -> std::process::Output {
+fn resolved_compose(env: &[(&str, &str)]) -> Ran {
     let mut command = Command::new("docker-compose");
     command
         .current_dir(repo())
@@ -90,7 +76,7 @@ fn resolved_compose(env: &[(&str, &str)]) -> std::process::Output {
     for (key, value) in env {
         command.env(key, value);
     }
-    command.output().expect("run docker-compose")
+    run(&mut command)
 }
 
 #[test]
@@ -99,18 +85,10 @@ fn resolved_compose(env: &[(&str, &str)]) -> std::process::Output {
     ignore = "needs docker-compose (apt-get install docker-compose)"
 )]
 fn every_compose_service_is_limited_rotated_and_unprivileged() {
-    need(
-        has_tool("docker-compose"),
-        "docker-compose is not installed (apt-get install docker-compose)",
-    );
-    let output = resolved_compose(&[("GRAFANA_ADMIN_PASSWORD", "a-password")]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    need_tools(&["docker-compose"], "apt-get install docker-compose");
+    let resolved = resolved_compose(&[("GRAFANA_ADMIN_PASSWORD", "a-password")]).expect_success();
     let compose: serde_yaml_ng::Value =
-        serde_yaml_ng::from_slice(&output.stdout).expect("compose config is YAML");
+        serde_yaml_ng::from_str(&resolved).expect("compose config is YAML");
     let services = compose["services"].as_mapping().expect("services");
     assert!(services.len() >= 4, "{services:?}");
     let mut problems = Vec::new();
@@ -153,17 +131,14 @@ fn every_compose_service_is_limited_rotated_and_unprivileged() {
     ignore = "needs docker-compose (apt-get install docker-compose)"
 )]
 fn grafana_has_no_default_admin_password() {
-    need(
-        has_tool("docker-compose"),
-        "docker-compose is not installed (apt-get install docker-compose)",
-    );
-    let output = resolved_compose(&[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    need_tools(&["docker-compose"], "apt-get install docker-compose");
+    let ran = resolved_compose(&[]);
+    assert!(!ran.status.success(), "compose started without a password");
     assert!(
-        !output.status.success(),
-        "compose started without a password"
+        ran.stderr.contains("GRAFANA_ADMIN_PASSWORD"),
+        "{}",
+        ran.stderr
     );
-    assert!(stderr.contains("GRAFANA_ADMIN_PASSWORD"), "{stderr}");
 }
 
 #[test]
@@ -345,10 +320,7 @@ async fn every_query_names_metrics_the_server_exports() {
     ignore = "needs prometheus (apt-get install prometheus)"
 )]
 async fn a_real_prometheus_sees_exactly_the_closes_that_happened() {
-    need(
-        has_tool("prometheus"),
-        "prometheus is not installed (apt-get install prometheus)",
-    );
+    need_tools(&["prometheus"], "apt-get install prometheus");
     let server = TestServer::start(|_| {}).await;
     let dir = temp_dir("prometheus");
     let port = free_port();

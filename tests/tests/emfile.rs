@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use system_tests::process::{AdminConnection, ServerProcess, ServerSpec, message};
-use system_tests::{PATIENCE, RawClient, Scrape, has_tool, need};
+use system_tests::{PATIENCE, RawClient, Scrape, need_tools};
 
 const LIMIT: u64 = 64;
 
@@ -18,10 +18,7 @@ fn emfile_errors(scrape: &Scrape) -> f64 {
 #[tokio::test]
 #[cfg_attr(not(has_prlimit), ignore = "needs prlimit (util-linux)")]
 async fn out_of_descriptors_the_acceptor_backs_off_counts_emfile_and_accepts_again() {
-    need(
-        has_tool("prlimit"),
-        "the EMFILE test needs prlimit (util-linux)",
-    );
+    need_tools(&["prlimit"], "util-linux");
     let limit = format!("--nofile={LIMIT}:{LIMIT}");
     let server = ServerProcess::start(
         // Connections that never say Hello stay open for the whole test.

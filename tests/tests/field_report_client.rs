@@ -64,6 +64,16 @@ fn errno(error: &io::Error) -> i32 {
 const EPIPE: i32 = 32;
 const ECONNRESET: i32 = 104;
 
+/// Sends `bytes` and expects the send to fail with EPIPE (or ECONNRESET); returns the error.
+async fn expect_send_fails(stream: &mut TcpStream, bytes: &[u8], why: &str) -> io::Error {
+    let error = stream.write_all(bytes).await.expect_err(why);
+    assert!(
+        errno(&error) == EPIPE || errno(&error) == ECONNRESET,
+        "EPIPE (or ECONNRESET), got {error:?}"
+    );
+    error
+}
+
 /// Kicks the client's session, reads the `Bye{kicked}` and the server's EOF, and hands back the
 /// bare socket.
 async fn kicked(server: &TestServer, player: &str) -> TcpStream {
@@ -82,17 +92,9 @@ async fn kicked(server: &TestServer, player: &str) -> TcpStream {
             nonce: ping.unwrap_or_default(),
         })
         .await;
-    client.send(ClientMessage::Ping { nonce: 0xfeed }).await;
-    loop {
-        match client.recv().await {
-            Some(Ok(ServerMessage::Pong { nonce: 0xfeed })) => break,
-            Some(Ok(_)) => {}
-            other => panic!("the session ended before the kick: {other:?}"),
-        }
-    }
+    client.ping_pong(0xfeed).await;
     server.kick(welcome.session_id).await;
-    let (_, bye) = client.until_bye().await;
-    assert_eq!(bye.code, ByeCode::Kicked);
+    client.expect_bye(ByeCode::Kicked).await;
     assert!(client.until_end().await.is_none(), "EOF after the Bye");
     client.framed.into_inner()
 }
@@ -113,14 +115,7 @@ async fn server_closed_then_client_sends_first_send_succeeds_second_fails_with_e
         .await
         .expect("the first send after the server closed succeeds");
     await_reset(&stream, PATIENCE).await;
-    let error = stream
-        .write_all(&ping)
-        .await
-        .expect_err("the second send fails");
-    assert!(
-        errno(&error) == EPIPE || errno(&error) == ECONNRESET,
-        "EPIPE (or ECONNRESET), got {error:?}"
-    );
+    let error = expect_send_fails(&mut stream, &ping, "the second send fails").await;
     eprintln!("measured: send after close (naive server close): second send failed with {error}");
     server.expect_close(&before, CloseReason::Kicked).await;
     server.stop().await;
@@ -145,14 +140,7 @@ async fn server_closed_then_client_sends_sends_succeed_while_the_server_lingers_
         .expect("the first send after the server closed succeeds");
     await_reset(&stream, linger + PATIENCE).await;
     let reset_after = closed.elapsed();
-    let error = stream
-        .write_all(&ping)
-        .await
-        .expect_err("a send after the reset fails");
-    assert!(
-        errno(&error) == EPIPE || errno(&error) == ECONNRESET,
-        "EPIPE (or ECONNRESET), got {error:?}"
-    );
+    let error = expect_send_fails(&mut stream, &ping, "a send after the reset fails").await;
     assert!(
         reset_after + Duration::from_millis(100) >= linger,
         "the server lingered for linger_timeout ({linger:?}) before resetting, not {reset_after:?}"
@@ -308,10 +296,7 @@ async fn close_with_client_data_unread(lingering: bool) -> (Received, u64) {
     });
     let mut applied_before_kick = 0;
     while applied_before_kick < BEFORE_KICK {
-        match observer.recv().await {
-            Some(Ok(ServerMessage::Ping { nonce })) => {
-                observer.send(ClientMessage::Pong { nonce }).await;
-            }
+        match observer.recv_answering_pings().await {
             Some(Ok(m)) => {
                 if let Some((from, seq)) = relay(&m)
                     && from == PLAYER

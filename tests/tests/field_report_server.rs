@@ -46,10 +46,7 @@ async fn relays_from(
 ) -> (Vec<u64>, ServerMessage) {
     let mut seqs = Vec::new();
     loop {
-        match client.recv().await {
-            Some(Ok(ServerMessage::Ping { nonce })) => {
-                client.send(ClientMessage::Pong { nonce }).await;
-            }
+        match client.recv_answering_pings().await {
             Some(Ok(message)) => {
                 if let Some((sender, seq)) = relay(&message)
                     && sender == from

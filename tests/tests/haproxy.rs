@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use protocol::{ByeCode, ClientMessage, Hello, PROTOCOL_VERSION, Resume, ServerMessage};
 use system_tests::process::{ScratchDir, ServerProcess, ServerSpec};
-use system_tests::{RawClient, has_tool, hello_in, need, relay};
+use system_tests::{RawClient, hello_in, need_tools, relay};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 
@@ -135,7 +135,7 @@ async fn holder(servers: &[&ServerProcess], player: &str) -> Option<(usize, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(has_haproxy), ignore = "needs haproxy (apt-get install haproxy)")]
 async fn three_instances_behind_haproxy_see_clients_drain_and_refuse_resumes_of_the_dead() {
-    need(has_tool("haproxy"), "haproxy (apt-get install haproxy)");
+    need_tools(&["haproxy"], "apt-get install haproxy");
     let spec = || ServerSpec::loopback(SERVER_CONFIG);
     let a = ServerProcess::start(spec()).await;
     let b = ServerProcess::start(spec()).await;
@@ -295,7 +295,7 @@ async fn three_instances_behind_haproxy_see_clients_drain_and_refuse_resumes_of_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(has_haproxy), ignore = "needs haproxy (apt-get install haproxy)")]
 async fn wss_players_behind_haproxy_are_seen_at_their_own_addresses() {
-    need(has_tool("haproxy"), "haproxy (apt-get install haproxy)");
+    need_tools(&["haproxy"], "apt-get install haproxy");
     let cert = system_tests::tls::TestCert::new("haproxy-wss");
     let config = format!(
         "{}{}",

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use protocol::{ByeCode, ClientCodec, ClientMessage, CloseReason, ServerMessage};
+use system_tests::attack::short_sessions;
 use system_tests::good::GoodPlayer;
 use system_tests::measure::rss;
 use system_tests::process::ServerProcess;
@@ -484,27 +485,7 @@ async fn a_certificate_path_that_is_no_file_keeps_the_old_pair_and_the_server_an
         .await;
         let refused_after = asked.elapsed();
         // The player plays on, and a new handshake gets the old certificate.
-        player
-            .send(ClientMessage::Input {
-                seq: i as u64 + 1,
-                payload: bytes::Bytes::from_static(b"still here"),
-            })
-            .await;
-        loop {
-            match player.recv().await {
-                Some(Ok(ServerMessage::Ping { nonce })) => {
-                    player.send(ClientMessage::Pong { nonce }).await;
-                }
-                Some(Ok(message)) => {
-                    if system_tests::relay(&message)
-                        == Some(("tls-steady".to_owned(), i as u64 + 1))
-                    {
-                        break;
-                    }
-                }
-                other => panic!("the TLS player lost its session: {other:?}"),
-            }
-        }
+        player.play("tls-steady", i as u64 + 1).await;
         system_tests::tls::connect(server.addr, &cert.pem)
             .await
             .expect("a new handshake with the old pair");
@@ -757,16 +738,7 @@ async fn closes_readers_in_numbers_do_not_slow_the_game() {
     let addr = server.addr;
     // A record worth reading: 8,000 closes first.
     let churn = |tag: &'static str, count: usize| async move {
-        for i in 0..count {
-            let (mut client, _) = RawClient::join(addr, &format!("churn-{tag}-{i}")).await;
-            client
-                .send(ClientMessage::Bye(protocol::Bye::new(
-                    ByeCode::ClientQuit,
-                    "",
-                )))
-                .await;
-            let _ = client.until_end().await;
-        }
+        short_sessions(addr, count, &format!("churn-{tag}")).await;
     };
     let fill: Vec<_> = (0..8)
         .map(|w| tokio::spawn(churn(["a", "b", "c", "d", "e", "f", "g", "h"][w], 1000)))

@@ -289,13 +289,7 @@ async fn at_the_memory_budget_newcomers_wait_and_parked_sessions_go_first() {
     let after = server.scrape().await;
     let peak = peak.finish().await;
     let outcome = good.finish().await;
-    let rejected = after.get(
-        "gameserver_connections_rejected_total",
-        &[("reason", "memory_budget")],
-    ) - before.get(
-        "gameserver_connections_rejected_total",
-        &[("reason", "memory_budget")],
-    );
+    let rejected = after.rejected_since(&before, "memory_budget");
     let evicted = after.get(
         "gameserver_parked_evicted_total",
         &[("cause", "memory_budget")],

@@ -36,16 +36,7 @@ async fn a_source_reconnecting_in_a_loop_is_refused_for_its_rate() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     held.push(RawClient::join(server.addr, "later").await.0);
     let after = server.scrape().await;
-    let rejected = |reason: &str| {
-        after.get(
-            "gameserver_connections_rejected_total",
-            &[("reason", reason)],
-        ) - before.get(
-            "gameserver_connections_rejected_total",
-            &[("reason", reason)],
-        )
-    };
-    assert_eq!(rejected("connect_rate"), 1.0);
+    assert_eq!(after.rejected_since(&before, "connect_rate"), 1.0);
     server.stop().await;
 }
 
@@ -106,13 +97,7 @@ async fn sources_are_limited_in_sessions_and_failed_logins() {
     assert_eq!(bye.code, ByeCode::AuthFailed);
     assert!(bye.text.contains("too many failed"), "{}", bye.text);
     let after = server.scrape().await;
-    let rejected = after.get(
-        "gameserver_connections_rejected_total",
-        &[("reason", "per_source_limit")],
-    ) - before.get(
-        "gameserver_connections_rejected_total",
-        &[("reason", "per_source_limit")],
-    );
+    let rejected = after.rejected_since(&before, "per_source_limit");
     assert_eq!(rejected, 1.0);
     assert_eq!(after.get("gameserver_auth_throttled_total", &[]), 1.0);
     server.stop().await;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_yaml_ng::Value;
-use system_tests::process::ScratchDir;
-use system_tests::{has_tool, need};
+use system_tests::need_tools;
+use system_tests::process::{ScratchDir, run};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes")
@@ -22,18 +22,12 @@ fn load(file: &str) -> Value {
 
 /// Runs `kubernetes-validate --strict` on `path`; panics with its output unless it passed.
 fn validate(path: &Path) {
-    let output = Command::new("kubernetes-validate")
+    let ran = run(Command::new("kubernetes-validate")
         .arg("--strict")
-        .arg(path)
-        .output()
-        .expect("run kubernetes-validate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .arg(path));
+    let text = format!("{}{}", ran.stdout, ran.stderr);
     assert!(
-        output.status.success() && text.contains("passed") && !text.contains("WARN"),
+        ran.status.success() && text.contains("passed") && !text.contains("WARN"),
         "{}: {text}",
         path.display()
     );
@@ -45,10 +39,7 @@ fn validate(path: &Path) {
     ignore = "needs kubernetes-validate (pip install kubernetes-validate)"
 )]
 fn the_manifests_validate_against_the_kubernetes_schemas() {
-    need(
-        has_tool("kubernetes-validate"),
-        "kubernetes-validate (pip install kubernetes-validate)",
-    );
+    need_tools(&["kubernetes-validate"], "pip install kubernetes-validate");
     validate(&dir().join("prometheus-scrape.yaml"));
     // The Fleet's pod template, as the Pod Agones makes of it.
     let fleet = load("fleet.yaml");
@@ -191,18 +182,8 @@ fn the_kustomization_applies_every_manifest_but_the_per_match_allocation() {
 #[test]
 #[cfg_attr(not(has_kubectl), ignore = "needs kubectl (not a Debian package)")]
 fn kubectl_kustomize_builds_the_directory() {
-    need(has_tool("kubectl"), "kubectl");
-    let output = Command::new("kubectl")
-        .args(["kustomize"])
-        .arg(dir())
-        .output()
-        .expect("run kubectl kustomize");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let built = String::from_utf8_lossy(&output.stdout);
+    need_tools(&["kubectl"], "not a Debian package");
+    let built = run(Command::new("kubectl").arg("kustomize").arg(dir())).expect_success();
     for kind in ["kind: Fleet", "kind: FleetAutoscaler", "kind: ConfigMap"] {
         assert!(
             built.contains(kind),

@@ -48,14 +48,11 @@ impl Bystander {
                     })
                     .await;
                 loop {
-                    match client.recv().await {
+                    match client.recv_answering_pings().await {
                         Some(Ok(ServerMessage::Event { payload, .. }))
                             if payload.first() == Some(&1) =>
                         {
                             break;
-                        }
-                        Some(Ok(ServerMessage::Ping { nonce })) => {
-                            client.send(ClientMessage::Pong { nonce }).await
                         }
                         Some(Ok(_)) => {}
                         other => panic!("the bystander lost its session: {other:?}"),
@@ -364,10 +361,7 @@ async fn operators_list_and_kick_sessions() {
 #[tokio::test]
 #[cfg_attr(not(has_ss), ignore = "needs ss (iproute2)")]
 async fn an_idle_timeout_close_leaves_no_socket_behind() {
-    system_tests::need(
-        system_tests::has_tool("ss"),
-        "ss (iproute2) is not installed",
-    );
+    system_tests::need_tools(&["ss"], "iproute2");
     let server = TestServer::start(|_| {}).await;
     let before = server.scrape().await;
     let (client, _) = RawClient::join(server.addr, "ghost").await;
@@ -377,16 +371,8 @@ async fn an_idle_timeout_close_leaves_no_socket_behind() {
         server.addr.port()
     );
     let server_side = || {
-        let output = std::process::Command::new("ss")
-            .args(["-Htan", &filter])
-            .output()
-            .expect("ss");
-        assert!(
-            output.status.success(),
-            "ss failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        system_tests::process::run(std::process::Command::new("ss").args(["-Htan", &filter]))
+            .expect_success()
     };
     assert!(
         server_side().contains("ESTAB"),

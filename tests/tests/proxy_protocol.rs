@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use protocol::{ByeCode, ClientMessage, CloseReason, ServerMessage};
+use protocol::{ByeCode, CloseReason, ServerMessage};
 use proxy_header::{ProxiedAddress, ProxyHeader};
 use system_tests::process::ServerProcess;
-use system_tests::{Metrics, RawClient, hello};
+use system_tests::{Metrics, RawClient, client_quit, hello};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -28,14 +28,30 @@ fn header(client: &str, v2: bool) -> Vec<u8> {
     out
 }
 
-/// Connects to the server as a balancer would: the header first, then the client's bytes.
-async fn via_balancer(server: SocketAddr, client: &str, v2: bool) -> RawClient {
+/// Connects to the server as a balancer would and sends the header for `client`.
+async fn balancer_stream(server: SocketAddr, client: &str, v2: bool) -> TcpStream {
     let mut stream = TcpStream::connect(server).await.expect("connect");
     stream
         .write_all(&header(client, v2))
         .await
         .expect("write the header");
-    RawClient::over(stream)
+    stream
+}
+
+/// Connects to the server as a balancer would: the header first, then the client's bytes.
+async fn via_balancer(server: SocketAddr, client: &str, v2: bool) -> RawClient {
+    RawClient::over(balancer_stream(server, client, v2).await)
+}
+
+/// Asserts that `/sessions` shows `client`'s address and not the balancer's.
+async fn assert_sessions_show(server: &ServerProcess, client: &str) {
+    let (status, sessions) = server.http("GET", "/sessions").await;
+    assert_eq!(status, 200);
+    assert!(
+        sessions.contains(client),
+        "/sessions does not show {client}: {sessions}"
+    );
+    assert!(!sessions.contains("127.0.0.1"), "{sessions}");
 }
 
 fn proxy_count(scrape: &system_tests::Scrape, result: &str) -> f64 {
@@ -57,21 +73,9 @@ async fn a_client_behind_a_trusted_balancer_is_seen_at_its_own_address() {
         let mark = server.log_mark();
         let mut player = via_balancer(server.addr, client, v2).await;
         let welcome = player.hello(hello(&format!("behind-{v2}"))).await;
-        let (status, sessions) = server.http("GET", "/sessions").await;
-        assert_eq!(status, 200);
-        assert!(
-            sessions.contains(client),
-            "/sessions does not show {client}: {sessions}"
-        );
-        assert!(!sessions.contains("127.0.0.1"), "{sessions}");
-        player
-            .send(ClientMessage::Bye(protocol::Bye::new(
-                ByeCode::ClientQuit,
-                "",
-            )))
-            .await;
-        let (_, bye) = player.until_bye().await;
-        assert_eq!(bye.code, ByeCode::ClientQuit);
+        assert_sessions_show(&server, client).await;
+        player.send(client_quit()).await;
+        player.expect_bye(ByeCode::ClientQuit).await;
         let (_, line) = server.next_close(mark, Duration::from_secs(10)).await;
         assert_eq!(line["session"], welcome.session_id, "{line}");
         assert_eq!(
@@ -168,22 +172,12 @@ async fn the_websocket_listener_reads_the_header_before_the_upgrade() {
     let url = format!("ws://{ws_addr}/");
     let before = server.scrape().await;
     let client = "203.0.113.9:4343";
-    let mut stream = TcpStream::connect(ws_addr).await.expect("connect");
-    stream
-        .write_all(&header(client, true))
-        .await
-        .expect("write the header");
+    let stream = balancer_stream(ws_addr, client, true).await;
     let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
         .await
         .expect("the upgrade after the header");
     system_tests::ws_hello(&mut ws, hello("behind-ws")).await;
-    let (status, sessions) = server.http("GET", "/sessions").await;
-    assert_eq!(status, 200);
-    assert!(
-        sessions.contains(client),
-        "/sessions does not show {client}: {sessions}"
-    );
-    assert!(!sessions.contains("127.0.0.1"), "{sessions}");
+    assert_sessions_show(&server, client).await;
     // Without the header the upgrade request itself is refused.
     let bare = TcpStream::connect(ws_addr).await.expect("connect");
     let refused = tokio::time::timeout(

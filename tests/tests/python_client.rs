@@ -7,12 +7,12 @@
 use game_engine::CloseReason;
 use protocol::{ClientMessage, Hello};
 use rooms::{Rooms, RoomsConfig};
-use system_tests::{Metrics, RawClient, TestServer, has_tool, hello_in, need};
+use system_tests::{Metrics, RawClient, TestServer, hello_in, need_tools};
 
 #[tokio::test]
 #[cfg_attr(not(has_python3), ignore = "needs python3")]
 async fn a_client_written_from_protocol_md_alone_plays_a_full_session() {
-    need(has_tool("python3"), "python3 is not installed");
+    need_tools(&["python3"], "apt-get install python3");
     // Named rooms hold two players: "full" is taken, so the client's Join there is refused.
     let game = Rooms::new(RoomsConfig {
         named_room_capacity: 2,

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use game_engine::CloseReason;
-use protocol::{ByeCode, ClientMessage, Hello, Resume, Welcome};
-use system_tests::{Metrics, PATIENCE, RawClient, RelayLog, Scrape, TestServer, hello};
+use protocol::{Bye, ByeCode, ClientMessage, Welcome};
+use system_tests::{Metrics, PATIENCE, RawClient, RelayLog, Scrape, TestServer, resume_hello};
 
 /// What a resuming client keeps: its token, and the events it received in order.
 struct Player {
@@ -25,44 +24,46 @@ impl Player {
     }
 
     fn resume_hello(&self) -> ClientMessage {
-        ClientMessage::Hello(Hello {
-            resume: Some(Resume {
-                token: self.token,
-                last_event_seq: self.log.last_event,
-            }),
-            ..plain(&self.name)
-        })
+        self.resume_hello_in("")
     }
-}
 
-fn plain(name: &str) -> Hello {
-    match hello(name) {
-        ClientMessage::Hello(h) => h,
-        _ => unreachable!(),
+    fn resume_hello_in(&self, room: &str) -> ClientMessage {
+        resume_hello(&self.name, room, self.token, self.log.last_event)
     }
 }
 
 fn input(seq: u64) -> ClientMessage {
-    ClientMessage::Input {
-        seq,
-        payload: Bytes::from(seq.to_be_bytes().to_vec()),
-    }
+    system_tests::input(seq, seq.to_be_bytes().to_vec())
 }
 
-async fn join_room(server: &TestServer, name: &str, room: &str) -> (RawClient, Welcome) {
+/// Joins as `name` and resets the connection; returns the player and its `Welcome`.
+async fn join_and_abort(server: &TestServer, name: &str) -> (Player, Welcome) {
+    let (client, welcome) = RawClient::join(server.addr, name).await;
+    client.abort();
+    (Player::new(name, &welcome), welcome)
+}
+
+/// Joins as `name`, resets the connection and waits until the server parks the session.
+async fn park(server: &TestServer, name: &str) -> (Player, Welcome) {
+    let parked = join_and_abort(server, name).await;
+    wait_for(server, "parked", |s| {
+        s.get("gameserver_sessions_parked", &[]) == 1.0
+    })
+    .await;
+    parked
+}
+
+/// Sends `hello` on a new connection and expects `Bye{resume_rejected}`; returns it.
+async fn refused(server: &TestServer, hello: ClientMessage) -> Bye {
     let mut client = RawClient::connect(server.addr).await;
-    let welcome = client
-        .hello(ClientMessage::Hello(Hello {
-            room: room.into(),
-            ..plain(name)
-        }))
-        .await;
-    (client, welcome)
+    client.send(hello).await;
+    client.expect_bye(ByeCode::ResumeRejected).await
 }
 
-fn abort(client: RawClient) {
-    let stream = client.framed.into_inner();
-    stream.set_zero_linger().expect("SO_LINGER 0");
+/// Asserts that the server counted one refused resume, for `reason`.
+fn assert_rejected_once(scrape: &Scrape, reason: &str) {
+    let rejected = scrape.get("gameserver_resume_rejected_total", &[("reason", reason)]);
+    assert_eq!(rejected, 1.0, "resumes rejected as {reason}");
 }
 
 async fn wait_for(server: &TestServer, what: &str, mut ok: impl FnMut(&Scrape) -> bool) -> Scrape {
@@ -84,13 +85,13 @@ async fn wait_for(server: &TestServer, what: &str, mut ok: impl FnMut(&Scrape) -
 async fn a_reset_in_the_middle_of_a_stream_then_a_resume_loses_and_duplicates_nothing() {
     let server = TestServer::start(|_| {}).await;
     let before = server.scrape().await;
-    let (mut a, welcome) = join_room(&server, "alice", "arena").await;
+    let (mut a, welcome) = RawClient::join_room(server.addr, "alice", "arena").await;
     assert!(
         !welcome.resume_token.is_none(),
         "resume is on: Welcome carries a token"
     );
     let mut alice = Player::new("alice", &welcome);
-    let (mut b, b_welcome) = join_room(&server, "bob", "arena").await;
+    let (mut b, b_welcome) = RawClient::join_room(server.addr, "bob", "arena").await;
     let mut bob = Player::new("bob", &b_welcome);
 
     // Alice sends 1..=40 without waiting; she reads only some of the relays, then her
@@ -103,7 +104,7 @@ async fn a_reset_in_the_middle_of_a_stream_then_a_resume_loses_and_duplicates_no
         seq: alice.log.last_event,
     })
     .await;
-    abort(a);
+    a.abort();
     wait_for(&server, "alice parked", |s| {
         s.get("gameserver_sessions_parked", &[]) == 1.0
     })
@@ -151,46 +152,28 @@ async fn a_reset_in_the_middle_of_a_stream_then_a_resume_loses_and_duplicates_no
 #[tokio::test]
 async fn a_resume_after_the_grace_window_is_refused_as_expired() {
     let server = TestServer::start(|c| c.session.resume_grace = Duration::from_millis(500)).await;
-    let (a, welcome) = RawClient::join(server.addr, "late").await;
-    let late = Player::new("late", &welcome);
-    abort(a);
+    let (late, _) = join_and_abort(&server, "late").await;
     wait_for(&server, "the grace window to pass", |s| {
         s.get("gameserver_resume_expired_total", &[]) == 1.0
             && s.get("gameserver_sessions_parked", &[]) == 0.0
     })
     .await;
-    let mut a = RawClient::connect(server.addr).await;
-    a.send(late.resume_hello()).await;
-    let (_, bye) = a.until_bye().await;
-    assert_eq!(bye.code, ByeCode::ResumeRejected);
+    let bye = refused(&server, late.resume_hello()).await;
     assert!(bye.text.contains("expired"), "{}", bye.text);
     let after = server.scrape().await;
-    assert_eq!(
-        after.get("gameserver_resume_rejected_total", &[("reason", "expired")]),
-        1.0
-    );
+    assert_rejected_once(&after, "expired");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_token_works_once() {
     let server = TestServer::start(|_| {}).await;
-    let (a, welcome) = RawClient::join(server.addr, "once").await;
-    let player = Player::new("once", &welcome);
-    abort(a);
-    wait_for(&server, "parked", |s| {
-        s.get("gameserver_sessions_parked", &[]) == 1.0
-    })
-    .await;
+    let (player, _) = park(&server, "once").await;
     let mut first = RawClient::connect(server.addr).await;
     assert!(first.hello(player.resume_hello()).await.resumed);
     let before = server.scrape().await;
-    let mut second = RawClient::connect(server.addr).await;
-    second.send(player.resume_hello()).await;
-    let (_, bye) = second.until_bye().await;
-    assert_eq!(bye.code, ByeCode::ResumeRejected);
+    let bye = refused(&server, player.resume_hello()).await;
     assert!(bye.text.contains("already used"), "{}", bye.text);
-    drop(second);
     // The refused connection is counted as resume_rejected, and nothing else moved: a
     // reconnect storm after a deploy does not look like an attack on the credentials.
     let after = server
@@ -200,31 +183,19 @@ async fn a_token_works_once() {
         after.closed(CloseReason::AuthFailed),
         before.closed(CloseReason::AuthFailed)
     );
-    assert_eq!(
-        after.get("gameserver_resume_rejected_total", &[("reason", "reused")]),
-        1.0
-    );
+    assert_rejected_once(&after, "reused");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn another_players_token_is_refused_and_the_owner_can_still_resume() {
     let server = TestServer::start(|_| {}).await;
-    let (a, welcome) = RawClient::join(server.addr, "owner").await;
-    let owner = Player::new("owner", &welcome);
-    abort(a);
-    wait_for(&server, "parked", |s| {
-        s.get("gameserver_sessions_parked", &[]) == 1.0
-    })
-    .await;
+    let (owner, welcome) = park(&server, "owner").await;
     let thief = Player {
         name: "thief".into(),
         ..Player::new("thief", &welcome)
     };
-    let mut t = RawClient::connect(server.addr).await;
-    t.send(thief.resume_hello()).await;
-    let (_, bye) = t.until_bye().await;
-    assert_eq!(bye.code, ByeCode::ResumeRejected);
+    refused(&server, thief.resume_hello()).await;
     let mut o = RawClient::connect(server.addr).await;
     assert!(o.hello(owner.resume_hello()).await.resumed);
     server.stop().await;
@@ -248,8 +219,7 @@ async fn resuming_while_the_old_connection_still_looks_alive_takes_it_over() {
     assert_eq!(resumed.last_input_seq, 1);
     new.send(input(2)).await;
     roamer.log.read_until(&mut new, 2).await;
-    let (_, bye) = old.until_bye().await;
-    assert_eq!(bye.code, ByeCode::Replaced);
+    old.expect_bye(ByeCode::Replaced).await;
     drop(old);
     let after = server.expect_close(&before, CloseReason::Replaced).await;
     assert_eq!(after.get("gameserver_sessions_resumed_total", &[]), 1.0);
@@ -259,9 +229,8 @@ async fn resuming_while_the_old_connection_still_looks_alive_takes_it_over() {
 #[tokio::test]
 async fn with_resume_off_a_broken_session_ends_at_once() {
     let server = TestServer::start(|c| c.session.resume_grace = Duration::ZERO).await;
-    let (a, welcome) = RawClient::join(server.addr, "gone").await;
+    let (_, welcome) = join_and_abort(&server, "gone").await;
     assert!(welcome.resume_token.is_none());
-    abort(a);
     let after = wait_for(&server, "the close", |s| {
         s.closed(CloseReason::PeerReset) == 1
     })
@@ -276,24 +245,10 @@ async fn with_resume_off_a_broken_session_ends_at_once() {
 #[tokio::test]
 async fn a_player_placed_in_an_automatic_room_resumes_naming_it() {
     let server = TestServer::start(|_| {}).await;
-    let (a, welcome) = RawClient::join(server.addr, "placed").await;
+    let (player, welcome) = park(&server, "placed").await;
     assert!(welcome.room.starts_with("auto-"), "{}", welcome.room);
-    let player = Player::new("placed", &welcome);
-    abort(a);
-    wait_for(&server, "parked", |s| {
-        s.get("gameserver_sessions_parked", &[]) == 1.0
-    })
-    .await;
     let mut back = RawClient::connect(server.addr).await;
-    let resumed = back
-        .hello(ClientMessage::Hello(Hello {
-            room: welcome.room.clone(),
-            ..match player.resume_hello() {
-                ClientMessage::Hello(h) => h,
-                _ => unreachable!(),
-            }
-        }))
-        .await;
+    let resumed = back.hello(player.resume_hello_in(&welcome.room)).await;
     assert!(resumed.resumed, "the resume was taken");
     assert_eq!(resumed.room, welcome.room);
     server.stop().await;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use protocol::{Bye, ByeCode, ClientMessage, CloseReason, ServerMessage};
+use protocol::{Bye, ByeCode, ClientMessage, CloseReason};
 use system_tests::process::{ServerProcess, run_game_server};
 use system_tests::tls::{self as test_tls, TestCert};
 use system_tests::{Metrics, RawClient, Scrape, hello_in, relay};
@@ -32,39 +32,6 @@ async fn join(addr: std::net::SocketAddr, pem: &str, player: &str) -> TlsClient 
     let mut client = RawClient::over(stream);
     client.hello(hello_in(player, "tls-room")).await;
     client
-}
-
-/// Sends input `seq` and waits for its relay back, answering pings on the way.
-async fn play(client: &mut TlsClient, player: &str, seq: u64) {
-    client
-        .send(ClientMessage::Input {
-            seq,
-            payload: bytes::Bytes::from_static(b"move"),
-        })
-        .await;
-    loop {
-        match client.recv().await {
-            Some(Ok(ServerMessage::Ping { nonce })) => {
-                client.send(ClientMessage::Pong { nonce }).await;
-            }
-            Some(Ok(message)) => {
-                if relay(&message) == Some((player.to_owned(), seq)) {
-                    return;
-                }
-            }
-            other => panic!("{player} expected the relay of input {seq}, got {other:?}"),
-        }
-    }
-}
-
-async fn quit(mut client: TlsClient) {
-    client
-        .send(ClientMessage::Bye(Bye::new(ByeCode::ClientQuit, "")))
-        .await;
-    let (_, bye) = client.until_bye().await;
-    assert_eq!(bye.code, ByeCode::ClientQuit);
-    // close_notify and FIN after the server's; the connection ends cleanly.
-    assert!(client.until_end().await.is_none());
 }
 
 fn rejected_tls(scrape: &Scrape) -> f64 {
@@ -95,7 +62,7 @@ async fn plaintext_and_stalled_handshakes_are_refused_while_tls_players_play() {
     let before = server.scrape().await;
 
     let mut alice = join(server.addr, &cert.pem, "alice").await;
-    play(&mut alice, "alice", 1).await;
+    alice.play("alice", 1).await;
 
     // A client speaking the protocol in the clear: its Hello is not a TLS record. Refused at
     // once (a TLS alert at most), never answered with a Welcome.
@@ -128,7 +95,7 @@ async fn plaintext_and_stalled_handshakes_are_refused_while_tls_players_play() {
     );
 
     // Alice played on through both.
-    play(&mut alice, "alice", 2).await;
+    alice.play("alice", 2).await;
     let during = server.scrape().await;
     assert_eq!(rejected_tls(&during) - rejected_tls(&before), 2.0);
     assert_eq!(during.accepted_since(&before, "tls"), 1.0);
@@ -145,7 +112,7 @@ async fn plaintext_and_stalled_handshakes_are_refused_while_tls_players_play() {
     );
 
     let mark = server.log_mark();
-    quit(alice).await;
+    alice.quit_cleanly().await;
     let (_, close) = server.next_close(mark, Duration::from_secs(10)).await;
     assert_eq!(close["reason"], "client_quit");
     assert_eq!(close["transport"], "tls");
@@ -159,7 +126,7 @@ async fn sighup_reloads_the_certificate_and_keeps_the_sessions_open() {
     let before = server.scrape().await;
     let first = cert.pem.clone();
     let mut alice = join(server.addr, &first, "alice").await;
-    play(&mut alice, "alice", 1).await;
+    alice.play("alice", 1).await;
 
     // A new pair in the same files, then SIGHUP.
     let second = TestCert::write_new(&cert.cert, &cert.key);
@@ -181,9 +148,9 @@ async fn sighup_reloads_the_certificate_and_keeps_the_sessions_open() {
         "the old certificate is no longer served to new handshakes"
     );
     let mut bob = join(server.addr, &second, "bob").await;
-    play(&mut bob, "bob", 1).await;
+    bob.play("bob", 1).await;
     // Alice's session, opened under the old certificate, goes on.
-    play(&mut alice, "alice", 2).await;
+    alice.play("alice", 2).await;
 
     // A broken pair is refused and the current one kept.
     std::fs::write(&cert.key, "not a key").expect("write");
@@ -197,7 +164,7 @@ async fn sighup_reloads_the_certificate_and_keeps_the_sessions_open() {
         .await;
     assert!(line.contains("tls.key_file"), "{line}");
     let mut carol = join(server.addr, &second, "carol").await;
-    play(&mut carol, "carol", 1).await;
+    carol.play("carol", 1).await;
 
     let after = server.scrape().await;
     let reloads = |result: &str| {
@@ -207,9 +174,9 @@ async fn sighup_reloads_the_certificate_and_keeps_the_sessions_open() {
     assert_eq!(reloads("ok"), 1.0);
     assert_eq!(reloads("error"), 1.0);
     // The process is still the same one: SIGHUP did not end it.
-    quit(alice).await;
-    quit(bob).await;
-    quit(carol).await;
+    alice.quit_cleanly().await;
+    bob.quit_cleanly().await;
+    carol.quit_cleanly().await;
     server
         .expect_closes(
             &before,
@@ -354,8 +321,8 @@ async fn a_burst_read_late_over_tls_arrives_whole_without_waiting_for_the_next_w
         took < Duration::from_secs(10),
         "the burst took {took:?} to read"
     );
-    quit(reader).await;
-    quit(sender).await;
+    reader.quit_cleanly().await;
+    sender.quit_cleanly().await;
 }
 
 /// A connection in its TLS handshake is charged to the memory budget what it holds (a silent one

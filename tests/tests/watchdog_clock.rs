@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use protocol::{ClientMessage, ServerMessage};
-use system_tests::{NextMessage, RawClient, TestServer};
+use system_tests::{NextMessage, RawClient, TestServer, input};
 use tokio::time::Instant;
 
 fn production_timers(config: &mut game_engine::Config) {
@@ -13,14 +13,44 @@ fn production_timers(config: &mut game_engine::Config) {
     config.session.handshake_timeout = Duration::from_secs(5);
 }
 
-fn close_to(actual: Duration, expected: Duration) -> bool {
-    actual.abs_diff(expected) <= Duration::from_millis(5)
+/// Asserts that `actual` is within 5 ms of `expected`, saying what was measured if not.
+fn assert_near(actual: Duration, expected: Duration, what: &str) {
+    assert!(
+        actual.abs_diff(expected) <= Duration::from_millis(5),
+        "{actual:?} is not {expected:?} ± 5 ms: {what}"
+    );
+}
+
+/// A server with production timers, and a client that joined it as `player`.
+async fn joined(player: &str) -> (TestServer, RawClient) {
+    let server = TestServer::start(production_timers).await;
+    let (client, _) = RawClient::join(server.addr, player).await;
+    (server, client)
+}
+
+/// The next message; panics, saying how long after `start`, if the session ends.
+async fn next_message(client: &mut RawClient, start: Instant) -> ServerMessage {
+    match client.framed.next_message().await {
+        Some(Ok(message)) => message,
+        other => panic!("session ended after {:?}: {other:?}", start.elapsed()),
+    }
+}
+
+/// The next message if it comes before `due` (time since `start`), `None` if `due` comes first.
+async fn message_before(
+    client: &mut RawClient,
+    start: Instant,
+    due: Duration,
+) -> Option<ServerMessage> {
+    let wait = due.saturating_sub(start.elapsed());
+    tokio::time::timeout(wait, next_message(client, start))
+        .await
+        .ok()
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_client_is_pinged_every_interval_and_dropped_at_the_idle_timeout() {
-    let server = TestServer::start(production_timers).await;
-    let (mut client, _) = RawClient::join(server.addr, "silent").await;
+    let (server, mut client) = joined("silent").await;
     let start = Instant::now();
     let mut pings = Vec::new();
     let watched = async {
@@ -40,32 +70,25 @@ async fn a_silent_client_is_pinged_every_interval_and_dropped_at_the_idle_timeou
     // One with the Welcome, then one per heartbeat of silence.
     assert_eq!(pings.len(), 3, "pings at {pings:?}");
     for (ping, expected) in pings.iter().zip([0, 5, 10]) {
-        assert!(
-            close_to(*ping, Duration::from_secs(expected)),
-            "pings at {pings:?}"
+        assert_near(
+            *ping,
+            Duration::from_secs(expected),
+            &format!("pings at {pings:?}"),
         );
     }
-    assert!(
-        close_to(closed, Duration::from_secs(15)),
-        "closed at {closed:?}"
-    );
+    assert_near(closed, Duration::from_secs(15), "closed");
     server.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn answering_pings_keeps_a_session_alive_far_past_the_idle_timeout() {
-    let server = TestServer::start(production_timers).await;
-    let (mut client, _) = RawClient::join(server.addr, "alive").await;
+    let (server, mut client) = joined("alive").await;
     let start = Instant::now();
     let mut pongs = 0;
     while start.elapsed() < Duration::from_secs(120) {
-        match client.framed.next_message().await {
-            Some(Ok(ServerMessage::Ping { nonce })) => {
-                client.send(ClientMessage::Pong { nonce }).await;
-                pongs += 1;
-            }
-            Some(Ok(_)) => {}
-            other => panic!("session ended after {:?}: {other:?}", start.elapsed()),
+        if let ServerMessage::Ping { nonce } = next_message(&mut client, start).await {
+            client.send(ClientMessage::Pong { nonce }).await;
+            pongs += 1;
         }
     }
     assert!(
@@ -77,27 +100,19 @@ async fn answering_pings_keeps_a_session_alive_far_past_the_idle_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn any_frame_refreshes_liveness_not_only_pongs() {
-    let server = TestServer::start(production_timers).await;
-    let (mut client, _) = RawClient::join(server.addr, "chatty").await;
+    let (server, mut client) = joined("chatty").await;
     let start = Instant::now();
     // Never answer a ping, but send an input every 10 s: well inside the 15 s idle timeout.
     let mut seq = 0;
     let mut next_input = Duration::from_secs(10);
     while start.elapsed() < Duration::from_secs(60) {
-        let wait = next_input.saturating_sub(start.elapsed());
-        match tokio::time::timeout(wait, client.framed.next_message()).await {
-            Err(_) => {
-                seq += 1;
-                client
-                    .send(ClientMessage::Input {
-                        seq,
-                        payload: bytes::Bytes::from_static(b"."),
-                    })
-                    .await;
-                next_input += Duration::from_secs(10);
-            }
-            Ok(Some(Ok(_))) => {}
-            Ok(other) => panic!("session ended after {:?}: {other:?}", start.elapsed()),
+        if message_before(&mut client, start, next_input)
+            .await
+            .is_none()
+        {
+            seq += 1;
+            client.send(input(seq, ".")).await;
+            next_input += Duration::from_secs(10);
         }
     }
     server.stop().await;
@@ -108,8 +123,7 @@ async fn any_frame_refreshes_liveness_not_only_pongs() {
 /// within a heartbeat all the same.
 #[tokio::test(start_paused = true)]
 async fn a_client_that_pings_is_answered_not_pinged_and_its_inputs_are_acknowledged() {
-    let server = TestServer::start(production_timers).await;
-    let (mut client, _) = RawClient::join(server.addr, "pinger").await;
+    let (server, mut client) = joined("pinger").await;
     let start = Instant::now();
     let mut server_pings = Vec::new();
     let mut pongs = 0;
@@ -117,30 +131,23 @@ async fn a_client_that_pings_is_answered_not_pinged_and_its_inputs_are_acknowled
     let mut nonce = 0;
     let mut next_ping = Duration::from_secs(4);
     while start.elapsed() < Duration::from_secs(60) {
-        let wait = next_ping.saturating_sub(start.elapsed());
-        match tokio::time::timeout(wait, client.framed.next_message()).await {
-            Err(_) => {
+        match message_before(&mut client, start, next_ping).await {
+            None => {
                 nonce += 1;
                 client.send(ClientMessage::Ping { nonce }).await;
                 if nonce == 5 {
                     // One input between two pings: its Ack comes with the next Pong.
-                    client
-                        .send(ClientMessage::Input {
-                            seq: 1,
-                            payload: bytes::Bytes::from_static(b"."),
-                        })
-                        .await;
+                    client.send(input(1, ".")).await;
                 }
                 next_ping += Duration::from_secs(4);
             }
-            Ok(Some(Ok(ServerMessage::Ping { nonce }))) => {
+            Some(ServerMessage::Ping { nonce }) => {
                 server_pings.push(start.elapsed());
                 client.send(ClientMessage::Pong { nonce }).await;
             }
-            Ok(Some(Ok(ServerMessage::Pong { .. }))) => pongs += 1,
-            Ok(Some(Ok(ServerMessage::Ack { seq }))) => acks.push((seq, start.elapsed())),
-            Ok(Some(Ok(_))) => {}
-            Ok(other) => panic!("session ended after {:?}: {other:?}", start.elapsed()),
+            Some(ServerMessage::Pong { .. }) => pongs += 1,
+            Some(ServerMessage::Ack { seq }) => acks.push((seq, start.elapsed())),
+            Some(_) => {}
         }
     }
     assert_eq!(
@@ -151,31 +158,19 @@ async fn a_client_that_pings_is_answered_not_pinged_and_its_inputs_are_acknowled
     assert!(pongs >= 14, "{pongs} answers to 15 pings");
     assert_eq!(acks.len(), 1, "{acks:?}");
     assert_eq!(acks[0].0, 1);
-    assert!(
-        close_to(acks[0].1, Duration::from_secs(24)),
-        "acknowledged with the next Pong: {acks:?}"
-    );
+    let with_pong = format!("acknowledged with the next Pong: {acks:?}");
+    assert_near(acks[0].1, Duration::from_secs(24), &with_pong);
     // Inputs alone, no pings: the server stays quiet but acknowledges within a heartbeat.
     let sent = Instant::now();
-    client
-        .send(ClientMessage::Input {
-            seq: 2,
-            payload: bytes::Bytes::from_static(b"."),
-        })
-        .await;
+    client.send(input(2, ".")).await;
     loop {
-        match client.framed.next_message().await {
-            Some(Ok(ServerMessage::Ack { seq: 2 })) => break,
-            Some(Ok(ServerMessage::Ping { .. })) => panic!("pinged while playing"),
-            Some(Ok(_)) => {}
-            other => panic!("session ended: {other:?}"),
+        match next_message(&mut client, start).await {
+            ServerMessage::Ack { seq: 2 } => break,
+            ServerMessage::Ping { .. } => panic!("pinged while playing"),
+            _ => {}
         }
     }
-    assert!(
-        close_to(sent.elapsed(), Duration::from_secs(5)),
-        "acknowledged after {:?}",
-        sent.elapsed()
-    );
+    assert_near(sent.elapsed(), Duration::from_secs(5), "acknowledged");
     server.stop().await;
 }
 
@@ -191,10 +186,10 @@ async fn the_handshake_deadline_does_not_move_with_traffic() {
         }
         other => panic!("expected Bye, got {other:?}"),
     }
-    assert!(
-        close_to(start.elapsed(), Duration::from_secs(5)),
-        "{:?}",
-        start.elapsed()
+    assert_near(
+        start.elapsed(),
+        Duration::from_secs(5),
+        "the handshake deadline",
     );
     server.stop().await;
 }
