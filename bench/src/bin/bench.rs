@@ -13,7 +13,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(about)]
 struct Cli {
-    /// Workloads to run: all, or any of hold, detect, storm, throughput, metrics, cycles, rooms.
+    /// Workloads to run: all, or any of hold, detect, storm, throughput, metrics, cycles, rooms, fanout, burst, transports, listing.
     #[arg(default_value = "all")]
     workloads: Vec<String>,
     /// Runs of each short workload; each figure is the median.

@@ -467,6 +467,8 @@ async fn answer(sessions: &Sessions, session: &mut Driven, request: Request) -> 
             }
         }
         Request::Input { seq, payload } => {
+            // An input for a room whose command queue was full ([`deliver_now`]): its players
+            // wait for it, backpressure.
             if let Some(live) = &session.live
                 && let Some(room) = &live.room
             {
@@ -475,10 +477,7 @@ async fn answer(sessions: &Sessions, session: &mut Driven, request: Request) -> 
                     seq,
                     payload,
                 };
-                // A room whose command queue is full makes its players wait: backpressure.
-                if let Err(input) = room.try_send(input) {
-                    room.send(input).await;
-                }
+                room.send(input).await;
             }
         }
     }
@@ -575,7 +574,9 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
         reader
             .check_assembly(now)
             .map_err(|error| refused(error, session.core.outbox()))?;
-        if let Some(request) = session.core.on_read(item, now, &sessions.stalls)? {
+        if let Some(request) = session.core.on_read(item, now, &sessions.stalls)?
+            && let Some(request) = deliver_now(session, request)
+        {
             return Ok(Some(request));
         }
         handled += 1;
@@ -586,6 +587,28 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
             Some(next) => frame = next,
             None => return Ok(None),
         }
+    }
+}
+
+/// Hands an input to the player's room at once when the room's queue has space, so that the
+/// batch of frames goes on without an await; returns any other request, and an input for a
+/// busy room, for [`answer`]. (An input before the player is in a room is dropped, as there.)
+fn deliver_now(session: &Driven, request: Request) -> Option<Request> {
+    let Request::Input { seq, payload } = request else {
+        return Some(request);
+    };
+    let live = session.live.as_ref()?;
+    let room = live.room.as_ref()?;
+    let input = Command::Input {
+        session: live.player.session_id(),
+        seq,
+        payload,
+    };
+    match room.try_send(input) {
+        Ok(()) => None,
+        Err(Command::Input { seq, payload, .. }) => Some(Request::Input { seq, payload }),
+        // try_send gives back the command it was given: never another.
+        Err(_) => None,
     }
 }
 
