@@ -334,5 +334,13 @@ async fn players_who_ask_for_a_lobby_are_placed_together_in_its_automatic_rooms(
     // A player without a lobby goes to any automatic room with space: the us room.
     let anyone = server.join("anyone", "").await.expect("anyone");
     assert_eq!(room_of(&anyone), room_of(&us1));
+    // A lobby name that makes the label longer than a label may be is a refusal.
+    let long = format!("lobby={}", "x".repeat(game_engine::MAX_LABEL_BYTES));
+    let refused = server
+        .join_with("far", "", long.into_bytes())
+        .await
+        .expect_err("too long a label");
+    assert_eq!(refused.code, ByeCode::JoinRefused);
+    assert!(refused.text.contains("at most 256"), "{}", refused.text);
     server.stop().await;
 }

@@ -56,8 +56,8 @@ pub trait Game: Send + Sync + 'static {
     /// options (a mode, a region, a skill band): the engine places it in an automatic room that
     /// publishes this label, is not locked and has space, or opens one that starts with this
     /// label ([`RoomContext::label`]; the room may change it). `None`, the default: any
-    /// automatic room that is not locked and has space. Runs while the room directory is
-    /// locked: keep it quick.
+    /// automatic room that is not locked and has space. A label longer than
+    /// [`MAX_LABEL_BYTES`](crate::MAX_LABEL_BYTES) refuses the player (`Bye{join_refused}`).
     fn automatic_label(&self, _options: &[u8]) -> Option<String> {
         None
     }

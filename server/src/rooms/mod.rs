@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
 use crate::api::rooms::{self as listing, Answer, RoomInfo, RoomPage, RoomQuery, SignalError};
-use crate::api::state::{Listing, RoomState};
+use crate::api::state::{Listing, MAX_LABEL_BYTES, RoomState};
 use crate::close::CloseReason;
 use crate::player::place::Place;
 
@@ -365,12 +365,19 @@ impl Directory {
         options: &[u8],
         reclaimed: &mut Option<(Arc<str>, u64)>,
     ) -> Result<RoomHandle, Refusal> {
-        let mut inner = self.lock();
         let label: Option<Arc<str>> = requested
             .is_empty()
             .then(|| self.opener.automatic_label(options))
             .flatten()
             .map(Arc::from);
+        if let Some(label) = label.as_ref().filter(|label| label.len() > MAX_LABEL_BYTES) {
+            return Err(Refusal::new(format!(
+                "the label these join options ask for is {} bytes, a label is at most \
+                 {MAX_LABEL_BYTES}",
+                label.len()
+            )));
+        }
+        let mut inner = self.lock();
         let name: Arc<str> = if requested.is_empty() {
             // The first automatic room with space that is not locked (and has the label).
             let open = inner.auto_open.iter().copied().find(|n| {
