@@ -325,40 +325,25 @@ async fn two_players_play_tag_through_the_engine() {
     let server = TestServer::start(Tag::default(), |_| {}).await;
     let mut ann = server.join("ann", "yard").await.expect("ann is welcome");
     let ann_id = ann.welcome().expect("welcome").session_id;
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("it {ann_id}")))
-    );
+    expect_events(&mut ann, &[format!("it {ann_id}")]).await;
     let mut bob = server.join("bob", "yard").await.expect("bob is welcome");
     let bob_id = bob.welcome().expect("welcome").session_id;
-    assert_eq!(
-        bob.next_event().await,
-        Some(Bytes::from(format!("it {ann_id}")))
-    );
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("joined {bob_id} bob")))
-    );
+    expect_events(&mut bob, &[format!("it {ann_id}")]).await;
+    expect_events(&mut ann, &[format!("joined {bob_id} bob")]).await;
     ann.input(Command::Tag(bob_id).to_bytes()).await;
     for client in [&mut ann, &mut bob] {
-        assert_eq!(
-            client.next_event().await,
-            Some(Bytes::from(format!("tagged {ann_id} {bob_id}")))
-        );
-        assert_eq!(
-            client.next_event().await,
-            Some(Bytes::from(format!("it {bob_id}")))
-        );
+        expect_events(
+            client,
+            &[format!("tagged {ann_id} {bob_id}"), format!("it {bob_id}")],
+        )
+        .await;
     }
     bob.quit().await;
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("left {bob_id}")))
-    );
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("it {ann_id}")))
-    );
+    expect_events(
+        &mut ann,
+        &[format!("left {bob_id}"), format!("it {ann_id}")],
+    )
+    .await;
     ann.quit().await;
     server.stop().await;
 }
@@ -404,6 +389,14 @@ fn without_the_app_feature_the_game_pulls_no_command_line_http_client_or_log_sub
 }
 
 /// Reads events until the server's `Bye`: the events as text, and the `Bye`.
+/// Reads `client`'s next events and checks that they are `expected`, in order.
+async fn expect_events(client: &mut game_engine::testkit::TestClient, expected: &[String]) {
+    for line in expected {
+        let event = client.next_event().await;
+        assert_eq!(event, Some(Bytes::from(line.clone())), "expected {line:?}");
+    }
+}
+
 async fn until_bye(client: &mut game_engine::testkit::TestClient) -> (Vec<String>, ByeCode) {
     let mut events = Vec::new();
     loop {
@@ -453,55 +446,37 @@ async fn a_player_whose_connection_went_away_resumes_and_plays_on() {
     let mut bob = server.join("bob", "yard").await.expect("bob");
     let ann_id = ann.welcome().expect("welcome").session_id;
     let bob_id = bob.welcome().expect("welcome").session_id;
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("it {ann_id}")))
-    );
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("joined {bob_id} bob")))
-    );
+    expect_events(
+        &mut ann,
+        &[format!("it {ann_id}"), format!("joined {bob_id} bob")],
+    )
+    .await;
     ann.input(Command::Tag(bob_id).to_bytes()).await;
     let gone = ann.vanish();
     while bob.next_event().await != Some(Bytes::from(format!("away {ann_id}"))) {}
     bob.input(Command::Tag(ann_id).to_bytes()).await;
-    assert_eq!(
-        bob.next_event().await,
-        Some(Bytes::from("refused that player is away"))
-    );
+    expect_events(&mut bob, &["refused that player is away".to_owned()]).await;
     let mut ann = server.resume(&gone).await.expect("resumed");
     // What Ann missed: her own tag, then her return.
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("tagged {ann_id} {bob_id}")))
-    );
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("it {bob_id}")))
-    );
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("back {ann_id}")))
-    );
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("it {bob_id}")))
-    );
+    expect_events(
+        &mut ann,
+        &[
+            format!("tagged {ann_id} {bob_id}"),
+            format!("it {bob_id}"),
+            format!("back {ann_id}"),
+            format!("it {bob_id}"),
+        ],
+    )
+    .await;
     bob.input(Command::Tag(ann_id).to_bytes()).await;
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("tagged {bob_id} {ann_id}")))
-    );
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("it {ann_id}")))
-    );
+    expect_events(
+        &mut ann,
+        &[format!("tagged {bob_id} {ann_id}"), format!("it {ann_id}")],
+    )
+    .await;
     // Ann's second input: applied, not taken for a repeat of her first.
     ann.input(Command::Tag(bob_id).to_bytes()).await;
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("tagged {ann_id} {bob_id}")))
-    );
+    expect_events(&mut ann, &[format!("tagged {ann_id} {bob_id}")]).await;
     ann.quit().await;
     bob.quit().await;
     server.stop().await;
@@ -517,23 +492,17 @@ async fn a_player_who_logs_in_again_while_parked_is_let_in_as_the_same_player() 
     let mut bob = server.join("bob", "yard").await.expect("bob");
     let ann_id = ann.welcome().expect("welcome").session_id;
     let bob_id = bob.welcome().expect("welcome").session_id;
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("it {ann_id}")))
-    );
-    assert_eq!(
-        ann.next_event().await,
-        Some(Bytes::from(format!("joined {bob_id} bob")))
-    );
+    expect_events(
+        &mut ann,
+        &[format!("it {ann_id}"), format!("joined {bob_id} bob")],
+    )
+    .await;
     ann.input(Command::Tag(bob_id).to_bytes()).await;
     let gone = ann.vanish();
     while bob.next_event().await != Some(Bytes::from(format!("away {ann_id}"))) {}
     let again = server.join("ann", "yard").await.expect("let in");
     let again_id = again.welcome().expect("welcome").session_id;
-    assert_eq!(
-        bob.next_event().await,
-        Some(Bytes::from(format!("rejoined {ann_id} {again_id}")))
-    );
+    expect_events(&mut bob, &[format!("rejoined {ann_id} {again_id}")]).await;
     assert!(
         matches!(server.resume(&gone).await, Err(bye) if bye.code == ByeCode::ResumeRejected),
         "the old session's resume is refused"
