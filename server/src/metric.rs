@@ -3,7 +3,8 @@
 //! the rest.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Registers a counter.
@@ -42,6 +43,22 @@ pub(crate) fn gauge(
 ) -> Result<IntGauge, prometheus::Error> {
     let gauge = IntGauge::new(name, help)?;
     registry.register(Box::new(gauge.clone()))?;
+    Ok(gauge)
+}
+
+/// Registers a gauge with one label, and each of `values` of it at zero.
+pub(crate) fn gauge_vec<'a>(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<IntGaugeVec, prometheus::Error> {
+    let gauge = IntGaugeVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(gauge.clone()))?;
+    for value in values {
+        gauge.with_label_values(&[value]);
+    }
     Ok(gauge)
 }
 

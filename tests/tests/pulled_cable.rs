@@ -47,6 +47,8 @@ cable_tests! {
         user_timeout_detects_a_pulled_cable_while_writing(Cable::Firewall, "ut-nft");
     cable_pulled_and_plugged_back_before_any_timeout_the_session_survives:
         the_session_survives_a_cable_plugged_back_in_time();
+    the_close_detail_tells_a_pulled_cable_from_a_killed_client:
+        close_detail_tells_a_pulled_cable_from_a_killed_client();
 }
 
 /// Slack for a loaded 2-core machine on top of a configured timeout.
@@ -383,4 +385,83 @@ async fn the_session_survives_a_cable_plugged_back_in_time() {
         "the client saw its connection end: {seen:?}"
     );
     eprintln!("measured: replug after a 1.5 s outage: input relayed {recovered:?} after the plug");
+}
+
+/// "Why did player X drop?": two players on the same link, one whose process is killed and one
+/// whose cable is pulled (and then killed). `/closes/recent` tells them apart by what the kernel
+/// saw at the close: the killed client's FIN or reset arrived (the socket is no longer
+/// established) right after its last data; the unplugged one's socket is still established, the
+/// server's heartbeats sit unacknowledged and retransmitted, and nothing arrived for seconds.
+async fn close_detail_tells_a_pulled_cable_from_a_killed_client() {
+    let config = "[session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"3s\"\n\
+                  [tcp]\nkeepalive_idle = \"60s\"\nuser_timeout = \"60s\"\n";
+    let mut cable = Plugged::new("why-drop", Cable::Firewall, config, "unplugged", &[]).await;
+    let mut crashed = NetClient::player(
+        &cable.pair.client_prefix(),
+        cable.server.addr,
+        "crashed",
+        &[],
+    );
+    crashed.welcome().await;
+    crashed.expect("ping", PATIENCE).await;
+    cable.player.expect("ping", PATIENCE).await;
+
+    let mark = cable.server.log_mark();
+    crashed.kill().await;
+    let (_, close) = cable.server.next_close(mark, PATIENCE).await;
+    assert!(
+        ["peer_eof", "peer_reset"].contains(&close["reason"].as_str().unwrap_or_default()),
+        "a killed client's kernel closes its socket: {close}"
+    );
+    cable
+        .pull_until_closed(
+            Cable::Firewall,
+            true,
+            CloseReason::IdleTimeout,
+            Duration::from_secs(3) + MARGIN,
+        )
+        .await;
+
+    let recent = cable.server.get_json("/closes/recent").await;
+    eprintln!("measured: /closes/recent {recent}");
+    let of = |player: &str| -> Value {
+        recent["closes"]
+            .as_array()
+            .and_then(|closes| closes.iter().find(|c| c["player"] == player))
+            .cloned()
+            .unwrap_or_else(|| panic!("no close of {player}: {recent}"))
+    };
+    let killed = of("crashed");
+    let unplugged = of("unplugged");
+    let kernel = |close: &Value, field: &str| {
+        close["kernel"][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no kernel.{field} in {close}"))
+    };
+
+    // The killed client: its kernel answered for it at once.
+    assert_ne!(killed["kernel"]["state"], "established", "{killed}");
+    assert!(kernel(&killed, "last_data_recv_ms") < 1000, "{killed}");
+    assert_eq!(kernel(&killed, "retransmits"), 0, "{killed}");
+
+    // The unplugged one: silence, and the server's heartbeats lost on the way.
+    assert_eq!(unplugged["reason"], "idle_timeout", "{unplugged}");
+    assert_eq!(unplugged["kernel"]["state"], "established", "{unplugged}");
+    assert!(
+        kernel(&unplugged, "last_data_recv_ms") >= 2000,
+        "{unplugged}"
+    );
+    assert!(kernel(&unplugged, "unacked") >= 1, "{unplugged}");
+    assert!(
+        kernel(&unplugged, "retransmits") >= 1 || kernel(&unplugged, "total_retrans") >= 1,
+        "{unplugged}"
+    );
+    assert!(
+        unplugged["since_last_read_ms"].as_u64().unwrap_or(0) >= 2000,
+        "{unplugged}"
+    );
+    assert!(
+        !unplugged["rtts_ms"].as_array().is_none_or(Vec::is_empty),
+        "its heartbeats were measured before the pull: {unplugged}"
+    );
 }

@@ -22,6 +22,7 @@
 
 pub(crate) mod logging;
 pub(crate) mod signals;
+pub(crate) mod status;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -88,6 +89,20 @@ enum Command {
         /// The URL to probe.
         #[arg(long, default_value = "http://127.0.0.1:9100/healthz")]
         url: String,
+    },
+    /// Print what the status page shows (sessions, closes by reason over the last minute and
+    /// hour, detection, memory, readiness) from a running server's admin listener; exit 0 while
+    /// it is ready, 1 while it drains or cannot be read.
+    Status {
+        /// The admin listener.
+        #[arg(long, default_value = "http://127.0.0.1:9100")]
+        url: String,
+        /// The admin token, for a listener off loopback (default: GAMESERVER__ADMIN__TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// Print again every 2 s until interrupted.
+        #[arg(long)]
+        watch: bool,
     },
 }
 
@@ -159,6 +174,13 @@ impl<G: Game> App<G> {
         };
         if let Some(Command::Healthcheck { url }) = &cli.command {
             return healthcheck(&name, url);
+        }
+        if let Some(Command::Status { url, token, watch }) = &cli.command {
+            let token = token
+                .clone()
+                .or_else(|| std::env::var("GAMESERVER__ADMIN__TOKEN").ok())
+                .filter(|t| !t.is_empty());
+            return status::run(&name, url, token.as_deref(), *watch);
         }
         let mut overrides = Vec::new();
         if let Some(listen) = &cli.listen {

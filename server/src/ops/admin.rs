@@ -44,7 +44,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::rooms::{MAX_SIGNAL_BYTES, RoomQuery, Rooms, SignalError};
 use crate::ops::close_log::Closes;
 use crate::ops::metrics::Metrics;
-use crate::player::registry::Registry;
+use crate::ops::status::Status;
+use crate::player::registry::{Registry, SessionFilter};
 use crate::shutdown::Shutdown;
 
 /// Sessions per page of `/sessions` when the request does not say.
@@ -85,6 +86,7 @@ struct Admin {
     registry: Arc<Registry>,
     rooms: Rooms,
     closes: Arc<Closes>,
+    status: Arc<Status>,
     shutdown: Shutdown,
     token: Option<Arc<str>>,
     loopback_reads: bool,
@@ -227,6 +229,9 @@ fn router(admin: Admin) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/sessions", get(sessions))
         .route("/closes", get(closes))
+        .route("/closes/recent", get(recent_closes))
+        .route("/status", get(status_page))
+        .route("/status/data", get(status_data))
         .route("/sessions/{id}/kick", post(kick))
         .route("/rooms", get(rooms))
         .route(
@@ -284,6 +289,7 @@ pub(crate) async fn serve(
     registry: Arc<Registry>,
     rooms: Rooms,
     closes: Arc<Closes>,
+    status: Arc<Status>,
     shutdown: Shutdown,
     settings: Settings,
     stop: CancellationToken,
@@ -293,6 +299,7 @@ pub(crate) async fn serve(
         registry,
         rooms,
         closes,
+        status,
         shutdown,
         token: settings.token.as_deref().map(Arc::from),
         loopback_reads: settings.loopback_reads,
@@ -519,6 +526,11 @@ struct PageQuery {
     #[serde(default)]
     after: u64,
     limit: Option<usize>,
+    /// Only players whose id starts with this.
+    #[serde(default)]
+    player_prefix: String,
+    /// Only players in this room.
+    room: Option<String>,
 }
 
 impl PageQuery {
@@ -575,7 +587,16 @@ async fn page(
 }
 
 async fn sessions(State(admin): State<Admin>, Query(query): Query<PageQuery>) -> Response {
-    axum::Json(admin.registry.page(query.after, query.limit())).into_response()
+    let filter = SessionFilter {
+        player_prefix: query.player_prefix.clone(),
+        room: query.room.clone().filter(|room| !room.is_empty()),
+    };
+    axum::Json(
+        admin
+            .registry
+            .page_where(query.after, query.limit(), &filter),
+    )
+    .into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -589,6 +610,57 @@ struct ClosesQuery {
 async fn closes(State(admin): State<Admin>, Query(query): Query<ClosesQuery>) -> Response {
     axum::Json(admin.closes.count(&query.player_prefix, query.since).await).into_response()
 }
+
+#[derive(Debug, serde::Deserialize)]
+struct RecentQuery {
+    #[serde(default)]
+    player_prefix: String,
+    limit: Option<usize>,
+}
+
+async fn recent_closes(State(admin): State<Admin>, Query(query): Query<RecentQuery>) -> Response {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    axum::Json(admin.closes.recent(&query.player_prefix, limit).await).into_response()
+}
+
+async fn status_data(State(admin): State<Admin>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(admin.status.data()),
+    )
+        .into_response()
+}
+
+/// The status page: one file, its script and style inline, allowed by their hashes only; it
+/// reads this server's admin routes and nothing else.
+async fn status_page() -> Response {
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let policy = POLICY.get_or_init(|| {
+        format!(
+            "default-src 'none'; script-src {}; style-src {}; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            none_if_empty(&inline_hashes(STATUS_PAGE, "script")),
+            none_if_empty(&inline_hashes(STATUS_PAGE, "style")),
+        )
+    });
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        STATUS_PAGE,
+    )
+        .into_response();
+    if let Ok(policy) = header::HeaderValue::from_str(policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
+}
+
+/// The status page's HTML.
+const STATUS_PAGE: &str = include_str!("status.html");
 
 async fn rooms(State(admin): State<Admin>, Query(query): Query<RoomQuery>) -> Response {
     axum::Json(admin.rooms.list(&query)).into_response()
@@ -665,7 +737,12 @@ mod tests {
 
     #[test]
     fn pages_are_bounded_whatever_the_request_asks() {
-        let page = |limit| PageQuery { after: 0, limit };
+        let page = |limit| PageQuery {
+            after: 0,
+            limit,
+            player_prefix: String::new(),
+            room: None,
+        };
         assert_eq!(page(None).limit(), DEFAULT_PAGE);
         assert_eq!(page(Some(1_000_000)).limit(), MAX_PAGE);
         assert_eq!(page(Some(0)).limit(), 1);
@@ -677,8 +754,10 @@ mod tests {
     }
 
     fn with_rooms(pages: Pages, rooms: Rooms) -> Router {
+        let metrics = Metrics::new().expect("metrics");
         router(Admin {
-            metrics: Metrics::new().expect("metrics"),
+            status: Status::new(metrics.clone(), Shutdown::new(), serde_json::Value::Null),
+            metrics,
             registry: Arc::new(Registry::default()),
             rooms,
             closes: Closes::new(16),
@@ -721,6 +800,65 @@ mod tests {
             .await
             .expect("body");
         (status, kind, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_status_page_is_guarded_like_the_reads_and_runs_only_its_own_script() {
+        let app = admin(Pages::default());
+        let (status, kind, body) = call(
+            &app,
+            Method::GET,
+            "/status",
+            "127.0.0.1:5000",
+            "127.0.0.1:9100",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(kind, "text/html; charset=utf-8");
+        // Nothing from elsewhere: no external script, style, image or frame.
+        for outside in ["src=", "href=", "@import", "url("] {
+            assert!(!body.contains(outside), "the page loads {outside}");
+        }
+        let mut request = Request::builder()
+            .uri("/status")
+            .header(header::HOST, "127.0.0.1:9100")
+            .body(Body::empty())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(Peer("127.0.0.1:5000".parse().expect("peer")));
+        let response = tower_service::Service::call(&mut app.clone(), request)
+            .await
+            .expect("answer");
+        let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("policy")
+            .to_owned();
+        assert!(
+            policy.starts_with("default-src 'none'; script-src 'sha256-"),
+            "{policy}"
+        );
+        assert!(policy.contains("connect-src 'self';"), "{policy}");
+        assert!(!policy.contains("unsafe"), "{policy}");
+        // From afar without the token, the page and its data are refused like /sessions.
+        let far = "203.0.113.9:5000";
+        for path in ["/status", "/status/data", "/closes/recent"] {
+            let (status, _, _) = call(&app, Method::GET, path, far, "game.example").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        }
+        let (status, kind, body) = call(
+            &app,
+            Method::GET,
+            "/status/data",
+            "127.0.0.1:5000",
+            "localhost",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(kind, "application/json");
+        let data: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(data["ready"], true);
+        assert_eq!(data["gauges"]["gameserver_sessions_active"], 0.0);
     }
 
     /// A directory of one room, `lobby`, that answers a signal with its payload reversed.

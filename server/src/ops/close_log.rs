@@ -7,16 +7,40 @@
 //! numbered from 1, with the player id the client gave in its `Hello` (none when it never sent
 //! one). The record keeps the last [`CLOSES_KEPT`] closes; a reader that asks from a number on
 //! learns whether any close from there on has already been dropped.
+//!
+//! The newest [`DETAILS_KEPT`] closes also keep what tells a bad network from a crashed client
+//! (`GET /closes/recent?player_prefix=...`): the kernel's view of the connection at the close
+//! decision (`TCP_INFO`), the last heartbeat round trips, and how long before the close the
+//! session last read and wrote. A close's detail costs about [`DETAIL_BYTES`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
+
 use crate::close::CloseReason;
+use crate::session::end::{RTT_SAMPLES, RTT_UNIT};
+use crate::transport::kernel::TcpView;
+use crate::transport::labels::TransportName;
 
 /// Closes kept, at most: about 32 bytes each in the record and 40 in the index by player, plus
 /// the player id (which a live session's record shares with the session).
 pub const CLOSES_KEPT: usize = 65_536;
+
+/// Closes whose detail is kept: the newest ones. About [`DETAIL_BYTES`] each, 3.3 MiB in all.
+pub const DETAILS_KEPT: usize = 16_384;
+
+/// What one close's detail costs in memory, its allocation's header included (the error text a
+/// close carries, at most [`MAX_DETAIL_TEXT`] bytes, comes on top).
+pub const DETAIL_BYTES: usize = std::mem::size_of::<Detail>() + 16;
+
+/// Longest error text kept with a close's detail.
+pub const MAX_DETAIL_TEXT: usize = 160;
+
+/// Most closes one `/closes/recent` answer lists.
+pub const MAX_RECENT: usize = 500;
 
 /// Readings counted at once; further readers wait their turn. A reading walks at most the
 /// closes of the players it asks about, a chunk at a time.
@@ -63,6 +87,136 @@ struct Inner {
 struct Entry {
     player: Option<Arc<str>>,
     reason: CloseReason,
+    /// Kept for the newest [`DETAILS_KEPT`] closes.
+    detail: Option<Box<Detail>>,
+}
+
+/// What the record keeps of one close beyond its player and reason.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    /// Wall-clock time of the close, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The session's id.
+    pub session: u64,
+    /// Its peer.
+    pub peer: SocketAddr,
+    /// What it ran over.
+    pub transport: TransportName,
+    /// The error or violation, as the close's log line gives it (cut at [`MAX_DETAIL_TEXT`]).
+    pub text: Option<Box<str>>,
+    /// From accept to the close decision.
+    pub lifetime_ms: u64,
+    /// From the last frame read to the close decision.
+    pub since_last_read_ms: u64,
+    /// From the last write to the socket to the close decision.
+    pub since_last_write_ms: Option<u64>,
+    /// The last heartbeat round trips, in [`RTT_UNIT`]s, oldest first (0: none).
+    pub rtts: [u16; RTT_SAMPLES],
+    /// The kernel's view of the connection at the close decision.
+    pub kernel: Option<TcpView>,
+    /// Frames read and written.
+    pub frames_in: u64,
+    /// Frames written.
+    pub frames_out: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Parked for resume rather than ended.
+    pub parked: bool,
+}
+
+/// One close as `/closes/recent` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloseRecord {
+    /// Its number in the record.
+    pub seq: u64,
+    /// The player id, if the session had one.
+    pub player: Option<String>,
+    /// The close reason (a label of `gameserver_sessions_closed_total`).
+    pub reason: &'static str,
+    /// Wall-clock time of the close, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The session's id.
+    pub session: u64,
+    /// Its peer address.
+    pub peer: String,
+    /// `tcp`, `tls`, `websocket` or `wss`.
+    pub transport: &'static str,
+    /// The error or violation.
+    pub detail: Option<String>,
+    /// From accept to the close decision.
+    pub lifetime_ms: u64,
+    /// From the last frame read to the close decision.
+    pub since_last_read_ms: u64,
+    /// From the last write to the socket to the close decision (none: nothing written).
+    pub since_last_write_ms: Option<u64>,
+    /// The last heartbeat round trips, milliseconds, oldest first.
+    pub rtts_ms: Vec<f64>,
+    /// The kernel's view of the TCP connection at the close decision.
+    pub kernel: Option<TcpView>,
+    /// Frames read.
+    pub frames_in: u64,
+    /// Frames written.
+    pub frames_out: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Parked for resume rather than ended.
+    pub parked: bool,
+}
+
+/// The answer of `/closes/recent`: the newest closes first.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentCloses {
+    /// The prefix asked for.
+    pub player_prefix: String,
+    /// Closes whose detail the record keeps, at most.
+    pub details_kept: usize,
+    /// What one close's detail costs in memory, bytes (its error text on top).
+    pub detail_bytes: usize,
+    /// The closes, newest first; those older than the kept details are left out.
+    pub closes: Vec<CloseRecord>,
+}
+
+impl Detail {
+    fn record(&self, seq: u64, player: Option<&Arc<str>>, reason: CloseReason) -> CloseRecord {
+        CloseRecord {
+            seq,
+            player: player.map(|p| p.to_string()),
+            reason: reason.as_str(),
+            at_unix_ms: self.at_unix_ms,
+            session: self.session,
+            peer: self.peer.to_string(),
+            transport: self.transport.as_str(),
+            detail: self.text.as_deref().map(str::to_owned),
+            lifetime_ms: self.lifetime_ms,
+            since_last_read_ms: self.since_last_read_ms,
+            since_last_write_ms: self.since_last_write_ms,
+            rtts_ms: self
+                .rtts
+                .iter()
+                .filter(|units| **units > 0)
+                .map(|units| f64::from(*units) * RTT_UNIT.as_secs_f64() * 1000.0)
+                .collect(),
+            kernel: self.kernel,
+            frames_in: self.frames_in,
+            frames_out: self.frames_out,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            parked: self.parked,
+        }
+    }
+}
+
+/// `text` cut at [`MAX_DETAIL_TEXT`] bytes, on a character boundary.
+pub fn clip(text: &str) -> Box<str> {
+    let mut end = text.len().min(MAX_DETAIL_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Box::from(&text[..end])
 }
 
 fn index_of(reason: CloseReason) -> usize {
@@ -161,8 +315,19 @@ impl Closes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records one close.
+    /// Records one close without detail.
+    #[cfg(test)]
     pub fn record(&self, player: Option<Arc<str>>, reason: CloseReason) {
+        self.record_with(player, reason, None);
+    }
+
+    /// Records one close and its detail.
+    pub fn record_with(
+        &self,
+        player: Option<Arc<str>>,
+        reason: CloseReason,
+        detail: Option<Box<Detail>>,
+    ) {
         let mut inner = self.lock();
         if inner.entries.len() == self.capacity {
             let first = inner.first();
@@ -191,7 +356,59 @@ impl Closes {
         if let Some(player) = &player {
             inner.by_player.insert((player.clone(), seq));
         }
-        inner.entries.push_back(Entry { player, reason });
+        inner.entries.push_back(Entry {
+            player,
+            reason,
+            detail,
+        });
+        // The detail that just fell out of the window is freed.
+        if let Some(old) = inner
+            .entries
+            .len()
+            .checked_sub(DETAILS_KEPT + 1)
+            .and_then(|at| inner.entries.get_mut(at))
+        {
+            old.detail = None;
+        }
+    }
+
+    /// The newest closes (at most `limit`, at most [`MAX_RECENT`]) of players whose id starts
+    /// with `prefix` (every close for ""), newest first, with their detail; closes whose detail
+    /// is no longer kept are left out.
+    pub async fn recent(&self, prefix: &str, limit: usize) -> RecentCloses {
+        let _turn = self.readers.acquire().await;
+        let limit = limit.clamp(1, MAX_RECENT);
+        let inner = self.lock();
+        let first = inner.first();
+        let oldest_detail = inner.next.saturating_sub(DETAILS_KEPT as u64).max(first);
+        let seqs: Vec<u64> = if prefix.is_empty() {
+            (oldest_detail..inner.next).rev().take(limit).collect()
+        } else {
+            let mut seqs: Vec<u64> = inner
+                .by_player
+                .range((Arc::<str>::from(prefix), 0)..)
+                .take_while(|(player, _)| player.starts_with(prefix))
+                .map(|(_, seq)| *seq)
+                .filter(|seq| *seq >= oldest_detail)
+                .collect();
+            seqs.sort_unstable_by(|a, b| b.cmp(a));
+            seqs.truncate(limit);
+            seqs
+        };
+        let closes = seqs
+            .into_iter()
+            .filter_map(|seq| {
+                let entry = inner.entries.get(usize::try_from(seq - first).ok()?)?;
+                let detail = entry.detail.as_ref()?;
+                Some(detail.record(seq, entry.player.as_ref(), entry.reason))
+            })
+            .collect();
+        RecentCloses {
+            player_prefix: prefix.to_owned(),
+            details_kept: DETAILS_KEPT,
+            detail_bytes: DETAIL_BYTES,
+            closes,
+        }
     }
 
     /// Counts, by reason, the closes numbered `since` or later of players whose id starts with
@@ -292,6 +509,53 @@ mod tests {
         let all = closes.count("", 0).await;
         assert_eq!(all.matched, 5);
         assert_eq!(all.reasons.get("handshake_timeout"), Some(&1));
+    }
+
+    fn detail(session: u64) -> Option<Box<Detail>> {
+        Some(Box::new(Detail {
+            at_unix_ms: 1,
+            session,
+            peer: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            transport: TransportName::Tcp,
+            text: Some(clip(&"x".repeat(1000))),
+            lifetime_ms: 10,
+            since_last_read_ms: 5,
+            since_last_write_ms: None,
+            rtts: [0, 0, 15, 25],
+            kernel: None,
+            frames_in: 1,
+            frames_out: 2,
+            bytes_in: 3,
+            bytes_out: 4,
+            parked: false,
+        }))
+    }
+
+    #[tokio::test]
+    async fn recent_closes_list_a_players_newest_first_with_their_detail() {
+        let closes = Closes::new(DETAILS_KEPT + 100);
+        closes.record_with(id("ann"), CloseReason::PeerReset, detail(1));
+        closes.record_with(id("bob"), CloseReason::IdleTimeout, detail(2));
+        closes.record_with(id("ann"), CloseReason::ClientQuit, detail(3));
+        let ann = closes.recent("ann", 10).await;
+        let sessions: Vec<u64> = ann.closes.iter().map(|c| c.session).collect();
+        assert_eq!(sessions, vec![3, 1], "newest first");
+        assert_eq!(ann.closes[1].reason, "peer_reset");
+        assert_eq!(ann.closes[1].rtts_ms, vec![1.5, 2.5]);
+        assert_eq!(
+            ann.closes[1].detail.as_deref().map(str::len),
+            Some(MAX_DETAIL_TEXT)
+        );
+        assert_eq!(closes.recent("", 2).await.closes.len(), 2);
+        // Past DETAILS_KEPT newer closes, a close keeps its count but not its detail.
+        for n in 0..DETAILS_KEPT as u64 {
+            closes.record_with(id("zed"), CloseReason::ClientQuit, detail(10 + n));
+        }
+        assert!(closes.recent("ann", 10).await.closes.is_empty());
+        assert_eq!(closes.count("ann", 0).await.matched, 2);
+        let inner = closes.lock();
+        let with_detail = inner.entries.iter().filter(|e| e.detail.is_some()).count();
+        assert_eq!(with_detail, DETAILS_KEPT);
     }
 
     #[tokio::test]

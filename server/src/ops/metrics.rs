@@ -216,6 +216,11 @@ impl Metrics {
         }
     }
 
+    /// Every metric's current value.
+    pub(crate) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         let dropped = crate::logging::dropped_lines();

@@ -8,3 +8,4 @@ pub(crate) mod close_log;
 pub(crate) mod metrics;
 pub(crate) mod reaper;
 pub(crate) mod sampler;
+pub(crate) mod status;

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::close::{Level, policy};
 use crate::logging::{ABUSIVE, ORDINARY, Throttle};
-use crate::ops::close_log::Closes;
+use crate::ops::close_log::{Closes, Detail, clip};
 use crate::ops::metrics::Metrics;
 use crate::player::registry::Registry;
 use crate::session::end::SessionEnd;
@@ -52,7 +52,7 @@ fn reap(
         Some(player) => Some(player.player_id_arc()),
         None => end.claimed.clone(),
     };
-    closes.record(player, end.reason);
+    closes.record_with(player, end.reason, Some(Box::new(detail_of(end))));
     if end.forced {
         metrics.drain_forced.inc();
     }
@@ -71,6 +71,30 @@ fn reap(
     };
     if throttle.admit(end.reason.as_str(), rate) {
         log(end);
+    }
+}
+
+/// What the close record keeps of `end` beyond its player and reason.
+fn detail_of(end: &SessionEnd) -> Detail {
+    let at_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    Detail {
+        at_unix_ms,
+        session: end.session_id,
+        peer: end.peer,
+        transport: end.transport,
+        text: end.detail.as_deref().map(clip),
+        lifetime_ms: end.lifetime.as_millis() as u64,
+        since_last_read_ms: end.detect.as_millis() as u64,
+        since_last_write_ms: end.seen.since_last_write.map(|d| d.as_millis() as u64),
+        rtts: end.seen.rtts,
+        kernel: end.seen.kernel,
+        frames_in: end.traffic.frames_in,
+        frames_out: end.traffic.frames_out,
+        bytes_in: end.traffic.bytes_in,
+        bytes_out: end.traffic.bytes_out,
+        parked: end.parked,
     }
 }
 

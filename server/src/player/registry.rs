@@ -315,6 +315,15 @@ impl Player {
     }
 }
 
+/// Which sessions a page lists.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Only players whose id starts with this.
+    pub player_prefix: String,
+    /// Only players in this room.
+    pub room: Option<String>,
+}
+
 /// One live session as the admin listener shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
@@ -410,16 +419,53 @@ impl Registry {
 
     /// Up to `limit` live sessions with ids above `after`, by id. The lock is held only to
     /// clone `limit` handles; the page is built after it is released.
+    #[cfg(test)]
     pub fn page(&self, after: u64, limit: usize) -> SessionPage {
-        let (total, players, more) = {
-            let inner = lock(&self.inner);
-            let mut range = inner
-                .by_id
-                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded));
-            let players: Vec<Player> = range.by_ref().take(limit).map(|(_, p)| p.clone()).collect();
-            (inner.by_id.len(), players, range.next().is_some())
-        };
-        let sessions: Vec<SessionInfo> = players.iter().map(Player::info).collect();
+        self.page_where(after, limit, &SessionFilter::default())
+    }
+
+    /// Like [`Registry::page`], only the sessions `filter` lets through. The registry is walked
+    /// a chunk at a time, each chunk's sessions looked at outside its lock.
+    pub fn page_where(&self, after: u64, limit: usize, filter: &SessionFilter) -> SessionPage {
+        const CHUNK: usize = 1024;
+        let mut sessions = Vec::new();
+        let mut cursor = after;
+        let mut total;
+        let mut more = false;
+        loop {
+            let (chunk, rest) = {
+                let inner = lock(&self.inner);
+                total = inner.by_id.len();
+                let mut range = inner
+                    .by_id
+                    .range((
+                        std::ops::Bound::Excluded(cursor),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .filter(|(_, p)| p.player_id().starts_with(&filter.player_prefix));
+                let chunk: Vec<Player> =
+                    range.by_ref().take(CHUNK).map(|(_, p)| p.clone()).collect();
+                let rest = range.next().is_some();
+                (chunk, rest)
+            };
+            let Some(last) = chunk.last().map(Player::session_id) else {
+                break;
+            };
+            for player in &chunk {
+                let info = player.info();
+                if filter.room.as_ref().is_none_or(|room| *room == info.room) {
+                    if sessions.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    sessions.push(info);
+                }
+            }
+            if more || !rest {
+                break;
+            }
+            cursor = last;
+        }
         let next_after = if more {
             sessions.last().map(|s| s.id)
         } else {
@@ -506,6 +552,37 @@ mod tests {
             }
         }
         assert_eq!(seen, (1..=25).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_filtered_page_lists_only_the_matching_players_and_pages_on() {
+        let registry = Registry::default();
+        for id in 1..=3000 {
+            let name = if id % 3 == 0 { "ann" } else { "bob" };
+            registry.register(player(id, &format!("{name}-{id}")));
+        }
+        let filter = SessionFilter {
+            player_prefix: "ann-".to_owned(),
+            room: None,
+        };
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = registry.page_where(after, 400, &filter);
+            assert_eq!(page.total, 3000, "the total counts every session");
+            assert!(page.sessions.iter().all(|s| s.player.starts_with("ann-")));
+            seen.extend(page.sessions.iter().map(|s| s.id));
+            match page.next_after {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=1000).map(|n| n * 3).collect::<Vec<_>>());
+        let rooms = SessionFilter {
+            player_prefix: String::new(),
+            room: Some("nowhere".to_owned()),
+        };
+        assert!(registry.page_where(0, 10, &rooms).sessions.is_empty());
     }
 
     #[test]

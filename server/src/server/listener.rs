@@ -654,6 +654,8 @@ struct Held {
 struct Admitted {
     _source: SourceSlot,
     active: prometheus::IntGauge,
+    /// Its transport's share of the active gauge.
+    over: prometheus::IntGauge,
 }
 
 impl Admitted {
@@ -661,9 +663,12 @@ impl Admitted {
     fn new(door: &Door, transport: TransportName, source: SourceSlot) -> Admitted {
         door.metrics.transport.session_accepted(transport);
         door.metrics.sessions_active.inc();
+        let over = door.metrics.transport.active(transport);
+        over.inc();
         Admitted {
             _source: source,
             active: door.metrics.sessions_active.clone(),
+            over,
         }
     }
 }
@@ -671,5 +676,6 @@ impl Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.active.dec();
+        self.over.dec();
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::game::Game;
 use crate::config::{self, Config};
 use crate::memory::budget;
-use crate::ops::{admin, close_log, reaper, sampler};
+use crate::ops::{admin, close_log, reaper, sampler, status};
 use crate::resume;
 #[cfg(any(test, feature = "testkit"))]
 use crate::session::driver as connection;
@@ -66,6 +66,7 @@ impl std::fmt::Debug for Engine {
 struct SideTasks {
     reaper: tokio::task::JoinHandle<()>,
     budget: tokio::task::JoinHandle<()>,
+    status: tokio::task::JoinHandle<()>,
     stall_clock: tokio::task::JoinHandle<()>,
     stop_admin: tokio_util::sync::CancellationToken,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -154,6 +155,12 @@ impl Engine {
             closes.clone(),
             throttle.clone(),
         ));
+        let status = status::Status::new(
+            metrics.clone(),
+            shutdown.clone(),
+            serde_json::to_value(&config).unwrap_or_default(),
+        );
+        let status_task = tokio::spawn(status::sample(status.clone()));
         let stop_admin = tokio_util::sync::CancellationToken::new();
         let weak: std::sync::Weak<Directory> = Arc::downgrade(&rooms);
         let weak: std::sync::Weak<dyn crate::api::rooms::Directory> = weak;
@@ -164,6 +171,7 @@ impl Engine {
             registry.clone(),
             room_handle.clone(),
             closes,
+            status,
             shutdown.clone(),
             admin::Settings {
                 token: admin_token,
@@ -217,6 +225,7 @@ impl Engine {
             tasks: SideTasks {
                 reaper,
                 budget: budget_task,
+                status: status_task,
                 stall_clock,
                 stop_admin,
                 admin: admin_task,
@@ -557,6 +566,7 @@ impl SideTasks {
         // Every player has left its room: the rooms dispose of themselves.
         rooms.closed(Duration::from_millis(250)).await;
         self.budget.abort();
+        self.status.abort();
         self.stall_clock.abort();
         if !shutdown.is_aborted() {
             // The final counts stay readable a moment: a client watching the drain through

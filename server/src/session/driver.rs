@@ -30,7 +30,7 @@ use crate::resume::Carried;
 use crate::rooms::{self, Command};
 use crate::session::Sessions;
 use crate::session::core::{Core, Request};
-use crate::session::end::SessionEnd;
+use crate::session::end::{Seen, SessionEnd};
 use crate::session::handshake::{self, Live};
 use crate::session::outbox::Outbox;
 use crate::session::reader::{FrameReader, Framing, ReadError};
@@ -132,6 +132,10 @@ struct Driven {
     id: u64,
     peer: SocketAddr,
     slot: Slot,
+    /// The last round trips measured.
+    rtts: [u16; crate::session::end::RTT_SAMPLES],
+    /// When bytes last went to the socket.
+    last_write: Option<Instant>,
 }
 
 impl Driven {
@@ -174,6 +178,8 @@ async fn run<T: Transport>(
         id,
         peer,
         slot,
+        rtts: [0; crate::session::end::RTT_SAMPLES],
+        last_write: None,
     };
     let (ending, rest) = match failed {
         Some(ending) => (*ending, Unread::default()),
@@ -208,6 +214,14 @@ async fn run<T: Transport>(
             (ending, rest)
         }
     };
+    // The kernel's view now, before the close changes it (a Bye written, a reset sent).
+    let seen = Seen {
+        kernel: transport.tcp().and_then(crate::transport::kernel::read),
+        rtts: session.rtts,
+        since_last_write: session
+            .last_write
+            .map(|at| ending.decided.saturating_duration_since(at)),
+    };
     let parked = park(sessions, &mut session, &ending);
     // Boxed: the close (settle, flush, linger) runs once, at the end, and its state would
     // otherwise be held inline by every idle session.
@@ -236,6 +250,7 @@ async fn run<T: Transport>(
         traffic: session.core.traffic(),
         forced,
         parked,
+        seen,
     }
 }
 
@@ -386,19 +401,24 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                 sleep.as_mut().reset(session.core.next_deadline());
             }
             written = std::future::poll_fn(|cx| poll_write_or_flush(writer, &mut session.core.outbox().wbuf, cx)), if !session.core.outbox().wbuf.is_empty() || unflushed
-            => match written {
-                Ok(Some(0)) => {
-                    return Ending::because(CloseReason::IoError, "write returned zero bytes");
+            => {
+                if matches!(written, Ok(Some(n)) if n > 0) {
+                    session.last_write = Some(Instant::now());
                 }
-                Ok(Some(_)) if session.core.outbox().wbuf.is_empty() && T::BUFFERED => {
-                    // Not drained until the transport sent it: the stall clock runs meanwhile.
-                    session.core.written_unflushed(Instant::now());
+                match written {
+                    Ok(Some(0)) => {
+                        return Ending::because(CloseReason::IoError, "write returned zero bytes");
+                    }
+                    Ok(Some(_)) if session.core.outbox().wbuf.is_empty() && T::BUFFERED => {
+                        // Not drained until the transport sent it: the stall clock runs meanwhile.
+                        session.core.written_unflushed(Instant::now());
+                    }
+                    Ok(Some(_)) if session.core.outbox().wbuf.is_empty() => session.core.write_drained(),
+                    Ok(Some(_)) => session.core.write_blocked(Instant::now()),
+                    Ok(None) => session.core.write_drained(),
+                    Err(error) => return Ending::io(&error, Direction::Write),
                 }
-                Ok(Some(_)) if session.core.outbox().wbuf.is_empty() => session.core.write_drained(),
-                Ok(Some(_)) => session.core.write_blocked(Instant::now()),
-                Ok(None) => session.core.write_drained(),
-                Err(error) => return Ending::io(&error, Direction::Write),
-            },
+            }
             frame = reader.next() => {
                 // Handle every frame already buffered before the next write, so that a
                 // pipelining client's answers go out in few large writes, not one per frame. A
@@ -446,6 +466,7 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
         }
         if let Some(rtt) = session.core.take_rtt() {
             sessions.metrics.heartbeat_rtt.observe(rtt.as_secs_f64());
+            crate::session::end::remember_rtt(&mut session.rtts, rtt);
         }
         publish_footprint(sessions, session, reader.read_buffer().capacity());
     }

@@ -1,7 +1,7 @@
 //! The transport's metrics: connections that became sessions, connections turned away before,
 //! `accept()` failures, PROXY headers and certificate reloads.
 
-use prometheus::{IntCounterVec, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use crate::metric;
 use crate::transport::labels::{AcceptError, ProxyResult, Rejection, ReloadResult, TransportName};
@@ -11,6 +11,8 @@ use crate::transport::labels::{AcceptError, ProxyResult, Rejection, ReloadResult
 pub(crate) struct TransportMetrics {
     /// Connections admitted as sessions, by transport.
     sessions_accepted: IntCounterVec,
+    /// Sessions admitted and not yet closed, by transport.
+    sessions_active: IntGaugeVec,
     /// Connections turned away, by reason.
     connections_rejected: IntCounterVec,
     /// accept() failures, by kind.
@@ -29,6 +31,14 @@ impl TransportMetrics {
                 registry,
                 "gameserver_sessions_accepted_total",
                 "Connections admitted as sessions, by transport (tcp, websocket).",
+                "transport",
+                TransportName::ALL.map(TransportName::as_str),
+            )?,
+            sessions_active: metric::gauge_vec(
+                registry,
+                "gameserver_transport_sessions_active",
+                "Sessions admitted and not yet closed, by transport (they add up to \
+                 gameserver_sessions_active).",
                 "transport",
                 TransportName::ALL.map(TransportName::as_str),
             )?,
@@ -70,6 +80,12 @@ impl TransportMetrics {
         self.sessions_accepted
             .with_label_values(&[transport.as_str()])
             .inc();
+    }
+
+    /// The gauge of sessions open over `transport`.
+    pub(crate) fn active(&self, transport: TransportName) -> IntGauge {
+        self.sessions_active
+            .with_label_values(&[transport.as_str()])
     }
 
     /// A connection was turned away before it became a session.

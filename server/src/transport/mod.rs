@@ -4,6 +4,7 @@
 
 pub(crate) mod admission;
 pub(crate) mod inbound;
+pub(crate) mod kernel;
 pub(crate) mod labels;
 pub(crate) mod metrics;
 pub(crate) mod proxy;

@@ -39,6 +39,11 @@ pub trait Transport: Send + 'static {
     /// Makes the next close abortive (TCP: zero linger, so the close sends RST and frees the
     /// socket at once). Never blocks.
     fn abort(&self);
+
+    /// The TCP socket underneath, for the kernel's view of it at a close.
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
 }
 
 /// Looks for bytes that arrived but have not been read.
@@ -61,6 +66,10 @@ impl Transport for TcpStream {
         if let Err(error) = self.set_zero_linger() {
             tracing::debug!(%error, "cannot set zero linger");
         }
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
     }
 }
 

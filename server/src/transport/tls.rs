@@ -562,6 +562,10 @@ impl Transport for TlsSocket {
             tracing::debug!(%error, "cannot set zero linger");
         }
     }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(TlsSocket::tcp(self))
+    }
 }
 
 impl Peek for tokio::io::ReadHalf<&mut TlsSocket> {
