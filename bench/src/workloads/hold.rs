@@ -15,6 +15,7 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
     let mut rss = [None, None];
     let mut cpu = [None, None];
     let mut scrape = Vec::new();
+    let mut status = Vec::new();
     for (t, target) in TARGETS.into_iter().enumerate() {
         let settings = Settings {
             idle_timeout: Some(Duration::from_secs(15)),
@@ -47,6 +48,11 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
             for _ in 0..10 {
                 let (_, took) = server.get("/metrics").await?;
                 scrape.push(took.as_secs_f64() * 1000.0);
+                // The status page's reading, as the page makes it every second (a server from
+                // before the page has none: BENCH_GAME_SERVER for a before-and-after).
+                if let Ok((_, took)) = server.get("/status/data").await {
+                    status.push(took.as_secs_f64() * 1000.0);
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -102,6 +108,31 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
         ));
         row.ours = rss[0];
         out.push(row);
+    }
+    let status_p50 = crate::report::median(&mut status);
+    let status_max = status
+        .iter()
+        .copied()
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    if let (Some(p50), Some(max)) = (status_p50, status_max) {
+        out.push(
+            Measure::ours(
+                "5 metrics",
+                "/status/data response at full hold, median of 10",
+                "ms",
+            )
+            .value(p50)
+            .goal(Goal::AtMost(10.0)),
+        );
+        out.push(
+            Measure::ours(
+                "5 metrics",
+                "/status/data response at full hold, max of 10",
+                "ms",
+            )
+            .value(max)
+            .goal(Goal::AtMost(10.0)),
+        );
     }
     if let (Some(p50), Some(max)) = (scrape_p50, scrape_max) {
         out.push(

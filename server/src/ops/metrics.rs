@@ -23,6 +23,9 @@ use crate::transport::metrics::TransportMetrics;
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The process collector's own registry: reading it lists the process's descriptors, a
+    /// cost the status sampler, which reads the server's own metrics every second, does not pay.
+    process: Registry,
     /// The transport's: accepted, rejected, accept errors, PROXY headers, certificate reloads.
     pub transport: TransportMetrics,
     /// The sessions': traffic, heartbeats, oversized events, throttled authentications.
@@ -65,7 +68,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric, plus the process collector, in a fresh registry.
+    /// Registers every metric in a fresh registry, and the process collector in its own.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let r = &registry;
@@ -127,7 +130,8 @@ impl Metrics {
             ])
             .set(1);
         r.register(Box::new(build))?;
-        r.register(Box::new(
+        let process = Registry::new();
+        process.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         Ok(Metrics {
@@ -199,6 +203,7 @@ impl Metrics {
                 "Rooms open (rooms.max_rooms at most).",
             )?,
             registry,
+            process,
         })
     }
 
@@ -216,9 +221,17 @@ impl Metrics {
         }
     }
 
-    /// Every metric's current value.
-    pub(crate) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+    /// The current value of every metric the server keeps itself (the process's own, which
+    /// cost a walk of its descriptors, are left out).
+    pub(crate) fn gather_own(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.registry.gather()
+    }
+
+    /// Every metric's current value, the process's included.
+    pub(crate) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        families
     }
 
     /// The registry in Prometheus text format.
@@ -229,7 +242,7 @@ impl Metrics {
             self.log_lines_dropped.inc_by(dropped - counted);
         }
         let mut out = Vec::with_capacity(16 * 1024);
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(error) = TextEncoder::new().encode(&self.gather(), &mut out) {
             tracing::error!(%error, "cannot encode metrics");
         }
         String::from_utf8(out).unwrap_or_default()

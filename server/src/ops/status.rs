@@ -44,7 +44,7 @@ pub(crate) struct Status {
 }
 
 /// Snapshots of the tracked counters: the newest `POINTS + 1` a second apart, and the newest
-/// `POINTS + 1` a minute apart.
+/// `POINTS` a minute apart.
 #[derive(Debug, Default)]
 struct History {
     /// Series name (`family` or `family{value}`) to its index in a snapshot.
@@ -123,7 +123,7 @@ impl Status {
 
     /// Takes one snapshot; called once a second.
     pub(crate) fn sample(&self) {
-        let families = self.metrics.gather();
+        let families = self.metrics.gather_own();
         let mut history = self.history();
         let mut snapshot = vec![0.0; history.names.len()];
         for family in families.iter().filter(|f| TRACKED.contains(&f.name())) {
@@ -142,9 +142,10 @@ impl Status {
             }
         }
         if history.taken % 60 == 0 {
-            push(&mut history.minutes, snapshot.clone());
+            // With the newest second, the current minute so far: POINTS points in all.
+            push(&mut history.minutes, snapshot.clone(), POINTS);
         }
-        push(&mut history.seconds, snapshot);
+        push(&mut history.seconds, snapshot, POINTS + 1);
         history.taken += 1;
     }
 
@@ -228,8 +229,8 @@ pub(crate) async fn sample(status: Arc<Status>) {
     }
 }
 
-fn push(ring: &mut VecDeque<Vec<f64>>, snapshot: Vec<f64>) {
-    if ring.len() == POINTS + 1 {
+fn push(ring: &mut VecDeque<Vec<f64>>, snapshot: Vec<f64>, keep: usize) {
+    if ring.len() == keep {
         ring.pop_front();
     }
     ring.push_back(snapshot);
