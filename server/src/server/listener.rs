@@ -71,6 +71,8 @@ pub(crate) struct Door {
     pub(crate) rejections: Arc<Semaphore>,
     pub(crate) shutdown: crate::shutdown::Shutdown,
     pub(crate) sessions: Arc<Sessions>,
+    /// The session tasks, which the drain waits for.
+    pub(crate) tasks: TaskTracker,
 }
 
 /// What a listener's connections speak.
@@ -185,7 +187,7 @@ fn session(
             let admitted = Admitted::new(&door, TransportName::Tcp, source);
             let sessions = door.sessions.clone();
             drop(door);
-            connection::serve_opened(sessions, stream, peer, Opening::now(slot)).await;
+            connection::serve_opened(sessions, stream, peer, Opening::now(slot), ()).await;
             drop(admitted);
             return;
         }
@@ -193,6 +195,7 @@ fn session(
             return;
         };
         let sessions = door.sessions.clone();
+        let tasks = door.tasks.clone();
         drop(door);
         let Opened {
             channel,
@@ -202,25 +205,32 @@ fn session(
             opening,
             websocket,
         } = opened;
-        // Boxed: a session over a layer runs in a future of its own, so that the plain
-        // session's task above does not reserve room for a TLS connection.
-        let session: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-            match (channel, websocket) {
-                (Channel::Tcp(stream), None) => {
-                    Box::pin(connection::serve_opened(sessions, stream, peer, opening))
-                }
-                (Channel::Tcp(stream), Some(buffered)) => Box::pin(connection::serve_upgraded(
-                    sessions, stream, peer, opening, buffered,
-                )),
-                (Channel::Tls(socket), None) => {
-                    Box::pin(connection::serve_opened(sessions, socket, peer, opening))
-                }
-                (Channel::Tls(socket), Some(buffered)) => Box::pin(connection::serve_upgraded(
-                    sessions, socket, peer, opening, buffered,
-                )),
-            };
-        session.await;
-        drop((admitted, charge));
+        // A session over a layer runs in a task of its own, and this one ends: it was sized for
+        // a plain session, and a layered session held inside it cost its room on top of its own.
+        // The admission and the layer's charge go with the session, until its socket is closed.
+        let held = (admitted, charge);
+        match (channel, websocket) {
+            (Channel::Tcp(stream), None) => {
+                tasks.spawn(connection::serve_opened(
+                    sessions, stream, peer, opening, held,
+                ));
+            }
+            (Channel::Tcp(stream), Some(buffered)) => {
+                tasks.spawn(connection::serve_upgraded(
+                    sessions, stream, peer, opening, buffered, held,
+                ));
+            }
+            (Channel::Tls(socket), None) => {
+                tasks.spawn(connection::serve_opened(
+                    sessions, socket, peer, opening, held,
+                ));
+            }
+            (Channel::Tls(socket), Some(buffered)) => {
+                tasks.spawn(connection::serve_upgraded(
+                    sessions, socket, peer, opening, buffered, held,
+                ));
+            }
+        }
     }
 }
 
@@ -484,6 +494,7 @@ pub(crate) fn plain_session(
         rejections: Arc::new(Semaphore::new(1)),
         shutdown: sessions.shutdown.clone(),
         sessions,
+        tasks: TaskTracker::new(),
     });
     let held = Held {
         source: SourceSlot::none(),

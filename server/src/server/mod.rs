@@ -198,6 +198,7 @@ impl Engine {
             shutdown.clone(),
             reaper_tx,
         ));
+        let session_tasks = TaskTracker::new();
         let door = Arc::new(Door {
             tcp: config.tcp.clone(),
             proxy: config.net.proxy_protocol.clone(),
@@ -214,6 +215,7 @@ impl Engine {
             )),
             shutdown: shutdown.clone(),
             sessions,
+            tasks: session_tasks.clone(),
         });
         metrics.ready.set(1);
         game.started(room_handle.clone());
@@ -229,7 +231,7 @@ impl Engine {
                 stall_clock,
                 stop_admin,
                 admin: admin_task,
-                sessions: TaskTracker::new(),
+                sessions: session_tasks,
             },
         })
     }

@@ -89,26 +89,30 @@ impl Opening {
     }
 }
 
-/// [`serve`] for a connection that got somewhere before its session (see [`Opening`]).
-pub(crate) async fn serve_opened<T: Transport>(
+/// [`serve`] for a connection that got somewhere before its session (see [`Opening`]). `held`
+/// (what admitted the connection) is let go once its socket is closed.
+pub(crate) async fn serve_opened<T: Transport, H: Send>(
     sessions: Arc<Sessions>,
     transport: T,
     peer: SocketAddr,
     opening: Opening,
+    held: H,
 ) {
     let id = sessions.next_id();
     let end = run(&sessions, transport, id, peer, opening, None).await;
+    drop(held);
     sessions.report(end).await;
 }
 
 /// [`serve_opened`] for a connection upgraded to WebSocket: `buffered` is what the client sent
 /// after its upgrade request.
-pub(crate) async fn serve_upgraded<T: Transport>(
+pub(crate) async fn serve_upgraded<T: Transport, H: Send>(
     sessions: Arc<Sessions>,
     transport: T,
     peer: SocketAddr,
     opening: Opening,
     buffered: BytesMut,
+    held: H,
 ) {
     let id = sessions.next_id();
     let end = run(
@@ -120,6 +124,7 @@ pub(crate) async fn serve_upgraded<T: Transport>(
         Some(Box::new(buffered)),
     )
     .await;
+    drop(held);
     sessions.report(end).await;
 }
 
@@ -960,6 +965,12 @@ mod tests {
             "the acceptor's session task holds {size} bytes inline"
         );
         drop(spawned);
+        // A TLS session's task holds its rustls connection behind one pointer: the task is
+        // spawned on its own, the size of a plain one.
+        assert_eq!(
+            std::mem::size_of::<crate::transport::tls::TlsSocket>(),
+            std::mem::size_of::<usize>()
+        );
         server.stop().await;
     }
 

@@ -212,7 +212,7 @@ impl Tls {
         match tokio::time::timeout_at(deadline, self.acceptor.accept(metered)).await {
             Ok(Ok(mut stream)) => {
                 stream.get_mut().0.charge = None;
-                Ok(TlsSocket(stream))
+                Ok(TlsSocket(Box::new(stream)))
             }
             Ok(Err(error)) => Err(HandshakeFailure::Failed(error)),
             Err(_) => Err(HandshakeFailure::TimedOut),
@@ -500,7 +500,9 @@ pub(crate) async fn reload_on_hangup(
 /// `truncated_frame`, as over plain TCP. (Nothing the session trusts rides on the difference:
 /// every frame is checked whole, and a truncated one is never taken.)
 #[derive(Debug)]
-pub struct TlsSocket(TlsStream<Metered>);
+// Boxed: a session's future holds its transport more than once (an async function keeps its
+// arguments twice), and a rustls connection is over a kilobyte.
+pub struct TlsSocket(Box<TlsStream<Metered>>);
 
 impl TlsSocket {
     /// The TCP connection underneath.
@@ -515,7 +517,7 @@ impl AsyncRead for TlsSocket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.get_mut().0).poll_read(cx, buf) {
+        match Pin::new(&mut *self.get_mut().0).poll_read(cx, buf) {
             Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
                 Poll::Ready(Ok(()))
             }
@@ -530,23 +532,24 @@ impl AsyncWrite for TlsSocket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        Pin::new(&mut *self.get_mut().0).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        Pin::new(&mut *self.get_mut().0).poll_flush(cx)
     }
 
     /// `close_notify`, then the TCP FIN.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        Pin::new(&mut *self.get_mut().0).poll_shutdown(cx)
     }
 }
 
 impl Transport for TlsSocket {
     const NAME: TransportName = TransportName::Tls;
-    // 24.1 KiB per held session against 3.4 over TCP.
-    const OVERHEAD: usize = 21 * 1024;
+    // 11.2 KiB per held session against 3.45 over TCP (BENCHMARKS.md, "10 transports"): the
+    // rustls connection, its 4 KiB read buffer and its record keys.
+    const OVERHEAD: usize = 8 * 1024;
     const BUFFERED: bool = true;
     const WEBSOCKET_NAME: TransportName = TransportName::Wss;
 
