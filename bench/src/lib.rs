@@ -9,6 +9,7 @@ pub mod mqtt;
 pub mod procs;
 pub mod report;
 pub mod workloads;
+pub mod wspeer;
 
 use std::path::PathBuf;
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use game_client::{Link, Tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -58,16 +58,32 @@ impl Broker {
     /// to `log_dir/mosquitto-LABEL.log`) and waits until it accepts connections. `fds`: the
     /// descriptors it must be able to open.
     pub fn start(path: &Path, log_dir: &Path, label: &str, fds: u64) -> anyhow::Result<Broker> {
+        Broker::start_with(path, log_dir, label, fds, None)
+    }
+
+    /// [`Broker::start`], over TLS when `tls` names a certificate and its key (PEM files):
+    /// mosquitto's `certfile` and `keyfile` on its listener.
+    pub fn start_with(
+        path: &Path,
+        log_dir: &Path,
+        label: &str,
+        fds: u64,
+        tls: Option<(&Path, &Path)>,
+    ) -> anyhow::Result<Broker> {
         let addr = free_port()?;
-        let settings = [
-            format!("listener {} 127.0.0.1", addr.port()),
+        let mut settings = vec![format!("listener {} 127.0.0.1", addr.port())];
+        if let Some((cert, key)) = tls {
+            settings.push(format!("certfile {}", cert.display()));
+            settings.push(format!("keyfile {}", key.display()));
+        }
+        settings.extend([
             "allow_anonymous true".to_owned(),
             "persistence false".to_owned(),
             "log_dest stderr".to_owned(),
             "log_type error".to_owned(),
             "log_type warning".to_owned(),
             "connection_messages false".to_owned(),
-        ];
+        ]);
         let conf = log_dir.join(format!("mosquitto-{label}.conf"));
         std::fs::write(
             &conf,
@@ -98,7 +114,8 @@ impl Broker {
                 path.display(),
                 settings
                     .join("; ")
-                    .replace(&format!("listener {} ", addr.port()), "listener PORT "),
+                    .replace(&format!("listener {} ", addr.port()), "listener PORT ")
+                    .replace(&log_dir.display().to_string(), "DIR"),
             ),
         };
         broker.wait_ready(&log_path)?;
@@ -170,15 +187,19 @@ fn connect_packet(client_id: &str, keepalive: u16) -> Vec<u8> {
     packet
 }
 
-/// Connects client number `i` (from the same source addresses as the game clients) and waits
-/// for a `CONNACK` that accepts it.
+/// Connects client number `i` (from the same source addresses as the game clients), over TLS
+/// when `tls` is given, and waits for a `CONNACK` that accepts it.
 pub async fn connect(
     addr: SocketAddr,
     i: usize,
     client_id: &str,
     keepalive: u16,
-) -> anyhow::Result<TcpStream> {
-    let mut stream = client::dial(addr, i).await.context("connect")?;
+    tls: Option<&Tls>,
+) -> anyhow::Result<Link> {
+    let stream = client::dial(addr, i).await.context("connect")?;
+    let mut stream = game_client::open(stream, tls, None)
+        .await
+        .context("TLS handshake")?;
     stream
         .write_all(&connect_packet(client_id, keepalive))
         .await?;
@@ -193,7 +214,7 @@ pub async fn connect(
 }
 
 /// One `PINGREQ` and its `PINGRESP`.
-pub async fn ping(stream: &mut TcpStream) -> anyhow::Result<()> {
+pub async fn ping(stream: &mut Link) -> anyhow::Result<()> {
     stream.write_all(&PINGREQ).await?;
     let mut answer = [0u8; 2];
     tokio::time::timeout(ANSWER_TIMEOUT, stream.read_exact(&mut answer))
@@ -216,7 +237,7 @@ pub struct Idle {
 
 impl Idle {
     /// Connects `n` clients with `keepalive` seconds, at most `concurrency` connecting at once,
-    /// and returns once each has connected or failed.
+    /// over TLS when `tls` is given, and returns once each has connected or failed.
     pub async fn gather(
         addr: SocketAddr,
         n: usize,
@@ -224,6 +245,7 @@ impl Idle {
         keepalive: u16,
         every: Duration,
         name: &str,
+        tls: Option<Tls>,
     ) -> Idle {
         let gate = Arc::new(Semaphore::new(concurrency.max(1)));
         let stop = CancellationToken::new();
@@ -234,9 +256,10 @@ impl Idle {
             let ready_tx = ready_tx.clone();
             let stop = stop.clone();
             let id = format!("{name}-{i}");
+            let tls = tls.clone();
             tasks.push(tokio::spawn(async move {
                 let permit = gate.acquire_owned().await;
-                let connected = connect(addr, i, &id, keepalive).await;
+                let connected = connect(addr, i, &id, keepalive, tls.as_ref()).await;
                 drop(permit);
                 let _ = ready_tx.send(connected.is_ok());
                 let Ok(mut stream) = connected else { return };
@@ -257,7 +280,7 @@ impl Idle {
                         }
                     }
                 }
-                let _ = stream.set_zero_linger();
+                let _ = stream.set_abortive();
             }));
         }
         drop(ready_tx);
@@ -305,7 +328,7 @@ pub async fn silent(
         let id = format!("{name}-{i}");
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
-            let connected = connect(addr, i, &id, keepalive).await;
+            let connected = connect(addr, i, &id, keepalive, None).await;
             drop(permit);
             start.wait().await;
             let Ok(mut stream) = connected else {
@@ -332,7 +355,7 @@ pub async fn silent(
             match closed {
                 Ok(closed) => End::Reaped { silent, closed },
                 Err(_) => {
-                    let _ = stream.set_zero_linger();
+                    let _ = stream.set_abortive();
                     End::NotReaped
                 }
             }

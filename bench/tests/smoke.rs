@@ -2,8 +2,9 @@
 //! mosquitto, where installed), so the harness cannot rot. It asserts that each workload produced
 //! its figures, nothing about speed.
 //!
-//! Mosquitto's rows need the `mosquitto` package: without it they are skipped with a message,
-//! except under CI (`CI=true`), where a missing mosquitto fails the test (.ci/run installs it).
+//! Mosquitto's rows need the `mosquitto` package, Node's `ws` rows Node and the TypeScript
+//! client's `npm ci`: without them they are skipped with a message, except under CI (`CI=true`),
+//! where a missing peer fails the test (.ci/run installs both).
 
 use std::path::PathBuf;
 
@@ -79,8 +80,8 @@ fn every_workload_produces_its_figures() {
         .count();
     if bench::mqtt::mosquitto().is_some() {
         assert_eq!(
-            mosquitto_rows, 5,
-            "mosquitto is installed: its rows\n{table}"
+            mosquitto_rows, 7,
+            "mosquitto is installed: its rows (hold, detect, and over TLS)\n{table}"
         );
         for row in rows.iter().filter(|r| r.first.metric.contains("mosquitto")) {
             assert!(
@@ -97,6 +98,29 @@ fn every_workload_produces_its_figures() {
             "SKIPPED: mosquitto is not installed (apt-get install mosquitto): its rows were not measured"
         );
         assert_eq!(mosquitto_rows, 0);
+    }
+    let ws_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.first.metric.contains("Node ws"))
+        .collect();
+    match bench::wspeer::available() {
+        Ok(_) => {
+            assert_eq!(ws_rows.len(), 2, "Node's ws is there: its rows\n{table}");
+            for row in ws_rows {
+                assert!(
+                    row.baseline.is_some() && row.first.note.is_some(),
+                    "{}: no ws figure or note",
+                    row.first.metric
+                );
+            }
+        }
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("the ws peer cannot run ({why}), and CI must measure it")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED: the ws peer cannot run ({why}): its rows were not measured");
+            assert!(ws_rows.is_empty());
+        }
     }
 }
 

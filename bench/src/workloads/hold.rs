@@ -172,7 +172,7 @@ async fn hold_mosquitto(bins: &Binaries, scale: &Scale) -> anyhow::Result<Option
     let idle_rss = broker.rss_kib()?;
     let every = Duration::from_secs(10).min(scale.hold_heartbeat);
     let clients =
-        crate::mqtt::Idle::gather(broker.addr, n, scale.concurrency, 10, every, "hold").await;
+        crate::mqtt::Idle::gather(broker.addr, n, scale.concurrency, 10, every, "hold", None).await;
     if clients.joined == 0 {
         bail!("hold: no MQTT client connected to mosquitto");
     }

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use crate::client::{self, Crowd, Plan};
 use crate::procs::{Binaries, Server, Settings, Target};
-use crate::report::Measure;
+use crate::report::{Goal, Measure};
 
 use super::throughput::Pumps;
 use super::{Scale, heartbeat_env, kib, server_heartbeat, unthrottled};
@@ -118,6 +118,7 @@ pub(super) async fn transports(
         cpu.push(percent);
         rate.push(r);
     }
+    let peers = peers(bins, scale, n, &cert, &key, &tls).await?;
     let note = "The baseline column of the transport rows is the same game server over plain \
                 TCP in the same run (5,000 held sessions, heartbeat and pipelining as in 1 and \
                 4), not the bare Tokio baseline; TLS is rustls with the ring provider, TLS 1.3, \
@@ -152,6 +153,150 @@ pub(super) async fn transports(
                     .baseline(Some(figures[f][0]))
                     .note(note),
             );
+        }
+    }
+    for peer in peers {
+        let ours = match peer.over {
+            "TLS" => rss[1],
+            _ => rss[2],
+        };
+        let ours_cpu = match peer.over {
+            "TLS" => cpu[1],
+            _ => cpu[2],
+        };
+        let mut row = Measure::ours("10 transports", peer.rss_metric, "KiB")
+            .baseline(Some(peer.rss))
+            .goal(Goal::RatioAtMost(1.0))
+            .note(&peer.note);
+        row.ours = Some(ours);
+        out.push(row);
+        let mut row = Measure::ours("10 transports", peer.cpu_metric, "% of a core")
+            .baseline(Some(peer.cpu))
+            .note(&peer.note);
+        row.ours = Some(ours_cpu);
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// A peer's figures over one transport, beside ours.
+struct Peer {
+    /// `TLS` or `WebSocket`.
+    over: &'static str,
+    rss_metric: &'static str,
+    cpu_metric: &'static str,
+    /// User-space RSS per idle connection, KiB.
+    rss: f64,
+    /// CPU while holding them, % of a core.
+    cpu: f64,
+    note: String,
+}
+
+/// Mosquitto over TLS and Node's `ws` over WebSocket, each holding `n` idle connections with a
+/// keepalive for the hold's duration: RSS per connection and CPU. A peer that is not installed
+/// is skipped with a message.
+async fn peers(
+    bins: &Binaries,
+    scale: &Scale,
+    n: usize,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    tls: &game_client::Tls,
+) -> anyhow::Result<Vec<Peer>> {
+    let mut out = Vec::new();
+    let every = Duration::from_secs(10).min(scale.hold_heartbeat);
+    match crate::mqtt::mosquitto() {
+        None => eprintln!(
+            "bench: mosquitto is not installed (apt-get install mosquitto): its TLS rows are skipped"
+        ),
+        Some(path) => {
+            let broker = crate::mqtt::Broker::start_with(
+                &path,
+                &bins.log_dir,
+                "transports-tls",
+                n as u64 + 64,
+                Some((cert, key)),
+            )?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let idle_rss = broker.rss_kib()?;
+            let clients = crate::mqtt::Idle::gather(
+                broker.addr,
+                n,
+                scale.concurrency,
+                10,
+                every,
+                "tls-hold",
+                Some(tls.clone()),
+            )
+            .await;
+            if clients.joined == 0 {
+                bail!("transports: no MQTT client connected to mosquitto over TLS");
+            }
+            tokio::time::sleep(every.min(Duration::from_secs(2))).await;
+            let cpu_start = crate::procs::cpu_time(broker.pid())?;
+            tokio::time::sleep(scale.hold).await;
+            let cpu_used = crate::procs::cpu_time(broker.pid())?.saturating_sub(cpu_start);
+            let held_rss = broker.rss_kib()?;
+            let joined = clients.joined;
+            clients.disperse().await;
+            let rss = kib(held_rss.saturating_sub(idle_rss)) / joined as f64;
+            eprintln!(
+                "bench: transport peer mosquitto over TLS: {joined} connections, RSS {idle_rss} -> \
+                 {held_rss} KiB ({rss:.2} KiB each), CPU {cpu_used:?} over {:?}",
+                scale.hold
+            );
+            out.push(Peer {
+                over: "TLS",
+                rss_metric: "over TLS: mosquitto's user-space RSS per idle connection (ours: per \
+                             session)",
+                cpu_metric: "over TLS: mosquitto's CPU while holding (ours: the server's)",
+                rss,
+                cpu: cpu_used.as_secs_f64() / scale.hold.as_secs_f64() * 100.0,
+                note: format!(
+                    "The baseline column of this row is mosquitto over TLS: {}. Held: as many \
+                     MQTT 3.1.1 connections over TLS (the same certificate as ours) as our \
+                     sessions, keepalive 10 s, each client sending PINGREQ every {}; RSS after \
+                     minus RSS before, per connection; CPU over the hold.",
+                    broker.command,
+                    humantime::format_duration(every)
+                ),
+            });
+        }
+    }
+    match crate::wspeer::available() {
+        Err(why) => eprintln!("bench: the ws peer cannot run ({why}): its rows are skipped"),
+        Ok(_) => {
+            let server = crate::wspeer::WsServer::start(every)?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let idle_rss = server.rss_kib()?;
+            let clients = crate::wspeer::Idle::gather(server.addr, n, scale.concurrency).await?;
+            tokio::time::sleep(every.min(Duration::from_secs(2))).await;
+            let cpu_start = crate::procs::cpu_time(server.pid())?;
+            tokio::time::sleep(scale.hold).await;
+            let cpu_used = crate::procs::cpu_time(server.pid())?.saturating_sub(cpu_start);
+            let held_rss = server.rss_kib()?;
+            let joined = clients.joined;
+            clients.disperse().await;
+            let rss = kib(held_rss.saturating_sub(idle_rss)) / joined as f64;
+            eprintln!(
+                "bench: transport peer ws: {joined} connections, RSS {idle_rss} -> {held_rss} KiB \
+                 ({rss:.2} KiB each), CPU {cpu_used:?} over {:?}",
+                scale.hold
+            );
+            out.push(Peer {
+                over: "WebSocket",
+                rss_metric: "over WebSocket: Node ws's user-space RSS per idle connection \
+                             (ours: per session)",
+                cpu_metric: "over WebSocket: Node ws's CPU while holding (ours: the server's)",
+                rss,
+                cpu: cpu_used.as_secs_f64() / scale.hold.as_secs_f64() * 100.0,
+                note: format!(
+                    "The baseline column of this row is {}. Held: as many WebSocket \
+                     connections as our sessions, idle, answering its pings; RSS after minus \
+                     RSS before, per connection; CPU over the hold.",
+                    server.command
+                ),
+            });
         }
     }
     Ok(out)
