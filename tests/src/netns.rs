@@ -22,6 +22,8 @@ pub struct Pair {
     pub client_ns: String,
     /// The client-side veth interface (inside the client namespace).
     pub client_if: String,
+    /// The server-side veth interface (inside the server namespace).
+    pub server_if: String,
     /// The server's address on the link.
     pub server_ip: Ipv4Addr,
     /// The client's address on the link.
@@ -53,6 +55,7 @@ impl Pair {
             server_ns,
             client_ns,
             client_if: client_if.clone(),
+            server_if: server_if.clone(),
             server_ip,
             client_ip,
         };
@@ -190,6 +193,104 @@ impl Pair {
         let words = self.client_prefix();
         run(&[&words[..], &["nft", "delete", "table", "inet", "gs_cable"]].concat());
     }
+}
+
+impl Pair {
+    /// A handover: the client gets `new_ip` (on another network, as a phone moving from Wi-Fi
+    /// to mobile data does) and loses its address on the link. Connections from the old address
+    /// are dead from then on; new ones come from `new_ip` ([`connect_from_in`]).
+    pub fn move_client_to(&self, new_ip: Ipv4Addr) {
+        let (c, s) = (self.client_prefix(), self.server_prefix());
+        let host = format!("{new_ip}/32");
+        let server = format!("{}/32", self.server_ip);
+        let new = new_ip.to_string();
+        run(&[
+            &c[..],
+            &["ip", "addr", "add", &host, "dev", &self.client_if],
+        ]
+        .concat());
+        run(&[
+            &c[..],
+            &[
+                "ip",
+                "route",
+                "add",
+                &server,
+                "dev",
+                &self.client_if,
+                "src",
+                &new,
+            ],
+        ]
+        .concat());
+        run(&[
+            &s[..],
+            &["ip", "route", "add", &host, "dev", &self.server_if],
+        ]
+        .concat());
+        let old = format!("{}/30", self.client_ip);
+        run(&[&c[..], &["ip", "addr", "del", &old, "dev", &self.client_if]].concat());
+    }
+
+    /// A middlebox that forgets the connection from the client's port `client_port` and answers
+    /// what still comes for it with a reset, to each side: from now on every packet of that
+    /// connection is dropped before it reaches its socket and a reset goes back to its sender
+    /// (nftables `reject with tcp reset` in both namespaces). New connections pass.
+    pub fn forget_connection(&self, client_port: u16) {
+        self.reject_in(
+            &self.server_prefix(),
+            &format!("iifname \"{}\" tcp sport {client_port}", self.server_if),
+        );
+        self.reject_in(
+            &self.client_prefix(),
+            &format!("iifname \"{}\" tcp dport {client_port}", self.client_if),
+        );
+    }
+
+    /// Answers the packets `matching` that arrive in the namespace of `words` with a reset; the
+    /// resets themselves (the other side's answers) pass, as a middlebox's own resets reach the
+    /// endpoints.
+    fn reject_in(&self, words: &[&str; 4], matching: &str) {
+        let rules = format!(
+            "table inet gs_nat {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {matching} tcp flags & rst == 0 reject with tcp reset\n }}\n}}\n"
+        );
+        let mut child = Command::new(words[0])
+            .args(&words[1..])
+            .args(["nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("nft stdin")
+            .write_all(rules.as_bytes())
+            .expect("write nft rules");
+        assert!(child.wait().expect("nft").success(), "nft rules failed");
+    }
+}
+
+/// Connects to `addr` from address `source` inside network namespace `ns` (see [`connect_in`]).
+pub fn connect_from_in(
+    ns: &str,
+    source: Ipv4Addr,
+    addr: std::net::SocketAddr,
+) -> std::net::TcpStream {
+    let path = format!("/var/run/netns/{ns}");
+    let stream = std::thread::spawn(move || -> std::io::Result<std::net::TcpStream> {
+        let namespace = std::fs::File::open(&path).expect("open the namespace");
+        nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&std::net::SocketAddr::from((source, 0)).into())?;
+        socket.connect_timeout(&addr.into(), std::time::Duration::from_secs(10))?;
+        Ok(socket.into())
+    })
+    .join()
+    .expect("connect thread")
+    .expect("connect from the address inside the namespace");
+    stream.set_nonblocking(true).expect("non-blocking");
+    stream
 }
 
 /// Connects to `addr` from inside network namespace `ns` and returns the connected socket.
