@@ -81,7 +81,11 @@ pub struct GoodPlayer {
 impl GoodPlayer {
     /// Joins the server as `player` in a room of its own and starts playing.
     pub async fn start(addr: SocketAddr, player: &str) -> GoodPlayer {
-        let mut client = RawClient::connect(addr).await;
+        GoodPlayer::start_over(RawClient::connect(addr).await, player).await
+    }
+
+    /// [`GoodPlayer::start`] over a connection the test made (from a network namespace, say).
+    pub async fn start_over(mut client: RawClient, player: &str) -> GoodPlayer {
         client
             .hello(hello_in(player, &format!("good-{player}")))
             .await;

@@ -247,6 +247,30 @@ impl Pair {
         );
     }
 
+    /// A lossy link: `percent` of the packets dropped in each direction, at random (nftables
+    /// `numgen random` on the client's interface).
+    pub fn lose(&self, percent: u32) {
+        let rules = format!(
+            "table inet gs_loss {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"{0}\" numgen random mod 100 < {percent} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"{0}\" numgen random mod 100 < {percent} drop\n }}\n}}\n",
+            self.client_if
+        );
+        let words = self.client_prefix();
+        let mut child = Command::new(words[0])
+            .args(&words[1..])
+            .args(["nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("nft stdin")
+            .write_all(rules.as_bytes())
+            .expect("write nft rules");
+        assert!(child.wait().expect("nft").success(), "nft rules failed");
+    }
+
     /// Answers the packets `matching` that arrive in the namespace of `words` with a reset; the
     /// resets themselves (the other side's answers) pass, as a middlebox's own resets reach the
     /// endpoints.

@@ -2,16 +2,19 @@
 //! client's address changes mid-session, as a phone's does moving from Wi-Fi to mobile data) and
 //! a middlebox that forgets the connection and answers it with resets (a NAT that lost its
 //! mapping). In both the player resumes from where it is now and loses nothing, and nothing
-//! turns it away.
+//! turns it away. And a bad link that stays up: 10% of packets lost each way, on which the
+//! server's defaults must cut no live player.
 //!
 //! Needs root, `ip` and, for the forgetful middlebox, `nft`: ignored (reported as not run) where
 //! the build did not find them, a failure in CI.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use game_engine::CloseReason;
 use protocol::{ClientCodec, ClientMessage, Hello, Resume, Welcome};
+use system_tests::good::GoodPlayer;
 use system_tests::netns::{Pair, connect_from_in, connect_in};
 use system_tests::process::ServerProcess;
 use system_tests::{PATIENCE, RawClient, RelayLog, Scrape, hello, need_tools, poll_until};
@@ -204,4 +207,71 @@ async fn a_middlebox_that_forgets_the_connection_is_a_peer_reset_and_the_player_
     let after = server.scrape().await;
     assert_eq!(after.get("gameserver_sessions_resumed_total", &[]), 1.0);
     assert_nothing_refused(&after, &before);
+}
+
+/// Players on the lossy link.
+const LOSSY_PLAYERS: usize = 40;
+/// How long they play on it.
+const LOSSY_RUN: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_nft)),
+    ignore = "needs root, ip and nft: a lossy link in network namespaces"
+)]
+async fn on_a_link_losing_ten_percent_each_way_the_defaults_cut_no_live_player() {
+    let pair = Pair::new("lossy");
+    need_tools(&["nft"], "nftables: a lossy link");
+    // The embedded defaults: heartbeat 5 s, idle timeout 15 s, TCP keepalive and user timeout.
+    let server: ServerProcess = pair.start_server("").await;
+    pair.lose(10);
+    let before = server.scrape().await;
+    let mut players = Vec::new();
+    for i in 0..LOSSY_PLAYERS {
+        let client = raw(connect_in(&pair.client_ns, server.addr));
+        players.push(GoodPlayer::start_over(client, &format!("lossy-{i}")).await);
+    }
+    tokio::time::sleep(LOSSY_RUN).await;
+    let mut latencies = Vec::new();
+    let (mut sent, mut relayed) = (0, 0);
+    for (i, player) in players.into_iter().enumerate() {
+        let outcome = player.finish().await;
+        assert!(
+            outcome.ended.is_none(),
+            "player {i} was cut while alive and playing: {:?}",
+            outcome.ended
+        );
+        sent += outcome.sent;
+        relayed += outcome.relayed;
+        latencies.extend(outcome.latencies);
+    }
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    eprintln!(
+        "measured: 10% loss each way, {LOSSY_PLAYERS} players for {LOSSY_RUN:?}: {relayed} of \
+         {sent} inputs relayed back; input-to-relay p50 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    assert!(
+        relayed as f64 >= sent as f64 * 0.95,
+        "{relayed} of {sent} inputs came back"
+    );
+    // Every session ended as its player quit: not one false disconnect.
+    let after = poll_until("every player's close", PATIENCE * 3, || async {
+        let after = server.scrape().await;
+        match after.close_deltas(&before).values().sum::<u64>() {
+            n if n >= LOSSY_PLAYERS as u64 => Ok(after),
+            n => Err(format!("{n} closes: {:?}", after.close_deltas(&before))),
+        }
+    })
+    .await;
+    assert_eq!(
+        after.close_deltas(&before),
+        [(CloseReason::ClientQuit.as_str(), LOSSY_PLAYERS as u64)]
+            .into_iter()
+            .collect(),
+        "false disconnects on a 10% lossy link"
+    );
 }
