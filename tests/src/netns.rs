@@ -271,6 +271,36 @@ impl Pair {
         assert!(child.wait().expect("nft").success(), "nft rules failed");
     }
 
+    /// Cuts the links of the client connections from `ports` only: every packet of theirs
+    /// dropped in both directions (nftables on the client's interface), the other connections
+    /// untouched.
+    pub fn cut_ports(&self, ports: &[u16]) {
+        let set = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rules = format!(
+            "table inet gs_cut {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"{0}\" tcp dport {{ {set} }} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"{0}\" tcp sport {{ {set} }} drop\n }}\n}}\n",
+            self.client_if
+        );
+        let words = self.client_prefix();
+        let mut child = Command::new(words[0])
+            .args(&words[1..])
+            .args(["nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("nft stdin")
+            .write_all(rules.as_bytes())
+            .expect("write nft rules");
+        assert!(child.wait().expect("nft").success(), "nft rules failed");
+    }
+
     /// Answers the packets `matching` that arrive in the namespace of `words` with a reset; the
     /// resets themselves (the other side's answers) pass, as a middlebox's own resets reach the
     /// endpoints.

@@ -209,17 +209,20 @@ async fn a_middlebox_that_forgets_the_connection_is_a_peer_reset_and_the_player_
     assert_nothing_refused(&after, &before);
 }
 
-/// Players on the lossy link.
+/// Players on the lossy link; the links of the first `LOSSY_CUT` of them are then cut.
 const LOSSY_PLAYERS: usize = 40;
+const LOSSY_CUT: usize = 20;
 /// How long they play on it.
 const LOSSY_RUN: Duration = Duration::from_secs(60);
+/// The embedded default idle timeout.
+const DEFAULT_IDLE: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(all(is_root, has_ip, has_nft)),
     ignore = "needs root, ip and nft: a lossy link in network namespaces"
 )]
-async fn on_a_link_losing_ten_percent_each_way_the_defaults_cut_no_live_player() {
+async fn on_a_link_losing_ten_percent_each_way_the_defaults_cut_no_live_player_and_find_cut_ones() {
     let pair = Pair::new("lossy");
     need_tools(&["nft"], "nftables: a lossy link");
     // The embedded defaults: heartbeat 5 s, idle timeout 15 s, TCP keepalive and user timeout.
@@ -227,15 +230,42 @@ async fn on_a_link_losing_ten_percent_each_way_the_defaults_cut_no_live_player()
     pair.lose(10);
     let before = server.scrape().await;
     let mut players = Vec::new();
+    let mut ports = Vec::new();
     for i in 0..LOSSY_PLAYERS {
         let client = raw(connect_in(&pair.client_ns, server.addr));
+        ports.push(client.stream().local_addr().expect("address").port());
         players.push(GoodPlayer::start_over(client, &format!("lossy-{i}")).await);
     }
     tokio::time::sleep(LOSSY_RUN).await;
+    // Not one session closed while every player was alive and playing.
+    server
+        .scrape()
+        .await
+        .assert_no_closes_since(&before, "every player played on the lossy link");
+
+    // The links of half of them are cut; the server must find each within its idle timeout
+    // (plus a margin for a loaded machine), and only them.
+    let cut = std::time::Instant::now();
+    pair.cut_ports(&ports[..LOSSY_CUT]);
+    let found = poll_until(
+        "every cut player found",
+        DEFAULT_IDLE + PATIENCE,
+        || async {
+            let after = server.scrape().await;
+            match after.close_deltas(&before).values().sum::<u64>() {
+                n if n >= LOSSY_CUT as u64 => Ok(cut.elapsed()),
+                n => Err(format!("{n} closes: {:?}", after.close_deltas(&before))),
+            }
+        },
+    )
+    .await;
     let mut latencies = Vec::new();
     let (mut sent, mut relayed) = (0, 0);
     for (i, player) in players.into_iter().enumerate() {
         let outcome = player.finish().await;
+        if i < LOSSY_CUT {
+            continue;
+        }
         assert!(
             outcome.ended.is_none(),
             "player {i} was cut while alive and playing: {:?}",
@@ -248,17 +278,21 @@ async fn on_a_link_losing_ten_percent_each_way_the_defaults_cut_no_live_player()
     latencies.sort();
     let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     eprintln!(
-        "measured: 10% loss each way, {LOSSY_PLAYERS} players for {LOSSY_RUN:?}: {relayed} of \
-         {sent} inputs relayed back; input-to-relay p50 {:?}, p99 {:?}, max {:?}",
+        "measured: 10% loss each way, {LOSSY_PLAYERS} players for {LOSSY_RUN:?}: no false \
+         disconnect; the {LOSSY_CUT} cut links all found {found:?} after the cut; the others' \
+         {relayed} of {sent} inputs relayed back, input-to-relay p50 {:?}, p99 {:?}, max {:?}",
         at(0.5),
         at(0.99),
         at(1.0)
     );
     assert!(
+        found <= DEFAULT_IDLE + Duration::from_secs(2),
+        "the cut links were found {found:?} after the cut"
+    );
+    assert!(
         relayed as f64 >= sent as f64 * 0.95,
         "{relayed} of {sent} inputs came back"
     );
-    // Every session ended as its player quit: not one false disconnect.
     let after = poll_until("every player's close", PATIENCE * 3, || async {
         let after = server.scrape().await;
         match after.close_deltas(&before).values().sum::<u64>() {
@@ -269,9 +303,15 @@ async fn on_a_link_losing_ten_percent_each_way_the_defaults_cut_no_live_player()
     .await;
     assert_eq!(
         after.close_deltas(&before),
-        [(CloseReason::ClientQuit.as_str(), LOSSY_PLAYERS as u64)]
-            .into_iter()
-            .collect(),
-        "false disconnects on a 10% lossy link"
+        [
+            (CloseReason::IdleTimeout.as_str(), LOSSY_CUT as u64),
+            (
+                CloseReason::ClientQuit.as_str(),
+                (LOSSY_PLAYERS - LOSSY_CUT) as u64
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        "the cut ones timed out, the rest quit: no false disconnect"
     );
 }
