@@ -35,6 +35,28 @@ fn run(args: &[&str]) {
     crate::process::run(Command::new(args[0]).args(&args[1..])).expect_success();
 }
 
+/// Loads nftables `rules` in the namespace that `prefix` (`ip netns exec NS`) runs in; panics
+/// unless nft takes them.
+fn nft(prefix: &[&str; 4], rules: &str) {
+    use std::io::Write;
+    let mut child = Command::new(prefix[0])
+        .args(&prefix[1..])
+        .args(["nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn nft");
+    child
+        .stdin
+        .take()
+        .expect("nft stdin")
+        .write_all(rules.as_bytes())
+        .expect("write nft rules");
+    assert!(
+        child.wait().expect("nft").success(),
+        "nft rules failed: {rules}"
+    );
+}
+
 impl Pair {
     /// Creates the namespaces and the link. `tag` makes the names readable in `ip netns`. Needs
     /// root and `ip` (see [`crate::need`]).
@@ -169,23 +191,18 @@ impl Pair {
     /// Pulls the cable by dropping every packet on the client's interface with nftables, leaving
     /// the link up (no EHOSTUNREACH shortcut: only timeouts can notice).
     pub fn drop_packets(&self) {
+        self.drop_in_client("gs_cable", "", "");
+    }
+
+    /// Drops, in nftables table `table` of the client namespace, the packets that arrive on the
+    /// client's interface and match `inbound`, and those that leave it and match `outbound` (""
+    /// matches every packet).
+    fn drop_in_client(&self, table: &str, inbound: &str, outbound: &str) {
         let rules = format!(
-            "table inet gs_cable {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"{0}\" drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"{0}\" drop\n }}\n}}\n",
+            "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"{0}\" {inbound} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"{0}\" {outbound} drop\n }}\n}}\n",
             self.client_if
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.client_ns, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn nft");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("nft stdin")
-            .write_all(rules.as_bytes())
-            .expect("write nft rules");
-        assert!(child.wait().expect("nft").success(), "nft rules failed");
+        nft(&self.client_prefix(), &rules);
     }
 
     /// Removes the nftables drop.
@@ -237,11 +254,11 @@ impl Pair {
     /// connection is dropped before it reaches its socket and a reset goes back to its sender
     /// (nftables `reject with tcp reset` in both namespaces). New connections pass.
     pub fn forget_connection(&self, client_port: u16) {
-        self.reject_in(
+        reject_in(
             &self.server_prefix(),
             &format!("iifname \"{}\" tcp sport {client_port}", self.server_if),
         );
-        self.reject_in(
+        reject_in(
             &self.client_prefix(),
             &format!("iifname \"{}\" tcp dport {client_port}", self.client_if),
         );
@@ -250,25 +267,8 @@ impl Pair {
     /// A lossy link: `percent` of the packets dropped in each direction, at random (nftables
     /// `numgen random` on the client's interface).
     pub fn lose(&self, percent: u32) {
-        let rules = format!(
-            "table inet gs_loss {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"{0}\" numgen random mod 100 < {percent} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"{0}\" numgen random mod 100 < {percent} drop\n }}\n}}\n",
-            self.client_if
-        );
-        let words = self.client_prefix();
-        let mut child = Command::new(words[0])
-            .args(&words[1..])
-            .args(["nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn nft");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("nft stdin")
-            .write_all(rules.as_bytes())
-            .expect("write nft rules");
-        assert!(child.wait().expect("nft").success(), "nft rules failed");
+        let random = format!("numgen random mod 100 < {percent}");
+        self.drop_in_client("gs_loss", &random, &random);
     }
 
     /// Cuts the links of the client connections from `ports` only: every packet of theirs
@@ -280,71 +280,22 @@ impl Pair {
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let rules = format!(
-            "table inet gs_cut {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  iifname \"{0}\" tcp dport {{ {set} }} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  oifname \"{0}\" tcp sport {{ {set} }} drop\n }}\n}}\n",
-            self.client_if
+        self.drop_in_client(
+            "gs_cut",
+            &format!("tcp dport {{ {set} }}"),
+            &format!("tcp sport {{ {set} }}"),
         );
-        let words = self.client_prefix();
-        let mut child = Command::new(words[0])
-            .args(&words[1..])
-            .args(["nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn nft");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("nft stdin")
-            .write_all(rules.as_bytes())
-            .expect("write nft rules");
-        assert!(child.wait().expect("nft").success(), "nft rules failed");
-    }
-
-    /// Answers the packets `matching` that arrive in the namespace of `words` with a reset; the
-    /// resets themselves (the other side's answers) pass, as a middlebox's own resets reach the
-    /// endpoints.
-    fn reject_in(&self, words: &[&str; 4], matching: &str) {
-        let rules = format!(
-            "table inet gs_nat {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {matching} tcp flags & rst == 0 reject with tcp reset\n }}\n}}\n"
-        );
-        let mut child = Command::new(words[0])
-            .args(&words[1..])
-            .args(["nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn nft");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("nft stdin")
-            .write_all(rules.as_bytes())
-            .expect("write nft rules");
-        assert!(child.wait().expect("nft").success(), "nft rules failed");
     }
 }
 
-/// Connects to `addr` from address `source` inside network namespace `ns` (see [`connect_in`]).
-pub fn connect_from_in(
-    ns: &str,
-    source: Ipv4Addr,
-    addr: std::net::SocketAddr,
-) -> std::net::TcpStream {
-    let path = format!("/var/run/netns/{ns}");
-    let stream = std::thread::spawn(move || -> std::io::Result<std::net::TcpStream> {
-        let namespace = std::fs::File::open(&path).expect("open the namespace");
-        nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        socket.bind(&std::net::SocketAddr::from((source, 0)).into())?;
-        socket.connect_timeout(&addr.into(), std::time::Duration::from_secs(10))?;
-        Ok(socket.into())
-    })
-    .join()
-    .expect("connect thread")
-    .expect("connect from the address inside the namespace");
-    stream.set_nonblocking(true).expect("non-blocking");
-    stream
+/// Answers the packets `matching` that arrive in the namespace of `words` with a reset; the
+/// resets themselves (the other side's answers) pass, as a middlebox's own resets reach the
+/// endpoints.
+fn reject_in(words: &[&str; 4], matching: &str) {
+    let rules = format!(
+        "table inet gs_nat {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {matching} tcp flags & rst == 0 reject with tcp reset\n }}\n}}\n"
+    );
+    nft(words, &rules);
 }
 
 /// Connects to `addr` from inside network namespace `ns` and returns the connected socket.
@@ -353,15 +304,37 @@ pub fn connect_from_in(
 /// the socket there; a socket keeps the namespace it was created in, so the test's runtime can
 /// then drive it from any thread.
 pub fn connect_in(ns: &str, addr: std::net::SocketAddr) -> std::net::TcpStream {
+    connect_in_from(ns, None, addr)
+}
+
+/// [`connect_in`] from address `source` of the namespace.
+pub fn connect_from_in(
+    ns: &str,
+    source: Ipv4Addr,
+    addr: std::net::SocketAddr,
+) -> std::net::TcpStream {
+    connect_in_from(ns, Some(source), addr)
+}
+
+fn connect_in_from(
+    ns: &str,
+    source: Option<Ipv4Addr>,
+    addr: std::net::SocketAddr,
+) -> std::net::TcpStream {
     let path = format!("/var/run/netns/{ns}");
-    let stream = std::thread::spawn(move || {
+    let stream = std::thread::spawn(move || -> std::io::Result<std::net::TcpStream> {
         let namespace = std::fs::File::open(&path).expect("open the namespace");
         nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        if let Some(source) = source {
+            socket.bind(&std::net::SocketAddr::from((source, 0)).into())?;
+        }
+        socket.connect_timeout(&addr.into(), std::time::Duration::from_secs(10))?;
+        Ok(socket.into())
     })
     .join()
     .expect("connect thread")
-    .expect("connect from inside the namespace");
+    .unwrap_or_else(|error| panic!("connect to {addr} from inside {ns}: {error}"));
     stream.set_nonblocking(true).expect("non-blocking");
     stream
 }

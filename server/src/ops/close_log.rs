@@ -29,7 +29,8 @@ use crate::transport::labels::TransportName;
 /// the player id (which a live session's record shares with the session).
 pub const CLOSES_KEPT: usize = 65_536;
 
-/// Closes whose detail is kept: the newest ones. About [`DETAIL_BYTES`] each, 3.3 MiB in all.
+/// Closes whose detail is kept: the newest ones. [`DETAIL_BYTES`] each, 3.4 MiB in all, plus
+/// their error texts (at most [`MAX_DETAIL_TEXT`] bytes each).
 pub const DETAILS_KEPT: usize = 16_384;
 
 /// What one close's detail costs in memory, its allocation's header included (the error text a
