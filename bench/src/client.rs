@@ -665,3 +665,103 @@ async fn vanish(mut link: Link, stop: &CancellationToken) -> End {
         }
     }
 }
+
+/// Idle peer connections (an MQTT broker's, a WebSocket server's), each writing `keepalive`'s
+/// bytes every its period if given, reading whatever comes, until dispersed.
+#[derive(Debug)]
+pub struct IdleLinks {
+    /// Connections that opened.
+    pub joined: usize,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+}
+
+impl IdleLinks {
+    /// Opens `n` connections with `open(i)`, at most `concurrency` opening at once, and returns
+    /// once each has opened or failed.
+    pub async fn gather<F, Fut>(
+        n: usize,
+        concurrency: usize,
+        keepalive: Option<(Duration, &'static [u8])>,
+        open: F,
+    ) -> IdleLinks
+    where
+        F: Fn(usize) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Stream>> + Send + 'static,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+        let stop = CancellationToken::new();
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let gate = gate.clone();
+            let ready_tx = ready_tx.clone();
+            let stop = stop.clone();
+            let opening = open(i);
+            tasks.push(tokio::spawn(async move {
+                let permit = gate.acquire_owned().await;
+                let opened = opening.await;
+                drop(permit);
+                let _ = ready_tx.send(opened.is_ok());
+                let Ok(mut link) = opened else { return };
+                let mut pings = keepalive.map(|(every, bytes)| {
+                    (
+                        tokio::time::interval_at(Instant::now() + every, every),
+                        bytes,
+                    )
+                });
+                let mut buf = [0u8; 64];
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        bytes = next_ping(&mut pings) => {
+                            if link.write_all(bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        read = link.read(&mut buf) => {
+                            if !matches!(read, Ok(n) if n > 0) {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = link.set_abortive();
+            }));
+        }
+        drop(ready_tx);
+        // One report per connection; the senders stay alive inside the tasks.
+        let mut joined = 0;
+        for _ in 0..n {
+            match ready_rx.recv().await {
+                Some(ok) => joined += usize::from(ok),
+                None => break,
+            }
+        }
+        IdleLinks {
+            joined,
+            tasks,
+            stop,
+        }
+    }
+
+    /// Closes every connection (with a reset).
+    pub async fn disperse(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The keepalive's bytes when its next period is due; never without a keepalive.
+async fn next_ping(pings: &mut Option<(tokio::time::Interval, &'static [u8])>) -> &'static [u8] {
+    match pings {
+        Some((interval, bytes)) => {
+            interval.tick().await;
+            bytes
+        }
+        None => std::future::pending().await,
+    }
+}

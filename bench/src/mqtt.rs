@@ -16,11 +16,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use game_client::{Link, Tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::client::{self, End};
+use crate::client::{self, End, IdleLinks};
 use crate::procs::{children, free_port};
 
 /// Longest wait for a `CONNACK` or a `PINGRESP`.
@@ -226,86 +225,24 @@ pub async fn ping(stream: &mut Link) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Idle MQTT clients, each sending `PINGREQ` every period.
-#[derive(Debug)]
-pub struct Idle {
-    /// Clients whose `CONNECT` was accepted.
-    pub joined: usize,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    stop: CancellationToken,
-}
-
-impl Idle {
-    /// Connects `n` clients with `keepalive` seconds, at most `concurrency` connecting at once,
-    /// over TLS when `tls` is given, and returns once each has connected or failed.
-    pub async fn gather(
-        addr: SocketAddr,
-        n: usize,
-        concurrency: usize,
-        keepalive: u16,
-        every: Duration,
-        name: &str,
-        tls: Option<Tls>,
-    ) -> Idle {
-        let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-        let stop = CancellationToken::new();
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let mut tasks = Vec::with_capacity(n);
-        for i in 0..n {
-            let gate = gate.clone();
-            let ready_tx = ready_tx.clone();
-            let stop = stop.clone();
-            let id = format!("{name}-{i}");
-            let tls = tls.clone();
-            tasks.push(tokio::spawn(async move {
-                let permit = gate.acquire_owned().await;
-                let connected = connect(addr, i, &id, keepalive, tls.as_ref()).await;
-                drop(permit);
-                let _ = ready_tx.send(connected.is_ok());
-                let Ok(mut stream) = connected else { return };
-                let mut pings = tokio::time::interval_at(Instant::now() + every, every);
-                let mut buf = [0u8; 64];
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        _ = pings.tick() => {
-                            if stream.write_all(&PINGREQ).await.is_err() {
-                                return;
-                            }
-                        }
-                        read = stream.read(&mut buf) => {
-                            if !matches!(read, Ok(n) if n > 0) {
-                                return;
-                            }
-                        }
-                    }
-                }
-                let _ = stream.set_abortive();
-            }));
-        }
-        drop(ready_tx);
-        // One report per client; the senders stay alive inside the clients' tasks.
-        let mut joined = 0;
-        for _ in 0..n {
-            match ready_rx.recv().await {
-                Some(ok) => joined += usize::from(ok),
-                None => break,
-            }
-        }
-        Idle {
-            joined,
-            tasks,
-            stop,
-        }
-    }
-
-    /// Disconnects every client (with a reset).
-    pub async fn disperse(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
+/// Connects `n` idle MQTT clients with `keepalive` seconds, each sending `PINGREQ` every
+/// `every`, at most `concurrency` connecting at once, over TLS when `tls` is given; returns once
+/// each has connected or failed.
+pub async fn idle(
+    addr: SocketAddr,
+    n: usize,
+    concurrency: usize,
+    keepalive: u16,
+    every: Duration,
+    name: &str,
+    tls: Option<Tls>,
+) -> IdleLinks {
+    IdleLinks::gather(n, concurrency, Some((every, &PINGREQ)), |i| {
+        let id = format!("{name}-{i}");
+        let tls = tls.clone();
+        async move { connect(addr, i, &id, keepalive, tls.as_ref()).await }
+    })
+    .await
 }
 
 /// `n` clients connect with `keepalive` seconds, exchange two `PINGREQ`/`PINGRESP` and then go

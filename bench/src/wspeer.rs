@@ -9,14 +9,11 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::AsyncReadExt;
-use tokio::sync::{Semaphore, mpsc};
-use tokio_util::sync::CancellationToken;
 
+use crate::client::IdleLinks;
 use crate::procs::children;
 
 /// The script, and the directory whose `node_modules` holds `ws`; `None` (with the reason) when
@@ -114,77 +111,20 @@ impl Drop for WsServer {
     }
 }
 
-/// Idle WebSocket clients of the peer, answering its pings (the WebSocket layer does) and
-/// sending nothing.
-#[derive(Debug)]
-pub struct Idle {
-    /// Clients whose upgrade was accepted.
-    pub joined: usize,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    stop: CancellationToken,
-}
-
-impl Idle {
-    /// Connects `n` clients, at most `concurrency` at once; returns once each has connected or
-    /// failed.
-    pub async fn gather(addr: SocketAddr, n: usize, concurrency: usize) -> anyhow::Result<Idle> {
-        let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-        let stop = CancellationToken::new();
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let url = format!("ws://127.0.0.1:{}/", addr.port());
-        let mut tasks = Vec::with_capacity(n);
-        for i in 0..n {
-            let gate = gate.clone();
-            let ready_tx = ready_tx.clone();
-            let stop = stop.clone();
-            let url = url.clone();
-            tasks.push(tokio::spawn(async move {
-                let permit = gate.acquire_owned().await;
-                let connected = async {
-                    let stream = crate::client::dial(addr, i).await?;
-                    game_client::open(stream, None, Some(&url)).await
-                }
-                .await;
-                drop(permit);
-                let _ = ready_tx.send(connected.is_ok());
-                let Ok(mut link) = connected else { return };
-                let mut buf = [0u8; 64];
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        read = link.read(&mut buf) => {
-                            if !matches!(read, Ok(n) if n > 0) {
-                                return;
-                            }
-                        }
-                    }
-                }
-                let _ = link.set_abortive();
-            }));
+/// Connects `n` idle WebSocket clients to the peer, answering its pings (the WebSocket layer
+/// does) and sending nothing, at most `concurrency` connecting at once.
+pub async fn idle(addr: SocketAddr, n: usize, concurrency: usize) -> anyhow::Result<IdleLinks> {
+    let url = format!("ws://127.0.0.1:{}/", addr.port());
+    let clients = IdleLinks::gather(n, concurrency, None, |i| {
+        let url = url.clone();
+        async move {
+            let stream = crate::client::dial(addr, i).await?;
+            Ok(game_client::open(stream, None, Some(&url)).await?)
         }
-        drop(ready_tx);
-        let mut joined = 0;
-        for _ in 0..n {
-            match ready_rx.recv().await {
-                Some(ok) => joined += usize::from(ok),
-                None => break,
-            }
-        }
-        if joined == 0 {
-            bail!("no WebSocket client connected to the ws peer");
-        }
-        Ok(Idle {
-            joined,
-            tasks,
-            stop,
-        })
+    })
+    .await;
+    if clients.joined == 0 {
+        bail!("no WebSocket client connected to the ws peer");
     }
-
-    /// Disconnects every client (with a reset).
-    pub async fn disperse(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
+    Ok(clients)
 }

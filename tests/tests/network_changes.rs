@@ -11,50 +11,34 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use game_engine::CloseReason;
-use protocol::{ClientCodec, ClientMessage, Hello, Resume, Welcome};
+use protocol::{ClientMessage, Welcome};
 use system_tests::good::GoodPlayer;
 use system_tests::netns::{Pair, connect_from_in, connect_in};
 use system_tests::process::ServerProcess;
-use system_tests::{PATIENCE, RawClient, RelayLog, Scrape, hello, need_tools, poll_until};
-use tokio_util::codec::Framed;
+use system_tests::{
+    PATIENCE, RawClient, RelayLog, Scrape, hello_in, input, need_tools, poll_until, resume_hello,
+};
 
 /// Heartbeat and idle timeout short enough for a test, a resume grace long enough for it.
 const CONFIG: &str =
     "[session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"3s\"\nresume_grace = \"30s\"\n";
 
 fn raw(stream: std::net::TcpStream) -> RawClient {
-    let stream = tokio::net::TcpStream::from_std(stream).expect("tokio stream");
-    RawClient {
-        framed: Framed::new(stream, ClientCodec::default()),
-    }
+    RawClient::over(tokio::net::TcpStream::from_std(stream).expect("tokio stream"))
 }
 
-fn in_room(player: &str, room: &str, resume: Option<Resume>) -> ClientMessage {
-    match hello(player) {
-        ClientMessage::Hello(h) => ClientMessage::Hello(Hello {
-            room: room.into(),
-            resume,
-            ..h
-        }),
-        _ => unreachable!(),
-    }
-}
-
-fn input(seq: u64) -> ClientMessage {
-    ClientMessage::Input {
-        seq,
-        payload: Bytes::from(seq.to_be_bytes().to_vec()),
-    }
+/// Input `seq`, carrying its number.
+fn numbered(seq: u64) -> ClientMessage {
+    input(seq, seq.to_be_bytes().to_vec())
 }
 
 /// Alice joins room `field` and plays inputs 1 to 10, each relayed back to her; she
 /// acknowledges what she has seen.
 async fn alice_plays(alice: &mut RawClient, seen: &mut RelayLog) -> Welcome {
-    let welcome = alice.hello(in_room("alice", "field", None)).await;
+    let welcome = alice.hello(hello_in("alice", "field")).await;
     for seq in 1..=10 {
-        alice.send(input(seq)).await;
+        alice.send(numbered(seq)).await;
     }
     seen.read_until(alice, 10).await;
     alice
@@ -69,20 +53,18 @@ async fn alice_plays(alice: &mut RawClient, seen: &mut RelayLog) -> Welcome {
 /// server did not apply yet) and checks that every relay of hers arrived exactly once.
 async fn alice_resumes(alice: &mut RawClient, welcome: &Welcome, seen: &mut RelayLog) {
     let resumed = alice
-        .hello(in_room(
+        .hello(resume_hello(
             "alice",
             "",
-            Some(Resume {
-                token: welcome.resume_token,
-                last_event_seq: seen.last_event,
-            }),
+            welcome.resume_token,
+            seen.last_event,
         ))
         .await;
     assert!(resumed.resumed, "the session was resumed: {resumed:?}");
     assert_eq!(resumed.session_id, welcome.session_id);
     assert_eq!(resumed.room, "field");
     for seq in resumed.last_input_seq + 1..=20 {
-        alice.send(input(seq)).await;
+        alice.send(numbered(seq)).await;
     }
     seen.read_until(alice, 20).await;
     seen.assert_exactly_once("alice", 20);
@@ -119,7 +101,7 @@ async fn a_player_whose_address_changes_mid_session_resumes_from_the_new_one_and
         pair.server_ip.octets()[3],
     );
     pair.move_client_to(new_ip);
-    alice.send(input(11)).await;
+    alice.send(numbered(11)).await;
 
     // She reconnects from the new address before the server noticed anything, and resumes.
     let mut moved = raw(connect_from_in(&pair.client_ns, new_ip, server.addr));
@@ -185,7 +167,7 @@ async fn a_middlebox_that_forgets_the_connection_is_a_peer_reset_and_the_player_
     );
     assert_eq!(closed.get("gameserver_sessions_parked", &[]), 1.0);
     // The client learns it too: the reset ends its connection.
-    alice.send(input(11)).await;
+    alice.send(numbered(11)).await;
     let end = tokio::time::timeout(PATIENCE, async {
         loop {
             match alice.recv().await {

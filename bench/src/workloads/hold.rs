@@ -65,11 +65,6 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
         crowd.disperse().await;
     }
     let mosquitto = hold_mosquitto(bins, scale).await?;
-    let scrape_p50 = crate::report::median(&mut scrape);
-    let scrape_max = scrape
-        .iter()
-        .copied()
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     let mut out = vec![
         Measure::ours("1 hold", "user-space RSS per session", "KiB")
             .baseline(rss[1])
@@ -109,12 +104,7 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
         row.ours = rss[0];
         out.push(row);
     }
-    let status_p50 = crate::report::median(&mut status);
-    let status_max = status
-        .iter()
-        .copied()
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    if let (Some(p50), Some(max)) = (status_p50, status_max) {
+    if let Some((p50, max)) = median_and_max(&mut status) {
         out.push(
             Measure::ours(
                 "5 metrics",
@@ -134,7 +124,7 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
             .goal(Goal::AtMost(10.0)),
         );
     }
-    if let (Some(p50), Some(max)) = (scrape_p50, scrape_max) {
+    if let Some((p50, max)) = median_and_max(&mut scrape) {
         out.push(
             Measure::ours(
                 "5 metrics",
@@ -156,6 +146,12 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
     Ok(out)
 }
 
+/// The median and the largest of `readings`; `None` without any.
+fn median_and_max(readings: &mut [f64]) -> Option<(f64, f64)> {
+    let max = readings.iter().copied().reduce(f64::max)?;
+    Some((crate::report::median(readings)?, max))
+}
+
 /// Mosquitto holding the hold's number of idle MQTT connections (keepalive 10 s, a PINGREQ
 /// from each client every 10 s): user-space RSS per connection, and how mosquitto ran. `None`
 /// when it is not installed.
@@ -172,7 +168,7 @@ async fn hold_mosquitto(bins: &Binaries, scale: &Scale) -> anyhow::Result<Option
     let idle_rss = broker.rss_kib()?;
     let every = Duration::from_secs(10).min(scale.hold_heartbeat);
     let clients =
-        crate::mqtt::Idle::gather(broker.addr, n, scale.concurrency, 10, every, "hold", None).await;
+        crate::mqtt::idle(broker.addr, n, scale.concurrency, 10, every, "hold", None).await;
     if clients.joined == 0 {
         bail!("hold: no MQTT client connected to mosquitto");
     }

@@ -219,7 +219,7 @@ async fn peers(
             )?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let idle_rss = broker.rss_kib()?;
-            let clients = crate::mqtt::Idle::gather(
+            let clients = crate::mqtt::idle(
                 broker.addr,
                 n,
                 scale.concurrency,
@@ -269,7 +269,7 @@ async fn peers(
             let server = crate::wspeer::WsServer::start(every)?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let idle_rss = server.rss_kib()?;
-            let clients = crate::wspeer::Idle::gather(server.addr, n, scale.concurrency).await?;
+            let clients = crate::wspeer::idle(server.addr, n, scale.concurrency).await?;
             tokio::time::sleep(every.min(Duration::from_secs(2))).await;
             let cpu_start = crate::procs::cpu_time(server.pid())?;
             tokio::time::sleep(scale.hold).await;

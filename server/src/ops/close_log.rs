@@ -92,8 +92,9 @@ struct Entry {
     detail: Option<Box<Detail>>,
 }
 
-/// What the record keeps of one close beyond its player and reason.
-#[derive(Debug, Clone)]
+/// What the record keeps of one close beyond its player and reason; serialized as
+/// `/closes/recent` shows it.
+#[derive(Debug, Clone, Serialize)]
 pub struct Detail {
     /// Wall-clock time of the close, milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
@@ -101,60 +102,23 @@ pub struct Detail {
     pub session: u64,
     /// Its peer.
     pub peer: SocketAddr,
-    /// What it ran over.
+    /// What it ran over (`tcp`, `tls`, `websocket` or `wss`).
+    #[serde(serialize_with = "transport_name")]
     pub transport: TransportName,
     /// The error or violation, as the close's log line gives it (cut at [`MAX_DETAIL_TEXT`]).
+    #[serde(rename = "detail")]
     pub text: Option<Box<str>>,
-    /// From accept to the close decision.
-    pub lifetime_ms: u64,
-    /// From the last frame read to the close decision.
-    pub since_last_read_ms: u64,
-    /// From the last write to the socket to the close decision.
-    pub since_last_write_ms: Option<u64>,
-    /// The last heartbeat round trips, in [`RTT_UNIT`]s, oldest first (0: none).
-    pub rtts: [u16; RTT_SAMPLES],
-    /// The kernel's view of the connection at the close decision.
-    pub kernel: Option<TcpView>,
-    /// Frames read and written.
-    pub frames_in: u64,
-    /// Frames written.
-    pub frames_out: u64,
-    /// Bytes read.
-    pub bytes_in: u64,
-    /// Bytes written.
-    pub bytes_out: u64,
-    /// Parked for resume rather than ended.
-    pub parked: bool,
-}
-
-/// One close as `/closes/recent` lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct CloseRecord {
-    /// Its number in the record.
-    pub seq: u64,
-    /// The player id, if the session had one.
-    pub player: Option<String>,
-    /// The close reason (a label of `gameserver_sessions_closed_total`).
-    pub reason: &'static str,
-    /// Wall-clock time of the close, milliseconds since the Unix epoch.
-    pub at_unix_ms: u64,
-    /// The session's id.
-    pub session: u64,
-    /// Its peer address.
-    pub peer: String,
-    /// `tcp`, `tls`, `websocket` or `wss`.
-    pub transport: &'static str,
-    /// The error or violation.
-    pub detail: Option<String>,
     /// From accept to the close decision.
     pub lifetime_ms: u64,
     /// From the last frame read to the close decision.
     pub since_last_read_ms: u64,
     /// From the last write to the socket to the close decision (none: nothing written).
     pub since_last_write_ms: Option<u64>,
-    /// The last heartbeat round trips, milliseconds, oldest first.
-    pub rtts_ms: Vec<f64>,
-    /// The kernel's view of the TCP connection at the close decision.
+    /// The last heartbeat round trips, in [`RTT_UNIT`]s, oldest first (0: none); shown as
+    /// `rtts_ms`, the measured ones in milliseconds.
+    #[serde(rename = "rtts_ms", serialize_with = "rtts_ms")]
+    pub rtts: [u16; RTT_SAMPLES],
+    /// The kernel's view of the connection at the close decision.
     pub kernel: Option<TcpView>,
     /// Frames read.
     pub frames_in: u64,
@@ -168,6 +132,38 @@ pub struct CloseRecord {
     pub parked: bool,
 }
 
+fn transport_name<S: serde::Serializer>(
+    name: &TransportName,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(name.as_str())
+}
+
+fn rtts_ms<S: serde::Serializer>(
+    rtts: &[u16; RTT_SAMPLES],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(
+        rtts.iter()
+            .filter(|units| **units > 0)
+            .map(|units| f64::from(*units) * RTT_UNIT.as_secs_f64() * 1000.0),
+    )
+}
+
+/// One close as `/closes/recent` lists it: its number, player and reason, and its detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloseRecord {
+    /// Its number in the record.
+    pub seq: u64,
+    /// The player id, if the session had one.
+    pub player: Option<String>,
+    /// The close reason (a label of `gameserver_sessions_closed_total`).
+    pub reason: &'static str,
+    /// The rest.
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
 /// The answer of `/closes/recent`: the newest closes first.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecentCloses {
@@ -179,36 +175,6 @@ pub struct RecentCloses {
     pub detail_bytes: usize,
     /// The closes, newest first; those older than the kept details are left out.
     pub closes: Vec<CloseRecord>,
-}
-
-impl Detail {
-    fn record(&self, seq: u64, player: Option<&Arc<str>>, reason: CloseReason) -> CloseRecord {
-        CloseRecord {
-            seq,
-            player: player.map(|p| p.to_string()),
-            reason: reason.as_str(),
-            at_unix_ms: self.at_unix_ms,
-            session: self.session,
-            peer: self.peer.to_string(),
-            transport: self.transport.as_str(),
-            detail: self.text.as_deref().map(str::to_owned),
-            lifetime_ms: self.lifetime_ms,
-            since_last_read_ms: self.since_last_read_ms,
-            since_last_write_ms: self.since_last_write_ms,
-            rtts_ms: self
-                .rtts
-                .iter()
-                .filter(|units| **units > 0)
-                .map(|units| f64::from(*units) * RTT_UNIT.as_secs_f64() * 1000.0)
-                .collect(),
-            kernel: self.kernel,
-            frames_in: self.frames_in,
-            frames_out: self.frames_out,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            parked: self.parked,
-        }
-    }
 }
 
 /// `text` cut at [`MAX_DETAIL_TEXT`] bytes, on a character boundary.
@@ -400,8 +366,12 @@ impl Closes {
             .into_iter()
             .filter_map(|seq| {
                 let entry = inner.entries.get(usize::try_from(seq - first).ok()?)?;
-                let detail = entry.detail.as_ref()?;
-                Some(detail.record(seq, entry.player.as_ref(), entry.reason))
+                Some(CloseRecord {
+                    seq,
+                    player: entry.player.as_deref().map(str::to_owned),
+                    reason: entry.reason.as_str(),
+                    detail: (**entry.detail.as_ref()?).clone(),
+                })
             })
             .collect();
         RecentCloses {
@@ -539,12 +509,16 @@ mod tests {
         closes.record_with(id("bob"), CloseReason::IdleTimeout, detail(2));
         closes.record_with(id("ann"), CloseReason::ClientQuit, detail(3));
         let ann = closes.recent("ann", 10).await;
-        let sessions: Vec<u64> = ann.closes.iter().map(|c| c.session).collect();
+        let sessions: Vec<u64> = ann.closes.iter().map(|c| c.detail.session).collect();
         assert_eq!(sessions, vec![3, 1], "newest first");
-        assert_eq!(ann.closes[1].reason, "peer_reset");
-        assert_eq!(ann.closes[1].rtts_ms, vec![1.5, 2.5]);
+        let shown = serde_json::to_value(&ann.closes[1]).expect("json");
+        assert_eq!(shown["player"], "ann");
+        assert_eq!(shown["reason"], "peer_reset");
+        assert_eq!(shown["transport"], "tcp");
+        assert_eq!(shown["peer"], "127.0.0.1:4000");
+        assert_eq!(shown["rtts_ms"], serde_json::json!([1.5, 2.5]));
         assert_eq!(
-            ann.closes[1].detail.as_deref().map(str::len),
+            shown["detail"].as_str().map(str::len),
             Some(MAX_DETAIL_TEXT)
         );
         assert_eq!(closes.recent("", 2).await.closes.len(), 2);
