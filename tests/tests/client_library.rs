@@ -515,6 +515,16 @@ async fn over_tls_a_full_server_is_retried_and_an_untrusted_one_is_not() {
     })
     .await;
 
+    // The second player's session is over on the server's side too (its lingering close reads
+    // the client's FIN after the client saw its own close): the one slot is free again, so
+    // the next connection cannot be turned away as full.
+    system_tests::poll_until("the slot free", PATIENCE, || async {
+        match server.scrape().await.get("gameserver_sessions_active", &[]) {
+            0.0 => Ok(()),
+            n => Err(format!("{n} sessions active")),
+        }
+    })
+    .await;
     // A client trusting another certificate: one attempt, lost for good, and the server counts
     // the failed handshake.
     let stranger = system_tests::tls::TestCert::new("library-tls-stranger");
