@@ -8,6 +8,7 @@ pub mod client;
 pub mod mqtt;
 pub mod procs;
 pub mod report;
+pub mod soak;
 pub mod workloads;
 pub mod wspeer;
 

@@ -318,11 +318,23 @@ pub fn command_line(program: &str, args: &[&str]) -> String {
 /// Replaces what lies between the markers in `path` with `section`, or appends the markers and
 /// the section when they are missing.
 pub fn write_between_markers(path: &Path, section: &str) -> anyhow::Result<()> {
+    write_between(path, BEGIN, END, section)
+}
+
+/// [`write_between_markers`] for the markers `<!-- bench:NAME:begin -->` and
+/// `<!-- bench:NAME:end -->`.
+pub fn write_section(path: &Path, name: &str, section: &str) -> anyhow::Result<()> {
+    let begin = format!("<!-- bench:{name}:begin -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    write_between(path, &begin, &end, section)
+}
+
+fn write_between(path: &Path, begin: &str, end: &str, section: &str) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN}\n{section}\n{END}");
-    let updated = match (text.find(BEGIN), text.find(END)) {
-        (Some(start), Some(end)) if start < end => {
-            format!("{}{block}{}", &text[..start], &text[end + END.len()..])
+    let block = format!("{begin}\n{section}\n{end}");
+    let updated = match (text.find(begin), text.find(end)) {
+        (Some(start), Some(stop)) if start < stop => {
+            format!("{}{block}{}", &text[..start], &text[stop + end.len()..])
         }
         _ => format!("{text}\n{block}\n"),
     };

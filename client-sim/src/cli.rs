@@ -154,10 +154,12 @@ pub struct Cli {
     /// Room for the scenarios that play together (default: the server places players).
     #[arg(long)]
     pub room: Option<String>,
-    /// How long each soak instance plays (default: random, 1 to 5 seconds). Use a long value with
-    /// --scenario soak to hold many connections open.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub play_time: Option<Duration>,
+    /// How long each soak instance plays (default: random, 1 to 5 seconds), or MIN..MAX to draw
+    /// it per instance (10m..30m replaces about 5% of the players a minute). Use a long value
+    /// with --scenario soak to hold many connections open. With --duration, soak instances stop
+    /// playing (and quit as they would) when the run's time is up.
+    #[arg(long, value_parser = parse_play_time)]
+    pub play_time: Option<PlayTime>,
     /// Inputs per second of a soak player (0 = none, only pings: the lightest way to hold many
     /// connections). Each input is relayed to everyone in the room.
     #[arg(long, default_value_t = 5.0)]
@@ -280,7 +282,8 @@ impl Cli {
             inputs: self.inputs,
             input_bytes: self.input_bytes,
             room: self.room.clone(),
-            play_time: self.play_time,
+            play_time: self.play_time.map(|p| p.min),
+            play_time_max: self.play_time.and_then(|p| p.max),
             soak_input_rate: self.soak_input_rate,
             progress: if self.quiet || self.json_to_stdout() {
                 ProgressMode::Off
@@ -310,6 +313,37 @@ impl Cli {
     }
 }
 
+/// `--play-time`: one duration, or `MIN..MAX`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayTime {
+    /// The play time, or the shortest.
+    pub min: Duration,
+    /// The longest, when a range was given.
+    pub max: Option<Duration>,
+}
+
+fn parse_play_time(text: &str) -> Result<PlayTime, String> {
+    let duration = |part: &str| {
+        humantime::parse_duration(part.trim()).map_err(|error| format!("{part:?}: {error}"))
+    };
+    match text.split_once("..") {
+        None => Ok(PlayTime {
+            min: duration(text)?,
+            max: None,
+        }),
+        Some((min, max)) => {
+            let (min, max) = (duration(min)?, duration(max)?);
+            if min > max {
+                return Err(format!("the range {text:?} ends before it starts"));
+            }
+            Ok(PlayTime {
+                min,
+                max: Some(max),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -325,6 +359,25 @@ mod tests {
         assert_eq!(opts.mix, default.mix);
         assert_eq!(opts.connect_rate, default.connect_rate);
         assert!(opts.validate().is_ok());
+    }
+
+    #[test]
+    fn play_time_is_one_duration_or_a_range() {
+        let opts = |args: &[&str]| {
+            let mut all = vec!["client-sim"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| cli.options())
+        };
+        let one = opts(&["--play-time", "90s"]).unwrap();
+        assert_eq!(one.play_time, Some(Duration::from_secs(90)));
+        assert_eq!(one.play_time_max, None);
+        let range = opts(&["--play-time", "10m..30m"]).unwrap();
+        assert_eq!(range.play_time, Some(Duration::from_secs(600)));
+        assert_eq!(range.play_time_max, Some(Duration::from_secs(1800)));
+        let backwards = opts(&["--play-time", "30m..10m"]).unwrap_err().to_string();
+        assert!(backwards.contains("ends before it starts"), "{backwards}");
+        let garbage = opts(&["--play-time", "10m..soon"]).unwrap_err().to_string();
+        assert!(garbage.contains("\"soon\""), "{garbage}");
     }
 
     #[test]

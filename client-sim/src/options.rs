@@ -320,8 +320,13 @@ pub struct Options {
     /// always use a private room of their own.
     pub room: Option<String>,
     /// How long a soak instance plays before leaving; `None` draws 1 to 5 seconds per instance.
-    /// Long values make soak the scenario for holding many connections open at once.
+    /// Long values make soak the scenario for holding many connections open at once. With
+    /// [`Options::play_time_max`], the shortest play.
     pub play_time: Option<Duration>,
+    /// With `play_time`, each soak instance draws its play time uniformly between the two, so a
+    /// long run replaces its players steadily instead of all at once (`10m..30m`: about 5% of
+    /// them a minute).
+    pub play_time_max: Option<Duration>,
     /// Inputs per second of a soak player (0: it only keeps the connection alive with pings).
     /// Every input is relayed to the whole room, so this sets the server's load per player.
     pub soak_input_rate: f64,
@@ -458,6 +463,7 @@ impl Default for Options {
             input_bytes: 32,
             room: None,
             play_time: None,
+            play_time_max: None,
             soak_input_rate: 5.0,
             progress: ProgressMode::Auto,
             crash_exe: None,

@@ -414,6 +414,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
         run_id,
         crash_exe,
         layers,
+        ends: opts.duration.map(|d| Instant::now() + d),
     });
     let expected = Arc::new(Mutex::new(expected));
     let started = Instant::now();

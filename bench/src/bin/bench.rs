@@ -13,9 +13,15 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(about)]
 struct Cli {
-    /// Workloads to run: all, or any of hold, detect, storm, throughput, metrics, cycles, rooms, fanout, burst, transports, listing.
+    /// Workloads to run: all, or any of hold, detect, storm, throughput, metrics, cycles, rooms, fanout, burst, transports, listing. Or `soak` alone: the hour at 15,000 sessions (not part of all), its report written between the bench:soak markers.
     #[arg(default_value = "all")]
     workloads: Vec<String>,
+    /// soak: how long players keep coming (default 1h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    soak_duration: Option<std::time::Duration>,
+    /// soak: sessions held at once (default 15000).
+    #[arg(long)]
+    soak_sessions: Option<usize>,
     /// Runs of each short workload; each figure is the median.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -35,6 +41,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.workloads.iter().any(|w| w == "soak") {
+        return soak(cli);
+    }
     let names: Vec<String> = if cli.workloads.iter().any(|w| w == "all") {
         WORKLOADS.iter().map(|w| (*w).to_owned()).collect()
     } else {
@@ -127,6 +136,85 @@ fn main() -> ExitCode {
         eprintln!("bench: wrote {}", path.display());
     }
     if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `bench soak`: one long run, its report printed and written between the soak markers.
+fn soak(cli: Cli) -> ExitCode {
+    if cli.workloads.len() != 1 {
+        eprintln!("bench: soak runs alone (got {})", cli.workloads.join(" "));
+        return ExitCode::from(2);
+    }
+    let mut plan = bench::soak::Plan::hour();
+    if let Some(duration) = cli.soak_duration {
+        plan = plan.lasting(duration);
+    }
+    if let Some(sessions) = cli.soak_sessions {
+        plan.sessions = sessions;
+    }
+    match bench::raise_fd_limit() {
+        Ok(limit) => eprintln!("bench: descriptor limit {limit}"),
+        Err(error) => eprintln!("bench: cannot raise the descriptor limit: {error}"),
+    }
+    let bins = match Binaries::beside_current_exe(None, Build::Always) {
+        Ok(bins) => bins,
+        Err(error) => {
+            eprintln!("bench: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match runtime.block_on(bench::soak::soak(&bins, &plan)) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("bench: soak failed: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let table_every = (plan.duration / 12).max(plan.every);
+    let section = format!(
+        "Measured {} (UTC) at commit {} on {}.\nCommand: `cargo run --release -p bench -- soak{}{}`.\n\n{}",
+        report::command_line("date", &["-u", "+%Y-%m-%d %H:%M"]),
+        report::command_line("git", &["rev-parse", "--short", "HEAD"]),
+        report::machine(),
+        cli.soak_duration
+            .map(|d| format!(" --soak-duration {}", humantime::format_duration(d)))
+            .unwrap_or_default(),
+        cli.soak_sessions
+            .map(|n| format!(" --soak-sessions {n}"))
+            .unwrap_or_default(),
+        bench::soak::render(&outcome, table_every),
+    );
+    println!("{section}");
+    let csv = bins.log_dir.join("soak-samples.csv");
+    if let Err(error) = std::fs::write(&csv, bench::soak::csv(&outcome.samples)) {
+        eprintln!("bench: cannot write {}: {error}", csv.display());
+    } else {
+        eprintln!("bench: every sample in {}", csv.display());
+    }
+    if !cli.no_write {
+        let path = cli
+            .write
+            .unwrap_or_else(|| bench::workspace_root().join("BENCHMARKS.md"));
+        if let Err(error) = report::write_section(&path, "soak", &section) {
+            eprintln!("bench: {error:#}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("bench: wrote {}", path.display());
+    }
+    if outcome.pass() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

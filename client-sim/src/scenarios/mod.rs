@@ -80,6 +80,8 @@ pub(crate) struct Ctx {
     pub crash_exe: PathBuf,
     /// TLS and WebSocket, when asked for.
     pub layers: conn::Layers,
+    /// When the run's `--duration` is up: long-playing instances stop there.
+    pub ends: Option<tokio::time::Instant>,
 }
 
 /// One scenario instance about to run.

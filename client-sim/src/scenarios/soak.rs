@@ -1,6 +1,7 @@
 //! `soak`: a realistic player for long runs.
 //!
-//! It plays for a few seconds (random between 1 and 5, or `--play-time`) at a human pace of
+//! It plays for a few seconds (random between 1 and 5, or `--play-time`, one duration or a range
+//! drawn from per instance, cut short when a run with `--duration` ends) at a human pace of
 //! `--soak-input-rate` inputs per second (default 5), answering pings, pinging the server and
 //! acknowledging events, then leaves: nine times in ten with `Bye` (the server must record
 //! `client_quit` and acknowledge every input), once in ten by closing without `Bye` (the server must record `peer_eof`).
@@ -18,10 +19,21 @@ use crate::reconcile::{Expect, Reason};
 pub(crate) async fn run(inst: &Instance) -> Verdict {
     let (play_for, graceful) = {
         let mut rng = rand::rng();
-        let play_for = inst
-            .opts()
-            .play_time
-            .unwrap_or_else(|| Duration::from_millis(rng.random_range(1000..=5000)));
+        let opts = inst.opts();
+        let play_for = match (opts.play_time, opts.play_time_max) {
+            (Some(min), Some(max)) if max > min => rng.random_range(min..=max),
+            (Some(min), _) => min,
+            (None, _) => Duration::from_millis(rng.random_range(1000..=5000)),
+        };
+        // A run with a duration ends its long players when its time is up (at least a second
+        // of play each, so that every instance still plays and quits as it would).
+        let play_for = match inst.ctx.ends {
+            Some(ends) => play_for.min(
+                ends.saturating_duration_since(tokio::time::Instant::now())
+                    .max(Duration::from_secs(1)),
+            ),
+            None => play_for,
+        };
         (play_for, rng.random_bool(0.9))
     };
     let mut p = match inst.open(inst.shared_room()).await {
