@@ -13,7 +13,7 @@ use std::process::Command;
 
 /// The tools some tests need, and whether `.ci/run` installs them (in CI they are then taken as
 /// present, and a missing one fails its tests).
-const TOOLS: [(&str, bool); 14] = [
+const TOOLS: [(&str, bool); 15] = [
     ("chromium", true),
     ("docker-compose", true),
     ("haproxy", true),
@@ -28,6 +28,7 @@ const TOOLS: [(&str, bool); 14] = [
     ("promtool", true),
     ("python3", true),
     ("ss", true),
+    ("tc", true),
 ];
 
 fn main() {

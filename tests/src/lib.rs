@@ -9,6 +9,7 @@ pub mod good;
 pub mod measure;
 pub mod netns;
 pub mod process;
+pub mod profile;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};

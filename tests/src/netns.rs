@@ -207,8 +207,26 @@ impl Pair {
 
     /// Removes the nftables drop.
     pub fn stop_dropping(&self) {
+        self.remove_table("gs_cable");
+    }
+
+    /// Drops, in nftables table `table`, the packets that reach the client's `port` (`inbound`)
+    /// and those that leave it (`outbound`); [`Pair::remove_table`] ends it.
+    pub fn drop_port(&self, table: &str, port: u16, inbound: bool, outbound: bool) {
+        // A port no packet uses stands for "nothing" in the direction left alone.
+        let to = if inbound { port } else { 0 };
+        let from = if outbound { port } else { 0 };
+        self.drop_in_client(
+            table,
+            &format!("tcp dport {to}"),
+            &format!("tcp sport {from}"),
+        );
+    }
+
+    /// Removes nftables table `table` of the client namespace.
+    pub fn remove_table(&self, table: &str) {
         let words = self.client_prefix();
-        run(&[&words[..], &["nft", "delete", "table", "inet", "gs_cable"]].concat());
+        run(&[&words[..], &["nft", "delete", "table", "inet", table]].concat());
     }
 }
 
@@ -267,8 +285,28 @@ impl Pair {
     /// A lossy link: `percent` of the packets dropped in each direction, at random (nftables
     /// `numgen random` on the client's interface).
     pub fn lose(&self, percent: u32) {
-        let random = format!("numgen random mod 100 < {percent}");
-        self.drop_in_client("gs_loss", &random, &random);
+        self.lose_each_way(percent * 10, percent * 10);
+    }
+
+    /// A lossy link with a rate per direction: `up` per thousand of the packets from the client
+    /// dropped, `down` per thousand of those to it.
+    pub fn lose_each_way(&self, up: u32, down: u32) {
+        self.lose_on_port(None, up, down);
+    }
+
+    /// [`Pair::lose_each_way`] for the connections to the server's `port` only (every
+    /// connection when `None`).
+    pub fn lose_on_port(&self, port: Option<u16>, up: u32, down: u32) {
+        let (from, to) = match port {
+            Some(port) => (format!("tcp sport {port} "), format!("tcp dport {port} ")),
+            None => (String::new(), String::new()),
+        };
+        let random = |per_mille: u32| format!("numgen random mod 1000 < {per_mille}");
+        self.drop_in_client(
+            "gs_loss",
+            &format!("{from}{}", random(down)),
+            &format!("{to}{}", random(up)),
+        );
     }
 
     /// Cuts the links of the client connections from `ports` only: every packet of theirs
@@ -337,6 +375,22 @@ fn connect_in_from(
     .unwrap_or_else(|error| panic!("connect to {addr} from inside {ns}: {error}"));
     stream.set_nonblocking(true).expect("non-blocking");
     stream
+}
+
+/// A listening socket bound to `addr` inside network namespace `ns` (as [`connect_in`] makes its
+/// socket there), non-blocking.
+pub fn listen_in(ns: &str, addr: std::net::SocketAddr) -> std::net::TcpListener {
+    let path = format!("/var/run/netns/{ns}");
+    let listener = std::thread::spawn(move || -> std::io::Result<std::net::TcpListener> {
+        let namespace = std::fs::File::open(&path).expect("open the namespace");
+        nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        std::net::TcpListener::bind(addr)
+    })
+    .join()
+    .expect("listen thread")
+    .unwrap_or_else(|error| panic!("listen on {addr} inside {ns}: {error}"));
+    listener.set_nonblocking(true).expect("non-blocking");
+    listener
 }
 
 impl Drop for Pair {

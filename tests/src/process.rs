@@ -26,10 +26,12 @@ use crate::{PATIENCE, Scrape};
 /// `deps/` subdirectory.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test executable inside target/<profile>/deps")
-        .to_path_buf()
+    let dir = exe.parent().expect("an executable inside target/<profile>");
+    // Tests run from target/<profile>/deps, this package's binaries from target/<profile>.
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().unwrap_or(dir).to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// Cargo's target directory (`target/` unless configured otherwise): where a test leaves

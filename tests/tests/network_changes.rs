@@ -2,20 +2,23 @@
 //! client's address changes mid-session, as a phone's does moving from Wi-Fi to mobile data) and
 //! a middlebox that forgets the connection and answers it with resets (a NAT that lost its
 //! mapping). In both the player resumes from where it is now and loses nothing, and nothing
-//! turns it away. And a bad link that stays up: 10% of packets lost each way, on which the
-//! server's defaults must cut no live player.
+//! turns it away. And bad links that stay up (see `system_tests::profile`): 10% of packets lost
+//! each way, on which the server's defaults must cut no live player, and a congested mobile link
+//! with a second-deep queue and loss, on which the recommended 3 s idle timeout must not either;
+//! and the loss grace, which spares a silent client whose kernel still answers over a lossy path
+//! and no one else.
 //!
-//! Needs root, `ip` and, for the forgetful middlebox, `nft`: ignored (reported as not run) where
-//! the build did not find them, a failure in CI.
+//! Needs root, `ip`, `nft` and `tc`: ignored (reported as not run) where the build did not find
+//! them, a failure in CI.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use game_engine::CloseReason;
 use protocol::{ClientMessage, Welcome};
-use system_tests::good::GoodPlayer;
 use system_tests::netns::{Pair, connect_from_in, connect_in};
 use system_tests::process::ServerProcess;
+use system_tests::profile::{self, Row, Settings, Size};
 use system_tests::{
     PATIENCE, RawClient, RelayLog, Scrape, hello_in, input, need_tools, poll_until, resume_hello,
 };
@@ -191,109 +194,169 @@ async fn a_middlebox_that_forgets_the_connection_is_a_peer_reset_and_the_player_
     assert_nothing_refused(&after, &before);
 }
 
-/// Players on the lossy link; the links of the first `LOSSY_CUT` of them are then cut.
-const LOSSY_PLAYERS: usize = 40;
-const LOSSY_CUT: usize = 20;
-/// How long they play on it.
-const LOSSY_RUN: Duration = Duration::from_secs(60);
-/// The embedded default idle timeout.
-const DEFAULT_IDLE: Duration = Duration::from_secs(15);
+/// Heartbeat, idle timeout and loss grace of the loss-grace test.
+const GRACE_CONFIG: &str = "[session]\nheartbeat_interval = \"1s\"\nidle_timeout = \"4s\"\nloss_grace = \"4s\"\nresume_grace = \"30s\"\n";
+
+/// Joins as `player`, sends one input and reads its relay: the session is live and the last
+/// thing the server heard is now. Returns the connection, its port and when the input went.
+async fn join_and_fall_silent(
+    pair: &Pair,
+    server: &ServerProcess,
+    player: &str,
+) -> (RawClient, u16, std::time::Instant) {
+    let mut client = raw(connect_in(&pair.client_ns, server.addr));
+    let port = client.stream().local_addr().expect("address").port();
+    client.hello(hello_in(player, &format!("r-{player}"))).await;
+    client.send(numbered(1)).await;
+    let mut seen = RelayLog::default();
+    seen.read_until(&mut client, 1).await;
+    (client, port, std::time::Instant::now())
+}
+
+/// Waits for the next close of reason `reason` after `before`; returns the time since `since`.
+async fn closed_after(
+    server: &ServerProcess,
+    before: &Scrape,
+    reason: CloseReason,
+    since: std::time::Instant,
+) -> Duration {
+    poll_until("the close", PATIENCE * 2, || async {
+        let after = server.scrape().await;
+        match after.close_deltas(before).get(reason.as_str()) {
+            Some(n) if *n >= 1 => Ok(since.elapsed()),
+            _ => Err(format!("closes so far: {:?}", after.close_deltas(before))),
+        }
+    })
+    .await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(all(is_root, has_ip, has_nft)),
-    ignore = "needs root, ip and nft: a lossy link in network namespaces"
+    ignore = "needs root, ip and nft: packet loss in network namespaces"
+)]
+async fn the_loss_grace_spares_a_reachable_client_on_a_lossy_path_and_no_one_else() {
+    need_tools(&["nft"], "nftables: packet loss");
+    let pair = Pair::new("grace");
+    let server: ServerProcess = pair.start_server(GRACE_CONFIG).await;
+    let idle = Duration::from_secs(4);
+    let grace = Duration::from_secs(4);
+    let graces = |s: &Scrape| s.raw("gameserver_loss_grace_total");
+
+    // A client that stops talking on a clean path (its kernel still answers): cut at the idle
+    // timeout, no grace.
+    let before = server.scrape().await;
+    let (_quiet, _, since) = join_and_fall_silent(&pair, &server, "quiet").await;
+    let took = closed_after(&server, &before, CloseReason::IdleTimeout, since).await;
+    let after = server.scrape().await;
+    assert_eq!(
+        graces(&after) - graces(&before),
+        0.0,
+        "no grace on a clean path"
+    );
+    assert!(
+        took < idle + grace / 2,
+        "the quiet client was cut {took:?} after it fell silent"
+    );
+
+    // The same on a path that just lost packets: the server's pings to it were dropped for two
+    // seconds (so the server retransmitted), then got through and were acknowledged. Its
+    // silence may be TCP backing off: the server grants the grace once, then cuts it.
+    let before = server.scrape().await;
+    let (_lossy, port, since) = join_and_fall_silent(&pair, &server, "lossy").await;
+    pair.drop_port("gs_grace", port, true, false);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    pair.remove_table("gs_grace");
+    let took = closed_after(&server, &before, CloseReason::IdleTimeout, since).await;
+    let after = server.scrape().await;
+    assert_eq!(
+        graces(&after) - graces(&before),
+        1.0,
+        "one grace for the lossy path"
+    );
+    assert!(
+        took >= idle + grace - Duration::from_millis(500) && took < idle + grace + PATIENCE,
+        "the lossy client was cut {took:?} after it fell silent (idle {idle:?} + grace {grace:?})"
+    );
+
+    // A pulled cable: the server retransmits its pings into it (the path loses packets), but
+    // nothing is acknowledged after the first heartbeat of the silence, so no grace: found at
+    // the idle timeout.
+    let before = server.scrape().await;
+    let (_cut, port, since) = join_and_fall_silent(&pair, &server, "cut").await;
+    pair.cut_ports(&[port]);
+    let took = closed_after(&server, &before, CloseReason::IdleTimeout, since).await;
+    let after = server.scrape().await;
+    assert_eq!(
+        graces(&after) - graces(&before),
+        0.0,
+        "no grace for a pulled cable"
+    );
+    assert!(
+        took < idle + grace / 2,
+        "the cut client was found {took:?} after it fell silent"
+    );
+}
+
+/// Runs `profile` with `settings` at 40 players for a minute, 20 of whose links are then cut,
+/// and checks what issue 29 asks of every profile up to 10% loss: no live player cut, every cut
+/// link found within the idle timeout plus 2 s, nothing lost or repeated.
+async fn no_live_player_cut_on(profile: &str, settings: Settings) {
+    need_tools(&["nft", "tc"], "nftables and tc: a shaped link");
+    let profile = profile::profile(profile).expect("a profile");
+    let size = Size {
+        players: 40,
+        play: Duration::from_secs(60),
+        cut: 20,
+    };
+    let row = profile::run(&profile, &settings, size).await;
+    eprintln!("measured:\n{}\n{}", Row::header(), row.markdown());
+    assert_eq!(
+        row.false_total(),
+        0,
+        "live players were cut: {:?} ({} resumes)",
+        row.false_disconnects,
+        row.resumes
+    );
+    assert_eq!(row.resumes, 0, "a live player had to resume");
+    assert_eq!(row.undetected, 0, "cut links the server never found");
+    let slowest = row.detection.last().copied().expect("detections");
+    assert!(
+        slowest <= settings.idle_timeout + Duration::from_secs(2),
+        "a cut link was found {slowest:?} after the cut (idle timeout {:?})",
+        settings.idle_timeout
+    );
+    assert!(
+        slowest >= settings.idle_timeout - Duration::from_secs(1),
+        "a cut link was closed {slowest:?} after the cut, before the idle timeout could pass"
+    );
+    assert_eq!(
+        (row.lost, row.duplicated),
+        (0, 0),
+        "inputs lost or relayed twice"
+    );
+    assert!(
+        row.sent >= 20 * 50,
+        "the players hardly played: {} inputs",
+        row.sent
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_nft, has_tc)),
+    ignore = "needs root, ip, nft and tc: a lossy link in network namespaces"
 )]
 async fn on_a_link_losing_ten_percent_each_way_the_defaults_cut_no_live_player_and_find_cut_ones() {
-    let pair = Pair::new("lossy");
-    need_tools(&["nft"], "nftables: a lossy link");
-    // The embedded defaults: heartbeat 5 s, idle timeout 15 s, TCP keepalive and user timeout.
-    let server: ServerProcess = pair.start_server("").await;
-    pair.lose(10);
-    let before = server.scrape().await;
-    let mut players = Vec::new();
-    let mut ports = Vec::new();
-    for i in 0..LOSSY_PLAYERS {
-        let client = raw(connect_in(&pair.client_ns, server.addr));
-        ports.push(client.stream().local_addr().expect("address").port());
-        players.push(GoodPlayer::start_over(client, &format!("lossy-{i}")).await);
-    }
-    tokio::time::sleep(LOSSY_RUN).await;
-    // Not one session closed while every player was alive and playing.
-    server
-        .scrape()
-        .await
-        .assert_no_closes_since(&before, "every player played on the lossy link");
+    no_live_player_cut_on("loss10", Settings::defaults()).await;
+}
 
-    // The links of half of them are cut; the server must find each within its idle timeout
-    // (plus a margin for a loaded machine), and only them.
-    let cut = std::time::Instant::now();
-    pair.cut_ports(&ports[..LOSSY_CUT]);
-    let found = poll_until(
-        "every cut player found",
-        DEFAULT_IDLE + PATIENCE,
-        || async {
-            let after = server.scrape().await;
-            match after.close_deltas(&before).values().sum::<u64>() {
-                n if n >= LOSSY_CUT as u64 => Ok(cut.elapsed()),
-                n => Err(format!("{n} closes: {:?}", after.close_deltas(&before))),
-            }
-        },
-    )
-    .await;
-    let mut latencies = Vec::new();
-    let (mut sent, mut relayed) = (0, 0);
-    for (i, player) in players.into_iter().enumerate() {
-        let outcome = player.finish().await;
-        if i < LOSSY_CUT {
-            continue;
-        }
-        assert!(
-            outcome.ended.is_none(),
-            "player {i} was cut while alive and playing: {:?}",
-            outcome.ended
-        );
-        sent += outcome.sent;
-        relayed += outcome.relayed;
-        latencies.extend(outcome.latencies);
-    }
-    latencies.sort();
-    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
-    eprintln!(
-        "measured: 10% loss each way, {LOSSY_PLAYERS} players for {LOSSY_RUN:?}: no false \
-         disconnect; the {LOSSY_CUT} cut links all found {found:?} after the cut; the others' \
-         {relayed} of {sent} inputs relayed back, input-to-relay p50 {:?}, p99 {:?}, max {:?}",
-        at(0.5),
-        at(0.99),
-        at(1.0)
-    );
-    assert!(
-        found <= DEFAULT_IDLE + Duration::from_secs(2),
-        "the cut links were found {found:?} after the cut"
-    );
-    assert!(
-        relayed as f64 >= sent as f64 * 0.95,
-        "{relayed} of {sent} inputs came back"
-    );
-    let after = poll_until("every player's close", PATIENCE * 3, || async {
-        let after = server.scrape().await;
-        match after.close_deltas(&before).values().sum::<u64>() {
-            n if n >= LOSSY_PLAYERS as u64 => Ok(after),
-            n => Err(format!("{n} closes: {:?}", after.close_deltas(&before))),
-        }
-    })
-    .await;
-    assert_eq!(
-        after.close_deltas(&before),
-        [
-            (CloseReason::IdleTimeout.as_str(), LOSSY_CUT as u64),
-            (
-                CloseReason::ClientQuit.as_str(),
-                (LOSSY_PLAYERS - LOSSY_CUT) as u64
-            ),
-        ]
-        .into_iter()
-        .collect(),
-        "the cut ones timed out, the rest quit: no false disconnect"
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(is_root, has_ip, has_nft, has_tc)),
+    ignore = "needs root, ip, nft and tc: a congested link in network namespaces"
+)]
+async fn on_a_congested_mobile_link_the_recommended_three_second_timeout_cuts_no_live_player() {
+    let mobile = profile::profile("mobile").expect("the mobile profile");
+    no_live_player_cut_on("mobile", profile::recommended(&mobile)).await;
 }

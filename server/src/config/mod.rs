@@ -126,6 +126,10 @@ pub struct SessionConfig {
     /// Silence after which a session is dropped.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Longest extension of an idle deadline while the peer's kernel still answers over a path
+    /// that loses packets; zero turns it off.
+    #[serde(with = "humantime_serde")]
+    pub loss_grace: Duration,
     /// Most queued events per session.
     pub outbound_queue: usize,
     /// Most bytes of queued events per session.
@@ -934,6 +938,7 @@ impl Fields<'_> {
                 handshake_timeout,
                 heartbeat_interval,
                 idle_timeout,
+                loss_grace,
                 outbound_queue,
                 outbound_queue_bytes,
                 write_timeout,

@@ -216,6 +216,17 @@ impl Core {
         self.watchdog.silence_due(now)
     }
 
+    /// Moves the idle deadline `extra` later, until the client is heard again.
+    pub(crate) fn extend_idle(&mut self, extra: Duration) {
+        self.watchdog.extend_idle(extra);
+    }
+
+    /// The heartbeat interval and idle timeout.
+    pub(crate) fn liveness(&self) -> (Duration, Duration) {
+        let timeouts = self.watchdog.timeouts();
+        (timeouts.heartbeat, timeouts.idle)
+    }
+
     /// When the last frame arrived (or the connection was accepted).
     pub(crate) fn last_inbound(&self) -> Instant {
         self.watchdog.last_inbound()

@@ -189,6 +189,9 @@ async fn run<T: Transport>(
     let (ending, rest) = match failed {
         Some(ending) => (*ending, Unread::default()),
         None => {
+            // The socket under every layer, for the kernel's view while the halves are lent (-1:
+            // none; a plain descriptor rather than an option keeps the task's size).
+            let tcp = transport.tcp().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
             let (read, mut write) = transport.split();
             // Until the handshake, no frame larger than the largest Hello is read: a length
             // prefix (or a WebSocket frame header) from an unknown peer cannot make the server
@@ -207,7 +210,7 @@ async fn run<T: Transport>(
             };
             let mut reader = FrameReader::new(read, framing, buffered);
             let ending =
-                select_loop::<T, _, _>(sessions, &mut session, &mut reader, &mut write).await;
+                select_loop::<T, _, _>(sessions, &mut session, &mut reader, &mut write, tcp).await;
             let peer_closed = match reader.framing() {
                 Framing::WebSocket(decoder) => decoder.closed(),
                 Framing::Length(_) => false,
@@ -257,6 +260,58 @@ async fn run<T: Transport>(
         parked,
         seen,
     }
+}
+
+/// Whether a live session whose idle deadline has passed gets `session.loss_grace`: see
+/// [`lossy_but_reachable`], read from the kernel now.
+fn loss_grace_due(
+    sessions: &Sessions,
+    session: &Driven,
+    tcp: std::os::fd::RawFd,
+    now: Instant,
+) -> bool {
+    if sessions.config.loss_grace.is_zero() || tcp < 0 {
+        return false;
+    }
+    let Some(view) = crate::transport::kernel::read_fd(tcp) else {
+        return false;
+    };
+    let (heartbeat, _) = session.core.liveness();
+    let silent_for = now.saturating_duration_since(session.core.last_inbound());
+    let due = lossy_but_reachable(&view, silent_for, heartbeat);
+    if due {
+        tracing::info!(
+            session = session.session_id(),
+            peer = %session.peer,
+            silent_ms = silent_for.as_millis() as u64,
+            last_ack_recv_ms = view.last_ack_recv_ms,
+            total_retrans = view.total_retrans,
+            rcv_ooopack = view.rcv_ooopack,
+            grace_ms = sessions.config.loss_grace.as_millis() as u64,
+            "silent, but its kernel still acknowledges over a lossy path: idle deadline extended"
+        );
+    }
+    due
+}
+
+/// A client silent for `silent_for` is probably alive with its TCP backing off after losses,
+/// not gone, when both hold:
+/// - its kernel acknowledged something well inside the silence (more than one heartbeat, or a
+///   quarter of the silence, after it began: the pings sent meanwhile were answered), so the
+///   path works; a pulled cable or a vanished host acknowledges nothing after the silence
+///   begins, and
+/// - the connection has lost packets: the server retransmitted, or the client's data arrived
+///   out of order behind a lost segment. A frozen program on a clean path shows neither, and is
+///   cut on time.
+fn lossy_but_reachable(
+    view: &crate::transport::kernel::TcpView,
+    silent_for: Duration,
+    heartbeat: Duration,
+) -> bool {
+    let acked_within = silent_for.saturating_sub(heartbeat.max(silent_for / 4));
+    let reachable = Duration::from_millis(u64::from(view.last_ack_recv_ms)) < acked_within;
+    let lossy = view.total_retrans > 0 || view.rcv_ooopack > 0;
+    view.state == "established" && reachable && lossy
 }
 
 /// After an abnormal end, parks the session for resume instead of letting the player leave.
@@ -342,6 +397,7 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
     session: &mut Driven,
     reader: &mut FrameReader<R>,
     writer: &mut W,
+    tcp: std::os::fd::RawFd,
 ) -> Ending {
     let draining = sessions.shutdown.closing();
     tokio::pin!(draining);
@@ -359,6 +415,8 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
     tokio::pin!(sleep);
     // The reader already got its one chance before the current silence deadline.
     let mut silence_grace_used = false;
+    // The current silence already got the loss grace.
+    let mut loss_grace_used = false;
     loop {
         let take_events =
             session.live.is_some() && session.core.outbox().wbuf.len() < WRITE_HIGH_WATER;
@@ -394,6 +452,17 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                     // dribbling bytes cannot stretch it.
                     silence_grace_used = true;
                     sleep.as_mut().reset(now + SILENCE_GRACE);
+                    continue;
+                }
+                if session.core.silence_due(now)
+                    && !loss_grace_used
+                    && session.live.is_some()
+                    && loss_grace_due(sessions, session, tcp, now)
+                {
+                    loss_grace_used = true;
+                    session.core.extend_idle(sessions.config.loss_grace);
+                    sessions.metrics.loss_grace.inc();
+                    sleep.as_mut().reset(session.core.next_deadline());
                     continue;
                 }
                 flush_traffic(sessions, session, now);
@@ -434,6 +503,7 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                     Err(ending) => return ending,
                 };
                 silence_grace_used = false;
+                loss_grace_used = false;
                 if let Some(request) = request {
                     // Boxed: rare, and large. (A frame is handled by a plain function, so no
                     // message is kept across this await either.)
@@ -972,6 +1042,76 @@ mod tests {
             std::mem::size_of::<usize>()
         );
         server.stop().await;
+    }
+
+    #[test]
+    fn the_loss_grace_goes_to_a_reachable_client_on_a_lossy_path_only() {
+        let view = |last_ack_recv_ms: u32, total_retrans: u32, rcv_ooopack: u32| {
+            crate::transport::kernel::TcpView {
+                state: "established",
+                rtt_us: 20_000,
+                rttvar_us: 5_000,
+                rto_us: 220_000,
+                retransmits: 0,
+                probes: 0,
+                total_retrans,
+                unacked: 0,
+                lost: 0,
+                last_data_recv_ms: 3_000,
+                last_data_sent_ms: 500,
+                last_ack_recv_ms,
+                rcv_ooopack,
+            }
+        };
+        let silent = Duration::from_secs(3);
+        let heartbeat = Duration::from_secs(1);
+        // A ping acknowledged half a second ago, on a path that lost packets either way.
+        assert!(super::lossy_but_reachable(
+            &view(500, 4, 0),
+            silent,
+            heartbeat
+        ));
+        assert!(super::lossy_but_reachable(
+            &view(500, 0, 7),
+            silent,
+            heartbeat
+        ));
+        // A frozen program on a clean path: its kernel answers, nothing was ever lost.
+        assert!(!super::lossy_but_reachable(
+            &view(500, 0, 0),
+            silent,
+            heartbeat
+        ));
+        // A pulled cable: the last acknowledgement came as the silence began.
+        assert!(!super::lossy_but_reachable(
+            &view(2_900, 4, 7),
+            silent,
+            heartbeat
+        ));
+        // Nor one that came within the first heartbeat of the silence.
+        assert!(!super::lossy_but_reachable(
+            &view(2_100, 4, 7),
+            silent,
+            heartbeat
+        ));
+        // A connection the peer already closed or reset gets nothing.
+        let closed = crate::transport::kernel::TcpView {
+            state: "close_wait",
+            ..view(500, 4, 7)
+        };
+        assert!(!super::lossy_but_reachable(&closed, silent, heartbeat));
+        // Without a heartbeat, the last three quarters of the silence count.
+        let long = Duration::from_secs(16);
+        assert!(super::lossy_but_reachable(
+            &view(11_000, 4, 0),
+            long,
+            Duration::ZERO
+        ));
+        assert!(!super::lossy_but_reachable(
+            &view(13_000, 4, 0),
+            long,
+            Duration::ZERO
+        ));
     }
 
     /// Counts its ticks, and wants one only after an input.

@@ -15,6 +15,8 @@ pub(crate) struct SessionMetrics {
     pub events_oversized: IntCounter,
     /// Hellos refused without checking their token, because their source failed too often.
     pub auth_throttled: IntCounter,
+    /// Idle deadlines extended because the peer's kernel still answered over a lossy path.
+    pub loss_grace: IntCounter,
     /// Frames and bytes, by direction, resolved once.
     pub traffic: TrafficCounters,
 }
@@ -55,6 +57,11 @@ impl SessionMetrics {
                 registry,
                 "gameserver_auth_throttled_total",
                 "Hellos refused unchecked because their source exceeded auth.max_failures_per_source.",
+            )?,
+            loss_grace: metric::counter(
+                registry,
+                "gameserver_loss_grace_total",
+                "Idle deadlines extended by session.loss_grace: the client was silent, but its kernel still acknowledged the server's pings over a connection that had lost packets.",
             )?,
             traffic: TrafficCounters {
                 frames_in: frames.with_label_values(&["in"]),

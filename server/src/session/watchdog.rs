@@ -112,6 +112,12 @@ impl Watchdog {
         }
     }
 
+    /// Moves the idle deadline `extra` later, until the client is heard again (the loss grace,
+    /// see `session::driver`).
+    pub fn extend_idle(&mut self, extra: Duration) {
+        self.idle_from += extra;
+    }
+
     /// The timeouts it keeps.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts

@@ -2,7 +2,7 @@
 //! over: what tells a bad network (retransmissions, unacknowledged segments, a long silence the
 //! kernel saw too) from a crashed client (a reset, or a FIN the kernel already holds).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use serde::Serialize;
 use tokio::net::TcpStream;
@@ -35,6 +35,9 @@ pub struct TcpView {
     pub last_data_sent_ms: u32,
     /// Milliseconds since an acknowledgement was last received.
     pub last_ack_recv_ms: u32,
+    /// Packets that arrived out of order over the connection's life: data the peer sent behind
+    /// a segment the network lost.
+    pub rcv_ooopack: u32,
 }
 
 /// The names `ss` uses, by `tcpi_state` (include/net/tcp_states.h).
@@ -57,7 +60,13 @@ fn state_name(state: u8) -> &'static str {
 
 /// Reads `TCP_INFO` of `stream`; `None` if the kernel refuses (never expected on Linux).
 pub fn read(stream: &TcpStream) -> Option<TcpView> {
-    let info = tcp_info(stream)?;
+    read_fd(stream.as_raw_fd())
+}
+
+/// [`read`] by descriptor, for a session whose socket is split into halves. A descriptor that is
+/// not (or no longer) a TCP socket reads as `None`.
+pub fn read_fd(fd: RawFd) -> Option<TcpView> {
+    let info = tcp_info(fd)?;
     Some(TcpView {
         state: state_name(info.tcpi_state),
         rtt_us: info.tcpi_rtt,
@@ -71,22 +80,24 @@ pub fn read(stream: &TcpStream) -> Option<TcpView> {
         last_data_recv_ms: info.tcpi_last_data_recv,
         last_data_sent_ms: info.tcpi_last_data_sent,
         last_ack_recv_ms: info.tcpi_last_ack_recv,
+        rcv_ooopack: info.tcpi_rcv_ooopack,
     })
 }
 
 /// The one unsafe call of the crate: no well-kept crate reads `TCP_INFO` (socket2 and nix do not
 /// offer it).
 #[allow(unsafe_code)]
-fn tcp_info(stream: &TcpStream) -> Option<libc::tcp_info> {
+fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
     // All-zero is a valid `tcp_info` (plain integers); the kernel fills what it knows, at most
-    // `len` bytes.
+    // `len` bytes (an older kernel leaves the fields it does not know zero).
     let mut info: libc::tcp_info = bytes_of_zero();
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: the descriptor is open for as long as `stream` is borrowed; `info` is a writable
-    // `tcp_info` of `len` bytes, and the kernel writes at most `len` bytes and updates `len`.
+    // SAFETY: `info` is a writable `tcp_info` of `len` bytes, and the kernel writes at most `len`
+    // bytes and updates `len`. Any descriptor is safe to ask: one that is not a TCP socket
+    // fails with an error and writes nothing.
     let result = unsafe {
         libc::getsockopt(
-            stream.as_raw_fd(),
+            fd,
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
             std::ptr::from_mut(&mut info).cast::<libc::c_void>(),
@@ -105,7 +116,35 @@ fn bytes_of_zero() -> libc::tcp_info {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn the_later_fields_are_filled_and_a_stale_descriptor_reads_as_nothing() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (mut server, _) = listener.accept().await.expect("accept");
+        server.write_all(b"twelve bytes").await.expect("write");
+        let mut got = [0u8; 12];
+        client.read_exact(&mut got).await.expect("read");
+        let info = tcp_info(server.as_raw_fd()).expect("TCP_INFO");
+        // Fields Linux added in 5.4, next to the out-of-order count the loss grace reads: the
+        // payload bytes sent, exactly what was written.
+        assert_eq!(info.tcpi_bytes_sent, 12);
+        assert_eq!(info.tcpi_bytes_retrans, 0);
+        assert!(
+            info.tcpi_snd_wnd > 0,
+            "the peer's window: {}",
+            info.tcpi_snd_wnd
+        );
+        assert!(
+            read_fd(-1).is_none(),
+            "a closed descriptor reads as nothing"
+        );
+    }
 
     #[tokio::test]
     async fn a_live_connection_and_one_the_peer_closed_read_as_such() {
@@ -121,6 +160,10 @@ mod tests {
         let view = read(&server).expect("TCP_INFO");
         assert_eq!(view.state, "established");
         assert_eq!(view.unacked, 0);
+        assert_eq!(
+            view.rcv_ooopack, 0,
+            "nothing arrives out of order on loopback"
+        );
         drop(client);
         // The FIN reaches the server's kernel: close_wait until the server closes too.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
