@@ -78,8 +78,11 @@ impl Plan {
         }
     }
 
-    /// The same plan for `duration` (warm-up a quarter of it, at least 30 s).
+    /// The same plan for `duration`, scaled as the hour is: players play a sixth to a half of
+    /// it (about 5% of them replaced each sixtieth of it), warm-up a quarter of it (at least
+    /// 30 s).
     pub fn lasting(mut self, duration: Duration) -> Plan {
+        self.play_time = (duration / 6, duration / 2);
         self.warm_up = (duration / 4).max(Duration::from_secs(30));
         self.duration = duration;
         self
@@ -533,6 +536,21 @@ pub fn csv(samples: &[Sample]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shorter_soak_is_the_hour_scaled() {
+        let hour = Plan::hour();
+        let same = Plan::hour().lasting(Duration::from_secs(3600));
+        assert_eq!(same.play_time, hour.play_time);
+        assert_eq!(same.warm_up, hour.warm_up);
+        let ten = Plan::hour().lasting(Duration::from_secs(600));
+        assert_eq!(
+            ten.play_time,
+            (Duration::from_secs(100), Duration::from_secs(300))
+        );
+        assert_eq!(ten.warm_up, Duration::from_secs(150));
+        assert_eq!(ten.sessions, hour.sessions);
+    }
 
     #[test]
     fn metric_families_sum_their_labels_and_closes_split_by_reason() {
