@@ -183,7 +183,7 @@ impl Settings {
 
 /// The settings recommended for `profile`: the fastest detection measured to cut no live
 /// player there (BENCHMARKS.md, "Bad networks"). Up to 10% loss, and on queues up to a second
-/// deep, a 1 s heartbeat and a 3 s idle timeout (with the default loss grace) cut no one. At 20%
+/// deep, a 1 s heartbeat and a 3 s idle timeout cut no one, with or without the loss grace. At 20%
 /// loss the kernel itself now and then gives up on a connection (`tcp_timeout`, after
 /// `tcp.user_timeout` of unacknowledged data) whatever the heartbeat: the defaults.
 pub fn recommended(profile: &Profile) -> Settings {
