@@ -37,6 +37,9 @@ pub struct Plan {
     pub mix: &'static str,
     /// New connections per second.
     pub connect_rate: f64,
+    /// The server's `session.resume_grace`: how long a session closed without `Bye` stays
+    /// parked, which bounds how many can be parked at once.
+    pub resume_grace: Duration,
 }
 
 /// The mix of every soak: nine players in ten play and leave (one in ten of those without
@@ -59,6 +62,7 @@ impl Plan {
             room_size: 10,
             mix: MIX,
             connect_rate: 500.0,
+            resume_grace: Duration::from_secs(30),
         }
     }
 
@@ -68,13 +72,14 @@ impl Plan {
         Plan {
             sessions,
             duration: Duration::from_secs(120),
-            warm_up: Duration::from_secs(40),
+            warm_up: Duration::from_secs(60),
             every: Duration::from_secs(2),
             play_time: (Duration::from_secs(20), Duration::from_secs(60)),
             input_rate: 0.5,
             room_size: 10,
             mix: MIX,
             connect_rate: 500.0,
+            resume_grace: Duration::from_secs(30),
         }
     }
 
@@ -222,10 +227,16 @@ async fn sample(server: &Server, t: f64) -> anyhow::Result<Sample> {
 /// Runs one soak against a fresh game server.
 pub async fn soak(bins: &Binaries, plan: &Plan) -> anyhow::Result<Outcome> {
     let settings = Settings {
-        env: vec![(
-            "GAMESERVER__ROOMS__AUTO_ROOM_CAPACITY".to_owned(),
-            plan.room_size.to_string(),
-        )],
+        env: vec![
+            (
+                "GAMESERVER__ROOMS__AUTO_ROOM_CAPACITY".to_owned(),
+                plan.room_size.to_string(),
+            ),
+            (
+                "GAMESERVER__SESSION__RESUME_GRACE".to_owned(),
+                format!("{}ms", plan.resume_grace.as_millis()),
+            ),
+        ],
         ..Settings::default()
     };
     let server = Server::start(bins, Target::Ours, &settings, "soak").await?;
@@ -355,7 +366,10 @@ fn judge_samples(plan: &Plan, samples: &[Sample], end: &Sample) -> Vec<Check> {
         .iter()
         .find(|s| s.details_kept > 0 && s.close_record >= s.details_kept)
         .map_or(0.0, |s| s.t);
-    let warm_up = plan.warm_up.as_secs_f64().max(filled);
+    // Nor before the first players to leave without `Bye` have had their grace: until then
+    // parked sessions, and the memory they hold, only grow.
+    let settled = (plan.play_time.0 + plan.resume_grace).as_secs_f64();
+    let warm_up = plan.warm_up.as_secs_f64().max(settled).max(filled);
     let steady: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.t >= warm_up && s.t <= plan.duration.as_secs_f64() - 1.0)
@@ -382,12 +396,7 @@ fn judge_samples(plan: &Plan, samples: &[Sample], end: &Sample) -> Vec<Check> {
         pass: low as f64 >= plan.sessions as f64 * 0.9,
         detail: format!("{low} to {high} sessions of {}", plan.sessions),
     });
-    let (_, parked_high) = range(&steady, |s| s.parked);
-    checks.push(Check {
-        what: "parked sessions bounded".into(),
-        pass: (parked_high as f64) <= plan.sessions as f64 * 0.1,
-        detail: format!("at most {parked_high} parked"),
-    });
+    checks.push(parked_bounded(plan, samples, &steady));
     checks.push(Check {
         what: "every player gone at the end".into(),
         pass: end.sessions == 0,
@@ -398,6 +407,43 @@ fn judge_samples(plan: &Plan, samples: &[Sample], end: &Sample) -> Vec<Check> {
         ),
     });
     checks
+}
+
+/// Whether parked sessions leave when their grace ends: a session parks only when it closes,
+/// and stays at most `resume_grace`, so at any sample no more can be parked than the closes of
+/// the grace before it (plus a few seconds for sampling). A parked session that never left would
+/// break that bound as the run goes on, whatever the churn.
+fn parked_bounded(plan: &Plan, samples: &[Sample], steady: &[&Sample]) -> Check {
+    let window = plan.resume_grace.as_secs_f64() + plan.every.as_secs_f64() + 2.0;
+    let mut worst: Option<(f64, u64, u64)> = None;
+    let mut pass = true;
+    for s in steady {
+        // The last sample at least a window back; closes only grow, so an earlier one only
+        // loosens the bound.
+        let before = samples
+            .iter()
+            .rev()
+            .find(|u| u.t <= s.t - window)
+            .map_or(0, |u| u.closed);
+        let bound = s.closed.saturating_sub(before);
+        pass &= s.parked <= bound;
+        let share = s.parked as f64 / bound.max(1) as f64;
+        if worst.is_none_or(|(w, _, _)| share > w) {
+            worst = Some((share, s.parked, bound));
+        }
+    }
+    let (_, high) = range(steady, |s| s.parked);
+    Check {
+        what: "parked sessions bounded by the resume grace".into(),
+        pass,
+        detail: match worst {
+            Some((_, parked, bound)) => format!(
+                "at most {high} parked; closest to the bound: {parked} parked of {bound} closed \
+                 in the {window:.0} s before"
+            ),
+            None => "no samples".to_owned(),
+        },
+    }
 }
 
 /// Whether the players' account and the server's agree, and nothing was lost.
@@ -605,5 +651,34 @@ mod tests {
                 .find(|c| c.what.starts_with("RSS"))
                 .is_some_and(|c| c.pass)
         );
+    }
+
+    #[test]
+    fn parked_sessions_are_bounded_by_the_closes_of_one_grace() {
+        let plan = Plan::short(1000);
+        // 25 closes a second, and a fifth of them park for the 30 s grace: about 150 parked,
+        // more than a tenth of the crowd and well inside the bound.
+        let at = |t: f64, parked: u64| Sample {
+            t,
+            sessions: 1000,
+            parked,
+            closed: (t * 25.0) as u64,
+            ..Sample::default()
+        };
+        let steady_state: Vec<Sample> = (0..60).map(|i| at(i as f64 * 2.0, 150)).collect();
+        let check = |samples: &[Sample]| {
+            let steady: Vec<&Sample> = samples.iter().filter(|s| s.t >= 40.0).collect();
+            parked_bounded(&plan, samples, &steady)
+        };
+        assert!(check(&steady_state).pass, "{:?}", check(&steady_state));
+        // Parked entries that never leave pile past what one grace of closes can hold.
+        let leaking: Vec<Sample> = (0..60).map(|i| at(i as f64 * 2.0, i as u64 * 40)).collect();
+        assert!(!check(&leaking).pass, "{:?}", check(&leaking));
+        // So do entries still parked once the closes have stopped for longer than the grace.
+        let mut stuck = steady_state.clone();
+        for s in stuck.iter_mut().filter(|s| s.t >= 60.0) {
+            s.closed = 1500;
+        }
+        assert!(!check(&stuck).pass, "{:?}", check(&stuck));
     }
 }

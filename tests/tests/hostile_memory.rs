@@ -138,25 +138,26 @@ async fn memory_stays_under_the_budget_under_unacked_floods_and_reset_churn() {
     const CHURN: usize = 3000;
     let addr = server.addr;
     // The very first churn session, parked before thousands of others: certainly evicted.
-    let first_churn = {
-        let mut client = RawClient::connect(addr).await;
-        let welcome = client.hello(hello("churn-first")).await;
+    let (first_churn, mut refused_churn) = {
+        let (client, welcome, refused) = welcomed(addr, "churn-first").await;
         reset(client.framed.into_inner());
-        welcome.resume_token
+        (welcome.resume_token, refused)
     };
     let workers: Vec<_> = (0..30)
         .map(|w| {
             tokio::spawn(async move {
+                let mut refused = 0;
                 for i in 0..CHURN / 30 {
-                    let mut client = RawClient::connect(addr).await;
-                    client.hello(hello(&format!("churn-{w}-{i}"))).await;
+                    let (client, _, r) = welcomed(addr, &format!("churn-{w}-{i}")).await;
                     reset(client.framed.into_inner());
+                    refused += r;
                 }
+                refused
             })
         })
         .collect();
     for worker in workers {
-        worker.await.expect("churn worker");
+        refused_churn += worker.await.expect("churn worker");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = server.scrape().await;
@@ -178,8 +179,8 @@ async fn memory_stays_under_the_budget_under_unacked_floods_and_reset_churn() {
     eprintln!(
         "measured: unacked floods + {CHURN} resets: RSS {:.1} MiB before, peak {:.1} MiB (budget \
          {budget_mib} MiB); estimate after floods {:.1} MiB; evicted {} for bytes, {} for count, \
-         {} for the budget; refused for the budget {}; parked {}; good player p50 {:?} p99 {:?} \
-         over {} inputs",
+         {} for the budget; refused for the budget {} ({refused_churn} churn hellos refused \
+         and retried); parked {}; good player p50 {:?} p99 {:?} over {} inputs",
         mib(before),
         mib(peak),
         mib(after_floods.get("gameserver_memory_used_bytes", &[]) as u64),
@@ -313,6 +314,30 @@ async fn at_the_memory_budget_newcomers_wait_and_parked_sessions_go_first() {
         "no parked session was evicted for the budget"
     );
     outcome.assert_played(50, Duration::from_secs(2));
+}
+
+/// A connection welcomed as `player`, with the number of times the server first refused it
+/// (`server_full`, "retry later": at its memory budget, refusing newcomers is the server's first
+/// step until its next sample recounts what the floods left), trying again as a player would.
+async fn welcomed(addr: SocketAddr, player: &str) -> (RawClient, protocol::Welcome, u32) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut refused = 0;
+    loop {
+        let mut client = RawClient::connect(addr).await;
+        client.send(hello(player)).await;
+        match client.recv().await {
+            Some(Ok(ServerMessage::Welcome(welcome))) => return (client, welcome, refused),
+            Some(Ok(ServerMessage::Bye(bye)))
+                if bye.code == ByeCode::ServerFull
+                    && bye.text.contains("retry later")
+                    && Instant::now() < deadline =>
+            {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("expected Welcome for {player}, got {other:?}"),
+        }
+    }
 }
 
 /// Opens `n` connections that each send `bytes` and then hold, `parallel` at a time.
