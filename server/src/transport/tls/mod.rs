@@ -7,34 +7,34 @@
 //!
 //! The handshake runs in the session's own task, within `session.handshake_timeout` from the
 //! accept; one that fails or stalls is a rejection (`tls_handshake`), not a session: nothing of
-//! the protocol was spoken.
+//! the protocol was spoken. After it, the session reads and writes through [`TlsSocket`], which
+//! holds no record buffer while the session is quiet.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 #[cfg(feature = "app")]
 use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, ServerConfig};
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
 use crate::config::TlsConfig;
-use crate::memory::budget::{Budget, Charge};
+use crate::memory::budget::Budget;
 #[cfg(feature = "app")]
 use crate::transport::labels::ReloadResult;
-use crate::transport::labels::TransportName;
-use crate::transport::stream::{Peek, Transport};
+
+mod socket;
+
+#[cfg(doc)]
+use socket::MAX_HANDSHAKE_BYTES;
+pub use socket::TlsSocket;
 
 /// How long a reload may take to read the certificate and key before the old pair is kept.
 #[cfg(feature = "app")]
@@ -69,7 +69,7 @@ pub enum TlsError {
 // Without the app nothing reloads the pair (SIGHUP is the app's): the files stay unread.
 #[cfg_attr(not(feature = "app"), allow(dead_code))]
 pub struct Tls {
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     current: Arc<Current>,
     provider: Arc<CryptoProvider>,
     cert_file: PathBuf,
@@ -126,7 +126,7 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         Ok(Some(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(server)),
+            config: Arc::new(server),
             current,
             provider,
             cert_file,
@@ -197,103 +197,21 @@ impl Tls {
 
     /// The server side of a TLS handshake on `stream`, until `deadline`. What the client sends
     /// during the handshake is capped at [`MAX_HANDSHAKE_BYTES`] and charged to `budget` as it
-    /// arrives (the TLS layer holds it until the handshake is done).
+    /// arrives (it is held until the handshake is done).
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
         deadline: Instant,
         budget: &Arc<Budget>,
     ) -> Result<TlsSocket, HandshakeFailure> {
-        let metered = Metered {
-            tcp: stream,
-            read: 0,
-            charge: Some(budget.charge(0)),
-        };
-        match tokio::time::timeout_at(deadline, self.acceptor.accept(metered)).await {
-            Ok(Ok(mut stream)) => {
-                stream.get_mut().0.charge = None;
-                Ok(TlsSocket(Box::new(stream)))
-            }
+        let tls = UnbufferedServerConnection::new(self.config.clone())
+            .map_err(|error| HandshakeFailure::Failed(io::Error::other(error)))?;
+        let handshake = TlsSocket::handshake(stream, tls, budget.charge(0));
+        match tokio::time::timeout_at(deadline, handshake).await {
+            Ok(Ok(socket)) => Ok(socket),
             Ok(Err(error)) => Err(HandshakeFailure::Failed(error)),
             Err(_) => Err(HandshakeFailure::TimedOut),
         }
-    }
-}
-
-/// The most a client may send before its TLS handshake is done: a ClientHello of today's
-/// browsers (post-quantum key shares included) is about 2 KiB, one resuming a session a few
-/// more. A client sending more is refused (`tls_handshake`) before the TLS layer buffers it.
-pub const MAX_HANDSHAKE_BYTES: usize = 16 * 1024;
-
-/// What the TLS layer holds for the bytes a client sent during its handshake, as a fraction of
-/// them: the records as they arrived, and the handshake message being joined from them. Measured
-/// (`stalled_tls_handshakes_are_charged_what_they_hold`): 1,000 connections each stalled in a
-/// 15 KiB ClientHello held 31.7 KiB each, 1,000 silent ones 12.1 KiB: 19.6 KiB for 15.
-const HANDSHAKE_HELD: (u64, u64) = (4, 3);
-
-/// The TCP connection under a TLS session: during the handshake it counts what the client sends,
-/// refuses more than [`MAX_HANDSHAKE_BYTES`], and charges it to the memory budget; after, it
-/// only passes bytes through.
-#[derive(Debug)]
-pub struct Metered {
-    tcp: TcpStream,
-    read: usize,
-    /// The handshake's charge; `None` once the handshake is done.
-    charge: Option<Charge>,
-}
-
-impl AsyncRead for Metered {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let Some(charge) = &mut this.charge else {
-            return Pin::new(&mut this.tcp).poll_read(cx, buf);
-        };
-        // One read past the cap at most (into the TLS layer's record buffer): then refused.
-        let before = buf.filled().len();
-        std::task::ready!(Pin::new(&mut this.tcp).poll_read(cx, buf))?;
-        this.read += buf.filled().len() - before;
-        if this.read > MAX_HANDSHAKE_BYTES {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("more than {MAX_HANDSHAKE_BYTES} bytes before the TLS handshake was done"),
-            )));
-        }
-        charge.set(this.read as u64 * HANDSHAKE_HELD.0 / HANDSHAKE_HELD.1);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Metered {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
     }
 }
 
@@ -490,90 +408,5 @@ pub(crate) async fn reload_on_hangup(
                 }
             }
         }
-    }
-}
-
-/// A TLS connection as a session's byte stream.
-///
-/// A TCP end without TLS's `close_notify` reads as the end of the stream, not as an error: at a
-/// frame boundary it is the `peer_eof` of a client that closed its socket, inside a frame a
-/// `truncated_frame`, as over plain TCP. (Nothing the session trusts rides on the difference:
-/// every frame is checked whole, and a truncated one is never taken.)
-#[derive(Debug)]
-// Boxed: a session's future holds its transport more than once (an async function keeps its
-// arguments twice), and a rustls connection is over a kilobyte.
-pub struct TlsSocket(Box<TlsStream<Metered>>);
-
-impl TlsSocket {
-    /// The TCP connection underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.0.get_ref().0.tcp
-    }
-}
-
-impl AsyncRead for TlsSocket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut *self.get_mut().0).poll_read(cx, buf) {
-            Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                Poll::Ready(Ok(()))
-            }
-            other => other,
-        }
-    }
-}
-
-impl AsyncWrite for TlsSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().0).poll_flush(cx)
-    }
-
-    /// `close_notify`, then the TCP FIN.
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().0).poll_shutdown(cx)
-    }
-}
-
-impl Transport for TlsSocket {
-    const NAME: TransportName = TransportName::Tls;
-    // 11.2 KiB per held session against 3.45 over TCP (BENCHMARKS.md, "10 transports"): the
-    // rustls connection, its 4 KiB read buffer and its record keys.
-    const OVERHEAD: usize = 8 * 1024;
-    const BUFFERED: bool = true;
-    const WEBSOCKET_NAME: TransportName = TransportName::Wss;
-
-    type Read<'a> = tokio::io::ReadHalf<&'a mut TlsSocket>;
-    type Write<'a> = tokio::io::WriteHalf<&'a mut TlsSocket>;
-
-    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
-        tokio::io::split(self)
-    }
-
-    fn abort(&self) {
-        if let Err(error) = self.tcp().set_zero_linger() {
-            tracing::debug!(%error, "cannot set zero linger");
-        }
-    }
-
-    fn tcp(&self) -> Option<&TcpStream> {
-        Some(TlsSocket::tcp(self))
-    }
-}
-
-impl Peek for tokio::io::ReadHalf<&mut TlsSocket> {
-    /// Records are decrypted whole inside the TLS layer: nothing to look at from outside.
-    fn bytes_waiting(&self) -> bool {
-        false
     }
 }

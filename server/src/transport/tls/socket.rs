@@ -1,0 +1,688 @@
+//! A TLS connection as a session's byte stream, over rustls' unbuffered API: the connection
+//! keeps only its keys and state, and this socket owns the record buffers, so that a quiet
+//! session holds none. Ciphertext read from the client lives in a buffer taken when a read
+//! starts and given back once every record in it is decrypted; ciphertext for the client lives
+//! in a buffer taken when something is encrypted and given back once the socket took all of it.
+//! (rustls' buffered connection keeps a 4 KiB read buffer for the life of the connection: most
+//! of what a held TLS session cost beyond a TCP one.)
+//!
+//! The handshake runs here too, capped at [`MAX_HANDSHAKE_BYTES`] from the client and charged to
+//! the memory budget as it arrives; see [`TlsSocket::handshake`].
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::server::UnbufferedServerConnection;
+use tokio_rustls::rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
+
+use crate::memory::budget::Charge;
+use crate::transport::labels::TransportName;
+use crate::transport::stream::{Peek, Transport};
+
+/// The most a client may send before its TLS handshake is done: a ClientHello of today's
+/// browsers (post-quantum key shares included) is about 2 KiB, one resuming a session a few
+/// more. A client sending more is refused (`tls_handshake`) before it is buffered.
+pub const MAX_HANDSHAKE_BYTES: usize = 16 * 1024;
+
+/// What the server holds for the bytes a client sent during its handshake, as a fraction of
+/// them: the records as they arrived (in a buffer grown a read at a time) and rustls' state
+/// for the handshake message joined from them.
+const HANDSHAKE_HELD: (u64, u64) = (4, 3);
+
+/// How much one read from the socket asks for.
+const READ_SIZE: usize = 4096;
+
+/// The most ciphertext read and not yet decrypted: one whole record of the largest size TLS
+/// allows (16 KiB of plaintext, its expansion and header) and one more read. rustls refuses a
+/// record announcing more, so a full buffer without a whole record in it is never legitimate.
+const MAX_INCOMING: usize = 16 * 1024 + 2048 + READ_SIZE;
+
+/// The most plaintext one write encrypts: four full records.
+const MAX_WRITE: usize = 64 * 1024;
+
+/// A TLS connection as a session's byte stream.
+///
+/// A TCP end without TLS's `close_notify` reads as the end of the stream, not as an error: at a
+/// frame boundary it is the `peer_eof` of a client that closed its socket, inside a frame a
+/// `truncated_frame`, as over plain TCP. (Nothing the session trusts rides on the difference:
+/// every frame is checked whole, and a truncated one is never taken.)
+#[derive(Debug)]
+// Boxed: a session's future holds its transport more than once (an async function keeps its
+// arguments twice), and a rustls connection is over a kilobyte.
+pub struct TlsSocket(Box<Inner>);
+
+struct Inner {
+    tcp: TcpStream,
+    tls: UnbufferedServerConnection,
+    /// Ciphertext read and not yet decrypted (its length is what was read).
+    incoming: Vec<u8>,
+    /// Ciphertext encrypted and not yet sent: `outgoing[sent..]`.
+    outgoing: Vec<u8>,
+    sent: usize,
+    /// Plaintext decrypted that the reader had no room for yet: `plain[taken..]`.
+    plain: Vec<u8>,
+    taken: usize,
+    /// The client's `close_notify` arrived, or its TCP end: nothing more will be read.
+    ended: bool,
+    /// Our `close_notify` is encrypted.
+    closing: bool,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSocket")
+            .field("tcp", &self.tcp)
+            .field("incoming", &self.incoming.len())
+            .field("outgoing", &(self.outgoing.len() - self.sent))
+            .field("plain", &(self.plain.len() - self.taken))
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where [`Inner::process`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rest {
+    /// The handshake needs more from the client.
+    Handshaking,
+    /// The connection carries application data; more of it needs more from the client.
+    Traffic,
+    /// Both sides sent `close_notify`.
+    Closed,
+}
+
+/// What [`Inner::process`] encrypts once the connection carries application data.
+#[derive(Clone, Copy)]
+enum Send<'a> {
+    Nothing,
+    Data(&'a [u8]),
+    CloseNotify,
+}
+
+impl TlsSocket {
+    /// The server side of a TLS handshake on `tcp` with `tls` (a fresh connection). What the
+    /// client sends before the handshake is done is capped at [`MAX_HANDSHAKE_BYTES`] and
+    /// charged to `charge` as it arrives (the bytes are held until the handshake is done).
+    pub(crate) async fn handshake(
+        tcp: TcpStream,
+        tls: UnbufferedServerConnection,
+        mut charge: Charge,
+    ) -> io::Result<TlsSocket> {
+        let mut inner = Box::new(Inner {
+            tcp,
+            tls,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
+            plain: Vec::new(),
+            taken: 0,
+            ended: false,
+            closing: false,
+        });
+        let mut read = 0;
+        loop {
+            let (rest, _) = match inner.process(None, Send::Nothing) {
+                Ok(stopped) => stopped,
+                Err(error) => {
+                    // Tell the client why, as TLS does (an alert of a few bytes; the caller's
+                    // deadline bounds the wait for the socket to take it).
+                    inner.encode_alert();
+                    let _ = std::future::poll_fn(|cx| inner.poll_send(cx)).await;
+                    return Err(error);
+                }
+            };
+            std::future::poll_fn(|cx| inner.poll_send(cx)).await?;
+            match rest {
+                Rest::Traffic => break,
+                Rest::Closed => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Rest::Handshaking => {}
+            }
+            let n = std::future::poll_fn(|cx| inner.poll_fill(cx)).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed its connection during the TLS handshake",
+                ));
+            }
+            read += n;
+            if read > MAX_HANDSHAKE_BYTES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "more than {MAX_HANDSHAKE_BYTES} bytes before the TLS handshake was done"
+                    ),
+                ));
+            }
+            charge.set(read as u64 * HANDSHAKE_HELD.0 / HANDSHAKE_HELD.1);
+        }
+        inner.release();
+        Ok(TlsSocket(inner))
+    }
+
+    /// The TCP connection underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.0.tcp
+    }
+}
+
+impl Inner {
+    /// Lets rustls work through the ciphertext read so far: decrypted application data goes to
+    /// `reader` (what does not fit, to `plain`), handshake records to `outgoing`; once the
+    /// connection carries application data, `send` is encrypted to `outgoing`. Returns where it
+    /// stopped and how much of `send` it took.
+    fn process(
+        &mut self,
+        mut reader: Option<&mut ReadBuf<'_>>,
+        send: Send<'_>,
+    ) -> io::Result<(Rest, usize)> {
+        let mut taken = 0;
+        let mut send = send;
+        loop {
+            let UnbufferedStatus { discard, state } =
+                self.tls.process_tls_records(&mut self.incoming[..]);
+            let rest = match state.map_err(invalid)? {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record = record.map_err(invalid)?;
+                        deliver(record.payload, reader.as_deref_mut(), &mut self.plain);
+                    }
+                    None
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    append(&mut self.outgoing, |out| {
+                        encode.encode(out).map_err(short_of_room)
+                    })?;
+                    None
+                }
+                // What was encoded is in `outgoing`, sent before anything after it.
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    None
+                }
+                ConnectionState::PeerClosed => {
+                    self.ended = true;
+                    None
+                }
+                ConnectionState::Closed => Some(Rest::Closed),
+                ConnectionState::BlockedHandshake => Some(Rest::Handshaking),
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    match send {
+                        Send::Nothing => {}
+                        Send::Data(data) => {
+                            append(&mut self.outgoing, |out| {
+                                traffic.encrypt(data, out).map_err(short_of)
+                            })?;
+                            taken = data.len();
+                        }
+                        Send::CloseNotify => {
+                            append(&mut self.outgoing, |out| {
+                                traffic.queue_close_notify(out).map_err(short_of)
+                            })?;
+                        }
+                    }
+                    send = Send::Nothing;
+                    Some(Rest::Traffic)
+                }
+                // Early data is off (`max_early_data_size` is 0): rustls never offers it.
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "unexpected TLS state",
+                    ));
+                }
+            };
+            self.incoming.drain(..discard);
+            if let Some(rest) = rest {
+                return Ok((rest, taken));
+            }
+        }
+    }
+
+    /// After a failed [`Inner::process`], the alert rustls queued for the client, to `outgoing`.
+    fn encode_alert(&mut self) {
+        let UnbufferedStatus { state, .. } = self.tls.process_tls_records(&mut []);
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+            let _ = append(&mut self.outgoing, |out| {
+                encode.encode(out).map_err(short_of_room)
+            });
+        }
+    }
+
+    /// Reads what the socket has into `incoming`: the number of bytes, 0 at the client's end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.incoming.len() >= MAX_INCOMING {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a TLS record larger than TLS allows",
+            )));
+        }
+        // Exactly one read's worth more: a Vec that doubled would keep half of it empty.
+        let filled = self.incoming.len();
+        self.incoming.reserve_exact(READ_SIZE);
+        self.incoming.resize(filled + READ_SIZE, 0);
+        let mut buf = ReadBuf::new(&mut self.incoming[filled..]);
+        let read = Pin::new(&mut self.tcp).poll_read(cx, &mut buf);
+        let n = buf.filled().len();
+        self.incoming.truncate(filled + n);
+        ready!(read)?;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Sends everything in `outgoing`, then gives its buffer back.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.outgoing.len() {
+            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.outgoing[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.outgoing = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Gives back the read buffers when nothing is left in them.
+    fn release(&mut self) {
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+        if self.taken == self.plain.len() {
+            self.plain = Vec::new();
+            self.taken = 0;
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.taken < self.plain.len() {
+                let n = buf.remaining().min(self.plain.len() - self.taken);
+                buf.put_slice(&self.plain[self.taken..self.taken + n]);
+                self.taken += n;
+                self.release();
+                return Poll::Ready(Ok(()));
+            }
+            if self.ended {
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            let (rest, _) = self.process(Some(&mut *buf), Send::Nothing)?;
+            // Whatever rustls answered (a key update) goes out with the next write at the latest.
+            if let Poll::Ready(Err(error)) = self.poll_send(cx) {
+                return Poll::Ready(Err(error));
+            }
+            if buf.filled().len() > before {
+                self.release();
+                return Poll::Ready(Ok(()));
+            }
+            if rest == Rest::Closed {
+                self.ended = true;
+            }
+            if self.ended || self.taken < self.plain.len() {
+                continue;
+            }
+            match self.poll_fill(cx) {
+                Poll::Pending => {
+                    self.release();
+                    return Poll::Pending;
+                }
+                // The TCP end, without `close_notify`: the end of the stream (see above).
+                Poll::Ready(Ok(0)) => self.ended = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        // What is still waiting for the socket goes first: `outgoing` stays within a write.
+        if self.sent < self.outgoing.len() {
+            ready!(self.poll_send(cx))?;
+        }
+        if self.closing {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let data = &data[..data.len().min(MAX_WRITE)];
+        let (rest, taken) = self.process(None, Send::Data(data))?;
+        if rest != Rest::Traffic {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        // Taken: sent now if the socket has room, else by the next write or flush.
+        if let Poll::Ready(Err(error)) = self.poll_send(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Poll::Ready(Ok(taken))
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.closing {
+            ready!(self.poll_send(cx))?;
+            self.process(None, Send::CloseNotify)?;
+            self.closing = true;
+        }
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// Hands `payload` to `reader`, and what does not fit to `plain`.
+fn deliver(payload: &[u8], reader: Option<&mut ReadBuf<'_>>, plain: &mut Vec<u8>) {
+    let fits = match reader {
+        // Plaintext already waiting comes first.
+        Some(reader) if plain.is_empty() => {
+            let n = reader.remaining().min(payload.len());
+            reader.put_slice(&payload[..n]);
+            n
+        }
+        _ => 0,
+    };
+    plain.extend_from_slice(&payload[fits..]);
+}
+
+/// Why [`append`] could not write.
+enum Short {
+    By(InsufficientSizeError),
+    Failed(io::Error),
+}
+
+fn short_of_room(error: EncodeError) -> Short {
+    match error {
+        EncodeError::InsufficientSize(short) => Short::By(short),
+        other => Short::Failed(io::Error::other(other.to_string())),
+    }
+}
+
+fn short_of(error: EncryptError) -> Short {
+    match error {
+        EncryptError::InsufficientSize(short) => Short::By(short),
+        other => Short::Failed(io::Error::other(other.to_string())),
+    }
+}
+
+/// Appends to `out` what `write` puts in a slice, growing `out` to the size it asks for.
+fn append(
+    out: &mut Vec<u8>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+) -> io::Result<()> {
+    let start = out.len();
+    let mut room = 0;
+    loop {
+        out.resize(start + room, 0);
+        match write(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(Short::By(short)) if short.required_size > room => room = short.required_size,
+            Err(Short::By(short)) => {
+                out.truncate(start);
+                return Err(io::Error::other(format!(
+                    "TLS wanted {} bytes of room and had them",
+                    short.required_size
+                )));
+            }
+            Err(Short::Failed(error)) => {
+                out.truncate(start);
+                return Err(error);
+            }
+        }
+    }
+}
+
+fn invalid(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+impl AsyncRead for TlsSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().0.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().0.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let inner = &mut *self.get_mut().0;
+        ready!(inner.poll_send(cx))?;
+        Pin::new(&mut inner.tcp).poll_flush(cx)
+    }
+
+    /// `close_notify`, then the TCP FIN.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().0.poll_shutdown(cx)
+    }
+}
+
+impl Transport for TlsSocket {
+    const NAME: TransportName = TransportName::Tls;
+    // 11.2 KiB per held session against 3.45 over TCP (BENCHMARKS.md, "10 transports"): the
+    // rustls connection, its 4 KiB read buffer and its record keys.
+    const OVERHEAD: usize = 8 * 1024;
+    const BUFFERED: bool = true;
+    const WEBSOCKET_NAME: TransportName = TransportName::Wss;
+
+    type Read<'a> = tokio::io::ReadHalf<&'a mut TlsSocket>;
+    type Write<'a> = tokio::io::WriteHalf<&'a mut TlsSocket>;
+
+    fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        tokio::io::split(self)
+    }
+
+    fn abort(&self) {
+        if let Err(error) = self.tcp().set_zero_linger() {
+            tracing::debug!(%error, "cannot set zero linger");
+        }
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(TlsSocket::tcp(self))
+    }
+}
+
+impl Peek for tokio::io::ReadHalf<&mut TlsSocket> {
+    /// Records are decrypted whole inside the TLS layer: nothing to look at from outside.
+    fn bytes_waiting(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::client::TlsStream;
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+    use super::*;
+    use crate::memory::budget::Budget;
+
+    /// A server configuration for a new self-signed `localhost`, and a client that trusts it.
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let cert = pair.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pair.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .expect("server config");
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).expect("root");
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// A handshake between a rustls client and a [`TlsSocket`] over loopback.
+    async fn pair() -> (TlsSocket, TlsStream<TcpStream>) {
+        let (server, client) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connecting = tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let name = ServerName::try_from("localhost").expect("name");
+            TlsConnector::from(client)
+                .connect(name, tcp)
+                .await
+                .expect("client handshake")
+        });
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let budget = Budget::new(1 << 30, 0);
+        let tls = UnbufferedServerConnection::new(server).expect("connection");
+        let socket = TlsSocket::handshake(tcp, tls, budget.charge(0))
+            .await
+            .expect("server handshake");
+        (socket, connecting.await.expect("client"))
+    }
+
+    /// Polls one read without waiting: `None` while nothing can be read.
+    fn read_now(socket: &mut TlsSocket, into: &mut [u8]) -> Option<usize> {
+        let waker = futures_util::task::noop_waker();
+        let mut buf = ReadBuf::new(into);
+        match Pin::new(socket).poll_read(&mut Context::from_waker(&waker), &mut buf) {
+            Poll::Ready(result) => {
+                result.expect("read");
+                Some(buf.filled().len())
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    fn held(socket: &TlsSocket) -> usize {
+        socket.0.incoming.capacity() + socket.0.outgoing.capacity() + socket.0.plain.capacity()
+    }
+
+    #[tokio::test]
+    async fn data_crosses_both_ways_and_a_quiet_socket_holds_no_buffer() {
+        let (mut server, mut client) = pair().await;
+        // More than a record each way, read through a small buffer.
+        let up: Vec<u8> = (0..100_000u32).map(|n| n as u8).collect();
+        let down: Vec<u8> = up.iter().rev().copied().collect();
+        let sending = up.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sending).await.expect("client write");
+            client.flush().await.expect("client flush");
+            client
+        });
+        let mut got = vec![0; up.len()];
+        let mut small = [0u8; 700];
+        let mut filled = 0;
+        while filled < up.len() {
+            let n = server.read(&mut small).await.expect("server read");
+            assert!(n > 0, "the stream ended after {filled} bytes");
+            got[filled..filled + n].copy_from_slice(&small[..n]);
+            filled += n;
+        }
+        assert_eq!(got, up);
+        let mut client = writer.await.expect("writer");
+        server.write_all(&down).await.expect("server write");
+        server.flush().await.expect("server flush");
+        let mut back = vec![0; down.len()];
+        client.read_exact(&mut back).await.expect("client read");
+        assert_eq!(back, down);
+        // Everything read and sent: nothing held, and a read waits.
+        assert_eq!(read_now(&mut server, &mut small), None);
+        assert_eq!(held(&server), 0, "{:?}", server);
+    }
+
+    #[tokio::test]
+    async fn key_updates_and_the_client_s_close_notify_are_understood() {
+        let (mut server, mut client) = pair().await;
+        // The client moves to new keys and asks the server to do the same.
+        client
+            .get_mut()
+            .1
+            .refresh_traffic_keys()
+            .expect("key update");
+        client.write_all(b"after the update").await.expect("write");
+        client.flush().await.expect("flush");
+        let mut got = [0u8; 16];
+        server.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"after the update");
+        server.write_all(b"answered").await.expect("server write");
+        server.flush().await.expect("server flush");
+        let mut answer = [0u8; 8];
+        client.read_exact(&mut answer).await.expect("client read");
+        assert_eq!(&answer, b"answered");
+        // close_notify: the end of the stream, not an error.
+        client.shutdown().await.expect("shutdown");
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.expect("read to end");
+        assert!(rest.is_empty());
+        // Our own close_notify, then the FIN: the client reads a clean end.
+        server.shutdown().await.expect("server shutdown");
+        let mut tail = Vec::new();
+        client
+            .read_to_end(&mut tail)
+            .await
+            .expect("client reads the end");
+        assert!(tail.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_speaks_no_tls_is_refused_with_an_alert() {
+        let (server, _) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut raw = TcpStream::connect(addr).await.expect("connect");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let budget = Budget::new(1 << 30, 0);
+        let tls = UnbufferedServerConnection::new(server).expect("connection");
+        let refused = TlsSocket::handshake(tcp, tls, budget.charge(0)).await;
+        let error = refused.expect_err("not TLS");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        let mut answer = Vec::new();
+        raw.read_to_end(&mut answer).await.expect("read");
+        // A TLS alert record: content type 21.
+        assert_eq!(answer.first(), Some(&21), "{answer:?}");
+        // Nothing charged once the handshake is over.
+        assert_eq!(budget.layers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_closing_mid_handshake_is_an_end_not_a_hang() {
+        let (server, _) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let raw = TcpStream::connect(addr).await.expect("connect");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        drop(raw);
+        let tls = UnbufferedServerConnection::new(server).expect("connection");
+        let error = TlsSocket::handshake(tcp, tls, Budget::new(1 << 30, 0).charge(0))
+            .await
+            .expect_err("closed");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+    }
+}
