@@ -427,6 +427,24 @@ pub struct Plan {
     pub heartbeat: Option<Duration>,
     /// Leave with `Bye{client_quit}` and wait for the server's close (otherwise: reset).
     pub quit_with_bye: bool,
+    /// Each client's pings keep a phase of their own across the period (client `i` of `n` first
+    /// pings at `i / n` of it), as a real crowd's do, rather than one period after its
+    /// handshake: clients that connect faster (plain TCP against TLS) would otherwise ping in
+    /// bursts, and a burst costs the server fewer wake-ups than the same pings spread out.
+    pub spread_pings: bool,
+}
+
+/// When client `i` of `n` pings first: one `period` after its handshake, or with
+/// `spread`, at its own phase of the period (see [`Plan::spread_pings`]).
+pub fn first_ping(period: Duration, i: usize, n: usize, spread: bool) -> Duration {
+    match spread {
+        true if n > 0 => {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            let i = u32::try_from(i).unwrap_or(u32::MAX) % n;
+            period * (i + 1) / n
+        }
+        _ => period,
+    }
 }
 
 /// How a background client behaves after its handshake.
@@ -484,6 +502,7 @@ impl Crowd {
             ref name,
             heartbeat,
             quit_with_bye,
+            spread_pings,
         } = *plan;
         let behaviour = Behaviour {
             heartbeat,
@@ -507,7 +526,8 @@ impl Crowd {
                 match joined {
                     Ok(link) => {
                         let _ = ready_tx.send(Some(Instant::now()));
-                        live(target, link, &behaviour).await
+                        let first = heartbeat.map(|every| first_ping(every, i, n, spread_pings));
+                        live(target, link, &behaviour, first).await
                     }
                     Err(_) => {
                         let _ = ready_tx.send(None);
@@ -574,9 +594,14 @@ impl Crowd {
 
 /// A connected client's life: answer pings, send its own `Ping` every heartbeat (with an `Ack`
 /// of the events received since the last one, if any), vanish or leave when told.
-pub async fn live(target: Target, mut link: Link, behaviour: &Behaviour) -> End {
+pub async fn live(
+    target: Target,
+    mut link: Link,
+    behaviour: &Behaviour,
+    first: Option<Duration>,
+) -> End {
     let period = behaviour.heartbeat.unwrap_or(Duration::from_secs(3600));
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + first.unwrap_or(period), period);
     let mut nonce = 0u64;
     let mut acks = Acks::new(target);
     loop {
@@ -705,9 +730,13 @@ impl IdleLinks {
                 drop(permit);
                 let _ = ready_tx.send(opened.is_ok());
                 let Ok(mut link) = opened else { return };
+                // Spread across the period, as our own clients' (Plan::spread_pings).
                 let mut pings = keepalive.map(|(every, bytes)| {
                     (
-                        tokio::time::interval_at(Instant::now() + every, every),
+                        tokio::time::interval_at(
+                            Instant::now() + first_ping(every, i, n, true),
+                            every,
+                        ),
                         bytes,
                     )
                 });
@@ -763,5 +792,24 @@ async fn next_ping(pings: &mut Option<(tokio::time::Interval, &'static [u8])>) -
             bytes
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_pings_take_every_phase_of_the_period_once() {
+        let period = Duration::from_secs(10);
+        assert_eq!(first_ping(period, 7, 100, false), period);
+        let firsts: Vec<Duration> = (0..100).map(|i| first_ping(period, i, 100, true)).collect();
+        assert_eq!(firsts[0], Duration::from_millis(100));
+        assert_eq!(firsts[99], period);
+        assert!(
+            firsts
+                .windows(2)
+                .all(|w| w[1] - w[0] == Duration::from_millis(100))
+        );
     }
 }

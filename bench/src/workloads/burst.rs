@@ -247,7 +247,7 @@ async fn feeder(
             return End::Failed;
         }
     }
-    client::live(Target::Ours, link, &behaviour).await
+    client::live(Target::Ours, link, &behaviour, None).await
 }
 
 /// Sends `more` inputs of `bytes` bytes, pipelined, and reads until every input sent came back:
@@ -370,5 +370,5 @@ async fn slow_reader(
     }
     let _ = done.send(());
     let behaviour = client::Behaviour { stop, ..behaviour };
-    client::live(Target::Ours, link, &behaviour).await
+    client::live(Target::Ours, link, &behaviour, None).await
 }

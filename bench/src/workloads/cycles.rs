@@ -22,6 +22,7 @@ pub(super) async fn cycles(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec
             name: format!("cycle{cycle}"),
             heartbeat: None,
             quit_with_bye: true,
+            spread_pings: false,
         };
         let crowd = Crowd::gather(Target::Ours, server.addr, &plan).await;
         let joined = crowd.joined();

@@ -32,6 +32,7 @@ pub(super) async fn detect(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec
                 name: format!("detect{round}"),
                 heartbeat: Some(scale.detect_heartbeat),
                 quit_with_bye: false,
+                spread_pings: false,
             };
             let crowd = Crowd::gather(target, server.addr, &plan).await;
             let joined = crowd.joined();

@@ -31,6 +31,7 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
             name: "hold".to_owned(),
             heartbeat: Some(scale.hold_heartbeat),
             quit_with_bye: false,
+            spread_pings: false,
         };
         let crowd = Crowd::gather(target, server.addr, &plan).await;
         let joined = crowd.joined();

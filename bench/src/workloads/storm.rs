@@ -29,6 +29,7 @@ pub(super) async fn storm(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<
             name: "storm".to_owned(),
             heartbeat: Some(period),
             quit_with_bye: false,
+            spread_pings: false,
         };
         let crowd = Crowd::gather(target, server.addr, &plan).await;
         let (o1, d1) = listen_counters()?;

@@ -84,6 +84,7 @@ pub(super) async fn transports(
             name: format!("hold-{name}-{run}"),
             heartbeat: Some(scale.hold_heartbeat),
             quit_with_bye: false,
+            spread_pings: true,
         };
         let crowd = Crowd::gather(Target::Ours, addr, &plan).await;
         let joined = crowd.joined();
