@@ -30,6 +30,7 @@ use crate::memory::budget::Budget;
 #[cfg(feature = "app")]
 use crate::transport::labels::ReloadResult;
 
+mod keys;
 mod socket;
 
 #[cfg(doc)]
@@ -109,7 +110,7 @@ impl Tls {
         if !config.enabled() {
             return Ok(None);
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(keys::compact(rustls::crypto::ring::default_provider()));
         let cert_file = PathBuf::from(&config.cert_file);
         let key_file = PathBuf::from(&config.key_file);
         let pair = load(&provider, &cert_file, &key_file)?;

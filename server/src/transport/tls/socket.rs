@@ -475,10 +475,10 @@ impl AsyncWrite for TlsSocket {
 
 impl Transport for TlsSocket {
     const NAME: TransportName = TransportName::Tls;
-    // 7.12 KiB per held session against 3.45 over TCP (BENCHMARKS.md, "10 transports", since
-    // the record buffers are given back while quiet): the rustls connection with its record
-    // keys and handshake leftovers, and this socket's box.
-    const OVERHEAD: usize = 4 * 1024;
+    // 5.98 KiB per held session against 3.44 over TCP (BENCHMARKS.md, "10 transports", since
+    // the record buffers are given back while quiet and the record keys kept raw): the rustls
+    // connection with its handshake leftovers, this socket's box and the two raw keys.
+    const OVERHEAD: usize = 3 * 1024;
     const BUFFERED: bool = true;
     const WEBSOCKET_NAME: TransportName = TransportName::Wss;
 
@@ -516,7 +516,7 @@ mod tests {
     use tokio_rustls::TlsConnector;
     use tokio_rustls::client::TlsStream;
     use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-    use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite};
 
     use super::*;
     use crate::memory::budget::Budget;
@@ -530,11 +530,21 @@ mod tests {
     fn configs_for(
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        configs_with(versions, rustls::crypto::ring::default_provider())
+    }
+
+    /// As [`configs`], the client speaking only `versions` with `provider`'s suites; the
+    /// server's suites keep raw keys, as the server's own ([`super::super::keys`]).
+    fn configs_with(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        provider: rustls::crypto::CryptoProvider,
+    ) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
         let cert = pair.cert.der().clone();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pair.signing_key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = ServerConfig::builder_with_provider(provider.clone())
+        let provider = Arc::new(provider);
+        let compact = super::super::keys::compact(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(Arc::new(compact))
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_no_client_auth()
@@ -627,6 +637,51 @@ mod tests {
         // Everything read and sent: nothing held, and a read waits.
         assert_eq!(read_now(&mut server, &mut small), None);
         assert_eq!(held(&server), 0, "{:?}", server);
+    }
+
+    #[tokio::test]
+    async fn every_tls_1_3_suite_carries_data_both_ways_with_raw_keys() {
+        for suite in rustls::crypto::ring::DEFAULT_CIPHER_SUITES {
+            let SupportedCipherSuite::Tls13(_) = suite else {
+                continue;
+            };
+            let only = rustls::crypto::CryptoProvider {
+                cipher_suites: vec![*suite],
+                ..rustls::crypto::ring::default_provider()
+            };
+            let (server, client) = configs_with(&[&rustls::version::TLS13], only);
+            let (mut server, mut client) = pair_with(server, client).await;
+            assert_eq!(
+                client.get_ref().1.negotiated_cipher_suite(),
+                Some(*suite),
+                "{suite:?}"
+            );
+            // Several records each way, then a key update, then more.
+            let up: Vec<u8> = (0..40_000u32).map(|n| (n * 7) as u8).collect();
+            client.write_all(&up).await.expect("client write");
+            client.flush().await.expect("client flush");
+            let mut got = vec![0; up.len()];
+            server.read_exact(&mut got).await.expect("server read");
+            assert_eq!(got, up, "{suite:?}");
+            server.write_all(&up).await.expect("server write");
+            server.flush().await.expect("server flush");
+            client.read_exact(&mut got).await.expect("client read");
+            assert_eq!(got, up, "{suite:?}");
+            client
+                .get_mut()
+                .1
+                .refresh_traffic_keys()
+                .expect("key update");
+            client.write_all(b"new keys").await.expect("write");
+            client.flush().await.expect("flush");
+            let mut after = [0u8; 8];
+            server.read_exact(&mut after).await.expect("read");
+            assert_eq!(&after, b"new keys", "{suite:?}");
+            server.write_all(b"answered").await.expect("server write");
+            server.flush().await.expect("server flush");
+            client.read_exact(&mut after).await.expect("client read");
+            assert_eq!(&after, b"answered", "{suite:?}");
+        }
     }
 
     #[tokio::test]
