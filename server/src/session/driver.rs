@@ -367,19 +367,48 @@ struct Unread {
 
 type CloseRequest = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
 
-/// Writes what `buf` holds (`Some(bytes written)`), or with `buf` empty flushes what the
-/// transport held back (`None`). Polled in place, not an `async fn`: its state would add to what
-/// every idle session holds. Cancel-safe, as one write and the transports' flushes are.
+/// What one pass of [`poll_write_or_flush`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Wrote this many bytes; over a transport that holds bytes back, `flushed` says whether
+    /// they are out too.
+    Bytes { n: usize, flushed: bool },
+    /// Flushed what the transport held back.
+    Flushed,
+}
+
+/// Writes what `buf` holds, or with `buf` empty flushes what the transport held back. A write
+/// that empties `buf` over a `buffered` transport flushes at once: the transport nearly always
+/// sends everything then, and a session that had to wait for the next pass to know would run
+/// its stall clock for nothing (moving its timer earlier wakes the runtime's timer, a wake-up
+/// of another thread for each message). Polled in place, not an `async fn`: its state would add
+/// to what every idle session holds. Cancel-safe, as one write and the transports' flushes are.
 fn poll_write_or_flush<W: AsyncWrite + Unpin>(
     writer: &mut W,
     buf: &mut BytesMut,
+    buffered: bool,
     cx: &mut std::task::Context<'_>,
-) -> std::task::Poll<std::io::Result<Option<usize>>> {
+) -> std::task::Poll<std::io::Result<Written>> {
+    use std::task::Poll;
     if buf.is_empty() {
-        Pin::new(writer).poll_flush(cx).map_ok(|()| None)
-    } else {
-        tokio_util::io::poll_write_buf(Pin::new(writer), cx, buf).map_ok(Some)
+        return Pin::new(writer)
+            .poll_flush(cx)
+            .map_ok(|()| Written::Flushed);
     }
+    let n = std::task::ready!(tokio_util::io::poll_write_buf(
+        Pin::new(&mut *writer),
+        cx,
+        buf
+    ))?;
+    let flushed = match buffered && n > 0 && buf.is_empty() {
+        true => match Pin::new(writer).poll_flush(cx) {
+            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => false,
+        },
+        false => false,
+    };
+    Poll::Ready(Ok(Written::Bytes { n, flushed }))
 }
 
 /// The next event the game queued for the player; never completes before the handshake.
@@ -474,22 +503,22 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                 }
                 sleep.as_mut().reset(session.core.next_deadline());
             }
-            written = std::future::poll_fn(|cx| poll_write_or_flush(writer, &mut session.core.outbox().wbuf, cx)), if !session.core.outbox().wbuf.is_empty() || unflushed
+            written = std::future::poll_fn(|cx| poll_write_or_flush(writer, &mut session.core.outbox().wbuf, T::BUFFERED, cx)), if !session.core.outbox().wbuf.is_empty() || unflushed
             => {
-                if matches!(written, Ok(Some(n)) if n > 0) {
+                if matches!(written, Ok(Written::Bytes { n, .. }) if n > 0) {
                     session.last_write = Some(Instant::now());
                 }
                 match written {
-                    Ok(Some(0)) => {
+                    Ok(Written::Bytes { n: 0, .. }) => {
                         return Ending::because(CloseReason::IoError, "write returned zero bytes");
                     }
-                    Ok(Some(_)) if session.core.outbox().wbuf.is_empty() && T::BUFFERED => {
+                    Ok(Written::Bytes { flushed: false, .. }) if session.core.outbox().wbuf.is_empty() && T::BUFFERED => {
                         // Not drained until the transport sent it: the stall clock runs meanwhile.
                         session.core.written_unflushed(Instant::now());
                     }
-                    Ok(Some(_)) if session.core.outbox().wbuf.is_empty() => session.core.write_drained(),
-                    Ok(Some(_)) => session.core.write_blocked(Instant::now()),
-                    Ok(None) => session.core.write_drained(),
+                    Ok(Written::Bytes { .. }) if session.core.outbox().wbuf.is_empty() => session.core.write_drained(),
+                    Ok(Written::Bytes { .. }) => session.core.write_blocked(Instant::now()),
+                    Ok(Written::Flushed) => session.core.write_drained(),
                     Err(error) => return Ending::io(&error, Direction::Write),
                 }
             }
