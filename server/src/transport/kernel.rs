@@ -118,15 +118,21 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn the_later_fields_are_filled_and_a_stale_descriptor_reads_as_nothing() {
+    /// A client and the server's end of one loopback connection.
+    async fn connected() -> (TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
             .await
             .expect("connect");
-        let (mut server, _) = listener.accept().await.expect("accept");
+        let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn the_later_fields_are_filled_and_a_stale_descriptor_reads_as_nothing() {
+        let (mut client, mut server) = connected().await;
         server.write_all(b"twelve bytes").await.expect("write");
         let mut got = [0u8; 12];
         client.read_exact(&mut got).await.expect("read");
@@ -148,13 +154,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_live_connection_and_one_the_peer_closed_read_as_such() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (mut client, server) = connected().await;
         client.write_all(b"hello").await.expect("write");
         client.flush().await.expect("flush");
         let view = read(&server).expect("TCP_INFO");

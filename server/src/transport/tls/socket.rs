@@ -589,6 +589,25 @@ mod tests {
         (socket, connecting.await.expect("client"))
     }
 
+    /// `up` from the client to the server, then `down` back, each read whole on the other side.
+    async fn exchange(
+        server: &mut TlsSocket,
+        client: &mut TlsStream<TcpStream>,
+        up: &[u8],
+        down: &[u8],
+    ) {
+        client.write_all(up).await.expect("client write");
+        client.flush().await.expect("client flush");
+        let mut got = vec![0; up.len()];
+        server.read_exact(&mut got).await.expect("server read");
+        assert_eq!(got, up);
+        server.write_all(down).await.expect("server write");
+        server.flush().await.expect("server flush");
+        let mut back = vec![0; down.len()];
+        client.read_exact(&mut back).await.expect("client read");
+        assert_eq!(back, down);
+    }
+
     /// Polls one read without waiting: `None` while nothing can be read.
     fn read_now(socket: &mut TlsSocket, into: &mut [u8]) -> Option<usize> {
         let waker = futures_util::task::noop_waker();
@@ -658,29 +677,13 @@ mod tests {
             );
             // Several records each way, then a key update, then more.
             let up: Vec<u8> = (0..40_000u32).map(|n| (n * 7) as u8).collect();
-            client.write_all(&up).await.expect("client write");
-            client.flush().await.expect("client flush");
-            let mut got = vec![0; up.len()];
-            server.read_exact(&mut got).await.expect("server read");
-            assert_eq!(got, up, "{suite:?}");
-            server.write_all(&up).await.expect("server write");
-            server.flush().await.expect("server flush");
-            client.read_exact(&mut got).await.expect("client read");
-            assert_eq!(got, up, "{suite:?}");
+            exchange(&mut server, &mut client, &up, &up).await;
             client
                 .get_mut()
                 .1
                 .refresh_traffic_keys()
                 .expect("key update");
-            client.write_all(b"new keys").await.expect("write");
-            client.flush().await.expect("flush");
-            let mut after = [0u8; 8];
-            server.read_exact(&mut after).await.expect("read");
-            assert_eq!(&after, b"new keys", "{suite:?}");
-            server.write_all(b"answered").await.expect("server write");
-            server.flush().await.expect("server flush");
-            client.read_exact(&mut after).await.expect("client read");
-            assert_eq!(&after, b"answered", "{suite:?}");
+            exchange(&mut server, &mut client, b"new keys", b"answered").await;
         }
     }
 
@@ -692,16 +695,7 @@ mod tests {
             client.get_ref().1.protocol_version(),
             Some(rustls::ProtocolVersion::TLSv1_2)
         );
-        client.write_all(b"hello over 1.2").await.expect("write");
-        client.flush().await.expect("flush");
-        let mut got = [0u8; 14];
-        server.read_exact(&mut got).await.expect("read");
-        assert_eq!(&got, b"hello over 1.2");
-        server.write_all(b"welcome").await.expect("server write");
-        server.flush().await.expect("server flush");
-        let mut answer = [0u8; 7];
-        client.read_exact(&mut answer).await.expect("client read");
-        assert_eq!(&answer, b"welcome");
+        exchange(&mut server, &mut client, b"hello over 1.2", b"welcome").await;
     }
 
     #[tokio::test]
@@ -713,16 +707,7 @@ mod tests {
             .1
             .refresh_traffic_keys()
             .expect("key update");
-        client.write_all(b"after the update").await.expect("write");
-        client.flush().await.expect("flush");
-        let mut got = [0u8; 16];
-        server.read_exact(&mut got).await.expect("read");
-        assert_eq!(&got, b"after the update");
-        server.write_all(b"answered").await.expect("server write");
-        server.flush().await.expect("server flush");
-        let mut answer = [0u8; 8];
-        client.read_exact(&mut answer).await.expect("client read");
-        assert_eq!(&answer, b"answered");
+        exchange(&mut server, &mut client, b"after the update", b"answered").await;
         // close_notify: the end of the stream, not an error.
         client.shutdown().await.expect("shutdown");
         let mut rest = Vec::new();
