@@ -69,7 +69,7 @@ pub(super) async fn hold(bins: &Binaries, scale: &Scale) -> anyhow::Result<Vec<M
     let mut out = vec![
         Measure::ours("1 hold", "user-space RSS per session", "KiB")
             .baseline(rss[1])
-            .goal(Goal::AtMost(4.0)),
+            .goal(Goal::AtMost(3.0)),
         Measure::ours("1 hold", "server CPU while holding", "% of a core")
             .baseline(cpu[1])
             .goal(Goal::AtMost(5.0)),

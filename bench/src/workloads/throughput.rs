@@ -175,7 +175,8 @@ pub(super) async fn throughput(
             "unpipelined round trip at 1,000 clients, p50",
             "ms",
         )
-        .baseline(q(1, 0.5)),
+        .baseline(q(1, 0.5))
+        .goal(Goal::RatioAtMost(1.5)),
         Measure::ours(
             "4 throughput",
             "unpipelined round trip at 1,000 clients, p99",
