@@ -180,9 +180,19 @@ pub fn summarize(measures: &[Measure]) -> Vec<Row> {
             })
         })
         .collect();
-    // By workload number; within a workload, in the order measured.
-    rows.sort_by(|a, b| a.first.workload.cmp(b.first.workload));
+    // By workload number ("10 transports" after "9 burst"); within a workload, in the order
+    // measured.
+    rows.sort_by_key(|row| workload_number(row.first.workload));
     rows
+}
+
+/// The number a workload's name starts with (`9` of "9 burst"); names without one sort last.
+fn workload_number(workload: &str) -> u32 {
+    let digits = workload.len()
+        - workload
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .len();
+    workload[..digits].parse().unwrap_or(u32::MAX)
 }
 
 fn number(value: f64) -> String {
@@ -339,4 +349,34 @@ fn write_between(path: &Path, begin: &str, end: &str, section: &str) -> anyhow::
         _ => format!("{text}\n{block}\n"),
     };
     std::fs::write(path, updated).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_follow_the_workloads_numbers_and_the_order_measured_within_one() {
+        let measures = [
+            Measure::ours("10 transports", "over TLS", "KiB").value(6.0),
+            Measure::ours("2 detect", "p99", "ms").value(30.0),
+            Measure::ours("9 burst", "peak", "MiB").value(60.0),
+            Measure::ours("2 detect", "p50", "ms").value(20.0),
+            Measure::ours("1 hold", "per session", "KiB").value(3.4),
+        ];
+        let order: Vec<(&str, &str)> = summarize(&measures)
+            .iter()
+            .map(|row| (row.first.workload, row.first.metric))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("1 hold", "per session"),
+                ("2 detect", "p99"),
+                ("2 detect", "p50"),
+                ("9 burst", "peak"),
+                ("10 transports", "over TLS"),
+            ]
+        );
+    }
 }
