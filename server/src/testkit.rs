@@ -243,17 +243,17 @@ impl<R: Room> RoomHarness<R> {
     /// Moves the room's time (what [`RoomContext::elapsed`] reads) on by `by`, running the
     /// timers that fall due on the way, each at its own time, in order. Returns how many ran.
     pub fn advance(&mut self, by: std::time::Duration) -> usize {
-        let until = self.clock.elapsed + by;
+        let until = self.clock.elapsed() + by;
         let mut ran = 0;
         while let Some(deadline) = self.clock.next_deadline().filter(|d| *d <= until) {
-            self.clock.elapsed = self.clock.elapsed.max(deadline);
+            self.clock.set_elapsed(self.clock.elapsed().max(deadline));
             while let Some(key) = self.clock.pop_due() {
                 let mut context = RoomContext::new(&self.name, &self.members, &mut self.clock);
                 self.room.timer(&mut context, key);
                 ran += 1;
             }
         }
-        self.clock.elapsed = until;
+        self.clock.set_elapsed(until);
         ran
     }
 

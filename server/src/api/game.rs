@@ -268,7 +268,7 @@ impl<'a> RoomContext<'a> {
     /// Time since the room opened, on the engine's clock (Tokio's: a paused clock in a test
     /// pauses it; in the test kit's `RoomHarness`, the harness's own).
     pub fn elapsed(&self) -> Duration {
-        self.clock.elapsed
+        self.clock.elapsed()
     }
 
     /// Calls [`Room::timer`] with `key` after `delay`. Several timers may share a key; a room

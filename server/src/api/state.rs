@@ -3,9 +3,12 @@
 //! timers the room schedules (delivered to [`crate::Room::timer`] and dropped with the room),
 //! and what it publishes in the room listing (a label, a lock).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Timers one room may have pending at once.
 pub const MAX_TIMERS: usize = 4096;
@@ -39,8 +42,13 @@ pub(crate) struct RoomState {
     pub(crate) listing_changed: bool,
     /// The last tick number.
     pub(crate) tick: u64,
-    /// Time since the room opened, as of the hook that runs.
-    pub(crate) elapsed: Duration,
+    /// When the room opened, on the engine's clock; `None` in the test kit's harness, whose
+    /// time moves only when the test moves it.
+    opened: Option<Instant>,
+    /// Time since the room opened as of the hook that runs: read from the clock the first time
+    /// the hook needs it, then the same for the rest of the hook. A room that never asks (a
+    /// relay) reads no clock per input.
+    elapsed: Cell<Option<Duration>>,
     /// Pending timers by deadline (time since the room opened) and order of scheduling: the
     /// game's key for each.
     timers: BTreeMap<(Duration, u64), u64>,
@@ -48,6 +56,41 @@ pub(crate) struct RoomState {
 }
 
 impl RoomState {
+    /// The state of a room that opened at `opened`: its time follows the engine's clock.
+    pub(crate) fn opened_at(opened: Instant) -> RoomState {
+        RoomState {
+            opened: Some(opened),
+            ..RoomState::default()
+        }
+    }
+
+    /// Time since the room opened, as of the hook that runs.
+    pub(crate) fn elapsed(&self) -> Duration {
+        if let Some(elapsed) = self.elapsed.get() {
+            return elapsed;
+        }
+        let elapsed = self
+            .opened
+            .map_or(Duration::ZERO, |opened| opened.elapsed());
+        self.elapsed.set(Some(elapsed));
+        elapsed
+    }
+
+    /// A new hook begins: its time is read afresh when it first asks. (In the harness, whose
+    /// time the test sets, nothing changes.)
+    pub(crate) fn next_hook(&mut self) {
+        if self.opened.is_some() {
+            self.elapsed.set(None);
+        }
+    }
+
+    /// Sets the time of a room without a clock of its own (the test kit's harness).
+    #[cfg(any(test, feature = "testkit"))]
+    pub(crate) fn set_elapsed(&mut self, elapsed: Duration) {
+        debug_assert!(self.opened.is_none(), "a room on the engine's clock");
+        self.elapsed.set(Some(elapsed));
+    }
+
     /// The earliest pending deadline.
     pub(crate) fn next_deadline(&self) -> Option<Duration> {
         self.timers.keys().next().map(|(deadline, _)| *deadline)
@@ -55,8 +98,9 @@ impl RoomState {
 
     /// Takes the earliest timer due by [`RoomState::elapsed`]: its key.
     pub(crate) fn pop_due(&mut self) -> Option<u64> {
+        let elapsed = self.elapsed();
         let entry = self.timers.first_entry()?;
-        if entry.key().0 > self.elapsed {
+        if entry.key().0 > elapsed {
             return None;
         }
         Some(entry.remove())
@@ -67,7 +111,7 @@ impl RoomState {
             return Err(TooManyTimers);
         }
         self.scheduled += 1;
-        let deadline = self.elapsed.saturating_add(delay);
+        let deadline = self.elapsed().saturating_add(delay);
         self.timers.insert((deadline, self.scheduled), key);
         Ok(())
     }
@@ -96,7 +140,7 @@ mod tests {
         clock.schedule(Duration::from_secs(3), 30).expect("room");
         assert_eq!(clock.next_deadline(), Some(Duration::from_secs(1)));
         assert_eq!(clock.pop_due(), None, "nothing is due at 0 s");
-        clock.elapsed = Duration::from_secs(2);
+        clock.set_elapsed(Duration::from_secs(2));
         assert_eq!(clock.cancel(20), 1);
         assert!(!clock.pending(20));
         assert_eq!(clock.pop_due(), Some(10));

@@ -755,7 +755,7 @@ async fn run_room<R: Room>(
     let name = address.name.clone();
     let mut members: HashMap<u64, Player> = HashMap::new();
     let opened = tokio::time::Instant::now();
-    let mut clock = RoomState::default();
+    let mut clock = RoomState::opened_at(opened);
     clock.listing.label = address.label.clone();
     let rate = room.tick_rate_hz().unwrap_or(default_tick_hz);
     let mut ticker = (rate > 0).then(|| {
@@ -787,13 +787,13 @@ async fn run_room<R: Room>(
             command = commands.recv() => command,
             _ = next_tick, if ticking => {
                 clock.tick += 1;
-                clock.elapsed = opened.elapsed();
+                clock.next_hook();
                 let tick = clock.tick;
                 room.tick(&mut RoomContext::new(&name, &members, &mut clock), tick);
                 continue;
             }
             () = sleep_until(next_timer), if next_timer.is_some() => {
-                clock.elapsed = opened.elapsed();
+                clock.next_hook();
                 while let Some(key) = clock.pop_due() {
                     room.timer(&mut RoomContext::new(&name, &members, &mut clock), key);
                 }
@@ -803,7 +803,7 @@ async fn run_room<R: Room>(
         let Some(command) = command else {
             break;
         };
-        clock.elapsed = opened.elapsed();
+        clock.next_hook();
         let context = |clock| RoomContext::new(&name, &members, clock);
         match command {
             Command::Join {
@@ -872,7 +872,7 @@ async fn run_room<R: Room>(
             }
         }
     }
-    clock.elapsed = opened.elapsed();
+    clock.next_hook();
     room.dispose(&mut RoomContext::new(&name, &members, &mut clock));
 }
 
