@@ -190,11 +190,11 @@ pub fn hello_with(player: &str, room: &str, options: &[u8]) -> Bytes {
     } else {
         PROTOCOL_VERSION
     };
-    body(&ClientMessage::Hello(Hello {
+    body(&ClientMessage::Hello(Box::new(Hello {
         version,
         options: Bytes::copy_from_slice(options),
         ..Hello::new(player, room)
-    }))
+    })))
 }
 
 /// An `Input` whose 32-byte payload starts with the send time (nanoseconds since `epoch`).

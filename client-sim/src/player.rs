@@ -551,7 +551,7 @@ mod tests {
             let ClientMessage::Hello(hello) = hello else {
                 panic!("expected Hello, got {hello:?}");
             };
-            tx.send(hello).unwrap();
+            tx.send(*hello).unwrap();
             let mut out = BytesMut::new();
             codec
                 .encode(ServerMessage::Welcome(welcome), &mut out)

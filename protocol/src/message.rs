@@ -93,6 +93,12 @@ pub struct Hello {
     pub options: Bytes,
 }
 
+impl From<Hello> for ClientMessage {
+    fn from(hello: Hello) -> ClientMessage {
+        ClientMessage::Hello(Box::new(hello))
+    }
+}
+
 impl Hello {
     /// A `Hello` of this version for `player_id` into `room` (empty: the server chooses), without
     /// a token, resume or options.
@@ -149,8 +155,9 @@ impl Bye {
 /// A message a client sends and a server receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMessage {
-    /// The opening message.
-    Hello(Hello),
+    /// The opening message (boxed: a `Hello` is several times the size of every other message,
+    /// comes once per connection, and would otherwise make every input a larger value to move).
+    Hello(Box<Hello>),
     /// A liveness probe the server must answer with `Pong` carrying the same nonce.
     Ping {
         /// Echoed back in the `Pong`.
@@ -397,14 +404,14 @@ impl WireMessage for ClientMessage {
                     None
                 };
                 let options = options(&mut r)?;
-                return Ok(ClientMessage::Hello(Hello {
+                return Ok(ClientMessage::Hello(Box::new(Hello {
                     version,
                     player_id,
                     room,
                     auth_token,
                     resume,
                     options,
-                }));
+                })));
             }
             Kind::Ping => ClientMessage::Ping {
                 nonce: r.u64("ping needs an 8-byte nonce")?,

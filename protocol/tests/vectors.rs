@@ -90,14 +90,14 @@ fn hello(
     auth_token: Option<&str>,
     resume: Option<Resume>,
 ) -> ClientMessage {
-    ClientMessage::Hello(Hello {
+    ClientMessage::Hello(Box::new(Hello {
         version: PROTOCOL_VERSION,
         player_id: player_id.into(),
         room: room.into(),
         auth_token: auth_token.map(Into::into),
         resume,
         options: Default::default(),
-    })
+    }))
 }
 
 /// A server `Event` carrying these payload bytes.
@@ -157,24 +157,24 @@ fn expectations() -> BTreeMap<&'static str, Expect> {
         ),
         (
             "hello-options",
-            ToServer(ClientMessage::Hello(Hello {
+            ToServer(ClientMessage::Hello(Box::new(Hello {
                 options: Bytes::from_static(TEAM),
                 ..Hello::new("ann", "lobby")
-            })),
+            }))),
         ),
         (
             "hello-version-2",
-            ToServer(ClientMessage::Hello(Hello {
+            ToServer(ClientMessage::Hello(Box::new(Hello {
                 version: 2,
                 ..Hello::new("ann", "")
-            })),
+            }))),
         ),
         (
             "hello-version-4",
-            ToServer(ClientMessage::Hello(Hello {
+            ToServer(ClientMessage::Hello(Box::new(Hello {
                 version: 4,
                 ..Hello::new("ann", "")
-            })),
+            }))),
         ),
         (
             "client-ping",

@@ -522,11 +522,11 @@ impl TestServer {
         let mut client = self.connect_raw();
         client.player_id = player.to_owned();
         client
-            .send(ClientMessage::Hello(Hello {
+            .send(ClientMessage::Hello(Box::new(Hello {
                 resume,
                 options,
                 ..Hello::new(player, room)
-            }))
+            })))
             .await;
         match client.recv().await {
             Some(ServerMessage::Welcome(welcome)) => {

@@ -507,15 +507,15 @@ pub fn hello_fields(player: &str) -> Hello {
 
 /// A plain `Hello` for a player, this version, automatic room.
 pub fn hello(player: &str) -> ClientMessage {
-    ClientMessage::Hello(hello_fields(player))
+    ClientMessage::Hello(Box::new(hello_fields(player)))
 }
 
 /// A `Hello` for a player asking for a named room.
 pub fn hello_in(player: &str, room: &str) -> ClientMessage {
-    ClientMessage::Hello(Hello {
+    ClientMessage::Hello(Box::new(Hello {
         room: room.to_owned(),
         ..hello_fields(player)
-    })
+    }))
 }
 
 /// A `Hello` that resumes the session `token` belongs to, as `player` naming `room`, having
@@ -526,14 +526,14 @@ pub fn resume_hello(
     token: protocol::ResumeToken,
     last_event_seq: u64,
 ) -> ClientMessage {
-    ClientMessage::Hello(Hello {
+    ClientMessage::Hello(Box::new(Hello {
         room: room.to_owned(),
         resume: Some(protocol::Resume {
             token,
             last_event_seq,
         }),
         ..hello_fields(player)
-    })
+    }))
 }
 
 /// An `Input` with sequence number `seq` carrying `payload`.

@@ -262,7 +262,7 @@ async fn three_instances_behind_haproxy_see_clients_drain_and_refuse_resumes_of_
     tokio::time::sleep(Duration::from_millis(1000)).await;
     for (last, id, welcome) in &victims {
         let mut back = connect_from(source(*last), lb.addr).await;
-        back.send(ClientMessage::Hello(Hello {
+        back.send(ClientMessage::Hello(Box::new(Hello {
             version: PROTOCOL_VERSION,
             player_id: id.clone(),
             room: format!("room-{id}"),
@@ -272,7 +272,7 @@ async fn three_instances_behind_haproxy_see_clients_drain_and_refuse_resumes_of_
                 last_event_seq: 0,
             }),
             options: Default::default(),
-        }))
+        })))
         .await;
         match back.recv().await {
             Some(Ok(ServerMessage::Bye(bye))) => {

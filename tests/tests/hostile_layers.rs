@@ -380,7 +380,7 @@ async fn parked_sessions_hold_rooms_only_within_their_sources_share() {
     assert!(reclaimed >= 1.0, "no parked-only room gave way");
     let mut resume = RawClient::over(connect_from(server.addr, loopback(33)).await);
     resume
-        .send(ClientMessage::Hello(protocol::Hello {
+        .send(ClientMessage::Hello(Box::new(protocol::Hello {
             version: protocol::PROTOCOL_VERSION,
             player_id: "first-parked".into(),
             room: "first-room".into(),
@@ -390,7 +390,7 @@ async fn parked_sessions_hold_rooms_only_within_their_sources_share() {
                 last_event_seq: 0,
             }),
             options: Default::default(),
-        }))
+        })))
         .await;
     let (_, bye) = resume.until_bye().await;
     assert_eq!(bye.code, ByeCode::ResumeRejected, "{}", bye.text);

@@ -43,7 +43,7 @@ fn resume_hello(
     token: protocol::ResumeToken,
     last: u64,
 ) -> ClientMessage {
-    ClientMessage::Hello(Hello {
+    ClientMessage::Hello(Box::new(Hello {
         version: PROTOCOL_VERSION,
         player_id: player.to_owned(),
         room: room.to_owned(),
@@ -53,7 +53,7 @@ fn resume_hello(
             last_event_seq: last,
         }),
         options: Default::default(),
-    })
+    }))
 }
 
 /// Closes with RST: the server sees peer_reset and parks the session.

@@ -54,13 +54,13 @@ async fn sources_are_limited_in_sessions_and_failed_logins() {
     .await;
     let auth = game_engine::testkit::Tokens::new(secret);
     let with_token = |player: &str, token: String| {
-        ClientMessage::Hello(Hello {
+        ClientMessage::Hello(Box::new(Hello {
             auth_token: Some(token),
             ..match hello(player) {
-                ClientMessage::Hello(h) => h,
+                ClientMessage::Hello(h) => *h,
                 _ => unreachable!(),
             }
-        })
+        }))
     };
     let signed = |player: &str| {
         let token = auth.mint(player, Duration::from_secs(60));

@@ -23,10 +23,10 @@ impl Bystander {
     async fn start(server: &TestServer, max_latency: Duration) -> Bystander {
         let mut client = RawClient::connect(server.addr).await;
         client
-            .hello(ClientMessage::Hello(Hello {
+            .hello(ClientMessage::Hello(Box::new(Hello {
                 room: "bystander-room".into(),
                 ..hello_struct("bystander")
-            }))
+            })))
             .await;
         Bystander::play(client, max_latency)
     }
@@ -82,7 +82,7 @@ impl Bystander {
 
 fn hello_struct(player: &str) -> Hello {
     match hello(player) {
-        ClientMessage::Hello(h) => h,
+        ClientMessage::Hello(h) => *h,
         _ => unreachable!(),
     }
 }
@@ -103,10 +103,10 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
     .await;
     let auth = Tokens::new(secret);
     let bystander_hello = |player: &str| {
-        ClientMessage::Hello(Hello {
+        ClientMessage::Hello(Box::new(Hello {
             auth_token: Some(auth.mint(player, Duration::from_secs(60))),
             ..hello_struct(player)
-        })
+        }))
     };
     // The bystander needs a token too.
     let bystander = {
@@ -169,10 +169,10 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
     // A version this server does not speak.
     let mut future = RawClient::connect(server.addr).await;
     future
-        .send(ClientMessage::Hello(Hello {
+        .send(ClientMessage::Hello(Box::new(Hello {
             version: PROTOCOL_VERSION + 1,
             ..hello_struct("from-the-future")
-        }))
+        })))
         .await;
     let text = expect_bye(&mut future, ByeCode::VersionMismatch).await;
     assert!(
@@ -197,10 +197,10 @@ async fn hostile_and_broken_clients_each_get_their_reason_while_a_good_player_pl
     ] {
         let mut client = RawClient::connect(server.addr).await;
         client
-            .send(ClientMessage::Hello(Hello {
+            .send(ClientMessage::Hello(Box::new(Hello {
                 auth_token: token,
                 ..hello_struct(player)
-            }))
+            })))
             .await;
         let text = expect_bye(&mut client, ByeCode::AuthFailed).await;
         assert!(text.contains(says), "{player}: {text}");

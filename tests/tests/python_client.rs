@@ -29,10 +29,10 @@ async fn a_client_written_from_protocol_md_alone_plays_a_full_session() {
     // demo refuses anything else).
     let mut keeper = RawClient::connect(server.addr).await;
     keeper
-        .hello(ClientMessage::Hello(Hello {
+        .hello(ClientMessage::Hello(Box::new(Hello {
             options: bytes::Bytes::from_static(b"password=py"),
             ..Hello::new("keeper", "docs-2")
-        }))
+        })))
         .await;
     let before = server.scrape().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/rooms_client.py");

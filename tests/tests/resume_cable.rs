@@ -23,11 +23,11 @@ fn client_in(ns: &str, addr: std::net::SocketAddr) -> RawClient {
 
 fn in_room(player: &str, room: &str, resume: Option<Resume>) -> ClientMessage {
     match hello(player) {
-        ClientMessage::Hello(h) => ClientMessage::Hello(Hello {
+        ClientMessage::Hello(h) => ClientMessage::Hello(Box::new(Hello {
             room: room.into(),
             resume,
-            ..h
-        }),
+            ..*h
+        })),
         _ => unreachable!(),
     }
 }

@@ -11,14 +11,14 @@ use system_tests::process::ServerProcess;
 const SECRET: &str = "0123456789abcdef-scale-out";
 
 fn hello_with(player: &str, token: &str) -> ClientMessage {
-    ClientMessage::Hello(Hello {
+    ClientMessage::Hello(Box::new(Hello {
         version: PROTOCOL_VERSION,
         player_id: player.to_owned(),
         room: format!("room-{player}"),
         auth_token: Some(token.to_owned()),
         resume: None,
         options: Default::default(),
-    })
+    }))
 }
 
 #[tokio::test]

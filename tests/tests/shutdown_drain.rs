@@ -19,7 +19,7 @@ const PAYLOAD: usize = 2000;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn join_room(player: &str) -> ClientMessage {
-    ClientMessage::Hello(Hello::new(player, "drain"))
+    ClientMessage::Hello(Box::new(Hello::new(player, "drain")))
 }
 
 /// Forty players and a feeder share a room. The feeder sends 300 inputs; the players read

@@ -300,7 +300,7 @@ async fn a_session_broken_over_tcp_resumes_over_websocket() {
     tcp.abort();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ws = connect(websocket_addr(&server)).await;
-    ws.send(message(ClientMessage::Hello(Hello {
+    ws.send(message(ClientMessage::Hello(Box::new(Hello {
         version: PROTOCOL_VERSION,
         player_id: "roaming".to_owned(),
         room: "room-roaming".to_owned(),
@@ -310,7 +310,7 @@ async fn a_session_broken_over_tcp_resumes_over_websocket() {
             last_event_seq: last_event,
         }),
         options: Default::default(),
-    })))
+    }))))
     .await
     .expect("send the resume Hello");
     let resumed = match next(&mut ws).await {

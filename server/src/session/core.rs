@@ -397,7 +397,7 @@ impl Core {
                     ClientMessage::Hello(hello) => {
                         self.check_hello(&hello)?;
                         self.phase = Phase::Admitting;
-                        Ok(Some(Request::Hello(Box::new(hello))))
+                        Ok(Some(Request::Hello(hello)))
                     }
                     other => Err(Ending::because(
                         CloseReason::ProtocolError,
@@ -780,7 +780,7 @@ mod tests {
         let mut core = core_at(start);
         let request = read(
             &mut core,
-            ClientMessage::Hello(hello("ann", "lobby")),
+            ClientMessage::Hello(Box::new(hello("ann", "lobby"))),
             start,
         );
         assert!(matches!(request, Ok(Some(Request::Hello(_)))));
@@ -803,7 +803,7 @@ mod tests {
         assert!(!core.is_live());
         let request = read(
             &mut core,
-            ClientMessage::Hello(hello("ann", "lobby")),
+            ClientMessage::Hello(Box::new(hello("ann", "lobby"))),
             start,
         );
         let Ok(Some(Request::Hello(hello))) = request else {
@@ -859,7 +859,7 @@ mod tests {
         ];
         for (bad, code, says) in cases {
             let mut core = core_at(start);
-            let Err(ending) = read(&mut core, ClientMessage::Hello(bad), start) else {
+            let Err(ending) = read(&mut core, ClientMessage::Hello(Box::new(bad)), start) else {
                 panic!("accepted")
             };
             assert_eq!(ending.reason, CloseReason::ProtocolError);
@@ -879,7 +879,7 @@ mod tests {
             ..hello("back", "auto-3")
         };
         assert!(matches!(
-            read(&mut core, ClientMessage::Hello(resuming), start),
+            read(&mut core, ClientMessage::Hello(Box::new(resuming)), start),
             Ok(Some(Request::Hello(_)))
         ));
         // A version-2 client is served: its Hello is a version-3 Hello without options.
@@ -889,7 +889,7 @@ mod tests {
             ..hello("older", "")
         };
         assert!(matches!(
-            read(&mut core, ClientMessage::Hello(older), start),
+            read(&mut core, ClientMessage::Hello(Box::new(older)), start),
             Ok(Some(Request::Hello(_)))
         ));
         // Anything else first is a protocol error.
@@ -904,7 +904,7 @@ mod tests {
         let mut core = core_at(start);
         read(
             &mut core,
-            ClientMessage::Hello(hello("ann", "lobby")),
+            ClientMessage::Hello(Box::new(hello("ann", "lobby"))),
             start,
         )
         .expect("hello");
@@ -1028,7 +1028,12 @@ mod tests {
     fn nothing_is_read_while_a_hello_is_being_admitted() {
         let start = Instant::now();
         let mut core = core_at(start);
-        read(&mut core, ClientMessage::Hello(hello("ann", "")), start).expect("hello");
+        read(
+            &mut core,
+            ClientMessage::Hello(Box::new(hello("ann", ""))),
+            start,
+        )
+        .expect("hello");
         let early = read(&mut core, ClientMessage::Ping { nonce: 1 }, start);
         assert_eq!(reason(early), CloseReason::ProtocolError);
     }
@@ -1139,7 +1144,7 @@ mod tests {
         assert_eq!(
             reason(read(
                 &mut core,
-                ClientMessage::Hello(hello("ann", "")),
+                ClientMessage::Hello(Box::new(hello("ann", ""))),
                 start
             )),
             CloseReason::ProtocolError
@@ -1186,7 +1191,7 @@ mod tests {
         let mut core = Core::new(&config(), 65_536, true, true, start, Duration::ZERO);
         let clock = Clock::default();
         core.on_read(
-            Inbound::Message(ClientMessage::Hello(hello("ws", ""))),
+            Inbound::Message(ClientMessage::Hello(Box::new(hello("ws", "")))),
             start,
             &clock,
         )

@@ -229,7 +229,7 @@ mod tests {
     }
 
     fn hello() -> ClientMessage {
-        ClientMessage::Hello(Hello::new("p".repeat(60), "r".repeat(60)))
+        ClientMessage::Hello(Box::new(Hello::new("p".repeat(60), "r".repeat(60))))
     }
 
     #[tokio::test]

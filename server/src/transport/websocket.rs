@@ -691,7 +691,7 @@ mod tests {
     }
 
     fn hello() -> ClientMessage {
-        ClientMessage::Hello(Hello::new("p", "r"))
+        ClientMessage::Hello(Box::new(Hello::new("p", "r")))
     }
 
     /// Feeds `wire` in pieces of `step` and collects what comes out, up to the first error.

@@ -207,7 +207,7 @@ async fn play(options: Options) -> ExitCode {
     let mut codec = ClientCodec::default();
     let mut wbuf = BytesMut::new();
     let payload = Bytes::from(vec![b'x'; options.payload]);
-    let hello = ClientMessage::Hello(Hello::new(&options.player, &options.room));
+    let hello = ClientMessage::Hello(Box::new(Hello::new(&options.player, &options.room)));
     let mut seq = 0u64;
     let mut stream_every: Option<(tokio::time::Interval, u64)> = None;
     let mut announced = false;
