@@ -745,6 +745,9 @@ pub(crate) async fn join(
     Err(refusal)
 }
 
+/// Commands a room handles in one pass before it looks at its tick and timers again.
+const COMMANDS_PER_PASS: usize = 32;
+
 /// The task that owns one room.
 async fn run_room<R: Room>(
     mut room: R,
@@ -764,7 +767,7 @@ async fn run_room<R: Room>(
         interval
     });
     let mut asleep = false;
-    loop {
+    'room: loop {
         if std::mem::take(&mut clock.listing_changed) {
             address.publish(&clock.listing);
         }
@@ -800,75 +803,92 @@ async fn run_room<R: Room>(
                 continue;
             }
         };
-        let Some(command) = command else {
+        let Some(mut command) = command else {
             break;
         };
-        clock.next_hook();
-        let context = |clock| RoomContext::new(&name, &members, clock);
-        match command {
-            Command::Join {
-                player,
-                replaces,
-                options,
-                reply,
-            } => {
-                // The same player logging in again: its old session is no longer a member (its
-                // leave, when it comes, is not the room's), unless the room refuses the new one.
-                let old = replaces.and_then(|session| members.remove(&session));
-                let mut context = RoomContext::joining(&name, &members, &mut clock, &player);
-                context.replacing = old.as_ref().map(Player::session_id);
-                context.options = &options;
-                let answer = room.join(&mut context, &player);
-                if answer.is_ok() {
-                    members.insert(player.session_id(), player);
-                } else if let Some(old) = old {
-                    members.insert(old.session_id(), old);
+        // The commands already queued are handled in this pass, without going back to the
+        // wait: a room relaying inputs takes them in batches, as a session reads its frames.
+        let mut handled = 0;
+        loop {
+            if std::mem::take(&mut clock.listing_changed) {
+                address.publish(&clock.listing);
+            }
+            clock.next_hook();
+            let context = |clock| RoomContext::new(&name, &members, clock);
+            match command {
+                Command::Join {
+                    player,
+                    replaces,
+                    options,
+                    reply,
+                } => {
+                    // The same player logging in again: its old session is no longer a member
+                    // (its leave, when it comes, is not the room's), unless the room refuses the
+                    // new one.
+                    let old = replaces.and_then(|session| members.remove(&session));
+                    let mut context = RoomContext::joining(&name, &members, &mut clock, &player);
+                    context.replacing = old.as_ref().map(Player::session_id);
+                    context.options = &options;
+                    let answer = room.join(&mut context, &player);
+                    if answer.is_ok() {
+                        members.insert(player.session_id(), player);
+                    } else if let Some(old) = old {
+                        members.insert(old.session_id(), old);
+                    }
+                    // A join whose session gave up waiting is still a member: its leave follows.
+                    let _ = reply.send(answer);
                 }
-                // A join whose session gave up waiting is still a member: its leave follows.
-                let _ = reply.send(answer);
-            }
-            Command::Input {
-                session,
-                seq,
-                payload,
-            } => {
-                if let Some(player) = members.get(&session) {
-                    room.input(&mut context(&mut clock), player, seq, payload);
+                Command::Input {
+                    session,
+                    seq,
+                    payload,
+                } => {
+                    if let Some(player) = members.get(&session) {
+                        room.input(&mut context(&mut clock), player, seq, payload);
+                    }
+                }
+                Command::Leave { session, why, last } => {
+                    if let Some(player) = members.remove(&session) {
+                        room.leave(
+                            &mut RoomContext::new(&name, &members, &mut clock),
+                            &player,
+                            why,
+                        );
+                    }
+                    if last {
+                        break 'room;
+                    }
+                }
+                Command::Disconnected { session, why } => {
+                    if let Some(player) = members.get(&session) {
+                        room.disconnected(&mut context(&mut clock), player, why);
+                    }
+                }
+                Command::Reconnected { session } => {
+                    if let Some(player) = members.get(&session) {
+                        room.reconnected(&mut context(&mut clock), player);
+                    }
+                }
+                Command::Drain { left, reply } => {
+                    room.draining(&mut context(&mut clock), left);
+                    let _ = reply.send(());
+                }
+                Command::Signal { payload, reply } => {
+                    let answer = room.signal(&mut context(&mut clock), payload);
+                    let _ = reply.send(answer);
+                }
+                Command::Dispose => break 'room,
+                Command::Settle { reply } => {
+                    let _ = reply.send(());
                 }
             }
-            Command::Leave { session, why, last } => {
-                if let Some(player) = members.remove(&session) {
-                    room.leave(
-                        &mut RoomContext::new(&name, &members, &mut clock),
-                        &player,
-                        why,
-                    );
-                }
-                if last {
-                    break;
-                }
+            handled += 1;
+            if handled == COMMANDS_PER_PASS {
+                break;
             }
-            Command::Disconnected { session, why } => {
-                if let Some(player) = members.get(&session) {
-                    room.disconnected(&mut context(&mut clock), player, why);
-                }
-            }
-            Command::Reconnected { session } => {
-                if let Some(player) = members.get(&session) {
-                    room.reconnected(&mut context(&mut clock), player);
-                }
-            }
-            Command::Drain { left, reply } => {
-                room.draining(&mut context(&mut clock), left);
-                let _ = reply.send(());
-            }
-            Command::Signal { payload, reply } => {
-                let answer = room.signal(&mut context(&mut clock), payload);
-                let _ = reply.send(answer);
-            }
-            Command::Dispose => break,
-            Command::Settle { reply } => {
-                let _ = reply.send(());
+            match commands.try_recv() {
+                Ok(next) => command = next,
+                Err(_) => break,
             }
         }
     }
