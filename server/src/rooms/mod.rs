@@ -12,6 +12,7 @@
 //! them, and ticks at the room's rate.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -814,73 +815,8 @@ async fn run_room<R: Room>(
                 address.publish(&clock.listing);
             }
             clock.next_hook();
-            let context = |clock| RoomContext::new(&name, &members, clock);
-            match command {
-                Command::Join {
-                    player,
-                    replaces,
-                    options,
-                    reply,
-                } => {
-                    // The same player logging in again: its old session is no longer a member
-                    // (its leave, when it comes, is not the room's), unless the room refuses the
-                    // new one.
-                    let old = replaces.and_then(|session| members.remove(&session));
-                    let mut context = RoomContext::joining(&name, &members, &mut clock, &player);
-                    context.replacing = old.as_ref().map(Player::session_id);
-                    context.options = &options;
-                    let answer = room.join(&mut context, &player);
-                    if answer.is_ok() {
-                        members.insert(player.session_id(), player);
-                    } else if let Some(old) = old {
-                        members.insert(old.session_id(), old);
-                    }
-                    // A join whose session gave up waiting is still a member: its leave follows.
-                    let _ = reply.send(answer);
-                }
-                Command::Input {
-                    session,
-                    seq,
-                    payload,
-                } => {
-                    if let Some(player) = members.get(&session) {
-                        room.input(&mut context(&mut clock), player, seq, payload);
-                    }
-                }
-                Command::Leave { session, why, last } => {
-                    if let Some(player) = members.remove(&session) {
-                        room.leave(
-                            &mut RoomContext::new(&name, &members, &mut clock),
-                            &player,
-                            why,
-                        );
-                    }
-                    if last {
-                        break 'room;
-                    }
-                }
-                Command::Disconnected { session, why } => {
-                    if let Some(player) = members.get(&session) {
-                        room.disconnected(&mut context(&mut clock), player, why);
-                    }
-                }
-                Command::Reconnected { session } => {
-                    if let Some(player) = members.get(&session) {
-                        room.reconnected(&mut context(&mut clock), player);
-                    }
-                }
-                Command::Drain { left, reply } => {
-                    room.draining(&mut context(&mut clock), left);
-                    let _ = reply.send(());
-                }
-                Command::Signal { payload, reply } => {
-                    let answer = room.signal(&mut context(&mut clock), payload);
-                    let _ = reply.send(answer);
-                }
-                Command::Dispose => break 'room,
-                Command::Settle { reply } => {
-                    let _ = reply.send(());
-                }
+            if handle(&mut room, &name, &mut members, &mut clock, command).is_break() {
+                break 'room;
             }
             handled += 1;
             if handled == COMMANDS_PER_PASS {
@@ -896,6 +832,85 @@ async fn run_room<R: Room>(
     room.dispose(&mut RoomContext::new(&name, &members, &mut clock));
 }
 
+/// One command to the room. Breaks when the room is to close: told to, or its last member left.
+fn handle<R: Room>(
+    room: &mut R,
+    name: &str,
+    members: &mut HashMap<u64, Player>,
+    clock: &mut RoomState,
+    command: Command,
+) -> ControlFlow<()> {
+    match command {
+        Command::Join {
+            player,
+            replaces,
+            options,
+            reply,
+        } => {
+            // The same player logging in again: its old session is no longer a member
+            // (its leave, when it comes, is not the room's), unless the room refuses the
+            // new one.
+            let old = replaces.and_then(|session| members.remove(&session));
+            let mut context = RoomContext::joining(name, members, clock, &player);
+            context.replacing = old.as_ref().map(Player::session_id);
+            context.options = &options;
+            let answer = room.join(&mut context, &player);
+            if answer.is_ok() {
+                members.insert(player.session_id(), player);
+            } else if let Some(old) = old {
+                members.insert(old.session_id(), old);
+            }
+            // A join whose session gave up waiting is still a member: its leave follows.
+            let _ = reply.send(answer);
+        }
+        Command::Input {
+            session,
+            seq,
+            payload,
+        } => {
+            if let Some(player) = members.get(&session) {
+                room.input(
+                    &mut RoomContext::new(name, members, clock),
+                    player,
+                    seq,
+                    payload,
+                );
+            }
+        }
+        Command::Leave { session, why, last } => {
+            if let Some(player) = members.remove(&session) {
+                room.leave(&mut RoomContext::new(name, members, clock), &player, why);
+            }
+            if last {
+                return ControlFlow::Break(());
+            }
+        }
+        Command::Disconnected { session, why } => {
+            if let Some(player) = members.get(&session) {
+                room.disconnected(&mut RoomContext::new(name, members, clock), player, why);
+            }
+        }
+        Command::Reconnected { session } => {
+            if let Some(player) = members.get(&session) {
+                room.reconnected(&mut RoomContext::new(name, members, clock), player);
+            }
+        }
+        Command::Drain { left, reply } => {
+            room.draining(&mut RoomContext::new(name, members, clock), left);
+            let _ = reply.send(());
+        }
+        Command::Signal { payload, reply } => {
+            let answer = room.signal(&mut RoomContext::new(name, members, clock), payload);
+            let _ = reply.send(answer);
+        }
+        Command::Dispose => return ControlFlow::Break(()),
+        Command::Settle { reply } => {
+            let _ = reply.send(());
+        }
+    }
+    ControlFlow::Continue(())
+}
+
 /// Sleeps until `deadline`, or for ever without one.
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -906,7 +921,87 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use tokio::time::Instant;
+
     use super::claims_auto_prefix;
+    use crate::api::game::{Game, NewRoom, Player, Refusal, Room, RoomContext};
+    use crate::testkit::TestServer;
+
+    /// Answers each input with the room's time as the hook read it, and, two seconds after the
+    /// first input, a timer's time.
+    struct Clocked;
+    struct ClockedRoom {
+        timer_set: bool,
+    }
+
+    fn reading(kind: u8, elapsed: Duration) -> Bytes {
+        let mut payload = vec![kind];
+        payload.extend_from_slice(&(elapsed.as_nanos() as u64).to_be_bytes());
+        Bytes::from(payload)
+    }
+
+    fn read(payload: &[u8]) -> (u8, Duration) {
+        let nanos = u64::from_be_bytes(payload[1..9].try_into().expect("8 bytes"));
+        (payload[0], Duration::from_nanos(nanos))
+    }
+
+    impl Room for ClockedRoom {
+        fn input(&mut self, room: &mut RoomContext<'_>, from: &Player, _: u64, _: Bytes) {
+            room.send(from, reading(b'i', room.elapsed()));
+            if !std::mem::replace(&mut self.timer_set, true) {
+                room.after(Duration::from_secs(2), 1).expect("one timer");
+            }
+        }
+
+        fn timer(&mut self, room: &mut RoomContext<'_>, _: u64) {
+            room.broadcast(reading(b't', room.elapsed()));
+        }
+    }
+
+    impl Game for Clocked {
+        type Config = ();
+        type Room = ClockedRoom;
+        fn open(&self, _: &NewRoom<'_>) -> Result<ClockedRoom, Refusal> {
+            Ok(ClockedRoom { timer_set: false })
+        }
+    }
+
+    /// A live room reads its clock once per hook (see `RoomState::elapsed`): each hook sees the
+    /// time it runs at, not the time an earlier hook read.
+    #[tokio::test(start_paused = true)]
+    async fn a_live_room_reads_the_time_each_hook_runs_at() {
+        let server = TestServer::start(Clocked, |_| {}).await;
+        let start = Instant::now();
+        let mut client = server.join("clocked", "clock").await.expect("welcome");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        client.input(Bytes::from_static(b"now")).await;
+        let (kind, first) = read(&client.next_event().await.expect("an answer"));
+        assert_eq!(kind, b'i');
+        assert!(
+            first >= Duration::from_secs(3) && first <= start.elapsed(),
+            "the first input at {first:?}, {:?} after the join began",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        client.input(Bytes::from_static(b"later")).await;
+        let (kind, second) = read(&client.next_event().await.expect("an answer"));
+        assert_eq!(kind, b'i');
+        assert!(
+            second >= first + Duration::from_secs(1) && second <= start.elapsed(),
+            "the second input at {second:?}, the first at {first:?}"
+        );
+        let (kind, timer) = read(&client.next_event().await.expect("the timer"));
+        assert_eq!(kind, b't');
+        let due = first + Duration::from_secs(2);
+        assert!(
+            timer >= due && timer < due + Duration::from_millis(100),
+            "the timer due at {due:?} ran at {timer:?}"
+        );
+        server.stop().await;
+    }
 
     #[test]
     fn the_automatic_prefix_is_recognised_in_any_case_and_any_compatible_spelling() {
