@@ -21,7 +21,8 @@ pub(crate) struct Replay {
     bytes: u64,
 }
 
-/// Replay slots a session keeps however quiet it is.
+/// Replay slots a session keeps once a burst is acknowledged, until its timer finds the replay
+/// empty (see [`Replay::release_if_empty`]).
 const REPLAY_KEEP_SLOTS: usize = 16;
 
 impl Replay {
@@ -98,6 +99,21 @@ impl Replay {
         }
     }
 
+    /// Gives back the slots of a replay that keeps nothing: called at the session's timer, so a
+    /// quiet session whose events were all acknowledged holds no memory for replay, while a busy
+    /// one keeps its slots between acknowledgements.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.sent.is_empty() && self.sent.capacity() > 0 {
+            self.sent = VecDeque::new();
+        }
+    }
+
+    /// Slots the replay holds, used or not.
+    #[cfg(test)]
+    pub(crate) fn sent_capacity(&self) -> usize {
+        self.sent.capacity()
+    }
+
     /// The events after `last_received`, or why they cannot all be replayed.
     pub(crate) fn after(&self, last_received: u64) -> Result<Vec<(u64, Bytes)>, Refusal> {
         if last_received > self.last_seq {
@@ -155,6 +171,22 @@ mod tests {
             "{} slots kept for 5 events",
             replay.sent.capacity()
         );
+    }
+
+    #[test]
+    fn a_replay_with_everything_acknowledged_gives_its_slots_back_when_asked() {
+        let mut replay = Replay::new(64, u64::MAX);
+        replay.push(&Bytes::from_static(b"joined"), false);
+        replay.push(&Bytes::from_static(b"state"), false);
+        replay.release_if_empty();
+        assert_eq!(replay.after(0).map(|v| v.len()), Ok(2), "unacknowledged: kept");
+        replay.ack(2);
+        assert!(replay.sent.capacity() > 0, "slots kept between acknowledgements");
+        replay.release_if_empty();
+        assert_eq!(replay.sent.capacity(), 0);
+        // Numbering goes on where it was.
+        assert_eq!(replay.push(&Bytes::from_static(b"later"), false), 3);
+        assert_eq!(replay.after(2).map(|v| v.len()), Ok(1));
     }
 
     #[test]

@@ -125,6 +125,10 @@ pub(crate) struct Core {
     rearm: bool,
     /// The write buffer drained into a transport that holds bytes back until flushed.
     unflushed: bool,
+    /// A quiet moment (the timer fired, or the client's own heartbeat arrived): the core gave
+    /// back its replay's slots if nothing is left to replay, and the driver gives back the
+    /// player's queue if it is empty. Idle sessions hold neither.
+    quiet: bool,
     /// What the footprint last published: replay bytes and buffer bytes.
     published: (u64, u64),
     /// Growth since the last report to the budget.
@@ -189,6 +193,7 @@ impl Core {
             stall_seen: stalled,
             rearm: false,
             unflushed: false,
+            quiet: false,
             published: (0, 0),
             unreported: 0,
             largest_recent: 0,
@@ -237,6 +242,18 @@ impl Core {
         std::mem::take(&mut self.rearm)
     }
 
+    /// True once after a quiet moment: the driver gives back the player's queue if it is empty.
+    pub(crate) fn take_quiet(&mut self) -> bool {
+        std::mem::take(&mut self.quiet)
+    }
+
+    /// Gives back the replay's slots if nothing is left to replay (a busy session keeps them
+    /// between acknowledgements), and tells the driver to do the same with the player's queue.
+    fn quiet_moment(&mut self) {
+        self.replay.release_if_empty();
+        self.quiet = true;
+    }
+
     /// A round trip measured since the last call, if any.
     pub(crate) fn take_rtt(&mut self) -> Option<Duration> {
         self.rtt.take()
@@ -283,12 +300,13 @@ impl Core {
 
     /// The timer fired: sends the pings and acknowledgements that are due, or decides the end.
     /// Under memory `pressure` a quiet session gives back what it holds for replay, not only a
-    /// busy one.
+    /// busy one; the timer is a quiet moment (see [`Core::take_quiet`]).
     pub(crate) fn on_timer(&mut self, now: Instant, pressure: bool) -> Result<(), Ending> {
         self.largest_recent = 0;
         if pressure {
             self.replay.trim(crate::resume::PRESSURE_REPLAY_BYTES);
         }
+        self.quiet_moment();
         let timeouts = self.watchdog.timeouts();
         while let Some(expiry) = self.watchdog.expired(now) {
             let detail = match expiry {
@@ -427,6 +445,9 @@ impl Core {
                     self.send_ack();
                 }
                 self.out.queue(&ServerMessage::Pong { nonce });
+                // Its session's timer may never fire (every frame moves the next ping later):
+                // the heartbeat is its quiet moment instead.
+                self.quiet_moment();
             }
             ClientMessage::Pong { nonce } => {
                 // A Pong that answers no outstanding Ping is ignored.
@@ -1307,6 +1328,35 @@ mod tests {
         core.on_timer(start + Duration::from_millis(1), true)
             .expect("timer");
         assert!(core.held(0).expect("held").replay <= crate::resume::PRESSURE_REPLAY_BYTES);
+    }
+
+    #[test]
+    fn quiet_moments_give_back_the_replay_slots_once_everything_is_acknowledged() {
+        let (mut core, start) = live();
+        core.take_quiet();
+        assert!(core.push_event(Bytes::from_static(b"joined"), false));
+        sent(&mut core);
+        core.on_timer(start + Duration::from_millis(1), false)
+            .expect("timer");
+        assert!(core.take_quiet(), "the timer is a quiet moment");
+        assert!(core.replay.sent_capacity() > 0, "unacknowledged: kept");
+        read(&mut core, ClientMessage::Ack { seq: 1 }, start).expect("ack");
+        assert!(!core.take_quiet(), "an acknowledgement is not a quiet moment");
+        assert!(
+            core.replay.sent_capacity() > 0,
+            "kept between acknowledgements"
+        );
+        // A client with its own heartbeat: its ping is the quiet moment.
+        read(&mut core, ClientMessage::Ping { nonce: 7 }, start).expect("ping");
+        assert!(core.take_quiet());
+        assert_eq!(core.replay.sent_capacity(), 0);
+        // A client that only answers pings: the timer.
+        assert!(core.push_event(Bytes::from_static(b"state"), false));
+        read(&mut core, ClientMessage::Ack { seq: 2 }, start).expect("ack");
+        assert!(core.replay.sent_capacity() > 0);
+        core.on_timer(start + Duration::from_millis(2), false)
+            .expect("timer");
+        assert_eq!(core.replay.sent_capacity(), 0);
     }
 
     #[test]

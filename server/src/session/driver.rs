@@ -495,9 +495,6 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
                     continue;
                 }
                 flush_traffic(sessions, session, now);
-                if let Some(live) = &session.live {
-                    live.player.queue().shrink();
-                }
                 if let Err(ending) = session.core.on_timer(now, sessions.budget.under_pressure()) {
                     return ending;
                 }
@@ -567,6 +564,11 @@ async fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + 
             if deadline != sleep.deadline() {
                 sleep.as_mut().reset(deadline);
             }
+        }
+        if session.core.take_quiet()
+            && let Some(live) = &session.live
+        {
+            live.player.queue().shrink();
         }
         if let Some(rtt) = session.core.take_rtt() {
             sessions.metrics.heartbeat_rtt.observe(rtt.as_secs_f64());
