@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::Either;
 use protocol::{Bye, ByeCode};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -165,14 +166,11 @@ pub(crate) async fn run(
 }
 
 /// The task of an admitted connection: the layers its listener speaks (a PROXY header, TLS, a
-/// WebSocket upgrade), then its session. A plain TCP session, the common one, runs inline: what
-/// its task holds is most of what a held player costs. The layers and the sessions over them
-/// carry larger state of their own and run boxed, so that a plain session's task does not
-/// reserve room for it.
-// Not an `async fn`: one keeps its arguments twice in its state, and this task's size is what
-// every held player costs (80 bytes more, past an allocator size class; see
-// `a_session_task_stays_small`).
-#[allow(clippy::manual_async_fn)]
+/// WebSocket upgrade), then its session. A plain TCP session, the common one, is its task
+/// itself: what that task holds is most of what a held player costs, so it is made here, before
+/// the spawn, rather than awaited inside another future that would keep this function's
+/// arguments beside it. The layers carry larger state of their own and run boxed, and the
+/// session over them in a task of its own.
 fn session(
     door: Arc<Door>,
     stream: TcpStream,
@@ -180,18 +178,16 @@ fn session(
     held: Held,
     kind: Listener,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let plain = kind == Listener::Tcp && door.tls.is_none() && !door.proxy.enabled();
-        if plain {
-            let Held { source, slot } = held;
-            let admitted = Admitted::new(&door, TransportName::Tcp, source);
-            let sessions = door.sessions.clone();
-            drop(door);
-            connection::serve_opened(sessions, stream, peer, Opening::now(slot), ()).await;
-            drop(admitted);
-            return;
-        }
-        let Some(opened) = Box::pin(open(&door, stream, peer, held, kind)).await else {
+    let plain = kind == Listener::Tcp && door.tls.is_none() && !door.proxy.enabled();
+    if plain {
+        let Held { source, slot } = held;
+        let admitted = Admitted::new(&door, TransportName::Tcp, source);
+        let start = connection::Start::new(stream, peer, Opening::now(slot));
+        let sessions = door.sessions.clone();
+        return Either::Left(connection::serve_opened(sessions, start, admitted));
+    }
+    Either::Right(Box::pin(async move {
+        let Some(opened) = open(&door, stream, peer, held, kind).await else {
             return;
         };
         let sessions = door.sessions.clone();
@@ -206,32 +202,28 @@ fn session(
             websocket,
         } = opened;
         // A session over a layer runs in a task of its own, and this one ends: it was sized for
-        // a plain session, and a layered session held inside it cost its room on top of its own.
+        // the layers, and a session held inside it would keep their room on top of its own.
         // The admission and the layer's charge go with the session, until its socket is closed.
         let held = (admitted, charge);
         match (channel, websocket) {
             (Channel::Tcp(stream), None) => {
-                tasks.spawn(connection::serve_opened(
-                    sessions, stream, peer, opening, held,
-                ));
+                let start = connection::Start::new(stream, peer, opening);
+                tasks.spawn(connection::serve_opened(sessions, start, held));
             }
             (Channel::Tcp(stream), Some(buffered)) => {
-                tasks.spawn(connection::serve_upgraded(
-                    sessions, stream, peer, opening, buffered, held,
-                ));
+                let start = connection::Start::upgraded(stream, peer, opening, buffered);
+                tasks.spawn(connection::serve_opened(sessions, start, held));
             }
             (Channel::Tls(socket), None) => {
-                tasks.spawn(connection::serve_opened(
-                    sessions, socket, peer, opening, held,
-                ));
+                let start = connection::Start::new(socket, peer, opening);
+                tasks.spawn(connection::serve_opened(sessions, start, held));
             }
             (Channel::Tls(socket), Some(buffered)) => {
-                tasks.spawn(connection::serve_upgraded(
-                    sessions, socket, peer, opening, buffered, held,
-                ));
+                let start = connection::Start::upgraded(socket, peer, opening, buffered);
+                tasks.spawn(connection::serve_opened(sessions, start, held));
             }
         }
-    }
+    }))
 }
 
 /// What the connection's session runs over.

@@ -59,9 +59,9 @@ pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// themselves, and the close line carries everything.
 #[cfg(any(test, feature = "testkit"))]
 pub(crate) async fn serve<T: Transport>(sessions: Arc<Sessions>, transport: T, peer: SocketAddr) {
+    let start = Start::new(transport, peer, Opening::now(Slot::Free));
     let id = sessions.next_id();
-    let opening = Opening::now(Slot::Free);
-    let end = run(&sessions, transport, id, peer, opening, None).await;
+    let end = run(&sessions, id, start).await;
     sessions.report(end).await;
 }
 
@@ -89,41 +89,61 @@ impl Opening {
     }
 }
 
+/// What a session starts from, handed to its task in one box. An async function keeps its
+/// arguments in its state for its whole life, beside the locals moved out of them, in every
+/// layer of the task that passes them on; boxed, each layer keeps a pointer, and the box is
+/// freed as the session unpacks it. What every held player costs is mostly its task's size.
+pub(crate) struct Start<T> {
+    transport: T,
+    peer: SocketAddr,
+    opening: Opening,
+    /// Upgraded to WebSocket: what the client sent after its upgrade request.
+    websocket: Option<BytesMut>,
+}
+
+impl<T: Transport> Start<T> {
+    /// Moves the start out of its box, and frees the box now (moved out with `*`, it would be
+    /// freed only when the session ends).
+    fn unpack(self: Box<Self>) -> Start<T> {
+        *self
+    }
+
+    /// A connection that speaks the protocol from its first byte.
+    pub(crate) fn new(transport: T, peer: SocketAddr, opening: Opening) -> Box<Start<T>> {
+        Box::new(Start {
+            transport,
+            peer,
+            opening,
+            websocket: None,
+        })
+    }
+
+    /// A connection upgraded to WebSocket: `buffered` is what the client sent after its
+    /// upgrade request.
+    pub(crate) fn upgraded(
+        transport: T,
+        peer: SocketAddr,
+        opening: Opening,
+        buffered: BytesMut,
+    ) -> Box<Start<T>> {
+        Box::new(Start {
+            transport,
+            peer,
+            opening,
+            websocket: Some(buffered),
+        })
+    }
+}
+
 /// [`serve`] for a connection that got somewhere before its session (see [`Opening`]). `held`
 /// (what admitted the connection) is let go once its socket is closed.
 pub(crate) async fn serve_opened<T: Transport, H: Send>(
     sessions: Arc<Sessions>,
-    transport: T,
-    peer: SocketAddr,
-    opening: Opening,
+    start: Box<Start<T>>,
     held: H,
 ) {
     let id = sessions.next_id();
-    let end = run(&sessions, transport, id, peer, opening, None).await;
-    drop(held);
-    sessions.report(end).await;
-}
-
-/// [`serve_opened`] for a connection upgraded to WebSocket: `buffered` is what the client sent
-/// after its upgrade request.
-pub(crate) async fn serve_upgraded<T: Transport, H: Send>(
-    sessions: Arc<Sessions>,
-    transport: T,
-    peer: SocketAddr,
-    opening: Opening,
-    buffered: BytesMut,
-    held: H,
-) {
-    let id = sessions.next_id();
-    let end = run(
-        &sessions,
-        transport,
-        id,
-        peer,
-        opening,
-        Some(Box::new(buffered)),
-    )
-    .await;
+    let end = run(&sessions, id, start).await;
     drop(held);
     sessions.report(end).await;
 }
@@ -152,29 +172,30 @@ impl Driven {
 }
 
 /// Made inside, not passed in: an async function's arguments are kept twice in its state.
-/// `websocket`: the connection was upgraded to WebSocket, and these bytes followed the request.
-async fn run<T: Transport>(
-    sessions: &Sessions,
-    mut transport: T,
-    id: u64,
-    peer: SocketAddr,
-    opening: Opening,
-    websocket: Option<Box<BytesMut>>,
-) -> SessionEnd {
-    let Opening {
-        accepted,
-        failed,
-        slot,
-    } = opening;
-    let name = match websocket {
-        Some(_) => T::WEBSOCKET_NAME,
-        None => T::NAME,
+async fn run<T: Transport>(sessions: &Sessions, id: u64, start: Box<Start<T>>) -> SessionEnd {
+    let Start {
+        mut transport,
+        peer,
+        opening:
+            Opening {
+                accepted,
+                failed,
+                slot,
+            },
+        websocket,
+    } = start.unpack();
+    // Matched, not borrowed (`is_some`): a local ever borrowed keeps its room in the task's
+    // state after it is moved out.
+    let upgraded = matches!(websocket, Some(_));
+    let name = match upgraded {
+        true => T::WEBSOCKET_NAME,
+        false => T::NAME,
     };
     let mut session = Driven {
         core: Core::new(
             &sessions.config,
             sessions.max_frame,
-            websocket.is_some(),
+            upgraded,
             sessions.parking.enabled(),
             accepted,
             sessions.stalls.recorded(),
@@ -193,21 +214,7 @@ async fn run<T: Transport>(
             // none; a plain descriptor rather than an option keeps the task's size).
             let tcp = transport.tcp().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
             let (read, mut write) = transport.split();
-            // Until the handshake, no frame larger than the largest Hello is read: a length
-            // prefix (or a WebSocket frame header) from an unknown peer cannot make the server
-            // reserve a full frame.
-            let hello_max = MAX_HELLO_BODY.min(sessions.max_frame);
-            let (framing, buffered) = match websocket {
-                Some(buffered) => (
-                    Framing::WebSocket(Box::new(WsDecoder::new(hello_max, true))),
-                    *buffered,
-                ),
-                None => {
-                    let mut codec = ServerCodec::new(sessions.max_frame);
-                    codec.set_max_frame(hello_max);
-                    (Framing::Length(codec), BytesMut::new())
-                }
-            };
+            let (framing, buffered) = first_framing(sessions, websocket);
             let mut reader = FrameReader::new(read, framing, buffered);
             let ending =
                 select_loop::<T, _, _>(sessions, &mut session, &mut reader, &mut write, tcp).await;
@@ -248,7 +255,7 @@ async fn run<T: Transport>(
         session_id: session.session_id(),
         player: session.live.map(|live| live.player),
         claimed: ending.claimed,
-        peer,
+        peer: session.peer,
         reason: ending.reason,
         detail: ending.detail,
         lifetime: ending.decided.saturating_duration_since(accepted),
@@ -259,6 +266,25 @@ async fn run<T: Transport>(
         forced,
         parked,
         seen,
+    }
+}
+
+/// How the connection's first frames are read, and the bytes already read: until the
+/// handshake, no frame larger than the largest `Hello` is read, so that a length prefix (or a
+/// WebSocket frame header) from an unknown peer cannot make the server reserve a full frame.
+/// Takes `websocket` by value, so that the session's task keeps no room for it.
+fn first_framing(sessions: &Sessions, websocket: Option<BytesMut>) -> (Framing, BytesMut) {
+    let hello_max = MAX_HELLO_BODY.min(sessions.max_frame);
+    match websocket {
+        Some(buffered) => (
+            Framing::WebSocket(Box::new(WsDecoder::new(hello_max, true))),
+            buffered,
+        ),
+        None => {
+            let mut codec = ServerCodec::new(sessions.max_frame);
+            codec.set_max_frame(hello_max);
+            (Framing::Length(codec), BytesMut::new())
+        }
     }
 }
 
