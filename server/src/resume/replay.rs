@@ -179,9 +179,16 @@ mod tests {
         replay.push(&Bytes::from_static(b"joined"), false);
         replay.push(&Bytes::from_static(b"state"), false);
         replay.release_if_empty();
-        assert_eq!(replay.after(0).map(|v| v.len()), Ok(2), "unacknowledged: kept");
+        assert_eq!(
+            replay.after(0).map(|v| v.len()),
+            Ok(2),
+            "unacknowledged: kept"
+        );
         replay.ack(2);
-        assert!(replay.sent.capacity() > 0, "slots kept between acknowledgements");
+        assert!(
+            replay.sent.capacity() > 0,
+            "slots kept between acknowledgements"
+        );
         replay.release_if_empty();
         assert_eq!(replay.sent.capacity(), 0);
         // Numbering goes on where it was.

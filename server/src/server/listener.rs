@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::future::Either;
 use protocol::{Bye, ByeCode};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -157,7 +156,11 @@ pub(crate) async fn run(
         });
         match admission {
             Ok(held) => {
-                sessions.spawn(session(door.clone(), stream, peer, held, kind));
+                if kind == Listener::Tcp && door.tls.is_none() && !door.proxy.enabled() {
+                    sessions.spawn(plain(door.clone(), stream, peer, held));
+                } else {
+                    sessions.spawn(layered(door.clone(), stream, peer, held, kind));
+                }
             }
             Err(rejection) => reject(stream, peer, rejection, &door, kind, &rejections, sessions),
         }
@@ -165,69 +168,64 @@ pub(crate) async fn run(
     tracing::info!("stopped accepting");
 }
 
-/// The task of an admitted connection: the layers its listener speaks (a PROXY header, TLS, a
-/// WebSocket upgrade), then its session. A plain TCP session, the common one, is its task
-/// itself: what that task holds is most of what a held player costs, so it is made here, before
-/// the spawn, rather than awaited inside another future that would keep this function's
-/// arguments beside it. The layers carry larger state of their own and run boxed, and the
-/// session over them in a task of its own.
-fn session(
+/// The task of an admitted plain TCP connection, the common one: its session itself. What this
+/// task holds is most of what a held player costs, so the session's future is made here, not
+/// awaited inside another future that would keep this function's arguments beside it.
+fn plain(
     door: Arc<Door>,
     stream: TcpStream,
     peer: SocketAddr,
     held: Held,
-    kind: Listener,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let plain = kind == Listener::Tcp && door.tls.is_none() && !door.proxy.enabled();
-    if plain {
-        let Held { source, slot } = held;
-        let admitted = Admitted::new(&door, TransportName::Tcp, source);
-        let start = connection::Start::new(stream, peer, Opening::now(slot));
-        let sessions = door.sessions.clone();
-        return Either::Left(connection::serve_opened(sessions, start, admitted));
-    }
-    Either::Right(Box::pin(async move {
-        let Some(opened) = open(&door, stream, peer, held, kind).await else {
-            return;
-        };
-        let sessions = door.sessions.clone();
-        let tasks = door.tasks.clone();
-        drop(door);
-        let Opened {
-            channel,
-            peer,
-            admitted,
-            charge,
-            opening,
-            websocket,
-        } = opened;
-        // A session over a layer runs in a task of its own, and this one ends: it was sized for
-        // the layers, and a session held inside it would keep their room on top of its own.
-        // The admission and the layer's charge go with the session, until its socket is closed.
-        let held = (admitted, charge);
-        match (channel, websocket) {
-            (Channel::Tcp(stream), None) => {
-                let start = connection::Start::new(stream, peer, opening);
-                tasks.spawn(connection::serve_opened(sessions, start, held));
-            }
-            (Channel::Tcp(stream), Some(buffered)) => {
-                let start = connection::Start::upgraded(stream, peer, opening, buffered);
-                tasks.spawn(connection::serve_opened(sessions, start, held));
-            }
-            (Channel::Tls(socket), None) => {
-                let start = connection::Start::new(socket, peer, opening);
-                tasks.spawn(connection::serve_opened(sessions, start, held));
-            }
-            (Channel::Tls(socket), Some(buffered)) => {
-                let start = connection::Start::upgraded(socket, peer, opening, buffered);
-                tasks.spawn(connection::serve_opened(sessions, start, held));
-            }
+    let Held { source, slot } = held;
+    let admitted = Admitted::new(&door, TransportName::Tcp, source);
+    let start = connection::Start::new(stream, peer, Opening::now(slot));
+    connection::serve_opened(door.sessions.clone(), start, admitted)
+}
+
+/// The task of an admitted connection with layers before its session (a PROXY header, TLS, a
+/// WebSocket upgrade): the layers, then the session's own task. The layers carry larger state
+/// than a session, and this task ends when they are done: a session held inside it would keep
+/// their room on top of its own.
+async fn layered(door: Arc<Door>, stream: TcpStream, peer: SocketAddr, held: Held, kind: Listener) {
+    let Some(opened) = open(&door, stream, peer, held, kind).await else {
+        return;
+    };
+    let sessions = door.sessions.clone();
+    let tasks = door.tasks.clone();
+    drop(door);
+    let Opened {
+        channel,
+        peer,
+        admitted,
+        charge,
+        opening,
+        websocket,
+    } = opened;
+    // The admission and the layer's charge go with the session, until its socket is closed.
+    let held = (admitted, charge);
+    match (channel, websocket) {
+        (Channel::Tcp(stream), None) => {
+            let start = connection::Start::new(stream, peer, opening);
+            tasks.spawn(connection::serve_opened(sessions, start, held));
         }
-    }))
+        (Channel::Tcp(stream), Some(buffered)) => {
+            let start = connection::Start::upgraded(stream, peer, opening, buffered);
+            tasks.spawn(connection::serve_opened(sessions, start, held));
+        }
+        (Channel::Tls(socket), None) => {
+            let start = connection::Start::new(socket, peer, opening);
+            tasks.spawn(connection::serve_opened(sessions, start, held));
+        }
+        (Channel::Tls(socket), Some(buffered)) => {
+            let start = connection::Start::upgraded(socket, peer, opening, buffered);
+            tasks.spawn(connection::serve_opened(sessions, start, held));
+        }
+    }
 }
 
 /// What the connection's session runs over.
-// Lives only inside the boxed `open` and for the moment it takes to box the session over it.
+// Lives only in the layers' task, until the session over it has a task of its own.
 #[allow(clippy::large_enum_variant)]
 enum Channel {
     Tcp(TcpStream),
@@ -492,7 +490,7 @@ pub(crate) fn plain_session(
         source: SourceSlot::none(),
         slot: Slot::Pending(door.slots.acquire().expect("a free session slot")),
     };
-    session(door, stream, peer, held, Listener::Tcp)
+    plain(door, stream, peer, held)
 }
 
 /// With PROXY protocol on, a connection from an address that is not a trusted balancer must not

@@ -1341,7 +1341,10 @@ mod tests {
         assert!(core.take_quiet(), "the timer is a quiet moment");
         assert!(core.replay.sent_capacity() > 0, "unacknowledged: kept");
         read(&mut core, ClientMessage::Ack { seq: 1 }, start).expect("ack");
-        assert!(!core.take_quiet(), "an acknowledgement is not a quiet moment");
+        assert!(
+            !core.take_quiet(),
+            "an acknowledgement is not a quiet moment"
+        );
         assert!(
             core.replay.sent_capacity() > 0,
             "kept between acknowledgements"
