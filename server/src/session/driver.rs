@@ -104,6 +104,7 @@ pub(crate) struct Start<T> {
 impl<T: Transport> Start<T> {
     /// Moves the start out of its box, and frees the box now (moved out with `*`, it would be
     /// freed only when the session ends).
+    #[allow(clippy::boxed_local)] // taking the box is the point: it is freed on return
     fn unpack(self: Box<Self>) -> Start<T> {
         *self
     }
@@ -195,6 +196,7 @@ fn run<T: Transport>(
         } = start.unpack();
         // Matched, not borrowed (`is_some`): a local ever borrowed keeps its room in the task's
         // state after it is moved out.
+        #[allow(clippy::redundant_pattern_matching)]
         let upgraded = matches!(websocket, Some(_));
         let name = match upgraded {
             true => T::WEBSOCKET_NAME,
