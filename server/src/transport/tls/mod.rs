@@ -103,6 +103,16 @@ impl ResolvesServerCert for Current {
     }
 }
 
+/// What the engine changes from rustls's defaults in every server configuration: no TLS 1.3
+/// session tickets. rustls would send two after every handshake and keep their sessions in a
+/// cache of 256 for the whole server, which at thousands of players holds only the latest few;
+/// and the queue the tickets go through keeps its slots for the connection's life (96 bytes per
+/// held session). A player who reconnects (the game's own resume) does a full handshake: the
+/// same one round trip, one signature more for the server.
+pub(crate) fn settle(config: &mut ServerConfig) {
+    config.send_tls13_tickets = 0;
+}
+
 impl Tls {
     /// Loads the pair the configuration names; `None` when TLS is off. Every problem with the
     /// two files is reported at once.
@@ -115,7 +125,7 @@ impl Tls {
         let key_file = PathBuf::from(&config.key_file);
         let pair = load(&provider, &cert_file, &key_file)?;
         let current = Arc::new(Current(RwLock::new(Arc::new(pair))));
-        let server = ServerConfig::builder_with_provider(provider.clone())
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|error| {
                 vec![TlsError::Content {
@@ -126,6 +136,7 @@ impl Tls {
             })?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
+        settle(&mut server);
         Ok(Some(Tls {
             config: Arc::new(server),
             current,

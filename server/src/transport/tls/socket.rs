@@ -475,9 +475,10 @@ impl AsyncWrite for TlsSocket {
 
 impl Transport for TlsSocket {
     const NAME: TransportName = TransportName::Tls;
-    // 5.98 KiB per held session against 3.44 over TCP (BENCHMARKS.md, "10 transports", since
-    // the record buffers are given back while quiet and the record keys kept raw): the rustls
-    // connection with its handshake leftovers, this socket's box and the two raw keys.
+    // A held session over TLS costs about 2.6 KiB more than over TCP (BENCHMARKS.md, "10
+    // transports", since the record buffers are given back while quiet, the record keys kept
+    // raw and no session tickets sent): the rustls connection with its handshake leftovers,
+    // this socket's box and the two raw keys.
     const OVERHEAD: usize = 3 * 1024;
     const BUFFERED: bool = true;
     const WEBSOCKET_NAME: TransportName = TransportName::Wss;
@@ -544,12 +545,13 @@ mod tests {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pair.signing_key.serialize_der()));
         let provider = Arc::new(provider);
         let compact = super::super::keys::compact(rustls::crypto::ring::default_provider());
-        let server = ServerConfig::builder_with_provider(Arc::new(compact))
+        let mut server = ServerConfig::builder_with_provider(Arc::new(compact))
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_no_client_auth()
             .with_single_cert(vec![cert.clone()], key)
             .expect("server config");
+        super::super::settle(&mut server);
         let mut roots = RootCertStore::empty();
         roots.add(cert).expect("root");
         let client = ClientConfig::builder_with_provider(provider)
@@ -623,6 +625,22 @@ mod tests {
 
     fn held(socket: &TlsSocket) -> usize {
         socket.0.incoming.capacity() + socket.0.outgoing.capacity() + socket.0.plain.capacity()
+    }
+
+    /// No session tickets (see `tls::settle`): a client that connects again, with the store of
+    /// its first connection, does a full handshake.
+    #[tokio::test]
+    async fn a_second_connection_gets_no_ticket_to_resume_with() {
+        let (server, client) = configs();
+        for _ in 0..2 {
+            let (mut socket, mut stream) = pair_with(server.clone(), client.clone()).await;
+            // The client reads after the handshake: a ticket, if one was sent, is taken now.
+            exchange(&mut socket, &mut stream, b"hello", b"welcome").await;
+            assert_eq!(
+                stream.get_ref().1.handshake_kind(),
+                Some(rustls::HandshakeKind::Full)
+            );
+        }
     }
 
     #[tokio::test]
