@@ -134,6 +134,12 @@ impl Outbound {
         }
     }
 
+    /// Slots the queue holds, used or not.
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> usize {
+        self.lock().items.capacity()
+    }
+
     /// Gives the queue's memory back if it is empty: an idle player holds none.
     pub(crate) fn shrink(&self) {
         let mut inner = self.lock();

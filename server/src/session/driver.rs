@@ -1120,6 +1120,35 @@ mod tests {
         server.stop().await;
     }
 
+    /// A client that pings by itself never lets its session's timer fire (every frame moves the
+    /// next ping later): its ping is the quiet moment at which the session gives back the slots
+    /// its player's queue grew to.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_ping_gives_back_an_idle_players_queue() {
+        let server = server().await;
+        let mut client = server.join("pinger", "pings").await.expect("welcome");
+        let session = client.welcome().expect("welcomed").session_id;
+        client.input(Bytes::from_static(b"hi")).await;
+        assert_eq!(client.next_event().await.as_deref(), Some(&b"hi"[..]));
+        let player = server
+            .connector()
+            .sessions
+            .registry
+            .get(session)
+            .expect("live");
+        assert!(player.queue().slots() > 0, "the echo's slots, kept");
+        client.send(ClientMessage::Ping { nonce: 9 }).await;
+        loop {
+            match client.recv().await {
+                Some(ServerMessage::Pong { nonce: 9 }) => break,
+                Some(_) => {}
+                None => panic!("the session ended"),
+            }
+        }
+        assert_eq!(player.queue().slots(), 0);
+        server.stop().await;
+    }
+
     #[test]
     fn the_loss_grace_goes_to_a_reachable_client_on_a_lossy_path_only() {
         let view = |last_ack_recv_ms: u32, total_retrans: u32, rcv_ooopack: u32| {
