@@ -196,7 +196,12 @@ async fn the_status_page_shows_sessions_closes_that_match_and_a_surge_within_fiv
 #[cfg_attr(not(has_chromium), ignore = "needs chromium")]
 async fn the_kick_button_needs_the_token() {
     need_tools(&[Browser::PROGRAM], "apt-get install chromium");
-    let server = ServerProcess::loopback(CONFIG).await;
+    // The client answers no ping until the first refusal: its session must outlive however long
+    // the browser takes to get there (it idled out at the shared 2 s on a loaded machine).
+    let server = ServerProcess::loopback(
+        "[session]\nheartbeat_interval = \"500ms\"\nidle_timeout = \"60s\"\n",
+    )
+    .await;
     let (mut client, _) = RawClient::join(server.addr, "kick-me").await;
     let browser = Browser::launch().await;
     let tab = browser.open(&status_url(&server)).await;
