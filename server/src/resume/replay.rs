@@ -21,8 +21,8 @@ pub(crate) struct Replay {
     bytes: u64,
 }
 
-/// Replay slots a session keeps once a burst is acknowledged, until its timer finds the replay
-/// empty (see [`Replay::release_if_empty`]).
+/// Replay slots a session keeps once a burst is acknowledged, until a quiet moment finds the
+/// replay empty (see [`Replay::release_if_empty`]).
 const REPLAY_KEEP_SLOTS: usize = 16;
 
 impl Replay {
@@ -99,9 +99,10 @@ impl Replay {
         }
     }
 
-    /// Gives back the slots of a replay that keeps nothing: called at the session's timer, so a
-    /// quiet session whose events were all acknowledged holds no memory for replay, while a busy
-    /// one keeps its slots between acknowledgements.
+    /// Gives back the slots of a replay that keeps nothing: called at a quiet moment (the
+    /// session's timer, or the client's own ping), so a quiet session whose events were all
+    /// acknowledged holds no memory for replay, while a busy one keeps its slots between
+    /// acknowledgements.
     pub(crate) fn release_if_empty(&mut self) {
         if self.sent.is_empty() && self.sent.capacity() > 0 {
             self.sent = VecDeque::new();
