@@ -204,21 +204,13 @@ async fn layered(door: Arc<Door>, stream: TcpStream, peer: SocketAddr, held: Hel
     } = opened;
     // The admission and the layer's charge go with the session, until its socket is closed.
     let held = (admitted, charge);
-    match (channel, websocket) {
-        (Channel::Tcp(stream), None) => {
-            let start = connection::Start::new(stream, peer, opening);
+    match channel {
+        Channel::Tcp(stream) => {
+            let start = connection::Start::layered(stream, peer, opening, websocket);
             tasks.spawn(connection::serve_opened(sessions, start, held));
         }
-        (Channel::Tcp(stream), Some(buffered)) => {
-            let start = connection::Start::upgraded(stream, peer, opening, buffered);
-            tasks.spawn(connection::serve_opened(sessions, start, held));
-        }
-        (Channel::Tls(socket), None) => {
-            let start = connection::Start::new(socket, peer, opening);
-            tasks.spawn(connection::serve_opened(sessions, start, held));
-        }
-        (Channel::Tls(socket), Some(buffered)) => {
-            let start = connection::Start::upgraded(socket, peer, opening, buffered);
+        Channel::Tls(socket) => {
+            let start = connection::Start::layered(socket, peer, opening, websocket);
             tasks.spawn(connection::serve_opened(sessions, start, held));
         }
     }

@@ -119,19 +119,19 @@ impl<T: Transport> Start<T> {
         })
     }
 
-    /// A connection upgraded to WebSocket: `buffered` is what the client sent after its
-    /// upgrade request.
-    pub(crate) fn upgraded(
+    /// A connection through its layers: `websocket`, when it was upgraded to WebSocket, is
+    /// what the client sent after its upgrade request.
+    pub(crate) fn layered(
         transport: T,
         peer: SocketAddr,
         opening: Opening,
-        buffered: BytesMut,
+        websocket: Option<BytesMut>,
     ) -> Box<Start<T>> {
         Box::new(Start {
             transport,
             peer,
             opening,
-            websocket: Some(buffered),
+            websocket,
         })
     }
 }
