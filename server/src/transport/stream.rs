@@ -38,10 +38,10 @@ pub trait Transport: Send + 'static {
 
     /// Makes the next close abortive (TCP: zero linger, so the close sends RST and frees the
     /// socket at once). Never blocks.
-    fn abort(&self);
+    fn abort(&mut self);
 
     /// The TCP socket underneath, for the kernel's view of it at a close.
-    fn tcp(&self) -> Option<&TcpStream> {
+    fn tcp(&mut self) -> Option<&TcpStream> {
         None
     }
 }
@@ -62,13 +62,13 @@ impl Transport for TcpStream {
         TcpStream::split(self)
     }
 
-    fn abort(&self) {
+    fn abort(&mut self) {
         if let Err(error) = self.set_zero_linger() {
             tracing::debug!(%error, "cannot set zero linger");
         }
     }
 
-    fn tcp(&self) -> Option<&TcpStream> {
+    fn tcp(&mut self) -> Option<&TcpStream> {
         Some(self)
     }
 }
@@ -112,7 +112,7 @@ impl Transport for Duplex {
         (&mut self.read, &mut self.write)
     }
 
-    fn abort(&self) {}
+    fn abort(&mut self) {}
 }
 
 #[cfg(any(test, feature = "testkit"))]

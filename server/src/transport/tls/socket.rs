@@ -11,6 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -54,8 +55,11 @@ const MAX_WRITE: usize = 64 * 1024;
 /// every frame is checked whole, and a truncated one is never taken.)
 #[derive(Debug)]
 // Boxed: a session's future holds its transport more than once (an async function keeps its
-// arguments twice), and a rustls connection is over a kilobyte.
-pub struct TlsSocket(Box<Inner>);
+// arguments twice), and a rustls connection is over a kilobyte. Behind a lock, so that the
+// halves of a split borrow the box and a split allocates nothing (Tokio's generic `split` puts
+// the stream behind an `Arc` for as long as the halves live: a session's whole life). Both
+// halves live in the session's one task, so the lock is never waited for.
+pub struct TlsSocket(Box<Mutex<Inner>>);
 
 struct Inner {
     tcp: TcpStream,
@@ -114,7 +118,7 @@ impl TlsSocket {
         tls: UnbufferedServerConnection,
         mut charge: Charge,
     ) -> io::Result<TlsSocket> {
-        let mut inner = Box::new(Inner {
+        let mut socket = TlsSocket(Box::new(Mutex::new(Inner {
             tcp,
             tls,
             incoming: Vec::new(),
@@ -124,7 +128,8 @@ impl TlsSocket {
             taken: 0,
             ended: false,
             closing: false,
-        });
+        })));
+        let inner = socket.inner();
         let mut read = 0;
         loop {
             let (rest, _) = match inner.process(None, Send::Nothing) {
@@ -162,13 +167,23 @@ impl TlsSocket {
             charge.set(read as u64 * HANDSHAKE_HELD.0 / HANDSHAKE_HELD.1);
         }
         inner.release();
-        Ok(TlsSocket(inner))
+        Ok(socket)
     }
 
     /// The TCP connection underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.0.tcp
+    pub fn tcp(&mut self) -> &TcpStream {
+        &self.inner().tcp
     }
+
+    /// The connection, unsplit.
+    fn inner(&mut self) -> &mut Inner {
+        self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The connection, for the half that works on it now.
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Inner {
@@ -262,16 +277,13 @@ impl Inner {
                 "a TLS record larger than TLS allows",
             )));
         }
-        // Exactly one read's worth more: a Vec that doubled would keep half of it empty.
-        let filled = self.incoming.len();
+        // No buffer until the socket has something: a session waiting for its client comes
+        // here at every wake-up, and most find nothing.
+        ready!(self.tcp.poll_read_ready(cx))?;
+        // Exactly one read's worth more (a Vec that doubled would keep half of it empty), read
+        // into as it is, without clearing it first.
         self.incoming.reserve_exact(READ_SIZE);
-        self.incoming.resize(filled + READ_SIZE, 0);
-        let mut buf = ReadBuf::new(&mut self.incoming[filled..]);
-        let read = Pin::new(&mut self.tcp).poll_read(cx, &mut buf);
-        let n = buf.filled().len();
-        self.incoming.truncate(filled + n);
-        ready!(read)?;
-        Poll::Ready(Ok(n))
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.tcp), cx, &mut self.incoming)
     }
 
     /// Sends everything in `outgoing`, then gives its buffer back.
@@ -363,6 +375,11 @@ impl Inner {
         Poll::Ready(Ok(taken))
     }
 
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.closing {
             ready!(self.poll_send(cx))?;
@@ -448,7 +465,7 @@ impl AsyncRead for TlsSocket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.get_mut().0.poll_read(cx, buf)
+        self.get_mut().inner().poll_read(cx, buf)
     }
 }
 
@@ -458,18 +475,51 @@ impl AsyncWrite for TlsSocket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().0.poll_write(cx, buf)
+        self.get_mut().inner().poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let inner = &mut *self.get_mut().0;
-        ready!(inner.poll_send(cx))?;
-        Pin::new(&mut inner.tcp).poll_flush(cx)
+        self.get_mut().inner().poll_flush(cx)
     }
 
     /// `close_notify`, then the TCP FIN.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().0.poll_shutdown(cx)
+        self.get_mut().inner().poll_shutdown(cx)
+    }
+}
+
+/// The reading half of a split [`TlsSocket`].
+pub struct TlsRead<'a>(&'a Mutex<Inner>);
+
+/// The writing half of a split [`TlsSocket`].
+pub struct TlsWrite<'a>(&'a Mutex<Inner>);
+
+impl AsyncRead for TlsRead<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        lock(self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsWrite<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        lock(self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        lock(self.0).poll_flush(cx)
+    }
+
+    /// `close_notify`, then the TCP FIN.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        lock(self.0).poll_shutdown(cx)
     }
 }
 
@@ -483,25 +533,25 @@ impl Transport for TlsSocket {
     const BUFFERED: bool = true;
     const WEBSOCKET_NAME: TransportName = TransportName::Wss;
 
-    type Read<'a> = tokio::io::ReadHalf<&'a mut TlsSocket>;
-    type Write<'a> = tokio::io::WriteHalf<&'a mut TlsSocket>;
+    type Read<'a> = TlsRead<'a>;
+    type Write<'a> = TlsWrite<'a>;
 
     fn split(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
-        tokio::io::split(self)
+        (TlsRead(&self.0), TlsWrite(&self.0))
     }
 
-    fn abort(&self) {
+    fn abort(&mut self) {
         if let Err(error) = self.tcp().set_zero_linger() {
             tracing::debug!(%error, "cannot set zero linger");
         }
     }
 
-    fn tcp(&self) -> Option<&TcpStream> {
+    fn tcp(&mut self) -> Option<&TcpStream> {
         Some(TlsSocket::tcp(self))
     }
 }
 
-impl Peek for tokio::io::ReadHalf<&mut TlsSocket> {
+impl Peek for TlsRead<'_> {
     /// Records are decrypted whole inside the TLS layer: nothing to look at from outside.
     fn bytes_waiting(&self) -> bool {
         false
@@ -624,7 +674,8 @@ mod tests {
     }
 
     fn held(socket: &TlsSocket) -> usize {
-        socket.0.incoming.capacity() + socket.0.outgoing.capacity() + socket.0.plain.capacity()
+        let inner = lock(&socket.0);
+        inner.incoming.capacity() + inner.outgoing.capacity() + inner.plain.capacity()
     }
 
     /// No session tickets (see `tls::settle`): a client that connects again, with the store of
@@ -673,6 +724,46 @@ mod tests {
         assert_eq!(back, down);
         // Everything read and sent: nothing held, and a read waits.
         assert_eq!(read_now(&mut server, &mut small), None);
+        assert_eq!(held(&server), 0, "{:?}", server);
+    }
+
+    /// The session reads and writes through the two halves of its socket in one task, each
+    /// while the other waits: here both ways carry more than the sockets' buffers hold at once,
+    /// so neither side's writing finishes unless its reading goes on beside it.
+    #[tokio::test]
+    async fn both_halves_of_a_split_socket_work_at_once() {
+        let (mut server, client) = pair().await;
+        let up: Vec<u8> = (0..8_000_000u32).map(|n| (n * 3) as u8).collect();
+        let down: Vec<u8> = up.iter().rev().copied().collect();
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let sending = up.clone();
+        let client_writes = tokio::spawn(async move {
+            client_write
+                .write_all(&sending)
+                .await
+                .expect("client write");
+            client_write.flush().await.expect("client flush");
+        });
+        let expected = down.len();
+        let client_reads = tokio::spawn(async move {
+            let mut back = vec![0; expected];
+            client_read
+                .read_exact(&mut back)
+                .await
+                .expect("client read");
+            back
+        });
+        let (mut read, mut write) = Transport::split(&mut server);
+        let mut got = vec![0; up.len()];
+        let (read, written) = tokio::join!(read.read_exact(&mut got), async {
+            write.write_all(&down).await?;
+            write.flush().await
+        });
+        read.expect("server read");
+        written.expect("server write");
+        assert!(got == up, "the server read what the client wrote");
+        client_writes.await.expect("client writer");
+        assert!(client_reads.await.expect("client reader") == down);
         assert_eq!(held(&server), 0, "{:?}", server);
     }
 
