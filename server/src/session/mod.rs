@@ -96,8 +96,13 @@ impl Sessions {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Hands a session's end to the reaper, which records it.
+    /// Hands a session's end to the reaper, which records it. The session's socket is closed by
+    /// now, and it lets every other task that is ready run first: when many sessions end at once
+    /// (players timing out together behind a dead switch), each would otherwise wake the reaper
+    /// to run right after it on the same worker (Tokio runs a task woken by the running one
+    /// next), and with it the rooms its player leaves, before the next session's close.
     pub(crate) async fn report(&self, end: SessionEnd) {
+        tokio::task::yield_now().await;
         // The reaper outlives every session; a send can only fail if it panicked.
         if let Err(lost) = self.reaper.send(end).await {
             tracing::error!(
