@@ -669,6 +669,12 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
         self.framed.send(message).await.expect("send");
     }
 
+    /// Sends one message, returning the socket's error instead of panicking (for a connection
+    /// that may already have been reset).
+    pub async fn try_send(&mut self, message: ClientMessage) -> Result<(), CodecError> {
+        self.framed.send(message).await
+    }
+
     /// The next message, or `None` at a clean end of stream; panics after [`PATIENCE`].
     pub async fn recv(&mut self) -> Option<Result<ServerMessage, CodecError>> {
         tokio::time::timeout(PATIENCE, self.framed.next())
