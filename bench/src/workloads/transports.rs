@@ -122,8 +122,9 @@ pub(super) async fn transports(
     let peers = peers(bins, scale, n, &cert, &key, &tls).await?;
     let note = "The baseline column of the transport rows is the same game server over plain \
                 TCP in the same run (5,000 held sessions, heartbeat and pipelining as in 1 and \
-                4), not the bare Tokio baseline; TLS is rustls (its unbuffered API, under the \
-                server's own socket) with ring's TLS 1.3 suites, a self-signed ECDSA P-256 \
+                4), not the bare Tokio baseline; TLS is rustls for the handshake (its unbuffered \
+                API, under the server's own socket) and the server's own TLS 1.3 record layer \
+                after it, with ring's TLS 1.3 suites, a self-signed ECDSA P-256 \
                 certificate; WebSocket is the server's own framing, one frame per binary \
                 message.";
     // Row names per transport (TLS, WebSocket, wss) and figure (RSS, CPU, pipelined).

@@ -106,13 +106,55 @@ impl Tls13AeadAlgorithm for RawKeys {
 }
 
 /// One direction's key: raw, expanded for each record.
-struct Direction {
+pub(super) struct Direction {
     algorithm: &'static aead::Algorithm,
     key: AeadKey,
     iv: Iv,
 }
 
 impl Direction {
+    /// The key of a TLS 1.3 suite's traffic secrets, as rustls hands them over; `None` for a
+    /// suite this module does not know.
+    pub(super) fn from_secrets(secrets: ConnectionTrafficSecrets) -> Option<Direction> {
+        let (algorithm, key, iv) = match secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&aead::CHACHA20_POLY1305, key, iv)
+            }
+            _ => return None,
+        };
+        (key.as_ref().len() == algorithm.key_len()).then_some(Direction { algorithm, key, iv })
+    }
+
+    /// The bytes of authentication tag a sealed record ends with.
+    pub(super) fn tag_len(&self) -> usize {
+        self.algorithm.tag_len()
+    }
+
+    /// Seals `payload` in place as record `seq` with `header` as its additional data, and
+    /// returns its tag.
+    pub(super) fn seal(&self, seq: u64, header: [u8; 5], payload: &mut [u8]) -> Option<aead::Tag> {
+        self.expanded()
+            .ok()?
+            .seal_in_place_separate_tag(self.nonce(seq), aead::Aad::from(header), payload)
+            .ok()
+    }
+
+    /// Opens `payload` (ciphertext and tag) in place as record `seq` with `header` as its
+    /// additional data: the plaintext, or `None` when it is not authentic.
+    pub(super) fn open<'a>(
+        &self,
+        seq: u64,
+        header: [u8; 5],
+        payload: &'a mut [u8],
+    ) -> Option<&'a mut [u8]> {
+        self.expanded()
+            .ok()?
+            .open_in_place(self.nonce(seq), aead::Aad::from(header), payload)
+            .ok()
+    }
+
     fn expanded(&self) -> Result<aead::LessSafeKey, Error> {
         aead::UnboundKey::new(self.algorithm, self.key.as_ref())
             .map(aead::LessSafeKey::new)

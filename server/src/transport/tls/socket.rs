@@ -1,6 +1,7 @@
-//! A TLS connection as a session's byte stream, over rustls' unbuffered API: the connection
-//! keeps only its keys and state, and this socket owns the record buffers, so that a quiet
-//! session holds none. Ciphertext read from the client lives in a buffer taken when a read
+//! A TLS connection as a session's byte stream. rustls runs the handshake through its unbuffered
+//! API; after a TLS 1.3 handshake the socket protects the records itself ([`super::records`]),
+//! after a TLS 1.2 one rustls goes on doing it. Either way this socket owns the record
+//! buffers, so that a quiet session holds none. Ciphertext read from the client lives in a buffer taken when a read
 //! starts and given back once every record in it is decrypted; ciphertext for the client lives
 //! in a buffer taken when something is encrypted and given back once the socket took all of it.
 //! (rustls' buffered connection keeps a 4 KiB read buffer for the life of the connection: most
@@ -22,6 +23,7 @@ use tokio_rustls::rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
 };
 
+use super::records::Records;
 use crate::memory::budget::Charge;
 use crate::transport::labels::TransportName;
 use crate::transport::stream::{Peek, Transport};
@@ -55,7 +57,7 @@ const MAX_WRITE: usize = 64 * 1024;
 /// every frame is checked whole, and a truncated one is never taken.)
 #[derive(Debug)]
 // Boxed: a session's future holds its transport more than once (an async function keeps its
-// arguments twice), and a rustls connection is over a kilobyte. Behind a lock, so that the
+// arguments twice), and the socket is a few hundred bytes. Behind a lock, so that the
 // halves of a split borrow the box and a split allocates nothing (Tokio's generic `split` puts
 // the stream behind an `Arc` for as long as the halves live: a session's whole life). Both
 // halves live in the session's one task, so the lock is never waited for.
@@ -63,7 +65,7 @@ pub struct TlsSocket(Box<Mutex<Inner>>);
 
 struct Inner {
     tcp: TcpStream,
-    tls: UnbufferedServerConnection,
+    tls: Layer,
     /// Ciphertext read and not yet decrypted (its length is what was read).
     incoming: Vec<u8>,
     /// Ciphertext encrypted and not yet sent: `outgoing[sent..]`.
@@ -88,6 +90,16 @@ impl std::fmt::Debug for Inner {
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
+}
+
+/// Who protects the records.
+enum Layer {
+    /// rustls, during the handshake and for the life of a TLS 1.2 connection.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// The socket itself, after a TLS 1.3 handshake (see [`super::records`]).
+    Records(Records),
+    /// Neither: handing over to [`Layer::Records`] failed, and the connection with it.
+    Failed,
 }
 
 /// Where [`Inner::process`] stopped.
@@ -120,7 +132,7 @@ impl TlsSocket {
     ) -> io::Result<TlsSocket> {
         let mut socket = TlsSocket(Box::new(Mutex::new(Inner {
             tcp,
-            tls,
+            tls: Layer::Rustls(Box::new(tls)),
             incoming: Vec::new(),
             outgoing: Vec::new(),
             sent: 0,
@@ -166,6 +178,7 @@ impl TlsSocket {
             }
             charge.set(read as u64 * HANDSHAKE_HELD.0 / HANDSHAKE_HELD.1);
         }
+        inner.hand_over()?;
         inner.release();
         Ok(socket)
     }
@@ -187,20 +200,73 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 impl Inner {
-    /// Lets rustls work through the ciphertext read so far: decrypted application data goes to
-    /// `reader` (what does not fit, to `plain`), handshake records to `outgoing`; once the
-    /// connection carries application data, `send` is encrypted to `outgoing`. Returns where it
-    /// stopped and how much of `send` it took.
+    /// After the handshake, a TLS 1.3 connection's records are the socket's own from here on
+    /// (everything rustls sent is sent, everything it decrypted is in `plain`).
+    fn hand_over(&mut self) -> io::Result<()> {
+        let Layer::Rustls(tls) = &self.tls else {
+            return Ok(());
+        };
+        if tls.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return Ok(());
+        }
+        let Layer::Rustls(tls) = std::mem::replace(&mut self.tls, Layer::Failed) else {
+            unreachable!("matched above");
+        };
+        self.tls = Layer::Records(Records::new(*tls)?);
+        Ok(())
+    }
+
+    /// Works through the ciphertext read so far: decrypted application data goes to `reader`
+    /// (what does not fit, to `plain`), handshake records to `outgoing`; once the connection
+    /// carries application data, `send` is encrypted to `outgoing`. Returns where it stopped
+    /// and how much of `send` it took.
     fn process(
+        &mut self,
+        reader: Option<&mut ReadBuf<'_>>,
+        send: Send<'_>,
+    ) -> io::Result<(Rest, usize)> {
+        match &mut self.tls {
+            Layer::Rustls(_) => self.process_rustls(reader, send),
+            Layer::Records(records) => {
+                let mut reader = reader;
+                let opened = records.open(&mut self.incoming, &mut self.outgoing, |payload| {
+                    deliver(payload, reader.as_deref_mut(), &mut self.plain);
+                })?;
+                self.incoming.drain(..opened.used);
+                if opened.closed {
+                    self.ended = true;
+                }
+                let taken = match send {
+                    Send::Nothing => 0,
+                    Send::Data(data) => {
+                        records.seal(data, &mut self.outgoing)?;
+                        data.len()
+                    }
+                    Send::CloseNotify => {
+                        records.close_notify(&mut self.outgoing)?;
+                        0
+                    }
+                };
+                Ok((Rest::Traffic, taken))
+            }
+            Layer::Failed => Err(io::Error::other("the TLS connection failed")),
+        }
+    }
+
+    /// [`Inner::process`] by rustls.
+    fn process_rustls(
         &mut self,
         mut reader: Option<&mut ReadBuf<'_>>,
         send: Send<'_>,
     ) -> io::Result<(Rest, usize)> {
+        let Layer::Rustls(tls) = &mut self.tls else {
+            unreachable!("called for rustls only");
+        };
         let mut taken = 0;
         let mut send = send;
         loop {
             let UnbufferedStatus { discard, state } =
-                self.tls.process_tls_records(&mut self.incoming[..]);
+                tls.process_tls_records(&mut self.incoming[..]);
             let rest = match state.map_err(invalid)? {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
@@ -261,7 +327,10 @@ impl Inner {
 
     /// After a failed [`Inner::process`], the alert rustls queued for the client, to `outgoing`.
     fn encode_alert(&mut self) {
-        let UnbufferedStatus { state, .. } = self.tls.process_tls_records(&mut []);
+        let Layer::Rustls(tls) = &mut self.tls else {
+            return;
+        };
+        let UnbufferedStatus { state, .. } = tls.process_tls_records(&mut []);
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
             let _ = append(&mut self.outgoing, |out| {
                 encode.encode(out).map_err(short_of_room)
@@ -525,11 +594,11 @@ impl AsyncWrite for TlsWrite<'_> {
 
 impl Transport for TlsSocket {
     const NAME: TransportName = TransportName::Tls;
-    // A held session over TLS costs about 2.6 KiB more than over TCP (BENCHMARKS.md, "10
-    // transports", since the record buffers are given back while quiet, the record keys kept
-    // raw and no session tickets sent): the rustls connection with its handshake leftovers,
-    // this socket's box and the two raw keys.
-    const OVERHEAD: usize = 3 * 1024;
+    // A held session over TLS 1.3 costs about 1.3 KiB more than over TCP (BENCHMARKS.md, "10
+    // transports", since the socket keeps the record layer itself): this socket's box with the
+    // raw keys, and what rustls keeps to compute the next keys. Over TLS 1.2, which few clients
+    // still speak, rustls's connection stays, and a session costs about 2.6 KiB more.
+    const OVERHEAD: usize = 2 * 1024;
     const BUFFERED: bool = true;
     const WEBSOCKET_NAME: TransportName = TransportName::Wss;
 
@@ -830,6 +899,239 @@ mod tests {
             .await
             .expect("client reads the end");
         assert!(tail.is_empty());
+    }
+
+    /// A client whose records the test seals by hand (with the keys its rustls connection
+    /// hands over after the handshake), to send what no well-behaved client sends.
+    struct Raw {
+        tcp: TcpStream,
+        seal: super::super::keys::Direction,
+        seq: u64,
+        open: super::super::keys::Direction,
+        opened: u64,
+    }
+
+    impl Raw {
+        async fn connect() -> (TlsSocket, Raw) {
+            let (server, client) = configs_for(&[&rustls::version::TLS13]);
+            let mut client = Arc::unwrap_or_clone(client);
+            client.enable_secret_extraction = true;
+            let (socket, stream) = pair_with(server, Arc::new(client)).await;
+            let (tcp, conn) = stream.into_inner();
+            let secrets = conn.dangerous_extract_secrets().expect("secrets");
+            let direction = super::super::keys::Direction::from_secrets;
+            let raw = Raw {
+                tcp,
+                seal: direction(secrets.tx.1).expect("a suite"),
+                seq: secrets.tx.0,
+                open: direction(secrets.rx.1).expect("a suite"),
+                opened: secrets.rx.0,
+            };
+            (socket, raw)
+        }
+
+        /// Reads one record of `content` bytes from the server and opens it under the key
+        /// the client started with: its inner plaintext, or `None` if it does not open.
+        async fn open_next(&mut self, content: usize) -> Option<Vec<u8>> {
+            let mut record = vec![0u8; 5 + content + 1 + self.open.tag_len()];
+            self.tcp.read_exact(&mut record).await.expect("raw read");
+            let header: [u8; 5] = record[..5].try_into().expect("header");
+            let seq = self.opened;
+            self.opened += 1;
+            self.open
+                .open(seq, header, &mut record[5..])
+                .map(|plain| plain.to_vec())
+        }
+
+        /// One protected record: `content` of inner type `typ`, then `padding` zeros.
+        fn record(&mut self, typ: u8, content: &[u8], padding: usize) -> Vec<u8> {
+            let mut inner = content.to_vec();
+            inner.push(typ);
+            inner.resize(inner.len() + padding, 0);
+            let len = (inner.len() + self.seal.tag_len()) as u16;
+            let [high, low] = len.to_be_bytes();
+            let header = [23, 3, 3, high, low];
+            let tag = self.seal.seal(self.seq, header, &mut inner).expect("seal");
+            self.seq += 1;
+            let mut record = header.to_vec();
+            record.extend_from_slice(&inner);
+            record.extend_from_slice(tag.as_ref());
+            record
+        }
+
+        async fn send(&mut self, bytes: &[u8]) {
+            self.tcp.write_all(bytes).await.expect("raw write");
+        }
+    }
+
+    /// What the server reads next: its bytes, or the error.
+    async fn next_read(server: &mut TlsSocket) -> io::Result<Vec<u8>> {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), server.read(&mut buf))
+            .await
+            .expect("the server's read ended")?;
+        Ok(buf[..n].to_vec())
+    }
+
+    fn refused(read: io::Result<Vec<u8>>, why: &str) {
+        let error = read.expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        assert!(error.to_string().contains(why), "{error}");
+    }
+
+    #[tokio::test]
+    async fn after_a_tls_1_3_handshake_the_socket_keeps_the_records_and_over_1_2_rustls_does() {
+        let (mut server, mut client) = pair().await;
+        assert!(matches!(server.inner().tls, Layer::Records(_)));
+        exchange(&mut server, &mut client, b"hello", b"welcome").await;
+        let (server_config, client_config) = configs_for(&[&rustls::version::TLS12]);
+        let (mut server, mut client) = pair_with(server_config, client_config).await;
+        assert!(matches!(server.inner().tls, Layer::Rustls(_)));
+        exchange(&mut server, &mut client, b"hello", b"welcome").await;
+    }
+
+    /// The server changes its own key (as it does at its suite's limit): the client reads on.
+    #[tokio::test]
+    async fn the_server_s_key_update_is_followed_by_the_client() {
+        let (mut server, mut client) = pair().await;
+        for round in 0..3 {
+            let inner = server.inner();
+            let Layer::Records(records) = &mut inner.tls else {
+                panic!("TLS 1.3 records are the socket's");
+            };
+            records.update_sealing(&mut inner.outgoing).expect("update");
+            let text = format!("under key {}", round + 1);
+            exchange(&mut server, &mut client, b"next", text.as_bytes()).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn padding_is_stripped_and_user_canceled_is_ignored_but_not_without_end() {
+        let (mut server, mut raw) = Raw::connect().await;
+        let mut bytes = raw.record(23, b"padded", 40);
+        bytes.extend(raw.record(21, &[1, 90], 0));
+        bytes.extend(raw.record(23, b"", 0));
+        bytes.extend(raw.record(23, b" and more", 0));
+        raw.send(&bytes).await;
+        let mut got = Vec::new();
+        while got.len() < b"padded and more".len() {
+            got.extend(next_read(&mut server).await.expect("read"));
+        }
+        assert_eq!(got, b"padded and more");
+        let mut bytes = Vec::new();
+        for _ in 0..33 {
+            bytes.extend(raw.record(21, &[1, 90], 0));
+        }
+        raw.send(&bytes).await;
+        refused(next_read(&mut server).await, "without data");
+    }
+
+    #[tokio::test]
+    async fn a_record_that_does_not_authenticate_ends_the_connection() {
+        let (mut server, mut raw) = Raw::connect().await;
+        let mut bytes = raw.record(23, b"tampered with", 0);
+        bytes[7] ^= 1;
+        raw.send(&bytes).await;
+        refused(next_read(&mut server).await, "bad_record_mac");
+    }
+
+    #[tokio::test]
+    async fn a_record_of_padding_only_ends_the_connection() {
+        let (mut server, mut raw) = Raw::connect().await;
+        let bytes = raw.record(0, b"", 3);
+        raw.send(&bytes).await;
+        refused(next_read(&mut server).await, "padding only");
+    }
+
+    #[tokio::test]
+    async fn unprotected_and_oversized_records_end_the_connection_at_their_header() {
+        // A change_cipher_spec is tolerated during the handshake only.
+        let (mut server, mut raw) = Raw::connect().await;
+        raw.send(&[20, 3, 3, 0, 1, 1]).await;
+        refused(next_read(&mut server).await, "unprotected");
+        // The header alone is refused: the body is never waited for.
+        let (mut server, mut raw) = Raw::connect().await;
+        raw.send(&[23, 3, 3, 0x41, 0x01]).await;
+        refused(next_read(&mut server).await, "record_overflow");
+    }
+
+    #[tokio::test]
+    async fn a_key_update_split_across_records_changes_the_key_at_its_end() {
+        let (mut server, mut raw) = Raw::connect().await;
+        let mut bytes = raw.record(23, b"before", 0);
+        bytes.extend(raw.record(22, &[24, 0, 0], 0));
+        bytes.extend(raw.record(22, &[1, 0], 0));
+        raw.send(&bytes).await;
+        assert_eq!(next_read(&mut server).await.expect("read"), b"before");
+        let mut small = [0u8; 16];
+        assert_eq!(
+            read_now(&mut server, &mut small),
+            None,
+            "the update is taken"
+        );
+        // The next record under the old key: the server moved on to the next one.
+        let bytes = raw.record(23, b"old key", 0);
+        raw.send(&bytes).await;
+        refused(next_read(&mut server).await, "bad_record_mac");
+    }
+
+    /// Asked to, the server answers a key update with its own, under its old key, and seals
+    /// with the next one from then on.
+    #[tokio::test]
+    async fn a_key_update_request_is_answered_before_the_next_data() {
+        let (mut server, mut raw) = Raw::connect().await;
+        let bytes = raw.record(22, &[24, 0, 0, 1, 1], 0);
+        raw.send(&bytes).await;
+        let mut small = [0u8; 16];
+        let answer = {
+            let answer = raw.open_next(5);
+            tokio::pin!(answer);
+            let mut waited = 0;
+            loop {
+                assert_eq!(read_now(&mut server, &mut small), None);
+                let wait = std::time::Duration::from_millis(10);
+                if let Ok(answer) = tokio::time::timeout(wait, &mut answer).await {
+                    break answer;
+                }
+                waited += 1;
+                assert!(waited < 1000, "no answer to the key update within 10 s");
+            }
+        };
+        assert_eq!(answer.as_deref(), Some(&[24, 0, 0, 1, 0, 22][..]));
+        server.write_all(b"after").await.expect("write");
+        server.flush().await.expect("flush");
+        assert_eq!(raw.open_next(5).await, None, "sealed under the next key");
+    }
+
+    #[tokio::test]
+    async fn a_key_update_must_end_its_record_and_nothing_else_may_come_in_handshake_records() {
+        let (mut server, mut raw) = Raw::connect().await;
+        let bytes = raw.record(22, &[24, 0, 0, 1, 0, 24], 0);
+        raw.send(&bytes).await;
+        refused(next_read(&mut server).await, "before its record's end");
+        // A ClientHello after the handshake: no renegotiation in TLS 1.3.
+        let (mut server, mut raw) = Raw::connect().await;
+        let bytes = raw.record(22, &[1, 0, 0, 4, 3, 3, 0, 0], 0);
+        raw.send(&bytes).await;
+        refused(next_read(&mut server).await, "type 1");
+        // A key update begun, then application data.
+        let (mut server, mut raw) = Raw::connect().await;
+        let mut bytes = raw.record(22, &[24, 0], 0);
+        bytes.extend(raw.record(23, b"data", 0));
+        raw.send(&bytes).await;
+        refused(next_read(&mut server).await, "between the parts");
+    }
+
+    #[tokio::test]
+    async fn the_client_s_close_notify_ends_the_stream_and_nothing_after_it_is_read() {
+        let (mut server, mut raw) = Raw::connect().await;
+        let mut bytes = raw.record(23, b"last words", 0);
+        bytes.extend(raw.record(21, &[1, 0], 0));
+        bytes.extend(raw.record(23, b"after the end", 0));
+        raw.send(&bytes).await;
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.expect("read to end");
+        assert_eq!(got, b"last words");
     }
 
     #[tokio::test]
