@@ -14,13 +14,14 @@ use ring::aead;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::crypto::cipher::{
     AeadKey, InboundOpaqueMessage, InboundPlainMessage, Iv, MessageDecrypter, MessageEncrypter,
-    Nonce, OutboundOpaqueMessage, OutboundPlainMessage, PrefixedPayload, Tls13AeadAlgorithm,
+    NONCE_LEN, OutboundOpaqueMessage, OutboundPlainMessage, PrefixedPayload, Tls13AeadAlgorithm,
     UnsupportedOperationError, make_tls13_aad,
 };
 use tokio_rustls::rustls::{
     CipherSuite, CipherSuiteCommon, ConnectionTrafficSecrets, ContentType, Error, ProtocolVersion,
     SupportedCipherSuite, Tls13CipherSuite,
 };
+use zeroize::Zeroize;
 
 /// `provider` with each TLS 1.3 suite it offers replaced by the same suite keeping only raw keys
 /// (TLS 1.2 suites are kept as they are: few clients still speak it).
@@ -58,42 +59,34 @@ fn compact_suite(suite: &'static Tls13CipherSuite) -> Option<&'static Tls13Ciphe
 
 /// A TLS 1.3 AEAD that keeps raw keys.
 struct RawKeys {
-    algorithm: &'static aead::Algorithm,
+    aead: Aead,
     secrets: fn(AeadKey, Iv) -> ConnectionTrafficSecrets,
 }
 
 static AES_128_GCM: RawKeys = RawKeys {
-    algorithm: &aead::AES_128_GCM,
+    aead: Aead::Aes128Gcm,
     secrets: |key, iv| ConnectionTrafficSecrets::Aes128Gcm { key, iv },
 };
 static AES_256_GCM: RawKeys = RawKeys {
-    algorithm: &aead::AES_256_GCM,
+    aead: Aead::Aes256Gcm,
     secrets: |key, iv| ConnectionTrafficSecrets::Aes256Gcm { key, iv },
 };
 static CHACHA20_POLY1305: RawKeys = RawKeys {
-    algorithm: &aead::CHACHA20_POLY1305,
+    aead: Aead::Chacha20Poly1305,
     secrets: |key, iv| ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv },
 };
 
 impl Tls13AeadAlgorithm for RawKeys {
     fn encrypter(&self, key: AeadKey, iv: Iv) -> Box<dyn MessageEncrypter> {
-        Box::new(Direction {
-            algorithm: self.algorithm,
-            key,
-            iv,
-        })
+        Box::new(Direction::new(self.aead, key.as_ref(), iv))
     }
 
     fn decrypter(&self, key: AeadKey, iv: Iv) -> Box<dyn MessageDecrypter> {
-        Box::new(Direction {
-            algorithm: self.algorithm,
-            key,
-            iv,
-        })
+        Box::new(Direction::new(self.aead, key.as_ref(), iv))
     }
 
     fn key_len(&self) -> usize {
-        self.algorithm.key_len()
+        self.aead.algorithm().key_len()
     }
 
     fn extract_keys(
@@ -105,31 +98,75 @@ impl Tls13AeadAlgorithm for RawKeys {
     }
 }
 
-/// One direction's key: raw, expanded for each record.
+/// The AEAD of a TLS 1.3 suite, in one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aead {
+    Aes128Gcm,
+    Aes256Gcm,
+    Chacha20Poly1305,
+}
+
+impl Aead {
+    fn algorithm(self) -> &'static aead::Algorithm {
+        match self {
+            Aead::Aes128Gcm => &aead::AES_128_GCM,
+            Aead::Aes256Gcm => &aead::AES_256_GCM,
+            Aead::Chacha20Poly1305 => &aead::CHACHA20_POLY1305,
+        }
+    }
+}
+
+/// The longest key of the suites (AES-256 and ChaCha20).
+const MAX_KEY: usize = 32;
+
+/// One direction's key: raw, expanded for each record; its bytes are wiped when it is dropped.
+/// Byte arrays and a one-byte suite, so that a TLS socket's two directions fit in its box's
+/// size class.
 pub(super) struct Direction {
-    algorithm: &'static aead::Algorithm,
-    key: AeadKey,
-    iv: Iv,
+    aead: Aead,
+    key: [u8; MAX_KEY],
+    iv: [u8; NONCE_LEN],
+}
+
+impl Drop for Direction {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        self.iv.zeroize();
+    }
 }
 
 impl Direction {
+    /// `key` (as long as `aead` wants, at most [`MAX_KEY`] bytes) and `iv`.
+    fn new(aead: Aead, key: &[u8], iv: Iv) -> Direction {
+        let mut direction = Direction {
+            aead,
+            key: [0; MAX_KEY],
+            iv: [0; NONCE_LEN],
+        };
+        let len = key.len().min(MAX_KEY);
+        direction.key[..len].copy_from_slice(&key[..len]);
+        direction.iv.copy_from_slice(iv.as_ref());
+        direction
+    }
+
     /// The key of a TLS 1.3 suite's traffic secrets, as rustls hands them over; `None` for a
     /// suite this module does not know.
     pub(super) fn from_secrets(secrets: ConnectionTrafficSecrets) -> Option<Direction> {
-        let (algorithm, key, iv) = match secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+        let (aead, key, iv) = match secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Aead::Aes128Gcm, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Aead::Aes256Gcm, key, iv),
             ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (&aead::CHACHA20_POLY1305, key, iv)
+                (Aead::Chacha20Poly1305, key, iv)
             }
             _ => return None,
         };
-        (key.as_ref().len() == algorithm.key_len()).then_some(Direction { algorithm, key, iv })
+        (key.as_ref().len() == aead.algorithm().key_len())
+            .then(|| Direction::new(aead, key.as_ref(), iv))
     }
 
     /// The bytes of authentication tag a sealed record ends with.
     pub(super) fn tag_len(&self) -> usize {
-        self.algorithm.tag_len()
+        self.aead.algorithm().tag_len()
     }
 
     /// Seals `payload` in place as record `seq` with `header` as its additional data, and
@@ -156,13 +193,19 @@ impl Direction {
     }
 
     fn expanded(&self) -> Result<aead::LessSafeKey, Error> {
-        aead::UnboundKey::new(self.algorithm, self.key.as_ref())
+        let algorithm = self.aead.algorithm();
+        aead::UnboundKey::new(algorithm, &self.key[..algorithm.key_len()])
             .map(aead::LessSafeKey::new)
             .map_err(|_| Error::General("a TLS record key of the wrong length".into()))
     }
 
+    /// The IV with the record's sequence number XORed into its last 8 bytes (RFC 8446, 5.3).
     fn nonce(&self, seq: u64) -> aead::Nonce {
-        aead::Nonce::assume_unique_for_key(Nonce::new(&self.iv, seq).0)
+        let mut nonce = self.iv;
+        for (byte, seq) in nonce[NONCE_LEN - 8..].iter_mut().zip(seq.to_be_bytes()) {
+            *byte ^= seq;
+        }
+        aead::Nonce::assume_unique_for_key(nonce)
     }
 }
 
@@ -193,7 +236,7 @@ impl MessageEncrypter for Direction {
     }
 
     fn encrypted_payload_len(&self, payload_len: usize) -> usize {
-        payload_len + 1 + self.algorithm.tag_len()
+        payload_len + 1 + self.tag_len()
     }
 }
 
@@ -204,7 +247,7 @@ impl MessageDecrypter for Direction {
         seq: u64,
     ) -> Result<InboundPlainMessage<'a>, Error> {
         let payload = &mut msg.payload;
-        if payload.len() < self.algorithm.tag_len() {
+        if payload.len() < self.tag_len() {
             return Err(Error::DecryptError);
         }
         let aad = aead::Aad::from(make_tls13_aad(payload.len()));
@@ -257,6 +300,6 @@ mod tests {
     #[test]
     fn a_direction_holds_its_raw_key_only() {
         // ring's expanded AES-GCM key alone is over 500 bytes.
-        assert!(std::mem::size_of::<Direction>() <= 96);
+        assert!(std::mem::size_of::<Direction>() <= 48);
     }
 }
