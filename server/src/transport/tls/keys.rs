@@ -14,8 +14,8 @@ use ring::aead;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::crypto::cipher::{
     AeadKey, InboundOpaqueMessage, InboundPlainMessage, Iv, MessageDecrypter, MessageEncrypter,
-    NONCE_LEN, OutboundOpaqueMessage, OutboundPlainMessage, PrefixedPayload, Tls13AeadAlgorithm,
-    UnsupportedOperationError, make_tls13_aad,
+    NONCE_LEN, Nonce, OutboundOpaqueMessage, OutboundPlainMessage, PrefixedPayload,
+    Tls13AeadAlgorithm, UnsupportedOperationError, make_tls13_aad,
 };
 use tokio_rustls::rustls::{
     CipherSuite, CipherSuiteCommon, ConnectionTrafficSecrets, ContentType, Error, ProtocolVersion,
@@ -199,13 +199,9 @@ impl Direction {
             .map_err(|_| Error::General("a TLS record key of the wrong length".into()))
     }
 
-    /// The IV with the record's sequence number XORed into its last 8 bytes (RFC 8446, 5.3).
+    /// The IV with the record's sequence number in it (RFC 8446, 5.3).
     fn nonce(&self, seq: u64) -> aead::Nonce {
-        let mut nonce = self.iv;
-        for (byte, seq) in nonce[NONCE_LEN - 8..].iter_mut().zip(seq.to_be_bytes()) {
-            *byte ^= seq;
-        }
-        aead::Nonce::assume_unique_for_key(nonce)
+        aead::Nonce::assume_unique_for_key(Nonce::new(&Iv::new(self.iv), seq).0)
     }
 }
 

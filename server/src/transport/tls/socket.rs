@@ -1,9 +1,10 @@
-//! A TLS connection as a session's byte stream. rustls runs the handshake through its unbuffered
-//! API; after a TLS 1.3 handshake the socket protects the records itself ([`super::records`]),
-//! after a TLS 1.2 one rustls goes on doing it. Either way this socket owns the record
-//! buffers, so that a quiet session holds none. Ciphertext read from the client lives in a buffer taken when a read
-//! starts and given back once every record in it is decrypted; ciphertext for the client lives
-//! in a buffer taken when something is encrypted and given back once the socket took all of it.
+//! A TLS connection as a session's byte stream. rustls runs the handshake through its
+//! unbuffered API; after a TLS 1.3 handshake the socket protects the records itself
+//! ([`super::records`]), after a TLS 1.2 one rustls goes on doing it. Either way this socket
+//! owns the record buffers, so that a quiet session holds none. Ciphertext read from the client
+//! lives in a buffer taken when a read starts and given back once every record in it is
+//! decrypted; ciphertext for the client lives in a buffer taken when something is encrypted and
+//! given back once the socket took all of it.
 //! (rustls' buffered connection keeps a 4 KiB read buffer for the life of the connection: most
 //! of what a held TLS session cost beyond a TCP one.)
 //!
