@@ -5,7 +5,7 @@
 //! (`session.max_parked`, `session.max_parked_bytes`), and the whole server by
 //! `server.memory_budget`. The last one is an estimate, kept cheap: every session publishes its
 //! own [`Footprint`] (counters only it and its senders touch), and one task adds them up every
-//! [`SAMPLE_EVERY`] ([`SAMPLE_RELAXED`] while far from the limit) together with a fixed estimate
+//! [`SAMPLE_EVERY`] ([`SAMPLE_RELAXED`] while far from the limit), if any changed, together with a fixed estimate
 //! per connection and per parked session, what each TLS or WebSocket connection's layer holds
 //! from its accept (a [`Charge`]: a connection still in its TLS handshake counts as much as a
 //! live one), and what the process used before it held any player; a session whose buffers grow
@@ -41,11 +41,20 @@ pub const SAMPLE_RELAXED: Duration = Duration::from_secs(1);
 pub const CONNECTION_ESTIMATE: u64 = 12 * 1024;
 /// Estimated memory of one parked session beyond its queued and replayable events.
 pub const PARKED_ESTIMATE: u64 = 2 * 1024;
+/// What [`CONNECTION_ESTIMATE`] already counts of a session's buffers: a session's footprint
+/// reports only what it holds beyond this. A quiet session's heartbeat (a ping written from a
+/// buffer taken and given back, a pong read) then changes no footprint, and a server of quiet
+/// sessions gives the sampler nothing to add up.
+pub const BUFFERS_IN_ESTIMATE: u64 = 4 * 1024;
 /// Under pressure, a session with this much queued gets no more: it is closed as a slow consumer.
 pub const PRESSURE_QUEUE_BYTES: u64 = 64 * 1024;
 
 /// The bytes one session holds, published for the budget. Shared by the session task (which
-/// knows its buffers) and the game (which queues events for it).
+/// knows its buffers) and the game (which queues events for it), both through the player, which
+/// tells the budget after each change ([`Pressure::note_change`]). The counters change in
+/// sequentially consistent order (on x86 as cheap as relaxed for these read-modify-writes), so
+/// that a change the budget was not told about, because its flag was already up, is one the
+/// sampler's next walk sees.
 #[derive(Debug, Default)]
 pub struct Footprint {
     queued: AtomicU64,
@@ -71,7 +80,7 @@ impl Footprint {
 
     /// Adds a queued event; returns the new total.
     pub(crate) fn enqueue(&self, bytes: u64) -> u64 {
-        self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes
+        self.queued.fetch_add(bytes, Ordering::SeqCst) + bytes
     }
 
     /// Takes back a queued event (dequeued by the session, or refused).
@@ -79,15 +88,15 @@ impl Footprint {
         // Never below zero, even if a count and its correction race.
         let _ = self
             .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |q| {
                 Some(q.saturating_sub(bytes))
             });
     }
 
     /// Publishes what the session holds itself.
     pub(crate) fn set_held(&self, replay: u64, buffers: u64) {
-        self.replay.store(replay, Ordering::Relaxed);
-        self.buffers.store(buffers, Ordering::Relaxed);
+        self.replay.store(replay, Ordering::SeqCst);
+        self.buffers.store(buffers, Ordering::SeqCst);
     }
 }
 
@@ -145,6 +154,9 @@ pub struct Budget {
     /// layer's own state and buffers, and a connection still in its TLS handshake, not yet
     /// counted as active ([`Charge`]).
     layers: AtomicU64,
+    /// A footprint changed, or a session came, went, was parked or left the parked ones, since
+    /// the sampler last added them up: until then it reuses its last sums.
+    changed: AtomicBool,
 }
 
 /// A session reports growth of its own buffers at once, without waiting for the next sample, in
@@ -164,6 +176,7 @@ impl Budget {
             pressure: AtomicBool::new(false),
             crossed: tokio::sync::Notify::new(),
             layers: AtomicU64::new(0),
+            changed: AtomicBool::new(true),
         })
     }
 
@@ -250,6 +263,21 @@ impl Budget {
         }
     }
 
+    /// Something the sampler adds up changed (see [`Budget::take_change`]).
+    pub(crate) fn note_change(&self) {
+        // Read first: while the flag is up, its cache line stays shared between the cores and
+        // the next change costs a plain load.
+        if !self.changed.load(Ordering::SeqCst) {
+            self.changed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// True when something the sampler adds up changed since the last call. Called before the
+    /// walk: a change during it raises the flag again, for the next.
+    pub(crate) fn take_change(&self) -> bool {
+        self.changed.swap(false, Ordering::SeqCst)
+    }
+
     /// A flag for the hot path that reads [`Budget::under_pressure`].
     pub(crate) fn pressure_flag(self: &Arc<Self>) -> Pressure {
         Pressure(Some(self.clone()))
@@ -287,7 +315,8 @@ impl Drop for Charge {
     }
 }
 
-/// Whether the server is under memory pressure, as seen by [`crate::player::registry::Player::send`].
+/// Whether the server is under memory pressure, as seen by [`crate::player::registry::Player::send`];
+/// also how a player tells the budget that its footprint changed.
 #[derive(Debug, Clone, Default)]
 pub struct Pressure(Option<Arc<Budget>>);
 
@@ -295,6 +324,14 @@ impl Pressure {
     /// True under pressure.
     pub fn on(&self) -> bool {
         self.0.as_ref().is_some_and(|b| b.under_pressure())
+    }
+
+    /// Tells the budget that the player's footprint changed, or that the player came or went
+    /// ([`Budget::note_change`]).
+    pub(crate) fn note_change(&self) {
+        if let Some(budget) = &self.0 {
+            budget.note_change();
+        }
     }
 }
 

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::memory::budget::{Budget, SAMPLE_EVERY, SAMPLE_RELAXED, Sample};
+use crate::memory::budget::{Budget, SAMPLE_EVERY, SAMPLE_RELAXED, Sample, Totals};
 use crate::ops::metrics::Metrics;
 use crate::player::registry::Registry;
 use crate::resume::Parking;
 
-/// Adds up the footprints every [`SAMPLE_EVERY`] or [`SAMPLE_RELAXED`], enforces the parked and server-wide budgets,
-/// and updates the gauges. Runs until dropped.
+/// Adds up the footprints every [`SAMPLE_EVERY`] or [`SAMPLE_RELAXED`] (when any changed:
+/// a server of quiet sessions is not walked), enforces the parked and server-wide budgets, and
+/// updates the gauges. Runs until dropped.
 pub(crate) async fn watch(
     budget: Arc<Budget>,
     registry: Arc<Registry>,
@@ -17,6 +18,7 @@ pub(crate) async fn watch(
     metrics: Metrics,
 ) {
     metrics.memory_budget.set(gauge(budget.configured()));
+    let mut sums = Sums::default();
     loop {
         let every = if budget.relaxed() {
             SAMPLE_RELAXED
@@ -27,16 +29,36 @@ pub(crate) async fn watch(
             () = tokio::time::sleep(every) => {}
             () = budget.crossed() => {}
         }
-        enforce(&budget, &registry, &parking, &metrics);
+        enforce(&budget, &registry, &parking, &metrics, &mut sums);
     }
 }
 
-/// One round: sample, evict what must go, publish.
-pub(crate) fn enforce(budget: &Budget, registry: &Registry, parking: &Parking, metrics: &Metrics) {
-    parking.enforce_bytes();
+/// The live and parked sessions' footprints as last added up.
+#[derive(Debug, Default)]
+pub(crate) struct Sums {
+    live: Totals,
+    parked: Totals,
+}
+
+/// One round: sample (adding the footprints up again only if one changed since `sums` were
+/// taken), evict what must go, publish.
+pub(crate) fn enforce(
+    budget: &Budget,
+    registry: &Registry,
+    parking: &Parking,
+    metrics: &Metrics,
+    sums: &mut Sums,
+) {
+    if budget.take_change() {
+        parking.enforce_bytes();
+        *sums = Sums {
+            live: registry.footprints(),
+            parked: parking.footprints(),
+        };
+    }
     let mut sample = Sample {
-        live: registry.footprints(),
-        parked: parking.footprints(),
+        live: sums.live,
+        parked: sums.parked,
         connections: u64::try_from(metrics.sessions_active.get()).unwrap_or(0),
         layers: budget.layers(),
     };
@@ -79,4 +101,92 @@ pub(crate) fn enforce(budget: &Budget, registry: &Registry, parking: &Parking, m
 
 fn gauge(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::logging::Throttle;
+    use crate::player::registry::{Player, QueueLimit};
+    use crate::resume::ParkingLimits;
+
+    struct Server {
+        budget: Arc<Budget>,
+        registry: Registry,
+        parking: Arc<Parking>,
+        metrics: Metrics,
+        sums: Sums,
+    }
+
+    impl Server {
+        fn new() -> Server {
+            let metrics = Metrics::new().expect("metrics");
+            let parking = Parking::new(
+                Duration::from_secs(10),
+                ParkingLimits {
+                    max_parked: 10,
+                    max_bytes: u64::MAX,
+                    per_source: 0,
+                },
+                metrics.resume.clone(),
+                Throttle::new(metrics.log_lines_suppressed.clone()),
+            );
+            Server {
+                budget: Budget::new(1 << 30, 0),
+                registry: Registry::default(),
+                parking,
+                metrics,
+                sums: Sums::default(),
+            }
+        }
+
+        fn player(&self, id: u64) -> Player {
+            let limit = QueueLimit {
+                max_bytes: u64::MAX,
+                pressure: self.budget.pressure_flag(),
+            };
+            let peer = "127.0.0.1:5000".parse().expect("addr");
+            Player::new(id, Arc::from(format!("p{id}")), peer, 8, limit)
+        }
+
+        /// One round; the queued bytes it published.
+        fn round(&mut self) -> i64 {
+            enforce(
+                &self.budget,
+                &self.registry,
+                &self.parking,
+                &self.metrics,
+                &mut self.sums,
+            );
+            self.metrics.queued_bytes.get()
+        }
+    }
+
+    #[test]
+    fn the_sampler_adds_up_again_after_each_change_and_only_then() {
+        let mut server = Server::new();
+        let player = server.player(1);
+        assert!(server.registry.register(player.clone()).is_none());
+        assert_eq!(server.round(), 0);
+        assert!(player.send(Bytes::from_static(b"twelve bytes")));
+        assert_eq!(server.round(), 12, "a queued event is counted");
+        // A change nobody told the budget about is not seen: the round did not walk.
+        player.footprint().enqueue(100);
+        assert_eq!(
+            server.round(),
+            12,
+            "nothing changed as far as the sampler knows"
+        );
+        player.dequeued(100);
+        player.dequeued(12);
+        assert_eq!(server.round(), 0, "taken by the session");
+        assert!(player.send(Bytes::from_static(b"seven b")));
+        assert_eq!(server.round(), 7);
+        server.registry.remove(1);
+        assert_eq!(server.round(), 0, "a session that went counts no more");
+    }
 }

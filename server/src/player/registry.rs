@@ -190,22 +190,43 @@ impl Player {
         if queued > self.0.limit.max_bytes
             || (queued > PRESSURE_QUEUE_BYTES && self.0.limit.pressure.on())
         {
-            self.0.footprint.dequeue(len);
+            self.dequeued(len);
             self.close(CloseReason::SlowConsumer);
             return false;
         }
         match self.0.queue.push(payload) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.footprint_changed();
+                true
+            }
             Err(Refused::Full) => {
-                self.0.footprint.dequeue(len);
+                self.dequeued(len);
                 self.close(CloseReason::SlowConsumer);
                 false
             }
             Err(Refused::Closed) => {
-                self.0.footprint.dequeue(len);
+                self.dequeued(len);
                 false
             }
         }
+    }
+
+    /// The session took `bytes` of queued events (or a send was refused).
+    pub(crate) fn dequeued(&self, bytes: u64) {
+        self.0.footprint.dequeue(bytes);
+        self.footprint_changed();
+    }
+
+    /// Publishes what the session holds itself: bytes kept for replay and buffers.
+    pub(crate) fn hold(&self, replay: u64, buffers: u64) {
+        self.0.footprint.set_held(replay, buffers);
+        self.footprint_changed();
+    }
+
+    /// Tells the budget's sampler that the player's footprint changed, or that it came or went
+    /// from the live or parked sessions: its next sample adds them up again.
+    pub(crate) fn footprint_changed(&self) {
+        self.0.limit.pressure.note_change();
     }
 
     /// The events queued for the player, for its session to write.
@@ -392,6 +413,7 @@ impl Registry {
             .by_player
             .insert(player.0.player_id.clone(), player.session_id())
             .and_then(|old| inner.by_id.get(&old).cloned());
+        player.footprint_changed();
         inner.by_id.insert(player.session_id(), player);
         if let Some(old) = &previous {
             old.close(CloseReason::Replaced);
@@ -407,9 +429,11 @@ impl Registry {
     /// Removes a session; the player id mapping goes only if it still points at this session.
     pub(crate) fn remove(&self, session_id: u64) {
         let mut inner = lock(&self.inner);
-        if let Some(player) = inner.by_id.remove(&session_id)
-            && inner.by_player.get(player.player_id()) == Some(&session_id)
-        {
+        let Some(player) = inner.by_id.remove(&session_id) else {
+            return;
+        };
+        player.footprint_changed();
+        if inner.by_player.get(player.player_id()) == Some(&session_id) {
             inner.by_player.remove(player.player_id());
         }
     }

@@ -81,6 +81,7 @@ impl Inner {
 
     fn unpark(&mut self, token: &ResumeToken) -> Option<Parked> {
         let parked = self.parked.remove(token)?;
+        parked.carried.player.footprint_changed();
         self.order.remove(&parked.order);
         if let Some(source) = parked.source
             && let Some(orders) = self.by_source.get_mut(&source)
@@ -201,7 +202,7 @@ impl Parking {
         source: Option<IpNet>,
     ) {
         let player = carried.player.clone();
-        player.footprint().set_held(carried.replay.bytes(), 0);
+        player.hold(carried.replay.bytes(), 0);
         let (stop, stopped) = oneshot::channel();
         // One critical section: make room, reset the close request (a resume's `Replaced`
         // request is made under this lock too, so it lands before or after, never between),
@@ -254,6 +255,7 @@ impl Parking {
             if let Some(source) = source {
                 inner.by_source.entry(source).or_default().insert(order);
             }
+            player.footprint_changed();
             inner.parked.insert(
                 token,
                 Parked {

@@ -674,7 +674,7 @@ fn take_queued_events(sessions: &Sessions, session: &mut Driven) {
 /// One event from the player's queue into the core.
 fn push_event(sessions: &Sessions, session: &mut Driven, payload: Bytes) {
     if let Some(live) = &session.live {
-        live.player.footprint().dequeue(payload.len() as u64);
+        live.player.dequeued(payload.len() as u64);
     }
     let bytes = payload.len();
     if !session
@@ -703,7 +703,7 @@ fn publish_footprint(sessions: &Sessions, session: &mut Driven, read_buffer: usi
         if let Some(grew) = held.grew {
             sessions.budget.grew(grew);
         }
-        live.player.footprint().set_held(held.replay, held.buffers);
+        live.player.hold(held.replay, held.buffers);
     }
 }
 
