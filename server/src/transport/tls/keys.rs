@@ -178,18 +178,14 @@ impl Direction {
             .ok()
     }
 
-    /// Opens `payload` (ciphertext and tag) in place as record `seq` with `header` as its
-    /// additional data: the plaintext, or `None` when it is not authentic.
-    pub(super) fn open<'a>(
-        &self,
-        seq: u64,
-        header: [u8; 5],
-        payload: &'a mut [u8],
-    ) -> Option<&'a mut [u8]> {
-        self.expanded()
-            .ok()?
-            .open_in_place(self.nonce(seq), aead::Aad::from(header), payload)
-            .ok()
+    /// The key expanded for a run of records to open (one read's worth): a client that sends
+    /// each small message in its own record pays for the expansion once per read, not once per
+    /// record. It lives on the stack for the run only.
+    pub(super) fn opener(&self) -> Option<Opener> {
+        Some(Opener {
+            key: self.expanded().ok()?,
+            iv: Iv::new(self.iv),
+        })
     }
 
     fn expanded(&self) -> Result<aead::LessSafeKey, Error> {
@@ -201,7 +197,33 @@ impl Direction {
 
     /// The IV with the record's sequence number in it (RFC 8446, 5.3).
     fn nonce(&self, seq: u64) -> aead::Nonce {
-        aead::Nonce::assume_unique_for_key(Nonce::new(&Iv::new(self.iv), seq).0)
+        nonce(&Iv::new(self.iv), seq)
+    }
+}
+
+/// The IV with the record's sequence number in it (RFC 8446, 5.3).
+fn nonce(iv: &Iv, seq: u64) -> aead::Nonce {
+    aead::Nonce::assume_unique_for_key(Nonce::new(iv, seq).0)
+}
+
+/// One direction's key, expanded for a run of records ([`Direction::opener`]).
+pub(super) struct Opener {
+    key: aead::LessSafeKey,
+    iv: Iv,
+}
+
+impl Opener {
+    /// Opens `payload` (ciphertext and tag) in place as record `seq` with `header` as its
+    /// additional data: the plaintext, or `None` when it is not authentic.
+    pub(super) fn open<'a>(
+        &self,
+        seq: u64,
+        header: [u8; 5],
+        payload: &'a mut [u8],
+    ) -> Option<&'a mut [u8]> {
+        self.key
+            .open_in_place(nonce(&self.iv, seq), aead::Aad::from(header), payload)
+            .ok()
     }
 }
 

@@ -104,6 +104,8 @@ impl Records {
         mut deliver: impl FnMut(&[u8]),
     ) -> io::Result<Opened> {
         let mut used = 0;
+        // Expanded at the first whole record, again after a key update.
+        let mut opener = None;
         while let Some(header) = incoming.get(used..used + HEADER) {
             let header: [u8; HEADER] = header.try_into().expect("a header's length");
             if header[0] != APPLICATION_DATA || header[1] != 3 {
@@ -126,7 +128,15 @@ impl Records {
             self.opened = seq
                 .checked_add(1)
                 .ok_or_else(|| invalid("the TLS record sequence is exhausted".into()))?;
-            let inner = self.open.open(seq, header, payload).ok_or_else(|| {
+            let key = match &mut opener {
+                Some(key) => key,
+                None => opener.insert(
+                    self.open
+                        .opener()
+                        .ok_or_else(|| invalid("a TLS record key of the wrong length".into()))?,
+                ),
+            };
+            let inner = key.open(seq, header, payload).ok_or_else(|| {
                 invalid("a TLS record that does not authenticate (bad_record_mac)".into())
             })?;
             // The content type is the last byte that is not padding (RFC 8446, 5.2).
@@ -157,7 +167,11 @@ impl Records {
                     }
                     _ => return Err(invalid("a TLS alert that is not 2 bytes".into())),
                 },
-                HANDSHAKE => self.handshake(content, outgoing)?,
+                HANDSHAKE => {
+                    self.handshake(content, outgoing)?;
+                    // The client's key may have changed at this record's end.
+                    opener = None;
+                }
                 other => {
                     return Err(invalid(format!(
                         "a TLS record of content type {other} after the handshake"

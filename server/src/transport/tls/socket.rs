@@ -948,6 +948,7 @@ mod tests {
             let seq = self.opened;
             self.opened += 1;
             self.open
+                .opener()?
                 .open(seq, header, &mut record[5..])
                 .map(|plain| plain.to_vec())
         }
