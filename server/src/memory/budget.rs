@@ -5,11 +5,11 @@
 //! (`session.max_parked`, `session.max_parked_bytes`), and the whole server by
 //! `server.memory_budget`. The last one is an estimate, kept cheap: every session publishes its
 //! own [`Footprint`] (counters only it and its senders touch), and one task adds them up every
-//! [`SAMPLE_EVERY`] ([`SAMPLE_RELAXED`] while far from the limit), if any changed, together with a fixed estimate
-//! per connection and per parked session, what each TLS or WebSocket connection's layer holds
-//! from its accept (a [`Charge`]: a connection still in its TLS handshake counts as much as a
-//! live one), and what the process used before it held any player; a session whose buffers grow
-//! by [`GROWTH_STEP`] reports it at once. The server acts when the estimate reaches
+//! [`SAMPLE_EVERY`] ([`SAMPLE_RELAXED`] while far from the limit), if any changed, together
+//! with a fixed estimate per connection and per parked session, what each TLS or WebSocket
+//! connection's layer holds from its accept (a [`Charge`]: a connection still in its TLS
+//! handshake counts as much as a live one), and what the process used before it held any
+//! player; a session whose buffers grow by [`GROWTH_STEP`] reports it at once. The server acts when the estimate reaches
 //! [`ACT_AT_PERCENT`] of the budget, keeping the rest as headroom for the allocator:
 //!
 //! 1. new connections are refused (`gameserver_connections_rejected_total{reason="memory_budget"}`);

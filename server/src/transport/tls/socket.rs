@@ -1091,6 +1091,15 @@ mod tests {
         let bytes = raw.record(23, b"old key", 0);
         raw.send(&bytes).await;
         refused(next_read(&mut server).await, "bad_record_mac");
+        // A whole update and a record under the old key in one read (numbered as the new key's
+        // first, so that only the key can refuse it): the key that opens the read's records
+        // changes after the update's record, within the read.
+        let (mut server, mut raw) = Raw::connect().await;
+        let mut bytes = raw.record(22, &[24, 0, 0, 1, 0], 0);
+        raw.seq = 0;
+        bytes.extend(raw.record(23, b"old key", 0));
+        raw.send(&bytes).await;
+        refused(next_read(&mut server).await, "bad_record_mac");
     }
 
     /// Asked to, the server answers a key update with its own, under its old key, and seals
