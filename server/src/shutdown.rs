@@ -2,6 +2,9 @@
 //! flush, say Bye) and abort (stop waiting). The app turns signals into them (see
 //! `app::signals`); an embedding program calls [`Shutdown::drain`] itself.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio_util::sync::CancellationToken;
 
 /// The shutdown state shared by the acceptor, every session and the admin listener.
@@ -10,6 +13,9 @@ pub struct Shutdown {
     drain: CancellationToken,
     /// The sessions close: after the rooms' drain hooks, or at once on abort.
     close: CancellationToken,
+    /// Raised before `close` is cancelled: what every session reads on each wake-up, one load
+    /// (a token's own flag is behind its lock).
+    sessions_closing: Arc<AtomicBool>,
     abort: CancellationToken,
 }
 
@@ -27,13 +33,20 @@ impl Shutdown {
     /// Stops waiting: sessions still closing are reset. Implies a drain.
     pub fn abort(&self) {
         self.drain.cancel();
+        self.sessions_closing.store(true, Ordering::Release);
         self.close.cancel();
         self.abort.cancel();
     }
 
     /// The drain reaches the sessions: they flush and say `Bye{server_shutdown}`.
     pub(crate) fn close_sessions(&self) {
+        self.sessions_closing.store(true, Ordering::Release);
         self.close.cancel();
+    }
+
+    /// True once the sessions are to close (what [`Shutdown::closing`] waits for).
+    pub(crate) fn sessions_closing(&self) -> bool {
+        self.sessions_closing.load(Ordering::Acquire)
     }
 
     /// Completes when the sessions are to close.

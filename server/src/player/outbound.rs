@@ -118,6 +118,7 @@ impl Outbound {
 
     /// Waits for the next event (see [`Outbound::poll_pop`]). Cancel-safe: nothing is taken
     /// unless it is returned.
+    #[cfg(test)]
     pub(crate) async fn pop(&self) -> Option<Bytes> {
         std::future::poll_fn(|cx| self.poll_pop(cx)).await
     }

@@ -1,12 +1,13 @@
-//! One task per connection: framed reading, the write buffer, the timer and the select loop,
+//! One task per connection: framed reading, the write buffer, the timer and the session loop,
 //! over any [`Transport`]. The protocol itself is [`crate::session::core`]'s.
 //!
-//! The task runs one `select!` over the next inbound frame, the write buffer, the outbound
-//! queue, the session's single timer, a close request and the drain. Every branch is
-//! cancel-safe: `FrameReader::next`, `write_buf` and the queue's `pop` lose nothing when another
-//! branch wins. The futures that live as long as the session (the drain, the close request) are
-//! created once. The first fatal event decides the [`CloseReason`]; the close that follows
-//! (lingering, abortive or none) is the one [`crate::close::policy`] gives that reason.
+//! The task runs one loop over the session's sources: a close request, the drain, the
+//! session's single timer, the write buffer, the next inbound frame and the player's queue,
+//! looked at in that order by one poll function, which remembers which of them already wait for
+//! a wake-up (`Waiting`) so that a wake-up costs one look at each, not one per pass of the loop.
+//! The futures that live as long as the session (the drain, the close request) are created once.
+//! The first fatal event decides the [`CloseReason`]; the close that follows (lingering,
+//! abortive or none) is the one [`crate::close::policy`] gives that reason.
 //!
 //! TCP-specific calls (peeking at unread bytes, the zero-linger reset) are behind
 //! [`Transport`], so that the same loop serves another transport, and tests run it over
@@ -228,7 +229,7 @@ fn run<T: Transport>(
                 let (framing, buffered) = first_framing(sessions, websocket);
                 let mut reader = FrameReader::new(read, framing, buffered);
                 let ending =
-                    select_loop::<T, _, _>(sessions, &mut session, &mut reader, &mut write, tcp)
+                    session_loop::<T, _, _>(sessions, &mut session, &mut reader, &mut write, tcp)
                         .await;
                 let peer_closed = match reader.framing() {
                     Framing::WebSocket(decoder) => decoder.closed(),
@@ -450,18 +451,91 @@ fn poll_write_or_flush<W: AsyncWrite + Unpin>(
     Poll::Ready(Ok(Written::Bytes { n, flushed }))
 }
 
-/// The next event the game queued for the player; never completes before the handshake.
-/// Cancel-safe.
-async fn next_event(live: Option<&Live>) -> Option<Bytes> {
-    match live {
-        Some(live) => live.player.queue().pop().await,
-        None => std::future::pending().await,
+/// What the session loop found ready, in the order it looks: a close request, the drain, the
+/// timer, the write buffer, the next inbound frame, the player's queue.
+enum Wake {
+    Close(CloseReason),
+    Drain,
+    Timer,
+    Written(std::io::Result<Written>),
+    Frame(Option<Result<Inbound, ReadError>>),
+    Event(Bytes),
+}
+
+/// Which of the session's sources already wait for a wake-up, so that the loop does not look at
+/// them again for nothing.
+///
+/// Within a wake-up (`pass`): a source found with nothing ready holds the task's waker, so that
+/// looking at it again before the task yields would find nothing again. A wake-up is handled in
+/// passes of the loop, each looking only at the sources not known to wait; one that becomes
+/// ready meanwhile wakes the task, which looks at every source after it yields.
+///
+/// Across wake-ups (`armed`): the close request, the drain and the timer keep the task's waker
+/// until they fire, and each shows that it fired in a flag that one load reads (the request's
+/// reason, the drain's token, the timer's state). Once armed, one is looked at again only when
+/// its flag is up, when it was replaced or reset, or when the task's waker is another.
+#[derive(Debug, Default, Clone, Copy)]
+struct Waiting {
+    pass: u8,
+    armed: u8,
+    /// The waker the armed sources hold (its data pointer): the task's own, which does not
+    /// change, but a future polled elsewhere would arm them again.
+    waker: usize,
+}
+
+impl Waiting {
+    const CLOSE: u8 = 1;
+    const DRAIN: u8 = 1 << 1;
+    const TIMER: u8 = 1 << 2;
+    const WRITE: u8 = 1 << 3;
+    const READ: u8 = 1 << 4;
+    const QUEUE: u8 = 1 << 5;
+    /// The sources that stay armed across wake-ups.
+    const ARMED: u8 = Waiting::CLOSE | Waiting::DRAIN | Waiting::TIMER;
+
+    /// A pass begins with `waker`: armed sources hold another one, they are looked at again.
+    fn begin(&mut self, waker: &std::task::Waker) {
+        let waker = waker.data() as usize;
+        if waker != self.waker {
+            self.armed = 0;
+            self.waker = waker;
+        }
+    }
+
+    /// True when `source` is to be looked at: not known to wait, or armed and `fired`.
+    fn looks(self, source: u8, fired: bool) -> bool {
+        self.pass & source == 0 && (self.armed & source == 0 || fired)
+    }
+
+    fn found_nothing(&mut self, source: u8) {
+        self.pass |= source;
+        self.armed |= source & Waiting::ARMED;
+    }
+
+    /// `source` was replaced, reset or spent: look at it on the next pass.
+    fn look_again(&mut self, source: u8) {
+        self.pass &= !source;
+        self.armed &= !source;
+    }
+
+    /// The task yields (or awaited something else): every source may have been woken.
+    fn yielded(&mut self) {
+        self.pass = 0;
+    }
+}
+
+/// True when the source of close requests shows a request: the player's, or before the
+/// handshake the slot's eviction.
+fn close_flagged(session: &Driven) -> bool {
+    match &session.live {
+        Some(live) => live.player.control().requested().is_some(),
+        None => session.slot.is_evicted(),
     }
 }
 
 /// `T` is the transport underneath `reader` and `writer` (whether it buffers, [`Transport::BUFFERED`]).
 #[allow(clippy::manual_async_fn)] // see `Start`: an `async fn` keeps its arguments twice
-fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
+fn session_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>(
     sessions: &Sessions,
     session: &mut Driven,
     reader: &mut FrameReader<R>,
@@ -487,15 +561,71 @@ fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>
         let mut silence_grace_used = false;
         // The current silence already got the loss grace.
         let mut loss_grace_used = false;
+        // The sources found waiting since the task last yielded (see `Waiting`).
+        let mut waiting = Waiting::default();
         loop {
             let take_events =
                 session.live.is_some() && session.core.outbox().wbuf.len() < WRITE_HIGH_WATER;
             let unflushed = session.core.unflushed();
-            tokio::select! {
-                reason = &mut close_requested => {
+            let wake = std::future::poll_fn(|cx| {
+                use std::task::Poll;
+                waiting.begin(cx.waker());
+                if waiting.looks(Waiting::CLOSE, close_flagged(session)) {
+                    match close_requested.as_mut().poll(cx) {
+                        Poll::Ready(reason) => return Poll::Ready(Wake::Close(reason)),
+                        Poll::Pending => waiting.found_nothing(Waiting::CLOSE),
+                    }
+                }
+                if waiting.looks(Waiting::DRAIN, sessions.shutdown.sessions_closing()) {
+                    match draining.as_mut().poll(cx) {
+                        Poll::Ready(()) => return Poll::Ready(Wake::Drain),
+                        Poll::Pending => waiting.found_nothing(Waiting::DRAIN),
+                    }
+                }
+                if waiting.looks(Waiting::TIMER, sleep.is_elapsed()) {
+                    match sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            waiting.look_again(Waiting::TIMER);
+                            return Poll::Ready(Wake::Timer);
+                        }
+                        Poll::Pending => waiting.found_nothing(Waiting::TIMER),
+                    }
+                }
+                let wbuf = &mut session.core.outbox().wbuf;
+                if (!wbuf.is_empty() || unflushed) && waiting.looks(Waiting::WRITE, false) {
+                    match poll_write_or_flush(writer, wbuf, T::BUFFERED, cx) {
+                        Poll::Ready(written) => return Poll::Ready(Wake::Written(written)),
+                        Poll::Pending => waiting.found_nothing(Waiting::WRITE),
+                    }
+                }
+                if waiting.looks(Waiting::READ, false) {
+                    match reader.poll_next_unpin(cx) {
+                        Poll::Ready(frame) => return Poll::Ready(Wake::Frame(frame)),
+                        Poll::Pending => waiting.found_nothing(Waiting::READ),
+                    }
+                }
+                if take_events
+                    && waiting.looks(Waiting::QUEUE, false)
+                    && let Some(live) = &session.live
+                {
+                    match live.player.queue().poll_pop(cx) {
+                        Poll::Ready(Some(payload)) => return Poll::Ready(Wake::Event(payload)),
+                        // Closed: the player is being closed, and its close request wakes the task.
+                        Poll::Ready(None) | Poll::Pending => waiting.found_nothing(Waiting::QUEUE),
+                    }
+                }
+                waiting.yielded();
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Close(reason) => {
                     let ending = match reason {
                         CloseReason::GameEnded => {
-                            let text = session.live.as_ref().and_then(|l| l.player.control().text());
+                            let text = session
+                                .live
+                                .as_ref()
+                                .and_then(|l| l.player.control().text());
                             Ending::because(reason, text.unwrap_or_default())
                         }
                         CloseReason::HandshakeTimeout => Ending::because(
@@ -507,15 +637,13 @@ fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>
                     };
                     return ending;
                 }
-                () = &mut draining => {
+                Wake::Drain => {
                     return Ending::new(CloseReason::ServerShutdown);
                 }
-                () = &mut sleep => {
+                Wake::Timer => {
                     let now = Instant::now();
                     session.core.forgive_stalls(&sessions.stalls);
-                    if session.core.silence_due(now)
-                        && !silence_grace_used
-                        && input_waiting(reader)
+                    if session.core.silence_due(now) && !silence_grace_used && input_waiting(reader)
                     {
                         // A frame arrived in time but a busy runtime has not read it yet: read it
                         // before judging the peer silent. Once per deadline, so that a peer
@@ -536,31 +664,39 @@ fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>
                         continue;
                     }
                     flush_traffic(sessions, session, now);
-                    if let Err(ending) = session.core.on_timer(now, sessions.budget.under_pressure()) {
+                    if let Err(ending) =
+                        session.core.on_timer(now, sessions.budget.under_pressure())
+                    {
                         return ending;
                     }
                     sleep.as_mut().reset(session.core.next_deadline());
                 }
-                written = std::future::poll_fn(|cx| poll_write_or_flush(writer, &mut session.core.outbox().wbuf, T::BUFFERED, cx)), if !session.core.outbox().wbuf.is_empty() || unflushed
-                => {
+                Wake::Written(written) => {
                     if matches!(written, Ok(Written::Bytes { n, .. }) if n > 0) {
                         session.last_write = Some(Instant::now());
                     }
                     match written {
                         Ok(Written::Bytes { n: 0, .. }) => {
-                            return Ending::because(CloseReason::IoError, "write returned zero bytes");
+                            return Ending::because(
+                                CloseReason::IoError,
+                                "write returned zero bytes",
+                            );
                         }
-                        Ok(Written::Bytes { flushed: false, .. }) if session.core.outbox().wbuf.is_empty() && T::BUFFERED => {
+                        Ok(Written::Bytes { flushed: false, .. })
+                            if session.core.outbox().wbuf.is_empty() && T::BUFFERED =>
+                        {
                             // Not drained until the transport sent it: the stall clock runs meanwhile.
                             session.core.written_unflushed(Instant::now());
                         }
-                        Ok(Written::Bytes { .. }) if session.core.outbox().wbuf.is_empty() => session.core.write_drained(),
+                        Ok(Written::Bytes { .. }) if session.core.outbox().wbuf.is_empty() => {
+                            session.core.write_drained()
+                        }
                         Ok(Written::Bytes { .. }) => session.core.write_blocked(Instant::now()),
                         Ok(Written::Flushed) => session.core.write_drained(),
                         Err(error) => return Ending::io(&error, Direction::Write),
                     }
                 }
-                frame = reader.next() => {
+                Wake::Frame(frame) => {
                     // Handle every frame already buffered before the next write, so that a
                     // pipelining client's answers go out in few large writes, not one per frame. A
                     // request (a Hello, a Join, an input for a busy room) ends the batch; the rest
@@ -577,6 +713,9 @@ fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>
                         if let Err(ending) = Box::pin(answer(sessions, session, request)).await {
                             return ending;
                         }
+                        // The task may have slept in there, and a wake-up meant for a source
+                        // was spent on the answer: look at every source again.
+                        waiting.yielded();
                         if let Some(live) = &session.live
                             && watching != Some(live.player.session_id())
                         {
@@ -585,17 +724,16 @@ fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>
                             // slot is the session's now.
                             watching = Some(live.player.session_id());
                             close_requested = Box::pin(live.player.close_requested());
+                            waiting.look_again(Waiting::CLOSE);
                             session.slot.complete();
                             reader.framing_mut().set_max_frame(sessions.max_frame);
                         }
                     }
                     take_queued_events(sessions, session);
                 }
-                payload = next_event(session.live.as_ref()), if take_events => {
-                    if let Some(payload) = payload {
-                        push_event(sessions, session, payload);
-                        take_queued_events(sessions, session);
-                    }
+                Wake::Event(payload) => {
+                    push_event(sessions, session, payload);
+                    take_queued_events(sessions, session);
                 }
             }
             if session.core.take_rearm() {
@@ -604,6 +742,7 @@ fn select_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin>
                 let deadline = session.core.next_deadline();
                 if deadline != sleep.deadline() {
                     sleep.as_mut().reset(deadline);
+                    waiting.look_again(Waiting::TIMER);
                 }
             }
             if session.core.take_quiet()
@@ -1147,6 +1286,42 @@ mod tests {
         }
         assert_eq!(player.queue().slots(), 0);
         server.stop().await;
+    }
+
+    #[test]
+    fn a_source_found_waiting_is_looked_at_again_only_when_it_may_have_news() {
+        use super::Waiting;
+        struct Nothing;
+        impl std::task::Wake for Nothing {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let task = std::task::Waker::from(std::sync::Arc::new(Nothing));
+        let mut waiting = Waiting::default();
+        waiting.begin(&task);
+        for source in [Waiting::CLOSE, Waiting::TIMER, Waiting::READ] {
+            assert!(waiting.looks(source, false));
+            waiting.found_nothing(source);
+        }
+        // Within the wake-up nothing is looked at twice, whatever its flag says.
+        assert!(!waiting.looks(Waiting::READ, false));
+        assert!(!waiting.looks(Waiting::CLOSE, true));
+        // After the task yielded: a source of the wake-up's own is looked at again; an armed one
+        // only when its flag is up.
+        waiting.yielded();
+        waiting.begin(&task);
+        assert!(waiting.looks(Waiting::READ, false));
+        assert!(!waiting.looks(Waiting::CLOSE, false));
+        assert!(waiting.looks(Waiting::CLOSE, true));
+        assert!(!waiting.looks(Waiting::TIMER, false));
+        // A timer reset (or a close request replaced) is looked at again.
+        waiting.look_again(Waiting::TIMER);
+        assert!(waiting.looks(Waiting::TIMER, false));
+        // Polled with another waker, the armed sources hold the old one: look at them all.
+        waiting.yielded();
+        let other = std::task::Waker::from(std::sync::Arc::new(Nothing));
+        waiting.begin(&other);
+        assert!(waiting.looks(Waiting::CLOSE, false));
+        assert!(waiting.looks(Waiting::DRAIN, false));
     }
 
     #[test]

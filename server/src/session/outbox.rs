@@ -97,7 +97,7 @@ impl Outbox {
         if self.wbuf.capacity() == 0 {
             // The buffer is given back whenever it drains; start the next one at a size that
             // holds a batch of small messages without regrowing.
-            self.wbuf.reserve(WRITE_START);
+            self.wbuf = BytesMut::with_capacity(WRITE_START);
         }
         let before = self.wbuf.len();
         let encoded = match self.is_websocket {

@@ -151,6 +151,14 @@ impl Slot {
         }
     }
 
+    /// True once a pending slot went to a newcomer (what [`Slot::evicted`] waits for).
+    pub(crate) fn is_evicted(&self) -> bool {
+        match self {
+            Slot::Pending(pending) => pending.0.evicted.load(Ordering::Acquire),
+            _ => false,
+        }
+    }
+
     /// Completes when a pending slot went to a newcomer; never for a session's.
     pub(crate) fn evicted(
         &self,
