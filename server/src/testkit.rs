@@ -65,7 +65,7 @@ pub const TEST_QUEUE: usize = 4096;
 pub struct RoomHarness<R: Room> {
     room: R,
     name: String,
-    members: HashMap<u64, Player>,
+    members: crate::api::game::Members,
     /// The room's clock: ticks, time (moved by [`RoomHarness::advance`]) and timers.
     clock: RoomState,
     next_session: u64,
@@ -112,7 +112,7 @@ impl<R: Room> RoomHarness<R> {
         RoomHarness {
             room,
             name: name.to_owned(),
-            members: HashMap::new(),
+            members: Default::default(),
             clock: RoomState::default(),
             next_session: 1,
         }

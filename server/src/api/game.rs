@@ -183,13 +183,17 @@ pub trait Room: Send + 'static {
     }
 }
 
+/// A room's members by session id. The ids are the server's own sequence, chosen by no peer, so
+/// the map hashes them with a fast unkeyed hash: a member is looked up for every input.
+pub(crate) type Members = HashMap<u64, Player, rustc_hash::FxBuildHasher>;
+
 /// A room's view of itself while a hook runs: its name, its members and the ways to reach them.
 /// Every send goes through the member's bounded queue: a member that cannot keep up is closed as
 /// `slow_consumer` by the engine, never waited for.
 #[derive(Debug)]
 pub struct RoomContext<'a> {
     name: &'a str,
-    members: &'a HashMap<u64, Player>,
+    members: &'a Members,
     clock: &'a mut RoomState,
     /// In [`Room::join`], the player asking to enter: not a member yet, but the room may send
     /// to it (what it needs to know on arrival) or end it.
@@ -202,11 +206,7 @@ pub struct RoomContext<'a> {
 }
 
 impl<'a> RoomContext<'a> {
-    pub(crate) fn new(
-        name: &'a str,
-        members: &'a HashMap<u64, Player>,
-        clock: &'a mut RoomState,
-    ) -> Self {
+    pub(crate) fn new(name: &'a str, members: &'a Members, clock: &'a mut RoomState) -> Self {
         RoomContext {
             name,
             members,
@@ -220,7 +220,7 @@ impl<'a> RoomContext<'a> {
     /// The context of [`Room::join`] for `player`.
     pub(crate) fn joining(
         name: &'a str,
-        members: &'a HashMap<u64, Player>,
+        members: &'a Members,
         clock: &'a mut RoomState,
         player: &Player,
     ) -> Self {

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::api::game::{Game, Leave, NewRoom, Player, Refusal, Room, RoomContext};
+use crate::api::game::{Game, Leave, Members, NewRoom, Player, Refusal, Room, RoomContext};
 use crate::api::rooms::{self as listing, Answer, RoomInfo, RoomPage, RoomQuery, SignalError};
 use crate::api::state::{Listing, MAX_LABEL_BYTES, RoomState};
 use crate::close::CloseReason;
@@ -757,7 +757,7 @@ async fn run_room<R: Room>(
     default_tick_hz: u32,
 ) {
     let name = address.name.clone();
-    let mut members: HashMap<u64, Player> = HashMap::new();
+    let mut members = Members::default();
     let opened = tokio::time::Instant::now();
     let mut clock = RoomState::opened_at(opened);
     clock.listing.label = address.label.clone();
@@ -836,7 +836,7 @@ async fn run_room<R: Room>(
 fn handle<R: Room>(
     room: &mut R,
     name: &str,
-    members: &mut HashMap<u64, Player>,
+    members: &mut Members,
     clock: &mut RoomState,
     command: Command,
 ) -> ControlFlow<()> {

@@ -246,9 +246,12 @@ impl RateLimit {
                 .min(STALL_CREDIT_MAX.as_secs_f64() * self.rate);
             self.credit_until = now + STALL_CATCH_UP;
         }
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.updated = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if now != self.updated {
+            // The frames of one read share a clock reading: only the first refills.
+            let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+            self.updated = now;
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        }
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
