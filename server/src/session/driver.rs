@@ -507,9 +507,17 @@ impl Waiting {
         self.pass & source == 0 && (self.armed & source == 0 || fired)
     }
 
+    /// `source` has nothing and holds the task's waker.
     fn found_nothing(&mut self, source: u8) {
         self.pass |= source;
         self.armed |= source & Waiting::ARMED;
+    }
+
+    /// `source` has nothing but may not hold the task's waker (it answered without taking it,
+    /// having woken the task itself): not again in this wake-up, and again after it.
+    fn found_nothing_for_now(&mut self, source: u8) {
+        self.pass |= source;
+        self.armed &= !source;
     }
 
     /// `source` was replaced, reset or spent: look at it on the next pass.
@@ -583,12 +591,16 @@ fn session_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin
                     }
                 }
                 if waiting.looks(Waiting::TIMER, sleep.is_elapsed()) {
+                    // Out of the task's budget, a timer answers `Pending` without taking the
+                    // waker: it must not stay armed then.
+                    let registers = tokio::task::coop::has_budget_remaining();
                     match sleep.as_mut().poll(cx) {
                         Poll::Ready(()) => {
                             waiting.look_again(Waiting::TIMER);
                             return Poll::Ready(Wake::Timer);
                         }
-                        Poll::Pending => waiting.found_nothing(Waiting::TIMER),
+                        Poll::Pending if registers => waiting.found_nothing(Waiting::TIMER),
+                        Poll::Pending => waiting.found_nothing_for_now(Waiting::TIMER),
                     }
                 }
                 let wbuf = &mut session.core.outbox().wbuf;
@@ -1315,6 +1327,12 @@ mod tests {
         assert!(!waiting.looks(Waiting::TIMER, false));
         // A timer reset (or a close request replaced) is looked at again.
         waiting.look_again(Waiting::TIMER);
+        assert!(waiting.looks(Waiting::TIMER, false));
+        // A timer that answered out of budget is not armed: looked at after the next yield.
+        waiting.found_nothing_for_now(Waiting::TIMER);
+        assert!(!waiting.looks(Waiting::TIMER, false));
+        waiting.yielded();
+        waiting.begin(&task);
         assert!(waiting.looks(Waiting::TIMER, false));
         // Polled with another waker, the armed sources hold the old one: look at them all.
         waiting.yielded();
