@@ -9,8 +9,9 @@
 //! with a fixed estimate per connection and per parked session, what each TLS or WebSocket
 //! connection's layer holds from its accept (a [`Charge`]: a connection still in its TLS
 //! handshake counts as much as a live one), and what the process used before it held any
-//! player; a session whose buffers grow by [`GROWTH_STEP`] reports it at once. The server acts when the estimate reaches
-//! [`ACT_AT_PERCENT`] of the budget, keeping the rest as headroom for the allocator:
+//! player; a session whose buffers grow by [`GROWTH_STEP`] reports it at once. The server acts
+//! when the estimate reaches [`ACT_AT_PERCENT`] of the budget, keeping the rest as headroom for
+//! the allocator:
 //!
 //! 1. new connections are refused (`gameserver_connections_rejected_total{reason="memory_budget"}`);
 //! 2. parked sessions are evicted oldest first (`gameserver_parked_evicted_total`); a later

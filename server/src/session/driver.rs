@@ -472,7 +472,8 @@ enum Wake {
 ///
 /// Across wake-ups (`armed`): the close request, the drain and the timer keep the task's waker
 /// until they fire, and each shows that it fired in a flag that one load reads (the request's
-/// reason, the drain's token, the timer's state). Once armed, one is looked at again only when
+/// reason or the slot's eviction, the drain's flag beside its token, the timer's state). A timer
+/// out of the task's budget answers without taking the waker, and is not armed then. Once armed, one is looked at again only when
 /// its flag is up, when it was replaced or reset, or when the task's waker is another.
 #[derive(Debug, Default, Clone, Copy)]
 struct Waiting {
@@ -697,7 +698,8 @@ fn session_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin
                         Ok(Written::Bytes { flushed: false, .. })
                             if session.core.outbox().wbuf.is_empty() && T::BUFFERED =>
                         {
-                            // Not drained until the transport sent it: the stall clock runs meanwhile.
+                            // Not drained until the transport sent it: the stall clock runs
+                            // meanwhile.
                             session.core.written_unflushed(Instant::now());
                         }
                         Ok(Written::Bytes { .. }) if session.core.outbox().wbuf.is_empty() => {
@@ -749,8 +751,8 @@ fn session_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin
                 }
             }
             if session.core.take_rearm() {
-                // Later (a frame arrived) or earlier (a write started to stall). Moving a timer later
-                // costs the runtime almost nothing, and spares a wake-up for nothing due.
+                // Later (a frame arrived) or earlier (a write started to stall). Moving a timer
+                // later costs the runtime almost nothing, and spares a wake-up for nothing due.
                 let deadline = session.core.next_deadline();
                 if deadline != sleep.deadline() {
                     sleep.as_mut().reset(deadline);
