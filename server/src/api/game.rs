@@ -205,6 +205,19 @@ pub struct RoomContext<'a> {
     pub(crate) options: &'a [u8],
 }
 
+/// Sends `payload` to each of `members`: shared among them, the last one taking it without a
+/// clone, so that an event for a single player is never shared at all.
+fn send_each<'p>(members: impl Iterator<Item = &'p Player>, payload: Bytes) {
+    let mut members = members.peekable();
+    while let Some(member) = members.next() {
+        if members.peek().is_none() {
+            member.send(payload);
+            return;
+        }
+        member.send(payload.clone());
+    }
+}
+
 impl<'a> RoomContext<'a> {
     pub(crate) fn new(name: &'a str, members: &'a Members, clock: &'a mut RoomState) -> Self {
         RoomContext {
@@ -349,18 +362,16 @@ impl<'a> RoomContext<'a> {
 
     /// Sends an event to every member. The payload is shared, not copied.
     pub fn broadcast(&self, payload: Bytes) {
-        for member in self.members.values() {
-            member.send(payload.clone());
-        }
+        send_each(self.members.values(), payload);
     }
 
     /// Sends an event to every member but one.
     pub fn broadcast_except(&self, except: &Player, payload: Bytes) {
-        for member in self.members.values() {
-            if member.session_id() != except.session_id() {
-                member.send(payload.clone());
-            }
-        }
+        let others = self
+            .members
+            .values()
+            .filter(|member| member.session_id() != except.session_id());
+        send_each(others, payload);
     }
 
     /// Ends a member's session by the game's own rules: after its queued events it gets

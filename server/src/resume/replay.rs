@@ -22,8 +22,10 @@ pub(crate) struct Replay {
 }
 
 /// Replay slots a session keeps once a burst is acknowledged, until a quiet moment finds the
-/// replay empty (see [`Replay::release_if_empty`]).
-const REPLAY_KEEP_SLOTS: usize = 16;
+/// replay empty (see [`Replay::release_if_empty`]): enough for the events a pipelining client
+/// has in flight between two of its acknowledgements, so that a steady exchange does not give
+/// its slots back at each acknowledgement and grow them again for the next window.
+const REPLAY_KEEP_SLOTS: usize = 64;
 
 impl Replay {
     /// Keeps at most `capacity` unacknowledged events and `max_bytes` of them (a capacity of 0
@@ -38,13 +40,19 @@ impl Replay {
         }
     }
 
-    /// Numbers the next event and keeps it for replay, dropping the oldest beyond the limits
-    /// (under memory pressure, beyond [`PRESSURE_REPLAY_BYTES`]). Returns its sequence number.
-    pub(crate) fn push(&mut self, payload: &Bytes, pressure: bool) -> u64 {
+    /// The number the next event pushed gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.last_seq + 1
+    }
+
+    /// Numbers the next event and keeps it for replay (the payload itself, not a second
+    /// reference to it), dropping the oldest beyond the limits (under memory pressure, beyond
+    /// [`PRESSURE_REPLAY_BYTES`]). Returns its sequence number.
+    pub(crate) fn push(&mut self, payload: Bytes, pressure: bool) -> u64 {
         self.last_seq += 1;
         if self.capacity > 0 {
             self.bytes += payload.len() as u64;
-            self.sent.push_back((self.last_seq, payload.clone()));
+            self.sent.push_back((self.last_seq, payload));
             let max_bytes = if pressure {
                 self.max_bytes.min(PRESSURE_REPLAY_BYTES)
             } else {
@@ -141,7 +149,7 @@ mod tests {
     fn replay_keeps_unacknowledged_events_up_to_its_capacity() {
         let mut replay = Replay::new(3, u64::MAX);
         for n in 1..=5u8 {
-            assert_eq!(replay.push(&Bytes::from(vec![n]), false), u64::from(n));
+            assert_eq!(replay.push(Bytes::from(vec![n]), false), u64::from(n));
         }
         // 1 and 2 fell out; 3, 4, 5 are kept.
         assert_eq!(replay.after(1), Err(Refusal::SeqGap));
@@ -162,7 +170,7 @@ mod tests {
     fn an_acknowledged_burst_gives_its_room_back() {
         let mut replay = Replay::new(4096, u64::MAX);
         for _ in 0..4000 {
-            replay.push(&Bytes::from_static(b"event"), false);
+            replay.push(Bytes::from_static(b"event"), false);
         }
         assert!(replay.sent.capacity() >= 4000);
         replay.ack(3995);
@@ -174,11 +182,34 @@ mod tests {
         );
     }
 
+    /// A client pipelining a window of inputs acknowledges the events of each window with its
+    /// next one: the replay keeps the slots of a window between acknowledgements instead of
+    /// giving them back at each one and growing them again (a reallocation and a copy per step).
+    #[test]
+    fn a_steady_window_keeps_its_slots_between_acknowledgements() {
+        let mut replay = Replay::new(4096, u64::MAX);
+        let mut slots = None;
+        for _ in 0..4 {
+            for _ in 0..48 {
+                replay.push(Bytes::from_static(b"event"), false);
+            }
+            let grown = replay.sent_capacity();
+            assert!(grown >= 48);
+            assert_eq!(
+                *slots.get_or_insert(grown),
+                grown,
+                "no regrowth for the same window"
+            );
+            replay.ack(replay.last_seq());
+            assert_eq!(replay.sent_capacity(), grown, "the window's slots kept");
+        }
+    }
+
     #[test]
     fn a_replay_with_everything_acknowledged_gives_its_slots_back_when_asked() {
         let mut replay = Replay::new(64, u64::MAX);
-        replay.push(&Bytes::from_static(b"joined"), false);
-        replay.push(&Bytes::from_static(b"state"), false);
+        replay.push(Bytes::from_static(b"joined"), false);
+        replay.push(Bytes::from_static(b"state"), false);
         replay.release_if_empty();
         assert_eq!(
             replay.after(0).map(|v| v.len()),
@@ -193,7 +224,7 @@ mod tests {
         replay.release_if_empty();
         assert_eq!(replay.sent.capacity(), 0);
         // Numbering goes on where it was.
-        assert_eq!(replay.push(&Bytes::from_static(b"later"), false), 3);
+        assert_eq!(replay.push(Bytes::from_static(b"later"), false), 3);
         assert_eq!(replay.after(2).map(|v| v.len()), Ok(1));
     }
 
@@ -201,7 +232,7 @@ mod tests {
     fn replay_keeps_at_most_its_bytes() {
         let mut replay = Replay::new(100, 10);
         for n in 1..=4u8 {
-            replay.push(&Bytes::from(vec![n; 4]), false);
+            replay.push(Bytes::from(vec![n; 4]), false);
         }
         // 16 bytes were pushed; only the newest two events (8 bytes) fit in 10.
         assert_eq!(replay.bytes(), 8);
@@ -216,18 +247,18 @@ mod tests {
         let mut replay = Replay::new(1000, 1 << 20);
         let event = Bytes::from(vec![0u8; 16 * 1024]);
         for _ in 0..32 {
-            replay.push(&event, false);
+            replay.push(event.clone(), false);
         }
         assert_eq!(replay.bytes(), 512 * 1024);
-        replay.push(&event, true);
+        replay.push(event, true);
         assert_eq!(replay.bytes(), PRESSURE_REPLAY_BYTES);
     }
 
     #[test]
     fn replay_without_capacity_only_counts() {
         let mut replay = Replay::new(0, u64::MAX);
-        assert_eq!(replay.push(&Bytes::from_static(b"x"), false), 1);
-        assert_eq!(replay.push(&Bytes::from_static(b"y"), false), 2);
+        assert_eq!(replay.push(Bytes::from_static(b"x"), false), 1);
+        assert_eq!(replay.push(Bytes::from_static(b"y"), false), 2);
         assert_eq!(replay.after(2), Ok(vec![]));
         assert_eq!(replay.after(1), Err(Refusal::SeqGap));
     }

@@ -609,8 +609,16 @@ impl Core {
             return false;
         }
         self.largest_recent = self.largest_recent.max(payload.len());
-        let seq = self.replay.push(&payload, pressure);
-        self.out.queue(&ServerMessage::Event { seq, payload });
+        let event = ServerMessage::Event {
+            seq: self.replay.next_seq(),
+            payload,
+        };
+        self.out.queue(&event);
+        // The frame written is a copy: the replay takes the payload itself, so an event sent to
+        // one player is never shared (no reference count to allocate, raise and drop).
+        if let ServerMessage::Event { payload, .. } = event {
+            self.replay.push(payload, pressure);
+        }
         true
     }
 
@@ -934,7 +942,7 @@ mod tests {
         .expect("hello");
         let mut replay = Replay::new(16, u64::MAX);
         for n in 1..=3u8 {
-            replay.push(&Bytes::from(vec![n]), false);
+            replay.push(Bytes::from(vec![n]), false);
         }
         core.welcome(
             Welcomed {
