@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -768,6 +769,7 @@ async fn run_room<R: Room>(
         interval
     });
     let mut asleep = false;
+    let mut batch = Vec::new();
     'room: loop {
         if std::mem::take(&mut clock.listing_changed) {
             address.publish(&clock.listing);
@@ -804,13 +806,21 @@ async fn run_room<R: Room>(
                 continue;
             }
         };
-        let Some(mut command) = command else {
+        let Some(first) = command else {
             break;
         };
         // The commands already queued are handled in this pass, without going back to the
-        // wait: a room relaying inputs takes them in batches, as a session reads its frames.
-        let mut handled = 0;
-        loop {
+        // wait: a room relaying inputs takes them in batches, as a session reads its frames,
+        // and takes each batch off its queue in one go (one release of their slots, not one
+        // per command). The batch's buffer is given back when a pass finds nothing queued.
+        if commands.is_empty() {
+            if batch.capacity() > 0 {
+                batch = Vec::new();
+            }
+        } else {
+            take_queued(&mut commands, &mut batch, COMMANDS_PER_PASS - 1).await;
+        }
+        for command in std::iter::once(first).chain(batch.drain(..)) {
             if std::mem::take(&mut clock.listing_changed) {
                 address.publish(&clock.listing);
             }
@@ -818,18 +828,25 @@ async fn run_room<R: Room>(
             if handle(&mut room, &name, &mut members, &mut clock, command).is_break() {
                 break 'room;
             }
-            handled += 1;
-            if handled == COMMANDS_PER_PASS {
-                break;
-            }
-            match commands.try_recv() {
-                Ok(next) => command = next,
-                Err(_) => break,
-            }
         }
     }
     clock.next_hook();
     room.dispose(&mut RoomContext::new(&name, &members, &mut clock));
+}
+
+/// Takes up to `limit` commands already queued into `batch`, without waiting for more.
+async fn take_queued(
+    commands: &mut mpsc::Receiver<Command>,
+    batch: &mut Vec<Command>,
+    limit: usize,
+) {
+    std::future::poll_fn(|cx| {
+        // Pending only when nothing is queued (or the task's budget is spent): the commands
+        // are then taken on the next pass.
+        let _ = commands.poll_recv_many(cx, batch, limit);
+        Poll::Ready(())
+    })
+    .await;
 }
 
 /// One command to the room. Breaks when the room is to close: told to, or its last member left.
