@@ -51,13 +51,18 @@ pub struct InvalidEvent(pub &'static str);
 /// Bytes of a relay's own header around the input's data: tag, sender id (with its length),
 /// input sequence number. At most 75, within the protocol's `INPUT_HEADROOM`.
 pub fn relay_overhead(from: &str) -> usize {
-    1 + 2 + from.len() + 8
+    relay_overhead_bytes(from.len())
+}
+
+fn relay_overhead_bytes(from_len: usize) -> usize {
+    1 + 2 + from_len + 8
 }
 
 impl DemoEvent {
     /// Encodes the event as an `Event` payload.
     pub fn to_bytes(&self) -> Bytes {
-        let mut dst = BytesMut::new();
+        // Each payload in one allocation of its exact size.
+        let mut dst;
         match self {
             DemoEvent::Relay {
                 from,
@@ -69,12 +74,14 @@ impl DemoEvent {
                 members,
                 inputs,
             } => {
+                dst = BytesMut::with_capacity(1 + 8 + 4 + 4);
                 dst.put_u8(2);
                 dst.put_u64(*tick);
                 dst.put_u32(*members);
                 dst.put_u32(*inputs);
             }
             DemoEvent::Presence { joined, player } => {
+                dst = BytesMut::with_capacity(1 + 1 + 2 + player.len().min(MAX_PLAYER_ID_BYTES));
                 dst.put_u8(3);
                 dst.put_u8(u8::from(*joined));
                 put_string(&mut dst, player);
@@ -118,14 +125,17 @@ impl DemoEvent {
 }
 
 /// A `Relay` event's payload, encoded straight from borrowed parts: the room's hot path, one
-/// allocation of the exact size and no copy of the sender's id.
+/// allocation of the exact size, no copy of the sender's id, and plain appends to a vector
+/// (whose capacity is known) rather than a growable buffer's checked writes.
 pub fn relay(from: &str, input_seq: u64, data: &[u8]) -> Bytes {
-    let mut dst = BytesMut::with_capacity(relay_overhead(from) + data.len());
-    dst.put_u8(1);
-    put_string(&mut dst, from);
-    dst.put_u64(input_seq);
-    dst.put_slice(data);
-    dst.freeze()
+    let from = &from.as_bytes()[..from.len().min(MAX_PLAYER_ID_BYTES)];
+    let mut dst = Vec::with_capacity(relay_overhead_bytes(from.len()) + data.len());
+    dst.push(1);
+    dst.extend_from_slice(&(from.len() as u16).to_be_bytes());
+    dst.extend_from_slice(from);
+    dst.extend_from_slice(&input_seq.to_be_bytes());
+    dst.extend_from_slice(data);
+    Bytes::from(dst)
 }
 
 fn put_string(dst: &mut BytesMut, s: &str) {
