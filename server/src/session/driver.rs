@@ -291,7 +291,7 @@ fn first_framing(sessions: &Sessions, websocket: Option<BytesMut>) -> (Framing, 
     let hello_max = MAX_HELLO_BODY.min(sessions.max_frame);
     match websocket {
         Some(buffered) => (
-            Framing::WebSocket(Box::new(WsDecoder::new(hello_max, true))),
+            Framing::WebSocket(WsDecoder::new(hello_max, true)),
             buffered,
         ),
         None => {

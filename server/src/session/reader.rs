@@ -44,9 +44,9 @@ pub(crate) enum ReadError {
 pub(crate) enum Framing {
     /// Frames with a 4-byte length prefix (TCP and TLS).
     Length(ServerCodec),
-    /// One frame per binary WebSocket message (boxed: a plain TCP session does not carry its
-    /// room).
-    WebSocket(Box<WsDecoder>),
+    /// One frame per binary WebSocket message (inline: the decoder is three words, and a box
+    /// of its own would cost every WebSocket session an allocation).
+    WebSocket(WsDecoder),
 }
 
 impl Framing {

@@ -216,7 +216,9 @@ struct Partial {
 pub struct WsDecoder {
     max_message: usize,
     before_hello: bool,
-    partial: Option<Partial>,
+    /// Boxed: a message arrives in fragments rarely, and a decoder without one is three words,
+    /// small enough for the session's task to hold inline.
+    partial: Option<Box<Partial>>,
     closed: bool,
 }
 
@@ -320,11 +322,11 @@ impl WsDecoder {
         match h.opcode {
             BINARY if h.fin => parse(payload.freeze()).map(Some),
             BINARY => {
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     body: payload,
                     fragments: 1,
                     started: None,
-                });
+                }));
                 Ok(Some(Inbound::Fragment))
             }
             CONTINUATION => {
@@ -713,6 +715,14 @@ mod tests {
             }
         }
         (out, None)
+    }
+
+    /// Every WebSocket session holds its decoder inline in its task: three words, the
+    /// fragment being assembled boxed apart (a box of the decoder's own took 80 bytes of
+    /// jemalloc's per held session).
+    #[test]
+    fn the_decoder_is_three_words() {
+        assert!(std::mem::size_of::<WsDecoder>() <= 3 * std::mem::size_of::<usize>());
     }
 
     #[test]
