@@ -473,8 +473,9 @@ enum Wake {
 /// Across wake-ups (`armed`): the close request, the drain and the timer keep the task's waker
 /// until they fire, and each shows that it fired in a flag that one load reads (the request's
 /// reason or the slot's eviction, the drain's flag beside its token, the timer's state). A timer
-/// out of the task's budget answers without taking the waker, and is not armed then. Once armed, one is looked at again only when
-/// its flag is up, when it was replaced or reset, or when the task's waker is another.
+/// out of the task's budget answers without taking the waker, and is not armed then. Once
+/// armed, one is looked at again only when its flag is up, when it was replaced or reset, or
+/// when the task's waker is another.
 #[derive(Debug, Default, Clone, Copy)]
 struct Waiting {
     pass: u8,
