@@ -13,11 +13,11 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-/// Slots kept after a drain (a kilobyte); beyond this the queue's memory is given back when it
+/// Slots kept after a drain (two kilobytes); beyond this the queue's memory is given back when it
 /// empties. A player that keeps a room busy reuses them from batch to batch instead of growing
 /// the queue again each time; an idle one gives them back at its next quiet moment
 /// ([`Outbound::shrink`]).
-const KEEP_SLOTS: usize = 32;
+const KEEP_SLOTS: usize = 64;
 
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

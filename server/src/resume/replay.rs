@@ -23,9 +23,10 @@ pub(crate) struct Replay {
 
 /// Replay slots a session keeps once a burst is acknowledged, until a quiet moment finds the
 /// replay empty (see [`Replay::release_if_empty`]): enough for the events a pipelining client
-/// has in flight between two of its acknowledgements, so that a steady exchange does not give
-/// its slots back at each acknowledgement and grow them again for the next window.
-const REPLAY_KEEP_SLOTS: usize = 64;
+/// has in flight between two of its acknowledgements (a window, and the next one already on
+/// its way when the acknowledgement leaves), so that a steady exchange does not give its slots
+/// back at each acknowledgement and grow them again for the next window.
+const REPLAY_KEEP_SLOTS: usize = 128;
 
 impl Replay {
     /// Keeps at most `capacity` unacknowledged events and `max_bytes` of them (a capacity of 0
@@ -176,7 +177,7 @@ mod tests {
         replay.ack(3995);
         assert_eq!(replay.sent.len(), 5);
         assert!(
-            replay.sent.capacity() <= 64,
+            replay.sent.capacity() <= REPLAY_KEEP_SLOTS,
             "{} slots kept for 5 events",
             replay.sent.capacity()
         );
@@ -202,6 +203,30 @@ mod tests {
             );
             replay.ack(replay.last_seq());
             assert_eq!(replay.sent_capacity(), grown, "the window's slots kept");
+        }
+    }
+
+    /// The same with part of each window still in flight when its acknowledgement arrives, so
+    /// that the events kept peak above one window.
+    #[test]
+    fn a_window_with_events_in_flight_at_each_acknowledgement_keeps_its_slots() {
+        let mut replay = Replay::new(4096, u64::MAX);
+        let mut slots = None;
+        for window in 0..5 {
+            for _ in 0..60 {
+                replay.push(Bytes::from_static(b"event"), false);
+            }
+            replay.ack(replay.last_seq() - 10);
+            if window > 0 {
+                // The first window never held more than 60; each later one peaks at 70.
+                let kept = replay.sent_capacity();
+                assert!(kept >= 70);
+                assert_eq!(
+                    *slots.get_or_insert(kept),
+                    kept,
+                    "no regrowth between windows"
+                );
+            }
         }
     }
 

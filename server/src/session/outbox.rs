@@ -7,8 +7,10 @@ use tokio_util::codec::Encoder;
 
 use crate::transport::websocket;
 
-/// The write buffer's first allocation after it was given back.
+/// The write buffer's first allocation after it was given back, at least.
 const WRITE_START: usize = 1024;
+/// The largest first allocation, in KiB: the driver stops taking events at 64 KiB.
+const WRITE_START_MAX_KIB: u16 = 64;
 
 /// What a session sent and received, in frames and bytes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,10 @@ pub(crate) struct Outbox {
     /// the close frame was written).
     websocket: Option<u16>,
     is_websocket: bool,
+    /// The most the write buffer held since it was last allocated, in KiB rounded up: the next
+    /// allocation is that large, so that a client pipelining batches of inputs does not make
+    /// the buffer regrow for each batch (a session that says little still starts at 1 KiB).
+    burst_kib: u16,
 }
 
 impl Outbox {
@@ -61,6 +67,7 @@ impl Outbox {
             flushed: Traffic::default(),
             websocket: websocket.then_some(websocket::close_code::NORMAL),
             is_websocket: websocket,
+            burst_kib: 0,
         }
     }
 
@@ -95,9 +102,10 @@ impl Outbox {
     /// nothing was written).
     pub fn queue(&mut self, message: &ServerMessage) -> bool {
         if self.wbuf.capacity() == 0 {
-            // The buffer is given back whenever it drains; start the next one at a size that
-            // holds a batch of small messages without regrowing.
-            self.wbuf = BytesMut::with_capacity(WRITE_START);
+            // The buffer is given back whenever it drains; start the next one at the size the
+            // last one grew to, or one that holds a batch of small messages.
+            let last = usize::from(std::mem::take(&mut self.burst_kib)) * 1024;
+            self.wbuf = BytesMut::with_capacity(last.max(WRITE_START));
         }
         let before = self.wbuf.len();
         let encoded = match self.is_websocket {
@@ -106,6 +114,12 @@ impl Outbox {
         };
         match encoded {
             Ok(()) => {
+                let held_kib = self
+                    .wbuf
+                    .len()
+                    .div_ceil(1024)
+                    .min(WRITE_START_MAX_KIB.into());
+                self.burst_kib = self.burst_kib.max(held_kib as u16);
                 self.traffic.frames_out += 1;
                 self.traffic.bytes_out += (self.wbuf.len() - before) as u64;
                 true
@@ -127,5 +141,56 @@ impl Outbox {
         let delta = self.traffic.since(&self.flushed);
         self.flushed = self.traffic;
         delta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn event(seq: u64) -> ServerMessage {
+        ServerMessage::Event {
+            seq,
+            payload: Bytes::from_static(&[7; 60]),
+        }
+    }
+
+    /// What `Core::write_drained` does once everything is written.
+    fn drain(out: &mut Outbox) {
+        out.wbuf = BytesMut::new();
+    }
+
+    #[test]
+    fn the_write_buffer_starts_at_the_size_the_last_burst_needed() {
+        let mut out = Outbox::new(64 * 1024, false);
+        out.queue(&event(1));
+        assert_eq!(
+            out.wbuf.capacity(),
+            WRITE_START,
+            "a first message starts at 1 KiB"
+        );
+        for seq in 2..=40 {
+            out.queue(&event(seq));
+        }
+        let burst = out.wbuf.len();
+        assert!(burst > 2 * WRITE_START);
+        drain(&mut out);
+        assert_eq!(out.wbuf.capacity(), 0, "nothing held between bursts");
+        // The next burst of the same size fits the first allocation.
+        out.queue(&event(41));
+        let start = out.wbuf.capacity();
+        assert!(start >= burst, "{start} bytes for a burst of {burst}");
+        for seq in 42..=80 {
+            out.queue(&event(seq));
+        }
+        assert_eq!(out.wbuf.capacity(), start, "no regrowth");
+        // After a quiet exchange of one message, back to the small start.
+        drain(&mut out);
+        out.queue(&event(81));
+        drain(&mut out);
+        out.queue(&event(82));
+        assert_eq!(out.wbuf.capacity(), WRITE_START);
     }
 }
