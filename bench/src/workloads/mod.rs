@@ -47,6 +47,9 @@ pub struct Scale {
     pub round_trippers: usize,
     /// How long each throughput figure is measured.
     pub measure: Duration,
+    /// Turns of the throughput figures compared between servers: each server measured this many
+    /// times, in alternation with the others (3).
+    pub turns: usize,
     /// Scraped / unscraped phase pairs in the metrics-cost workload.
     pub metric_phases: usize,
     /// Connect-and-drop cycles (10).
@@ -93,6 +96,7 @@ impl Scale {
             window: 32,
             round_trippers: 1000,
             measure: Duration::from_secs(5),
+            turns: 3,
             metric_phases: 2,
             cycles: 10,
             rooms: 10,
@@ -124,6 +128,7 @@ impl Scale {
             window: 8,
             round_trippers: 10,
             measure: Duration::from_millis(500),
+            turns: 2,
             metric_phases: 1,
             cycles: 2,
             rooms: 2,

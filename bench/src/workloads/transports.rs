@@ -8,12 +8,98 @@ use crate::client::{self, Crowd, Plan};
 use crate::procs::{Binaries, Server, Settings, Target};
 use crate::report::{Goal, Measure};
 
-use super::throughput::Pumps;
+use super::throughput::pipelined_turns;
 use super::{Scale, heartbeat_env, kib, server_heartbeat, unthrottled};
 
 /// Sessions each transport holds in [`transports`]: enough for per-session figures to stand
 /// out of the process's own, few enough that 4 x 5,000 TLS handshakes stay quick.
 const TRANSPORT_SESSIONS: usize = 5_000;
+
+/// One transport: TLS and WebSocket, each on or off.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    name: &'static str,
+    tls: bool,
+    websocket: bool,
+}
+
+const KINDS: [Kind; 4] = [
+    Kind {
+        name: "tcp",
+        tls: false,
+        websocket: false,
+    },
+    Kind {
+        name: "tls",
+        tls: true,
+        websocket: false,
+    },
+    Kind {
+        name: "websocket",
+        tls: false,
+        websocket: true,
+    },
+    Kind {
+        name: "wss",
+        tls: true,
+        websocket: true,
+    },
+];
+
+/// The servers' certificate and key files, and the clients' trust in them.
+struct Certificate {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    trust: game_client::Tls,
+}
+
+/// Starts the game server for one transport and registers what its port speaks; returns it and
+/// the address its clients connect to.
+async fn start(
+    bins: &Binaries,
+    scale: &Scale,
+    certificate: &Certificate,
+    kind: Kind,
+    label: &str,
+) -> anyhow::Result<(Server, std::net::SocketAddr)> {
+    let mut env = unthrottled();
+    env.push(heartbeat_env(server_heartbeat(scale.hold_heartbeat)));
+    if kind.tls {
+        env.push((
+            "GAMESERVER__TLS__CERT_FILE".into(),
+            certificate.cert.display().to_string(),
+        ));
+        env.push((
+            "GAMESERVER__TLS__KEY_FILE".into(),
+            certificate.key.display().to_string(),
+        ));
+    }
+    let ws = crate::procs::free_port()?;
+    if kind.websocket {
+        env.push((
+            "GAMESERVER__SERVER__WEBSOCKET_LISTEN".into(),
+            ws.to_string(),
+        ));
+    }
+    let settings = Settings {
+        idle_timeout: Some(Duration::from_secs(15)),
+        env,
+        broadcast: false,
+    };
+    let server = Server::start(bins, Target::Ours, &settings, label).await?;
+    let addr = if kind.websocket { ws } else { server.addr };
+    let scheme = if kind.tls { "wss" } else { "ws" };
+    client::speak(
+        addr,
+        client::Layers {
+            tls: kind.tls.then(|| certificate.trust.clone()),
+            websocket: kind
+                .websocket
+                .then(|| format!("{scheme}://localhost:{}/", addr.port())),
+        },
+    );
+    Ok((server, addr))
+}
 
 /// 10: the game server over TLS, WebSocket and WebSocket over TLS (wss), against itself over
 /// plain TCP: what each holding session costs (user-space RSS, CPU) and pipelined throughput.
@@ -23,12 +109,6 @@ pub(super) async fn transports(
     scale: &Scale,
     run: usize,
 ) -> anyhow::Result<Vec<Measure>> {
-    const KINDS: [(&str, bool, bool); 4] = [
-        ("tcp", false, false),
-        ("tls", true, false),
-        ("websocket", false, true),
-        ("wss", true, true),
-    ];
     let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
         .context("generate a certificate")?;
     let cert = bins.log_dir.join("bench-cert.pem");
@@ -36,46 +116,24 @@ pub(super) async fn transports(
     std::fs::write(&cert, pair.cert.pem()).context("write the certificate")?;
     std::fs::write(&key, pair.signing_key.serialize_pem()).context("write the key")?;
     let tls = game_client::Tls::trusting(Some(&cert), "localhost")?;
+    let certificate = Certificate {
+        cert: cert.clone(),
+        key: key.clone(),
+        trust: tls.clone(),
+    };
     let n = scale.sessions.min(TRANSPORT_SESSIONS);
     let mut rss = Vec::new();
     let mut cpu = Vec::new();
-    let mut rate = Vec::new();
-    for (name, over_tls, websocket) in KINDS {
-        let mut env = unthrottled();
-        env.push(heartbeat_env(server_heartbeat(scale.hold_heartbeat)));
-        if over_tls {
-            env.push((
-                "GAMESERVER__TLS__CERT_FILE".into(),
-                cert.display().to_string(),
-            ));
-            env.push((
-                "GAMESERVER__TLS__KEY_FILE".into(),
-                key.display().to_string(),
-            ));
-        }
-        let ws = crate::procs::free_port()?;
-        if websocket {
-            env.push((
-                "GAMESERVER__SERVER__WEBSOCKET_LISTEN".into(),
-                ws.to_string(),
-            ));
-        }
-        let settings = Settings {
-            idle_timeout: Some(Duration::from_secs(15)),
-            env,
-            broadcast: false,
-        };
-        let server =
-            Server::start(bins, Target::Ours, &settings, &format!("transport-{name}")).await?;
-        let addr = if websocket { ws } else { server.addr };
-        let scheme = if over_tls { "wss" } else { "ws" };
-        client::speak(
-            addr,
-            client::Layers {
-                tls: over_tls.then(|| tls.clone()),
-                websocket: websocket.then(|| format!("{scheme}://localhost:{}/", addr.port())),
-            },
-        );
+    for kind in KINDS {
+        let name = kind.name;
+        let (server, addr) = start(
+            bins,
+            scale,
+            &certificate,
+            kind,
+            &format!("transport-{name}"),
+        )
+        .await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle_rss = server.rss_kib()?;
         let plan = Plan {
@@ -99,26 +157,29 @@ pub(super) async fn transports(
         let per_session = kib(held_rss.saturating_sub(idle_rss)) / joined as f64;
         let percent = cpu_used.as_secs_f64() / scale.hold.as_secs_f64() * 100.0;
         crowd.disperse().await;
-        let pumps = Pumps::start(
-            Target::Ours,
-            addr,
-            scale.pipelined,
-            scale.window,
-            &format!("tp-{name}-{run}"),
-        )
-        .await?;
-        tokio::time::sleep(Duration::from_secs(1).min(scale.measure)).await;
-        let r = pumps.rate(scale.measure).await;
-        pumps.stop().await?;
         eprintln!(
             "bench: transport {name}: {joined} sessions, RSS {idle_rss} -> {held_rss} KiB \
-             ({per_session:.2} KiB each), CPU {percent:.2}% over {:?}; {r:.0} frames/s pipelined",
+             ({per_session:.2} KiB each), CPU {percent:.2}% over {:?}",
             scale.hold
         );
         rss.push(per_session);
         cpu.push(percent);
-        rate.push(r);
     }
+    // Pipelined inputs over each transport: four fresh servers up together, measured in
+    // alternating turns, so that the load generator's share of the two cores and any slow
+    // moment fall on every transport alike.
+    let mut servers = Vec::with_capacity(KINDS.len());
+    for kind in KINDS {
+        let label = format!("pipelined-{}", kind.name);
+        let (server, addr) = start(bins, scale, &certificate, kind, &label).await?;
+        servers.push((server, addr, kind.name));
+    }
+    let pumped: Vec<_> = servers
+        .iter()
+        .map(|(_, addr, name)| (Target::Ours, *addr, *name))
+        .collect();
+    let rate = pipelined_turns(&pumped, scale, &format!("transport{run}")).await?;
+    drop(servers);
     let peers = peers(bins, scale, n, &cert, &key, &tls).await?;
     let note = "The baseline column of the transport rows is the same game server over plain \
                 TCP in the same run (5,000 held sessions, heartbeat and pipelining as in 1 and \
