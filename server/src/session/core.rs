@@ -282,7 +282,7 @@ impl Core {
     pub(crate) fn write_drained(&mut self) {
         self.unflushed = false;
         self.watchdog.write_drained();
-        self.out.wbuf = bytes::BytesMut::new();
+        self.out.give_back();
     }
 
     /// Moves this session's deadlines later by the server's own stalls since it last looked:

@@ -131,6 +131,12 @@ impl Outbox {
         }
     }
 
+    /// Gives the write buffer back once everything in it is written, so that a session between
+    /// messages holds none; the next [`Outbox::queue`] takes one sized to this burst.
+    pub fn give_back(&mut self) {
+        self.wbuf = BytesMut::new();
+    }
+
     /// The largest frame body the codec produces.
     pub fn max_frame(&self) -> usize {
         self.codec.max_frame()
@@ -157,11 +163,6 @@ mod tests {
         }
     }
 
-    /// What `Core::write_drained` does once everything is written.
-    fn drain(out: &mut Outbox) {
-        out.wbuf = BytesMut::new();
-    }
-
     #[test]
     fn the_write_buffer_starts_at_the_size_the_last_burst_needed() {
         let mut out = Outbox::new(64 * 1024, false);
@@ -176,7 +177,7 @@ mod tests {
         }
         let burst = out.wbuf.len();
         assert!(burst > 2 * WRITE_START);
-        drain(&mut out);
+        out.give_back();
         assert_eq!(out.wbuf.capacity(), 0, "nothing held between bursts");
         // The next burst of the same size fits the first allocation.
         out.queue(&event(41));
@@ -187,9 +188,9 @@ mod tests {
         }
         assert_eq!(out.wbuf.capacity(), start, "no regrowth");
         // After a quiet exchange of one message, back to the small start.
-        drain(&mut out);
+        out.give_back();
         out.queue(&event(81));
-        drain(&mut out);
+        out.give_back();
         out.queue(&event(82));
         assert_eq!(out.wbuf.capacity(), WRITE_START);
     }
