@@ -286,7 +286,8 @@ pub struct RoomsConfig {
     pub auto_room_capacity: usize,
     /// Ticks per second of a room that does not choose its own rate.
     pub tick_rate_hz: u32,
-    /// Commands (inputs, joins, leaves) a room's queue holds before senders wait.
+    /// Commands a room's queue holds before senders wait: a join, a leave, or the inputs a player's
+    /// session read in one pass (at most 64).
     pub queue: usize,
 }
 

@@ -46,6 +46,11 @@ pub(crate) enum Command {
         seq: u64,
         payload: Bytes,
     },
+    /// Inputs one session read together, in order (see [`Inputs`]).
+    Inputs {
+        session: u64,
+        inputs: Vec<(u64, Bytes)>,
+    },
     Leave {
         session: u64,
         why: Leave,
@@ -76,6 +81,52 @@ pub(crate) enum Command {
         payload: Bytes,
         reply: oneshot::Sender<Bytes>,
     },
+}
+
+/// The inputs a session read in one pass, sent to its room as one command: a pipelining
+/// client's read takes one slot of the room's queue and one wake-up of its task, not one per
+/// input. A player who sends one input per read sends a plain [`Command::Input`].
+#[derive(Debug, Default)]
+pub(crate) enum Inputs {
+    #[default]
+    None,
+    One(u64, Bytes),
+    Many(Vec<(u64, Bytes)>),
+}
+
+impl Inputs {
+    /// Room for this many inputs when a second one comes (the vector doubles past it).
+    const FIRST_CAPACITY: usize = 16;
+
+    /// Adds an input after those already taken.
+    pub(crate) fn push(&mut self, seq: u64, payload: Bytes) {
+        if let Inputs::Many(many) = self {
+            many.push((seq, payload));
+            return;
+        }
+        *self = match std::mem::take(self) {
+            Inputs::One(first_seq, first) => {
+                let mut many = Vec::with_capacity(Self::FIRST_CAPACITY);
+                many.push((first_seq, first));
+                many.push((seq, payload));
+                Inputs::Many(many)
+            }
+            Inputs::None | Inputs::Many(_) => Inputs::One(seq, payload),
+        };
+    }
+
+    /// The command that hands these inputs to the room, if there are any.
+    pub(crate) fn into_command(self, session: u64) -> Option<Command> {
+        match self {
+            Inputs::None => None,
+            Inputs::One(seq, payload) => Some(Command::Input {
+                session,
+                seq,
+                payload,
+            }),
+            Inputs::Many(inputs) => Some(Command::Inputs { session, inputs }),
+        }
+    }
 }
 
 /// One open room as its players reach it: its name, the generation that tells it from an
@@ -894,6 +945,20 @@ fn handle<R: Room>(
                 );
             }
         }
+        Command::Inputs { session, inputs } => {
+            // The room cannot change its members while it takes an input: one lookup.
+            if let Some(player) = members.get(&session) {
+                for (seq, payload) in inputs {
+                    clock.next_hook();
+                    room.input(
+                        &mut RoomContext::new(name, members, clock),
+                        player,
+                        seq,
+                        payload,
+                    );
+                }
+            }
+        }
         Command::Leave { session, why, last } => {
             if let Some(player) = members.remove(&session) {
                 room.leave(&mut RoomContext::new(name, members, clock), &player, why);
@@ -943,9 +1008,40 @@ mod tests {
     use bytes::Bytes;
     use tokio::time::Instant;
 
-    use super::claims_auto_prefix;
+    use super::{Command, Inputs, claims_auto_prefix};
     use crate::api::game::{Game, NewRoom, Player, Refusal, Room, RoomContext};
     use crate::testkit::TestServer;
+
+    #[test]
+    fn inputs_read_together_go_as_one_command_in_order() {
+        assert!(
+            Inputs::default().into_command(7).is_none(),
+            "no inputs, no command"
+        );
+        let mut one = Inputs::default();
+        one.push(1, Bytes::from_static(b"a"));
+        let Some(Command::Input {
+            session: 7,
+            seq: 1,
+            payload,
+        }) = one.into_command(7)
+        else {
+            panic!("one input goes as a plain input");
+        };
+        assert_eq!(payload, "a");
+        let mut many = Inputs::default();
+        for seq in 1..=40u64 {
+            many.push(seq, Bytes::from(seq.to_string()));
+        }
+        let Some(Command::Inputs { session, inputs }) = many.into_command(7) else {
+            panic!("several inputs go together");
+        };
+        assert_eq!(session, 7);
+        let expected: Vec<(u64, Bytes)> = (1..=40u64)
+            .map(|seq| (seq, Bytes::from(seq.to_string())))
+            .collect();
+        assert_eq!(inputs, expected);
+    }
 
     /// Answers each input with the room's time as the hook read it, and, two seconds after the
     /// first input, a timer's time.

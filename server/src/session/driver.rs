@@ -28,7 +28,7 @@ use tokio_util::codec::Encoder;
 
 use crate::close::{CloseReason, Closing, Direction, Ending, Park, policy};
 use crate::resume::Carried;
-use crate::rooms::{self, Command};
+use crate::rooms::{self, Command, Inputs};
 use crate::session::Sessions;
 use crate::session::core::{Core, Request};
 use crate::session::end::{Seen, SessionEnd};
@@ -714,11 +714,26 @@ fn session_loop<T: Transport, R: AsyncRead + Unpin + Peek, W: AsyncWrite + Unpin
                 Wake::Frame(frame) => {
                     // Handle every frame already buffered before the next write, so that a
                     // pipelining client's answers go out in few large writes, not one per frame. A
-                    // request (a Hello, a Join, an input for a busy room) ends the batch; the rest
-                    // is read on the next pass.
-                    let request = match handle_frames(sessions, session, reader, frame) {
-                        Ok(request) => request,
-                        Err(ending) => return ending,
+                    // request (a Hello, a Join) ends the batch; the rest is read on the next pass.
+                    // The batch's inputs reach the room, in one command, before a request or an
+                    // end that came after them is acted on. (Blocks, and whole values moved:
+                    // nothing of the batch is held by the task across an await.)
+                    let request = {
+                        let (handled, unsent) = {
+                            let mut inputs = Inputs::default();
+                            let handled =
+                                handle_frames(sessions, session, reader, frame, &mut inputs);
+                            (handled, deliver_now(session, inputs))
+                        };
+                        // Boxed: rare, and what the batch came to waits inside.
+                        let handled = match unsent {
+                            None => handled,
+                            unsent => Box::pin(send_waiting(session, unsent, handled)).await,
+                        };
+                        match handled {
+                            Ok(request) => request,
+                            Err(ending) => return ending,
+                        }
                     };
                     silence_grace_used = false;
                     loss_grace_used = false;
@@ -790,8 +805,8 @@ async fn answer(sessions: &Sessions, session: &mut Driven, request: Request) -> 
             }
         }
         Request::Input { seq, payload } => {
-            // An input for a room whose command queue was full ([`deliver_now`]): its players
-            // wait for it, backpressure.
+            // (A batch of frames hands its inputs to the room together, [`deliver_now`]; one
+            // given here goes alone, waiting while the room's queue is full.)
             if let Some(live) = &session.live
                 && let Some(room) = &live.room
             {
@@ -862,13 +877,15 @@ fn publish_footprint(sessions: &Sessions, session: &mut Driven, read_buffer: usi
 }
 
 /// Handles `first` and every further frame already buffered (up to [`FRAMES_PER_PASS`]), so that
-/// a pipelining client's answers go out in few large writes, not one per frame. A request ends
-/// the batch and is returned; the rest is read on the next pass.
+/// a pipelining client's answers go out in few large writes, not one per frame. The inputs are
+/// gathered in `inputs`, for the room in one command. Any other request ends the batch and is
+/// returned; the rest is read on the next pass.
 fn handle_frames<R: AsyncRead + Unpin + Peek>(
     sessions: &Sessions,
     session: &mut Driven,
     reader: &mut FrameReader<R>,
     first: Option<Result<Inbound, ReadError>>,
+    inputs: &mut Inputs,
 ) -> Result<Option<Request>, Ending> {
     let mut frame = first;
     let mut handled = 0;
@@ -897,10 +914,10 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
         reader
             .check_assembly(now)
             .map_err(|error| refused(error, session.core.outbox()))?;
-        if let Some(request) = session.core.on_read(item, now, &sessions.stalls)?
-            && let Some(request) = deliver_now(session, request)
-        {
-            return Ok(Some(request));
+        match session.core.on_read(item, now, &sessions.stalls)? {
+            Some(Request::Input { seq, payload }) => inputs.push(seq, payload),
+            Some(request) => return Ok(Some(request)),
+            None => {}
         }
         handled += 1;
         if handled >= FRAMES_PER_PASS || reader.read_buffer().is_empty() {
@@ -913,26 +930,25 @@ fn handle_frames<R: AsyncRead + Unpin + Peek>(
     }
 }
 
-/// Hands an input to the player's room at once when the room's queue has space, so that the
-/// batch of frames goes on without an await; returns any other request, and an input for a
-/// busy room, for [`answer`]. (An input before the player is in a room is dropped, as there.)
-fn deliver_now(session: &Driven, request: Request) -> Option<Request> {
-    let Request::Input { seq, payload } = request else {
-        return Some(request);
-    };
+/// Hands a batch's inputs to the player's room at once when the room's queue has space, so that
+/// the session goes on without an await; gives back the command for a busy room. (Inputs before
+/// the player is in a room are dropped.)
+fn deliver_now(session: &Driven, inputs: Inputs) -> Option<Command> {
     let live = session.live.as_ref()?;
     let room = live.room.as_ref()?;
-    let input = Command::Input {
-        session: live.player.session_id(),
-        seq,
-        payload,
-    };
-    match room.try_send(input) {
-        Ok(()) => None,
-        Err(Command::Input { seq, payload, .. }) => Some(Request::Input { seq, payload }),
-        // try_send gives back the command it was given: never another.
-        Err(_) => None,
+    room.try_send(inputs.into_command(live.player.session_id())?)
+        .err()
+}
+
+/// Sends inputs the room's queue had no space for, waiting while it is full (its players wait
+/// for it: backpressure); then gives back `then`.
+async fn send_waiting<T>(session: &Driven, command: Option<Command>, then: T) -> T {
+    if let Some(command) = command
+        && let Some(room) = session.live.as_ref().and_then(|live| live.room.as_ref())
+    {
+        room.send(command).await;
     }
+    then
 }
 
 /// The end for a read that failed; a WebSocket refusal also sets the close frame's code.
@@ -1271,6 +1287,48 @@ mod tests {
             std::mem::size_of::<crate::transport::tls::TlsSocket>(),
             std::mem::size_of::<usize>()
         );
+        server.stop().await;
+    }
+
+    /// A pipelining client's inputs reach a room whose queue holds a single command: each read's
+    /// inputs go as one command, and a read that finds the queue full waits for it. Every input
+    /// is relayed, once, in the order sent.
+    #[tokio::test(start_paused = true)]
+    async fn pipelined_inputs_reach_a_room_with_a_queue_of_one_in_order() {
+        use futures_util::SinkExt;
+        let server = TestServer::start(Echo, |c| {
+            c.rooms.queue = 1;
+            c.session.rate_limit_per_sec = 1_000_000;
+            c.session.rate_limit_burst = 1_000_000;
+        })
+        .await;
+        let mut client = server.join("pipeliner", "narrow").await.expect("welcome");
+        const INPUTS: u64 = 500;
+        for seq in 1..=INPUTS {
+            let payload = Bytes::copy_from_slice(&seq.to_be_bytes());
+            client
+                .framed
+                .feed(ClientMessage::Input { seq, payload })
+                .await
+                .expect("feed");
+        }
+        SinkExt::<ClientMessage>::flush(&mut client.framed)
+            .await
+            .expect("flush");
+        let mut relayed = Vec::new();
+        while relayed.len() < INPUTS as usize {
+            // The clock is paused: a lost input ends the wait at once, not after a real minute.
+            match tokio::time::timeout(Duration::from_secs(60), client.recv()).await {
+                Ok(Some(ServerMessage::Event { payload, .. })) => relayed.push(payload),
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the session ended after {} events", relayed.len()),
+                Err(_) => panic!("no event for a minute after {} events", relayed.len()),
+            }
+        }
+        let expected: Vec<Bytes> = (1..=INPUTS)
+            .map(|seq| Bytes::copy_from_slice(&seq.to_be_bytes()))
+            .collect();
+        assert_eq!(relayed, expected);
         server.stop().await;
     }
 
