@@ -805,18 +805,11 @@ async fn answer(sessions: &Sessions, session: &mut Driven, request: Request) -> 
             }
         }
         Request::Input { seq, payload } => {
-            // (A batch of frames hands its inputs to the room together, [`deliver_now`]; one
-            // given here goes alone, waiting while the room's queue is full.)
-            if let Some(live) = &session.live
-                && let Some(room) = &live.room
-            {
-                let input = Command::Input {
-                    session: live.player.session_id(),
-                    seq,
-                    payload,
-                };
-                room.send(input).await;
-            }
+            // (The frames of a pass hand their inputs on together, in `handle_frames`; one
+            // given here goes the same way, alone.)
+            let mut inputs = Inputs::default();
+            inputs.push(seq, payload);
+            send_waiting(session, deliver_now(session, inputs), ()).await;
         }
     }
     Ok(())
